@@ -1,0 +1,127 @@
+"""The headless command line: ``python main.py export --out DIR [options]``.
+
+Bad options exit with status 2 and one line on stderr (never a traceback).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from core.config import BOOK_TEXT, DEVICES, DTYPES, INITS, AttentionConfig, ConfigError
+
+PROG = "python main.py"
+
+
+class _OneLineParser(argparse.ArgumentParser):
+    """argparse that reports errors as a single stderr line and exits 2."""
+
+    def error(self, message: str):  # noqa: D401 - argparse API
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _int_arg(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+
+
+def _float_arg(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+
+
+def add_config_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("attention configuration (defaults: the book's example)")
+    g.add_argument("--embeddings", default=None, metavar="book|random|PATH.csv",
+                   help="token embeddings: the book's 3-d vectors (default), seeded random vectors "
+                        "for --text, or a CSV with 'token, v1, …, v_d' rows (default: book, or random when --text is given)")
+    g.add_argument("--text", default=None, help=f"the sentence to attend over (default: {BOOK_TEXT!r})")
+    g.add_argument("--d-in", type=_int_arg, default=None, metavar="N",
+                   help="embedding width (default: 3, or the CSV's width)")
+    g.add_argument("--d-out", type=_int_arg, default=2, metavar="N", help="projection width, all heads together (default: 2)")
+    g.add_argument("--heads", type=_int_arg, default=2, metavar="N", help="heads of the multi-head stage; must divide --d-out (default: 2)")
+    g.add_argument("--init", default="linear", metavar="|".join(INITS),
+                   help="weight init: rand = torch.rand (SelfAttention_v1), linear = nn.Linear (default)")
+    g.add_argument("--seed", type=_int_arg, default=123, metavar="N", help="torch.manual_seed before each stage's weights (default: 123)")
+    g.add_argument("--causal", action=argparse.BooleanOptionalAction, default=True,
+                   help="mask future tokens in the causal and multi-head stages (default: on)")
+    g.add_argument("--dropout", type=_float_arg, default=0.0, metavar="P", help="dropout on the causal attention weights, in [0, 1) (default: 0)")
+    g.add_argument("--dropout-seed", type=_int_arg, default=123, metavar="N", help="torch.manual_seed before dropout (default: 123)")
+    g.add_argument("--qkv-bias", action="store_true", help="add a bias to the query/key/value projections")
+    g.add_argument("--batch", type=_int_arg, default=1, metavar="N", help="stack N copies of the inputs, as the book does (default: 1)")
+    g.add_argument("--device", default="auto", metavar="|".join(DEVICES), help="auto = cuda when available (default), cpu or cuda")
+    g.add_argument("--dtype", default="float32", metavar="|".join(DTYPES), help="float32 (default) or float64")
+
+
+def config_from_args(args: argparse.Namespace) -> AttentionConfig:
+    """Build the config; raises ConfigError naming the field."""
+    embeddings = args.embeddings or ("random" if args.text is not None else "book")
+    d_in = args.d_in
+    if d_in is None:
+        d_in = 3
+        if embeddings not in ("book", "random"):
+            from core.inputs import load_embeddings_csv
+            try:
+                d_in = len(load_embeddings_csv(embeddings).values[0])
+            except ValueError as exc:
+                raise ConfigError("embeddings", str(exc)) from None
+    return AttentionConfig(
+        embeddings=embeddings,
+        text=args.text if args.text is not None else BOOK_TEXT,
+        d_in=d_in, d_out=args.d_out, num_heads=args.heads, init=args.init, seed=args.seed,
+        causal=args.causal, dropout=args.dropout, dropout_seed=args.dropout_seed,
+        qkv_bias=args.qkv_bias, batch=args.batch, device=args.device, dtype=args.dtype,
+    )
+
+
+_OPTION_OF_FIELD = {"num_heads": "--heads", "d_in": "--d-in", "d_out": "--d-out",
+                    "dropout_seed": "--dropout-seed", "qkv_bias": "--qkv-bias"}
+
+
+def option_name(field: str) -> str:
+    return _OPTION_OF_FIELD.get(field, "--" + field.replace("_", "-"))
+
+
+def export_parser() -> argparse.ArgumentParser:
+    p = _OneLineParser(
+        prog=f"{PROG} export",
+        description="Compute every stage of chapter 3's attention for one configuration and write "
+                    "one CSV per 2-D slice of every intermediate plus manifest.json.",
+    )
+    p.add_argument("--out", required=True, metavar="DIR", help="folder to write into (created if missing)")
+    p.add_argument("--format", default="csv", choices=("csv", "npy", "npz"),
+                   help="csv (default): one file per 2-D slice; npy: one file per tensor; npz: one archive")
+    add_config_options(p)
+    return p
+
+
+def run_export(argv: list[str]) -> int:
+    parser = export_parser()
+    args = parser.parse_args(argv)
+    from core.export import ExportError, export_trace
+    from core.memory import MemoryBudgetError, check_memory
+    from core.trace import build_trace
+
+    try:
+        cfg = config_from_args(args)
+        check_memory(cfg)
+        trace = build_trace(cfg)
+    except ConfigError as exc:
+        parser.exit(2, f"{parser.prog}: error: {option_name(exc.field)}: {exc.message}\n")
+    except MemoryBudgetError as exc:
+        parser.exit(2, f"{parser.prog}: error: {exc}\n")
+    except MemoryError:
+        parser.exit(1, f"{parser.prog}: error: out of memory while computing the trace; reduce the tokens, --d-out or --batch\n")
+    for note in trace.notes:
+        print(f"note: {note}", file=sys.stderr)
+    try:
+        out = export_trace(trace, args.out, fmt=args.format)
+    except ExportError as exc:
+        parser.exit(2, f"{parser.prog}: error: --out: {exc}\n")
+    n = sum(1 for _ in trace)
+    print(f"wrote {n} intermediates of {len(trace.stages)} stages to {out} "
+          f"({trace.device}, trace {trace.compute_ms:.1f} ms)")
+    return 0

@@ -1,0 +1,259 @@
+"""Export a trace: one CSV per 2-D slice of every intermediate, plus manifest.json.
+
+CSV layout: a header row of column labels (first cell: the row axis), then one row per
+row label. float32 values are written with 9 significant digits and float64 with 17, so
+reading them back gives the same number; −inf is written as ``-inf``.
+
+Writing is atomic at the folder level: files go to a hidden temporary folder beside the
+target and are moved into place only when all are written, so a failed or cancelled
+export leaves the target as it was.
+"""
+from __future__ import annotations
+
+import io
+import itertools
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Callable, Iterable
+
+import numpy as np
+
+from core.trace import Intermediate, Trace
+
+MANIFEST_VERSION = 1
+
+
+class ExportError(Exception):
+    """An export that could not be written; the message says what to fix."""
+
+
+class ExportCancelled(Exception):
+    """The export was cancelled; nothing was written."""
+
+
+def format_value(v: float, digits: int) -> str:
+    if np.isnan(v):
+        return "nan"
+    if np.isinf(v):
+        return "-inf" if v < 0 else "inf"
+    return format(float(v), f".{digits}g")
+
+
+def slice_csv(arr: np.ndarray, row_labels, col_labels, corner: str = "") -> str:
+    """One 2-D (or 1-D, as a single row) array as CSV text with labels."""
+    digits = 17 if arr.dtype == np.float64 else 9
+    if arr.ndim == 1:
+        arr = arr.reshape(1, -1)
+    buf = io.StringIO()
+    buf.write(",".join([_cell(corner)] + [_cell(c) for c in col_labels]) + "\n")
+    fmt = np.vectorize(lambda v: format_value(v, digits), otypes=[object])
+    texts = fmt(arr) if arr.size else np.empty(arr.shape, dtype=object)
+    for label, row in zip(row_labels, texts):
+        buf.write(_cell(label) + "," + ",".join(row) + "\n")
+    return buf.getvalue()
+
+
+def _cell(text: str) -> str:
+    text = str(text)
+    if any(ch in text for ch in ',"\n\r') or text != text.strip():
+        return '"' + text.replace('"', '""') + '"'
+    return text
+
+
+def slices(item: Intermediate) -> Iterable[tuple[list[int], np.ndarray]]:
+    """(leading indices, 2-D or 1-D slice) for every slice of an intermediate."""
+    arr = item.numpy()
+    lead = item.lead_axes()
+    for index in itertools.product(*(range(n) for n in arr.shape[:lead])):
+        yield list(index), arr[index]
+
+
+def slice_filename(item: Intermediate, index: list[int]) -> str:
+    parts = [item.name] + [f"{kind[0]}{i}" for kind, i in zip(item.axes, index)]
+    return f"{item.stage}/{'_'.join(parts)}.{'csv'}"
+
+
+def slice_labels(item: Intermediate) -> tuple[tuple[str, ...], tuple[str, ...], str]:
+    """(row labels, column labels, corner cell) of the displayed slice."""
+    if len(item.axes) == 1 or item.tensor.dim() == 1:
+        return (item.name,), item.labels[-1], item.axes[-1]
+    return item.labels[-2], item.labels[-1], f"{item.axes[-2]}\\{item.axes[-1]}"
+
+
+def _entries(trace: Trace):
+    for item in trace:
+        rows, cols, corner = slice_labels(item)
+        for index, arr in slices(item):
+            yield item, index, arr, rows, cols, corner
+
+
+def count_slices(trace: Trace) -> int:
+    total = 0
+    for item in trace:
+        total += int(np.prod(item.shape[:item.lead_axes()], dtype=np.int64)) if item.lead_axes() else 1
+    return total
+
+
+def export_trace(trace: Trace, out_dir: str | Path, fmt: str = "csv",
+                 progress: Callable[[int, int], None] | None = None,
+                 cancelled: Callable[[], bool] | None = None) -> Path:
+    """Write the trace to ``out_dir`` (created if missing). fmt: "csv", "npy" or "npz".
+
+    ``progress(done, total)`` is called after each file; ``cancelled()`` is polled and, when
+    true, the export stops with ExportCancelled and leaves ``out_dir`` untouched.
+    """
+    if fmt not in ("csv", "npy", "npz"):
+        raise ExportError(f"format must be csv, npy or npz, got {fmt!r}")
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise ExportError(f"{out} is a file; choose a folder to export into")
+    parent = out.parent if str(out.parent) else Path(".")
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ExportError(f"cannot create {parent}: {exc.strerror or exc}") from None
+    try:
+        staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=parent))
+    except OSError as exc:
+        raise ExportError(f"cannot write into {parent}: {exc.strerror or exc}") from None
+    try:
+        files = _write_all(trace, staging, fmt, progress, cancelled)
+        _move_into(staging, out, files)
+    except ExportCancelled:
+        raise
+    except OSError as exc:
+        raise ExportError(f"cannot write the export to {out}: {exc.strerror or exc}") from None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return out
+
+
+def _write_all(trace, staging: Path, fmt, progress, cancelled) -> list[str]:
+    tensors = []
+    written: list[str] = []
+    total = count_slices(trace) if fmt != "npz" else len(list(trace))
+    done = 0
+    npz_arrays = {}
+    for stage in trace.stages:
+        (staging / stage).mkdir(exist_ok=True)
+    if fmt == "npz":
+        for item in trace:
+            if cancelled and cancelled():
+                raise ExportCancelled()
+            npz_arrays[f"{item.stage}/{item.name}"] = item.numpy()
+            tensors.append({"stage": item.stage, "name": item.name, "index": [], "shape": list(item.shape),
+                            "axes": list(item.axes), "file": "trace.npz", "key": f"{item.stage}/{item.name}"})
+            done += 1
+            if progress:
+                progress(done, total)
+        np.savez(staging / "trace.npz", **npz_arrays)
+        written.append("trace.npz")
+    else:
+        for item in trace:
+            if fmt == "npy":
+                if cancelled and cancelled():
+                    raise ExportCancelled()
+                rel = f"{item.stage}/{item.name}.npy"
+                np.save(staging / rel, item.numpy())
+                written.append(rel)
+                tensors.append({"stage": item.stage, "name": item.name, "index": [], "shape": list(item.shape),
+                                "axes": list(item.axes), "file": rel})
+                done += int(np.prod(item.shape[:item.lead_axes()], dtype=np.int64)) if item.lead_axes() else 1
+                if progress:
+                    progress(done, total)
+                continue
+            rows, cols, corner = slice_labels(item)
+            for index, arr in slices(item):
+                if cancelled and cancelled():
+                    raise ExportCancelled()
+                rel = slice_filename(item, index)
+                (staging / rel).write_text(slice_csv(arr, rows, cols, corner), encoding="utf-8")
+                written.append(rel)
+                tensors.append({"stage": item.stage, "name": item.name, "index": index,
+                                "shape": list(arr.shape), "file": rel})
+                done += 1
+                if progress:
+                    progress(done, total)
+    manifest = {
+        "version": MANIFEST_VERSION,
+        "config": trace.config.to_dict(),
+        "device": trace.device,
+        "tokens": list(trace.tokens),
+        "format": fmt,
+        "tensors": tensors,
+    }
+    (staging / "manifest.json").write_text(json.dumps(manifest, indent=1), encoding="utf-8")
+    written.append("manifest.json")
+    return written
+
+
+def _move_into(staging: Path, out: Path, files: list[str]) -> None:
+    """Move the finished files into ``out``; on failure, remove what was moved."""
+    created_root = not out.exists()
+    out.mkdir(parents=True, exist_ok=True)
+    moved: list[Path] = []
+    replaced: list[tuple[Path, Path]] = []
+    backup = Path(tempfile.mkdtemp(prefix=f".{out.name}.backup-", dir=out.parent))
+    try:
+        for rel in files:
+            src, dst = staging / rel, out / rel
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            if dst.exists():
+                keep = backup / rel
+                keep.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(dst, keep)
+                replaced.append((keep, dst))
+            os.replace(src, dst)
+            moved.append(dst)
+    except BaseException:
+        for dst in moved:
+            dst.unlink(missing_ok=True)
+        for keep, dst in replaced:
+            os.replace(keep, dst)
+        for stage_dir in sorted({(out / f).parent for f in files}, reverse=True):
+            if stage_dir != out and stage_dir.exists() and not any(stage_dir.iterdir()):
+                stage_dir.rmdir()
+        if created_root and out.exists() and not any(out.iterdir()):
+            out.rmdir()
+        raise
+    finally:
+        shutil.rmtree(backup, ignore_errors=True)
+
+
+def write_matrix_csv(item: Intermediate, index: list[int], path: str | Path) -> Path:
+    """One slice of one intermediate as CSV, written atomically (temp file, then rename)."""
+    arr = item.numpy()[tuple(index)] if index else item.numpy()
+    rows, cols, corner = slice_labels(item)
+    return write_text_atomic(path, slice_csv(arr, rows, cols, corner))
+
+
+def write_text_atomic(path: str | Path, text: str) -> Path:
+    p = Path(path)
+    if p.is_dir():
+        raise ExportError(f"{p} is a folder; choose a file name")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent if str(p.parent) else ".")
+    except OSError as exc:
+        raise ExportError(f"cannot write into {p.parent}: {exc.strerror or exc}") from None
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+            fh.write(text)
+        os.replace(tmp, p)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise ExportError(f"cannot write {p}: {exc.strerror or exc}") from None
+    return p
+
+
+def read_csv_slice(path: str | Path, dtype=np.float32) -> tuple[list[str], list[str], np.ndarray]:
+    """Read back a CSV written by ``slice_csv``: (row labels, column labels, values)."""
+    import csv
+    with open(path, encoding="utf-8", newline="") as fh:
+        rows = list(csv.reader(fh))
+    cols = rows[0][1:]
+    labels = [r[0] for r in rows[1:]]
+    values = np.array([[float(c) for c in r[1:]] for r in rows[1:]], dtype=dtype)
+    return labels, cols, values

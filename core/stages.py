@@ -1,0 +1,142 @@
+"""One pure function per stage of chapter 3, each returning its named intermediates.
+
+Each function takes tensors (already on the trace's device and dtype) and returns an
+ordered ``dict`` name -> new tensor, using DESIGN.md's vocabulary. Batched stages work on
+(b, T, ·) inputs; the trace drops the batch axis again when b == 1.
+"""
+from __future__ import annotations
+
+import torch
+
+from core import steps
+from core.weights import Projection
+
+
+def _weights(prefix: str, proj: dict[str, Projection]) -> dict[str, torch.Tensor]:
+    out = {f"{prefix}W_{role}": p.W for role, p in proj.items()}
+    for role, p in proj.items():
+        if p.b is not None:
+            out[f"{prefix}b_{role}"] = p.b
+    return out
+
+
+def simplified(inputs: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Section 3.3: scores X Xᵀ, naive ω/Σω, softmax, context α X.  inputs: (T, d_in)."""
+    attn_scores = steps.dot_scores(inputs, inputs)                 # (T, T)
+    attn_weights_sumnorm = steps.sum_normalize(attn_scores)        # (T, T)
+    attn_weights = steps.softmax_rows(attn_scores)                 # (T, T)
+    context_vecs = steps.mix(attn_weights, inputs)                 # (T, d_in)
+    return {
+        "inputs": inputs,
+        "attn_scores": attn_scores,
+        "attn_weights_sumnorm": attn_weights_sumnorm,
+        "attn_weights": attn_weights,
+        "context_vecs": context_vecs,
+    }
+
+
+def trainable(inputs: torch.Tensor, qkv: dict[str, Projection]) -> dict[str, torch.Tensor]:
+    """Section 3.4: Q, K, V, scores Q Kᵀ, scaled by 1/√d_k, softmax, context A V."""
+    queries = steps.project(inputs, qkv["query"])                  # (T, d_out)
+    keys = steps.project(inputs, qkv["key"])                       # (T, d_out)
+    values = steps.project(inputs, qkv["value"])                   # (T, d_out)
+    attn_scores = steps.dot_scores(queries, keys)                  # (T, T)
+    scaled_scores = steps.scale(attn_scores, keys.shape[-1])       # (T, T)
+    attn_weights = steps.softmax_rows(scaled_scores)               # (T, T)
+    context_vecs = steps.mix(attn_weights, values)                 # (T, d_out)
+    return {
+        **_weights("", qkv),
+        "queries": queries,
+        "keys": keys,
+        "values": values,
+        "attn_scores": attn_scores,
+        "scaled_scores": scaled_scores,
+        "attn_weights": attn_weights,
+        "context_vecs": context_vecs,
+    }
+
+
+def causal(batch_inputs: torch.Tensor, qkv: dict[str, Projection], mask: torch.Tensor,
+           keep: torch.Tensor, p: float) -> dict[str, torch.Tensor]:
+    """Section 3.5: both masking approaches, dropout, context.  batch_inputs: (b, T, d_in).
+
+    mask: (T, T) with 1 where attending is allowed; keep: (b, T, T) dropout keep mask.
+    """
+    queries = steps.project(batch_inputs, qkv["query"])            # (b, T, d_out)
+    keys = steps.project(batch_inputs, qkv["key"])                 # (b, T, d_out)
+    values = steps.project(batch_inputs, qkv["value"])             # (b, T, d_out)
+    d_k = keys.shape[-1]
+    attn_scores = steps.dot_scores(queries, keys)                  # (b, T, T)
+    # Approach B: −inf above the diagonal, then softmax (what CausalAttention does).
+    masked_scores = steps.mask_scores(attn_scores, mask)           # (b, T, T)
+    attn_weights = steps.softmax_rows(steps.scale(masked_scores, d_k))
+    # Approach A: softmax first, zero the future, renormalise the rows.
+    masked_simple = steps.zero_masked(steps.softmax_rows(steps.scale(attn_scores, d_k)), mask)
+    renormalized_weights = steps.renormalize(masked_simple)        # (b, T, T)
+    dropped_weights = steps.apply_dropout(attn_weights, keep, p)   # (b, T, T)
+    context_vecs = steps.mix(dropped_weights, values)              # (b, T, d_out)
+    return {
+        "mask": mask,
+        "attn_scores": attn_scores,
+        "masked_scores": masked_scores,
+        "attn_weights": attn_weights,
+        "masked_simple": masked_simple,
+        "renormalized_weights": renormalized_weights,
+        "dropout_mask": keep,
+        "dropped_weights": dropped_weights,
+        "context_vecs": context_vecs,
+    }
+
+
+def causal_head(batch_inputs: torch.Tensor, qkv: dict[str, Projection], mask: torch.Tensor) -> torch.Tensor:
+    """One CausalAttention head in eval mode (no dropout): (b, T, d_in) -> (b, T, hd)."""
+    queries = steps.project(batch_inputs, qkv["query"])
+    keys = steps.project(batch_inputs, qkv["key"])
+    values = steps.project(batch_inputs, qkv["value"])
+    scores = steps.mask_scores(steps.dot_scores(queries, keys), mask)
+    weights = steps.softmax_rows(steps.scale(scores, keys.shape[-1]))
+    return steps.mix(weights, values)
+
+
+def _stack_heads(heads: list[dict[str, Projection]]) -> dict[str, torch.Tensor]:
+    out = {}
+    for role in ("query", "key", "value"):
+        out[f"wrapper_W_{role}"] = torch.stack([h[role].W for h in heads])          # (h, d_in, hd)
+    for role in ("query", "key", "value"):
+        if heads[0][role].b is not None:
+            out[f"wrapper_b_{role}"] = torch.stack([h[role].b for h in heads])      # (h, hd)
+    return out
+
+
+def wrapper(batch_inputs: torch.Tensor, heads: list[dict[str, Projection]], mask: torch.Tensor) -> dict[str, torch.Tensor]:
+    """MultiHeadAttentionWrapper: independent causal heads, outputs concatenated."""
+    per_head = [causal_head(batch_inputs, h, mask) for h in heads]             # h × (b, T, hd)
+    return {**_stack_heads(heads), "wrapper_context_vecs": torch.cat(per_head, dim=-1)}  # (b, T, d_out)
+
+
+def fused(batch_inputs: torch.Tensor, qkv: dict[str, Projection], out_proj: Projection,
+          num_heads: int, mask: torch.Tensor) -> dict[str, torch.Tensor]:
+    """MultiHeadAttention: one projection per role, split into heads, merged, out_proj."""
+    queries = steps.split_heads(steps.project(batch_inputs, qkv["query"]), num_heads)  # (b, h, T, hd)
+    keys = steps.split_heads(steps.project(batch_inputs, qkv["key"]), num_heads)       # (b, h, T, hd)
+    values = steps.split_heads(steps.project(batch_inputs, qkv["value"]), num_heads)   # (b, h, T, hd)
+    attn_scores = steps.dot_scores(queries, keys)                                     # (b, h, T, T)
+    masked_scores = steps.mask_scores(attn_scores, mask)                              # (b, h, T, T)
+    attn_weights = steps.softmax_rows(steps.scale(masked_scores, keys.shape[-1]))     # (b, h, T, T)
+    context_heads = steps.mix(attn_weights, values)                                   # (b, h, T, hd)
+    context_concat = steps.merge_heads(context_heads)                                 # (b, T, d_out)
+    context_vecs = steps.project(context_concat, out_proj)                            # (b, T, d_out)
+    return {
+        **_weights("", qkv),
+        "queries": queries,
+        "keys": keys,
+        "values": values,
+        "attn_scores": attn_scores,
+        "masked_scores": masked_scores,
+        "attn_weights": attn_weights,
+        "context_heads": context_heads,
+        "context_concat": context_concat,
+        "W_out": out_proj.W,
+        "b_out": out_proj.b,
+        "context_vecs": context_vecs,
+    }

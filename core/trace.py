@@ -1,0 +1,174 @@
+"""The trace: every intermediate of every stage for one config, in the chapter's order.
+
+``build_trace(config)`` draws the weights as the book does, runs the stage functions and
+wraps each tensor with its vocabulary entry (symbol, formula, axes and axis labels). The
+trace is read-only: look intermediates up with ``trace["causal", "attn_weights"]``.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Iterator
+
+import numpy as np
+import torch
+
+from core import stages, steps, weights
+from core.config import AttentionConfig
+from core.device import resolve_device
+from core.inputs import Inputs, resolve_inputs
+from core.vocabulary import STAGES, VOCABULARY, Term
+
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+@dataclass(frozen=True, eq=False)
+class Intermediate:
+    """One named tensor of the trace with what a view needs to label it."""
+
+    stage: str
+    name: str
+    tensor: torch.Tensor
+    term: Term
+    axes: tuple[str, ...]                 # axis kinds, e.g. ("batch", "head", "query", "key")
+    labels: tuple[tuple[str, ...], ...]   # one label per index along each axis
+    _cache: dict = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.tensor.shape)
+
+    @property
+    def symbol(self) -> str:
+        return self.term.symbol
+
+    @property
+    def formula(self) -> str:
+        return self.term.formula
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.stage, self.name)
+
+    def numpy(self) -> np.ndarray:
+        """A read-only CPU copy (cached)."""
+        if "np" not in self._cache:
+            arr = self.tensor.detach().to("cpu").numpy().copy()
+            arr.setflags(write=False)
+            self._cache["np"] = arr
+        return self._cache["np"]
+
+    def lead_axes(self) -> int:
+        """How many leading (batch/head) axes come before the displayed 2-D (or 1-D) slice."""
+        return max(self.tensor.dim() - 2, 0)
+
+
+@dataclass(frozen=True, eq=False)
+class Trace:
+    config: AttentionConfig
+    inputs: Inputs
+    device: str                                   # the device actually used ("cpu", "cuda")
+    stages: dict[str, dict[str, Intermediate]]    # stage -> name -> intermediate, in order
+    compute_ms: float
+    notes: tuple[str, ...] = ()                   # e.g. "cuda is not available; using cpu"
+
+    def __getitem__(self, key: tuple[str, str]) -> Intermediate:
+        stage, name = key
+        return self.stages[stage][name]
+
+    def __contains__(self, key) -> bool:
+        stage, name = key
+        return stage in self.stages and name in self.stages[stage]
+
+    def __iter__(self) -> Iterator[Intermediate]:
+        for stage in self.stages.values():
+            yield from stage.values()
+
+    @property
+    def tokens(self) -> tuple[str, ...]:
+        return self.inputs.tokens
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return self.inputs.labels
+
+
+def axis_labels(kind: str, size: int, token_labels: tuple[str, ...]) -> tuple[str, ...]:
+    if kind in ("token", "query", "key"):
+        return token_labels
+    prefix = {"in": "in", "out": "out", "hd": "d", "head": "head", "batch": "batch"}[kind]
+    return tuple(f"{prefix}{i}" for i in range(size))
+
+
+def _wrap(stage: str, named: dict[str, torch.Tensor], batch: int, token_labels) -> dict[str, Intermediate]:
+    out = {}
+    for name, tensor in named.items():
+        term = VOCABULARY[stage][name]
+        axes = term.axes
+        if term.batched:
+            if batch == 1:
+                tensor = tensor.squeeze(0)    # (1, …) -> (…)
+            else:
+                axes = ("batch",) + axes
+        if tensor.dim() != len(axes):
+            raise AssertionError(f"{stage}.{name}: shape {tuple(tensor.shape)} does not match axes {axes}")
+        labels = tuple(axis_labels(k, n, token_labels) for k, n in zip(axes, tensor.shape))
+        out[name] = Intermediate(stage, name, tensor, term, axes, labels)
+    return out
+
+
+def build_trace(config: AttentionConfig, inputs: Inputs | None = None,
+                only: tuple[str, ...] = STAGES) -> Trace:
+    """Compute the stages in ``only`` (all by default) for ``config``.
+
+    ``inputs`` overrides the config's embeddings source (the GUI's edited table); its width
+    must equal config.d_in. Raises ConfigError for problems with the inputs.
+    """
+    from core.config import ConfigError
+
+    started = time.perf_counter()
+    inp = inputs if inputs is not None else resolve_inputs(config)
+    if len(inp.values[0]) != config.d_in:
+        raise ConfigError("d_in", f"the inputs have {len(inp.values[0])} values per token but d_in is {config.d_in}")
+    device, note = resolve_device(config.device)
+    dtype = DTYPES[config.dtype]
+    token_labels = inp.labels
+    num_tokens = len(inp.tokens)
+    b = config.batch
+    x = inp.tensor(dtype).to(device)                                          # (T, d_in)
+    # The book stacks copies: torch.stack((inputs, inputs)). expand is a copy-free view.
+    xb = x.unsqueeze(0).expand(b, num_tokens, config.d_in)                    # (b, T, d_in)
+    mask = steps.causal_mask(num_tokens, config.causal, device=device, dtype=dtype)  # (T, T)
+
+    def qkv(d_out):
+        drawn = weights.draw_qkv(config.init, config.seed, config.d_in, d_out, config.qkv_bias)
+        return {r: p.to(device, dtype) for r, p in drawn.items()}
+
+    result: dict[str, dict[str, Intermediate]] = {}
+    with torch.no_grad():
+        for stage in STAGES:
+            if stage not in only:
+                continue
+            if stage == "simplified":
+                named = stages.simplified(x)
+            elif stage == "trainable":
+                named = stages.trainable(x, qkv(config.d_out))
+            elif stage == "causal":
+                keep = weights.draw_dropout_mask((b, num_tokens, num_tokens), config.dropout, config.dropout_seed)
+                named = stages.causal(xb, qkv(config.d_out), mask, keep.to(device, dtype), config.dropout)
+            else:
+                heads = weights.draw_wrapper_heads(config.init, config.seed, config.d_in, config.head_dim,
+                                                   config.num_heads, config.qkv_bias)
+                heads = [{r: p.to(device, dtype) for r, p in h.items()} for h in heads]
+                fqkv, out_proj = weights.draw_fused(config.init, config.seed, config.d_in, config.d_out,
+                                                    config.qkv_bias)
+                named = {
+                    **stages.wrapper(xb, heads, mask),
+                    **stages.fused(xb, {r: p.to(device, dtype) for r, p in fqkv.items()},
+                                   out_proj.to(device, dtype), config.num_heads, mask),
+                }
+            result[stage] = _wrap(stage, named, b, token_labels)
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    elapsed = (time.perf_counter() - started) * 1000.0
+    return Trace(config, inp, device, result, elapsed, (note,) if note else ())
