@@ -81,13 +81,16 @@ def parse_embeddings_csv(text: str, source: str = "CSV") -> Inputs:
     The header is recognised by its non-numeric value cells (an exported `inputs.csv`
     reads back as it was written). Raises ValueError with a message saying what to fix.
     """
-    rows = [r for r in csv.reader(text.splitlines()) if any(c.strip() for c in r)]
+    try:
+        rows = [r for r in csv.reader(text.splitlines()) if any(c.strip() for c in r)]
+    except csv.Error as exc:  # e.g. a field over csv.field_size_limit()
+        raise ValueError(f"{source} is not a readable CSV file: {exc}") from None
     if not rows:
         raise ValueError(f"{source} is empty; expected rows of 'token, v1, v2, …'")
     if len(rows[0]) < 2:
         raise ValueError(f"{source}: line 1 has no values; expected 'token, v1, v2, …'")
     header_line = 0
-    if not all(_is_number(c) for c in rows[0][1:]):
+    if not any(_is_number(c) for c in rows[0][1:]):  # a header has no numeric value cells
         header_line = 1
         rows = rows[1:]
         if not rows:
@@ -119,15 +122,23 @@ def parse_embeddings_csv(text: str, source: str = "CSV") -> Inputs:
 
 def load_embeddings_csv(path: str | Path) -> Inputs:
     p = Path(path)
-    if not p.exists():
-        raise ValueError(f"{p} does not exist")
-    if not p.is_file():
-        raise ValueError(f"{p} is not a file")
+    try:
+        if not p.exists():
+            raise ValueError(f"{p} does not exist")
+        if not p.is_file():
+            raise ValueError(f"{p} is not a file")
+    except OSError as exc:  # e.g. a name too long for the file system
+        raise ValueError(f"{_short(str(p))} cannot be opened: {exc.strerror or exc}") from None
     try:
         text = p.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
         raise ValueError(f"{p} cannot be read: {exc}") from None
     return parse_embeddings_csv(text, source=str(p))
+
+
+def _short(text: str, limit: int = 80) -> str:
+    """A path shortened for a one-line message."""
+    return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
 def _is_number(cell: str) -> bool:

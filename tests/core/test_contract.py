@@ -1,0 +1,31 @@
+"""Architecture contract: nothing under core/ imports Qt (PySide6) or pyqtgraph."""
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+CORE = Path(__file__).resolve().parents[2] / "core"
+FORBIDDEN = ("PySide6", "PyQt5", "PyQt6", "shiboken6", "pyqtgraph", "gui")
+
+
+def test_core_sources_import_no_qt():
+    offenders = []
+    for path in CORE.rglob("*.py"):
+        tree = ast.parse(path.read_text(), filename=str(path))
+        for node in ast.walk(tree):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            offenders += [f"{path.name}: {n}" for n in names if n.split(".")[0] in FORBIDDEN]
+    assert not offenders, offenders
+
+
+def test_importing_and_running_core_loads_no_qt():
+    code = ("import sys, core, core.cli, core.export, core.equivalence, core.book, core.memory;"
+            "core.build_trace(core.AttentionConfig(device='cpu'));"
+            "bad=[m for m in sys.modules if m.split('.')[0] in ('PySide6','shiboken6','pyqtgraph','gui')];"
+            "print(bad); sys.exit(1 if bad else 0)")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=CORE.parent)
+    assert res.returncode == 0, res.stdout + res.stderr
