@@ -10,9 +10,9 @@ import csv
 import math
 import re
 import zlib
-from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 BOOK_TOKENS = ("Your", "journey", "starts", "with", "one", "step")
@@ -43,19 +43,45 @@ def unique_labels(tokens: list[str] | tuple[str, ...]) -> tuple[str, ...]:
     return tuple(labels)
 
 
-@dataclass(frozen=True)
 class Inputs:
-    """Tokens and their embeddings (CPU, float64 values as given; cast per trace)."""
+    """Tokens and their embeddings: a read-only (T, d_in) float64 array on the CPU."""
 
-    tokens: tuple[str, ...]
-    values: tuple[tuple[float, ...], ...]
+    __slots__ = ("tokens", "array")
+
+    def __init__(self, tokens, values):
+        arr = np.array(values, dtype=np.float64)  # (T, d_in), a private copy
+        if arr.ndim != 2 or arr.shape[0] != len(tokens):
+            raise ValueError(f"expected one row of values per token, got shape {arr.shape} for {len(tokens)} tokens")
+        arr.setflags(write=False)
+        object.__setattr__(self, "tokens", tuple(tokens))
+        object.__setattr__(self, "array", arr)
+
+    def __setattr__(self, name, value):
+        raise AttributeError("Inputs is read-only; make a new one")
+
+    def __eq__(self, other) -> bool:
+        return (isinstance(other, Inputs) and self.tokens == other.tokens
+                and self.array.shape == other.array.shape and bool(np.array_equal(self.array, other.array)))
+
+    __hash__ = None
+
+    def __repr__(self) -> str:
+        return f"Inputs(tokens={self.tokens!r}, shape={self.array.shape})"
+
+    @property
+    def values(self) -> tuple[tuple[float, ...], ...]:
+        return tuple(tuple(row) for row in self.array.tolist())
+
+    @property
+    def width(self) -> int:
+        return int(self.array.shape[1])
 
     @property
     def labels(self) -> tuple[str, ...]:
         return unique_labels(self.tokens)
 
     def tensor(self, dtype: torch.dtype) -> torch.Tensor:
-        return torch.tensor(self.values, dtype=dtype)  # (T, d_in)
+        return torch.tensor(self.array, dtype=dtype)  # (T, d_in), a new tensor
 
 
 def book_inputs() -> Inputs:
@@ -64,15 +90,15 @@ def book_inputs() -> Inputs:
 
 def random_inputs(tokens: list[str], d_in: int, seed: int) -> Inputs:
     """One seeded vector in [0, 1) per distinct word (like the book's values), stable across runs."""
-    cache: dict[str, tuple[float, ...]] = {}
+    cache: dict[str, torch.Tensor] = {}
     rows = []
     for tok in tokens:
         if tok not in cache:
             key = zlib.crc32(tok.lower().encode("utf-8"))
             gen = torch.Generator().manual_seed((seed * 1_000_003 + key) % (2**63))
-            cache[tok] = tuple(torch.rand(d_in, generator=gen, dtype=torch.float64).tolist())
+            cache[tok] = torch.rand(d_in, generator=gen, dtype=torch.float64)
         rows.append(cache[tok])
-    return Inputs(tuple(tokens), tuple(rows))
+    return Inputs(tuple(tokens), torch.stack(rows).numpy())  # (T, d_in)
 
 
 def parse_embeddings_csv(text: str, source: str = "CSV") -> Inputs:
@@ -162,7 +188,7 @@ def resolve_inputs(cfg) -> Inputs:
         inp = load_embeddings_csv(cfg.embeddings)
     except ValueError as exc:
         raise ConfigError("embeddings", str(exc)) from None
-    width = len(inp.values[0])
+    width = inp.width
     if width != cfg.d_in:
         raise ConfigError("d_in", f"the embeddings CSV has {width} values per token but d_in is "
                                   f"{cfg.d_in}; set d_in to {width}")

@@ -128,8 +128,8 @@ def build_trace(config: AttentionConfig, inputs: Inputs | None = None,
 
     started = time.perf_counter()
     inp = inputs if inputs is not None else resolve_inputs(config)
-    if len(inp.values[0]) != config.d_in:
-        raise ConfigError("d_in", f"the inputs have {len(inp.values[0])} values per token but d_in is {config.d_in}")
+    if inp.width != config.d_in:
+        raise ConfigError("d_in", f"the inputs have {inp.width} values per token but d_in is {config.d_in}")
     device, note = resolve_device(config.device)
     dtype = DTYPES[config.dtype]
     token_labels = inp.labels
