@@ -58,14 +58,16 @@ def add_config_options(p: argparse.ArgumentParser) -> None:
 
 def config_from_args(args: argparse.Namespace) -> AttentionConfig:
     """Build the config; raises ConfigError naming the field."""
-    embeddings = args.embeddings or ("random" if args.text is not None else "book")
+    embeddings = args.embeddings
+    if embeddings is None:
+        embeddings = "random" if args.text is not None else "book"
     d_in = args.d_in
     if d_in is None:
         d_in = 3
-        if embeddings not in ("book", "random"):
+        if embeddings.strip() and embeddings not in ("book", "random"):  # a blank one: the config says why
             from core.inputs import load_embeddings_csv
             try:
-                d_in = len(load_embeddings_csv(embeddings).values[0])
+                d_in = load_embeddings_csv(embeddings).width
             except ValueError as exc:
                 raise ConfigError("embeddings", str(exc)) from None
     return AttentionConfig(
@@ -105,6 +107,10 @@ def run_export(argv: list[str]) -> int:
     from core.memory import MemoryBudgetError, check_memory
     from core.trace import build_trace
 
+    if not args.out.strip():
+        parser.exit(2, f"{parser.prog}: error: --out: is empty; name the folder to export into\n")
+    import torch
+    out_of_memory = (MemoryError, getattr(torch, "OutOfMemoryError", MemoryError))
     try:
         cfg = config_from_args(args)
         check_memory(cfg)
@@ -112,15 +118,18 @@ def run_export(argv: list[str]) -> int:
     except ConfigError as exc:
         parser.exit(2, f"{parser.prog}: error: {option_name(exc.field)}: {exc.message}\n")
     except MemoryBudgetError as exc:
-        parser.exit(2, f"{parser.prog}: error: {exc}\n")
-    except MemoryError:
-        parser.exit(1, f"{parser.prog}: error: out of memory while computing the trace; reduce the tokens, --d-out or --batch\n")
+        parser.exit(2, f"{parser.prog}: error: too big for memory: {exc} "
+                       "(options --text, --batch, --heads, --d-in, --d-out)\n")
+    except out_of_memory:
+        parser.exit(2, f"{parser.prog}: error: out of memory while computing the trace; reduce the tokens, --d-out or --batch\n")
     for note in trace.notes:
         print(f"note: {note}", file=sys.stderr)
     try:
         out = export_trace(trace, args.out, fmt=args.format)
     except ExportError as exc:
         parser.exit(2, f"{parser.prog}: error: --out: {exc}\n")
+    except out_of_memory:
+        parser.exit(2, f"{parser.prog}: error: out of memory while writing the export; reduce the tokens, --d-out or --batch\n")
     n = sum(1 for _ in trace)
     print(f"wrote {n} intermediates of {len(trace.stages)} stages to {out} "
           f"({trace.device}, trace {trace.compute_ms:.1f} ms)")

@@ -111,24 +111,52 @@ def export_trace(trace: Trace, out_dir: str | Path, fmt: str = "csv",
     if out.exists() and not out.is_dir():
         raise ExportError(f"{out} is a file; choose a folder to export into")
     parent = out.parent if str(out.parent) else Path(".")
+    created = _missing_ancestors(parent)  # folders this export creates; removed again if it fails
     try:
         parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
+        _remove_empty(created)
         raise ExportError(f"cannot create {parent}: {exc.strerror or exc}") from None
     try:
         staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=parent))
     except OSError as exc:
+        _remove_empty(created)
         raise ExportError(f"cannot write into {parent}: {exc.strerror or exc}") from None
+    done = False
     try:
         files = _write_all(trace, staging, fmt, progress, cancelled)
         _move_into(staging, out, files)
+        done = True
     except ExportCancelled:
         raise
     except OSError as exc:
         raise ExportError(f"cannot write the export to {out}: {exc.strerror or exc}") from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+        if not done:
+            _remove_empty(created)
     return out
+
+
+def _missing_ancestors(folder: Path) -> list[Path]:
+    """``folder`` and its ancestors that do not exist yet, deepest first."""
+    missing = []
+    try:
+        while not folder.exists() and folder != folder.parent:
+            missing.append(folder)
+            folder = folder.parent
+    except OSError:
+        pass
+    return missing
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    """Remove the folders (deepest first) that are still empty; never anything with files in it."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:
+            return
 
 
 def _write_all(trace, staging: Path, fmt, progress, cancelled) -> list[str]:
@@ -196,7 +224,13 @@ def _move_into(staging: Path, out: Path, files: list[str]) -> None:
     out.mkdir(parents=True, exist_ok=True)
     moved: list[Path] = []
     replaced: list[tuple[Path, Path]] = []
-    backup = Path(tempfile.mkdtemp(prefix=f".{out.name}.backup-", dir=out.parent))
+    try:
+        backup = Path(tempfile.mkdtemp(prefix=f".{out.name}.backup-", dir=out.parent))
+    except BaseException:
+        if created_root:
+            _remove_empty([out])
+        raise
+    restored = True
     try:
         for rel in files:
             src, dst = staging / rel, out / rel
@@ -212,15 +246,22 @@ def _move_into(staging: Path, out: Path, files: list[str]) -> None:
         for dst in moved:
             dst.unlink(missing_ok=True)
         for keep, dst in replaced:
-            os.replace(keep, dst)
+            try:
+                os.replace(keep, dst)
+            except OSError:
+                restored = False  # keep the backup folder: it holds the user's earlier file
         for stage_dir in sorted({(out / f).parent for f in files}, reverse=True):
             if stage_dir != out and stage_dir.exists() and not any(stage_dir.iterdir()):
                 stage_dir.rmdir()
         if created_root and out.exists() and not any(out.iterdir()):
             out.rmdir()
+        if not restored:
+            raise ExportError(f"the export to {out} failed and some earlier files could not be put back; "
+                              f"they are in {backup}") from None
         raise
     finally:
-        shutil.rmtree(backup, ignore_errors=True)
+        if restored:
+            shutil.rmtree(backup, ignore_errors=True)
 
 
 def write_matrix_csv(item: Intermediate, index: list[int], path: str | Path) -> Path:

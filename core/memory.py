@@ -79,7 +79,7 @@ def check_memory(cfg: AttentionConfig, tokens: int | None = None, available: int
         raise MemoryBudgetError(
             f"this trace needs about {_fmt(need)} but the budget is {_fmt(budget)} "
             f"({int(BUDGET_SHARE * 100)}% of {_fmt(available)} free); reduce the tokens ({T}), "
-            f"the batch ({cfg.batch}) or the heads ({cfg.num_heads})"
+            f"the batch ({cfg.batch}), the heads ({cfg.num_heads}) or d_in/d_out ({cfg.d_in}/{cfg.d_out})"
         )
     return need
 
