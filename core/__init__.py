@@ -2,6 +2,12 @@
 
 Nothing here imports Qt (a test enforces it). Start with ``build_trace(AttentionConfig())``.
 """
+import os
+
+# Large CPU tensors on transparent huge pages: a 50 MB intermediate costs ~20 ms of page
+# faults on 4 KiB pages. Read by torch at its first allocation; harmless where unsupported.
+os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
+
 from core.config import BOOK_TEXT, AttentionConfig, ConfigError
 from core.trace import Intermediate, Trace, build_trace
 from core.vocabulary import STAGES, STAGE_TITLES, VOCABULARY

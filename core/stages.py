@@ -9,6 +9,7 @@ from __future__ import annotations
 import torch
 
 from core import steps
+from core.lazy import Lazy
 from core.weights import Projection
 
 
@@ -108,10 +109,20 @@ def _stack_heads(heads: list[dict[str, Projection]]) -> dict[str, torch.Tensor]:
     return out
 
 
-def wrapper(batch_inputs: torch.Tensor, heads: list[dict[str, Projection]], mask: torch.Tensor) -> dict[str, torch.Tensor]:
-    """MultiHeadAttentionWrapper: independent causal heads, outputs concatenated."""
-    per_head = [causal_head(batch_inputs, h, mask) for h in heads]             # h × (b, T, hd)
-    return {**_stack_heads(heads), "wrapper_context_vecs": torch.cat(per_head, dim=-1)}  # (b, T, d_out)
+def wrapper(batch_inputs: torch.Tensor, heads: list[dict[str, Projection]], mask: torch.Tensor) -> dict:
+    """MultiHeadAttentionWrapper: independent causal heads, outputs concatenated.
+
+    The wrapper's output is a second implementation shown for comparison, so it is derived
+    (computed when first looked at) rather than on every parameter change.
+    """
+    b, num_tokens, _ = batch_inputs.shape
+    d_out = sum(h["value"].W.shape[1] for h in heads)
+
+    def concat_heads() -> torch.Tensor:
+        per_head = [causal_head(batch_inputs, h, mask) for h in heads]         # h × (b, T, hd)
+        return torch.cat(per_head, dim=-1)                                      # (b, T, d_out)
+
+    return {**_stack_heads(heads), "wrapper_context_vecs": Lazy(concat_heads, (b, num_tokens, d_out))}
 
 
 def fused(batch_inputs: torch.Tensor, qkv: dict[str, Projection], out_proj: Projection,
@@ -121,8 +132,10 @@ def fused(batch_inputs: torch.Tensor, qkv: dict[str, Projection], out_proj: Proj
     keys = steps.split_heads(steps.project(batch_inputs, qkv["key"]), num_heads)       # (b, h, T, hd)
     values = steps.split_heads(steps.project(batch_inputs, qkv["value"]), num_heads)   # (b, h, T, hd)
     attn_scores = steps.dot_scores(queries, keys)                                     # (b, h, T, T)
-    masked_scores = steps.mask_scores(attn_scores, mask)                              # (b, h, T, T)
-    attn_weights = steps.softmax_rows(steps.scale(masked_scores, keys.shape[-1]))     # (b, h, T, T)
+    # h·T² floats each: the masked scores are derived on first look, the weights computed
+    # with one buffer (at 1024 tokens × 12 heads every T×T tensor is 50 MB).
+    masked_scores = Lazy(lambda: steps.mask_scores(attn_scores, mask), attn_scores.shape)  # (b, h, T, T)
+    attn_weights = steps.masked_softmax(attn_scores, mask, keys.shape[-1])            # (b, h, T, T)
     context_heads = steps.mix(attn_weights, values)                                   # (b, h, T, hd)
     context_concat = steps.merge_heads(context_heads)                                 # (b, T, d_out)
     context_vecs = steps.project(context_concat, out_proj)                            # (b, T, d_out)

@@ -61,6 +61,18 @@ def mask_scores(scores: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return scores.masked_fill(mask == 0, float("-inf"))
 
 
+def masked_softmax(scores: torch.Tensor, mask: torch.Tensor, d_k: int) -> torch.Tensor:
+    """softmax(mask_scores(scores, mask) / √d_k), the same numbers with a single new buffer.
+
+    Scaling first and masking after gives the same values (−∞/√d_k = −∞), so the masked
+    scores need not be materialised. The in-place ops act only on the fresh buffer this
+    function allocates, never on a tensor a learner sees.
+    """
+    weights = scores / math.sqrt(d_k)                        # (..., T, T), a new tensor
+    weights.masked_fill_(mask == 0, float("-inf"))           # our own buffer
+    return torch.softmax(weights, dim=-1, out=weights)       # softmax in place
+
+
 def zero_masked(weights: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Approach A's first half: softmax weights × mask (rows no longer sum to 1)."""
     return weights * mask

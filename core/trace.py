@@ -16,6 +16,7 @@ import torch
 from core import stages, steps, weights
 from core.config import AttentionConfig
 from core.device import resolve_device
+from core.lazy import Lazy
 from core.inputs import Inputs, resolve_inputs
 from core.vocabulary import STAGES, VOCABULARY, Term
 
@@ -24,19 +25,38 @@ DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 @dataclass(frozen=True, eq=False)
 class Intermediate:
-    """One named tensor of the trace with what a view needs to label it."""
+    """One named tensor of the trace with what a view needs to label it.
+
+    A few intermediates that are a cheap, exact function of another (e.g. the multi-head
+    masked scores, or the wrapper that the fused path does not need) are *derived*: their
+    tensor is computed on first access and then kept. ``is_ready`` tells whether it was.
+    """
 
     stage: str
     name: str
-    tensor: torch.Tensor
+    source: torch.Tensor | Lazy
     term: Term
     axes: tuple[str, ...]                 # axis kinds, e.g. ("batch", "head", "query", "key")
     labels: tuple[tuple[str, ...], ...]   # one label per index along each axis
     _cache: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
+    def tensor(self) -> torch.Tensor:
+        if isinstance(self.source, torch.Tensor):
+            return self.source
+        if "tensor" not in self._cache:
+            with self.source.lock:
+                if "tensor" not in self._cache:
+                    self._cache["tensor"] = self.source.compute()
+        return self._cache["tensor"]
+
+    @property
+    def is_ready(self) -> bool:
+        return isinstance(self.source, torch.Tensor) or "tensor" in self._cache
+
+    @property
     def shape(self) -> tuple[int, ...]:
-        return tuple(self.tensor.shape)
+        return tuple(self.source.shape)
 
     @property
     def symbol(self) -> str:
@@ -100,7 +120,7 @@ def axis_labels(kind: str, size: int, token_labels: tuple[str, ...]) -> tuple[st
     return tuple(f"{prefix}{i}" for i in range(size))
 
 
-def _wrap(stage: str, named: dict[str, torch.Tensor], batch: int, token_labels) -> dict[str, Intermediate]:
+def _wrap(stage: str, named: dict[str, torch.Tensor | Lazy], batch: int, token_labels) -> dict[str, Intermediate]:
     out = {}
     for name, tensor in named.items():
         term = VOCABULARY[stage][name]
@@ -110,7 +130,7 @@ def _wrap(stage: str, named: dict[str, torch.Tensor], batch: int, token_labels) 
                 tensor = tensor.squeeze(0)    # (1, …) -> (…)
             else:
                 axes = ("batch",) + axes
-        if tensor.dim() != len(axes):
+        if len(tensor.shape) != len(axes):
             raise AssertionError(f"{stage}.{name}: shape {tuple(tensor.shape)} does not match axes {axes}")
         labels = tuple(axis_labels(k, n, token_labels) for k, n in zip(axes, tensor.shape))
         out[name] = Intermediate(stage, name, tensor, term, axes, labels)

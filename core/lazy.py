@@ -1,0 +1,32 @@
+"""A derived intermediate: computed on first access, from tensors the trace already holds."""
+from __future__ import annotations
+
+import threading
+from typing import Callable
+
+import torch
+
+
+class Lazy:
+    """A tensor of known shape whose value is ``fn()``; squeeze(0) stays lazy."""
+
+    def __init__(self, fn: Callable[[], torch.Tensor], shape: tuple[int, ...]):
+        self._fn = fn
+        self.shape = torch.Size(shape)
+        self.lock = threading.Lock()
+
+    def compute(self) -> torch.Tensor:
+        with torch.no_grad():
+            out = self._fn()
+        if tuple(out.shape) != tuple(self.shape):
+            raise AssertionError(f"derived tensor has shape {tuple(out.shape)}, expected {tuple(self.shape)}")
+        return out
+
+    def squeeze(self, dim: int) -> "Lazy":
+        if self.shape[dim] != 1:
+            return self
+        shape = tuple(n for i, n in enumerate(self.shape) if i != dim)
+        return Lazy(lambda: self._fn().squeeze(dim), shape)
+
+    def dim(self) -> int:
+        return len(self.shape)
