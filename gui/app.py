@@ -1,0 +1,46 @@
+"""Start the desktop app: ``python main.py`` -> :func:`run_app`.
+
+The window is shown before torch is imported (the controller's worker imports ``core`` in
+the background) and before pyqtgraph is imported (the heatmap view is created right after
+the window is on screen); a "Computing…" placeholder shows until the first trace arrives.
+"""
+from __future__ import annotations
+
+import sys
+
+APP_NAME = "Attention Stepper"
+ORGANIZATION = "AttentionStepper"
+
+
+def make_window(settings=None):
+    """Create the controller and main window (the QApplication must exist)."""
+    from gui.controller import Controller
+    from gui.main_window import MainWindow
+    controller = Controller()
+    window = MainWindow(controller, settings)
+    return controller, window
+
+
+def start(window, controller) -> None:
+    """Begin computing from the saved settings and build the heatmap view."""
+    mode, params, step = window.saved_config()
+    controller.go(step)
+    controller.restore(mode, params)
+    window.finish_setup()
+
+
+def run_app(argv: list[str]) -> int:
+    from PySide6 import QtCore, QtWidgets
+
+    app = QtWidgets.QApplication.instance() or QtWidgets.QApplication([sys.argv[0], *argv])
+    app.setApplicationName(APP_NAME)
+    app.setOrganizationName(ORGANIZATION)
+    app.setApplicationDisplayName(APP_NAME)
+    controller, window = make_window()
+    window.show()
+    extra = [a for a in argv if not a.startswith("-")]
+    if extra:
+        window.statusBar().showMessage(
+            f"Opening lesson files is not supported yet; ignored {extra[0]!r}. Showing the book's example.", 15000)
+    QtCore.QTimer.singleShot(0, lambda: start(window, controller))
+    return int(app.exec())

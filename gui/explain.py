@@ -1,0 +1,42 @@
+"""The explanation pane: what the current step computes and why, with the current numbers."""
+from __future__ import annotations
+
+import html
+
+from PySide6 import QtWidgets
+
+from gui.texts import render
+
+
+class ExplanationView(QtWidgets.QTextBrowser):
+    def __init__(self, controller, parent: QtWidgets.QWidget | None = None):
+        super().__init__(parent)
+        self.controller = controller
+        self.setObjectName("explanation")
+        self.setOpenExternalLinks(False)
+        self.setMinimumWidth(240)
+        controller.step_changed.connect(lambda _i: self.refresh())
+        controller.trace_changed.connect(self.refresh)
+        self.refresh()
+
+    def refresh(self) -> None:
+        c = self.controller
+        step = c.step
+        trace = c.trace
+        if trace is None:
+            self.setHtml(f"<h3>{html.escape(step.title)}</h3><p><i>Computing…</i></p>")
+            return
+        source = (f"Book settings: {html.escape(c.section_title(step.section))}"
+                  if c.mode == "book" and c._traces_mode == "book" else "Custom settings")
+        cfg = trace.config
+        self.setHtml(
+            f"<h3>{html.escape(render(step.title, trace))}</h3>"
+            f"<p>{render(step.text, trace)}</p>"
+            f"<p style='font-family: monospace; background: #f4f4f4; padding: 4px;'>"
+            f"{html.escape(render(step.formula, trace))}</p>"
+            f"<p style='color: #555;'>{source}<br>"
+            f"{len(trace.tokens)} tokens · d_in {cfg.d_in} · d_out {cfg.d_out} · {cfg.num_heads} heads · "
+            f"init {cfg.init} · seed {cfg.seed} · dropout {cfg.dropout:g} · batch {cfg.batch}</p>"
+            "<p style='color: #555;'>Hover a cell for its labels, exact value and meaning; "
+            "hatched cells are hidden by the causal mask.</p>"
+        )

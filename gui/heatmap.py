@@ -1,0 +1,231 @@
+"""Labelled matrix heatmaps (pyqtgraph): one :class:`MatrixPanel` per matrix of a step.
+
+A panel draws one :class:`~gui.matrices.MatrixData`: a grid of maps (one per head, or per
+batch item) sharing one colour bar. Each map is a row-major ``ImageItem`` with the y axis
+inverted (row 0 on top), token/dimension labels on the left and top axes, masked cells drawn
+as NaN (transparent) over a hatched grey background, values printed in the cells of small
+matrices, and a hover tooltip with the cell's labels, exact value and meaning.
+
+Large matrices are drawn downsampled (every k-th row and column, k chosen so the image has
+at most ``MAX_DISPLAY`` pixels a side) while hover still reads the exact values. Updates of a
+panel with the same layout reuse the items and call ``setImage(autoLevels=False, levels=…)``.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6 import QtCore, QtGui, QtWidgets
+
+from gui.matrices import MatrixData, format_value
+
+MAX_TEXT_CELLS = 12      # print values in the cells when rows and columns are both ≤ 12
+MAX_DISPLAY = 512        # larger matrices are displayed downsampled
+MAX_TICKS = 24           # label at most this many rows/columns per axis
+HATCH = QtGui.QColor(150, 150, 150)
+
+
+def colormap(kind: str) -> pg.ColorMap:
+    """diverging (signed, symmetric levels), sequential (weights in [0, 1]) or binary (masks)."""
+    if kind in ("signed", "diff"):
+        return pg.colormap.get("CET-D1")
+    if kind == "binary":
+        return pg.ColorMap(pos=[0.0, 1.0], color=[(242, 242, 242), (49, 104, 142)])
+    return pg.colormap.get("viridis")
+
+
+def _elide(text: str, chars: int) -> str:
+    return text if len(text) <= chars else text[:max(chars - 1, 1)] + "…"
+
+
+def _tick_list(labels: tuple[str, ...]) -> list[tuple[float, str]]:
+    step = max(1, math.ceil(len(labels) / MAX_TICKS))
+    return [(i + 0.5, str(labels[i])) for i in range(0, len(labels), step)]
+
+
+class _Map:
+    """One heatmap: plot, image, hatched background and cell texts."""
+
+    def __init__(self, layout: pg.GraphicsLayout, row: int, col: int):
+        self.plot: pg.PlotItem = layout.addPlot(row=row, col=col)
+        p = self.plot
+        p.invertY(True)
+        p.setMouseEnabled(x=False, y=False)
+        p.setMenuEnabled(False)
+        p.hideButtons()
+        p.showAxis("top")
+        p.hideAxis("bottom")
+        for name in ("left", "top"):
+            ax = p.getAxis(name)
+            ax.setPen(pg.mkPen(60, 60, 60))
+            ax.setTextPen(pg.mkPen(20, 20, 20))
+            ax.setStyle(tickLength=0)
+        self.hatch = QtWidgets.QGraphicsRectItem(0, 0, 1, 1)
+        self.hatch.setBrush(QtGui.QBrush(HATCH, QtCore.Qt.BrushStyle.BDiagPattern))
+        self.hatch.setPen(QtGui.QPen(QtCore.Qt.PenStyle.NoPen))
+        self.hatch.setZValue(-10)
+        p.addItem(self.hatch)
+        self.image = pg.ImageItem(axisOrder="row-major")
+        p.addItem(self.image)
+        self.texts: list[pg.TextItem] = []
+        self.shape = (0, 0)
+        self.stride = 1
+        self.labels: tuple[tuple[str, ...], tuple[str, ...]] = ((), ())
+        p.vb.sigResized.connect(self.fit_text)
+
+    def set_data(self, data: MatrixData, k: int, cmap: pg.ColorMap) -> None:
+        m = data.maps[k]
+        rows, cols = m.values.shape
+        img = m.display()
+        stride = max(1, math.ceil(max(rows, cols) / MAX_DISPLAY))
+        shown = img[::stride, ::stride] if stride > 1 else img
+        self.stride = stride
+        self.image.setImage(shown, autoLevels=False, levels=data.levels)
+        self.image.setRect(QtCore.QRectF(0, 0, cols, rows))
+        if self.shape != (rows, cols):
+            self.hatch.setRect(0, 0, cols, rows)
+            self.plot.setRange(xRange=(0, cols), yRange=(0, rows), padding=0)
+            self.plot.disableAutoRange()
+            self.shape = (rows, cols)
+        self.plot.setTitle(m.title or None, size="9pt", color="#333")
+        self.labels = (data.row_labels, data.col_labels)
+        self.plot.getAxis("left").setTicks([_tick_list(data.row_labels)])
+        self.plot.getAxis("left").setLabel(data.row_axis, color="#555")
+        self.plot.getAxis("top").setLabel(data.col_axis, color="#555")
+        self._set_texts(data, k, cmap)
+        self.fit_text()
+
+    def _set_texts(self, data: MatrixData, k: int, cmap: pg.ColorMap) -> None:
+        m = data.maps[k]
+        rows, cols = m.values.shape
+        want = rows * cols if rows <= MAX_TEXT_CELLS and cols <= MAX_TEXT_CELLS else 0
+        while len(self.texts) > want:
+            self.plot.removeItem(self.texts.pop())
+        while len(self.texts) < want:
+            t = pg.TextItem(anchor=(0.5, 0.5))
+            self.plot.addItem(t)
+            self.texts.append(t)
+        if not want:
+            return
+        lo, hi = data.levels
+        span = (hi - lo) or 1.0
+        for n, t in enumerate(self.texts):
+            i, j = divmod(n, cols)
+            t.setPos(j + 0.5, i + 0.5)
+            v = float(m.values[i, j])
+            masked = m.masked is not None and bool(m.masked[i, j])
+            if masked or not math.isfinite(v):
+                t.setText(format_value(v) if math.isinf(v) else "0", color=(70, 70, 70))
+                continue
+            r, g, b, _ = cmap.map((v - lo) / span, mode="byte")
+            dark = 0.299 * r + 0.587 * g + 0.114 * b < 140
+            t.setText(f"{v:.4f}", color=(255, 255, 255) if dark else (0, 0, 0))
+
+    def fit_text(self) -> None:
+        """Fit column labels and cell texts to the cells' size on screen."""
+        if not self.shape[1]:
+            return
+        px_w, px_h = self.plot.vb.viewPixelSize()
+        cell_w = 1.0 / px_w if px_w > 0 else 0.0
+        cell_h = 1.0 / px_h if px_h > 0 else 0.0
+        fm = QtGui.QFontMetrics(self.plot.getAxis("top").style.get("tickFont") or QtGui.QFont())
+        cols = self.labels[1]
+        if cols:
+            avg = max(fm.averageCharWidth(), 1)
+            chars = int((cell_w - 4) // avg)
+            every = 1 if chars >= 3 else math.ceil(4 * avg / max(cell_w, 1))
+            every = max(every, math.ceil(len(cols) / MAX_TICKS))
+            ticks = [(i + 0.5, _elide(str(cols[i]), max(chars, 3) if every == 1 else 4 * every))
+                     for i in range(0, len(cols), every)]
+            self.plot.getAxis("top").setTicks([ticks])
+        if not self.texts:
+            return
+        size = int(min(14, (cell_w - 3) / 3.9, cell_h / 1.5))
+        visible = size >= 7
+        font = QtGui.QFont()
+        font.setPixelSize(max(size, 6))
+        for t in self.texts:
+            t.setVisible(visible)
+            t.setFont(font)
+
+    def cell_at(self, scene_pos) -> tuple[int, int] | None:
+        vb = self.plot.vb
+        if not vb.sceneBoundingRect().contains(scene_pos):
+            return None
+        p = vb.mapSceneToView(scene_pos)
+        row, col = int(math.floor(p.y())), int(math.floor(p.x()))
+        if 0 <= row < self.shape[0] and 0 <= col < self.shape[1]:
+            return row, col
+        return None
+
+
+class MatrixPanel(pg.GraphicsLayoutWidget):
+    """One matrix of a step (all its heads), with one colour bar and hover tooltips."""
+
+    hovered = QtCore.Signal(str)
+    cell_clicked = QtCore.Signal(int, int, int)     # map index, row, column
+
+    def __init__(self, parent: QtWidgets.QWidget | None = None):
+        super().__init__(parent, show=False)
+        self.setBackground("w")
+        self.data: MatrixData | None = None
+        self.maps: list[_Map] = []
+        self.bar: pg.ColorBarItem | None = None
+        self._layout_key = None
+        self._title = pg.LabelItem(justify="center", color=(20, 20, 20))
+        self.setMinimumSize(160, 140)
+        self.scene().sigMouseMoved.connect(self._on_move)
+        self.scene().sigMouseClicked.connect(self._on_click)
+
+    def set_matrix(self, data: MatrixData) -> None:
+        n = len(data.maps)
+        key = (n, data.kind)
+        if key != self._layout_key:
+            self._rebuild(n, data.kind)
+            self._layout_key = key
+        self.data = data
+        cmap = colormap(data.kind)
+        self._title.setText(data.title, size="10pt", bold=True)
+        for k, m in enumerate(self.maps):
+            m.set_data(data, k, cmap)
+        self.bar.setLevels(data.levels)
+
+    def _rebuild(self, n: int, kind: str) -> None:
+        self.ci.clear()
+        self.maps = []
+        ncols = n if n <= 4 else math.ceil(math.sqrt(n))
+        nrows = math.ceil(n / ncols)
+        self.ci.addItem(self._title, row=0, col=0, colspan=ncols + 1)
+        for k in range(n):
+            self.maps.append(_Map(self.ci, 1 + k // ncols, k % ncols))
+        self.bar = pg.ColorBarItem(values=(0, 1), colorMap=colormap(kind), interactive=False,
+                                   width=14, rounding=1e-6)
+        self.bar.setImageItem([m.image for m in self.maps])
+        self.bar.getAxis("right").setTextPen(pg.mkPen(20, 20, 20))
+        self.ci.addItem(self.bar, row=1, col=ncols, rowspan=nrows)
+
+    # ---- hover and click -------------------------------------------------------------
+    def cell_at(self, scene_pos) -> tuple[int, int, int] | None:
+        for k, m in enumerate(self.maps):
+            cell = m.cell_at(scene_pos)
+            if cell is not None:
+                return (k,) + cell
+        return None
+
+    def describe(self, k: int, row: int, col: int) -> str:
+        return self.data.describe(k, row, col) if self.data else ""
+
+    def _on_move(self, scene_pos) -> None:
+        hit = self.cell_at(scene_pos)
+        if hit is None or self.data is None:
+            QtWidgets.QToolTip.hideText()
+            return
+        text = self.describe(*hit)
+        QtWidgets.QToolTip.showText(QtGui.QCursor.pos(), text, self)
+        self.hovered.emit(text)
+
+    def _on_click(self, event) -> None:
+        hit = self.cell_at(event.scenePos())
+        if hit is not None:
+            self.cell_clicked.emit(*hit)

@@ -1,0 +1,180 @@
+"""Turn a step's :class:`~gui.steps.Panel` and a trace into what a heatmap draws (numpy only).
+
+:func:`resolve_panel` picks the 2-D slices (one per head, or per batch item for the batch
+step), the axis labels, the colour scheme (signed → diverging, symmetric levels; attention
+weights → sequential, fixed to [0, 1]; masks → binary) and which cells the causal mask hides.
+The exact values stay here; only the display copy replaces masked cells with NaN.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from gui.steps import Panel, cell_templates
+
+# Intermediates whose cells above the diagonal are hidden by the causal mask.
+MASKED_NAMES = {"masked_scores", "attn_weights", "masked_simple", "renormalized_weights", "dropped_weights"}
+WEIGHT_NAMES = {"attn_weights", "attn_weights_sumnorm", "masked_simple", "renormalized_weights"}
+BINARY_NAMES = {"mask", "dropout_mask"}
+
+
+@dataclass
+class MapData:
+    """One 2-D map: exact values, which cells are masked, its title and lead index."""
+
+    values: np.ndarray                 # (R, C) exact values (as the core computed them)
+    masked: np.ndarray | None          # (R, C) bool, True = hidden by the causal mask
+    title: str = ""
+    index: tuple[int, ...] = ()        # leading (batch/head) indices in the intermediate
+    head: int | None = None
+
+    def display(self) -> np.ndarray:
+        """float32 copy for the ImageItem: masked and non-finite cells are NaN (transparent)."""
+        img = np.array(self.values, dtype=np.float32, copy=True)
+        if self.masked is not None:
+            img[self.masked] = np.nan
+        img[~np.isfinite(img)] = np.nan
+        return img
+
+
+@dataclass
+class MatrixData:
+    """Everything a heatmap panel needs for one matrix of a step."""
+
+    key: tuple[str, str]
+    title: str
+    symbol: str
+    meaning: str
+    maps: list[MapData]
+    row_labels: tuple[str, ...]
+    col_labels: tuple[str, ...]
+    row_axis: str
+    col_axis: str
+    kind: str                          # "signed", "prob", "binary", "nonneg", "diff"
+    levels: tuple[float, float]
+    template: str = ""
+    row_offset: int = 0                # first row shown (row slices)
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.maps[0].values.shape if self.maps else (0, 0)
+
+    def describe(self, map_index: int, row: int, col: int) -> str:
+        """Hover text: labels, value and meaning of one cell (exact value)."""
+        m = self.maps[map_index]
+        v = m.values[row, col]
+        masked = m.masked is not None and bool(m.masked[row, col])
+        r, c = self.row_labels[row], self.col_labels[col]
+        text = (self.template or "{symbol}[{r}, {c}] = {v}").format(
+            r=r, c=c, v=format_value(v), h=m.head if m.head is not None else "", symbol=self.symbol)
+        if masked:
+            text += f"\nmasked: '{c}' comes after '{r}', so '{r}' may not attend to it"
+        where = f"{self.key[0]}.{self.key[1]}"
+        if m.index:
+            where += "[" + ", ".join(str(i) for i in m.index) + "]"
+        return f"{text}\n{where}: {self.meaning}"
+
+
+def format_value(v: float) -> str:
+    v = float(v)
+    if math.isnan(v):
+        return "nan"
+    if math.isinf(v):
+        return "−∞" if v < 0 else "∞"
+    return f"{v:.4f}"
+
+
+def _masked_cells(item, mask, rows: int, cols: int, row_offset: int) -> np.ndarray | None:
+    """True where the causal mask hides a cell of ``item`` (None: nothing is masked)."""
+    if mask is None or item.name not in MASKED_NAMES or item.stage not in ("causal", "multihead"):
+        return None
+    if tuple(item.axes[-2:]) != ("query", "key"):
+        return None
+    hidden = ~np.asarray(mask, dtype=bool)[row_offset:row_offset + rows, :cols]
+    return hidden if hidden.any() else None
+
+
+def _kind_and_levels(name: str, finite: np.ndarray, is_diff: bool) -> tuple[str, tuple[float, float]]:
+    if is_diff:
+        top = float(np.max(np.abs(finite))) if finite.size else 0.0
+        top = max(top, 1e-6)   # float rounding noise stays near white
+        return "diff", (-top, top)
+    if name in BINARY_NAMES:
+        return "binary", (0.0, 1.0)
+    lo = float(finite.min()) if finite.size else 0.0
+    hi = float(finite.max()) if finite.size else 1.0
+    if name in WEIGHT_NAMES and lo >= 0.0 and hi <= 1.0 + 1e-6:
+        return "prob", (0.0, 1.0)
+    if name == "dropped_weights" and lo >= 0.0:
+        return "nonneg", (0.0, max(1.0, hi))
+    top = max(abs(lo), abs(hi)) or 1.0
+    return "signed", (-top, top)
+
+
+def resolve_panel(panel: Panel, trace, batch_index: int = 0) -> MatrixData | None:
+    """The maps a panel shows for ``trace``; None when an optional intermediate is absent."""
+    if panel.key not in trace:
+        if panel.optional:
+            return None
+        raise KeyError(f"{panel.key[0]}.{panel.key[1]} is not in the trace")
+    item = trace[panel.key]
+    mask = trace["causal", "mask"].numpy() if ("causal", "mask") in trace else None
+    arr = item.numpy()
+    axes = list(item.axes)
+    if arr.ndim == 1:                                    # a bias: one row
+        arr = arr.reshape(1, -1)
+        axes = ["name"] + axes
+    row_labels = item.labels[-2] if len(item.labels) >= 2 else (item.name,)
+    col_labels = item.labels[-1]
+    lead: list[tuple[int, ...]] = [()]
+    titles = [""]
+    heads: list[int | None] = [None]
+    if axes and axes[0] == "batch":
+        nb = arr.shape[0]
+        if panel.grid == "batch":
+            lead = [(b,) for b in range(nb)]
+            titles = [f"batch {b}" for b in range(nb)]
+            heads = [None] * nb
+        else:
+            lead = [(min(batch_index, nb - 1),)]
+        axes = axes[1:]
+    if axes and axes[0] == "head":
+        nh = arr.shape[len(lead[0])]
+        lead = [l + (h,) for l in lead for h in range(nh)]
+        titles = [f"head {h}" for _ in titles for h in range(nh)]
+        heads = [h for _ in heads for h in range(nh)]
+    r0, r1 = panel.rows if panel.rows else (0, arr.shape[-2])
+    r1 = min(r1, arr.shape[-2])
+    r0 = min(r0, r1 - 1) if r1 > 0 else 0
+    maps = []
+    for idx, title, head in zip(lead, titles, heads):
+        values = arr[idx] if idx else arr
+        if panel.is_diff:
+            other = trace[panel.diff[1]].numpy()
+            values = values.astype(np.float64) - (other[idx] if idx else other).astype(np.float64)
+        values = values[r0:r1]
+        masked = _masked_cells(item, mask, values.shape[0], values.shape[1], r0)
+        maps.append(MapData(values, masked, title, tuple(int(i) for i in idx), head))
+    finite_parts = [m.values[np.isfinite(m.values) & (~m.masked if m.masked is not None else True)]
+                    for m in maps]
+    finite = np.concatenate([f.ravel() for f in finite_parts]) if finite_parts else np.zeros(0)
+    kind, levels = _kind_and_levels(item.name, finite, panel.is_diff)
+    name = item.name
+    title = f"{item.symbol} · {name}"
+    template = cell_templates().get(f"{item.stage}.{name}", "")
+    extra = {}
+    if panel.is_diff:
+        title = f"{panel.label or 'difference'}   max |diff| = {np.max(np.abs(finite)) if finite.size else 0.0:.2e}"
+        template = panel.label + "[{r}, {c}] = {v}"
+        extra["max_abs_diff"] = float(np.max(np.abs(finite))) if finite.size else 0.0
+    if panel.rows:
+        title += f"   rows {r0 + 1}…{r1}" if r1 - r0 > 1 else f"   row {r0 + 1} ({row_labels[r0]})"
+    return MatrixData(
+        key=panel.key, title=title, symbol=item.symbol, meaning=item.term.meaning, maps=maps,
+        row_labels=tuple(row_labels[r0:r1]), col_labels=tuple(col_labels),
+        row_axis=axes[-2] if len(axes) >= 2 else "name", col_axis=axes[-1],
+        kind=kind, levels=levels, template=template, row_offset=r0, extra=extra,
+    )

@@ -1,0 +1,79 @@
+"""The step navigator: a tree (stage → steps) and the Back / counter / Next bar.
+
+Both observe the controller's ``step_changed`` and call its ``go``/``next``/``back``.
+"""
+from __future__ import annotations
+
+from PySide6 import QtCore, QtWidgets
+
+from gui.steps import stages_in_order
+
+STEP_ROLE = QtCore.Qt.ItemDataRole.UserRole
+
+
+class Navigator(QtWidgets.QTreeWidget):
+    """Stages as top-level items, their steps as children; selecting a step goes there."""
+
+    def __init__(self, controller, parent: QtWidgets.QWidget | None = None):
+        super().__init__(parent)
+        self.controller = controller
+        self.setObjectName("navigator")
+        self.setHeaderHidden(True)
+        self.setUniformRowHeights(True)
+        self.items: list[QtWidgets.QTreeWidgetItem] = []
+        for n, (stage, title, indices) in enumerate(stages_in_order(), start=1):
+            top = QtWidgets.QTreeWidgetItem(self, [f"{n}  {title}"])
+            top.setData(0, STEP_ROLE, indices[0])
+            f = top.font(0)
+            f.setBold(True)
+            top.setFont(0, f)
+            for k, i in enumerate(indices, start=1):
+                child = QtWidgets.QTreeWidgetItem(top, [f"{n}.{k}  {controller.steps[i].title}"])
+                child.setData(0, STEP_ROLE, i)
+                child.setToolTip(0, controller.steps[i].title)
+                self.items.append(child)
+        self.expandAll()
+        self.setMinimumWidth(230)
+        self.currentItemChanged.connect(self._on_current)
+        controller.step_changed.connect(self._on_step)
+        self._on_step(controller.index)
+
+    def _on_current(self, item, _previous) -> None:
+        if item is not None:
+            self.controller.go(item.data(0, STEP_ROLE))
+
+    def _on_step(self, index: int) -> None:
+        with QtCore.QSignalBlocker(self):
+            self.setCurrentItem(self.items[index])
+        self.scrollToItem(self.items[index])
+
+
+class StepBar(QtWidgets.QWidget):
+    """◀ Back   7 / 33   Next ▶, with the current step's title."""
+
+    def __init__(self, controller, parent: QtWidgets.QWidget | None = None):
+        super().__init__(parent)
+        self.controller = controller
+        self.back = QtWidgets.QPushButton("◀ Back", objectName="backButton")
+        self.next = QtWidgets.QPushButton("Next ▶", objectName="nextButton")
+        for b in (self.back, self.next):
+            b.setFocusPolicy(QtCore.Qt.FocusPolicy.NoFocus)   # keys stay with the window
+        self.counter = QtWidgets.QLabel(objectName="stepCounter")
+        self.title = QtWidgets.QLabel(objectName="stepBarTitle")
+        self.back.clicked.connect(controller.back)
+        self.next.clicked.connect(controller.next)
+        lay = QtWidgets.QHBoxLayout(self)
+        lay.setContentsMargins(6, 2, 6, 2)
+        lay.addWidget(self.title, 1)
+        lay.addWidget(self.back)
+        lay.addWidget(self.counter)
+        lay.addWidget(self.next)
+        controller.step_changed.connect(self._on_step)
+        self._on_step(controller.index)
+
+    def _on_step(self, index: int) -> None:
+        n = len(self.controller.steps)
+        self.counter.setText(f"{index + 1} / {n}")
+        self.title.setText(self.controller.steps[index].title)
+        self.back.setEnabled(index > 0)
+        self.next.setEnabled(index < n - 1)

@@ -1,0 +1,204 @@
+"""The parameter panel: example, sizes, init and seed, causal, dropout, bias, device, Book preset.
+
+Every edit calls ``controller.set_params``; the panel shows ``config_changed`` back (without
+re-emitting) and puts each ``error(field, message)`` in red next to its control. Spin boxes
+apply on Enter, arrows or focus-out (no recompute per keystroke).
+"""
+from __future__ import annotations
+
+from PySide6 import QtCore, QtWidgets
+
+from gui.controller import BOOK_TEXT
+
+INT32_MAX = 2**31 - 1
+BOOK, OWN = "Book sentence", "Own text"
+
+# ConfigError fields -> the control whose error label shows them
+FIELD_ALIASES = {"embeddings": "text", "config": "text"}
+
+
+class ParamPanel(QtWidgets.QWidget):
+    def __init__(self, controller, parent: QtWidgets.QWidget | None = None):
+        super().__init__(parent)
+        self.controller = controller
+        self.setObjectName("paramPanel")
+        self._updating = False
+        self.errors: dict[str, QtWidgets.QLabel] = {}
+        self.widgets: dict[str, QtWidgets.QWidget] = {}
+
+        self.book = QtWidgets.QPushButton("Book", objectName="bookPreset", checkable=True)
+        self.book.setToolTip("The chapter's settings: every step shows the numbers the book prints (Ctrl+B)")
+        self.book.clicked.connect(self._on_book)
+        self.mode = QtWidgets.QLabel(objectName="modeLabel")
+        self.example = QtWidgets.QComboBox(objectName="example")
+        self.example.addItems([BOOK, OWN])
+        self.example.setToolTip("Book sentence: the chapter's 3-d embeddings. Own text: seeded random embeddings")
+        self.example.activated.connect(self._on_example)
+        self.text = QtWidgets.QLineEdit(objectName="text")
+        self.text.setPlaceholderText("type a sentence and press Enter")
+        self.text.setClearButtonEnabled(True)
+        self.text.editingFinished.connect(self._on_text)
+        self.d_in = self._spin("d_in", 1, 8192, "embedding width (own text only; the book's vectors are 3-d)")
+        self.d_out = self._spin("d_out", 1, 8192, "projection width d_out (all heads together)")
+        self.num_heads = self._spin("num_heads", 1, 256, "number of heads; must divide d_out")
+        self.init = QtWidgets.QComboBox(objectName="init")
+        self.init.addItems(["rand", "linear"])
+        self.init.setToolTip("rand: torch.rand (SelfAttention_v1); linear: nn.Linear (v2 and later)")
+        self.init.activated.connect(lambda _i: self._set("init", self.init.currentText()))
+        self.seed = self._spin("seed", 0, INT32_MAX, "torch.manual_seed before the weights are drawn")
+        self.causal = QtWidgets.QCheckBox("causal", objectName="causal")
+        self.causal.setToolTip("mask future tokens in the causal and multi-head stages")
+        self.causal.clicked.connect(lambda on: self._set("causal", bool(on)))
+        self.dropout = QtWidgets.QDoubleSpinBox(objectName="dropout")
+        self.dropout.setRange(0.0, 0.99)
+        self.dropout.setSingleStep(0.1)
+        self.dropout.setDecimals(2)
+        self.dropout.setKeyboardTracking(False)
+        self.dropout.setToolTip("dropout rate p on the causal attention weights")
+        self.dropout.valueChanged.connect(lambda v: self._set("dropout", round(float(v), 4)))
+        self.dropout_seed = self._spin("dropout_seed", 0, INT32_MAX, "torch.manual_seed right before dropout")
+        self.qkv_bias = QtWidgets.QCheckBox("qkv_bias", objectName="qkv_bias")
+        self.qkv_bias.setToolTip("bias in the query/key/value projections")
+        self.qkv_bias.clicked.connect(lambda on: self._set("qkv_bias", bool(on)))
+        self.batch = self._spin("batch", 1, 64, "copies of the inputs stacked (causal and multi-head stages)")
+        self.device = QtWidgets.QComboBox(objectName="device")
+        self.device.addItem("CPU", "cpu")
+        self.device.setToolTip("where torch computes the trace (CUDA is listed when a GPU is available)")
+        self.device.activated.connect(lambda _i: self._set("device", self.device.currentData()))
+        self.widgets.update(text=self.text, init=self.init, causal=self.causal, dropout=self.dropout,
+                            qkv_bias=self.qkv_bias, device=self.device, example=self.example)
+
+        row1 = [("", self.book), ("", self.mode), ("example", self.example), ("text", self.text),
+                ("d_in", self.d_in)]
+        row2 = [("d_out", self.d_out), ("heads", self.num_heads), ("init", self.init), ("seed", self.seed),
+                ("", self.causal), ("dropout", self.dropout), ("dropout seed", self.dropout_seed),
+                ("", self.qkv_bias), ("batch", self.batch), ("device", self.device)]
+        grid = QtWidgets.QVBoxLayout(self)
+        grid.setContentsMargins(6, 4, 6, 4)
+        grid.setSpacing(2)
+        fields = {id(w): n for n, w in self.widgets.items()}
+        for row in (row1, row2):
+            lay = QtWidgets.QHBoxLayout()
+            for label, w in row:
+                if label:
+                    lay.addWidget(QtWidgets.QLabel(label))
+                lay.addWidget(w, 3 if w is self.text else 0)
+                name = fields.get(id(w))
+                if name and name not in ("example",):
+                    err = QtWidgets.QLabel(objectName=f"error_{name}")
+                    err.setStyleSheet("color: #c0392b;")
+                    err.setWordWrap(True)
+                    err.setVisible(False)
+                    self.errors[name] = err
+                    lay.addWidget(err, 2)
+            lay.addStretch(1)
+            grid.addLayout(lay)
+        self.general_error = QtWidgets.QLabel(objectName="error_general")
+        self.general_error.setStyleSheet("color: #c0392b;")
+        self.general_error.setVisible(False)
+        self.general_error.setWordWrap(True)
+        grid.addWidget(self.general_error)
+        self.setEnabled(False)     # until the first trace tells us the book's configs
+
+        controller.config_changed.connect(self.show_config)
+        controller.mode_changed.connect(self._on_mode)
+        controller.error.connect(self.show_error)
+        controller.error_cleared.connect(self.clear_errors)
+        controller.trace_changed.connect(self._on_trace)
+        controller.step_changed.connect(lambda _i: self.refresh_mode())
+        self._on_mode(controller.mode)
+
+    def _spin(self, name: str, low: int, high: int, tip: str) -> QtWidgets.QSpinBox:
+        w = QtWidgets.QSpinBox(objectName=name)
+        w.setRange(low, high)
+        w.setKeyboardTracking(False)
+        w.setToolTip(tip)
+        w.valueChanged.connect(lambda v: self._set(name, int(v)))
+        self.widgets[name] = w
+        return w
+
+    # ---- edits -> controller -----------------------------------------------------------
+    def _set(self, field: str, value) -> None:
+        if not self._updating:
+            self.controller.set_params(**{field: value})
+
+    def _on_book(self) -> None:
+        self.controller.use_book()
+
+    def _on_example(self, _index: int) -> None:
+        if self.example.currentText() == BOOK:
+            self.controller.set_params(embeddings="book", text=BOOK_TEXT, d_in=3)
+        else:
+            text = self.text.text().strip() or "The cat sat on the mat"
+            self.controller.set_params(embeddings="random", text=text)
+
+    def _on_text(self) -> None:
+        if self._updating:
+            return
+        text = self.text.text()
+        shown = self.controller.shown_config()
+        if text == shown.get("text"):
+            return
+        if shown.get("embeddings") == "book":
+            self.controller.set_params(embeddings="random", text=text)
+        else:
+            self.controller.set_params(text=text)
+
+    # ---- controller -> widgets ---------------------------------------------------------
+    def show_config(self, cfg: dict) -> None:
+        if not cfg:
+            return
+        self._updating = True
+        try:
+            self.setEnabled(True)
+            own = cfg.get("embeddings") != "book"
+            self.example.setCurrentText(OWN if own else BOOK)
+            if not self.text.hasFocus():
+                self.text.setText(str(cfg.get("text", "")))
+            self.d_in.setEnabled(own)
+            for name in ("d_in", "d_out", "num_heads", "seed", "dropout_seed", "batch"):
+                self.widgets[name].setValue(min(int(cfg.get(name, 0)), self.widgets[name].maximum()))
+            self.init.setCurrentText(cfg.get("init", "linear"))
+            self.causal.setChecked(bool(cfg.get("causal", True)))
+            self.dropout.setValue(float(cfg.get("dropout", 0.0)))
+            self.qkv_bias.setChecked(bool(cfg.get("qkv_bias", False)))
+            dev = cfg.get("device", "auto")
+            if dev == "auto":
+                dev = "cuda" if self.controller.cuda_available else "cpu"
+            i = self.device.findData(dev)
+            self.device.setCurrentIndex(max(i, 0))
+        finally:
+            self._updating = False
+
+    def _on_trace(self) -> None:
+        if self.controller.cuda_available and self.device.findData("cuda") < 0:
+            self.device.addItem("CUDA", "cuda")
+        self._on_mode(self.controller.mode)
+
+    def _on_mode(self, mode: str) -> None:
+        self.book.setChecked(mode == "book")
+        if mode == "book":
+            desc = self.controller.section_title(self.controller.step.section)
+            self.mode.setText(f"<b>Book</b> settings · {desc}")
+        else:
+            self.mode.setText("<b>Custom</b> settings")
+
+    def refresh_mode(self) -> None:
+        self._on_mode(self.controller.mode)
+
+    def show_error(self, field: str, message: str) -> None:
+        self.clear_errors()
+        field = FIELD_ALIASES.get(field, field)
+        label = self.errors.get(field)
+        if label is None:
+            self.general_error.setText(message)
+            self.general_error.setVisible(True)
+            return
+        label.setText(message)
+        label.setToolTip(message)
+        label.setVisible(True)
+
+    def clear_errors(self) -> None:
+        for label in list(self.errors.values()) + [self.general_error]:
+            label.clear()
+            label.setVisible(False)

@@ -1,0 +1,88 @@
+"""The stepper's steps as data (no Qt, no torch): loaded from ``resources/steps.json``.
+
+A :class:`Step` names the matrices it shows (:class:`Panel`: a trace intermediate, an
+optional row slice, a difference of two intermediates, the axis drawn as a grid), its
+explanation texts and the book section whose config reproduces the chapter's numbers.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+RESOURCES = Path(__file__).resolve().parent.parent / "resources"
+
+
+@dataclass(frozen=True)
+class Panel:
+    """One matrix of a step: ``key`` = (stage, name) of a trace intermediate."""
+
+    key: tuple[str, str]
+    rows: tuple[int, int] | None = None              # show rows[0]:rows[1] only
+    diff: tuple[tuple[str, str], tuple[str, str]] | None = None   # key_a − key_b
+    label: str = ""                                  # title override (used by diff panels)
+    optional: bool = False                           # skip when the trace lacks it (biases)
+    grid: str | None = None                          # "head" or "batch": draw this axis as a grid
+
+    @property
+    def is_diff(self) -> bool:
+        return self.diff is not None
+
+
+@dataclass(frozen=True)
+class Step:
+    id: str
+    stage: str
+    stage_title: str
+    title: str
+    section: str          # key of core.book.BOOK_SECTIONS
+    panels: tuple[Panel, ...]
+    formula: str
+    text: str
+
+
+def _key(text: str) -> tuple[str, str]:
+    stage, name = text.split(".", 1)
+    return stage, name
+
+
+def _panel(d: dict) -> Panel:
+    if "diff" in d:
+        a, b = (_key(k) for k in d["diff"])
+        return Panel(key=a, diff=(a, b), label=d.get("label", ""))
+    rows = tuple(d["rows"]) if "rows" in d else None
+    return Panel(key=_key(d["m"]), rows=rows, label=d.get("label", ""),
+                 optional=bool(d.get("optional", False)), grid=d.get("grid"))
+
+
+@lru_cache(maxsize=1)
+def load_steps() -> tuple[Step, ...]:
+    """All steps in the chapter's order."""
+    data = json.loads((RESOURCES / "steps.json").read_text(encoding="utf-8"))
+    out = []
+    for stage in data["stages"]:
+        for s in stage["steps"]:
+            out.append(Step(
+                id=s["id"], stage=stage["stage"], stage_title=stage["title"], title=s["title"],
+                section=s["section"], panels=tuple(_panel(p) for p in s["panels"]),
+                formula=s.get("formula", ""), text=s.get("text", ""),
+            ))
+    return tuple(out)
+
+
+@lru_cache(maxsize=1)
+def cell_templates() -> dict[str, str]:
+    """Hover text templates, 'stage.name' -> template with {r}, {c}, {v}, {h}."""
+    data = json.loads((RESOURCES / "cells.json").read_text(encoding="utf-8"))
+    return dict(data["cells"])
+
+
+def stages_in_order() -> list[tuple[str, str, list[int]]]:
+    """(stage, stage title, indices of its steps) in order, for the navigator."""
+    out: list[tuple[str, str, list[int]]] = []
+    for i, step in enumerate(load_steps()):
+        if not out or out[-1][0] != step.stage:
+            out.append((step.stage, step.stage_title, []))
+        out[-1][2].append(i)
+    return out

@@ -1,0 +1,114 @@
+"""The trace worker: computes traces on its own QThread so the UI never waits for torch.
+
+``submit`` replaces any request not yet started (the latest wins); results come back through
+the ``done`` signal, queued to the UI thread. ``core`` (and torch) is imported here, lazily,
+on the first request. Every failure becomes ``Result.error = (field, message)``: the app
+never shows a traceback.
+"""
+from __future__ import annotations
+
+import threading
+import traceback
+from dataclasses import dataclass, field
+
+from PySide6.QtCore import QThread, Signal
+
+
+@dataclass
+class Request:
+    id: int
+    mode: str                   # "book" (every chapter section) or "custom"
+    params: dict | None         # AttentionConfig fields for "custom"
+
+
+@dataclass
+class Result:
+    id: int
+    mode: str
+    traces: dict = field(default_factory=dict)      # section or "custom" -> Trace
+    error: tuple[str, str] | None = None            # (field, message)
+    sections: dict = field(default_factory=dict)    # book section -> config dict
+    section_titles: dict = field(default_factory=dict)  # book section -> where in the chapter
+    notes: tuple[str, ...] = ()
+    cuda_available: bool = False
+
+
+def compute(req: Request) -> Result:
+    """Build the trace(s) a request asks for (runs on the worker thread)."""
+    try:
+        from core.book import BOOK_SECTIONS
+        from core.config import AttentionConfig, ConfigError
+        from core.device import cuda_available
+        from core.memory import MemoryBudgetError, check_memory
+        from core.trace import build_trace
+    except Exception as exc:  # a broken torch install: say so, do not crash
+        return Result(req.id, req.mode, error=("", f"cannot load the attention core: {exc}"))
+    sections = {key: cfg.to_dict() for key, (_desc, cfg) in BOOK_SECTIONS.items()}
+    titles = {key: desc for key, (desc, _cfg) in BOOK_SECTIONS.items()}
+    out = Result(req.id, req.mode, sections=sections, section_titles=titles,
+                 cuda_available=cuda_available())
+    try:
+        if req.mode == "book":
+            out.traces = {key: build_trace(cfg) for key, (_desc, cfg) in BOOK_SECTIONS.items()}
+        else:
+            cfg = AttentionConfig(**(req.params or {}))
+            check_memory(cfg)
+            out.traces = {"custom": build_trace(cfg)}
+        out.notes = tuple(dict.fromkeys(n for t in out.traces.values() for n in t.notes))
+    except ConfigError as exc:
+        out.error = (exc.field, exc.message)
+    except MemoryBudgetError as exc:
+        out.error = ("", str(exc))
+    except TypeError as exc:
+        out.error = ("", f"invalid settings: {exc}")
+    except MemoryError:
+        out.error = ("", "out of memory while computing the trace; reduce the tokens, batch or heads")
+    except Exception as exc:  # torch.OutOfMemoryError and anything unexpected
+        name = type(exc).__name__
+        if "OutOfMemory" in name:
+            out.error = ("", "the GPU ran out of memory; reduce the tokens, batch or heads, or use the CPU")
+        else:
+            traceback.print_exc()
+            out.error = ("", f"could not compute the trace ({name}: {exc})")
+    if out.error:
+        out.traces = {}
+    return out
+
+
+class TraceWorker(QThread):
+    """One long-lived thread; a new request replaces the pending one."""
+
+    done = Signal(object)      # Result
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self._cond = threading.Condition()
+        self._pending: Request | None = None
+        self._stopping = False
+
+    def submit(self, req: Request) -> None:
+        with self._cond:
+            self._pending = req
+            self._cond.notify()
+
+    def stop(self, timeout_ms: int = 30000) -> None:
+        with self._cond:
+            self._stopping = True
+            self._pending = None
+            self._cond.notify()
+        if self.isRunning():
+            self.wait(timeout_ms)
+
+    def run(self) -> None:
+        while True:
+            with self._cond:
+                while self._pending is None and not self._stopping:
+                    self._cond.wait()
+                if self._stopping:
+                    return
+                req, self._pending = self._pending, None
+            result = compute(req)
+            with self._cond:
+                if self._stopping:
+                    return
+            self.done.emit(result)

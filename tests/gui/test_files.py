@@ -1,0 +1,81 @@
+"""File menu: exports write the core's values; Save image writes a PNG; Ctrl+Q quits cleanly."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+from PySide6 import QtCore, QtGui, QtWidgets
+
+from core.export import read_csv_slice
+from tests.gui.test_window import step_index
+
+
+def test_export_matrix_writes_the_focused_matrix(window, qtbot, tmp_path, monkeypatch):
+    c = window.controller
+    c.go(step_index(c, "multihead.weights"))
+    window.step_view._set_focus(0, 1)                        # head 1, as if clicked
+    target = tmp_path / "weights.csv"
+    monkeypatch.setattr(QtWidgets.QFileDialog, "getSaveFileName", lambda *a, **k: (str(target), ""))
+    window.actions["export_matrix"].trigger()
+    rows, cols, values = read_csv_slice(target)
+    expected = c.trace["multihead", "attn_weights"].numpy()[0, 1]
+    np.testing.assert_array_equal(values, expected)
+    assert rows == list(c.trace.labels) and cols == list(c.trace.labels)
+    assert str(target) in window.statusBar().currentMessage()
+
+
+def test_export_all_matches_the_core_and_the_cli_layout(window, tmp_path, monkeypatch):
+    c = window.controller
+    c.go(step_index(c, "trainable.scores"))
+    out = tmp_path / "export"
+    out.mkdir()
+    monkeypatch.setattr(QtWidgets.QFileDialog, "getExistingDirectory", lambda *a, **k: str(out))
+    window.actions["export_all"].trigger()
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["config"] == c.trace.config.to_dict()
+    assert len(manifest["tensors"]) > 40
+    for entry in manifest["tensors"]:
+        _rows, _cols, values = read_csv_slice(out / entry["file"])
+        arr = c.trace[entry["stage"], entry["name"]].numpy()
+        arr = arr[tuple(entry["index"])] if entry["index"] else arr
+        np.testing.assert_array_equal(values, arr.reshape(values.shape), err_msg=entry["file"])
+
+
+def test_export_into_a_file_gives_a_message(window, tmp_path, monkeypatch):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    monkeypatch.setattr(QtWidgets.QFileDialog, "getExistingDirectory", lambda *a, **k: str(blocker))
+    window.actions["export_all"].trigger()
+    assert "Export failed" in window.statusBar().currentMessage()
+    assert blocker.read_text() == "x"
+
+
+def test_cancelled_dialogs_do_nothing(window, monkeypatch):
+    monkeypatch.setattr(QtWidgets.QFileDialog, "getSaveFileName", lambda *a, **k: ("", ""))
+    monkeypatch.setattr(QtWidgets.QFileDialog, "getExistingDirectory", lambda *a, **k: "")
+    for name in ("export_matrix", "export_all", "save_image"):
+        window.actions[name].trigger()
+
+
+def test_save_image_writes_a_png(window, tmp_path, monkeypatch):
+    target = tmp_path / "step"
+    monkeypatch.setattr(QtWidgets.QFileDialog, "getSaveFileName", lambda *a, **k: (str(target), ""))
+    window.actions["save_image"].trigger()
+    img = QtGui.QImage(str(target) + ".png")
+    assert not img.isNull() and img.width() > 300 and img.height() > 200
+
+
+def test_menus_carry_shortcuts(window):
+    acts = window.actions
+    assert acts["quit"].shortcut() == QtGui.QKeySequence("Ctrl+Q")
+    for name in ("export_matrix", "export_all", "save_image", "next", "back", "first", "last", "book"):
+        assert not acts[name].shortcut().isEmpty(), name
+    titles = [a.text() for a in window.menuBar().actions()]
+    assert titles == ["&File", "&View", "&Help"]
+
+
+def test_ctrl_q_closes_cleanly(window, qtbot):
+    worker = window.controller._worker
+    qtbot.keyClick(window, QtCore.Qt.Key.Key_Q, QtCore.Qt.KeyboardModifier.ControlModifier)
+    qtbot.waitUntil(lambda: not window.isVisible(), timeout=5000)
+    assert not worker.isRunning()

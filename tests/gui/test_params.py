@@ -1,0 +1,107 @@
+"""Live parameters: a change recomputes off the UI thread; an invalid one keeps the last trace."""
+from __future__ import annotations
+
+import numpy as np
+from PySide6 import QtCore
+
+from core import build_trace
+from core.book import book_config
+from tests.gui.conftest import TRACE_TIMEOUT_MS, open_window
+from tests.gui.helpers import expected_maps, shown_maps
+from tests.gui.test_window import panel_data, step_index
+
+
+def set_spin(qtbot, spin, value):
+    spin.setFocus()
+    spin.lineEdit().selectAll()
+    qtbot.keyClicks(spin.lineEdit(), str(value))
+    qtbot.keyClick(spin.lineEdit(), QtCore.Qt.Key.Key_Return)
+
+
+def test_changing_d_out_updates_the_maps(window, qtbot):
+    c = window.controller
+    c.go(step_index(c, "trainable.scores"))
+    before = panel_data(window, "attn_scores").maps[0].values.copy()
+    with qtbot.waitSignal(c.trace_changed, timeout=TRACE_TIMEOUT_MS):
+        set_spin(qtbot, window.params.d_out, 4)
+    assert c.mode == "custom" and not window.params.book.isChecked()
+    expected_cfg = book_config("v1").replace(d_out=4)       # built from the shown (v1) config
+    assert c.trace.config == expected_cfg
+    ref = build_trace(expected_cfg)
+    for panel, images in zip(c.step.panels, shown_maps(window.step_view)):
+        for img, exp in zip(images, expected_maps(panel, ref)):
+            np.testing.assert_array_equal(img, exp)
+    assert panel_data(window, "queries").shape == (6, 4)
+    assert not np.allclose(panel_data(window, "attn_scores").maps[0].values, before)
+    assert "d_out 4" in window.status_info.text()
+
+
+def test_every_step_uses_the_custom_config(window, qtbot):
+    c = window.controller
+    with qtbot.waitSignal(c.trace_changed, timeout=TRACE_TIMEOUT_MS):
+        window.params.causal.click()                  # causal off, from the first step's config
+    assert c.trace.config.causal is False
+    c.go(step_index(c, "causal.approach_b"))
+    d = panel_data(window, "masked_scores")
+    assert d.maps[0].masked is None and np.isfinite(d.maps[0].values).all()
+
+
+def test_invalid_heads_shows_the_message_and_keeps_the_trace(window, qtbot):
+    c = window.controller
+    c.go(step_index(c, "multihead.weights"))
+    trace = c.trace
+    images = [img.copy() for img in shown_maps(window.step_view)[0]]
+    with qtbot.waitSignal(c.error, timeout=TRACE_TIMEOUT_MS) as blocker:
+        set_spin(qtbot, window.params.num_heads, 3)
+    assert blocker.args[0] == "num_heads"
+    label = window.params.errors["num_heads"]
+    assert label.isVisibleTo(window) and "divisible" in label.text()
+    assert c.trace is trace
+    for img, before in zip(shown_maps(window.step_view)[0], images):
+        np.testing.assert_array_equal(img, before)
+    # fixing it (d_out 3 with 3 heads) clears the message and recomputes
+    with qtbot.waitSignal(c.trace_changed, timeout=TRACE_TIMEOUT_MS):
+        set_spin(qtbot, window.params.d_out, 3)
+    assert not label.isVisibleTo(window)
+    assert c.trace.config.d_out == 3 and c.trace.config.num_heads == 3
+    assert len(window.step_view.panels[0].maps) == 3
+
+
+def test_own_text_and_back_to_the_book(window, qtbot):
+    c = window.controller
+    with qtbot.waitSignal(c.trace_changed, timeout=TRACE_TIMEOUT_MS):
+        window.params.text.setFocus()
+        window.params.text.selectAll()
+        qtbot.keyClicks(window.params.text, "the cat sat on the mat")
+        qtbot.keyClick(window.params.text, QtCore.Qt.Key.Key_Return)
+    assert c.trace.tokens == ("the", "cat", "sat", "on", "the", "mat")
+    assert panel_data(window, "inputs").row_labels[-2:] == ("the#2", "mat")
+    with qtbot.waitSignal(c.trace_changed, timeout=TRACE_TIMEOUT_MS):
+        window.params.book.click()
+    assert c.mode == "book" and c.trace.config == book_config("simplified")
+
+
+def test_empty_text_is_refused_next_to_the_field(window, qtbot):
+    c = window.controller
+    trace = c.trace
+    with qtbot.waitSignal(c.error, timeout=TRACE_TIMEOUT_MS):
+        window.params.text.setFocus()
+        window.params.text.clear()
+        qtbot.keyClicks(window.params.text, "   ")
+        qtbot.keyClick(window.params.text, QtCore.Qt.Key.Key_Return)
+    assert window.params.errors["text"].isVisibleTo(window)
+    assert "empty" in window.params.errors["text"].text()
+    assert c.trace is trace
+
+
+def test_settings_persist_across_restarts(qtbot, settings_file):
+    c, win = open_window(qtbot, settings_file)
+    c.go(5)
+    with qtbot.waitSignal(c.trace_changed, timeout=TRACE_TIMEOUT_MS):
+        c.set_params(d_out=4, num_heads=4)
+    win.close()
+    c2, win2 = open_window(qtbot, settings_file)
+    assert c2.mode == "custom" and c2.index == 5
+    assert c2.trace.config.d_out == 4 and c2.trace.config.num_heads == 4
+    assert win2.params.d_out.value() == 4
+    win2.close()

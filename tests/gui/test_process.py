@@ -1,0 +1,76 @@
+"""Process-level checks, each in a subprocess so an abort shows as a failing return code."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run(code: str, timeout: int = 120) -> subprocess.CompletedProcess:
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def test_many_signal_emits_do_not_abort_the_process():
+    """PySide6 6.12 on Python 3.11 aborts after a few hundred Signal.emit(); 6.11 does not."""
+    proc = run("""
+        from PySide6.QtCore import QCoreApplication, QObject, Signal
+        app = QCoreApplication([])
+        class Source(QObject):
+            fired = Signal(int)
+            ticked = Signal()
+            payload = Signal(object)
+        src = Source()
+        seen = []
+        src.fired.connect(lambda v: seen.append(v))
+        src.ticked.connect(lambda: seen.append(None))
+        src.payload.connect(lambda o: seen.append(o))
+        for i in range(12000):
+            src.fired.emit(i)
+            src.ticked.emit()
+            src.payload.emit({"i": i})
+        app.processEvents()
+        print("emitted", len(seen))
+    """)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "emitted 36000" in proc.stdout
+
+
+def test_startup_modules_do_not_import_torch_or_pyqtgraph():
+    proc = run("""
+        import sys
+        from PySide6 import QtWidgets
+        app = QtWidgets.QApplication([])
+        from gui.app import make_window
+        controller, window = make_window()
+        window.show()
+        app.processEvents()
+        print("torch" in sys.modules, "pyqtgraph" in sys.modules, "core" in sys.modules)
+        controller.shutdown()
+    """)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.split() == ["False", "False", "False"]
+
+
+def test_run_app_with_a_lesson_argument_shows_a_message_and_exits_0(tmp_path):
+    proc = run(f"""
+        import sys
+        from PySide6 import QtCore, QtWidgets
+        app = QtWidgets.QApplication([])
+        QtCore.QSettings.setDefaultFormat(QtCore.QSettings.Format.IniFormat)
+        QtCore.QSettings.setPath(QtCore.QSettings.Format.IniFormat, QtCore.QSettings.Scope.UserScope, {str(tmp_path)!r})
+        def check():
+            win = next(w for w in app.topLevelWidgets() if w.windowTitle() == "Attention Stepper")
+            print("MSG", win.statusBar().currentMessage())
+            win.close()
+        QtCore.QTimer.singleShot(500, check)
+        from gui.app import run_app
+        sys.exit(run_app(["lesson.json"]))
+    """)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "lesson.json" in proc.stdout and "not supported yet" in proc.stdout
