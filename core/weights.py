@@ -8,6 +8,7 @@ so CPU and GPU traces start from the same numbers.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import torch
@@ -38,6 +39,9 @@ def _draw(init: str, d_in: int, d_out: int, bias: bool) -> Projection:
     return Projection(layer.weight.detach().T.clone(), None if layer.bias is None else layer.bias.detach().clone())
 
 
+# Drawing is deterministic in its arguments, so draws are cached: a parameter change that
+# does not touch the weights (causal, dropout, text) reuses them. Nothing mutates a weight.
+@functools.lru_cache(maxsize=16)
 def draw_qkv(init: str, seed: int, d_in: int, d_out: int, bias: bool) -> dict[str, Projection]:
     """W_query, W_key, W_value in that order right after manual_seed(seed) (v1, v2, CausalAttention)."""
     with torch.random.fork_rng(devices=[]):
@@ -45,14 +49,16 @@ def draw_qkv(init: str, seed: int, d_in: int, d_out: int, bias: bool) -> dict[st
         return {role: _draw(init, d_in, d_out, bias) for role in ROLES}
 
 
+@functools.lru_cache(maxsize=8)
 def draw_wrapper_heads(init: str, seed: int, d_in: int, head_dim: int, num_heads: int,
-                       bias: bool) -> list[dict[str, Projection]]:
+                       bias: bool) -> tuple[dict[str, Projection], ...]:
     """MultiHeadAttentionWrapper: num_heads CausalAttention(d_in, head_dim) created one after another."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return [{role: _draw(init, d_in, head_dim, bias) for role in ROLES} for _ in range(num_heads)]
+        return tuple({role: _draw(init, d_in, head_dim, bias) for role in ROLES} for _ in range(num_heads))
 
 
+@functools.lru_cache(maxsize=8)
 def draw_fused(init: str, seed: int, d_in: int, d_out: int, bias: bool) -> tuple[dict[str, Projection], Projection]:
     """MultiHeadAttention: W_query, W_key, W_value (d_in × d_out), then out_proj = nn.Linear(d_out, d_out)."""
     with torch.random.fork_rng(devices=[]):
