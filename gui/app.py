@@ -24,7 +24,8 @@ def make_window(settings=None):
 def start(window, controller) -> None:
     """Begin computing from the saved settings and build the heatmap view."""
     mode, params, step = window.saved_config()
-    controller.go(step)
+    if controller.index == 0:          # unless the learner already moved (keys work at once)
+        controller.go(step)
     controller.restore(mode, params)
     window.finish_setup()
 

@@ -126,7 +126,7 @@ def resolve_panel(panel: Panel, trace, batch_index: int = 0) -> MatrixData | Non
     axes = list(item.axes)
     if arr.ndim == 1:                                    # a bias: one row
         arr = arr.reshape(1, -1)
-        axes = ["name"] + axes
+        axes = [""] + axes
     row_labels = item.labels[-2] if len(item.labels) >= 2 else (item.name,)
     col_labels = item.labels[-1]
     lead: list[tuple[int, ...]] = [()]
@@ -158,8 +158,18 @@ def resolve_panel(panel: Panel, trace, batch_index: int = 0) -> MatrixData | Non
         values = values[r0:r1]
         masked = _masked_cells(item, mask, values.shape[0], values.shape[1], r0)
         maps.append(MapData(values, masked, title, tuple(int(i) for i in idx), head))
+    # colour levels from every row (a one-row slice keeps the full matrix's colours)
+    full = [m for m in maps]
+    if panel.rows:
+        full = []
+        for idx in lead:
+            v = arr[idx] if idx else arr
+            if panel.is_diff:
+                other = trace[panel.diff[1]].numpy()
+                v = v.astype(np.float64) - (other[idx] if idx else other).astype(np.float64)
+            full.append(MapData(v, _masked_cells(item, mask, v.shape[0], v.shape[1], 0)))
     finite_parts = [m.values[np.isfinite(m.values) & (~m.masked if m.masked is not None else True)]
-                    for m in maps]
+                    for m in full]
     finite = np.concatenate([f.ravel() for f in finite_parts]) if finite_parts else np.zeros(0)
     kind, levels = _kind_and_levels(item.name, finite, panel.is_diff)
     name = item.name
@@ -175,6 +185,6 @@ def resolve_panel(panel: Panel, trace, batch_index: int = 0) -> MatrixData | Non
     return MatrixData(
         key=panel.key, title=title, symbol=item.symbol, meaning=item.term.meaning, maps=maps,
         row_labels=tuple(row_labels[r0:r1]), col_labels=tuple(col_labels),
-        row_axis=axes[-2] if len(axes) >= 2 else "name", col_axis=axes[-1],
+        row_axis=axes[-2] if len(axes) >= 2 else "", col_axis=axes[-1],
         kind=kind, levels=levels, template=template, row_offset=r0, extra=extra,
     )

@@ -177,6 +177,11 @@ class StepView(QtWidgets.QWidget):
         per_row = self._per_row = self._choose_per_row(datas)
         for c in range(self.grid.columnCount()):
             self.grid.setColumnStretch(c, 0)
+        for r in range(self.grid.rowCount()):
+            self.grid.setRowStretch(r, 0)
+        for r in range(math.ceil(n / per_row)):
+            heights = [datas[k].shape[0] for k in range(r * per_row, min(n, (r + 1) * per_row))]
+            self.grid.setRowStretch(r, 1 if max(heights) <= 2 else 3)
         for k, (p, d) in enumerate(zip(self.panels, datas)):
             self.grid.addWidget(p, k // per_row, k % per_row)
             p.show()
