@@ -13,6 +13,8 @@ from core.trace import Trace
 from core.vocabulary import VOCABULARY
 
 ROLES = ("query", "key", "value")
+WRAPPER_START = "# --- MultiHeadAttentionWrapper: independent causal heads ---"
+FUSED_START = "# --- MultiHeadAttention: fused projections, split into heads ---"
 # Longest inputs written into a snippet literally (beyond: a note, and the first rows).
 MAX_LITERAL_TOKENS = 256
 
@@ -91,7 +93,7 @@ def stage_code(cfg: AttentionConfig, stage: str) -> list[tuple[str | None, str]]
     c += [(None, f"batch = torch.stack([inputs] * {cfg.batch})  # (b, T, d_in)"),
           (None, "b, T, _ = batch.shape"),
           ("mask", f"mask = {tril}"),
-          (None, "# --- MultiHeadAttentionWrapper: independent causal heads ---"),
+          (None, WRAPPER_START),
           (None, f"torch.manual_seed({cfg.seed})"),
           (None, "heads = []"),
           (None, f"for _ in range({h}):")]
@@ -109,7 +111,7 @@ def stage_code(cfg: AttentionConfig, stage: str) -> list[tuple[str | None, str]]
           (None, "    s = (q @ k.transpose(1, 2)).masked_fill(mask == 0, -torch.inf)"),
           (None, "    return torch.softmax(s / k.shape[-1] ** 0.5, dim=-1) @ v"),
           ("wrapper_context_vecs", "wrapper_context_vecs = torch.cat([causal_head(hw) for hw in heads], dim=-1)"),
-          (None, "# --- MultiHeadAttention: fused projections, split into heads ---")]
+          (None, FUSED_START)]
     c += [(None, line) for line in _draw_lines(cfg, cfg.d_out)]
     c += [(f"W_{r}", f"# W_{r}: drawn above") for r in ROLES]
     if cfg.qkv_bias:
@@ -132,8 +134,7 @@ def stage_code(cfg: AttentionConfig, stage: str) -> list[tuple[str | None, str]]
 def _inputs_literal(trace: Trace) -> list[str]:
     arr = trace.inputs.array
     rows = arr[:MAX_LITERAL_TOKENS]
-    digits = 17
-    body = [f"    [{', '.join(format(float(v), f'.{digits}g') for v in row)}],  # {tok}"
+    body = [f"    [{', '.join(repr(float(v)) for v in row)}],  # {tok}"
             for row, tok in zip(rows, trace.tokens)]
     note = [] if len(arr) <= MAX_LITERAL_TOKENS else [f"# (first {MAX_LITERAL_TOKENS} of {len(arr)} tokens)"]
     return note + ["inputs = torch.tensor(["] + body + [f"], dtype={'torch.float64' if trace.config.dtype == 'float64' else 'torch.float32'})"]
@@ -150,6 +151,11 @@ def snippet(trace: Trace, stage: str, name: str) -> str:
     lines += _inputs_literal(trace)
     lines += [f"d_in, d_out, p = {cfg.d_in}, {cfg.d_out}, {cfg.dropout}"]
     code = [(None, "")] + stage_code(cfg, stage)
+    if stage == "multihead":
+        lines_only = [l for _, l in code]
+        w0, f0 = lines_only.index(WRAPPER_START), lines_only.index(FUSED_START)
+        # the snippet keeps only the implementation the intermediate belongs to
+        code = code[:w0] + (code[w0:f0] if name.startswith("wrapper_") else code[f0:])
     out = []
     found = False
     for n, line in code:
