@@ -38,6 +38,8 @@ def run_app(argv: list[str]) -> int:
     app.setOrganizationName(ORGANIZATION)
     app.setApplicationDisplayName(APP_NAME)
     controller, window = make_window()
+    from gui.errors import install_excepthook
+    install_excepthook(window)
     window.show()
     extra = [a for a in argv if not a.startswith("-")]
     if extra:

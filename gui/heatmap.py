@@ -39,6 +39,20 @@ def _elide(text: str, chars: int) -> str:
     return text if len(text) <= chars else text[:max(chars - 1, 1)] + "…"
 
 
+def _fitted_ticks(labels, cell_px: float, fm: QtGui.QFontMetrics, horizontal: bool) -> list:
+    """Tick labels that do not overlap: every k-th label, elided to the room k cells give."""
+    avg = max(fm.averageCharWidth(), 1)
+    cell_px = max(cell_px, 0.5)
+    if horizontal:
+        widest = max(fm.horizontalAdvance(str(t)) for t in labels) + 6
+        need = min(widest, 6 * avg + 6) + 8       # up to 6 characters, then "…", and a gap
+    else:
+        need = fm.height() + 1
+    every = max(1, math.ceil(need / cell_px), math.ceil(len(labels) / MAX_TICKS))
+    chars = max(3, int((every * cell_px - 6) // avg)) if horizontal else 10**6
+    return [(i + 0.5, _elide(str(labels[i]), chars)) for i in range(0, len(labels), every)]
+
+
 def _tick_list(labels: tuple[str, ...]) -> list[tuple[float, str]]:
     step = max(1, math.ceil(len(labels) / MAX_TICKS))
     return [(i + 0.5, str(labels[i])) for i in range(0, len(labels), step)]
@@ -72,7 +86,7 @@ class _Map:
         self.shape = (0, 0)
         self.stride = 1
         self.labels: tuple[tuple[str, ...], tuple[str, ...]] = ((), ())
-        p.vb.sigResized.connect(self.fit_text)
+        p.vb.sigTransformChanged.connect(self.fit_text)   # after a resize has updated the view
 
     def set_data(self, data: MatrixData, k: int, cmap: pg.ColorMap) -> None:
         m = data.maps[k]
@@ -131,15 +145,11 @@ class _Map:
         cell_w = 1.0 / px_w if px_w > 0 else 0.0
         cell_h = 1.0 / px_h if px_h > 0 else 0.0
         fm = QtGui.QFontMetrics(self.plot.getAxis("top").style.get("tickFont") or QtGui.QFont())
-        cols = self.labels[1]
+        rows, cols = self.labels
         if cols:
-            avg = max(fm.averageCharWidth(), 1)
-            chars = int((cell_w - 4) // avg)
-            every = 1 if chars >= 3 else math.ceil(4 * avg / max(cell_w, 1))
-            every = max(every, math.ceil(len(cols) / MAX_TICKS))
-            ticks = [(i + 0.5, _elide(str(cols[i]), max(chars, 3) if every == 1 else 4 * every))
-                     for i in range(0, len(cols), every)]
-            self.plot.getAxis("top").setTicks([ticks])
+            self.plot.getAxis("top").setTicks([_fitted_ticks(cols, cell_w, fm, horizontal=True)])
+        if rows:
+            self.plot.getAxis("left").setTicks([_fitted_ticks(rows, cell_h, fm, horizontal=False)])
         if not self.texts:
             return
         size = int(min(14, (cell_w - 3) / 3.9, cell_h / 1.5))
@@ -176,8 +186,13 @@ class MatrixPanel(pg.GraphicsLayoutWidget):
         self._layout_key = None
         self._title = pg.LabelItem(justify="center", color=(20, 20, 20))
         self.setMinimumSize(160, 140)
+        self.set_focused(False)
         self.scene().sigMouseMoved.connect(self._on_move)
         self.scene().sigMouseClicked.connect(self._on_click)
+
+    def set_focused(self, focused: bool) -> None:
+        """A blue frame marks the matrix under focus (what File → Export matrix writes)."""
+        self.setStyleSheet("border: 2px solid #2f6fd0;" if focused else "border: 2px solid transparent;")
 
     def set_matrix(self, data: MatrixData) -> None:
         n = len(data.maps)

@@ -117,9 +117,19 @@ class MainWindow(QtWidgets.QMainWindow):
         from gui.step_view import StepView
         self.step_view = StepView(self.controller)
         self.step_view.hovered.connect(lambda text: self.statusBar().showMessage(text.split("\n")[0], 8000))
+        self.step_view.focus_changed.connect(self._on_focus)
         self.stack.addWidget(self.step_view)
+        self.navigator.setFocus()        # arrow keys step; the text field takes them only when clicked
         if self.controller.has_trace:
             self.stack.setCurrentWidget(self.step_view)
+
+    def _on_focus(self) -> None:
+        focused = self.step_view.focused()
+        if focused:
+            data, k = focused
+            head = f" ({data.maps[k].title})" if data.maps[k].title else ""
+            self.statusBar().showMessage(
+                f"Focused {data.key[0]}.{data.key[1]}{head}: File → Export matrix as CSV (Ctrl+E) writes it", 8000)
 
     def _on_trace(self) -> None:
         self.finish_setup()

@@ -129,6 +129,7 @@ class StepView(QtWidgets.QWidget):
             panel.set_matrix(data)
         if self.focus[0] >= len(datas):
             self.focus = (0, 0)
+        self._show_focus()
 
     def _only_head(self, data: MatrixData) -> MatrixData:
         heads = [m for m in data.maps if m.head == self.head]
@@ -225,7 +226,12 @@ class StepView(QtWidgets.QWidget):
 
     def _set_focus(self, k: int, m: int) -> None:
         self.focus = (k, m)
+        self._show_focus()
         self.focus_changed.emit()
+
+    def _show_focus(self) -> None:
+        for i, p in enumerate(self.panels):
+            p.set_focused(i == self.focus[0] and len(self.panels) > 1)
 
     def focused(self) -> tuple[MatrixData, int] | None:
         """The matrix under focus and which of its maps (for File → Export matrix)."""
