@@ -73,7 +73,7 @@ def causal(batch_inputs: torch.Tensor, qkv: dict[str, Projection], mask: torch.T
     attn_weights = steps.softmax_rows(steps.scale(masked_scores, d_k))
     # Approach A: softmax first, zero the future, renormalise the rows.
     masked_simple = steps.zero_masked(steps.softmax_rows(steps.scale(attn_scores, d_k)), mask)
-    renormalized_weights = steps.renormalize(masked_simple)        # (b, T, T)
+    renormalized_weights = steps.renormalize(masked_simple, fallback=attn_weights)  # (b, T, T)
     dropped_weights = steps.apply_dropout(attn_weights, keep, p)   # (b, T, T)
     context_vecs = steps.mix(dropped_weights, values)              # (b, T, d_out)
     return {

@@ -78,9 +78,19 @@ def zero_masked(weights: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return weights * mask
 
 
-def renormalize(weights: torch.Tensor) -> torch.Tensor:
-    """Approach A's second half: divide each row by its sum."""
-    return weights / weights.sum(dim=-1, keepdim=True)
+def renormalize(weights: torch.Tensor, fallback: torch.Tensor | None = None) -> torch.Tensor:
+    """Approach A's second half: divide each row by its sum.
+
+    When scores lie far apart, softmax can underflow every kept weight of a row to 0 (or to
+    imprecise subnormals), and the division gives 0/0 = nan. Such rows take ``fallback``'s row
+    (approach B's weights: the same values, computed without the underflow).
+    """
+    out = weights / weights.sum(dim=-1, keepdim=True)
+    if fallback is None:
+        return out
+    info = torch.finfo(weights.dtype)
+    trusted = weights.amax(dim=-1, keepdim=True) >= info.tiny / info.eps  # the row's largest weight is exact
+    return torch.where(trusted, out, fallback)
 
 
 def apply_dropout(weights: torch.Tensor, keep: torch.Tensor, p: float) -> torch.Tensor:

@@ -137,19 +137,41 @@ def _wrap(stage: str, named: dict[str, torch.Tensor | Lazy], batch: int, token_l
     return out
 
 
+def _check_overrides(override: dict | None, config: AttentionConfig) -> dict[str, torch.Tensor]:
+    """Edited W_query/W_key/W_value (d_in × d_out) for the trainable and causal stages."""
+    from core.config import ConfigError
+
+    out = {}
+    for name, value in (override or {}).items():
+        role = name.removeprefix("W_")
+        if role not in weights.ROLES:
+            raise ConfigError(name, "only W_query, W_key and W_value can be edited")
+        arr = np.asarray(value, dtype=np.float64)
+        if arr.shape != (config.d_in, config.d_out):
+            raise ConfigError(name, f"must be d_in × d_out = {config.d_in} × {config.d_out}, got "
+                                    f"{' × '.join(map(str, arr.shape))}")
+        if not np.isfinite(arr).all():
+            raise ConfigError(name, "every weight must be a finite number")
+        out[role] = torch.tensor(arr, dtype=torch.float32)
+    return out
+
+
 def build_trace(config: AttentionConfig, inputs: Inputs | None = None,
-                only: tuple[str, ...] = STAGES) -> Trace:
+                only: tuple[str, ...] = STAGES, weights_override: dict | None = None) -> Trace:
     """Compute the stages in ``only`` (all by default) for ``config``.
 
     ``inputs`` overrides the config's embeddings source (the GUI's edited table); its width
     must equal config.d_in. Raises ConfigError for problems with the inputs.
     """
-    from core.config import ConfigError
+    from core.config import MAX_ABS_EMBEDDING, ConfigError
 
     started = time.perf_counter()
     inp = inputs if inputs is not None else resolve_inputs(config)
     if inp.width != config.d_in:
         raise ConfigError("d_in", f"the inputs have {inp.width} values per token but d_in is {config.d_in}")
+    if inp.array.size and not (np.abs(inp.array) <= MAX_ABS_EMBEDDING).all():  # also catches nan
+        raise ConfigError("embeddings", f"every embedding value must be a finite number between "
+                                        f"-{MAX_ABS_EMBEDDING:g} and {MAX_ABS_EMBEDDING:g}")
     device, note = resolve_device(config.device)
     dtype = DTYPES[config.dtype]
     token_labels = inp.labels
@@ -160,8 +182,11 @@ def build_trace(config: AttentionConfig, inputs: Inputs | None = None,
     xb = x.unsqueeze(0).expand(b, num_tokens, config.d_in)                    # (b, T, d_in)
     mask = steps.causal_mask(num_tokens, config.causal, device=device, dtype=dtype)  # (T, T)
 
+    overrides = _check_overrides(weights_override, config)
+
     def qkv(d_out):
         drawn = weights.draw_qkv(config.init, config.seed, config.d_in, d_out, config.qkv_bias)
+        drawn = {r: weights.Projection(overrides[r], p.b) if r in overrides else p for r, p in drawn.items()}
         return {r: p.to(device, dtype) for r, p in drawn.items()}
 
     result: dict[str, dict[str, Intermediate]] = {}

@@ -87,6 +87,7 @@ def files(tmp_path) -> dict[str, str]:
         "no_label": "a,1,2\n,3,4\n",
         "width2": "token,d0,d1\na,0.1,0.2\nb,0.3,0.4\n",
         "huge_field": "a," + "1" * 200_000 + "\n",
+        "huge_value": "a,1,2\nb,3,1e300\n",
     }
     paths = {}
     for name, text in contents.items():
@@ -147,6 +148,7 @@ CATALOGUE = [
     ("embeddings missing label", ["--embeddings", "{no_label}"], "--embeddings", ("no token label",)),
     ("embeddings not UTF-8", ["--embeddings", "{latin1}"], "--embeddings", ("cannot be read",)),
     ("embeddings field too large", ["--embeddings", "{huge_field}"], "--embeddings", ("not a readable csv",)),
+    ("embeddings value too large", ["--embeddings", "{huge_value}"], "--embeddings", ("finite number between",)),
     ("embeddings NaN with --d-in", ["--embeddings", "{nan}", "--d-in", "2"], "--embeddings", ("finite",)),
     ("embeddings width != d_in", ["--embeddings", "{width2}", "--d-in", "3"], "--d-in", ("2 values", "set d_in to 2")),
     ("embeddings blank", ["--embeddings", ""], "--embeddings", ("book", "random")),
