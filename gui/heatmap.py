@@ -91,9 +91,8 @@ class _Map:
     def set_data(self, data: MatrixData, k: int, cmap: pg.ColorMap) -> None:
         m = data.maps[k]
         rows, cols = m.values.shape
-        img = m.display()
         stride = max(1, math.ceil(max(rows, cols) / MAX_DISPLAY))
-        shown = img[::stride, ::stride] if stride > 1 else img
+        shown = m.display(stride)
         self.stride = stride
         self.image.setImage(shown, autoLevels=False, levels=data.levels)
         self.image.setRect(QtCore.QRectF(0, 0, cols, rows))

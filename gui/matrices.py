@@ -30,12 +30,14 @@ class MapData:
     index: tuple[int, ...] = ()        # leading (batch/head) indices in the intermediate
     head: int | None = None
 
-    def display(self) -> np.ndarray:
-        """float32 copy for the ImageItem: masked and non-finite cells are NaN (transparent)."""
-        img = np.array(self.values, dtype=np.float32, copy=True)
+    def display(self, stride: int = 1) -> np.ndarray:
+        """float32 copy for the ImageItem (every ``stride``-th row and column): masked and
+        non-finite cells are NaN, which the ImageItem draws transparent."""
+        vals = self.values[::stride, ::stride] if stride > 1 else self.values
+        img = np.array(vals, dtype=np.float32, copy=True)
         if self.masked is not None:
-            img[self.masked] = np.nan
-        img[~np.isfinite(img)] = np.nan
+            img[self.masked[::stride, ::stride] if stride > 1 else self.masked] = np.nan
+        np.copyto(img, np.float32(np.nan), where=~np.isfinite(img))
         return img
 
 
@@ -97,15 +99,24 @@ def _masked_cells(item, mask, rows: int, cols: int, row_offset: int) -> np.ndarr
     return hidden if hidden.any() else None
 
 
-def _kind_and_levels(name: str, finite: np.ndarray, is_diff: bool) -> tuple[str, tuple[float, float]]:
+def _value_range(maps: list[MapData]) -> tuple[float, float]:
+    """(min, max) over the finite, unmasked cells of all maps (no copies of big arrays)."""
+    lo, hi = math.inf, -math.inf
+    for m in maps:
+        valid = np.isfinite(m.values)
+        if m.masked is not None:
+            valid &= ~m.masked
+        lo = min(lo, float(np.min(m.values, where=valid, initial=math.inf)))
+        hi = max(hi, float(np.max(m.values, where=valid, initial=-math.inf)))
+    return (lo, hi) if lo <= hi else (0.0, 0.0)
+
+
+def _kind_and_levels(name: str, lo: float, hi: float, is_diff: bool) -> tuple[str, tuple[float, float]]:
     if is_diff:
-        top = float(np.max(np.abs(finite))) if finite.size else 0.0
-        top = max(top, 1e-6)   # float rounding noise stays near white
+        top = max(abs(lo), abs(hi), 1e-6)   # float rounding noise stays near white
         return "diff", (-top, top)
     if name in BINARY_NAMES:
         return "binary", (0.0, 1.0)
-    lo = float(finite.min()) if finite.size else 0.0
-    hi = float(finite.max()) if finite.size else 1.0
     if name in WEIGHT_NAMES and lo >= 0.0 and hi <= 1.0 + 1e-6:
         return "prob", (0.0, 1.0)
     if name == "dropped_weights" and lo >= 0.0:
@@ -168,18 +179,17 @@ def resolve_panel(panel: Panel, trace, batch_index: int = 0) -> MatrixData | Non
                 other = trace[panel.diff[1]].numpy()
                 v = v.astype(np.float64) - (other[idx] if idx else other).astype(np.float64)
             full.append(MapData(v, _masked_cells(item, mask, v.shape[0], v.shape[1], 0)))
-    finite_parts = [m.values[np.isfinite(m.values) & (~m.masked if m.masked is not None else True)]
-                    for m in full]
-    finite = np.concatenate([f.ravel() for f in finite_parts]) if finite_parts else np.zeros(0)
-    kind, levels = _kind_and_levels(item.name, finite, panel.is_diff)
+    lo, hi = _value_range(full)
+    kind, levels = _kind_and_levels(item.name, lo, hi, panel.is_diff)
     name = item.name
     title = f"{item.symbol} · {name}"
     template = cell_templates().get(f"{item.stage}.{name}", "")
     extra = {}
     if panel.is_diff:
-        title = f"{panel.label or 'difference'}   max |diff| = {np.max(np.abs(finite)) if finite.size else 0.0:.2e}"
+        max_diff = max(abs(lo), abs(hi))
+        title = f"{panel.label or 'difference'}   max |diff| = {max_diff:.2e}"
         template = panel.label + "[{r}, {c}] = {v}"
-        extra["max_abs_diff"] = float(np.max(np.abs(finite))) if finite.size else 0.0
+        extra["max_abs_diff"] = max_diff
     if panel.rows:
         title += f"   rows {r0 + 1}…{r1}" if r1 - r0 > 1 else f"   row {r0 + 1} ({row_labels[r0]})"
     return MatrixData(
