@@ -7,6 +7,25 @@ from PySide6 import QtWidgets
 
 from gui.texts import render
 
+AXIS_SYMBOLS = {"batch": "b", "head": "h", "query": "T", "key": "T", "token": "T",
+                "in": "d_in", "out": "d_out", "hd": "hd"}
+
+
+def shapes_html(step, trace) -> str:
+    """One line per matrix shown: vocabulary name, axes and shape (e.g. b × h × T × hd = 2 × 2 × 6 × 1)."""
+    lines: list[str] = []
+    for panel in step.panels:
+        if panel.key not in trace:
+            continue
+        item = trace[panel.key]
+        axes = " × ".join(AXIS_SYMBOLS.get(a, a) for a in item.axes)
+        shape = " × ".join(str(n) for n in item.shape)
+        name = f"{item.name} ({item.symbol})"
+        if panel.diff:
+            name = f"{panel.label}"
+        lines.append(f"<code>{html.escape(name)}</code>: {axes} = {shape}")
+    return "<p>" + "<br>".join(lines) + "</p>"
+
 
 class ExplanationView(QtWidgets.QTextBrowser):
     def __init__(self, controller, parent: QtWidgets.QWidget | None = None):
@@ -34,6 +53,7 @@ class ExplanationView(QtWidgets.QTextBrowser):
             f"<p>{render(step.text, trace)}</p>"
             f"<p style='font-family: monospace; background: #f4f4f4; padding: 4px;'>"
             f"{html.escape(render(step.formula, trace))}</p>"
+            f"<p style='margin-bottom: 0;'><b>Shown</b></p>{shapes_html(step, trace)}"
             f"<p style='color: #555;'>{source}<br>"
             f"{len(trace.tokens)} tokens · d_in {cfg.d_in} · d_out {cfg.d_out} · {cfg.num_heads} heads · "
             f"init {cfg.init} · seed {cfg.seed} · dropout {cfg.dropout:g} · batch {cfg.batch}</p>"

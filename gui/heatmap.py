@@ -45,11 +45,11 @@ def _fitted_ticks(labels, cell_px: float, fm: QtGui.QFontMetrics, horizontal: bo
     cell_px = max(cell_px, 0.5)
     if horizontal:
         widest = max(fm.horizontalAdvance(str(t)) for t in labels) + 6
-        need = min(widest, 6 * avg + 6) + 8       # up to 6 characters, then "…", and a gap
+        need = min(widest, 4 * avg + 8)           # room for at least "abc…" and a gap
     else:
         need = fm.height() + 1
     every = max(1, math.ceil(need / cell_px), math.ceil(len(labels) / MAX_TICKS))
-    chars = max(3, int((every * cell_px - 6) // avg)) if horizontal else 10**6
+    chars = max(3, int((every * cell_px - 8) // avg)) if horizontal else 10**6
     return [(i + 0.5, _elide(str(labels[i]), chars)) for i in range(0, len(labels), every)]
 
 

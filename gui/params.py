@@ -155,6 +155,7 @@ class ParamPanel(QtWidgets.QWidget):
             self.example.setCurrentText(OWN if own else BOOK)
             if not self.text.hasFocus():
                 self.text.setText(str(cfg.get("text", "")))
+                self.text.setCursorPosition(0)
             self.d_in.setEnabled(own)
             for name in ("d_in", "d_out", "num_heads", "seed", "dropout_seed", "batch"):
                 self.widgets[name].setValue(min(int(cfg.get(name, 0)), self.widgets[name].maximum()))

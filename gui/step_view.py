@@ -55,6 +55,7 @@ class StepView(QtWidgets.QWidget):
         self.head: int | None = None       # None = all heads
         self.batch_index = 0
         self._per_row = 1
+        self._focus_shown = False
 
         self.title = QtWidgets.QLabel(objectName="stepTitle")
         self.title.setWordWrap(True)
@@ -104,6 +105,7 @@ class StepView(QtWidgets.QWidget):
     # ---- drawing ---------------------------------------------------------------------
     def _on_step(self, _index: int) -> None:
         self.focus = (0, 0)
+        self._focus_shown = False      # the frame appears once the learner clicks a matrix
         self.refresh()
 
     def refresh(self) -> None:
@@ -226,12 +228,13 @@ class StepView(QtWidgets.QWidget):
 
     def _set_focus(self, k: int, m: int) -> None:
         self.focus = (k, m)
+        self._focus_shown = True
         self._show_focus()
         self.focus_changed.emit()
 
     def _show_focus(self) -> None:
         for i, p in enumerate(self.panels):
-            p.set_focused(i == self.focus[0] and len(self.panels) > 1)
+            p.set_focused(self._focus_shown and i == self.focus[0] and len(self.panels) > 1)
 
     def focused(self) -> tuple[MatrixData, int] | None:
         """The matrix under focus and which of its maps (for File → Export matrix)."""

@@ -79,3 +79,11 @@ def test_ctrl_q_closes_cleanly(window, qtbot):
     qtbot.keyClick(window, QtCore.Qt.Key.Key_Q, QtCore.Qt.KeyboardModifier.ControlModifier)
     qtbot.waitUntil(lambda: not window.isVisible(), timeout=5000)
     assert not worker.isRunning()
+
+
+def test_screenshot_script_renders_steps(qtbot, tmp_path):
+    from gui.screenshots import main
+    assert main(["--out", str(tmp_path), "--only", "trainable.scores", "33"]) == 0
+    pngs = sorted(p.name for p in tmp_path.glob("*.png"))
+    assert pngs == ["step_11_trainable_scores.png", "step_33_multihead_out_proj.png"]
+    assert not QtGui.QImage(str(tmp_path / pngs[0])).isNull()
