@@ -156,7 +156,7 @@ def _remove_empty(folders: list[Path]) -> None:
         try:
             folder.rmdir()
         except OSError:
-            return
+            continue  # not empty (or gone): leave it
 
 
 def _write_all(trace, staging: Path, fmt, progress, cancelled) -> list[str]:
@@ -231,10 +231,13 @@ def _move_into(staging: Path, out: Path, files: list[str]) -> None:
             _remove_empty([out])
         raise
     restored = True
+    made: list[Path] = []  # folders this export created inside out (the user's own are never removed)
     try:
         for rel in files:
             src, dst = staging / rel, out / rel
-            dst.parent.mkdir(parents=True, exist_ok=True)
+            for folder in reversed(_missing_ancestors(dst.parent)):
+                folder.mkdir()
+                made.append(folder)
             if dst.exists():
                 keep = backup / rel
                 keep.parent.mkdir(parents=True, exist_ok=True)
@@ -250,9 +253,7 @@ def _move_into(staging: Path, out: Path, files: list[str]) -> None:
                 os.replace(keep, dst)
             except OSError:
                 restored = False  # keep the backup folder: it holds the user's earlier file
-        for stage_dir in sorted({(out / f).parent for f in files}, reverse=True):
-            if stage_dir != out and stage_dir.exists() and not any(stage_dir.iterdir()):
-                stage_dir.rmdir()
+        _remove_empty(list(reversed(made)))
         if created_root and out.exists() and not any(out.iterdir()):
             out.rmdir()
         if not restored:

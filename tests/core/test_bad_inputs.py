@@ -244,6 +244,7 @@ def test_out_of_memory_anyway_is_one_line(error, tmp_path, capsys, monkeypatch):
 def _existing_target(tmp_path: Path) -> Path:
     target = tmp_path / "target"
     (target / "causal").mkdir(parents=True)
+    (target / "trainable").mkdir()  # an empty folder of the user's, where the export writes too
     (target / "notes.txt").write_text("my notes\n")
     (target / "causal" / "mask.csv").write_text("an older export\n")
     (target / "manifest.json").write_text('{"old": true}\n')
