@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
                 written.append(target)
         finally:
             win.close()
-            app.quit()
+            loop.quit()
 
     state = {"custom_sent": False}
 
@@ -70,8 +70,13 @@ def main(argv: list[str] | None = None) -> int:
 
     controller.trace_changed.connect(on_trace)
     controller.error.connect(lambda f, m: print(f"error: {f}: {m}", file=sys.stderr))
+    # a local event loop, not app.exec()/quit(): quitting the application would end every
+    # later event loop of a host process (the tests run this in-process)
+    loop = QtCore.QEventLoop()
+    QtCore.QTimer.singleShot(180_000, loop.quit)       # never hang (e.g. an invalid --custom)
+    controller.error.connect(lambda f, m: state["custom_sent"] and QtCore.QTimer.singleShot(0, loop.quit))
     start(win, controller)
-    app.exec()
+    loop.exec()
     print(f"wrote {len(written)} PNGs to {out}")
     return 0 if written else 1
 
