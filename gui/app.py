@@ -40,6 +40,7 @@ def run_app(argv: list[str]) -> int:
     controller, window = make_window()
     from gui.errors import install_excepthook
     install_excepthook(window)
+    app.aboutToQuit.connect(controller.shutdown)      # however the app ends, stop the worker
     window.show()
     extra = [a for a in argv if not a.startswith("-")]
     if extra:

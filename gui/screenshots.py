@@ -77,6 +77,9 @@ def main(argv: list[str] | None = None) -> int:
     controller.error.connect(lambda f, m: state["custom_sent"] and QtCore.QTimer.singleShot(0, loop.quit))
     start(win, controller)
     loop.exec()
+    if win.isVisible():
+        win.close()
+    controller.shutdown()
     print(f"wrote {len(written)} PNGs to {out}")
     return 0 if written else 1
 
