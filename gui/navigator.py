@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from PySide6 import QtCore, QtWidgets
 
-from gui.steps import stages_in_order
+from gui.steps import stages_in_order, step_numbers
 
 STEP_ROLE = QtCore.Qt.ItemDataRole.UserRole
 
@@ -27,8 +27,8 @@ class Navigator(QtWidgets.QTreeWidget):
             f = top.font(0)
             f.setBold(True)
             top.setFont(0, f)
-            for k, i in enumerate(indices, start=1):
-                child = QtWidgets.QTreeWidgetItem(top, [f"{n}.{k}  {controller.steps[i].title}"])
+            for i in indices:
+                child = QtWidgets.QTreeWidgetItem(top, [f"{step_numbers()[i]}  {controller.steps[i].title}"])
                 child.setData(0, STEP_ROLE, i)
                 child.setToolTip(0, controller.steps[i].title)
                 self.items.append(child)

@@ -30,6 +30,8 @@ class ParamPanel(QtWidgets.QWidget):
         self.book.setToolTip("The chapter's settings: every step shows the numbers the book prints (Ctrl+B)")
         self.book.clicked.connect(self._on_book)
         self.mode = QtWidgets.QLabel(objectName="modeLabel")
+        self.mode.setMinimumWidth(120)
+        self.mode.setSizePolicy(QtWidgets.QSizePolicy.Policy.Ignored, QtWidgets.QSizePolicy.Policy.Preferred)
         self.example = QtWidgets.QComboBox(objectName="example")
         self.example.addItems([BOOK, OWN])
         self.example.setToolTip("Book sentence: the chapter's 3-d embeddings. Own text: seeded random embeddings")
@@ -69,10 +71,10 @@ class ParamPanel(QtWidgets.QWidget):
                             qkv_bias=self.qkv_bias, device=self.device, example=self.example)
 
         row1 = [("", self.book), ("", self.mode), ("example", self.example), ("text", self.text),
-                ("d_in", self.d_in)]
+                ("d_in", self.d_in), ("batch", self.batch), ("device", self.device)]
         row2 = [("d_out", self.d_out), ("heads", self.num_heads), ("init", self.init), ("seed", self.seed),
                 ("", self.causal), ("dropout", self.dropout), ("dropout seed", self.dropout_seed),
-                ("", self.qkv_bias), ("batch", self.batch), ("device", self.device)]
+                ("", self.qkv_bias)]
         grid = QtWidgets.QVBoxLayout(self)
         grid.setContentsMargins(6, 4, 6, 4)
         grid.setSpacing(2)
@@ -82,7 +84,7 @@ class ParamPanel(QtWidgets.QWidget):
             for label, w in row:
                 if label:
                     lay.addWidget(QtWidgets.QLabel(label))
-                lay.addWidget(w, 3 if w is self.text else 0)
+                lay.addWidget(w, 3 if w is self.text else (2 if w is self.mode else 0))
                 name = fields.get(id(w))
                 if name and name not in ("example",):
                     err = QtWidgets.QLabel(objectName=f"error_{name}")
@@ -113,6 +115,7 @@ class ParamPanel(QtWidgets.QWidget):
         w.setRange(low, high)
         w.setKeyboardTracking(False)
         w.setToolTip(tip)
+        w.setMaximumWidth(110 if high > 100_000 else 80)
         w.valueChanged.connect(lambda v: self._set(name, int(v)))
         self.widgets[name] = w
         return w
@@ -181,8 +184,10 @@ class ParamPanel(QtWidgets.QWidget):
         if mode == "book":
             desc = self.controller.section_title(self.controller.step.section)
             self.mode.setText(f"<b>Book</b> settings · {desc}")
+            self.mode.setToolTip(f"Book settings for this step: {desc}. Changing any value switches to Custom.")
         else:
             self.mode.setText("<b>Custom</b> settings")
+            self.mode.setToolTip("Your settings apply to every step; press Book to return to the chapter's")
 
     def refresh_mode(self) -> None:
         self._on_mode(self.controller.mode)

@@ -14,6 +14,7 @@ from PySide6 import QtCore, QtWidgets
 
 from gui.heatmap import MatrixPanel
 from gui.matrices import MatrixData, resolve_panel
+from gui.steps import step_numbers
 from gui.texts import render
 
 PANELS_PER_ROW = 3
@@ -112,7 +113,7 @@ class StepView(QtWidgets.QWidget):
         c = self.controller
         step = c.step
         trace = c.trace
-        self.title.setText(f"{c.index + 1}.  {render(step.title, trace) if trace else step.title}")
+        self.title.setText(f"{step_numbers()[c.index]}  {render(step.title, trace) if trace else step.title}")
         if trace is None:
             self.formula.setText("Computing…")
             return

@@ -86,3 +86,12 @@ def stages_in_order() -> list[tuple[str, str, list[int]]]:
             out.append((step.stage, step.stage_title, []))
         out[-1][2].append(i)
     return out
+
+
+@lru_cache(maxsize=1)
+def step_numbers() -> tuple[str, ...]:
+    """'stage.step' numbers as the navigator shows them: '1.1', …, '2.5', …"""
+    out = []
+    for n, (_stage, _title, indices) in enumerate(stages_in_order(), start=1):
+        out.extend(f"{n}.{k}" for k in range(1, len(indices) + 1))
+    return tuple(out)

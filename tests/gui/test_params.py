@@ -105,3 +105,14 @@ def test_settings_persist_across_restarts(qtbot, settings_file):
     assert c2.trace.config.d_out == 4 and c2.trace.config.num_heads == 4
     assert win2.params.d_out.value() == 4
     win2.close()
+
+
+def test_rapid_changes_the_latest_wins(window, qtbot):
+    c = window.controller
+    busy = []
+    c.busy.connect(busy.append)
+    for d_out in range(3, 9):
+        c.set_params(d_out=d_out, num_heads=1)
+    qtbot.waitUntil(lambda: not c.is_busy() and c.trace.config.d_out == 8, timeout=TRACE_TIMEOUT_MS)
+    assert c.params["d_out"] == 8 and busy[0] is True and busy[-1] is False
+    assert window.params.d_out.value() == 8

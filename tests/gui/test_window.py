@@ -7,6 +7,7 @@ from PySide6 import QtCore, QtWidgets
 
 from core import build_trace
 from core.book import book_config
+from gui.steps import step_numbers
 from tests.gui.helpers import expected_maps, shown_maps
 
 Key = QtCore.Qt.Key
@@ -54,7 +55,8 @@ def test_keyboard_visits_every_step_and_each_image_equals_the_core(window, qtbot
                 assert len(images) == len(expected), (step.id, panel.key)
                 for img, exp in zip(images, expected):
                     np.testing.assert_array_equal(img, exp, err_msg=f"{step.id} {panel.key}")
-            assert window.step_view.title.text().startswith(f"{c.index + 1}.")
+            assert window.step_view.title.text().startswith(step_numbers()[c.index] + " ")
+            assert window.navigator.currentItem().text(0).startswith(step_numbers()[c.index] + " ")
             assert window.step_bar.counter.text() == f"{c.index + 1} / {len(c.steps)}"
         qtbot.keyClick(window, Key.Key_Right)
     assert visited == list(range(len(c.steps)))
