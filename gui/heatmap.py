@@ -83,6 +83,7 @@ class _Map:
         self.image = pg.ImageItem(axisOrder="row-major")
         p.addItem(self.image)
         self.texts: list[pg.TextItem] = []
+        self.separators: list[QtWidgets.QGraphicsLineItem] = []
         self.shape = (0, 0)
         self.stride = 1
         self.labels: tuple[tuple[str, ...], tuple[str, ...]] = ((), ())
@@ -106,8 +107,25 @@ class _Map:
         self.plot.getAxis("left").setTicks([_tick_list(data.row_labels)])
         self.plot.getAxis("left").setLabel(data.row_axis, color="#555")
         self.plot.getAxis("top").setLabel(data.col_axis, color="#555")
+        self._set_separators(data.extra.get("head_width"), rows, cols)
         self._set_texts(data, k, cmap)
         self.fit_text()
+
+    def _set_separators(self, width: int | None, rows: int, cols: int) -> None:
+        """Vertical lines between heads where a matrix holds the heads side by side."""
+        for line in self.separators:
+            self.plot.removeItem(line)
+        self.separators = []
+        if not width or width >= cols:
+            return
+        pen = QtGui.QPen(QtGui.QColor(20, 20, 20), 3)
+        pen.setCosmetic(True)
+        for x in range(width, cols, width):
+            line = QtWidgets.QGraphicsLineItem(x, 0, x, rows)
+            line.setPen(pen)
+            line.setZValue(5)
+            self.plot.addItem(line)
+            self.separators.append(line)
 
     def _set_texts(self, data: MatrixData, k: int, cmap: pg.ColorMap) -> None:
         m = data.maps[k]

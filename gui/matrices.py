@@ -18,6 +18,9 @@ from gui.steps import Panel, cell_templates
 MASKED_NAMES = {"masked_scores", "attn_weights", "masked_simple", "renormalized_weights", "dropped_weights"}
 WEIGHT_NAMES = {"attn_weights", "attn_weights_sumnorm", "masked_simple", "renormalized_weights"}
 BINARY_NAMES = {"mask", "dropout_mask"}
+# Multi-head matrices whose columns are the heads side by side (out0…out{hd-1} = head 0, …)
+HEAD_COLUMN_NAMES = {"wrapper_context_vecs", "context_concat", "W_query", "W_key", "W_value",
+                     "b_query", "b_key", "b_value"}
 
 
 @dataclass
@@ -190,11 +193,16 @@ def resolve_panel(panel: Panel, trace, batch_index: int = 0) -> MatrixData | Non
         title = f"{panel.label or 'difference'}   max |diff| = {max_diff:.2e}"
         template = panel.label + "[{r}, {c}] = {v}"
         extra["max_abs_diff"] = max_diff
+    col_axis = axes[-1]
+    heads = trace.config.num_heads
+    if item.stage == "multihead" and name in HEAD_COLUMN_NAMES and heads > 1:
+        extra["head_width"] = trace.config.d_out // heads      # lines between the heads' columns
+        col_axis = f"{col_axis}  (│ between heads, hd = {extra['head_width']})"
     if panel.rows:
         title += f"   rows {r0 + 1}…{r1}" if r1 - r0 > 1 else f"   row {r0 + 1} ({row_labels[r0]})"
     return MatrixData(
         key=panel.key, title=title, symbol=item.symbol, meaning=item.term.meaning, maps=maps,
         row_labels=tuple(row_labels[r0:r1]), col_labels=tuple(col_labels),
-        row_axis=axes[-2] if len(axes) >= 2 else "", col_axis=axes[-1],
+        row_axis=axes[-2] if len(axes) >= 2 else "", col_axis=col_axis,
         kind=kind, levels=levels, template=template, row_offset=r0, extra=extra,
     )
