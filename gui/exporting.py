@@ -6,6 +6,7 @@ Errors come back as messages, never as tracebacks.
 """
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 from PySide6 import QtCore, QtGui, QtWidgets
@@ -45,26 +46,57 @@ def export_matrix(parent, controller, step_view) -> str:
     return f"Exported {data.key[0]}.{data.key[1]} to {path}"
 
 
-def export_all(parent, controller) -> str:
-    """The whole trace of the current step, same layout and manifest as `main.py export`."""
+class ExportJob(QtCore.QThread):
+    """Export a whole trace on a worker thread (core.export.export_trace: atomic, cancellable)."""
+
+    progress = QtCore.Signal(int, int)      # files done, total
+    finished_with = QtCore.Signal(str)      # the status-bar message
+
+    def __init__(self, trace, folder: str, fmt: str = "csv", parent=None):
+        super().__init__(parent)
+        self.trace, self.folder, self.fmt = trace, folder, fmt
+        self._cancel = threading.Event()
+
+    def cancel(self) -> None:
+        self._cancel.set()
+
+    def run(self) -> None:
+        from core.export import ExportCancelled, ExportError, export_trace
+        try:
+            out = export_trace(self.trace, self.folder, fmt=self.fmt,
+                               progress=lambda done, total: self.progress.emit(done, total),
+                               cancelled=self._cancel.is_set)
+            n = sum(1 for _ in Path(out).rglob(f"*.{self.fmt}"))
+            msg = f"Exported the whole trace ({n} {self.fmt.upper()} files and manifest.json) to {out}"
+        except ExportCancelled:
+            msg = "Export cancelled; the folder was left as it was"
+        except ExportError as exc:
+            msg = f"Export failed: {exc}"
+        except Exception as exc:  # never a traceback for the learner
+            msg = f"Export failed: {type(exc).__name__}: {exc}"
+        self.finished_with.emit(msg)
+
+
+def start_export_all(parent, controller) -> ExportJob | str:
+    """Ask for a folder and start exporting the current step's trace; a message if nothing starts."""
     trace = controller.trace
     if trace is None:
         return "Nothing to export yet"
     folder = QtWidgets.QFileDialog.getExistingDirectory(parent, "Export all as CSV into folder")
     if not folder:
         return ""
-    from core.export import ExportCancelled, ExportError, export_trace
-    QtWidgets.QApplication.setOverrideCursor(QtGui.QCursor(QtCore.Qt.CursorShape.WaitCursor))
-    try:
-        out = export_trace(trace, folder, fmt="csv")
-    except (ExportError, ExportCancelled) as exc:
-        return f"Export failed: {exc}"
-    except OSError as exc:
-        return f"Export failed: {exc.strerror or exc}"
-    finally:
-        QtWidgets.QApplication.restoreOverrideCursor()
-    n = sum(1 for _ in Path(out).rglob("*.csv"))
-    return f"Exported the whole trace ({n} CSV files and manifest.json) to {out}"
+    job = ExportJob(trace, folder, "csv", parent)
+    dialog = QtWidgets.QProgressDialog("Exporting every intermediate as CSV…", "Cancel", 0, 0, parent)
+    dialog.setWindowTitle("Export all as CSV")
+    dialog.setMinimumDuration(400)          # small traces finish before it would show
+    dialog.setAutoClose(False)
+    dialog.setAutoReset(False)
+    job.progress.connect(lambda done, total: (dialog.setMaximum(total), dialog.setValue(done)))
+    dialog.canceled.connect(job.cancel)
+    job.finished_with.connect(lambda _msg: dialog.close())
+    job.finished.connect(dialog.deleteLater)
+    job.start()
+    return job
 
 
 def save_image(parent, step_view, index: int) -> str:

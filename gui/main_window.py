@@ -25,6 +25,8 @@ def _seq(*keys) -> list[QtGui.QKeySequence]:
 
 
 class MainWindow(QtWidgets.QMainWindow):
+    export_finished = QtCore.Signal(str)     # message of a finished "Export all" (tests wait on it)
+
     def __init__(self, controller, settings: QtCore.QSettings | None = None,
                  parent: QtWidgets.QWidget | None = None):
         super().__init__(parent)
@@ -33,6 +35,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.setWindowTitle("Attention Stepper")
         self.resize(1400, 860)
         self.step_view = None
+        self.export_job = None
 
         self.params = ParamPanel(controller)
         self.navigator = Navigator(controller)
@@ -153,7 +156,25 @@ class MainWindow(QtWidgets.QMainWindow):
             self._report(exporting.export_matrix(self, self.controller, self.step_view))
 
     def export_all(self) -> None:
-        self._report(exporting.export_all(self, self.controller))
+        if self.export_job is not None:
+            self._report("An export is already running")
+            return
+        job = exporting.start_export_all(self, self.controller)
+        if isinstance(job, str):
+            self._report(job)
+            return
+        self.export_job = job
+        self.busy_label.setText("exporting…")
+        job.finished_with.connect(self._on_export_done)
+
+    def _on_export_done(self, message: str) -> None:
+        if self.export_job is not None:
+            self.export_job.wait()
+            self.export_job.deleteLater()
+        self.export_job = None
+        self.busy_label.setText("")
+        self._report(message)
+        self.export_finished.emit(message)
 
     def save_image(self) -> None:
         if self.step_view is not None:
@@ -203,6 +224,9 @@ class MainWindow(QtWidgets.QMainWindow):
         self.settings.sync()
 
     def closeEvent(self, event: QtGui.QCloseEvent) -> None:
+        if self.export_job is not None:          # cancel: the export leaves no partial files
+            self.export_job.cancel()
+            self.export_job.wait()
         self.save_settings()
         self.controller.shutdown()
         event.accept()

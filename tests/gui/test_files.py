@@ -24,13 +24,19 @@ def test_export_matrix_writes_the_focused_matrix(window, qtbot, tmp_path, monkey
     assert str(target) in window.statusBar().currentMessage()
 
 
-def test_export_all_matches_the_core_and_the_cli_layout(window, tmp_path, monkeypatch):
+def export_all(window, qtbot) -> str:
+    with qtbot.waitSignal(window.export_finished, timeout=60_000) as blocker:
+        window.actions["export_all"].trigger()
+    return blocker.args[0]
+
+
+def test_export_all_matches_the_core_and_the_cli_layout(window, qtbot, tmp_path, monkeypatch):
     c = window.controller
     c.go(step_index(c, "trainable.scores"))
     out = tmp_path / "export"
     out.mkdir()
     monkeypatch.setattr(QtWidgets.QFileDialog, "getExistingDirectory", lambda *a, **k: str(out))
-    window.actions["export_all"].trigger()
+    assert str(out) in export_all(window, qtbot)
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["config"] == c.trace.config.to_dict()
     assert len(manifest["tensors"]) > 40
@@ -41,13 +47,27 @@ def test_export_all_matches_the_core_and_the_cli_layout(window, tmp_path, monkey
         np.testing.assert_array_equal(values, arr.reshape(values.shape), err_msg=entry["file"])
 
 
-def test_export_into_a_file_gives_a_message(window, tmp_path, monkeypatch):
+def test_export_into_a_file_gives_a_message(window, qtbot, tmp_path, monkeypatch):
     blocker = tmp_path / "a-file"
     blocker.write_text("x")
     monkeypatch.setattr(QtWidgets.QFileDialog, "getExistingDirectory", lambda *a, **k: str(blocker))
-    window.actions["export_all"].trigger()
+    assert "Export failed" in export_all(window, qtbot)
     assert "Export failed" in window.statusBar().currentMessage()
     assert blocker.read_text() == "x"
+
+
+def test_cancelled_export_leaves_the_folder_as_it_was(window, qtbot, tmp_path, monkeypatch):
+    from gui.exporting import ExportJob
+    out = tmp_path / "export"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    job = ExportJob(window.controller.trace, str(out))
+    job.cancel()                                   # cancelled before the first file
+    with qtbot.waitSignal(job.finished_with, timeout=60_000) as blocker:
+        job.start()
+    job.wait()
+    assert "cancelled" in blocker.args[0]
+    assert sorted(p.name for p in out.iterdir()) == ["keep.txt"]
 
 
 def test_cancelled_dialogs_do_nothing(window, monkeypatch):
