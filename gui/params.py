@@ -6,7 +6,7 @@ apply on Enter, arrows or focus-out (no recompute per keystroke).
 """
 from __future__ import annotations
 
-from PySide6 import QtCore, QtWidgets
+from PySide6 import QtWidgets
 
 from gui.controller import BOOK_TEXT
 
