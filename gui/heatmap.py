@@ -206,9 +206,19 @@ class MatrixPanel(pg.GraphicsLayoutWidget):
         self.scene().sigMouseMoved.connect(self._on_move)
         self.scene().sigMouseClicked.connect(self._on_click)
 
-    def set_focused(self, focused: bool) -> None:
-        """A blue frame marks the matrix under focus (what File → Export matrix writes)."""
-        self.setStyleSheet("border: 2px solid #2f6fd0;" if focused else "border: 2px solid transparent;")
+    def set_focused(self, focused: bool, map_index: int | None = None, frame: bool = True) -> None:
+        """Mark the matrix under focus (what File → Export matrix writes): a blue frame around
+        the panel and, in a grid of heads, the chosen head's title in blue."""
+        self.setStyleSheet("border: 2px solid #2f6fd0;" if focused and frame else "border: 2px solid transparent;")
+        if self.data is None:
+            return
+        for k, m in enumerate(self.maps):
+            title = self.data.maps[k].title if k < len(self.data.maps) else ""
+            if not title:
+                continue
+            chosen = focused and k == map_index and len(self.maps) > 1
+            m.plot.setTitle(f"▶ {title}" if chosen else title, size="9pt",
+                            color="#2f6fd0" if chosen else "#333", bold=chosen)
 
     def set_matrix(self, data: MatrixData) -> None:
         n = len(data.maps)

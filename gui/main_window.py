@@ -150,6 +150,8 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def _on_error(self, field: str, message: str) -> None:
         self.statusBar().showMessage(f"{field}: {message}" if field else message, 15000)
+        if not self.controller.has_trace and not self.controller.is_busy():
+            self.placeholder.setText(f"Could not compute the trace:\n{message}")
 
     def export_matrix(self) -> None:
         if self.step_view is not None:

@@ -40,6 +40,7 @@ class ParamPanel(QtWidgets.QWidget):
         self.text.setPlaceholderText("type a sentence and press Enter")
         self.text.setClearButtonEnabled(True)
         self.text.editingFinished.connect(self._on_text)
+        self.text.returnPressed.connect(self.text.clearFocus)     # arrow keys step again
         self.d_in = self._spin("d_in", 1, 8192, "embedding width (own text only; the book's vectors are 3-d)")
         self.d_out = self._spin("d_out", 1, 8192, "projection width d_out (all heads together)")
         self.num_heads = self._spin("num_heads", 1, 256, "number of heads; must divide d_out")
@@ -58,6 +59,7 @@ class ParamPanel(QtWidgets.QWidget):
         self.dropout.setKeyboardTracking(False)
         self.dropout.setToolTip("dropout rate p on the causal attention weights")
         self.dropout.valueChanged.connect(lambda v: self._set("dropout", round(float(v), 4)))
+        self.dropout.lineEdit().returnPressed.connect(self.dropout.clearFocus)
         self.dropout_seed = self._spin("dropout_seed", 0, INT32_MAX, "torch.manual_seed right before dropout")
         self.qkv_bias = QtWidgets.QCheckBox("qkv_bias", objectName="qkv_bias")
         self.qkv_bias.setToolTip("bias in the query/key/value projections")
@@ -117,6 +119,7 @@ class ParamPanel(QtWidgets.QWidget):
         w.setToolTip(tip)
         w.setMaximumWidth(110 if high > 100_000 else 80)
         w.valueChanged.connect(lambda v: self._set(name, int(v)))
+        w.lineEdit().returnPressed.connect(w.clearFocus)             # arrow keys step again
         self.widgets[name] = w
         return w
 

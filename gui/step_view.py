@@ -46,6 +46,7 @@ def _cell_font(d: MatrixData, width: float, height: float) -> float:
 class StepView(QtWidgets.QWidget):
     focus_changed = QtCore.Signal()
     hovered = QtCore.Signal(str)
+    cell_clicked = QtCore.Signal(object, int, int, int)   # MatrixData, map index, row, column
 
     def __init__(self, controller, parent: QtWidgets.QWidget | None = None):
         super().__init__(parent)
@@ -87,7 +88,7 @@ class StepView(QtWidgets.QWidget):
         self.grid.setContentsMargins(0, 0, 0, 0)
         self.grid.setSpacing(6)
 
-        self.hover = QtWidgets.QLabel("Hover a cell to see what it is.", objectName="hoverInfo")
+        self.hover = QtWidgets.QLabel("Hover a cell to see what it is; click a matrix to pick it for File → Export matrix.", objectName="hoverInfo")
         self.hover.setWordWrap(True)
         self.hover.setTextInteractionFlags(QtCore.Qt.TextInteractionFlag.TextSelectableByMouse)
         self.hover.setMinimumHeight(self.hover.fontMetrics().lineSpacing() * 3)
@@ -176,7 +177,7 @@ class StepView(QtWidgets.QWidget):
             k = len(self.panels)
             p = MatrixPanel(self.grid_host)
             p.hovered.connect(lambda text, k=k: self._on_hover(k, text))
-            p.cell_clicked.connect(lambda m, r, c, k=k: self._set_focus(k, m))
+            p.cell_clicked.connect(lambda m, r, c, k=k: self._on_click(k, m, r, c))
             self.panels.append(p)
         per_row = self._per_row = self._choose_per_row(datas)
         for c in range(self.grid.columnCount()):
@@ -227,6 +228,11 @@ class StepView(QtWidgets.QWidget):
         self.hover.setText(text)
         self.hovered.emit(text)
 
+    def _on_click(self, k: int, m: int, row: int, col: int) -> None:
+        self._set_focus(k, m)
+        if k < len(self.datas):
+            self.cell_clicked.emit(self.datas[k], m, row, col)
+
     def _set_focus(self, k: int, m: int) -> None:
         self.focus = (k, m)
         self._focus_shown = True
@@ -235,7 +241,7 @@ class StepView(QtWidgets.QWidget):
 
     def _show_focus(self) -> None:
         for i, p in enumerate(self.panels):
-            p.set_focused(self._focus_shown and i == self.focus[0] and len(self.panels) > 1)
+            p.set_focused(self._focus_shown and i == self.focus[0], self.focus[1], frame=len(self.panels) > 1)
 
     def focused(self) -> tuple[MatrixData, int] | None:
         """The matrix under focus and which of its maps (for File → Export matrix)."""
