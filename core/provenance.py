@@ -66,6 +66,12 @@ def _dot_lines(a: np.ndarray, b: np.ndarray, a_name: str, b_name: str, dims: tup
     return products, total, lines
 
 
+def _ratio(a: float, b: float) -> float:
+    """a / b as torch computes it: ±inf or nan for a zero divisor, never ZeroDivisionError."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return float(np.float64(a) / np.float64(b))
+
+
 def _softmax_lines(row: np.ndarray, j: int, labels, what: str):
     finite = np.isfinite(row)
     m = row[finite].max() if finite.any() else 0.0
@@ -182,10 +188,12 @@ def explain_cell(trace: Trace, stage: str, name: str, index) -> Explanation:
     if name == "attn_weights_sumnorm":
         row = get("simplified", "attn_scores")[i]
         total = float(row.sum(dtype=np.float64))
+        ratio = _ratio(float(row[j]), total)
         return done("ratio", f"ω[{tok[i]}, {tok[j]}] / Σ ω[{tok[i]}, :]",
                     [f"row sum = {' + '.join(_f(v) for v in row[:8])}{' + …' if len(row) > 8 else ''} = {_f(total)}",
-                     f"{_f(float(row[j]))} / {_f(total)} = {_f(float(row[j]) / total)}"],
-                    float(row[j]) / total, [Source("simplified", "attn_scores", (), (i,), None)])
+                     f"{_f(float(row[j]))} / {_f(total)} = {_f(ratio)}"]
+                    + (["the row sums to 0: the naive normalisation is undefined here (softmax is not)"] if total == 0 else []),
+                    ratio, [Source("simplified", "attn_scores", (), (i,), None)])
     if name == "attn_weights" and stage in ("simplified", "trainable"):
         src = "attn_scores" if stage == "simplified" else "scaled_scores"
         row = get(stage, src)[i]
@@ -206,6 +214,14 @@ def explain_cell(trace: Trace, stage: str, name: str, index) -> Explanation:
     if name == "renormalized_weights":
         row = get("causal", "masked_simple", b)[i]
         total = float(row.sum(dtype=np.float64))
+        info = np.finfo(row.dtype)
+        if row.max() < info.tiny / info.eps:  # kept weights underflowed: the trace took approach B's row (steps.renormalize)
+            scaled = get("causal", "masked_scores", b)[i] / math.sqrt(cfg.d_out)
+            v, lines = _softmax_lines(scaled, j, tok, f"masked scores / √{cfg.d_out}")
+            return done("softmax", f"softmax(masked[{tok[i]}, :] / √{cfg.d_out})[{tok[j]}]",
+                        [f"softmax underflowed every kept weight of this row to 0 (row sum {_f(total)}: the scores "
+                         "lie far apart), so (A ⊙ M) / row sum is 0/0; shown is approach B's weight, the same number",
+                         *lines], v, [Source("causal", "masked_scores", lead, (i,), None)])
         return done("ratio", f"(A ⊙ M)[{tok[i]}, {tok[j]}] / row sum",
                     [f"row sum = {_f(total)} (the future's weight is gone, so rows no longer sum to 1)",
                      f"{_f(float(row[j]))} / {_f(total)} = {_f(float(row[j]) / total)}"],

@@ -299,3 +299,49 @@ def test_embedding_values_beyond_the_limit_raise_config_error(T, d_in, bad, data
     cfg = AttentionConfig(embeddings="random", text=" ".join("w" * (i + 1) for i in range(T)), d_in=d_in)
     _, result = run_property(dataclasses.asdict(cfg), inputs=Inputs(tuple(f"t{i}" for i in range(T)), values))
     assert isinstance(result, ConfigError) and result.field == "embeddings"
+
+
+JSON_VALUES = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+                           lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+                           max_leaves=5)
+
+
+@SETTINGS
+@given(st.one_of(
+    st.dictionaries(st.one_of(st.sampled_from(sorted(FIELDS)), st.text(max_size=8)), JSON_VALUES, max_size=6),
+    JSON_VALUES,
+))
+def test_from_dict_of_any_json_is_a_config_or_a_config_error(data):
+    """What a malformed lesson file can hold: a config comes out, or ConfigError, nothing else."""
+    try:
+        cfg = AttentionConfig.from_dict(data)
+    except ConfigError as exc:
+        assert isinstance(exc.field, str) and exc.message
+        return
+    assert isinstance(data, dict) and AttentionConfig.from_dict(cfg.to_dict()) == cfg
+
+
+@settings(max_examples=max(EXAMPLES // 4, 10), deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(configs_with_own_inputs(), st.data())
+def test_the_cell_inspector_explains_any_cell_without_raising(case, data):
+    """explain_cell (the GUI's inspector) on random cells of random traces: an explanation of
+    the cell's own value, never an exception (zero rows, underflowed rows, far-apart scores)."""
+    from core.provenance import explain_cell
+
+    cfg, inputs = case
+    if data.draw(st.booleans()):  # a token whose embedding is all zeros: its row of scores sums to 0
+        values = inputs.array.copy()
+        values[data.draw(st.integers(0, len(inputs.tokens) - 1))] = 0.0
+        inputs = Inputs(inputs.tokens, values)
+    trace = build_trace(cfg, inputs=inputs)
+    items = list(trace)
+    cells = [(item, tuple(data.draw(st.integers(0, n - 1)) for n in item.shape))
+             for item in (data.draw(st.sampled_from(items)) for _ in range(12))]
+    for key in (("simplified", "attn_weights_sumnorm"), ("causal", "renormalized_weights")):  # the ratios
+        item = trace[key]
+        cells += [(item, lead + (i, 0)) for lead in np.ndindex(*item.shape[:-2]) for i in range(item.shape[-2])]
+    for item, index in cells:
+        arr = item.numpy()
+        ex = explain_cell(trace, item.stage, item.name, index)
+        assert ex.value == float(arr[index]) or (math.isnan(ex.value) and math.isnan(arr[index]))
