@@ -72,6 +72,11 @@ class Controller(QObject):
     def trace(self):
         return self.trace_for()
 
+    @property
+    def traces_mode(self) -> str | None:
+        """The mode of the traces on screen ("book"/"custom"; None before the first)."""
+        return self._traces_mode
+
     def shown_config(self) -> dict:
         """The config behind the current step (what the parameter panel shows)."""
         if self.mode == CUSTOM and self.params is not None:

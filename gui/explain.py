@@ -46,7 +46,7 @@ class ExplanationView(QtWidgets.QTextBrowser):
             self.setHtml(f"<h3>{html.escape(step.title)}</h3><p><i>Computing…</i></p>")
             return
         source = (f"Book settings: {html.escape(c.section_title(step.section))}"
-                  if c.mode == "book" and c._traces_mode == "book" else "Custom settings")
+                  if c.mode == "book" and c.traces_mode == "book" else "Custom settings")
         cfg = trace.config
         self.setHtml(
             f"<h3>{html.escape(render(step.title, trace))}</h3>"

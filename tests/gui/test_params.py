@@ -116,3 +116,17 @@ def test_rapid_changes_the_latest_wins(window, qtbot):
     qtbot.waitUntil(lambda: not c.is_busy() and c.trace.config.d_out == 8, timeout=TRACE_TIMEOUT_MS)
     assert c.params["d_out"] == 8 and busy[0] is True and busy[-1] is False
     assert window.params.d_out.value() == 8
+
+
+def test_invalid_saved_settings_fall_back_to_the_book(qtbot, settings_file):
+    import json
+    saved = QtCore.QSettings(settings_file, QtCore.QSettings.Format.IniFormat)
+    saved.setValue("config/mode", "custom")
+    saved.setValue("config/params", json.dumps({**book_config("v1").to_dict(), "d_out": 3}))
+    saved.setValue("config/step", 999)
+    saved.sync()
+    c, win = open_window(qtbot, settings_file)
+    qtbot.waitUntil(lambda: c.mode == "book" and c.trace is not None, timeout=TRACE_TIMEOUT_MS)
+    assert c.index == len(c.steps) - 1                    # step 999 clamped to the last
+    assert "num_heads" in win.statusBar().currentMessage()
+    win.close()

@@ -35,6 +35,8 @@ def test_window_opens_on_the_book_example(window):
     assert "6 tokens" in window.status_info.text() and "CPU" in window.status_info.text()
     assert window.step_bar.counter.text() == f"1 / {len(c.steps)}"
     assert window.params.book.isChecked()
+    devices = [window.params.device.itemData(i) for i in range(window.params.device.count())]
+    assert devices == (["cpu", "cuda"] if c.cuda_available else ["cpu"])
 
 
 def test_keyboard_visits_every_step_and_each_image_equals_the_core(window, qtbot):
