@@ -23,8 +23,8 @@ MAX_DIM = 8192
 MAX_HEADS = 256
 MAX_BATCH = 64
 MAX_SEED = 2**63 - 1
-# Embedding values beyond this overflow float32 scores at the largest sizes (and are no
-# embeddings a learner means); the trace refuses them instead of showing inf and nan.
+# Embedding (and edited weight) values beyond this overflow float32 scores at the largest
+# sizes (and are no values a learner means); the trace refuses them instead of showing inf and nan.
 MAX_ABS_EMBEDDING = 1e6
 
 

@@ -139,7 +139,7 @@ def _wrap(stage: str, named: dict[str, torch.Tensor | Lazy], batch: int, token_l
 
 def _check_overrides(override: dict | None, config: AttentionConfig) -> dict[str, torch.Tensor]:
     """Edited W_query/W_key/W_value (d_in × d_out) for the trainable and causal stages."""
-    from core.config import ConfigError
+    from core.config import MAX_ABS_EMBEDDING, ConfigError
 
     out = {}
     for name, value in (override or {}).items():
@@ -150,8 +150,9 @@ def _check_overrides(override: dict | None, config: AttentionConfig) -> dict[str
         if arr.shape != (config.d_in, config.d_out):
             raise ConfigError(name, f"must be d_in × d_out = {config.d_in} × {config.d_out}, got "
                                     f"{' × '.join(map(str, arr.shape))}")
-        if not np.isfinite(arr).all():
-            raise ConfigError(name, "every weight must be a finite number")
+        if not (np.abs(arr) <= MAX_ABS_EMBEDDING).all():  # larger ones overflow the float32 scores
+            raise ConfigError(name, f"every weight must be a finite number between -{MAX_ABS_EMBEDDING:g} "
+                                    f"and {MAX_ABS_EMBEDDING:g}")
         out[role] = torch.tensor(arr, dtype=torch.float32)
     return out
 

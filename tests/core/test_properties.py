@@ -345,3 +345,29 @@ def test_the_cell_inspector_explains_any_cell_without_raising(case, data):
         arr = item.numpy()
         ex = explain_cell(trace, item.stage, item.name, index)
         assert ex.value == float(arr[index]) or (math.isnan(ex.value) and math.isnan(arr[index]))
+
+
+@SETTINGS
+@given(configs_with_own_inputs(), st.data())
+def test_edited_weights_give_a_finite_trace_or_a_config_error(case, data):
+    """Weights edited in the GUI (weights_override): in range, every value stays finite; out of
+    range (or nan/inf), ConfigError naming the weight."""
+    cfg, inputs = case
+    roles = data.draw(st.lists(st.sampled_from(["W_query", "W_key", "W_value"]), min_size=1, max_size=3, unique=True))
+    scale = data.draw(st.sampled_from([1.0, 100.0, MAX_ABS_EMBEDDING]))
+    override = {r: np.clip(np.array(data.draw(st.lists(st.floats(-1, 1), min_size=cfg.d_in * cfg.d_out,
+                                                       max_size=cfg.d_in * cfg.d_out))).reshape(cfg.d_in, cfg.d_out)
+                           * scale, -MAX_ABS_EMBEDDING, MAX_ABS_EMBEDDING) for r in roles}
+    bad = data.draw(mostly(st.none(), st.sampled_from([math.nan, math.inf, -math.inf, 1e30, -MAX_ABS_EMBEDDING * 2])))
+    if bad is not None:
+        override[roles[0]][data.draw(st.integers(0, cfg.d_in - 1)), data.draw(st.integers(0, cfg.d_out - 1))] = bad
+    try:
+        trace = build_trace(cfg, inputs=inputs, weights_override=override)
+    except ConfigError as exc:
+        assert bad is not None and exc.field == roles[0], exc
+        return
+    assert bad is None
+    check_trace(trace, cfg, len(inputs.tokens), check_finite=False)
+    for item in trace:
+        if item.key != ("simplified", "attn_weights_sumnorm") and item.name != "masked_scores":
+            assert torch.isfinite(item.tensor).all(), f"{item.key} has non-finite values"
