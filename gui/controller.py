@@ -141,7 +141,7 @@ class Controller(QObject):
             self._set_busy(False)
             self._install("book", self._book_traces)
             return
-        self._submit(Request(0, "book", None))
+        self._submit(Request(0, "book", None, first=self.step.section))
 
     def restore(self, mode: str, params: dict | None) -> None:
         """Start from saved settings (QSettings); falls back to the book if they fail."""
@@ -186,6 +186,9 @@ class Controller(QObject):
         self.cuda_available = result.cuda_available
         if result.id != self._last_id:
             return                          # a newer request is on its way: the latest wins
+        if result.partial:                  # the current step's section, the rest follows
+            self._install(result.mode, result.traces)
+            return
         self._set_busy(False)
         if result.error is not None:
             field, message = result.error

@@ -115,8 +115,10 @@ class StepView(QtWidgets.QWidget):
         step = c.step
         trace = c.trace
         self.title.setText(f"{step_numbers()[c.index]}  {render(step.title, trace) if trace else step.title}")
-        if trace is None:
+        if trace is None:                 # this step's trace is still being computed
             self.formula.setText("Computing…")
+            self.datas = []
+            self._ensure_panels([])
             return
         try:
             datas = [d for d in (resolve_panel(p, trace, self.batch_index) for p in step.panels) if d]
@@ -192,7 +194,7 @@ class StepView(QtWidgets.QWidget):
             p.show()
             # a row slice (one query) stays short instead of stretching one row tall
             p.setMaximumHeight(_grid_shape(d)[0] * (d.shape[0] * 70 + 50) + 70 if d.shape[0] <= 2 else 16777215)
-        for c in range(per_row):
+        for c in range(min(per_row, n)):
             self.grid.setColumnStretch(c, max(_width_weight(datas[k]) for k in range(c, n, per_row)))
 
     def _choose_per_row(self, datas: list[MatrixData]) -> int:

@@ -7,9 +7,11 @@ never shows a traceback.
 """
 from __future__ import annotations
 
+import dataclasses
 import threading
 import traceback
 from dataclasses import dataclass, field
+from typing import Callable
 
 from PySide6.QtCore import QThread, Signal
 
@@ -19,6 +21,7 @@ class Request:
     id: int
     mode: str                   # "book" (every chapter section) or "custom"
     params: dict | None         # AttentionConfig fields for "custom"
+    first: str | None = None    # book: the section to compute (and deliver) first
 
 
 @dataclass
@@ -31,10 +34,17 @@ class Result:
     section_titles: dict = field(default_factory=dict)  # book section -> where in the chapter
     notes: tuple[str, ...] = ()
     cuda_available: bool = False
+    partial: bool = False                           # more traces of this request follow
 
 
-def compute(req: Request) -> Result:
-    """Build the trace(s) a request asks for (runs on the worker thread)."""
+def compute(req: Request, partial: Callable[[Result], None] | None = None,
+            cancelled: Callable[[], bool] = lambda: False) -> Result:
+    """Build the trace(s) a request asks for (runs on the worker thread).
+
+    In book mode the ``req.first`` section is delivered first through ``partial`` (the first
+    heatmap appears without waiting for the other sections); ``cancelled()`` is polled between
+    sections so a newer request does not wait for a stale one.
+    """
     try:
         from core.book import BOOK_SECTIONS
         from core.config import AttentionConfig, ConfigError
@@ -49,7 +59,13 @@ def compute(req: Request) -> Result:
                  cuda_available=cuda_available())
     try:
         if req.mode == "book":
-            out.traces = {key: build_trace(cfg) for key, (_desc, cfg) in BOOK_SECTIONS.items()}
+            order = sorted(BOOK_SECTIONS, key=lambda k: k != req.first)     # the first section first
+            for key in order:
+                if cancelled():
+                    break
+                out.traces[key] = build_trace(BOOK_SECTIONS[key][1])
+                if key == req.first and partial is not None and len(order) > 1:
+                    partial(dataclasses.replace(out, traces=dict(out.traces), partial=True))
         else:
             cfg = AttentionConfig(**(req.params or {}))
             check_memory(cfg)
@@ -99,6 +115,10 @@ class TraceWorker(QThread):
         if self.isRunning():
             self.wait(timeout_ms)
 
+    def _superseded(self) -> bool:
+        with self._cond:
+            return self._pending is not None or self._stopping
+
     def run(self) -> None:
         while True:
             with self._cond:
@@ -107,7 +127,7 @@ class TraceWorker(QThread):
                 if self._stopping:
                     return
                 req, self._pending = self._pending, None
-            result = compute(req)
+            result = compute(req, partial=self.done.emit, cancelled=self._superseded)
             with self._cond:
                 if self._stopping:
                     return

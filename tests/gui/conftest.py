@@ -36,6 +36,8 @@ def open_window(qtbot, settings_file):
     qtbot.waitExposed(win)
     with qtbot.waitSignal(controller.trace_changed, timeout=TRACE_TIMEOUT_MS):
         start(win, controller)
+    # the book's first section arrives first; wait for the other sections too
+    qtbot.waitUntil(lambda: not controller.is_busy(), timeout=TRACE_TIMEOUT_MS)
     win.activateWindow()
     return controller, win
 

@@ -130,3 +130,19 @@ def test_invalid_saved_settings_fall_back_to_the_book(qtbot, settings_file):
     assert c.index == len(c.steps) - 1                    # step 999 clamped to the last
     assert "num_heads" in win.statusBar().currentMessage()
     win.close()
+
+
+def test_book_delivers_the_current_steps_section_first(qtbot):
+    from gui.controller import Controller
+    c = Controller()
+    try:
+        c.go(len(c.steps) - 1)                      # multihead.out_proj: section "fused"
+        seen = []
+        c.trace_changed.connect(lambda: seen.append(sorted(c._traces)))
+        c.use_book()
+        qtbot.waitUntil(lambda: not c.is_busy(), timeout=TRACE_TIMEOUT_MS)
+        assert seen[0] == ["fused"]
+        assert seen[-1] == sorted(c.sections)
+        assert c.trace_for(c.steps[0]) is not None
+    finally:
+        c.shutdown()
