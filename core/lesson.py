@@ -60,6 +60,8 @@ def parse_lesson(text: str, source: str = "lesson") -> Lesson:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise LessonError(f"{source} is not valid JSON (line {exc.lineno}: {exc.msg})") from None
+    except RecursionError:
+        raise LessonError(f"{source} is nested too deeply to be a lesson") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise LessonError(f"{source} is not an Attention Stepper lesson (no \"format\": \"{FORMAT}\")")
     version = data.get("version")
@@ -92,7 +94,10 @@ def parse_lesson(text: str, source: str = "lesson") -> Lesson:
         except (KeyError, TypeError, ValueError) as exc:
             raise LessonError(f"{source}: inputs: {exc}") from None
     weights = {}
-    for name, value in (data.get("weights") or {}).items():
+    raw_weights = data.get("weights") or {}
+    if not isinstance(raw_weights, dict):
+        raise LessonError(f"{source}: weights must map W_query/W_key/W_value to matrices")
+    for name, value in raw_weights.items():
         if name not in ("W_query", "W_key", "W_value"):
             raise LessonError(f"{source}: weights: unknown matrix {name!r}")
         try:

@@ -371,3 +371,47 @@ def test_edited_weights_give_a_finite_trace_or_a_config_error(case, data):
     for item in trace:
         if item.key != ("simplified", "attn_weights_sumnorm") and item.name != "masked_scores":
             assert torch.isfinite(item.tensor).all(), f"{item.key} has non-finite values"
+
+
+@SETTINGS
+@given(st.fixed_dictionaries(
+    {"format": mostly(st.just("attention-stepper-lesson"), JSON_VALUES),
+     "version": mostly(st.just(1), st.one_of(st.integers(-2, 5), JSON_VALUES))},
+    optional={"config": st.one_of(st.fixed_dictionaries({}, optional={"d_in": st.integers(0, 4), "d_out": st.integers(0, 4),
+                                                                      "embeddings": st.sampled_from(["book", "random", 3])}),
+                                  JSON_VALUES),
+              "inputs": st.one_of(st.fixed_dictionaries({"tokens": st.one_of(st.lists(st.text(max_size=3), max_size=6), JSON_VALUES),
+                                                         "values": st.one_of(st.lists(st.lists(st.floats(), max_size=3), max_size=6),
+                                                                             JSON_VALUES)}), JSON_VALUES),
+              "weights": st.one_of(st.dictionaries(st.sampled_from(["W_query", "W_key", "W_out", "x"]),
+                                                   st.one_of(st.lists(st.lists(st.floats(-2, 2), min_size=2, max_size=2),
+                                                                      min_size=3, max_size=3), JSON_VALUES), max_size=3),
+                                   JSON_VALUES),
+              "step": JSON_VALUES, "title": JSON_VALUES, "extra": JSON_VALUES}))
+def test_any_lesson_file_opens_or_says_why(doc):
+    """A malformed or future-version lesson file: a Lesson (whose trace builds or raises
+    ConfigError) or LessonError, nothing else."""
+    import json
+
+    from core.lesson import LessonError, parse_lesson
+
+    try:
+        lesson = parse_lesson(json.dumps(doc, allow_nan=True))
+    except LessonError as exc:
+        assert str(exc)
+        event("LessonError")
+        return
+    event("Lesson")
+    try:
+        build_trace(lesson.config, lesson.inputs, weights_override=lesson.weights)
+    except ConfigError:
+        pass
+
+
+def test_a_deeply_nested_lesson_file_is_a_lesson_error():
+    import pytest
+
+    from core.lesson import LessonError, parse_lesson
+
+    with pytest.raises(LessonError):
+        parse_lesson("[" * 100_000 + "]" * 100_000)
