@@ -71,8 +71,12 @@ def assert_one_clear_line(code: int, err: str, option: str, words: tuple[str, ..
 
 @pytest.fixture
 def files(tmp_path) -> dict[str, str]:
-    """Bad (and one good) embeddings CSVs in tmp_path/inputs; name -> path."""
-    d = tmp_path / "inputs"
+    return make_input_files(tmp_path)
+
+
+def make_input_files(root: Path) -> dict[str, str]:
+    """Bad (and one good) embeddings CSVs in root/inputs; name -> path."""
+    d = root / "inputs"
     d.mkdir()
     contents = {
         "empty": "",
