@@ -101,6 +101,14 @@ def export_parser() -> argparse.ArgumentParser:
 
 
 def run_export(argv: list[str]) -> int:
+    try:
+        return _run_export(argv)
+    except KeyboardInterrupt:  # Ctrl-C: the export is atomic, so nothing half-written is left
+        print(f"{PROG} export: interrupted; nothing was written", file=sys.stderr)
+        return 130
+
+
+def _run_export(argv: list[str]) -> int:
     parser = export_parser()
     args = parser.parse_args(argv)
     from core.export import ExportError, export_trace
@@ -122,14 +130,14 @@ def run_export(argv: list[str]) -> int:
                        "(options --text, --batch, --heads, --d-in, --d-out)\n")
     except out_of_memory:
         parser.exit(2, f"{parser.prog}: error: out of memory while computing the trace; reduce the tokens, --d-out or --batch\n")
-    for note in trace.notes:
-        print(f"note: {note}", file=sys.stderr)
     try:
         out = export_trace(trace, args.out, fmt=args.format)
     except ExportError as exc:
         parser.exit(2, f"{parser.prog}: error: --out: {exc}\n")
     except out_of_memory:
         parser.exit(2, f"{parser.prog}: error: out of memory while writing the export; reduce the tokens, --d-out or --batch\n")
+    for note in trace.notes:  # after the export, so that a failed one shows its error line alone
+        print(f"note: {note}", file=sys.stderr)
     n = sum(1 for _ in trace)
     print(f"wrote {n} intermediates of {len(trace.stages)} stages to {out} "
           f"({trace.device}, trace {trace.compute_ms:.1f} ms)")

@@ -393,3 +393,34 @@ def test_good_options_still_export(tmp_path, capsys, files):
         assert err == ""
         assert (out_dir / "manifest.json").is_file()
         assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_cuda_note_does_not_join_an_error_line(tmp_path, capsys, monkeypatch):
+    """--device cuda without a GPU and a bad --out: only the error line."""
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA GPU is available here")
+    (tmp_path / "afile").write_text("keep me\n")
+    code, _, err = run_in_process(["--out", str(tmp_path / "afile"), "--device", "cuda"], capsys)
+    assert_one_clear_line(code, err, "--out", ("is a file",))
+
+
+@pytest.mark.parametrize("where", ["compute", "write", "move"])
+def test_ctrl_c_is_one_line_and_leaves_nothing(where, tmp_path, capsys, monkeypatch):
+    import core.export
+    import core.trace
+
+    def interrupt(*a, **k):
+        raise KeyboardInterrupt
+
+    if where == "compute":
+        monkeypatch.setattr(core.trace, "build_trace", interrupt)
+    elif where == "write":
+        monkeypatch.setattr(Path, "write_text", _fail_nth(Path.write_text, 4, KeyboardInterrupt()))
+    else:
+        monkeypatch.setattr(core.export.os, "replace", _fail_nth(os.replace, 6, KeyboardInterrupt()))
+    target = _existing_target(tmp_path)
+    before = snapshot(tmp_path)
+    code, out, err = run_in_process(["--out", str(target)], capsys)
+    assert code == 130
+    assert err.splitlines() == ["python main.py export: interrupted; nothing was written"]
+    assert snapshot(tmp_path) == before
