@@ -138,10 +138,13 @@ def resolve_panel(panel: Panel, trace, batch_index: int = 0) -> MatrixData | Non
     mask = trace["causal", "mask"].numpy() if ("causal", "mask") in trace else None
     arr = item.numpy()
     axes = list(item.axes)
-    if arr.ndim == 1:                                    # a bias: one row
-        arr = arr.reshape(1, -1)
-        axes = [""] + axes
-    row_labels = item.labels[-2] if len(item.labels) >= 2 else (item.name,)
+    n_lead = sum(1 for a in axes[:2] if a in ("batch", "head"))
+    if arr.ndim - n_lead == 1:                           # a bias (per head): drawn as one row
+        arr = np.expand_dims(arr, -2)
+        axes = axes[:-1] + [""] + axes[-1:]
+        row_labels = (item.symbol,)
+    else:
+        row_labels = item.labels[-2]
     col_labels = item.labels[-1]
     lead: list[tuple[int, ...]] = [()]
     titles = [""]

@@ -124,6 +124,8 @@ class StepView(QtWidgets.QWidget):
             datas = [d for d in (resolve_panel(p, trace, self.batch_index) for p in step.panels) if d]
         except Exception as exc:   # a step that cannot be drawn must not take the app down
             self.formula.setText(f"cannot draw this step: {exc}")
+            self.datas = []
+            self._ensure_panels([])
             return
         self._update_selectors(datas, trace)
         if self.head is not None:

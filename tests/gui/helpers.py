@@ -13,8 +13,8 @@ def expected_maps(panel, trace, batch_index: int = 0) -> list[np.ndarray]:
     if panel.diff:
         arr = arr - trace[panel.diff[1]].numpy().astype(np.float64)
     axes = list(item.axes)
-    if arr.ndim == 1:
-        arr, axes = arr[None, :], ["name"] + axes
+    if len([a for a in axes if a not in ("batch", "head")]) == 1:     # biases: one row
+        arr, axes = arr[..., None, :], axes[:-1] + ["name"] + axes[-1:]
     slices = [arr]
     if axes[0] == "batch":
         slices = list(arr) if panel.grid == "batch" else [arr[batch_index]]

@@ -146,3 +146,22 @@ def test_book_delivers_the_current_steps_section_first(qtbot):
         assert c.trace_for(c.steps[0]) is not None
     finally:
         c.shutdown()
+
+
+def test_every_step_of_a_custom_config_equals_the_core(window, qtbot):
+    """Biases (per head too), a batch of 3 shown at item 1, 3 heads: every map as the core has it."""
+    c = window.controller
+    with qtbot.waitSignal(c.trace_changed, timeout=TRACE_TIMEOUT_MS):
+        c.set_params(qkv_bias=True, d_out=6, num_heads=3, batch=3, dropout=0.25, seed=7)
+    ref = build_trace(c.trace.config)
+    window.step_view.batch_box.setValue(1)
+    for i, step in enumerate(c.steps):
+        c.go(i)
+        panels = [p for p in step.panels if p.key in ref]
+        shown = shown_maps(window.step_view)
+        assert len(shown) == len(panels), step.id
+        for panel, images in zip(panels, shown):
+            expected = expected_maps(panel, ref, batch_index=1)
+            assert len(images) == len(expected), (step.id, panel.key)
+            for img, exp in zip(images, expected):
+                np.testing.assert_array_equal(img, exp, err_msg=f"{step.id} {panel.key}")
