@@ -108,20 +108,24 @@ def export_trace(trace: Trace, out_dir: str | Path, fmt: str = "csv",
     if fmt not in ("csv", "npy", "npz"):
         raise ExportError(f"format must be csv, npy or npz, got {fmt!r}")
     out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise ExportError(f"{out} is a file; choose a folder to export into")
+    try:
+        is_file = out.exists() and not out.is_dir()
+    except OSError as exc:  # e.g. a name too long for the file system
+        raise ExportError(f"cannot use {_short(out)}: {exc.strerror or exc}") from None
+    if is_file:
+        raise ExportError(f"{_short(out)} is a file; choose a folder to export into")
     parent = out.parent if str(out.parent) else Path(".")
     created = _missing_ancestors(parent)  # folders this export creates; removed again if it fails
     try:
         parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         _remove_empty(created)
-        raise ExportError(f"cannot create {parent}: {exc.strerror or exc}") from None
+        raise ExportError(f"cannot create {_short(parent)}: {exc.strerror or exc}") from None
     try:
         staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=parent))
     except OSError as exc:
         _remove_empty(created)
-        raise ExportError(f"cannot write into {parent}: {exc.strerror or exc}") from None
+        raise ExportError(f"cannot write into {_short(parent)}: {exc.strerror or exc}") from None
     done = False
     try:
         files = _write_all(trace, staging, fmt, progress, cancelled)
@@ -130,12 +134,18 @@ def export_trace(trace: Trace, out_dir: str | Path, fmt: str = "csv",
     except ExportCancelled:
         raise
     except OSError as exc:
-        raise ExportError(f"cannot write the export to {out}: {exc.strerror or exc}") from None
+        raise ExportError(f"cannot write the export to {_short(out)}: {exc.strerror or exc}") from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
         if not done:
             _remove_empty(created)
     return out
+
+
+def _short(path: Path, limit: int = 100) -> str:
+    """A path shortened for a one-line message (its end, where the name is)."""
+    text = str(path)
+    return text if len(text) <= limit else "…" + text[-(limit - 1):]
 
 
 def _missing_ancestors(folder: Path) -> list[Path]:

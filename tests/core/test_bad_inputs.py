@@ -424,3 +424,19 @@ def test_ctrl_c_is_one_line_and_leaves_nothing(where, tmp_path, capsys, monkeypa
     assert code == 130
     assert err.splitlines() == ["python main.py export: interrupted; nothing was written"]
     assert snapshot(tmp_path) == before
+
+
+@pytest.mark.parametrize("name", ["o" * 300, "o/" * 2100, "o/" * 50 + "p" * 300],
+                         ids=["name-too-long", "path-too-long", "deep-then-name-too-long"])
+def test_out_path_too_long(name, tmp_path, capsys):
+    before = snapshot(tmp_path)
+    code, out, err = run_in_process(["--out", str(tmp_path / name)], capsys)
+    assert_one_clear_line(code, err, "--out", ("too long",))
+    assert snapshot(tmp_path) == before, "folders created on the way are removed again"
+
+
+def test_out_path_too_long_in_a_real_process(tmp_path):
+    before = snapshot(tmp_path)
+    code, out, err = run_subprocess(["--out", "o" * 300], cwd=tmp_path)
+    assert_one_clear_line(code, err, "--out", ("too long",))
+    assert snapshot(tmp_path) == before
