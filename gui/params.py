@@ -186,7 +186,7 @@ class ParamPanel(QtWidgets.QWidget):
         self.book.setChecked(mode == "book")
         if mode == "book":
             desc = self.controller.section_title(self.controller.step.section)
-            self.mode.setText(f"<b>Book</b> settings · {desc}")
+            self.mode.setText(f"<b>Book</b> settings · §{desc.split(' ', 1)[0]}")
             self.mode.setToolTip(f"Book settings for this step: {desc}. Changing any value switches to Custom.")
         else:
             self.mode.setText("<b>Custom</b> settings")

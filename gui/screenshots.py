@@ -62,6 +62,8 @@ def main(argv: list[str] | None = None) -> int:
     state = {"custom_sent": False}
 
     def on_trace() -> None:
+        if controller.is_busy():          # the Book preset's first section: wait for the rest
+            return
         if args.custom and not state["custom_sent"]:
             state["custom_sent"] = True
             controller.set_params(**{k: _value(v) for k, v in (f.split("=", 1) for f in args.custom)})
