@@ -124,6 +124,8 @@ class Controller(QObject):
             self.mode = CUSTOM
             self.mode_changed.emit(CUSTOM)
         if not self._validate(params):
+            self._last_id += 1            # a result still in flight is for older settings: drop it
+            self._set_busy(False)
             return
         self._submit(Request(0, CUSTOM, params))
 

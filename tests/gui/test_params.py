@@ -165,3 +165,16 @@ def test_every_step_of_a_custom_config_equals_the_core(window, qtbot):
             assert len(images) == len(expected), (step.id, panel.key)
             for img, exp in zip(images, expected):
                 np.testing.assert_array_equal(img, exp, err_msg=f"{step.id} {panel.key}")
+
+
+def test_an_invalid_change_drops_the_result_still_in_flight(window, qtbot):
+    c = window.controller
+    trace = c.trace
+    # the worker still delivers the stale result; the controller (connected first) drops it
+    with qtbot.waitSignal(c._worker.done, timeout=TRACE_TIMEOUT_MS):
+        c.set_params(d_out=4, num_heads=2)      # valid, computing…
+        c.set_params(num_heads=3)               # …then invalid: its error must stay on screen
+        assert window.params.errors["num_heads"].isVisibleTo(window)
+    assert not c.is_busy()
+    assert c.trace is trace
+    assert window.params.errors["num_heads"].isVisibleTo(window)
