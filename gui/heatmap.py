@@ -38,13 +38,16 @@ def _elide(text: str, chars: int) -> str:
     return text if len(text) <= chars else text[:max(chars - 1, 1)] + "…"
 
 
-def _fitted_ticks(labels, cell_px: float, fm: QtGui.QFontMetrics, horizontal: bool) -> list:
-    """Tick labels that do not overlap: every k-th label, elided to the room k cells give."""
+def _fitted_ticks(labels, cell_px: float, fm: QtGui.QFontMetrics, widest: int | None) -> list:
+    """Tick labels that do not overlap: every k-th label, elided to the room k cells give.
+
+    ``widest`` (pixels of the widest label) marks the horizontal axis; None the vertical one.
+    """
     avg = max(fm.averageCharWidth(), 1)
     cell_px = max(cell_px, 0.5)
+    horizontal = widest is not None
     if horizontal:
-        widest = max(fm.horizontalAdvance(str(t)) for t in labels) + 6
-        need = min(widest, 4 * avg + 8)           # room for at least "abc…" and a gap
+        need = min(widest + 6, 4 * avg + 8)       # room for at least "abc…" and a gap
     else:
         need = fm.height() + 1
     every = max(1, math.ceil(need / cell_px), math.ceil(len(labels) / MAX_TICKS))
@@ -86,6 +89,8 @@ class _Map:
         self.shape = (0, 0)
         self.stride = 1
         self.labels: tuple[tuple[str, ...], tuple[str, ...]] = ((), ())
+        self._texts: tuple = ()
+        self._widest: int | None = None       # widest column label in pixels (cached)
         p.vb.sigTransformChanged.connect(self.fit_text)   # after a resize has updated the view
 
     def set_data(self, data: MatrixData, k: int, cmap: pg.ColorMap) -> None:
@@ -101,11 +106,17 @@ class _Map:
             self.plot.setRange(xRange=(0, cols), yRange=(0, rows), padding=0)
             self.plot.disableAutoRange()
             self.shape = (rows, cols)
-        self.plot.setTitle(m.title or None, size="9pt", color="#333")
-        self.labels = (data.row_labels, data.col_labels)
-        self.plot.getAxis("left").setTicks([_tick_list(data.row_labels)])
-        self.plot.getAxis("left").setLabel(data.row_axis, color="#555")
-        self.plot.getAxis("top").setLabel(data.col_axis, color="#555")
+        # setTitle/setLabel re-layout the plot: only call them when the text changes
+        texts = (m.title, data.row_axis, data.col_axis)
+        if texts != self._texts:
+            self.plot.setTitle(m.title or None, size="9pt", color="#333")
+            self.plot.getAxis("left").setLabel(data.row_axis, color="#555")
+            self.plot.getAxis("top").setLabel(data.col_axis, color="#555")
+            self._texts = texts
+        if (data.row_labels, data.col_labels) != self.labels:
+            self.labels = (data.row_labels, data.col_labels)
+            self._widest = None
+            self.plot.getAxis("left").setTicks([_tick_list(data.row_labels)])
         self._set_separators(data.extra.get("head_width"), rows, cols)
         self._set_texts(data, k, cmap)
         self.fit_text()
@@ -163,9 +174,11 @@ class _Map:
         fm = QtGui.QFontMetrics(self.plot.getAxis("top").style.get("tickFont") or QtGui.QFont())
         rows, cols = self.labels
         if cols:
-            self.plot.getAxis("top").setTicks([_fitted_ticks(cols, cell_w, fm, horizontal=True)])
+            if self._widest is None:
+                self._widest = max(fm.horizontalAdvance(str(t)) for t in cols)
+            self.plot.getAxis("top").setTicks([_fitted_ticks(cols, cell_w, fm, self._widest)])
         if rows:
-            self.plot.getAxis("left").setTicks([_fitted_ticks(rows, cell_h, fm, horizontal=False)])
+            self.plot.getAxis("left").setTicks([_fitted_ticks(rows, cell_h, fm, None)])
         if not self.texts:
             return
         size = int(min(14, (cell_w - 3) / 3.9, cell_h / 1.5))
@@ -200,11 +213,22 @@ class MatrixPanel(pg.GraphicsLayoutWidget):
         self.maps: list[_Map] = []
         self.bar: pg.ColorBarItem | None = None
         self._layout_key = None
+        self._kind = None
         self._title = pg.LabelItem(justify="center", color=(20, 20, 20))
         self.setMinimumSize(160, 140)
         self.set_focused(False)
         self.scene().sigMouseMoved.connect(self._on_move)
         self.scene().sigMouseClicked.connect(self._on_click)
+
+    @property
+    def layout_size(self) -> int | None:
+        """How many maps the panel's grid holds (None before the first matrix)."""
+        return self._layout_key
+
+    def release_images(self) -> None:
+        """Drop the image data of a hidden panel (kept for reuse) to free memory."""
+        for m in self.maps:
+            m.image.clear()
 
     def set_focused(self, focused: bool, map_index: int | None = None, frame: bool = True) -> None:
         """Mark the matrix under focus (what File → Export matrix writes): a blue frame around
@@ -222,12 +246,14 @@ class MatrixPanel(pg.GraphicsLayoutWidget):
 
     def set_matrix(self, data: MatrixData) -> None:
         n = len(data.maps)
-        key = (n, data.kind)
-        if key != self._layout_key:
-            self._rebuild(n, data.kind)
-            self._layout_key = key
-        self.data = data
         cmap = colormap(data.kind)
+        if n != self._layout_key:
+            self._rebuild(n, data.kind)
+            self._layout_key = n
+        elif data.kind != self._kind:
+            self.bar.setColorMap(cmap)          # same grid, other colours: no rebuild
+        self._kind = data.kind
+        self.data = data
         self._title.setText(data.title, size="10pt", bold=True)
         for k, m in enumerate(self.maps):
             m.set_data(data, k, cmap)

@@ -18,6 +18,7 @@ from gui.steps import step_numbers
 from gui.texts import render
 
 PANELS_PER_ROW = 3
+MAX_SPARE_PANELS = 12    # hidden panels kept for reuse (their images released)
 
 
 def _grid_shape(d: MatrixData) -> tuple[int, int]:
@@ -52,6 +53,7 @@ class StepView(QtWidgets.QWidget):
         super().__init__(parent)
         self.controller = controller
         self.panels: list[MatrixPanel] = []
+        self._spare: list[MatrixPanel] = []
         self.datas: list[MatrixData] = []
         self.focus = (0, 0)                # (panel index, map index)
         self.head: int | None = None       # None = all heads
@@ -173,16 +175,24 @@ class StepView(QtWidgets.QWidget):
         n = len(datas)
         for p in self.panels:
             self.grid.removeWidget(p)
-        while len(self.panels) > n:
-            p = self.panels.pop()
-            p.hide()
-            p.deleteLater()
-        while len(self.panels) < n:
-            k = len(self.panels)
-            p = MatrixPanel(self.grid_host)
-            p.hovered.connect(lambda text, k=k: self._on_hover(k, text))
-            p.cell_clicked.connect(lambda m, r, c, k=k: self._on_click(k, m, r, c))
-            self.panels.append(p)
+        # Reuse panels (hidden ones too) whose grid already has the right number of maps:
+        # building a pyqtgraph plot costs ~10 ms, a 12-head step has up to 36 of them.
+        pool = self.panels + self._spare
+        chosen = []
+        for d in datas:
+            p = next((q for q in pool if q.layout_size == len(d.maps)), None)
+            if p is None:
+                p = next((q for q in pool if q.layout_size is None), None) or self._new_panel()
+            if p in pool:
+                pool.remove(p)
+            chosen.append(p)
+        for p in pool:
+            if p.isVisible():
+                p.hide()
+                p.release_images()
+        while len(pool) > MAX_SPARE_PANELS:
+            pool.pop(0).deleteLater()
+        self.panels, self._spare = chosen, pool
         per_row = self._per_row = self._choose_per_row(datas)
         for c in range(self.grid.columnCount()):
             self.grid.setColumnStretch(c, 0)
@@ -198,6 +208,14 @@ class StepView(QtWidgets.QWidget):
             p.setMaximumHeight(_grid_shape(d)[0] * (d.shape[0] * 70 + 50) + 70 if d.shape[0] <= 2 else 16777215)
         for c in range(min(per_row, n)):
             self.grid.setColumnStretch(c, max(_width_weight(datas[k]) for k in range(c, n, per_row)))
+
+    def _new_panel(self) -> MatrixPanel:
+        p = MatrixPanel(self.grid_host)
+        # panels are reused at other positions: look the index up when the signal comes
+        p.hovered.connect(lambda text, p=p: self._on_hover(self.panels.index(p), text) if p in self.panels else None)
+        p.cell_clicked.connect(lambda m, r, c, p=p: self._on_click(self.panels.index(p), m, r, c)
+                               if p in self.panels else None)
+        return p
 
     def _choose_per_row(self, datas: list[MatrixData]) -> int:
         """Panels per row that give the largest cells (so values stay printable)."""
