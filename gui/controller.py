@@ -20,6 +20,8 @@ from gui.worker import Request, Result, TraceWorker
 
 BOOK_TEXT = "Your journey starts with one step"   # core.config.BOOK_TEXT (a test checks they agree)
 CUSTOM = "custom"
+INPUT_FIELDS = ("embeddings", "text", "d_in")     # a change drops edited embeddings
+WEIGHT_FIELDS = ("d_in", "d_out", "init", "seed")          # a change drops edited weights
 
 
 class Controller(QObject):
@@ -38,6 +40,8 @@ class Controller(QObject):
         self.index = 0
         self.mode = "book"
         self.params: dict | None = None           # attempted custom config (may be invalid)
+        self.inputs = None                        # edited embeddings (core.inputs.Inputs), custom only
+        self.weights: dict = {}                   # edited W_query/W_key/W_value, custom only
         self.sections: dict[str, dict] = {}       # book section -> config dict (from the worker)
         self.section_titles: dict[str, str] = {}  # book section -> where in the chapter
         self.cuda_available = False
@@ -119,6 +123,10 @@ class Controller(QObject):
         if not base:                 # nothing computed yet: the worker will apply them later
             base = dict(self.params or {})
         params = {**base, **changes}
+        if self.mode != CUSTOM or any(params.get(f) != base.get(f) for f in INPUT_FIELDS):
+            self.inputs = None                    # new embeddings source: edits no longer apply
+        if self.mode != CUSTOM or any(params.get(f) != base.get(f) for f in WEIGHT_FIELDS):
+            self.weights = {}
         self.params = params
         if self.mode != CUSTOM:
             self.mode = CUSTOM
@@ -127,7 +135,34 @@ class Controller(QObject):
             self._last_id += 1            # a result still in flight is for older settings: drop it
             self._set_busy(False)
             return
-        self._submit(Request(0, CUSTOM, params))
+        self._submit(self._custom_request(params))
+
+    def _custom_request(self, params: dict) -> Request:
+        return Request(0, CUSTOM, dict(params), inputs=self.inputs, weights=dict(self.weights) or None)
+
+    def set_edits(self, inputs=None, weights: dict | None = None) -> None:
+        """Recompute the shown config with edited embeddings and/or W_query/W_key/W_value.
+
+        Leaves the Book preset like a parameter change; ``inputs`` None keeps the current
+        edits, weights are merged in. A bad edit becomes ``error`` and the last trace stays.
+        """
+        base = self.shown_config() or dict(self.params or {})
+        if self.mode != CUSTOM:
+            self.mode = CUSTOM
+            self.mode_changed.emit(CUSTOM)
+        self.params = base
+        if inputs is not None:
+            self.inputs = inputs
+        if weights:
+            self.weights = {**self.weights, **weights}
+        self._submit(self._custom_request(base))
+
+    def reset_edits(self) -> None:
+        """Drop edited embeddings and weights (back to the config's preset)."""
+        self.inputs = None
+        self.weights = {}
+        if self.mode == CUSTOM and self.params is not None:
+            self._submit(self._custom_request(self.params))
 
     def set_param(self, field: str, value) -> None:
         self.set_params(**{field: value})
@@ -136,6 +171,8 @@ class Controller(QObject):
         """The Book preset: every step from its chapter section's config."""
         self.mode = "book"
         self.params = None
+        self.inputs = None
+        self.weights = {}
         self.mode_changed.emit("book")
         self.error_cleared.emit()
         if self._book_traces:
@@ -145,13 +182,15 @@ class Controller(QObject):
             return
         self._submit(Request(0, "book", None, first=self.step.section))
 
-    def restore(self, mode: str, params: dict | None) -> None:
-        """Start from saved settings (QSettings); falls back to the book if they fail."""
+    def restore(self, mode: str, params: dict | None, inputs=None, weights: dict | None = None) -> None:
+        """Start from saved settings (QSettings, a lesson); falls back to the book if they fail."""
         if mode == CUSTOM and isinstance(params, dict) and params:
             self.mode = CUSTOM
             self.params = dict(params)
+            self.inputs = inputs
+            self.weights = dict(weights or {})
             self.mode_changed.emit(CUSTOM)
-            self._submit(Request(0, CUSTOM, dict(params)))
+            self._submit(self._custom_request(self.params))
         else:
             self.use_book()
 

@@ -22,6 +22,8 @@ class Request:
     mode: str                   # "book" (every chapter section) or "custom"
     params: dict | None         # AttentionConfig fields for "custom"
     first: str | None = None    # book: the section to compute (and deliver) first
+    inputs: object = None       # custom: edited embeddings (core.inputs.Inputs) or None
+    weights: dict | None = None  # custom: edited W_query/W_key/W_value (d_in × d_out arrays)
 
 
 @dataclass
@@ -69,7 +71,7 @@ def compute(req: Request, partial: Callable[[Result], None] | None = None,
         else:
             cfg = AttentionConfig(**(req.params or {}))
             check_memory(cfg)
-            out.traces = {"custom": build_trace(cfg)}
+            out.traces = {"custom": build_trace(cfg, inputs=req.inputs, weights_override=req.weights or None)}
         out.notes = tuple(dict.fromkeys(n for t in out.traces.values() for n in t.notes))
     except ConfigError as exc:
         out.error = (exc.field, exc.message)
