@@ -9,8 +9,17 @@ import os
 os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
 
 from core.config import BOOK_TEXT, AttentionConfig, ConfigError
-from core.trace import Intermediate, Trace, build_trace
 from core.vocabulary import STAGES, STAGE_TITLES, VOCABULARY
+
+
+def __getattr__(name):
+    # torch loads only when the trace is needed: `import core.config` (and core.book) stay
+    # torch-free, so the GUI can validate settings while its window is already on screen.
+    if name in ("Intermediate", "Trace", "build_trace"):
+        from core import trace
+        return getattr(trace, name)
+    raise AttributeError(f"module 'core' has no attribute {name!r}")
+
 
 __all__ = ["AttentionConfig", "BOOK_TEXT", "ConfigError", "Intermediate", "STAGES", "STAGE_TITLES",
            "Trace", "VOCABULARY", "build_trace"]

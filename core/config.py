@@ -131,7 +131,7 @@ def validate(cfg: AttentionConfig) -> None:
     _check_int(cfg, "batch", 1, MAX_BATCH)
     _check_choice(cfg, "device", DEVICES)
     _check_choice(cfg, "dtype", DTYPES)
-    from core.inputs import BOOK_TOKENS, tokenize  # no cycle: inputs does not import config at import time
+    from core.tokens import BOOK_TOKENS, tokenize  # torch-free: the GUI validates before torch loads
 
     tokens = tokenize(cfg.text)
     if not tokens:

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import csv
 import math
-import re
 import zlib
 from pathlib import Path
 
 import numpy as np
 import torch
 
-BOOK_TOKENS = ("Your", "journey", "starts", "with", "one", "step")
+from core.tokens import BOOK_TOKENS, tokenize, unique_labels  # noqa: F401 (re-exported)
+
 BOOK_EMBEDDINGS = (
     (0.43, 0.15, 0.89),  # Your     (x^1)
     (0.55, 0.87, 0.66),  # journey  (x^2)
@@ -24,24 +24,6 @@ BOOK_EMBEDDINGS = (
     (0.77, 0.25, 0.10),  # one      (x^5)
     (0.05, 0.80, 0.55),  # step     (x^6)
 )
-
-_TOKEN_RE = re.compile(r"\w+(?:['’]\w+)*|[^\w\s]", re.UNICODE)
-
-
-def tokenize(text: str) -> list[str]:
-    """Split text into words and punctuation marks: "Hi, you!" -> ["Hi", ",", "you", "!"]."""
-    return _TOKEN_RE.findall(text)
-
-
-def unique_labels(tokens: list[str] | tuple[str, ...]) -> tuple[str, ...]:
-    """Row/column labels: the tokens, with '#2', '#3'… on repeats so every label is unique."""
-    seen: dict[str, int] = {}
-    labels = []
-    for tok in tokens:
-        seen[tok] = seen.get(tok, 0) + 1
-        labels.append(tok if seen[tok] == 1 else f"{tok}#{seen[tok]}")
-    return tuple(labels)
-
 
 class Inputs:
     """Tokens and their embeddings: a read-only (T, d_in) float64 array on the CPU."""

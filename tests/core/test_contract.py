@@ -29,3 +29,12 @@ def test_importing_and_running_core_loads_no_qt():
             "print(bad); sys.exit(1 if bad else 0)")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=CORE.parent)
     assert res.returncode == 0, res.stdout + res.stderr
+
+
+def test_config_and_book_import_without_torch():
+    """The GUI validates settings and knows the Book sections before torch has loaded."""
+    code = ("import sys, core.config, core.book, core.vocabulary, core.tokens;"
+            "core.config.AttentionConfig(text='hi there', embeddings='random');"
+            "sys.exit(1 if 'torch' in sys.modules else 0)")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=CORE.parent)
+    assert res.returncode == 0, res.stdout + res.stderr
