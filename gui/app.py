@@ -21,8 +21,16 @@ def make_window(settings=None):
     return controller, window
 
 
-def start(window, controller) -> None:
-    """Begin computing from the saved settings and build the heatmap view."""
+def start(window, controller, lesson: str | None = None) -> None:
+    """Begin computing from a lesson file (else the saved settings) and build the heatmap view.
+
+    A lesson that cannot be read gives a message; the saved settings are shown instead.
+    """
+    if lesson:
+        from gui.lessons import open_lesson
+        if open_lesson(window, lesson) is None:
+            window.finish_setup()
+            return
     mode, params, step = window.saved_config()
     if controller.index == 0:          # unless the learner already moved (keys work at once)
         controller.go(step)
@@ -42,9 +50,6 @@ def run_app(argv: list[str]) -> int:
     install_excepthook(window)
     app.aboutToQuit.connect(controller.shutdown)      # however the app ends, stop the worker
     window.show()
-    extra = [a for a in argv if not a.startswith("-")]
-    if extra:
-        window.statusBar().showMessage(
-            f"Opening lesson files is not supported yet; ignored {extra[0]!r}. Showing the book's example.", 15000)
-    QtCore.QTimer.singleShot(0, lambda: start(window, controller))
+    extra = [a for a in argv if not a.startswith("-")]        # python main.py LESSON.json
+    QtCore.QTimer.singleShot(0, lambda: start(window, controller, extra[0] if extra else None))
     return int(app.exec())

@@ -122,6 +122,8 @@ class MainWindow(QtWidgets.QMainWindow):
         self.step_view.hovered.connect(lambda text: self.statusBar().showMessage(text.split("\n")[0], 8000))
         self.step_view.focus_changed.connect(self._on_focus)
         self.stack.addWidget(self.step_view)
+        from gui.features import install
+        install(self)                    # inspector, code, inputs, equivalences, lessons, present
         self.navigator.setFocus()        # arrow keys step; the text field takes them only when clicked
         if self.controller.has_trace:
             self.stack.setCurrentWidget(self.step_view)

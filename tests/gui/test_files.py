@@ -95,10 +95,17 @@ def test_save_image_writes_a_png(window, tmp_path, monkeypatch):
 def test_menus_carry_shortcuts(window):
     acts = window.actions
     assert acts["quit"].shortcut() == QtGui.QKeySequence("Ctrl+Q")
-    for name in ("export_matrix", "export_all", "save_image", "next", "back", "first", "last", "book"):
+    for name in ("export_matrix", "export_all", "save_image", "next", "back", "first", "last", "book",
+                 "open_lesson", "save_lesson", "show_inspector", "show_code", "edit_inputs",
+                 "show_equivalences", "show_scaling", "font_larger", "font_smaller", "play"):
         assert not acts[name].shortcut().isEmpty(), name
+        assert acts[name].toolTip(), name
+    assert acts["font_larger"].shortcut() == QtGui.QKeySequence("Ctrl+=")
+    assert acts["font_smaller"].shortcut() == QtGui.QKeySequence("Ctrl+-")
+    keys = [k.toString() for a in acts.values() for k in a.shortcuts()]
+    assert len(keys) == len(set(keys)), sorted(keys)            # no shortcut does two things
     titles = [a.text() for a in window.menuBar().actions()]
-    assert titles == ["&File", "&View", "&Help"]
+    assert titles == ["&File", "&View", "&Present", "&Help"]
 
 
 def test_ctrl_q_closes_cleanly(window, qtbot):

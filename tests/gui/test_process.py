@@ -57,7 +57,7 @@ def test_startup_modules_do_not_import_torch_or_pyqtgraph():
     assert proc.stdout.split() == ["False", "False", "False"]
 
 
-def test_run_app_with_a_lesson_argument_shows_a_message_and_exits_0(tmp_path):
+def test_run_app_with_a_missing_lesson_shows_a_message_and_exits_0(tmp_path):
     proc = run(f"""
         import sys
         from PySide6 import QtCore, QtWidgets
@@ -73,4 +73,4 @@ def test_run_app_with_a_lesson_argument_shows_a_message_and_exits_0(tmp_path):
         sys.exit(run_app(["lesson.json"]))
     """)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "lesson.json" in proc.stdout and "not supported yet" in proc.stdout
+    assert "lesson.json" in proc.stdout and "does not exist" in proc.stdout

@@ -1,0 +1,139 @@
+"""The code beside the math: the torch lines behind the shown matrix, and a runnable snippet.
+
+Shows ``core.snippets.stage_code`` for the stage of the matrix under focus (the step's last
+matrix until the learner clicks one), with the line that produces that matrix highlighted.
+"Copy snippet" puts a runnable script (torch only) on the clipboard that prints the matrix
+with the numbers on screen, edited embeddings and weights included.
+"""
+from __future__ import annotations
+
+import html
+
+import numpy as np
+from PySide6 import QtCore, QtGui, QtWidgets
+
+HIGHLIGHT = "#fff1b8"
+
+
+def snippet_for(trace, stage: str, name: str, weights: dict | None = None) -> str:
+    """core.snippets.snippet, with edited W_query/W_key/W_value written in (trainable, causal)."""
+    from core.snippets import snippet
+    code = snippet(trace, stage, name)
+    if not weights or stage not in ("trainable", "causal"):
+        return code
+    dtype = "torch.float64" if trace.config.dtype == "float64" else "torch.float32"
+    for wname, arr in weights.items():
+        rows = ", ".join("[" + ", ".join(repr(float(v)) for v in row) + "]" for row in np.asarray(arr))
+        code = code.replace(f"# {wname}: drawn above",
+                            f"{wname} = torch.tensor([{rows}], dtype={dtype})  # edited in the app")
+    return code
+
+
+class CodePanel(QtWidgets.QWidget):
+    copied = QtCore.Signal(str)
+
+    def __init__(self, controller, step_view, parent: QtWidgets.QWidget | None = None):
+        super().__init__(parent)
+        self.setObjectName("codePanel")
+        self.controller = controller
+        self.step_view = step_view
+        self.key: tuple[str, str] | None = None      # the matrix whose line is highlighted
+        self._picked = False
+        self.title = QtWidgets.QLabel(objectName="codeTitle")
+        self.code = QtWidgets.QTextBrowser(objectName="codeText")
+        self.code.setLineWrapMode(QtWidgets.QTextEdit.LineWrapMode.NoWrap)
+        self.copy_button = QtWidgets.QPushButton("Copy snippet", objectName="copySnippet")
+        self.copy_button.setToolTip("Copy a runnable Python script (torch only) that prints this matrix "
+                                    "with the numbers on screen")
+        self.copy_button.clicked.connect(self.copy_snippet)
+        top = QtWidgets.QHBoxLayout()
+        top.addWidget(self.title, 1)
+        top.addWidget(self.copy_button)
+        lay = QtWidgets.QVBoxLayout(self)
+        lay.setContentsMargins(4, 4, 4, 4)
+        lay.addLayout(top)
+        lay.addWidget(self.code, 1)
+        controller.trace_changed.connect(self.refresh)
+        controller.step_changed.connect(self._on_step)
+        step_view.focus_changed.connect(self._on_focus)
+        self.refresh()
+
+    def _on_step(self, _index: int) -> None:
+        self._picked = False
+        self.refresh()
+
+    def _on_focus(self) -> None:
+        self._picked = True
+        self.refresh()
+
+    def _current_key(self) -> tuple[str, str] | None:
+        datas = self.step_view.datas
+        if not datas:
+            return None
+        if self._picked:
+            focused = self.step_view.focused()
+            if focused:
+                return focused[0].key
+        plain = [d for d in datas if d.extra.get("max_abs_diff") is None]
+        return (plain or datas)[-1].key
+
+    def refresh(self) -> None:
+        trace = self.controller.trace
+        self.key = self._current_key()
+        if trace is None or self.key is None:
+            self.title.setText("")
+            self.code.setHtml("")
+            self.copy_button.setEnabled(False)
+            return
+        from core.snippets import stage_code
+        stage, name = self.key
+        lines = stage_code(trace.config, stage)
+        self.title.setText(f"<b>{stage}.{name}</b> in torch")
+        out = []
+        for n, line in lines:
+            esc = html.escape(line) or "&nbsp;"
+            if n == name:
+                out.append(f"<div style='background:{HIGHLIGHT}; font-weight:bold;'>{esc}</div>")
+            elif line.lstrip().startswith("#"):
+                out.append(f"<div style='color:#6a737d'>{esc}</div>")
+            else:
+                out.append(f"<div>{esc}</div>")
+        if stage == "simplified" and name == "inputs":
+            out.insert(0, f"<div style='background:{HIGHLIGHT}; font-weight:bold;'>inputs = torch.tensor([...])  # the embeddings</div>")
+        self.code.setHtml("<pre style='font-family: monospace; margin:0'>" + "".join(out) + "</pre>")
+        self.copy_button.setEnabled(True)
+        self._scroll_to_highlight(lines, name)
+
+    def _scroll_to_highlight(self, lines, name: str) -> None:
+        for k, (n, _line) in enumerate(lines):
+            if n == name:
+                block = self.code.document().findBlockByNumber(k)
+                if block.isValid():
+                    cur = QtGui.QTextCursor(block)
+                    self.code.setTextCursor(cur)
+                    self.code.ensureCursorVisible()
+                return
+
+    def highlighted_line(self) -> str | None:
+        """The line shown highlighted (for tests)."""
+        trace = self.controller.trace
+        if trace is None or self.key is None:
+            return None
+        from core.snippets import stage_code
+        return next((line for n, line in stage_code(trace.config, self.key[0]) if n == self.key[1]), None)
+
+    def current_snippet(self) -> str:
+        stage, name = self.key
+        return snippet_for(self.controller.trace, stage, name, self.controller.weights)
+
+    def copy_snippet(self) -> None:
+        if self.controller.trace is None or self.key is None:
+            return
+        try:
+            text = self.current_snippet()
+        except KeyError as exc:
+            self.title.setText(f"no snippet: {html.escape(str(exc))}")
+            return
+        QtGui.QGuiApplication.clipboard().setText(text)
+        self.copied.emit(f"Copied a runnable snippet that prints {self.key[0]}.{self.key[1]} "
+                         f"({len(text.splitlines())} lines)")

@@ -1,0 +1,224 @@
+"""The cell inspector: click any cell of a step's matrix and see how that number is made.
+
+The step view emits ``cell_clicked(MatrixData, map, row, column)``; the inspector asks
+``core.provenance.explain_cell`` for the arithmetic (with the real numbers), shows it as text
+and, for dot products, as a table of the terms (a, b, a·b) with their sum, and lights up the
+cells that feed the clicked one in their own heatmaps (orange frames; the clicked cell blue).
+After an edit the same cell is explained again with the new numbers.
+"""
+from __future__ import annotations
+
+import html
+import math
+
+from PySide6 import QtCore, QtGui, QtWidgets
+
+SOURCE_PEN = QtGui.QColor(255, 140, 0)     # cells that feed the clicked one
+CLICKED_PEN = QtGui.QColor(47, 111, 208)   # the clicked cell
+ROLE_VALUE = QtCore.Qt.ItemDataRole.UserRole
+
+
+def _f(v: float, digits: int = 6) -> str:
+    if math.isinf(v):
+        return "−∞" if v < 0 else "∞"
+    return f"{v:.{digits}f}"
+
+
+def full_index(data, map_index: int, row: int, col: int, trace) -> tuple[int, ...]:
+    """The intermediate's full index of a clicked cell (lead batch/head indices included)."""
+    m = data.maps[map_index]
+    item = trace[data.key]
+    n_lead = len(m.index)
+    if len(item.shape) - n_lead == 1:             # a bias, drawn as one row
+        return m.index + (col,)
+    return m.index + (row + data.row_offset, col)
+
+
+class Inspector(QtWidgets.QWidget):
+    """The panel: formula and arithmetic (text), the terms of a dot product (table)."""
+
+    explained = QtCore.Signal(object)      # core.provenance.Explanation
+
+    def __init__(self, controller, step_view, parent: QtWidgets.QWidget | None = None):
+        super().__init__(parent)
+        self.setObjectName("inspector")
+        self.controller = controller
+        self.step_view = step_view
+        self.explanation = None            # the Explanation shown
+        self.cell: tuple | None = None     # (stage, name, index) of the clicked cell
+        self._marks: list[tuple[object, QtWidgets.QGraphicsItem]] = []
+
+        self.text = QtWidgets.QTextBrowser(objectName="inspectorText")
+        self.text.setHtml("<p style='color:#555'>Click any cell of a matrix to see how its number is made.</p>")
+        self.table = QtWidgets.QTableWidget(0, 3, objectName="inspectorTerms")
+        self.table.setHorizontalHeaderLabels(["a", "b", "a · b"])
+        self.table.setEditTriggers(QtWidgets.QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.horizontalHeader().setSectionResizeMode(QtWidgets.QHeaderView.ResizeMode.Stretch)
+        self.table.verticalHeader().setDefaultSectionSize(self.table.fontMetrics().height() + 6)
+        self.table.setToolTip("The terms of the dot product, their products and the sum (the cell's value)")
+        self.table.hide()
+        lay = QtWidgets.QVBoxLayout(self)
+        lay.setContentsMargins(4, 4, 4, 4)
+        split = QtWidgets.QSplitter(QtCore.Qt.Orientation.Vertical)
+        split.addWidget(self.text)
+        split.addWidget(self.table)
+        split.setSizes([220, 160])
+        lay.addWidget(split)
+
+        step_view.cell_clicked.connect(self.inspect)
+        controller.trace_changed.connect(self._on_trace)
+        controller.step_changed.connect(lambda _i: self._clear_marks())
+
+    # ---- explaining ------------------------------------------------------------------------
+    def inspect(self, data, map_index: int, row: int, col: int) -> None:
+        trace = self.controller.trace
+        if trace is None or data.key not in trace:
+            return
+        index = full_index(data, map_index, row, col, trace)
+        note = ""
+        if data.extra.get("max_abs_diff") is not None:
+            d = float(data.maps[map_index].values[row, col])
+            note = (f"<p><b>Difference cell</b>: {html.escape(data.title)}; here {d:.3e}. "
+                    f"Below: the first matrix's cell.</p>")
+        self.cell = (data.key[0], data.key[1], index)
+        self._explain(note)
+
+    def _on_trace(self) -> None:
+        """Explain the same cell again with the new numbers (after an edit)."""
+        if self.cell is None:
+            return
+        trace = self.controller.trace
+        stage, name, index = self.cell
+        if trace is None or (stage, name) not in trace:
+            return
+        shape = trace[stage, name].shape
+        if len(index) != len(shape) or any(i >= n for i, n in zip(index, shape)):
+            self.cell = None
+            self._clear_marks()
+            return
+        self._explain("")
+
+    def _explain(self, note: str) -> None:
+        from core.provenance import explain_cell
+        stage, name, index = self.cell
+        trace = self.controller.trace
+        try:
+            e = explain_cell(trace, stage, name, index)
+        except Exception as exc:       # never take the app down for an explanation
+            self.text.setHtml(f"<p>cannot explain {stage}.{name}{list(index)}: {html.escape(str(exc))}</p>")
+            return
+        self.explanation = e
+        self.text.setHtml(self._html(e, note))
+        self._fill_table(e)
+        self._mark(e)
+        self.explained.emit(e)
+
+    def _html(self, e, note: str) -> str:
+        where = f"{e.stage}.{e.name}[{', '.join(map(str, e.index))}]"
+        check = ""
+        if math.isfinite(e.recomputed) and math.isfinite(e.value):
+            diff = abs(e.recomputed - e.value)
+            check = (f"<p style='color:#2a7d2a'>rebuilt from the terms: {_f(e.recomputed, 8)} "
+                     f"(|diff| {diff:.1e})</p>")
+        lines = "<br>".join(html.escape(line) for line in e.lines)
+        srcs = ", ".join(f"{s.stage}.{s.name}" + (f"[{', '.join(map(str, s.lead))}]" if s.lead else "")
+                         for s in e.sources)
+        return (f"{note}<p><b>{html.escape(e.formula)}</b></p>"
+                f"<p>value = <b>{_f(e.value, 8)}</b> <span style='color:#777'>({where})</span></p>"
+                f"<p style='font-family: monospace; white-space: pre-wrap;'>{lines}</p>{check}"
+                + (f"<p style='color:#555'>fed by: {html.escape(srcs)} "
+                   "<span style='color:#ff8c00'>■</span> framed in their heatmaps</p>" if srcs else ""))
+
+    def _fill_table(self, e) -> None:
+        products = e.products
+        self.table.setVisible(bool(products))
+        self.table.setRowCount(len(products) + 1 if products else 0)
+        total = 0.0
+        for r, (a, b, p) in enumerate(products):
+            total += p
+            for c, v in enumerate((a, b, p)):
+                it = QtWidgets.QTableWidgetItem(_f(v))
+                it.setData(ROLE_VALUE, float(v))
+                it.setTextAlignment(QtCore.Qt.AlignmentFlag.AlignRight | QtCore.Qt.AlignmentFlag.AlignVCenter)
+                self.table.setItem(r, c, it)
+        if products:
+            r = len(products)
+            label = QtWidgets.QTableWidgetItem("sum")
+            self.table.setItem(r, 0, label)
+            self.table.setItem(r, 1, QtWidgets.QTableWidgetItem(""))
+            it = QtWidgets.QTableWidgetItem(_f(total))
+            it.setData(ROLE_VALUE, float(total))
+            f = it.font()
+            f.setBold(True)
+            it.setFont(f)
+            it.setTextAlignment(QtCore.Qt.AlignmentFlag.AlignRight | QtCore.Qt.AlignmentFlag.AlignVCenter)
+            self.table.setItem(r, 2, it)
+            self.table.setVerticalHeaderLabels([str(i) for i in range(len(products))] + ["Σ"])
+
+    def shown_terms(self) -> tuple[list[float], float | None]:
+        """(products, sum) as the table holds them (exact values, not the 6-decimal text)."""
+        n = self.table.rowCount()
+        if not n:
+            return [], None
+        prods = [float(self.table.item(r, 2).data(ROLE_VALUE)) for r in range(n - 1)]
+        return prods, float(self.table.item(n - 1, 2).data(ROLE_VALUE))
+
+    # ---- highlighting -----------------------------------------------------------------------
+    def _clear_marks(self) -> None:
+        for plot, item in self._marks:
+            try:
+                plot.removeItem(item)
+            except RuntimeError:        # the plot was deleted with its panel
+                pass
+        self._marks = []
+
+    def _add_rect(self, plot, x0, y0, w, h, colour: QtGui.QColor, width: float) -> None:
+        rect = QtWidgets.QGraphicsRectItem(x0 + 0.04, y0 + 0.04, w - 0.08, h - 0.08)
+        pen = QtGui.QPen(colour, width)
+        pen.setCosmetic(True)
+        rect.setPen(pen)
+        rect.setBrush(QtGui.QBrush(QtCore.Qt.BrushStyle.NoBrush))
+        rect.setZValue(30)
+        plot.addItem(rect)
+        self._marks.append((plot, rect))
+
+    def marked(self) -> list[tuple[str, str, tuple, float, float, float, float]]:
+        """(stage, name, lead, x, y, w, h) of every frame drawn (for tests)."""
+        out = []
+        for plot, rect in self._marks:
+            r = rect.rect()
+            out.append((getattr(rect, "_key", ("", "")) + (getattr(rect, "_lead", ()),)
+                        + (round(r.x()), round(r.y()), round(r.width()), round(r.height()))))
+        return out
+
+    def _mark(self, e) -> None:
+        self._clear_marks()
+        trace = self.controller.trace
+        sv = self.step_view
+        targets = [(s.stage, s.name, s.lead, s.rows, s.cols, SOURCE_PEN, 2.5) for s in e.sources]
+        i = e.index
+        cell_rows = (i[-2],) if len(i) >= 2 and len(trace[e.stage, e.name].shape) - len(i) == 0 \
+            and len(trace[e.stage, e.name].shape) >= 2 else None
+        lead = i[:-2] if cell_rows is not None else i[:-1]
+        targets.append((e.stage, e.name, lead, cell_rows, (i[-1],), CLICKED_PEN, 3.5))
+        for stage, name, lead, rows, cols, colour, width in targets:
+            for panel, data in zip(sv.panels, sv.datas):
+                if data.key != (stage, name) or data.extra.get("max_abs_diff") is not None:
+                    continue
+                for k, m in enumerate(data.maps):
+                    if tuple(m.index) != tuple(lead) or k >= len(panel.maps):
+                        continue
+                    nrows, ncols = m.values.shape
+                    plot = panel.maps[k].plot
+                    col_spans = [(c, 1) for c in cols] if cols is not None else [(0, ncols)]
+                    if rows is None:
+                        row_spans = [(0, nrows)]
+                    else:
+                        row_spans = [(r - data.row_offset, 1) for r in rows
+                                     if 0 <= r - data.row_offset < nrows]
+                    for r0, rh in row_spans:
+                        for c0, cw in col_spans:
+                            if c0 < ncols:
+                                self._add_rect(plot, c0, r0, cw, rh, colour, width)
+                                self._marks[-1][1]._key = (stage, name)
+                                self._marks[-1][1]._lead = tuple(lead)

@@ -1,0 +1,84 @@
+"""Present mode: larger or smaller text (Ctrl+= / Ctrl+-) and Play/Pause auto-advance.
+
+The font size changes the application font (every label, table and menu follows); Play
+steps forward every ``interval`` seconds and stops at the last step.
+"""
+from __future__ import annotations
+
+from PySide6 import QtCore, QtGui, QtWidgets
+
+MIN_POINTS, MAX_POINTS = 7.0, 32.0
+
+
+class Presenter(QtCore.QObject):
+    playing_changed = QtCore.Signal(bool)
+
+    def __init__(self, controller, parent: QtCore.QObject | None = None):
+        super().__init__(parent)
+        self.controller = controller
+        self.timer = QtCore.QTimer(self)
+        self.timer.setInterval(3000)
+        self.timer.timeout.connect(self._tick)
+        app = QtWidgets.QApplication.instance()
+        self.base_points = app.font().pointSizeF() if app else 10.0
+        self.interval_box = QtWidgets.QDoubleSpinBox(objectName="playInterval")
+        self.interval_box.setRange(0.5, 60.0)
+        self.interval_box.setSingleStep(0.5)
+        self.interval_box.setSuffix(" s")
+        self.interval_box.setValue(3.0)
+        self.interval_box.setToolTip("Seconds between steps while playing")
+        self.interval_box.valueChanged.connect(self.set_interval)
+
+    # ---- font size ---------------------------------------------------------------------------
+    def font_points(self) -> float:
+        return QtWidgets.QApplication.instance().font().pointSizeF()
+
+    def zoom(self, factor: float) -> float:
+        app = QtWidgets.QApplication.instance()
+        f = QtGui.QFont(app.font())
+        size = max(MIN_POINTS, min(MAX_POINTS, round(f.pointSizeF() * factor, 1)))
+        f.setPointSizeF(size)
+        app.setFont(f)
+        return size
+
+    def larger(self) -> float:
+        return self.zoom(1.15)
+
+    def smaller(self) -> float:
+        return self.zoom(1 / 1.15)
+
+    def reset_font(self) -> float:
+        return self.zoom(self.base_points / max(self.font_points(), 1e-6))
+
+    # ---- auto-advance ------------------------------------------------------------------------
+    @property
+    def playing(self) -> bool:
+        return self.timer.isActive()
+
+    def set_interval(self, seconds: float) -> None:
+        self.timer.setInterval(int(seconds * 1000))
+        if self.interval_box.value() != seconds:
+            self.interval_box.setValue(seconds)
+
+    def toggle(self) -> None:
+        self.pause() if self.playing else self.play()
+
+    def play(self) -> None:
+        c = self.controller
+        if c.index >= len(c.steps) - 1:
+            c.first()                       # at the end: play from the start
+        self.timer.start()
+        self.playing_changed.emit(True)
+
+    def pause(self) -> None:
+        self.timer.stop()
+        self.playing_changed.emit(False)
+
+    def _tick(self) -> None:
+        c = self.controller
+        if c.index >= len(c.steps) - 1:
+            self.pause()
+            return
+        c.next()
+        if c.index >= len(c.steps) - 1:
+            self.pause()

@@ -1,0 +1,159 @@
+"""Why 1/√d_k: a toggle that removes the scaling, and how peaked softmax gets as d_k grows.
+
+Left: the trainable stage's attention weights, softmax(Q Kᵀ / √d_k) or, with the toggle off,
+softmax(Q Kᵀ) (computed here from the trace's scores), with the mean largest weight per row.
+Right: ``core.scaling.peakedness_curve`` (pyqtgraph): the mean largest weight and the mean
+row entropy against d_k, with and without the scaling, for the current inputs and for
+random vectors — unscaled, softmax collapses onto one key as d_k grows.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6 import QtCore, QtWidgets
+
+from gui.matrices import MapData, MatrixData
+
+MAX_CURVE_TOKENS = 64          # the curve uses at most this many of the inputs' tokens
+PENS = {("your inputs", True): ("#1f77b4", QtCore.Qt.PenStyle.SolidLine),
+        ("your inputs", False): ("#1f77b4", QtCore.Qt.PenStyle.DashLine),
+        ("random vectors", True): ("#d62728", QtCore.Qt.PenStyle.SolidLine),
+        ("random vectors", False): ("#d62728", QtCore.Qt.PenStyle.DashLine)}
+
+
+def softmax_rows(scores: np.ndarray) -> np.ndarray:
+    s = scores.astype(np.float64)
+    s = s - s.max(axis=-1, keepdims=True)
+    e = np.exp(s)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def weights(trace, scaled: bool) -> np.ndarray:
+    """The trainable stage's attention weights with or without 1/√d_k."""
+    if scaled:
+        return trace["trainable", "attn_weights"].numpy().astype(np.float64)
+    return softmax_rows(trace["trainable", "attn_scores"].numpy())
+
+
+class ScalingView(QtWidgets.QWidget):
+    def __init__(self, controller, parent: QtWidgets.QWidget | None = None):
+        super().__init__(parent)
+        self.setObjectName("scalingView")
+        self.controller = controller
+        self.curves = []
+        self._stale = True
+        from gui.heatmap import MatrixPanel
+        self.toggle = QtWidgets.QCheckBox("scale the scores by 1/√d_k", objectName="scaleToggle")
+        self.toggle.setChecked(True)
+        self.toggle.setToolTip("Untick to see the weights softmax gives the raw scores Q Kᵀ (no scaling)")
+        self.toggle.toggled.connect(lambda _on: self.refresh_weights())
+        self.stats = QtWidgets.QLabel(objectName="scaleStats")
+        self.stats.setWordWrap(True)
+        self.heatmap = MatrixPanel(self)
+        self.heatmap.setMinimumSize(220, 200)
+        left = QtWidgets.QVBoxLayout()
+        left.addWidget(self.toggle)
+        left.addWidget(self.heatmap, 1)
+        left.addWidget(self.stats)
+
+        self.plots = pg.GraphicsLayoutWidget(show=False)
+        self.plots.setBackground("w")
+        self.peak_plot = self.plots.addPlot(row=0, col=0, title="mean largest weight per row")
+        self.entropy_plot = self.plots.addPlot(row=0, col=1, title="mean row entropy (nats)")
+        for p in (self.peak_plot, self.entropy_plot):
+            p.setLogMode(x=True, y=False)
+            p.setLabel("bottom", "d_k (log scale)")
+            p.showGrid(x=True, y=True, alpha=0.25)
+            p.setMouseEnabled(x=False, y=False)
+            p.setMenuEnabled(False)
+        self.legend = self.peak_plot.addLegend(offset=(-10, 10), labelTextColor="#222",
+                                               brush=pg.mkBrush(255, 255, 255, 220))
+        self.plots.setMinimumSize(380, 200)
+        note = QtWidgets.QLabel(
+            "Dot products of d_k random entries have a variance that grows with d_k: unscaled (dashed), "
+            "the scores spread apart and softmax puts almost all weight on one key (largest weight → 1, "
+            "entropy → 0), where its gradients vanish. Dividing by √d_k (solid) keeps them steady.")
+        note.setWordWrap(True)
+        right = QtWidgets.QVBoxLayout()
+        right.addWidget(self.plots, 1)
+        right.addWidget(note)
+        lay = QtWidgets.QHBoxLayout(self)
+        lay.setContentsMargins(4, 4, 4, 4)
+        lay.addLayout(left, 2)
+        lay.addLayout(right, 3)
+        controller.trace_changed.connect(self._on_trace)
+        controller.step_changed.connect(lambda _i: self._on_trace())
+
+    @property
+    def scaled(self) -> bool:
+        return self.toggle.isChecked()
+
+    def _on_trace(self) -> None:
+        self._stale = True
+        if self.isVisible():
+            self.refresh()
+
+    def showEvent(self, event) -> None:
+        super().showEvent(event)
+        if self._stale:
+            self.refresh()
+
+    def refresh(self) -> None:
+        if self.controller.trace is None:
+            return
+        self._stale = False
+        self.refresh_weights()
+        self.refresh_curves()
+
+    def refresh_weights(self) -> None:
+        trace = self.controller.trace
+        if trace is None:
+            return
+        w = weights(trace, self.scaled)
+        labels = tuple(trace.labels)
+        d_k = trace.config.d_out
+        sym = "softmax(Q Kᵀ / √d_k)" if self.scaled else "softmax(Q Kᵀ)  (no scaling)"
+        self.weights_shown = w
+        data = MatrixData(key=("trainable", "attn_weights"), title=f"{sym}, d_k = {d_k}", symbol="α",
+                          meaning="attention weights" + ("" if self.scaled else " without 1/√d_k"),
+                          maps=[MapData(w, None)], row_labels=labels, col_labels=labels, row_axis="query",
+                          col_axis="key", kind="prob", levels=(0.0, 1.0), template="α[{r}, {c}] = {v}")
+        self.heatmap.set_matrix(data)
+        other = weights(trace, not self.scaled)
+        peak, peak_other = float(w.max(axis=1).mean()), float(other.max(axis=1).mean())
+        self.stats.setText(
+            f"mean largest weight per row: <b>{peak:.4f}</b> "
+            f"({'unscaled' if self.scaled else 'scaled'}: {peak_other:.4f}); uniform would be {1 / len(labels):.4f}")
+
+    def refresh_curves(self) -> None:
+        trace = self.controller.trace
+        from core.inputs import Inputs
+        from core.scaling import peakedness_curve
+        inp = trace.inputs
+        if len(inp.tokens) > MAX_CURVE_TOKENS:
+            inp = Inputs(inp.tokens[:MAX_CURVE_TOKENS], inp.array[:MAX_CURVE_TOKENS])
+        try:
+            self.curves = peakedness_curve(trace.config, inputs=inp)
+        except Exception as exc:   # never take the app down for a plot
+            self.peak_plot.setTitle(f"cannot compute: {exc}")
+            return
+        self.peak_plot.clear()
+        self.entropy_plot.clear()
+        self.legend.clear()
+        for c in self.curves:
+            src, _, how = c.label.partition(", ")
+            colour, style = PENS.get((src, how != "unscaled"), ("#444", QtCore.Qt.PenStyle.SolidLine))
+            pen = pg.mkPen(colour, width=2, style=style)
+            x = np.array(c.d_ks, dtype=float)
+            self.peak_plot.plot(x, c.max_weight, pen=pen, symbol="o", symbolSize=5, symbolBrush=colour,
+                                symbolPen=None, name=c.label)
+            self.entropy_plot.plot(x, c.entropy, pen=pen, symbol="o", symbolSize=5, symbolBrush=colour,
+                                   symbolPen=None)
+        d_k = trace.config.d_out
+        for p in (self.peak_plot, self.entropy_plot):
+            line = pg.InfiniteLine(pos=math.log10(d_k), angle=90, pen=pg.mkPen("#888", style=QtCore.Qt.PenStyle.DotLine),
+                                   label=f"d_k = {d_k}", labelOpts={"color": "#555", "position": 0.9})
+            p.addItem(line)
+        self.peak_plot.setYRange(0, 1.02)

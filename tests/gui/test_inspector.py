@@ -1,0 +1,88 @@
+"""The cell inspector: a clicked cell's arithmetic with the real numbers, its sources framed."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from tests.gui.clicks import click_cell, go_to, shown
+
+
+def test_clicking_a_score_cell_shows_products_and_sum_equal_to_the_cell(window, qtbot):
+    go_to(window, qtbot, "trainable.scores")
+    panel, data = shown(window, "trainable", "attn_scores")
+    click_cell(qtbot, panel, 1, 2)                       # ω[journey, starts]
+    insp = window.inspector
+    qtbot.waitUntil(lambda: insp.explanation is not None)
+    cell = float(data.maps[0].values[1, 2])
+    products, total = insp.shown_terms()
+    trace = window.controller.trace
+    q = trace["trainable", "queries"].numpy()[1].astype(np.float64)
+    k = trace["trainable", "keys"].numpy()[2].astype(np.float64)
+    np.testing.assert_allclose(products, q * k, atol=1e-7)
+    assert abs(sum(products) - total) <= 1e-12
+    assert abs(total - cell) <= 1e-6
+    assert insp.explanation.index == (1, 2) and insp.explanation.name == "attn_scores"
+    text = insp.text.toPlainText()
+    assert "q_journey · k_starts" in text and f"{cell:.8f}"[:8] in text
+    # the query row and the key row light up in their own heatmaps; the cell itself too
+    frames = insp.marked()
+    assert ("trainable", "queries", (), 0, 1, 2, 1) in frames
+    assert ("trainable", "keys", (), 0, 2, 2, 1) in frames
+    assert ("trainable", "attn_scores", (), 2, 1, 1, 1) in frames
+    assert window.docks["inspector"].isVisible()
+
+
+def test_scaled_score_shows_the_division_by_sqrt_dk(window, qtbot):
+    go_to(window, qtbot, "trainable.scaled")
+    panel, data = shown(window, "trainable", "scaled_scores")
+    click_cell(qtbot, panel, 0, 3)
+    e = window.inspector.explanation
+    raw = window.controller.trace["trainable", "attn_scores"].numpy()[0, 3]
+    d_k = window.controller.trace.config.d_out
+    assert abs(e.recomputed - raw / math.sqrt(d_k)) <= 1e-6
+    assert abs(e.recomputed - data.maps[0].values[0, 3]) <= 1e-6
+    assert f"√{d_k}" in window.inspector.text.toPlainText()
+    assert ("trainable", "attn_scores", (), 3, 0, 1, 1) in window.inspector.marked()
+
+
+def test_causal_weight_and_masked_cell_explained(window, qtbot):
+    go_to(window, qtbot, "causal.approach_b")
+    panel, data = shown(window, "causal", "attn_weights")
+    click_cell(qtbot, panel, 2, 1)
+    e = window.inspector.explanation
+    assert e.kind == "softmax" and abs(e.recomputed - data.maps[0].values[2, 1]) <= 1e-6
+    assert "exponentials" in window.inspector.text.toPlainText()
+    click_cell(qtbot, panel, 1, 4)                      # above the diagonal: masked
+    text = window.inspector.text.toPlainText()
+    assert window.inspector.explanation.value == 0.0 and "masked" in text
+
+
+def test_multihead_cells_use_their_head(window, qtbot):
+    go_to(window, qtbot, "multihead.out_proj")
+    panel, data = shown(window, "multihead", "context_vecs")
+    click_cell(qtbot, panel, 3, 1)
+    e = window.inspector.explanation
+    assert abs(e.recomputed - data.maps[0].values[3, 1]) <= 1e-6
+    assert {s.name for s in e.sources} == {"context_concat", "W_out", "b_out"}
+    go_to(window, qtbot, "multihead.context_heads")
+    panel, data = shown(window, "multihead", "context_heads")
+    click_cell(qtbot, panel, 4, 0, map_index=1)          # head 1
+    e = window.inspector.explanation
+    assert e.index[-3:] == (1, 4, 0)
+    assert abs(e.recomputed - data.maps[1].values[4, 0]) <= 1e-6
+    frames = window.inspector.marked()
+    assert any(f[1] == "attn_weights" and f[2][-1] == 1 for f in frames)   # head 1's weights row
+
+
+def test_the_inspector_follows_an_edit(window, qtbot):
+    from tests.gui.clicks import wait_trace
+    go_to(window, qtbot, "simplified.scores")
+    panel, _data = shown(window, "simplified", "attn_scores")
+    click_cell(qtbot, panel, 0, 0)
+    before = window.inspector.explanation.value
+    table = window.inputs_editor.embeddings
+    wait_trace(window, qtbot, lambda: table.item(0, 1).setText("1.5"))      # x_Your[in0]
+    after = window.inspector.explanation
+    x = window.controller.trace["simplified", "inputs"].numpy()[0].astype(np.float64)
+    assert after.value != before and abs(after.value - float(x @ x)) <= 1e-5
