@@ -15,10 +15,15 @@ from PySide6 import QtCore, QtGui, QtWidgets
 HIGHLIGHT = "#fff1b8"
 
 
-def snippet_for(trace, stage: str, name: str, weights: dict | None = None) -> str:
-    """core.snippets.snippet, with edited W_query/W_key/W_value written in (trainable, causal)."""
+def snippet_for(trace, stage: str, name: str, weights: dict | None = None, batch_index: int | None = None) -> str:
+    """core.snippets.snippet, with edited W_query/W_key/W_value written in (trainable, causal)
+    and, for a batched intermediate, printing the batch item on screen."""
     from core.snippets import snippet
     code = snippet(trace, stage, name)
+    if batch_index is not None and trace[stage, name].axes[:1] == ("batch",):
+        last = f"print({name})\n"
+        if code.endswith(last):
+            code = code[:-len(last)] + f"print({name}[{batch_index}])  # batch item {batch_index}, as shown\n"
     if not weights or stage not in ("trainable", "causal"):
         return code
     dtype = "torch.float64" if trace.config.dtype == "float64" else "torch.float32"
@@ -124,7 +129,10 @@ class CodePanel(QtWidgets.QWidget):
 
     def current_snippet(self) -> str:
         stage, name = self.key
-        return snippet_for(self.controller.trace, stage, name, self.controller.weights)
+        data = next((d for d in self.step_view.datas if d.key == self.key), None)
+        all_items = data is not None and any(m.title.startswith("batch") for m in data.maps)
+        return snippet_for(self.controller.trace, stage, name, self.controller.weights,
+                           None if all_items else self.step_view.batch_index)
 
     def copy_snippet(self) -> None:
         if self.controller.trace is None or self.key is None:

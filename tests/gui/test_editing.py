@@ -1,0 +1,108 @@
+"""Editable inputs: an edit flows through every step exactly as the core computes it."""
+from __future__ import annotations
+
+import numpy as np
+
+from core import build_trace
+from core.inputs import Inputs
+from tests.gui.clicks import go_to, wait_trace
+from tests.gui.helpers import expected_maps, shown_maps
+
+
+def assert_steps_show(window, qtbot, ref, step_ids=None) -> None:
+    """Every (or each given) step's images equal the reference trace's maps."""
+    c = window.controller
+    for i, step in enumerate(c.steps):
+        if step_ids is not None and step.id not in step_ids:
+            continue
+        c.go(i)
+        window.step_view.refresh()
+        panels = [p for p in step.panels if p.key in ref or not p.optional]
+        for panel, images in zip(panels, shown_maps(window.step_view)):
+            for img, exp in zip(images, expected_maps(panel, ref)):
+                np.testing.assert_array_equal(img, exp, err_msg=f"{step.id} {panel.key}")
+
+
+def assert_trace_equal(trace, ref) -> None:
+    for item in ref:
+        np.testing.assert_array_equal(trace[item.key].numpy(), item.numpy(), err_msg=str(item.key))
+
+
+def test_editing_an_embedding_changes_every_step_as_the_core_computes(window, qtbot):
+    c = window.controller
+    go_to(window, qtbot, "trainable.context")
+    config = c.trace.config
+    before = c.trace["trainable", "context_vecs"].numpy().copy()
+    table = window.inputs_editor.embeddings
+    assert table.item(1, 0).text() == "journey" and float(table.item(1, 2).text()) == 0.87
+    wait_trace(window, qtbot, lambda: table.item(1, 2).setText("-0.25"))       # journey, in1
+    edited = np.array([[0.43, 0.15, 0.89], [0.55, -0.25, 0.66], [0.57, 0.85, 0.64],
+                                          [0.22, 0.58, 0.33], [0.77, 0.25, 0.10], [0.05, 0.80, 0.55]])
+    ref = build_trace(config, inputs=Inputs(("Your", "journey", "starts", "with", "one", "step"), edited))
+    assert c.mode == "custom" and c.trace.config == config
+    assert_trace_equal(c.trace, ref)
+    assert not np.allclose(c.trace["trainable", "context_vecs"].numpy(), before)
+    assert_steps_show(window, qtbot, ref)
+    assert float(window.inputs_editor.embeddings.item(1, 2).text()) == -0.25     # the table shows the edit
+
+
+def test_editing_a_weight_changes_the_trainable_and_causal_steps(window, qtbot):
+    c = window.controller
+    go_to(window, qtbot, "trainable.scores")
+    config = c.trace.config
+    W = c.trace["trainable", "W_key"].numpy().astype(np.float64)
+    table = window.inputs_editor.weights["W_key"]
+    wait_trace(window, qtbot, lambda: table.item(2, 1).setText("0.75"))
+    W[2, 1] = 0.75
+    ref = build_trace(config, weights_override={"W_key": W})
+    assert_trace_equal(c.trace, ref)
+    assert c.weights.keys() == {"W_key"}
+    assert_steps_show(window, qtbot, ref, {"trainable.scores", "trainable.context", "causal.approach_b"})
+
+
+def test_a_non_numeric_edit_is_refused_and_changes_nothing(window, qtbot):
+    c = window.controller
+    go_to(window, qtbot, "trainable.scores")
+    trace, mode, index = c.trace, c.mode, c.index
+    editor = window.inputs_editor
+    messages = []
+    editor.message.connect(messages.append)
+    for table, (r, col) in ((editor.embeddings, (2, 1)), (editor.weights["W_query"], (0, 0))):
+        old = table.item(r, col).text()
+        table.item(r, col).setText("abc")
+        assert table.item(r, col).text() == old                       # the old value is back in the cell
+        assert "not a number" in editor.note.text() and "'abc'" in editor.note.text()
+        assert "not a number" in messages[-1]
+    editor.embeddings.item(0, 0).setText("   ")                       # a token needs a name
+    assert editor.embeddings.item(0, 0).text() == "Your"
+    qtbot.wait(100)
+    assert c.trace is trace and c.mode == mode and c.index == index and not c.is_busy()
+    assert c.inputs is None and c.weights == {}
+
+
+def test_add_remove_reset_and_csv_round_trip(window, qtbot, tmp_path):
+    c = window.controller
+    go_to(window, qtbot, "simplified.scores")
+    editor = window.inputs_editor
+    wait_trace(window, qtbot, lambda: editor.add_token("again"))
+    assert c.trace.tokens[-1] == "again" and c.trace["simplified", "attn_scores"].shape == (7, 7)
+    assert editor.embeddings.rowCount() == 7
+    wait_trace(window, qtbot, lambda: editor.remove_token(0))
+    assert c.trace.tokens[0] == "journey" and len(c.trace.tokens) == 6
+    path = tmp_path / "x.csv"
+    assert "Wrote 6" in editor.export_csv(str(path))
+    wait_trace(window, qtbot, editor.reset)
+    assert c.trace.tokens[0] == "Your" and c.inputs is None
+    wait_trace(window, qtbot, lambda: editor.import_csv(str(path)))
+    assert c.trace.tokens == ("journey", "starts", "with", "one", "step", "again")
+    np.testing.assert_array_equal(c.trace.inputs.array[-1], [0.0, 0.0, 0.0])
+
+
+def test_bad_import_is_a_message(window, qtbot, tmp_path):
+    c = window.controller
+    trace = c.trace
+    bad = tmp_path / "bad.csv"
+    bad.write_text("token,a,b\nx,1,oops\n")
+    window.inputs_editor.import_csv(str(bad))
+    assert "Import failed" in window.inputs_editor.note.text() and "not a number" in window.inputs_editor.note.text()
+    assert c.trace is trace and not c.is_busy()

@@ -1,0 +1,122 @@
+"""Lessons: a saved lesson reopens to the same step with the same numbers; a malformed one
+gives a message and leaves the open lesson untouched. Present mode: font size, Play/Pause."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+from PySide6 import QtCore, QtWidgets
+
+from tests.gui.clicks import go_to, wait_trace
+from tests.gui.conftest import TRACE_TIMEOUT_MS, open_window
+from tests.gui.helpers import shown_maps
+
+
+def edited_lesson(window, qtbot, tmp_path):
+    go_to(window, qtbot, "causal.context")
+    editor = window.inputs_editor
+    wait_trace(window, qtbot, lambda: editor.embeddings.item(3, 1).setText("0.123"))
+    wait_trace(window, qtbot, lambda: editor.weights["W_query"].item(1, 0).setText("-0.5"))
+    path = tmp_path / "lesson.json"
+    from gui.lessons import save_lesson
+    assert "Saved the lesson" in save_lesson(window, str(path))
+    return path
+
+
+def test_saved_lesson_reopens_to_the_same_step_with_the_same_numbers(window, qtbot, tmp_path):
+    c = window.controller
+    path = edited_lesson(window, qtbot, tmp_path)
+    step, trace, images = c.step.id, c.trace, shown_maps(window.step_view)
+    data = json.loads(path.read_text())
+    assert data["step"] == "causal.context" and data["inputs"]["values"][3][0] == 0.123 and data["weights"]["W_query"][1][0] == -0.5
+    wait_trace(window, qtbot, c.use_book)          # somewhere else, then open the lesson
+    c.first()
+    from gui.lessons import open_lesson
+    wait_trace(window, qtbot, lambda: open_lesson(window, str(path)))
+    assert c.step.id == step and c.mode == "custom"
+    for item in trace:
+        np.testing.assert_array_equal(c.trace[item.key].numpy(), item.numpy(), err_msg=str(item.key))
+    window.step_view.refresh()
+    for a, b in zip(shown_maps(window.step_view), images):
+        for x, y in zip(a, b):
+            np.testing.assert_array_equal(x, y)
+    assert float(window.inputs_editor.embeddings.item(3, 1).text()) == 0.123
+
+
+def test_main_py_lesson_argument_opens_it(window, qtbot, tmp_path, settings_file):
+    c = window.controller
+    path = edited_lesson(window, qtbot, tmp_path)
+    trace = c.trace
+    from gui.app import make_window, start
+    c2, win2 = make_window(QtCore.QSettings(str(tmp_path / "other.ini"), QtCore.QSettings.Format.IniFormat))
+    qtbot.addWidget(win2)
+    win2.show()
+    with qtbot.waitSignal(c2.trace_changed, timeout=TRACE_TIMEOUT_MS):
+        start(win2, c2, str(path))                  # what `python main.py lesson.json` does
+    qtbot.waitUntil(lambda: not c2.is_busy(), timeout=TRACE_TIMEOUT_MS)
+    assert c2.step.id == "causal.context"
+    for item in trace:
+        np.testing.assert_array_equal(c2.trace[item.key].numpy(), item.numpy(), err_msg=str(item.key))
+    win2.close()
+
+
+def test_a_malformed_lesson_gives_a_message_and_changes_nothing(window, qtbot, tmp_path):
+    c = window.controller
+    edited_lesson(window, qtbot, tmp_path)
+    state = (c.step.id, c.mode, dict(c.params), c.inputs, {k: v.copy() for k, v in c.weights.items()})
+    trace = c.trace
+    from gui.lessons import open_lesson
+    bad_files = {
+        "broken.json": '{"format": "attention-stepper-lesson", "version": 1, "config": {',
+        "future.json": json.dumps({"format": "attention-stepper-lesson", "version": 99, "config": {}}),
+        "wrong.json": json.dumps({"format": "attention-stepper-lesson", "version": 1,
+                                  "config": {"d_out": 3, "num_heads": 2}}),
+        "shape.json": json.dumps({"format": "attention-stepper-lesson", "version": 1, "config": {},
+                                  "inputs": {"tokens": ["a"], "values": [[1, 2]]}}),
+    }
+    for name, text in bad_files.items():
+        p = tmp_path / name
+        p.write_text(text)
+        message = open_lesson(window, str(p))
+        assert message, name
+        box = window.findChild(QtWidgets.QMessageBox, "lessonMessage")
+        assert box is not None and box.isVisible() and box.text() == message
+        assert message in window.statusBar().currentMessage()
+        box.close()
+        qtbot.waitUntil(lambda: window.findChild(QtWidgets.QMessageBox, "lessonMessage") is None)
+    assert "newer" in open_lesson(window, str(tmp_path / "future.json"), show_box=False)
+    qtbot.wait(100)
+    assert not c.is_busy() and c.trace is trace
+    assert (c.step.id, c.mode, c.params, c.inputs) == state[:4]
+    assert c.weights.keys() == state[4].keys() and all(np.array_equal(c.weights[k], state[4][k]) for k in c.weights)
+
+
+def test_present_mode_font_and_play(window, qtbot):
+    c = window.controller
+    app = QtWidgets.QApplication.instance()
+    base = app.font().pointSizeF()
+    try:
+        window.actions["font_larger"].trigger()
+        assert app.font().pointSizeF() > base
+        window.actions["font_smaller"].trigger()
+        window.actions["font_smaller"].trigger()
+        assert app.font().pointSizeF() < base
+    finally:
+        window.actions["font_reset"].trigger()
+    assert abs(app.font().pointSizeF() - base) < 0.2
+    p = window.presenter
+    c.first()
+    p.set_interval(0.5)
+    assert p.interval_box.value() == 0.5 and p.timer.interval() == 500
+    window.actions["play"].trigger()
+    assert p.playing and window.actions["play"].text() == "Pause"
+    qtbot.waitUntil(lambda: c.index >= 2, timeout=5000)
+    window.actions["play"].trigger()
+    assert not p.playing and window.actions["play"].text() == "Play"
+    at = c.index
+    qtbot.wait(700)
+    assert c.index == at
+    c.go(len(c.steps) - 2)
+    p.play()
+    qtbot.waitUntil(lambda: not p.playing, timeout=5000)        # stops at the last step
+    assert c.index == len(c.steps) - 1
