@@ -94,7 +94,7 @@ class EquivalenceView(QtWidgets.QWidget):
             cap.setWordWrap(True)
             cap.setToolTip(c.what)
             panel = MatrixPanel(self)
-            panel.setMinimumSize(200, 170)
+            panel.setMinimumSize(160, 120)
             panel.hovered.connect(lambda text, cap=cap: cap.setToolTip(text))
             box.addWidget(cap)
             box.addWidget(panel, 1)

@@ -82,6 +82,7 @@ def install(window) -> None:
     for key in ("inputs", "equivalences", "scaling"):
         d[key].hide()
     window.resizeDocks([d["inspector"]], [330], QtCore.Qt.Orientation.Horizontal)
+    window.resizeDocks([d["inspector"], d["code"]], [420, 320], QtCore.Qt.Orientation.Vertical)
 
     window.step_view.cell_clicked.connect(lambda *_a: d["inspector"].show())
     window.inputs_editor.message.connect(lambda text: status.showMessage(text, 10000))

@@ -161,7 +161,7 @@ class _Map:
                 continue
             r, g, b, _ = cmap.map((v - lo) / span, mode="byte")
             dark = 0.299 * r + 0.587 * g + 0.114 * b < 140
-            text = f"{v:.0f}" if data.kind == "binary" else f"{v:.1e}" if data.kind == "diff" and v else f"{v:.4f}"
+            text = f"{v:.0f}" if data.kind == "binary" else (f"{v:.1e}" if v else "0") if data.kind == "diff" else f"{v:.4f}"
             t.setText(text, color=(255, 255, 255) if dark else (0, 0, 0))
 
     def fit_text(self) -> None:

@@ -62,7 +62,7 @@ class Inspector(QtWidgets.QWidget):
         split = QtWidgets.QSplitter(QtCore.Qt.Orientation.Vertical)
         split.addWidget(self.text)
         split.addWidget(self.table)
-        split.setSizes([220, 160])
+        split.setSizes([260, 110])
         lay.addWidget(split)
 
         step_view.cell_clicked.connect(self.inspect)
@@ -118,8 +118,10 @@ class Inspector(QtWidgets.QWidget):
         check = ""
         if math.isfinite(e.recomputed) and math.isfinite(e.value):
             diff = abs(e.recomputed - e.value)
+            f32 = " — the cell is float32, the terms are summed in float64" \
+                if self.controller.trace.config.dtype == "float32" and diff else ""
             check = (f"<p style='color:#2a7d2a'>rebuilt from the terms: {_f(e.recomputed, 8)} "
-                     f"(|diff| {diff:.1e})</p>")
+                     f"(|diff| {diff:.1e}{f32})</p>")
         lines = "<br>".join(html.escape(line) for line in e.lines)
         srcs = ", ".join(f"{s.stage}.{s.name}" + (f"[{', '.join(map(str, s.lead))}]" if s.lead else "")
                          for s in e.sources)

@@ -52,7 +52,7 @@ class ScalingView(QtWidgets.QWidget):
         self.stats = QtWidgets.QLabel(objectName="scaleStats")
         self.stats.setWordWrap(True)
         self.heatmap = MatrixPanel(self)
-        self.heatmap.setMinimumSize(220, 200)
+        self.heatmap.setMinimumSize(160, 120)
         left = QtWidgets.QVBoxLayout()
         left.addWidget(self.toggle)
         left.addWidget(self.heatmap, 1)
@@ -68,15 +68,18 @@ class ScalingView(QtWidgets.QWidget):
             p.showGrid(x=True, y=True, alpha=0.25)
             p.setMouseEnabled(x=False, y=False)
             p.setMenuEnabled(False)
-        self.legend = self.peak_plot.addLegend(offset=(-10, 10), labelTextColor="#222",
-                                               brush=pg.mkBrush(255, 255, 255, 220))
-        self.plots.setMinimumSize(380, 200)
+        self.plots.setMinimumSize(300, 140)
+        self.key = QtWidgets.QLabel(
+            "<span style='color:#1f77b4'><b>blue</b></span>: your inputs (projected to width d_k) · "
+            "<span style='color:#d62728'><b>red</b></span>: random vectors · "
+            "solid ——: ÷ √d_k · dashed – – –: unscaled", objectName="scaleKey")
         note = QtWidgets.QLabel(
             "Dot products of d_k random entries have a variance that grows with d_k: unscaled (dashed), "
             "the scores spread apart and softmax puts almost all weight on one key (largest weight → 1, "
             "entropy → 0), where its gradients vanish. Dividing by √d_k (solid) keeps them steady.")
         note.setWordWrap(True)
         right = QtWidgets.QVBoxLayout()
+        right.addWidget(self.key)
         right.addWidget(self.plots, 1)
         right.addWidget(note)
         lay = QtWidgets.QHBoxLayout(self)
@@ -141,7 +144,6 @@ class ScalingView(QtWidgets.QWidget):
             return
         self.peak_plot.clear()
         self.entropy_plot.clear()
-        self.legend.clear()
         for c in self.curves:
             src, _, how = c.label.partition(", ")
             colour, style = PENS.get((src, how != "unscaled"), ("#444", QtCore.Qt.PenStyle.SolidLine))

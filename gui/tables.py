@@ -17,6 +17,7 @@ import numpy as np
 from PySide6 import QtCore, QtGui, QtWidgets
 
 ROLE_VALUE = QtCore.Qt.ItemDataRole.UserRole
+MAX_EDIT_CELLS = 20_000       # larger matrices are not put in a table (import/export the CSV instead)
 WEIGHTS = ("W_query", "W_key", "W_value")
 
 
@@ -47,6 +48,8 @@ class InputsEditor(QtWidgets.QWidget):
         self.setObjectName("inputsEditor")
         self.controller = controller
         self._filling = False
+        self._stale = True
+        self.too_large: set[str] = set()      # tables left empty: the matrix is too large to edit here
         self.tabs = QtWidgets.QTabWidget(objectName="inputsTabs")
         self.embeddings = self._table("embeddingsTable",
                                       "The token embeddings X: double-click a value to change it; "
@@ -82,16 +85,28 @@ class InputsEditor(QtWidgets.QWidget):
         lay.addLayout(buttons)
         lay.addWidget(self.tabs, 1)
         lay.addWidget(self.note)
-        controller.trace_changed.connect(self.refresh)
-        controller.step_changed.connect(lambda _i: self.refresh())
+        controller.trace_changed.connect(self._on_trace)
+        controller.step_changed.connect(lambda _i: self._on_trace())
         controller.error.connect(self._on_error)
-        self.refresh()
+
+    def _on_trace(self) -> None:
+        """Fill the tables now if they are on screen, else when they are shown."""
+        self._stale = True
+        if self.isVisible():
+            self.refresh()
+
+    def showEvent(self, event) -> None:
+        super().showEvent(event)
+        if self._stale:
+            self.refresh()
 
     def _table(self, name: str, tip: str) -> QtWidgets.QTableWidget:
         t = QtWidgets.QTableWidget(objectName=name)
         t.setToolTip(tip)
         t.itemChanged.connect(lambda item, t=t: self._on_changed(t, item))
         t.verticalHeader().setDefaultSectionSize(t.fontMetrics().height() + 6)
+        t.horizontalHeader().setMinimumSectionSize(t.fontMetrics().horizontalAdvance("-0.000000") + 12)
+        t.setMinimumHeight(90)
         return t
 
     # ---- showing the trace -------------------------------------------------------------------
@@ -99,6 +114,8 @@ class InputsEditor(QtWidgets.QWidget):
         trace = self.controller.trace
         if trace is None:
             return
+        self._stale = False
+        self.too_large = set()
         self._filling = True
         try:
             x = trace["simplified", "inputs"]
@@ -110,17 +127,28 @@ class InputsEditor(QtWidgets.QWidget):
                     self._fill(t, w.numpy(), w.labels[0], w.labels[1])
         finally:
             self._filling = False
-        mode = "book section" if self.controller.mode == "book" else "custom settings"
+        mode = "the book section's" if self.controller.mode == "book" else "the custom settings'"
         edited = []
         if self.controller.inputs is not None:
             edited.append("embeddings")
         edited += sorted(self.controller.weights)
-        self.note.setText(f"Showing the {mode}' inputs" if not edited else "Edited: " + ", ".join(edited))
+        self.note.setText((f"Showing {mode} inputs." if not edited else "Edited: " + ", ".join(edited) + ".")
+                          + " W_query/W_key/W_value feed the trainable and causal stages "
+                            "(the multi-head stage draws its own).")
         self.note.setStyleSheet("")
 
     def _fill(self, t: QtWidgets.QTableWidget, arr, row_labels, col_labels, tokens=None) -> None:
         arr = np.asarray(arr)
         offset = 1 if tokens is not None else 0
+        if arr.size > MAX_EDIT_CELLS:           # thousands of rows: no table of QTableWidgetItems
+            self.too_large.add(t.objectName())
+            t.setRowCount(0)
+            t.setColumnCount(1)
+            t.setHorizontalHeaderLabels([f"{arr.shape[0]} × {arr.shape[1]}: too large to edit here "
+                                         f"(more than {MAX_EDIT_CELLS:,} values); use Import/Export CSV"])
+            t.horizontalHeader().setStretchLastSection(True)
+            return
+        t.horizontalHeader().setStretchLastSection(False)
         t.setRowCount(arr.shape[0])
         t.setColumnCount(arr.shape[1] + offset)
         t.setHorizontalHeaderLabels([str(c) for c in col_labels])
@@ -186,6 +214,8 @@ class InputsEditor(QtWidgets.QWidget):
 
     def current_inputs(self):
         from core.inputs import Inputs
+        if self._stale or "embeddingsTable" in self.too_large:    # the table is not filled: the trace's
+            return self.controller.trace.inputs
         t = self.embeddings
         tokens = [str(t.item(i, 0).data(ROLE_VALUE)) for i in range(t.rowCount())]
         return Inputs(tokens, self.table_values(t).reshape(len(tokens), max(t.columnCount() - 1, 0)))

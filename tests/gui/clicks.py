@@ -36,3 +36,14 @@ def wait_trace(window, qtbot, action) -> None:
     with qtbot.waitSignal(c.trace_changed, timeout=TRACE_TIMEOUT_MS):
         action()
     qtbot.waitUntil(lambda: not c.is_busy(), timeout=TRACE_TIMEOUT_MS)
+
+
+def open_editor(window):
+    """The Edit inputs dock, shown (its tables fill when they are on screen)."""
+    dock = window.docks["inputs"]
+    dock.show()
+    dock.raise_()
+    editor = window.inputs_editor
+    if editor._stale:
+        editor.refresh()
+    return editor

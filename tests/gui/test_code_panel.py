@@ -8,7 +8,7 @@ import sys
 import numpy as np
 from PySide6 import QtCore, QtGui
 
-from tests.gui.clicks import click_cell, go_to, shown, wait_trace
+from tests.gui.clicks import click_cell, go_to, shown, wait_trace, open_editor
 
 
 def parse_printed(text: str) -> np.ndarray:
@@ -60,7 +60,7 @@ def test_snippet_of_a_multihead_matrix_and_of_edited_weights(window, qtbot):
     click_cell(qtbot, panel, 0, 0)
     assert_printed_equals_shown(run_copied(window, qtbot), data)
     go_to(window, qtbot, "trainable.context")
-    table = window.inputs_editor.weights["W_value"]
+    table = open_editor(window).weights["W_value"]
     wait_trace(window, qtbot, lambda: table.item(0, 1).setText("-1.25"))
     window.step_view.refresh()
     panel, data = shown(window, "trainable", "context_vecs")

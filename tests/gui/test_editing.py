@@ -5,7 +5,7 @@ import numpy as np
 
 from core import build_trace
 from core.inputs import Inputs
-from tests.gui.clicks import go_to, wait_trace
+from tests.gui.clicks import go_to, wait_trace, open_editor
 from tests.gui.helpers import expected_maps, shown_maps
 
 
@@ -33,7 +33,7 @@ def test_editing_an_embedding_changes_every_step_as_the_core_computes(window, qt
     go_to(window, qtbot, "trainable.context")
     config = c.trace.config
     before = c.trace["trainable", "context_vecs"].numpy().copy()
-    table = window.inputs_editor.embeddings
+    table = open_editor(window).embeddings
     assert table.item(1, 0).text() == "journey" and float(table.item(1, 2).text()) == 0.87
     wait_trace(window, qtbot, lambda: table.item(1, 2).setText("-0.25"))       # journey, in1
     edited = np.array([[0.43, 0.15, 0.89], [0.55, -0.25, 0.66], [0.57, 0.85, 0.64],
@@ -43,7 +43,7 @@ def test_editing_an_embedding_changes_every_step_as_the_core_computes(window, qt
     assert_trace_equal(c.trace, ref)
     assert not np.allclose(c.trace["trainable", "context_vecs"].numpy(), before)
     assert_steps_show(window, qtbot, ref)
-    assert float(window.inputs_editor.embeddings.item(1, 2).text()) == -0.25     # the table shows the edit
+    assert float(open_editor(window).embeddings.item(1, 2).text()) == -0.25     # the table shows the edit
 
 
 def test_editing_a_weight_changes_the_trainable_and_causal_steps(window, qtbot):
@@ -51,7 +51,7 @@ def test_editing_a_weight_changes_the_trainable_and_causal_steps(window, qtbot):
     go_to(window, qtbot, "trainable.scores")
     config = c.trace.config
     W = c.trace["trainable", "W_key"].numpy().astype(np.float64)
-    table = window.inputs_editor.weights["W_key"]
+    table = open_editor(window).weights["W_key"]
     wait_trace(window, qtbot, lambda: table.item(2, 1).setText("0.75"))
     W[2, 1] = 0.75
     ref = build_trace(config, weights_override={"W_key": W})
@@ -64,7 +64,7 @@ def test_a_non_numeric_edit_is_refused_and_changes_nothing(window, qtbot):
     c = window.controller
     go_to(window, qtbot, "trainable.scores")
     trace, mode, index = c.trace, c.mode, c.index
-    editor = window.inputs_editor
+    editor = open_editor(window)
     messages = []
     editor.message.connect(messages.append)
     for table, (r, col) in ((editor.embeddings, (2, 1)), (editor.weights["W_query"], (0, 0))):
@@ -83,7 +83,7 @@ def test_a_non_numeric_edit_is_refused_and_changes_nothing(window, qtbot):
 def test_add_remove_reset_and_csv_round_trip(window, qtbot, tmp_path):
     c = window.controller
     go_to(window, qtbot, "simplified.scores")
-    editor = window.inputs_editor
+    editor = open_editor(window)
     wait_trace(window, qtbot, lambda: editor.add_token("again"))
     assert c.trace.tokens[-1] == "again" and c.trace["simplified", "attn_scores"].shape == (7, 7)
     assert editor.embeddings.rowCount() == 7
@@ -103,6 +103,19 @@ def test_bad_import_is_a_message(window, qtbot, tmp_path):
     trace = c.trace
     bad = tmp_path / "bad.csv"
     bad.write_text("token,a,b\nx,1,oops\n")
-    window.inputs_editor.import_csv(str(bad))
-    assert "Import failed" in window.inputs_editor.note.text() and "not a number" in window.inputs_editor.note.text()
+    open_editor(window).import_csv(str(bad))
+    assert "Import failed" in open_editor(window).note.text() and "not a number" in open_editor(window).note.text()
     assert c.trace is trace and not c.is_busy()
+
+
+def test_large_inputs_are_not_put_in_a_table(window, qtbot, tmp_path):
+    c = window.controller
+    editor = open_editor(window)
+    text = " ".join(f"w{i}" for i in range(400))
+    wait_trace(window, qtbot, lambda: c.set_params(embeddings="random", text=text, d_in=64, d_out=4))
+    assert "embeddingsTable" in editor.too_large and editor.embeddings.rowCount() == 0
+    assert "too large" in editor.embeddings.horizontalHeaderItem(0).text()
+    assert editor.weights["W_query"].rowCount() == 64                      # 64 × 4 still fits
+    assert "Wrote 400" in editor.export_csv(str(tmp_path / "big.csv"))
+    wait_trace(window, qtbot, lambda: editor.add_token("extra"))
+    assert len(c.trace.tokens) == 401

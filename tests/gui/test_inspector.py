@@ -5,7 +5,7 @@ import math
 
 import numpy as np
 
-from tests.gui.clicks import click_cell, go_to, shown
+from tests.gui.clicks import click_cell, go_to, shown, open_editor
 
 
 def test_clicking_a_score_cell_shows_products_and_sum_equal_to_the_cell(window, qtbot):
@@ -81,7 +81,7 @@ def test_the_inspector_follows_an_edit(window, qtbot):
     panel, _data = shown(window, "simplified", "attn_scores")
     click_cell(qtbot, panel, 0, 0)
     before = window.inspector.explanation.value
-    table = window.inputs_editor.embeddings
+    table = open_editor(window).embeddings
     wait_trace(window, qtbot, lambda: table.item(0, 1).setText("1.5"))      # x_Your[in0]
     after = window.inspector.explanation
     x = window.controller.trace["simplified", "inputs"].numpy()[0].astype(np.float64)

@@ -7,14 +7,14 @@ import json
 import numpy as np
 from PySide6 import QtCore, QtWidgets
 
-from tests.gui.clicks import go_to, wait_trace
+from tests.gui.clicks import go_to, wait_trace, open_editor
 from tests.gui.conftest import TRACE_TIMEOUT_MS, open_window
 from tests.gui.helpers import shown_maps
 
 
 def edited_lesson(window, qtbot, tmp_path):
     go_to(window, qtbot, "causal.context")
-    editor = window.inputs_editor
+    editor = open_editor(window)
     wait_trace(window, qtbot, lambda: editor.embeddings.item(3, 1).setText("0.123"))
     wait_trace(window, qtbot, lambda: editor.weights["W_query"].item(1, 0).setText("-0.5"))
     path = tmp_path / "lesson.json"
@@ -40,7 +40,7 @@ def test_saved_lesson_reopens_to_the_same_step_with_the_same_numbers(window, qtb
     for a, b in zip(shown_maps(window.step_view), images):
         for x, y in zip(a, b):
             np.testing.assert_array_equal(x, y)
-    assert float(window.inputs_editor.embeddings.item(3, 1).text()) == 0.123
+    assert float(open_editor(window).embeddings.item(3, 1).text()) == 0.123
 
 
 def test_main_py_lesson_argument_opens_it(window, qtbot, tmp_path, settings_file):
