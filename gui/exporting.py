@@ -107,6 +107,29 @@ def save_image(parent, step_view, index: int) -> str:
         return ""
     if not path.lower().endswith(".png"):
         path += ".png"
-    if not step_view.grab().save(path, "PNG"):
+    buf = QtCore.QBuffer()
+    buf.open(QtCore.QIODevice.OpenModeFlag.WriteOnly)
+    if not step_view.grab().save(buf, "PNG"):
         return f"Could not save the image to {path}"
+    try:
+        write_bytes_atomic(path, bytes(buf.data()))
+    except OSError as exc:
+        return f"Could not save the image to {path}: {exc.strerror or exc}"
     return f"Saved {path}"
+
+
+def write_bytes_atomic(path: str, data: bytes) -> None:
+    """Write to a temporary name in the same folder, then rename: never a half-written file."""
+    import os
+    import tempfile
+    p = Path(path)
+    if p.is_dir():
+        raise IsADirectoryError(21, "is a folder; choose a file name")
+    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=str(p.parent))
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, p)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -23,6 +23,7 @@ class ParamPanel(QtWidgets.QWidget):
         self.controller = controller
         self.setObjectName("paramPanel")
         self._updating = False
+        self._typed: dict[str, str] = {}      # spin box name -> text typed since the last edit finished
         self.errors: dict[str, QtWidgets.QLabel] = {}
         self.widgets: dict[str, QtWidgets.QWidget] = {}
 
@@ -120,8 +121,24 @@ class ParamPanel(QtWidgets.QWidget):
         w.setMaximumWidth(110 if high > 100_000 else 80)
         w.valueChanged.connect(lambda v: self._set(name, int(v)))
         w.lineEdit().returnPressed.connect(w.clearFocus)             # arrow keys step again
+        # typed text the box cannot take (0, a number past the range) is put back silently by
+        # Qt; say why next to the control
+        w.lineEdit().textEdited.connect(lambda text: self._typed.__setitem__(name, text))
+        w.editingFinished.connect(lambda: self._check_typed(name, w))
         self.widgets[name] = w
         return w
+
+    def _check_typed(self, name: str, w: QtWidgets.QSpinBox) -> None:
+        typed = self._typed.pop(name, None)
+        if typed is None or self._updating:
+            return
+        try:
+            ok = int(typed.strip()) == w.value()
+        except ValueError:
+            ok = False
+        if not ok:
+            self.show_error(name, f"must be a whole number between {w.minimum()} and {w.maximum()}; "
+                                  f"got {typed.strip()!r}, kept {w.value()}")
 
     # ---- edits -> controller -----------------------------------------------------------
     def _set(self, field: str, value) -> None:

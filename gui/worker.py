@@ -85,6 +85,9 @@ def compute(req: Request, partial: Callable[[Result], None] | None = None,
         name = type(exc).__name__
         if "OutOfMemory" in name:
             out.error = ("", "the GPU ran out of memory; reduce the tokens, batch or heads, or use the CPU")
+        elif isinstance(exc, RuntimeError) and "can't allocate memory" in str(exc):
+            # torch's CPU allocator raises RuntimeError ("DefaultCPUAllocator: can't allocate memory")
+            out.error = ("", "out of memory while computing the trace; reduce the tokens, batch or heads")
         else:
             traceback.print_exc()
             out.error = ("", f"could not compute the trace ({name}: {exc})")
