@@ -16,6 +16,7 @@ from PySide6 import QtCore, QtGui, QtWidgets
 SOURCE_PEN = QtGui.QColor(255, 140, 0)     # cells that feed the clicked one
 CLICKED_PEN = QtGui.QColor(47, 111, 208)   # the clicked cell
 ROLE_VALUE = QtCore.Qt.ItemDataRole.UserRole
+MAX_SOURCE_PANELS = 3                      # sources not on the step are drawn here, framed
 
 
 def _f(v: float, digits: int = 6) -> str:
@@ -62,12 +63,22 @@ class Inspector(QtWidgets.QWidget):
         split = QtWidgets.QSplitter(QtCore.Qt.Orientation.Vertical)
         split.addWidget(self.text)
         split.addWidget(self.table)
-        split.setSizes([260, 110])
+        self.source_host = QtWidgets.QWidget(objectName="inspectorSources")
+        src_lay = QtWidgets.QVBoxLayout(self.source_host)
+        src_lay.setContentsMargins(0, 0, 0, 0)
+        src_lay.addWidget(QtWidgets.QLabel("<b>Feeds from</b> (not on this step):"))
+        self.source_row = QtWidgets.QHBoxLayout()
+        src_lay.addLayout(self.source_row, 1)
+        self.source_panels: list = []      # MatrixPanels, created on first use
+        self.source_datas: list = []       # what they show
+        self.source_host.hide()
+        split.addWidget(self.source_host)
+        split.setSizes([260, 110, 160])
         lay.addWidget(split)
 
         step_view.cell_clicked.connect(self.inspect)
         controller.trace_changed.connect(self._on_trace)
-        controller.step_changed.connect(lambda _i: self._clear_marks())
+        controller.step_changed.connect(lambda _i: self._on_trace())   # frame the sources on the new step
 
     # ---- explaining ------------------------------------------------------------------------
     def inspect(self, data, map_index: int, row: int, col: int) -> None:
@@ -193,10 +204,56 @@ class Inspector(QtWidgets.QWidget):
                         + (round(r.x()), round(r.y()), round(r.width()), round(r.height()))))
         return out
 
+    def _show_sources(self, e, trace) -> list:
+        """Draw the sources the step does not show in small heatmaps; returns (panel, data) pairs."""
+        import dataclasses
+
+        from gui.matrices import resolve_panel
+        from gui.steps import Panel
+        sv = self.step_view
+        on_step = {(d.key, tuple(m.index)) for d in sv.datas if d.extra.get("max_abs_diff") is None
+                   for m in d.maps}
+        missing = []
+        for s in e.sources:
+            key = (s.stage, s.name)
+            if (key, tuple(s.lead)) in on_step or key in [m[0] for m in missing] or key not in trace:
+                continue
+            missing.append((key, tuple(s.lead)))
+        pairs = []
+        datas = []
+        for key, lead in missing[:MAX_SOURCE_PANELS]:
+            item = trace[key]
+            batch = lead[item.axes.index("batch")] if "batch" in item.axes[:len(lead)] else sv.batch_index
+            try:
+                data = resolve_panel(Panel(key=key), trace, batch)
+            except Exception:        # a source that cannot be drawn is only named in the text
+                continue
+            if lead:
+                maps = [m for m in data.maps if tuple(m.index) == lead]
+                data = dataclasses.replace(data, maps=maps or data.maps)
+            datas.append(data)
+        from gui.heatmap import MatrixPanel
+        while len(self.source_panels) < len(datas):
+            panel = MatrixPanel(self.source_host)
+            panel.setMinimumSize(120, 110)
+            self.source_row.addWidget(panel)
+            self.source_panels.append(panel)
+        for k, panel in enumerate(self.source_panels):
+            if k < len(datas):
+                panel.set_matrix(datas[k])
+                panel.show()
+                pairs.append((panel, datas[k]))
+            else:
+                panel.hide()
+        self.source_datas = datas
+        self.source_host.setVisible(bool(datas))
+        return pairs
+
     def _mark(self, e) -> None:
         self._clear_marks()
         trace = self.controller.trace
         sv = self.step_view
+        pairs = list(zip(sv.panels, sv.datas)) + self._show_sources(e, trace)
         targets = [(s.stage, s.name, s.lead, s.rows, s.cols, SOURCE_PEN, 2.5) for s in e.sources]
         i = e.index
         cell_rows = (i[-2],) if len(i) >= 2 and len(trace[e.stage, e.name].shape) - len(i) == 0 \
@@ -204,7 +261,7 @@ class Inspector(QtWidgets.QWidget):
         lead = i[:-2] if cell_rows is not None else i[:-1]
         targets.append((e.stage, e.name, lead, cell_rows, (i[-1],), CLICKED_PEN, 3.5))
         for stage, name, lead, rows, cols, colour, width in targets:
-            for panel, data in zip(sv.panels, sv.datas):
+            for panel, data in pairs:
                 if data.key != (stage, name) or data.extra.get("max_abs_diff") is not None:
                     continue
                 for k, m in enumerate(data.maps):

@@ -34,11 +34,20 @@ class Presenter(QtCore.QObject):
         return QtWidgets.QApplication.instance().font().pointSizeF()
 
     def zoom(self, factor: float) -> float:
+        """Scale the application font, and the widgets with a font of their own (titles) alike."""
         app = QtWidgets.QApplication.instance()
         f = QtGui.QFont(app.font())
-        size = max(MIN_POINTS, min(MAX_POINTS, round(f.pointSizeF() * factor, 1)))
+        old = f.pointSizeF()
+        size = max(MIN_POINTS, min(MAX_POINTS, round(old * factor, 1)))
+        own = [w for w in app.allWidgets() if w.testAttribute(QtCore.Qt.WidgetAttribute.WA_SetFont)]
         f.setPointSizeF(size)
         app.setFont(f)
+        actual = size / old
+        for w in own:
+            wf = QtGui.QFont(w.font())
+            if wf.pointSizeF() > 0:
+                wf.setPointSizeF(max(1.0, wf.pointSizeF() * actual))
+                w.setFont(wf)
         return size
 
     def larger(self) -> float:

@@ -86,3 +86,28 @@ def test_the_inspector_follows_an_edit(window, qtbot):
     after = window.inspector.explanation
     x = window.controller.trace["simplified", "inputs"].numpy()[0].astype(np.float64)
     assert after.value != before and abs(after.value - float(x @ x)) <= 1e-5
+
+
+def test_sources_not_on_the_step_are_drawn_in_the_inspector(window, qtbot):
+    go_to(window, qtbot, "multihead.weights")                # shows the weights only
+    panel, data = shown(window, "multihead", "attn_weights")
+    click_cell(qtbot, panel, 3, 1, map_index=1)              # head 1
+    insp = window.inspector
+    assert [d.key for d in insp.source_datas] == [("multihead", "masked_scores")]
+    src = insp.source_datas[0]
+    trace = window.controller.trace
+    lead = (0, 1) if trace.config.batch > 1 else (1,)       # the book's fused section has batch 2
+    assert [m.index for m in src.maps] == [lead]             # head 1's scores only
+    np.testing.assert_array_equal(src.maps[0].values, trace["multihead", "masked_scores"].numpy()[lead])
+    assert ("multihead", "masked_scores", lead, 0, 3, 6, 1) in insp.marked()     # the row, framed
+    assert insp.source_host.isVisibleTo(window)
+    go_to(window, qtbot, "causal.context")
+    panel, data = shown(window, "causal", "context_vecs")
+    click_cell(qtbot, panel, 2, 1)
+    assert [d.key for d in insp.source_datas] == [("trainable", "values")]
+    assert ("trainable", "values", (), 1, 0, 1, 6) in insp.marked()              # the value column
+    assert ("causal", "dropped_weights", (), 0, 2, 6, 1) in insp.marked()        # on the step
+    go_to(window, qtbot, "trainable.scores")                   # both sources on the step: none below
+    panel, data = shown(window, "trainable", "attn_scores")
+    click_cell(qtbot, panel, 0, 0)
+    assert insp.source_datas == [] and not insp.source_host.isVisibleTo(window)
