@@ -184,6 +184,10 @@ class InputsEditor(QtWidgets.QWidget):
             if v is None:
                 self._refuse(t, item, old, f"{text!r} is not a number")
                 return
+            from core.config import MAX_ABS_EMBEDDING
+            if abs(v) > MAX_ABS_EMBEDDING:          # the trace would refuse it: refuse it here
+                self._refuse(t, item, old, f"{text.strip()} is outside ±{MAX_ABS_EMBEDDING:g}")
+                return
             with QtCore.QSignalBlocker(t):
                 item.setData(ROLE_VALUE, v)
         self._submit(t)

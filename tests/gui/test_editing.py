@@ -73,6 +73,8 @@ def test_a_non_numeric_edit_is_refused_and_changes_nothing(window, qtbot):
         assert table.item(r, col).text() == old                       # the old value is back in the cell
         assert "not a number" in editor.note.text() and "'abc'" in editor.note.text()
         assert "not a number" in messages[-1]
+    editor.weights["W_value"].item(1, 1).setText("1e9")               # a number the trace would refuse
+    assert "outside" in editor.note.text() and editor.weights["W_value"].item(1, 1).text() != "1e9"
     editor.embeddings.item(0, 0).setText("   ")                       # a token needs a name
     assert editor.embeddings.item(0, 0).text() == "Your"
     qtbot.wait(100)
