@@ -51,6 +51,8 @@ class CodePanel(QtWidgets.QWidget):
         self.copy_button.setToolTip("Copy a runnable Python script (torch only) that prints this matrix "
                                     "with the numbers on screen")
         self.copy_button.clicked.connect(self.copy_snippet)
+        from gui.keys import keep_navigation_keys
+        keep_navigation_keys(self.code)
         top = QtWidgets.QHBoxLayout()
         top.addWidget(self.title, 1)
         top.addWidget(self.copy_button)

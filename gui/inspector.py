@@ -58,6 +58,8 @@ class Inspector(QtWidgets.QWidget):
         self.table.verticalHeader().setDefaultSectionSize(self.table.fontMetrics().height() + 6)
         self.table.setToolTip("The terms of the dot product, their products and the sum (the cell's value)")
         self.table.hide()
+        from gui.keys import keep_navigation_keys
+        keep_navigation_keys(self.text, self.table)
         lay = QtWidgets.QVBoxLayout(self)
         lay.setContentsMargins(4, 4, 4, 4)
         split = QtWidgets.QSplitter(QtCore.Qt.Orientation.Vertical)

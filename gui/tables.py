@@ -107,6 +107,8 @@ class InputsEditor(QtWidgets.QWidget):
         t.verticalHeader().setDefaultSectionSize(t.fontMetrics().height() + 6)
         t.horizontalHeader().setMinimumSectionSize(t.fontMetrics().horizontalAdvance("-0.000000") + 12)
         t.setMinimumHeight(90)
+        from gui.keys import keep_navigation_keys
+        keep_navigation_keys(t)              # arrow keys move the cell cursor, not the step
         return t
 
     # ---- showing the trace -------------------------------------------------------------------
