@@ -21,6 +21,7 @@ class Navigator(QtWidgets.QTreeWidget):
         self.setHeaderHidden(True)
         self.setUniformRowHeights(True)
         self.items: list[QtWidgets.QTreeWidgetItem] = []
+        self._key = None                # the key being handled (Up onto a stage header goes back)
         for n, (stage, title, indices) in enumerate(stages_in_order(), start=1):
             top = QtWidgets.QTreeWidgetItem(self, [f"{n}  {title}"])
             top.setData(0, STEP_ROLE, indices[0])
@@ -38,9 +39,23 @@ class Navigator(QtWidgets.QTreeWidget):
         controller.step_changed.connect(self._on_step)
         self._on_step(controller.index)
 
-    def _on_current(self, item, _previous) -> None:
-        if item is not None:
-            self.controller.go(item.data(0, STEP_ROLE))
+    def keyPressEvent(self, event) -> None:
+        self._key = event.key()
+        try:
+            super().keyPressEvent(event)
+        finally:
+            self._key = None
+
+    def _on_current(self, item, previous) -> None:
+        if item is None:
+            return
+        index = item.data(0, STEP_ROLE)
+        if (item.parent() is None and self._key == QtCore.Qt.Key.Key_Up and previous is not None
+                and previous.data(0, STEP_ROLE) == index):
+            index -= 1          # Up from a stage's first step onto its header: the step before
+        self.controller.go(index)
+        if self.currentItem() is not self.items[self.controller.index]:
+            self._on_step(self.controller.index)     # a stage header stands for its first step
 
     def _on_step(self, index: int) -> None:
         with QtCore.QSignalBlocker(self):
