@@ -31,6 +31,8 @@ def save_lesson(window, path: str | None = None) -> str:
         path, _ = QtWidgets.QFileDialog.getSaveFileName(window, "Save lesson", "lesson.json", FILTER)
         if not path:
             return ""
+        if not Path(path).suffix:
+            path += ".json"
     try:
         written = write(current_lesson(window.controller, Path(path).stem), path)
     except LessonError as exc:

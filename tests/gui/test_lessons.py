@@ -120,3 +120,41 @@ def test_present_mode_font_and_play(window, qtbot):
     p.play()
     qtbot.waitUntil(lambda: not p.playing, timeout=5000)        # stops at the last step
     assert c.index == len(c.steps) - 1
+
+
+def test_python_main_py_lesson_json_opens_it_in_a_process(tmp_path):
+    """`python main.py LESSON.json`: the window opens on the lesson's step with its numbers."""
+    from core import AttentionConfig, build_trace
+    from core.inputs import Inputs
+    from core.lesson import Lesson, save_lesson
+    from tests.gui.test_process import run
+    cfg = AttentionConfig(d_out=4, num_heads=2, seed=9)
+    inputs = Inputs(("a", "b", "c"), [[0.1, 0.2, 0.3], [0.4, -0.5, 0.6], [0.7, 0.8, -0.9]])
+    W = np.arange(12, dtype=float).reshape(3, 4) / 10
+    path = save_lesson(Lesson(cfg, inputs, {"W_query": W}, "trainable.scores", "three tokens"), tmp_path / "l.json")
+    expected = build_trace(cfg, inputs=inputs, weights_override={"W_query": W})["trainable", "attn_scores"].numpy()
+    proc = run(f"""
+        import sys
+        from PySide6 import QtCore, QtWidgets
+        app = QtWidgets.QApplication([])
+        QtCore.QSettings.setDefaultFormat(QtCore.QSettings.Format.IniFormat)
+        QtCore.QSettings.setPath(QtCore.QSettings.Format.IniFormat, QtCore.QSettings.Scope.UserScope, {str(tmp_path)!r})
+        def check():
+            win = next(w for w in app.topLevelWidgets() if w.windowTitle() == "Attention Stepper")
+            c = win.controller
+            if c.trace is None or c.is_busy():
+                QtCore.QTimer.singleShot(200, check)
+                return
+            print("STEP", c.step.id)
+            print("SCORES", " ".join(repr(float(v)) for v in c.trace["trainable", "attn_scores"].numpy().ravel()))
+            print("MSG", win.statusBar().currentMessage())
+            win.close()
+        QtCore.QTimer.singleShot(300, check)
+        from gui.app import run_app
+        sys.exit(run_app([{str(path)!r}]))
+    """)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = dict(line.split(" ", 1) for line in proc.stdout.splitlines() if " " in line)
+    assert lines["STEP"] == "trainable.scores"
+    assert lines["MSG"].startswith("Opened lesson l.json: three tokens")
+    np.testing.assert_array_equal(np.array([float(v) for v in lines["SCORES"].split()]), expected.ravel())
