@@ -50,6 +50,10 @@ def run_app(argv: list[str]) -> int:
     install_excepthook(window)
     app.aboutToQuit.connect(controller.shutdown)      # however the app ends, stop the worker
     window.show()
+    import os
+    if os.environ.get("ATTENTION_STEPPER_STARTUP_PROBE"):   # python main.py bench: time the start-up
+        from gui.startup_probe import install
+        install(app, window, controller)
     extra = [a for a in argv if not a.startswith("-")]        # python main.py LESSON.json
     QtCore.QTimer.singleShot(0, lambda: start(window, controller, extra[0] if extra else None))
     return int(app.exec())

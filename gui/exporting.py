@@ -77,17 +77,24 @@ class ExportJob(QtCore.QThread):
         self.finished_with.emit(msg)
 
 
-def start_export_all(parent, controller) -> ExportJob | str:
-    """Ask for a folder and start exporting the current step's trace; a message if nothing starts."""
+FORMATS = {"csv": "CSV", "npy": "NumPy .npy", "npz": "one NumPy .npz"}
+
+
+def start_export_all(parent, controller, fmt: str = "csv") -> ExportJob | str:
+    """Ask for a folder and start exporting the current step's trace; a message if nothing starts.
+
+    fmt: "csv" (one file per 2-D slice), "npy" (one file per intermediate) or "npz" (one archive).
+    """
     trace = controller.trace
     if trace is None:
         return "Nothing to export yet"
-    folder = QtWidgets.QFileDialog.getExistingDirectory(parent, "Export all as CSV into folder")
+    what = FORMATS[fmt]
+    folder = QtWidgets.QFileDialog.getExistingDirectory(parent, f"Export all as {what} into folder")
     if not folder:
         return ""
-    job = ExportJob(trace, folder, "csv", parent)
-    dialog = QtWidgets.QProgressDialog("Exporting every intermediate as CSV…", "Cancel", 0, 0, parent)
-    dialog.setWindowTitle("Export all as CSV")
+    job = ExportJob(trace, folder, fmt, parent)
+    dialog = QtWidgets.QProgressDialog(f"Exporting every intermediate as {what}…", "Cancel", 0, 0, parent)
+    dialog.setWindowTitle(f"Export all as {what}")
     dialog.setMinimumDuration(400)          # small traces finish before it would show
     dialog.setAutoClose(False)
     dialog.setAutoReset(False)

@@ -91,6 +91,9 @@ class _Map:
         self.labels: tuple[tuple[str, ...], tuple[str, ...]] = ((), ())
         self._texts: tuple = ()
         self._widest: int | None = None       # widest column label in pixels (cached)
+        self._ticks: dict[str, list] = {}     # ticks last set per axis (setTicks re-renders the axis)
+        self._text_size: tuple | None = None  # (pixel size, visible) the cell texts last got
+        self._pending_texts = None            # (data, k, cmap) whose cell texts wait until readable
         p.vb.sigTransformChanged.connect(self.fit_text)   # after a resize has updated the view
 
     def set_data(self, data: MatrixData, k: int, cmap: pg.ColorMap) -> None:
@@ -117,6 +120,7 @@ class _Map:
             self.labels = (data.row_labels, data.col_labels)
             self._widest = None
             self.plot.getAxis("left").setTicks([_tick_list(data.row_labels)])
+            self._ticks.pop("left", None)
         self._set_separators(data.extra.get("head_width"), rows, cols)
         self._set_texts(data, k, cmap)
         self.fit_text()
@@ -143,12 +147,36 @@ class _Map:
         want = rows * cols if rows <= MAX_TEXT_CELLS and cols <= MAX_TEXT_CELLS else 0
         while len(self.texts) > want:
             self.plot.removeItem(self.texts.pop())
+        if len(self.texts) != want:
+            self._text_size = None                # new items get their font and visibility
         while len(self.texts) < want:
             t = pg.TextItem(anchor=(0.5, 0.5))
             self.plot.addItem(t)
             self.texts.append(t)
         if not want:
+            self._pending_texts = None
             return
+        # Cells too small to print in (e.g. 12 heads side by side): fill the texts once a
+        # resize makes them readable (fit_text), not on every redraw.
+        self._pending_texts = (data, k, cmap)
+        size = self._cell_text_size()
+        if size is None or size >= 7:
+            self._fill_texts()
+
+    def _cell_text_size(self) -> int | None:
+        """Pixel size cell texts fit in at the current view size (None: not laid out yet)."""
+        px_w, px_h = self.plot.vb.viewPixelSize()
+        if px_w <= 0 or px_h <= 0:
+            return None
+        return int(min(14, (1.0 / px_w - 3) / 3.9, 1.0 / px_h / 1.5))
+
+    def _fill_texts(self) -> None:
+        if self._pending_texts is None:
+            return
+        data, k, cmap = self._pending_texts
+        self._pending_texts = None
+        m = data.maps[k]
+        cols = m.values.shape[1]
         lo, hi = data.levels
         span = (hi - lo) or 1.0
         for n, t in enumerate(self.texts):
@@ -176,18 +204,28 @@ class _Map:
         if cols:
             if self._widest is None:
                 self._widest = max(fm.horizontalAdvance(str(t)) for t in cols)
-            self.plot.getAxis("top").setTicks([_fitted_ticks(cols, cell_w, fm, self._widest)])
+            self._set_ticks("top", [_fitted_ticks(cols, cell_w, fm, self._widest)])
         if rows:
-            self.plot.getAxis("left").setTicks([_fitted_ticks(rows, cell_h, fm, None)])
+            self._set_ticks("left", [_fitted_ticks(rows, cell_h, fm, None)])
         if not self.texts:
             return
         size = int(min(14, (cell_w - 3) / 3.9, cell_h / 1.5))
         visible = size >= 7
+        if visible:
+            self._fill_texts()
+        if (size, visible) == self._text_size:
+            return
+        self._text_size = (size, visible)
         font = QtGui.QFont()
         font.setPixelSize(max(size, 6))
         for t in self.texts:
             t.setVisible(visible)
             t.setFont(font)
+
+    def _set_ticks(self, axis: str, ticks: list) -> None:
+        if ticks != self._ticks.get(axis):
+            self._ticks[axis] = ticks
+            self.plot.getAxis(axis).setTicks(ticks)
 
     def cell_at(self, scene_pos) -> tuple[int, int] | None:
         vb = self.plot.vb

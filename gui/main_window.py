@@ -98,6 +98,12 @@ class MainWindow(QtWidgets.QMainWindow):
                                          ["Ctrl+E"], "Export the matrix under focus (click a heatmap to focus it)"))
         file_menu.addAction(self._action("export_all", "Export all as CSV…", self.export_all,
                                          ["Ctrl+Shift+E"], "Export every intermediate of the trace, with manifest.json"))
+        file_menu.addAction(self._action("export_all_npy", "Export all as NumPy (.npy)…",
+                                         lambda: self.export_all("npy"), (),
+                                         "Export every intermediate as one .npy file each, with manifest.json"))
+        file_menu.addAction(self._action("export_all_npz", "Export all as NumPy archive (.npz)…",
+                                         lambda: self.export_all("npz"), (),
+                                         "Export every intermediate into one trace.npz, with manifest.json"))
         file_menu.addAction(self._action("save_image", "Save image…", self.save_image, [QKS.StandardKey.Save]))
         file_menu.addSeparator()
         file_menu.addAction(self._action("quit", "Quit", self.close, ["Ctrl+Q"]))
@@ -159,11 +165,11 @@ class MainWindow(QtWidgets.QMainWindow):
         if self.step_view is not None:
             self._report(exporting.export_matrix(self, self.controller, self.step_view))
 
-    def export_all(self) -> None:
+    def export_all(self, fmt: str = "csv") -> None:
         if self.export_job is not None:
             self._report("An export is already running")
             return
-        job = exporting.start_export_all(self, self.controller)
+        job = exporting.start_export_all(self, self.controller, fmt if isinstance(fmt, str) else "csv")
         if isinstance(job, str):
             self._report(job)
             return

@@ -1,0 +1,330 @@
+"""``python main.py bench [--quick] [--json FILE]``: how fast the app is, against its targets.
+
+Five parts, each a median over repeats after a warm-up, all in this process except (4):
+
+1. trace vs fused forward (core.bench: the multi-head trace against three projections,
+   ``F.scaled_dot_product_attention`` and out_proj, alternated) at 64, 1024, 2048 tokens;
+2. redraw: a parameter change (the seed) through the real controller, worker and widgets
+   (offscreen), timed from the result's arrival on the UI thread to the window repainted,
+   at 6, 64 and 1024 tokens, GPT-2 sizes (d_in = d_out = 768, 12 heads), all-heads view;
+3. the longest the UI thread is blocked (gaps of a 2 ms QTimer heartbeat) while a
+   1024-token trace computes on the worker;
+4. process start → window shown, and → first heatmap drawn: ``python main.py`` in fresh
+   subprocesses with ``ATTENTION_STEPPER_STARTUP_PROBE`` set (gui.startup_probe);
+5. export of the full trace at 1024 tokens, as CSV and as NPY.
+
+``--quick`` is a smoke run (fewer repeats, smaller sizes: its figures are not the targets').
+The trace half alone runs without PySide6: ``python -m core.bench``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+TARGETS = {
+    "trace_ratio": {1024: 1.5, 2048: 2.0},
+    "redraw_ms": {6: 16.0, 64: 16.0, 1024: 150.0},
+    "ui_block_ms": 50.0,
+    "window_s": 0.8,
+    "first_heatmap_s": 2.2,
+}
+STEP_ID = "multihead.weights"       # 12 per-head T × T maps, the all-heads view
+
+
+def machine() -> dict:
+    info = {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()}
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    info["cpu"] = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    try:
+        info["load_avg_1m"] = round(os.getloadavg()[0], 2)
+    except OSError:
+        pass
+    return info
+
+
+def gpt2_params(tokens: int, seed: int = 123) -> dict:
+    return dict(embeddings="random", text=" ".join(f"t{i}" for i in range(tokens)), d_in=768, d_out=768,
+                num_heads=12, init="linear", seed=seed, causal=True, dropout=0.0, qkv_bias=False,
+                batch=1, device="cpu", dtype="float32")
+
+
+# ---- (2) and (3): through the real widgets ------------------------------------------------------
+class _Harness:
+    """A real window on an offscreen screen, with the controller's result slot timed."""
+
+    def __init__(self):
+        from PySide6 import QtCore, QtWidgets
+        self.QtCore = QtCore
+        self.app = QtWidgets.QApplication.instance() or QtWidgets.QApplication(["attention-stepper-bench"])
+        self._settings_dir = tempfile.mkdtemp(prefix="stepper-bench-settings-")
+        settings = QtCore.QSettings(os.path.join(self._settings_dir, "bench.ini"), QtCore.QSettings.Format.IniFormat)
+        from gui.app import make_window
+        self.controller, self.window = make_window(settings)
+        self.window.resize(1400, 860)
+        self.window.show()
+        self.window.finish_setup()
+        c = self.controller
+        c._worker.done.disconnect(c._on_done)     # time the real slot: arrival -> installed -> painted
+        c._worker.done.connect(self._on_done)
+        self.last: dict | None = None
+        self.step_index = next(i for i, s in enumerate(c.steps) if s.id == STEP_ID)
+
+    def _on_done(self, result) -> None:
+        t0 = time.perf_counter()
+        current = result.id == self.controller._last_id and not result.partial
+        self.controller._on_done(result)
+        if current:
+            self.flush_paint()                      # pyqtgraph renders the images in paint
+            t1 = time.perf_counter()
+            self.last = {"arrived": t0, "drawn": t1, "error": result.error}
+
+    def wait(self, until, timeout_s: float = 120.0) -> None:
+        deadline = time.perf_counter() + timeout_s
+        while not until():
+            if time.perf_counter() > deadline:
+                raise TimeoutError("the benchmark's trace did not arrive in time")
+            self.app.processEvents(self.QtCore.QEventLoop.ProcessEventsFlag.WaitForMoreEvents, 50)
+
+    def change(self, params: dict) -> dict:
+        """Apply a parameter change; return the timings once the step is redrawn."""
+        self.last = None
+        t_submit = time.perf_counter()
+        self.controller.set_params(**params)
+        self.wait(lambda: self.last is not None)
+        out = dict(self.last, submitted=t_submit)
+        if out["error"]:
+            raise RuntimeError(f"the benchmark's trace failed: {out['error'][1]}")
+        return out
+
+    def setup(self, tokens: int) -> None:
+        self.change(gpt2_params(tokens))
+        self.controller.go(self.step_index)
+        sv = self.window.step_view
+        if sv.head is not None:
+            sv.head_box.setCurrentIndex(0)          # all heads
+        self.app.processEvents()
+        self.window.repaint()
+
+    def flush_paint(self) -> None:
+        """Deliver the pending paint events (what Qt repaints after a change), until the images are drawn."""
+        for _ in range(5):
+            self.app.processEvents()
+            if self.images_rendered():
+                return
+        self.window.repaint()
+
+    def images_rendered(self) -> bool:
+        sv = self.window.step_view
+        maps = [m for p in sv.panels for m in p.maps]
+        return bool(maps) and all(m.image.qimage is not None for m in maps)
+
+    def close(self) -> None:
+        self.window.close()
+        self.controller.shutdown()
+        self.app.processEvents()
+        shutil.rmtree(self._settings_dir, ignore_errors=True)
+
+
+def redraw(h: _Harness, tokens: int, repeats: int, warmup: int = 1) -> dict:
+    h.setup(tokens)
+    seeds = [124, 123]
+    times, totals = [], []
+    for k in range(warmup + repeats):
+        r = h.change({"seed": seeds[k % 2]})
+        if k >= warmup:
+            times.append((r["drawn"] - r["arrived"]) * 1000.0)
+            totals.append((r["drawn"] - r["submitted"]) * 1000.0)
+    sv = h.window.step_view
+    return {
+        "tokens": tokens, "heads": len(sv.panels[0].maps) if sv.panels else 0, "step": STEP_ID,
+        "redraw_ms": round(statistics.median(times), 2), "redraw_all_ms": [round(t, 1) for t in times],
+        "change_to_redrawn_ms": round(statistics.median(totals), 1),
+        "images_rendered": h.images_rendered(),
+    }
+
+
+def ui_block(h: _Harness, tokens: int, repeats: int, interval_ms: int = 2) -> dict:
+    """Longest gap between heartbeat ticks from the change until the result arrives (and through the redraw)."""
+    QtCore = h.QtCore
+    h.setup(tokens)
+    ticks: list[float] = []
+    timer = QtCore.QTimer()
+    timer.setTimerType(QtCore.Qt.TimerType.PreciseTimer)
+    timer.setInterval(interval_ms)
+    timer.timeout.connect(lambda: ticks.append(time.perf_counter()))
+    during, with_redraw = [], []
+    seeds = [124, 123]
+    for k in range(repeats):
+        ticks.clear()
+        timer.start()
+        h.app.processEvents()
+        ticks.append(time.perf_counter())
+        r = h.change({"seed": seeds[k % 2]})
+        ticks.append(time.perf_counter())
+        timer.stop()
+        gaps = [(b - a, a, b) for a, b in zip(ticks, ticks[1:])]
+        computing = [min(b, r["arrived"]) - a for _g, a, b in gaps if a < r["arrived"]]   # until the result arrives
+        during.append(max(computing, default=0.0) * 1000.0)
+        with_redraw.append(max((g for g, _a, _b in gaps), default=0.0) * 1000.0)
+    return {
+        "tokens": tokens, "heartbeat_ms": interval_ms, "repeats": repeats,
+        "ui_block_ms": round(max(during), 1), "ui_block_runs_ms": [round(v, 1) for v in during],
+        "ui_block_with_redraw_ms": round(max(with_redraw), 1),
+    }
+
+
+# ---- (4): start-up in fresh processes ------------------------------------------------------------
+def startup(repeats: int, timeout_s: float = 60.0) -> dict:
+    from gui.startup_probe import ENV, PREFIX
+    shown, heat = [], []
+    for _ in range(repeats):
+        with tempfile.TemporaryDirectory(prefix="stepper-bench-start-") as home:
+            env = dict(os.environ, XDG_CONFIG_HOME=home, **{ENV: "1"})   # fresh settings: the book's step 1
+            env.setdefault("QT_QPA_PLATFORM", "offscreen")
+            t0 = time.time()
+            proc = subprocess.run([sys.executable, str(ROOT / "main.py")], cwd=ROOT, env=env,
+                                  capture_output=True, text=True, timeout=timeout_s)
+        line = next((l for l in proc.stdout.splitlines() if l.startswith(PREFIX)), None)
+        if line is None:
+            raise RuntimeError(f"the app did not report its start-up (exit {proc.returncode}): {proc.stderr[-500:]}")
+        t = json.loads(line[len(PREFIX):])
+        shown.append(t["window_shown"] - t0)
+        heat.append(t["first_heatmap"] - t0)
+    return {"window_s": round(statistics.median(shown), 3), "first_heatmap_s": round(statistics.median(heat), 3),
+            "window_runs_s": [round(v, 3) for v in shown], "first_heatmap_runs_s": [round(v, 3) for v in heat]}
+
+
+# ---- (5): export -----------------------------------------------------------------------------
+def export(tokens: int, formats=("csv", "npy"), repeats: int = 1) -> dict:
+    from core.config import AttentionConfig
+    from core.export import export_trace
+    from core.trace import build_trace
+    trace = build_trace(AttentionConfig(**gpt2_params(tokens)))
+    out: dict = {"tokens": tokens}
+    for fmt in formats:
+        times, size, files = [], 0, 0
+        for _ in range(repeats):
+            # a fresh trace object each time: the numpy copies it caches are part of the export
+            trace = build_trace(trace.config)
+            with tempfile.TemporaryDirectory(prefix="stepper-bench-export-") as tmp:
+                start = time.perf_counter()
+                export_trace(trace, Path(tmp) / "out", fmt=fmt)
+                times.append(time.perf_counter() - start)
+                paths = [p for p in (Path(tmp) / "out").rglob("*") if p.is_file()]
+                size, files = sum(p.stat().st_size for p in paths), len(paths)
+        out[fmt] = round(statistics.median(times), 2)
+        out[f"{fmt}_files"] = files
+        out[f"{fmt}_mb"] = round(size / 2**20, 1)
+    return out
+
+
+# ---- report ------------------------------------------------------------------------------------
+def _mark(ok: bool | None) -> str:
+    return "" if ok is None else ("ok" if ok else "MISS")
+
+
+def report(res: dict, file=sys.stdout) -> None:
+    p = lambda *a: print(*a, file=file)  # noqa: E731
+    p(f"Attention Stepper benchmark — torch {res['torch']} on {res['device']}, "
+      f"{res['machine'].get('cpus')} CPUs ({res['machine'].get('cpu', '?')}), load {res['machine'].get('load_avg_1m', '?')}"
+      + ("  [--quick: smaller sizes, not the targets' conditions]" if res.get("quick") else ""))
+    p("(1) trace vs fused forward (medians)")
+    for n, r in res.get("trace_vs_fused", {}).items():
+        t = TARGETS["trace_ratio"].get(int(n))
+        p(f"    {n:>5} tokens: fused {r['fused_ms']:8.1f} ms  trace {r['trace_ms']:8.1f} ms  ratio {r['ratio']:5.2f}"
+          + (f"  target ≤ {t:g}  {_mark(r['ratio'] <= t)}" if t else "")
+          + f"   (all stages {r['trace_all_stages_ms']:.1f} ms)")
+    if "redraw_ms" in res:
+        p("(2) parameter change → step redrawn (result arrival → window painted, medians)")
+        for n, v in res["redraw_ms"].items():
+            t = TARGETS["redraw_ms"].get(int(n))
+            d = res["redraw"][n]
+            p(f"    {n:>5} tokens × {d['heads']} heads: {v:7.1f} ms" + (f"  target ≤ {t:g}  {_mark(v <= t)}" if t else "")
+              + f"   (change → redrawn incl. compute {d['change_to_redrawn_ms']:.0f} ms)")
+    if "ui_block_ms" in res:
+        d = res["ui_block"]
+        v = res["ui_block_ms"]
+        p(f"(3) longest UI-thread block while a {d['tokens']}-token trace computes: {v:.1f} ms"
+          f"  target ≤ {TARGETS['ui_block_ms']:g}  {_mark(v <= TARGETS['ui_block_ms'])}"
+          f"   (including the redraw: {d['ui_block_with_redraw_ms']:.1f} ms)")
+    if "window_s" in res:
+        p(f"(4) start → window shown {res['window_s']:.3f} s  target ≤ {TARGETS['window_s']:g}  "
+          f"{_mark(res['window_s'] <= TARGETS['window_s'])};  → first heatmap {res['first_heatmap_s']:.3f} s  "
+          f"target ≤ {TARGETS['first_heatmap_s']:g}  {_mark(res['first_heatmap_s'] <= TARGETS['first_heatmap_s'])}")
+    if "export_s" in res:
+        e = res["export_s"]
+        p(f"(5) export of the full trace at {e['tokens']} tokens: "
+          + ", ".join(f"{fmt.upper()} {e[fmt]:.2f} s ({e[f'{fmt}_files']} files, {e[f'{fmt}_mb']:.0f} MB)"
+                      for fmt in ("csv", "npy", "npz") if fmt in e))
+    for note in res.get("skipped", []):
+        p(f"    skipped: {note}")
+
+
+def run_bench(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="python main.py bench", description=__doc__.split("\n\n")[0])
+    p.add_argument("--quick", action="store_true", help="a fast smoke run (smaller sizes, fewer repeats)")
+    p.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
+    p.add_argument("--parts", default="1,2,3,4,5", help="which parts to run (default: all), e.g. 1,4")
+    args = p.parse_args(argv)
+    parts = {s.strip() for s in args.parts.split(",")}
+    q = args.quick
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+    import torch
+    from core import bench as core_bench
+    res: dict = {"device": "cpu", "torch": torch.__version__, "machine": machine(), "quick": q,
+                 "targets": {k: ({str(n): t for n, t in v.items()} if isinstance(v, dict) else v)
+                             for k, v in TARGETS.items()}, "skipped": []}
+    started = time.perf_counter()
+    if "1" in parts:
+        tokens = (64, 512) if q else (64, 1024, 2048)
+        res["trace_vs_fused"] = core_bench.run(tokens, "cpu", repeats=2 if q else 7)
+    gui_parts = parts & {"2", "3", "4"}
+    if gui_parts:
+        try:
+            import PySide6  # noqa: F401
+            import pyqtgraph  # noqa: F401
+        except ImportError as exc:
+            res["skipped"].append(f"GUI parts ({exc}); the trace half runs without them")
+            gui_parts = set()
+    if gui_parts & {"2", "3"}:
+        h = _Harness()
+        try:
+            if "2" in parts:
+                res["redraw"] = {}
+                for n in ((6, 64, 256) if q else (6, 64, 1024)):
+                    res["redraw"][str(n)] = redraw(h, n, repeats=2 if q else 7)
+                res["redraw_ms"] = {n: r["redraw_ms"] for n, r in res["redraw"].items()}
+            if "3" in parts:
+                res["ui_block"] = ui_block(h, 256 if q else 1024, repeats=1 if q else 5)
+                res["ui_block_ms"] = res["ui_block"]["ui_block_ms"]
+        finally:
+            h.close()
+    if "4" in gui_parts:
+        res.update(startup(1 if q else 5))
+    if "5" in parts:
+        res["export_s"] = export(64 if q else 1024)
+    res["bench_s"] = round(time.perf_counter() - started, 1)
+    if not res["skipped"]:
+        del res["skipped"]
+    report(res)
+    if args.json:
+        Path(args.json).write_text(json.dumps(res, indent=1) + "\n", encoding="utf-8")
+    return 0

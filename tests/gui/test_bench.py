@@ -1,0 +1,52 @@
+"""``python main.py bench`` runs and writes the keys the issue names (no timing assertions)."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+KEYS = {"trace_vs_fused", "redraw_ms", "ui_block_ms", "window_s", "first_heatmap_s", "export_s", "device", "torch"}
+
+
+def _bench(tmp_path, *args, timeout=600) -> dict:
+    out = tmp_path / "bench.json"
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen", XDG_CONFIG_HOME=str(tmp_path / "config"))
+    proc = subprocess.run([sys.executable, "main.py", "bench", *args, "--json", str(out)], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "target" in proc.stdout
+    return json.loads(out.read_text())
+
+
+def _check_figures(res: dict, parts: set[str]) -> None:
+    assert res["device"] == "cpu" and res["torch"]
+    if "1" in parts:
+        for r in res["trace_vs_fused"].values():
+            assert r["fused_ms"] > 0 and r["trace_ms"] > 0 and r["max_abs_diff"] < 1e-3
+    if "2" in parts:
+        assert set(res["redraw_ms"]) >= {"6", "64"} and all(v > 0 for v in res["redraw_ms"].values())
+        assert all(r["heads"] == 12 and r["images_rendered"] for r in res["redraw"].values())
+    if "3" in parts:
+        assert res["ui_block_ms"] >= 0
+    if "4" in parts:
+        assert 0 < res["window_s"] < res["first_heatmap_s"]
+    if "5" in parts:
+        assert res["export_s"]["csv"] > 0 and res["export_s"]["npy"] > 0
+
+
+def test_bench_quick_parts_without_subprocess_gui(tmp_path):
+    """A short variant for every run: the trace half, the widgets' redraw and the export."""
+    res = _bench(tmp_path, "--quick", "--parts", "1,2,5")
+    _check_figures(res, {"1", "2", "5"})
+
+
+@pytest.mark.slow
+def test_bench_quick_writes_every_key(tmp_path):
+    res = _bench(tmp_path, "--quick")
+    assert KEYS <= set(res), KEYS - set(res)
+    _check_figures(res, {"1", "2", "3", "4", "5"})
