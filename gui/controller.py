@@ -22,6 +22,7 @@ BOOK_TEXT = "Your journey starts with one step"   # core.config.BOOK_TEXT (a tes
 CUSTOM = "custom"
 INPUT_FIELDS = ("embeddings", "text", "d_in")     # a change drops edited embeddings
 WEIGHT_FIELDS = ("d_in", "d_out", "init", "seed")          # a change drops edited weights
+EDIT_FIELDS = ("embeddings", "W_query", "W_key", "W_value")  # errors an edit can cause
 
 
 class Controller(QObject):
@@ -42,6 +43,8 @@ class Controller(QObject):
         self.params: dict | None = None           # attempted custom config (may be invalid)
         self.inputs = None                        # edited embeddings (core.inputs.Inputs), custom only
         self.weights: dict = {}                   # edited W_query/W_key/W_value, custom only
+        self.applied_edits: tuple = (None, {})    # (inputs, weights) behind the trace on screen
+        self._requested_edits: tuple = (None, {})
         self.sections: dict[str, dict] = {}       # book section -> config dict (from the worker)
         self.section_titles: dict[str, str] = {}  # book section -> where in the chapter
         self.cuda_available = False
@@ -138,6 +141,7 @@ class Controller(QObject):
         self._submit(self._custom_request(params))
 
     def _custom_request(self, params: dict) -> Request:
+        self._requested_edits = (self.inputs, dict(self.weights))
         return Request(0, CUSTOM, dict(params), inputs=self.inputs, weights=dict(self.weights) or None)
 
     def set_edits(self, inputs=None, weights: dict | None = None) -> None:
@@ -233,12 +237,15 @@ class Controller(QObject):
         self._set_busy(False)
         if result.error is not None:
             field, message = result.error
+            if field in EDIT_FIELDS or not field:   # a refused edit: keep the edits behind the trace
+                self.inputs, self.weights = self.applied_edits[0], dict(self.applied_edits[1])
             self.error.emit(field, message)
             if not self._traces and result.mode == CUSTOM:
                 self.use_book()             # restored settings failed: show the book instead
             return
         if result.mode == "book":
             self._book_traces = result.traces
+        self.applied_edits = self._requested_edits if result.mode == CUSTOM else (None, {})
         self.error_cleared.emit()
         for note in result.notes:
             self.notice.emit(note)

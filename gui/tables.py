@@ -295,6 +295,8 @@ class InputsEditor(QtWidgets.QWidget):
         return msg
 
     def _on_error(self, field: str, message: str) -> None:
-        if field in ("embeddings", "d_in", *WEIGHTS) or "inputs" in message:
+        if field in ("embeddings", *WEIGHTS) or not field:
+            self._on_trace()              # the tables show the trace on screen again
+        if field in ("embeddings", "d_in", *WEIGHTS) or "inputs" in message or not field:
             self.note.setText(f"Not applied: {field + ': ' if field else ''}{message}")
             self.note.setStyleSheet("color: #b00020;")

@@ -70,7 +70,15 @@ def compute(req: Request, partial: Callable[[Result], None] | None = None,
                     partial(dataclasses.replace(out, traces=dict(out.traces), partial=True))
         else:
             cfg = AttentionConfig(**(req.params or {}))
-            check_memory(cfg)
+            tokens = None
+            if req.inputs is not None:          # edited embeddings: their token count, not the text's
+                from core.config import MAX_TOKENS
+                tokens = len(req.inputs.tokens)
+                if tokens > MAX_TOKENS:
+                    raise ConfigError("embeddings", f"the inputs have {tokens} tokens; the limit is {MAX_TOKENS}")
+                if tokens == 0:
+                    raise ConfigError("embeddings", "the inputs need at least one token")
+            check_memory(cfg, tokens)
             out.traces = {"custom": build_trace(cfg, inputs=req.inputs, weights_override=req.weights or None)}
         out.notes = tuple(dict.fromkeys(n for t in out.traces.values() for n in t.notes))
     except ConfigError as exc:

@@ -121,3 +121,26 @@ def test_large_inputs_are_not_put_in_a_table(window, qtbot, tmp_path):
     assert "Wrote 400" in editor.export_csv(str(tmp_path / "big.csv"))
     wait_trace(window, qtbot, lambda: editor.add_token("extra"))
     assert len(c.trace.tokens) == 401
+
+
+def test_edited_inputs_obey_the_token_limit_and_the_memory_guard(window, qtbot, tmp_path, monkeypatch):
+    """Edited embeddings (an import of d_in's width) go through the same limits as the settings."""
+    from core.config import MAX_TOKENS
+    c = window.controller
+    editor = open_editor(window)
+    trace = c.trace
+    big = tmp_path / "big.csv"
+    big.write_text("\n".join(f"t{i},0.1,0.2,0.3" for i in range(MAX_TOKENS + 1)) + "\n")
+    with qtbot.waitSignal(c.error, timeout=60_000) as blocker:
+        editor.import_csv(str(big))
+    assert blocker.args[0] == "embeddings" and f"limit is {MAX_TOKENS}" in blocker.args[1]
+    assert "Not applied" in editor.note.text()
+    qtbot.waitUntil(lambda: not c.is_busy())
+    assert c.trace is trace
+    import core.memory
+    monkeypatch.setattr(core.memory, "available_bytes", lambda device: 10_000)
+    with qtbot.waitSignal(c.error, timeout=60_000) as blocker:
+        editor.add_token("x")
+    assert "reduce the tokens (7)" in blocker.args[1]
+    assert c.trace is trace
+    assert c.inputs is None and editor.embeddings.rowCount() == 6        # the refused edit is gone
