@@ -245,13 +245,16 @@ class Controller(QObject):
             return
         if result.mode == "book":
             self._book_traces = result.traces
-        self.applied_edits = self._requested_edits if result.mode == CUSTOM else (None, {})
+        if result.mode == CUSTOM:
+            self.applied_edits = self._requested_edits
         self.error_cleared.emit()
         for note in result.notes:
             self.notice.emit(note)
         self._install(result.mode, result.traces)
 
     def _install(self, mode: str, traces: dict) -> None:
+        if mode == "book":
+            self.applied_edits = (None, {})       # the book's traces carry no edits
         self._traces = traces
         self._traces_mode = mode
         self.trace_changed.emit()

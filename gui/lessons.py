@@ -14,14 +14,18 @@ FILTER = "Attention Stepper lessons (*.json);;All files (*)"
 
 
 def current_lesson(controller, title: str = ""):
-    """The Lesson that reopens to the current step with the same numbers."""
-    from core.config import AttentionConfig, ConfigError
+    """The Lesson that reopens to the current step with the same numbers: the config and
+    edits behind the trace on screen (not settings still being computed or refused)."""
+    from core.config import AttentionConfig
     from core.lesson import Lesson
-    try:
+    trace = controller.trace
+    if trace is not None:
+        config = trace.config
+        inputs, weights = controller.applied_edits
+    else:
         config = AttentionConfig(**controller.shown_config())
-    except (ConfigError, TypeError):          # settings being typed: keep what is on screen
-        config = controller.trace.config
-    return Lesson(config, controller.inputs, dict(controller.weights), controller.step.id, title)
+        inputs, weights = controller.inputs, controller.weights
+    return Lesson(config, inputs, dict(weights), controller.step.id, title)
 
 
 def save_lesson(window, path: str | None = None) -> str:

@@ -158,3 +158,13 @@ def test_python_main_py_lesson_json_opens_it_in_a_process(tmp_path):
     assert lines["STEP"] == "trainable.scores"
     assert lines["MSG"].startswith("Opened lesson l.json: three tokens")
     np.testing.assert_array_equal(np.array([float(v) for v in lines["SCORES"].split()]), expected.ravel())
+
+
+def test_a_lesson_saved_on_the_book_after_edits_carries_no_edits(window, qtbot, tmp_path):
+    c = window.controller
+    edited_lesson(window, qtbot, tmp_path)
+    with qtbot.waitSignal(c.trace_changed, timeout=TRACE_TIMEOUT_MS):
+        c.use_book()                          # the cached book traces come back at once
+    from gui.lessons import current_lesson
+    lesson = current_lesson(c)
+    assert lesson.inputs is None and lesson.weights == {} and lesson.config == c.trace.config
