@@ -84,6 +84,7 @@ def install(window) -> None:
     window.resizeDocks([d["inspector"]], [330], QtCore.Qt.Orientation.Horizontal)
     window.resizeDocks([d["inspector"], d["code"]], [420, 320], QtCore.Qt.Orientation.Vertical)
 
+    _restore_docks(window)
     window.step_view.cell_clicked.connect(lambda *_a: d["inspector"].show())
     window.inputs_editor.message.connect(lambda text: status.showMessage(text, 10000))
     window.code_panel.copied.connect(lambda text: status.showMessage(text, 8000))
@@ -132,6 +133,27 @@ def install(window) -> None:
             act.setToolTip(f"{tip} ({shortcut})" if shortcut else tip)
     for menu in (file_menu, view, present):
         menu.setToolTipsVisible(True)
+
+
+DOCK_STATE_KEY = "window/docks"
+DOCK_STATE_VERSION = 1
+
+
+class _SaveDocksOnClose(QtCore.QObject):
+    """Stores which docks are open, and where, when the window closes (before it syncs settings)."""
+
+    def eventFilter(self, obj, event) -> bool:
+        if event.type() == QtCore.QEvent.Type.Close:
+            obj.settings.setValue(DOCK_STATE_KEY, obj.saveState(DOCK_STATE_VERSION))
+        return False
+
+
+def _restore_docks(window) -> None:
+    state = window.settings.value(DOCK_STATE_KEY)
+    if isinstance(state, (QtCore.QByteArray, bytes)):
+        window.restoreState(state, DOCK_STATE_VERSION)     # a stale or foreign state is ignored
+    window._dock_saver = _SaveDocksOnClose(window)
+    window.installEventFilter(window._dock_saver)
 
 
 def _report(window, message: str | None) -> None:

@@ -168,3 +168,15 @@ def test_a_lesson_saved_on_the_book_after_edits_carries_no_edits(window, qtbot, 
     from gui.lessons import current_lesson
     lesson = current_lesson(c)
     assert lesson.inputs is None and lesson.weights == {} and lesson.config == c.trace.config
+
+
+def test_open_docks_are_remembered(qtbot, settings_file):
+    c, win = open_window(qtbot, settings_file)
+    assert win.docks["inspector"].isVisible() and not win.docks["equivalences"].isVisible()
+    win.docks["equivalences"].show()
+    win.docks["code"].hide()
+    win.close()
+    c2, win2 = open_window(qtbot, settings_file)
+    assert win2.docks["equivalences"].isVisible() and not win2.docks["code"].isVisible()
+    assert win2.docks["inspector"].isVisible()
+    win2.close()
