@@ -238,6 +238,9 @@ class Inspector(QtWidgets.QWidget):
         while len(self.source_panels) < len(datas):
             panel = MatrixPanel(self.source_host)
             panel.setMinimumSize(120, 110)
+            k = len(self.source_panels)        # click a source cell: explain it in turn (drill down)
+            panel.cell_clicked.connect(lambda m, r, c, k=k: self.inspect(self.source_datas[k], m, r, c)
+                                       if k < len(self.source_datas) else None)
             self.source_row.addWidget(panel)
             self.source_panels.append(panel)
         for k, panel in enumerate(self.source_panels):

@@ -23,7 +23,9 @@ def shown(window, stage: str, name: str):
 
 
 def click_cell(qtbot, panel, row: int, col: int, map_index: int = 0) -> None:
-    """A real mouse click in the middle of a heatmap cell."""
+    """A real mouse click in the middle of a heatmap cell (once the panel is laid out)."""
+    from PySide6 import QtWidgets
+    QtWidgets.QApplication.processEvents()
     vb = panel.maps[map_index].plot.vb
     scene = vb.mapViewToScene(QtCore.QPointF(col + 0.5, row + 0.5))
     pos = panel.mapFromScene(scene)

@@ -107,6 +107,10 @@ def test_sources_not_on_the_step_are_drawn_in_the_inspector(window, qtbot):
     assert [d.key for d in insp.source_datas] == [("trainable", "values")]
     assert ("trainable", "values", (), 1, 0, 1, 6) in insp.marked()              # the value column
     assert ("causal", "dropped_weights", (), 0, 2, 6, 1) in insp.marked()        # on the step
+    click_cell(qtbot, insp.source_panels[0], 4, 1)       # drill down: a value, from x · W_value
+    assert insp.explanation.name == "values" and insp.explanation.index == (4, 1)
+    assert abs(insp.shown_terms()[1] - window.controller.trace["trainable", "values"].numpy()[4, 1]) <= 1e-6
+    assert [d.key for d in insp.source_datas] == [("simplified", "inputs"), ("trainable", "W_value")]
     go_to(window, qtbot, "trainable.scores")                   # both sources on the step: none below
     panel, data = shown(window, "trainable", "attn_scores")
     click_cell(qtbot, panel, 0, 0)
