@@ -21,6 +21,7 @@ from gui.matrices import MatrixData, format_value
 
 MAX_TEXT_CELLS = 12      # print values in the cells when rows and columns are both ≤ 12
 MAX_DISPLAY = 512        # larger matrices are displayed downsampled
+MIN_DISPLAY = 128        # … to about one sample per screen pixel, never fewer than this a side
 MAX_TICKS = 24           # label at most this many rows/columns per axis
 HATCH = QtGui.QColor(150, 150, 150)
 
@@ -94,16 +95,37 @@ class _Map:
         self._ticks: dict[str, list] = {}     # ticks last set per axis (setTicks re-renders the axis)
         self._text_size: tuple | None = None  # (pixel size, visible) the cell texts last got
         self._pending_texts = None            # (data, k, cmap) whose cell texts wait until readable
+        self._shown = None                    # (data, k) drawn (redrawn when a resize changes the stride)
+        self._setting = False
         p.vb.sigTransformChanged.connect(self.fit_text)   # after a resize has updated the view
+
+    def _stride(self, rows: int, cols: int) -> int:
+        """Every how many rows/columns to draw: about one sample per screen pixel of the map
+        (12 maps of 1024² on screen are ~200 pixels wide each), at most MAX_DISPLAY a side."""
+        limit = MAX_DISPLAY
+        vb = self.plot.vb
+        side = max(vb.width(), vb.height())
+        views = vb.scene().views() if vb.scene() is not None else []
+        if side > 16 and views:
+            limit = min(MAX_DISPLAY, max(MIN_DISPLAY, int(side * views[0].devicePixelRatioF()) + 1))
+        return max(1, math.ceil(max(rows, cols) / limit))
+
+    def _set_image(self, data: MatrixData, k: int) -> None:
+        m = data.maps[k]
+        rows, cols = m.values.shape
+        self._shown = (data, k)
+        self.stride = self._stride(rows, cols)
+        self.image.setImage(m.display(self.stride), autoLevels=False, levels=data.levels)
+        self.image.setRect(QtCore.QRectF(0, 0, cols, rows))
 
     def set_data(self, data: MatrixData, k: int, cmap: pg.ColorMap) -> None:
         m = data.maps[k]
         rows, cols = m.values.shape
-        stride = max(1, math.ceil(max(rows, cols) / MAX_DISPLAY))
-        shown = m.display(stride)
-        self.stride = stride
-        self.image.setImage(shown, autoLevels=False, levels=data.levels)
-        self.image.setRect(QtCore.QRectF(0, 0, cols, rows))
+        self._setting = True
+        try:
+            self._set_image(data, k)
+        finally:
+            self._setting = False
         if self.shape != (rows, cols):
             self.hatch.setRect(0, 0, cols, rows)
             self.plot.setRange(xRange=(0, cols), yRange=(0, rows), padding=0)
@@ -196,6 +218,14 @@ class _Map:
         """Fit column labels and cell texts to the cells' size on screen."""
         if not self.shape[1]:
             return
+        if self._shown is not None and not self._setting:
+            data, k = self._shown
+            if self._stride(*data.maps[k].values.shape) != self.stride:   # resized: resample
+                self._setting = True
+                try:
+                    self._set_image(data, k)
+                finally:
+                    self._setting = False
         px_w, px_h = self.plot.vb.viewPixelSize()
         cell_w = 1.0 / px_w if px_w > 0 else 0.0
         cell_h = 1.0 / px_h if px_h > 0 else 0.0
@@ -267,6 +297,7 @@ class MatrixPanel(pg.GraphicsLayoutWidget):
         """Drop the image data of a hidden panel (kept for reuse) to free memory."""
         for m in self.maps:
             m.image.clear()
+            m._shown = None
 
     def set_focused(self, focused: bool, map_index: int | None = None, frame: bool = True) -> None:
         """Mark the matrix under focus (what File → Export matrix writes): a blue frame around

@@ -84,7 +84,7 @@ def test_downsampled_display_reports_exact_values_on_hover(qtbot):
     from gui import heatmap
     from gui.heatmap import MatrixPanel
     from gui.matrices import MapData, MatrixData, format_value
-    n = heatmap.MAX_DISPLAY * 2 + 37                          # drawn with stride 3
+    n = heatmap.MAX_DISPLAY * 2 + 37                          # drawn with a stride of 3 or more
     rng = np.random.default_rng(5)
     values = rng.standard_normal((n, n)).astype(np.float32)
     labels = tuple(f"t{i}" for i in range(n))
@@ -99,8 +99,9 @@ def test_downsampled_display_reports_exact_values_on_hover(qtbot):
     panel.set_matrix(data)
     qtbot.wait(50)
     shown = panel.maps[0].image.image
-    assert panel.maps[0].stride == 3 and shown.shape == (-(-n // 3), -(-n // 3))   # downsampled
-    np.testing.assert_array_equal(shown, values[::3, ::3])
+    k = panel.maps[0].stride                                  # about one sample per screen pixel
+    assert k >= 3 and shown.shape == (-(-n // k), -(-n // k)) and max(shown.shape) <= heatmap.MAX_DISPLAY
+    np.testing.assert_array_equal(shown, values[::k, ::k])
     hovered = []
     panel.hovered.connect(hovered.append)
     vb = panel.maps[0].plot.vb
