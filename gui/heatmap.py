@@ -135,6 +135,7 @@ class _Map:
         texts = (m.title, data.row_axis, data.col_axis)
         if texts != self._texts:
             self.plot.setTitle(m.title or None, size="9pt", color="#333")
+            self._title_key = None            # MatrixPanel.set_focused styles it again
             self.plot.getAxis("left").setLabel(data.row_axis, color="#555")
             self.plot.getAxis("top").setLabel(data.col_axis, color="#555")
             self._texts = texts
@@ -302,7 +303,11 @@ class MatrixPanel(pg.GraphicsLayoutWidget):
     def set_focused(self, focused: bool, map_index: int | None = None, frame: bool = True) -> None:
         """Mark the matrix under focus (what File → Export matrix writes): a blue frame around
         the panel and, in a grid of heads, the chosen head's title in blue."""
-        self.setStyleSheet("border: 2px solid #2f6fd0;" if focused and frame else "border: 2px solid transparent;")
+        # setStyleSheet re-polishes and setTitle re-lays out the plots: only when they change
+        style = "border: 2px solid #2f6fd0;" if focused and frame else "border: 2px solid transparent;"
+        if style != getattr(self, "_style", None):
+            self._style = style
+            self.setStyleSheet(style)
         if self.data is None:
             return
         for k, m in enumerate(self.maps):
@@ -310,6 +315,9 @@ class MatrixPanel(pg.GraphicsLayoutWidget):
             if not title:
                 continue
             chosen = focused and k == map_index and len(self.maps) > 1
+            if getattr(m, "_title_key", None) == (title, chosen):
+                continue
+            m._title_key = (title, chosen)
             m.plot.setTitle(f"▶ {title}" if chosen else title, size="9pt",
                             color="#2f6fd0" if chosen else "#333", bold=chosen)
 
@@ -323,7 +331,9 @@ class MatrixPanel(pg.GraphicsLayoutWidget):
             self.bar.setColorMap(cmap)          # same grid, other colours: no rebuild
         self._kind = data.kind
         self.data = data
-        self._title.setText(data.title, size="10pt", bold=True)
+        if data.title != getattr(self, "_title_text", None):
+            self._title_text = data.title
+            self._title.setText(data.title, size="10pt", bold=True)
         for k, m in enumerate(self.maps):
             m.set_data(data, k, cmap)
         self.bar.setLevels(data.levels)
