@@ -138,6 +138,10 @@ class Inspector(QtWidgets.QWidget):
         lines = "<br>".join(html.escape(line) for line in e.lines)
         srcs = ", ".join(f"{s.stage}.{s.name}" + (f"[{', '.join(map(str, s.lead))}]" if s.lead else "")
                          for s in e.sources)
+        editable = e.name == "inputs" or (e.stage in ("trainable", "causal")
+                                          and e.name in ("W_query", "W_key", "W_value"))
+        if e.kind == "given" and editable:
+            note += "<p style='color:#555'>Change it in View → Edit inputs (Ctrl+I): every step follows.</p>"
         return (f"{note}<p><b>{html.escape(e.formula)}</b></p>"
                 f"<p>value = <b>{_f(e.value, 8)}</b> <span style='color:#777'>({where})</span></p>"
                 f"<p style='font-family: monospace; white-space: pre-wrap;'>{lines}</p>{check}"

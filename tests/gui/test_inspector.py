@@ -115,3 +115,12 @@ def test_sources_not_on_the_step_are_drawn_in_the_inspector(window, qtbot):
     panel, data = shown(window, "trainable", "attn_scores")
     click_cell(qtbot, panel, 0, 0)
     assert insp.source_datas == [] and not insp.source_host.isVisibleTo(window)
+
+
+def test_a_given_value_points_to_the_editor(window, qtbot):
+    go_to(window, qtbot, "simplified.inputs")
+    panel, data = shown(window, "simplified", "inputs")
+    click_cell(qtbot, panel, 1, 1)
+    e = window.inspector.explanation
+    assert e.kind == "given" and e.value == data.maps[0].values[1, 1]
+    assert "Edit inputs (Ctrl+I)" in window.inspector.text.toPlainText()
