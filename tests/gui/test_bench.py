@@ -7,8 +7,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parents[2]
 KEYS = {"trace_vs_fused", "redraw_ms", "ui_block_ms", "window_s", "first_heatmap_s", "export_s", "device", "torch"}
 
@@ -39,14 +37,13 @@ def _check_figures(res: dict, parts: set[str]) -> None:
         assert res["export_s"]["csv"] > 0 and res["export_s"]["npy"] > 0
 
 
-def test_bench_quick_parts_without_subprocess_gui(tmp_path):
-    """A short variant for every run: the trace half, the widgets' redraw and the export."""
-    res = _bench(tmp_path, "--quick", "--parts", "1,2,5")
-    _check_figures(res, {"1", "2", "5"})
-
-
-@pytest.mark.slow
 def test_bench_quick_writes_every_key(tmp_path):
+    """The whole smoke run (~10 s on a quiet 2-core CPU): every part, every key."""
     res = _bench(tmp_path, "--quick")
     assert KEYS <= set(res), KEYS - set(res)
     _check_figures(res, {"1", "2", "3", "4", "5"})
+
+
+def test_bench_parts_subset(tmp_path):
+    res = _bench(tmp_path, "--quick", "--parts", "1,5")
+    assert "trace_vs_fused" in res and "export_s" in res and "redraw_ms" not in res and "window_s" not in res
