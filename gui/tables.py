@@ -51,6 +51,7 @@ class InputsEditor(QtWidgets.QWidget):
         self._stale = True
         self.too_large: set[str] = set()      # tables left empty: the matrix is too large to edit here
         self.tabs = QtWidgets.QTabWidget(objectName="inputsTabs")
+        self.tabs.setStyleSheet("QTabBar::tab { padding: 3px 10px 5px 10px; }")   # room for the _ of W_query
         self.embeddings = self._table("embeddingsTable",
                                       "The token embeddings X: double-click a value to change it; "
                                       "the first column is the token")
