@@ -67,7 +67,8 @@ def matrix_data(c: Comparison, d: np.ndarray, diff: float, trace) -> MatrixData:
         stage = "multihead" if c.cols.startswith("wrapper") else "trainable"
         cols = tuple(trace[stage, c.cols].labels[-1])
         col_axis = "out"
-    top = max(float(np.max(np.abs(d), initial=0.0)), 1e-6)
+    # finite cells only: a naive softmax that overflows (large d_in) gives nan/inf differences
+    top = max(float(np.max(np.abs(d), where=np.isfinite(d), initial=0.0)), 1e-6)
     return MatrixData(
         key=("equivalence", c.key), title=f"{c.label}   max |diff| = {diff:.2e}", symbol=c.label,
         meaning=c.what, maps=[MapData(d, None)], row_labels=tokens[:d.shape[0]], col_labels=cols[:d.shape[1]],

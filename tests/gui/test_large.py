@@ -110,3 +110,16 @@ def test_downsampled_display_reports_exact_values_on_hover(qtbot):
         assert panel.cell_at(scene) == (0, row, col)
         panel._on_move(scene)
         assert f"ω[t{row}, t{col}] = {format_value(values[row, col])}" in hovered[-1]
+
+
+def test_equivalences_at_gpt2_width_with_an_overflowing_naive_softmax(window, qtbot):
+    """768-d random embeddings: the simplified stage's naive softmax overflows (nan cells); the
+    equivalence view still opens, with finite colour levels."""
+    import math
+    c = window.controller
+    with qtbot.waitSignal(c.trace_changed, timeout=TRACE_TIMEOUT_MS):
+        c.set_params(embeddings="random", text="a b c d e f", d_in=768, d_out=768, num_heads=12)
+    window.docks["equivalences"].show()
+    qtbot.waitUntil(lambda: bool(window.equivalences.datas), timeout=TRACE_TIMEOUT_MS)
+    for data in window.equivalences.datas.values():
+        assert all(math.isfinite(v) for v in data.levels)
