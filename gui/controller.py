@@ -53,6 +53,8 @@ class Controller(QObject):
         self._book_traces: dict[str, object] = {}
         self._last_id = 0
         self._busy = False
+        from gui.gc_guard import MainThreadGC
+        self._gc = MainThreadGC(self)             # GC on this thread only (a GC on the worker could deadlock)
         self._worker = worker or TraceWorker()
         self._worker.done.connect(self._on_done)
         self._worker.start()
@@ -263,3 +265,4 @@ class Controller(QObject):
     def shutdown(self) -> None:
         """Stop the worker thread (call before the application quits)."""
         self._worker.stop()
+        self._gc.stop()
