@@ -286,8 +286,11 @@ class InputsEditor(QtWidgets.QWidget):
             if not path:
                 return ""
         x = trace["simplified", "inputs"]
+        from core.export import ExportError, write_text_atomic     # temporary name, then rename
         try:
-            Path(path).write_text(embeddings_csv(trace.tokens, x.labels[1], trace.inputs.array), encoding="utf-8")
+            write_text_atomic(path, embeddings_csv(trace.tokens, x.labels[1], trace.inputs.array))
+        except ExportError as exc:
+            msg = f"Export failed: {exc}"
         except OSError as exc:
             msg = f"Export failed: {exc.strerror or exc}"
         else:

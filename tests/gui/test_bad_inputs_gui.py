@@ -587,3 +587,40 @@ def test_a_malformed_or_future_lesson_is_refused(good, qtbot, capfd, tmp_path, m
     assert (c.mode, c.params, c.inputs, c.weights) == (mode, params, inputs, weights)
     assert_kept(good, qtbot, before)
     no_traceback(capfd)
+
+
+@pytest.mark.parametrize("kind", ["folder", "read-only", "disk-full"])
+def test_export_embeddings_csv_to_a_bad_target(good, qtbot, capfd, tmp_path, monkeypatch, kind):
+    """Edit inputs → Export CSV…: a message, the old file kept, no temporary file left."""
+    import core.export
+    editor = getattr(good, "inputs_editor", None)
+    if editor is None:
+        pytest.skip("the window has no Edit inputs panel")
+    root = tmp_path / "exports"
+    root.mkdir()
+    target = root / "inputs.csv"
+    if kind == "folder":
+        target.mkdir()
+    else:
+        target.write_text("old contents")
+    before_files = snapshot(root)
+    monkeypatch.setattr(QtWidgets.QFileDialog, "getSaveFileName", lambda *a, **k: (str(target), ""))
+
+    def refuse(*_a, **_k):
+        raise READ_ONLY
+
+    if kind == "read-only":
+        monkeypatch.setattr(core.export.tempfile, "mkstemp", refuse)
+    elif kind == "disk-full":
+        monkeypatch.setattr(core.export.os, "replace", _fail_nth(os.replace, 1, DISK_FULL))
+    messages = []
+    editor.message.connect(messages.append)
+    before = screen(good)
+    editor.buttons["export"].click()
+    words = {"folder": "is a folder; choose a file name", "read-only": "Permission denied",
+             "disk-full": "No space left on device"}[kind]
+    assert messages and messages[-1].startswith("Export failed:") and words in messages[-1]
+    assert snapshot(root) == before_files
+    _no_partials(tmp_path)
+    assert_kept(good, qtbot, before)
+    no_traceback(capfd)
