@@ -180,8 +180,12 @@ class ParamPanel(QtWidgets.QWidget):
                 self.text.setText(str(cfg.get("text", "")))
                 self.text.setCursorPosition(0)
             self.d_in.setEnabled(own)
+            beyond = []
             for name in ("d_in", "d_out", "num_heads", "seed", "dropout_seed", "batch"):
-                self.widgets[name].setValue(min(int(cfg.get(name, 0)), self.widgets[name].maximum()))
+                value, box = int(cfg.get(name, 0)), self.widgets[name]
+                box.setValue(min(value, box.maximum()))
+                if value > box.maximum():      # a seed up to 2**63-1 from a lesson: the box stops at 2**31-1
+                    beyond.append((name, value))
             self.init.setCurrentText(cfg.get("init", "linear"))
             self.causal.setChecked(bool(cfg.get("causal", True)))
             self.dropout.setValue(float(cfg.get("dropout", 0.0)))
@@ -191,6 +195,11 @@ class ParamPanel(QtWidgets.QWidget):
                 dev = "cuda" if self.controller.cuda_available else "cpu"
             i = self.device.findData(dev)
             self.device.setCurrentIndex(max(i, 0))
+            for name, value in beyond:
+                label = self.errors[name]
+                label.setText(f"{value} (the box shows at most {self.widgets[name].maximum()})")
+                label.setToolTip(f"the trace uses {name} {value}; typing a value here replaces it")
+                label.setVisible(True)
         finally:
             self._updating = False
 

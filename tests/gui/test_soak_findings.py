@@ -89,3 +89,21 @@ def test_garbage_is_collected_on_the_gui_thread_only(qtbot):
         gc.callbacks.remove(record)
         c.shutdown()
     assert gc.isenabled()
+
+
+def test_a_seed_beyond_the_box_is_said_next_to_it(window, qtbot):
+    """A lesson or saved settings may carry a seed up to 2**63-1; the box stops at 2**31-1 and
+    showed 2147483647 as if that were the seed."""
+    from tests.gui.conftest import TRACE_TIMEOUT_MS
+    c, p = window.controller, window.params
+    with qtbot.waitSignal(c.trace_changed, timeout=TRACE_TIMEOUT_MS):
+        c.set_params(seed=2**40)
+    qtbot.waitUntil(lambda: not c.is_busy(), timeout=TRACE_TIMEOUT_MS)
+    assert c.trace.config.seed == 2**40
+    assert p.seed.value() == p.seed.maximum()
+    label = p.errors["seed"]
+    assert label.isVisibleTo(window) and str(2**40) in label.text()
+    with qtbot.waitSignal(c.trace_changed, timeout=TRACE_TIMEOUT_MS):
+        c.set_params(seed=7)
+    qtbot.waitUntil(lambda: not c.is_busy(), timeout=TRACE_TIMEOUT_MS)
+    assert p.seed.value() == 7 and not label.isVisibleTo(window)
