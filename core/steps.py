@@ -68,9 +68,20 @@ def masked_softmax(scores: torch.Tensor, mask: torch.Tensor, d_k: int) -> torch.
     scores need not be materialised. The in-place ops act only on the fresh buffer this
     function allocates, never on a tensor a learner sees.
     """
-    weights = scores / math.sqrt(d_k)                        # (..., T, T), a new tensor
-    weights.masked_fill_(mask == 0, float("-inf"))           # our own buffer
+    root = math.sqrt(d_k)
+    if root == 2.0 ** round(math.log2(root)):
+        # √d_k is a power of two (d_k = 1, 4, 16, 64, …): x · (1/√d_k) is exactly x / √d_k, so
+        # scale and mask in one pass: −inf (masked) or 0 (kept), plus the scaled score.
+        weights = torch.add(additive_mask(mask), scores, alpha=1.0 / root)   # (..., T, T), new
+    else:
+        weights = scores / root                              # (..., T, T), a new tensor
+        weights.masked_fill_(mask == 0, float("-inf"))       # our own buffer
     return torch.softmax(weights, dim=-1, out=weights)       # softmax in place
+
+
+def additive_mask(mask: torch.Tensor) -> torch.Tensor:
+    """0 where the mask keeps a score, −inf where it hides one: (T, T)."""
+    return torch.zeros_like(mask).masked_fill(mask == 0, float("-inf"))
 
 
 def zero_masked(weights: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
