@@ -18,16 +18,20 @@ Long run (10 minutes; prints the number of actions, the duration and the crashes
     SOAK_SECONDS=600 .venv/bin/python -m pytest tests/gui/test_soak.py -m slow -s
 
 ``SOAK_SEED`` picks the random sequence (a failure prints it; rerun with the same seed and
-``SOAK_ACTIONS`` to reproduce), ``SOAK_REPORT=FILE`` writes the summary as JSON.
+``SOAK_ACTIONS`` to reproduce), ``SOAK_REPORT=FILE`` writes the summary as JSON. A hang (no
+action finishing for 3 minutes) ends the process with every thread's stack in ``SOAK_HANG_LOG``
+(default: attention-stepper-soak-hang.txt in the temp folder).
 """
 from __future__ import annotations
 
 import dataclasses
+import faulthandler
 import json
 import math
 import os
 import random
 import sys
+import tempfile
 import threading
 import time
 from collections import Counter
@@ -51,6 +55,8 @@ SOAK_SECONDS = float(os.environ.get("SOAK_SECONDS", "0"))      # > 0: run for th
 SOAK_SEED = int(os.environ.get("SOAK_SEED", "6"))
 SOAK_BUDGET = float(os.environ.get("SOAK_BUDGET", "50"))       # the short run stops early past this
 CHECK_EVERY = 150
+HANG_SECONDS = 180
+HANG_LOG = os.environ.get("SOAK_HANG_LOG", os.path.join(tempfile.gettempdir(), "attention-stepper-soak-hang.txt"))
 WORDS = ("the cat sat on a mat . your journey starts with one step , attention is all you need ! "
          "über naïve café 東京 🙂 don't x-ray").split()
 SPINS = ("d_in", "d_out", "num_heads", "seed", "dropout_seed", "batch")
@@ -475,11 +481,16 @@ def run_soak(qtbot, settings_file, tmp_path, monkeypatch, actions: int, seconds:
     soak.exceptions = exceptions
     start = time.monotonic()
     done = 0
+    # a deadlock would hang the run: past HANG_SECONDS without progress, every thread's stack
+    # goes to the hang log and the process ends
+    hang_log = open(HANG_LOG, "w")
     try:
+        faulthandler.dump_traceback_later(HANG_SECONDS, exit=True, file=hang_log)
         while (time.monotonic() - start < seconds) if seconds > 0 else (
                 done < actions and time.monotonic() - start < SOAK_BUDGET):
             soak.one()
             done += 1
+            faulthandler.dump_traceback_later(HANG_SECONDS, exit=True, file=hang_log)
             assert not exceptions, f"after action {done} (seed {seed}):\n{exceptions[0]}"
             if done % CHECK_EVERY == 0:
                 soak.check()
@@ -488,6 +499,8 @@ def run_soak(qtbot, settings_file, tmp_path, monkeypatch, actions: int, seconds:
         sys.stderr.write(f"\nsoak failed after {done} actions (SOAK_SEED={seed}); counts {dict(soak.counts)}\n")
         raise
     finally:
+        faulthandler.cancel_dump_traceback_later()
+        hang_log.close()
         closer.stop()
     elapsed = time.monotonic() - start
     assert not exceptions, exceptions[0]
