@@ -10,12 +10,16 @@ import math
 
 import torch
 
+from core import buffers
+
 from core.weights import Projection
 
 
 def dot_scores(queries: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
     """ω = Q Kᵀ: (..., T, d) × (..., T, d) -> (..., T, T)."""
-    return queries @ keys.transpose(-2, -1)
+    shape = tuple(queries.shape[:-1]) + (keys.shape[-2],)
+    out = buffers.empty(shape, queries.dtype, queries.device)
+    return torch.matmul(queries, keys.transpose(-2, -1), out=out)
 
 
 def sum_normalize(scores: torch.Tensor) -> torch.Tensor:
@@ -72,7 +76,8 @@ def masked_softmax(scores: torch.Tensor, mask: torch.Tensor, d_k: int) -> torch.
     if root == 2.0 ** round(math.log2(root)):
         # √d_k is a power of two (d_k = 1, 4, 16, 64, …): x · (1/√d_k) is exactly x / √d_k, so
         # scale and mask in one pass: −inf (masked) or 0 (kept), plus the scaled score.
-        weights = torch.add(additive_mask(mask), scores, alpha=1.0 / root)   # (..., T, T), new
+        weights = buffers.empty(tuple(scores.shape), scores.dtype, scores.device)      # (..., T, T)
+        torch.add(additive_mask(mask), scores, alpha=1.0 / root, out=weights)
     else:
         weights = scores / root                              # (..., T, T), a new tensor
         weights.masked_fill_(mask == 0, float("-inf"))       # our own buffer
