@@ -20,7 +20,8 @@ Long run (10 minutes; prints the number of actions, the duration and the crashes
 ``SOAK_SEED`` picks the random sequence (a failure prints it; rerun with the same seed and
 ``SOAK_ACTIONS`` to reproduce), ``SOAK_REPORT=FILE`` writes the summary as JSON. A hang (no
 action finishing for 3 minutes) ends the process with every thread's stack in ``SOAK_HANG_LOG``
-(default: attention-stepper-soak-hang.txt in the temp folder).
+(default: attention-stepper-soak-hang.txt in the temp folder) and the actions that ran before it
+in ``SOAK_HANG_LOG.trail``.
 """
 from __future__ import annotations
 
@@ -69,6 +70,7 @@ class Soak:
         self.c = win.controller
         self.counts: Counter[str] = Counter()
         self.times: Counter[str] = Counter()         # seconds spent per kind of action
+        self.trail = None                            # file: one line per action (what ran before a hang)
         self.exceptions: list[str] = []
         self.failures: list[str] = []                # "could not compute the trace (…)" messages
         self.requests: dict[int, object] = {}        # request id -> Request (what the worker computed)
@@ -363,6 +365,13 @@ class Soak:
         names = list(self.ACTIONS)
         name = self.rng.choices(names, weights=[self.ACTIONS[n] for n in names])[0]
         t0 = time.perf_counter()
+        if self.trail is not None:
+            c, t = self.c, self.c.trace
+            self.trail.write(f"{sum(self.counts.values()) + 1} {name} step {c.index} mode {c.mode} "
+                             f"busy {c.is_busy()} size {self.win.width()}x{self.win.height()} "
+                             f"font {QtWidgets.QApplication.font().pointSizeF():.1f} "
+                             f"trace {None if t is None else (len(t.tokens), t.config.d_in, t.config.d_out, t.config.num_heads, t.config.batch)}\n")
+            self.trail.flush()
         getattr(self, f"act_{name}")()
         QtWidgets.QApplication.processEvents()
         self.counts[name] += 1
@@ -484,6 +493,8 @@ def run_soak(qtbot, settings_file, tmp_path, monkeypatch, actions: int, seconds:
     # a deadlock would hang the run: past HANG_SECONDS without progress, every thread's stack
     # goes to the hang log and the process ends
     hang_log = open(HANG_LOG, "w")
+    soak.trail = open(HANG_LOG + ".trail", "w")
+    app_font = QtWidgets.QApplication.font()
     try:
         faulthandler.dump_traceback_later(HANG_SECONDS, exit=True, file=hang_log)
         while (time.monotonic() - start < seconds) if seconds > 0 else (
@@ -501,7 +512,9 @@ def run_soak(qtbot, settings_file, tmp_path, monkeypatch, actions: int, seconds:
     finally:
         faulthandler.cancel_dump_traceback_later()
         hang_log.close()
+        soak.trail.close()
         closer.stop()
+        QtWidgets.QApplication.setFont(app_font)      # Larger text changed the application font
     elapsed = time.monotonic() - start
     assert not exceptions, exceptions[0]
     assert not soak.failures, soak.failures[:3]
