@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 from PySide6 import QtWidgets
 
+from gui.refresh import RefreshWhenShown
 from gui.matrices import MapData, MatrixData
 
 
@@ -76,7 +77,7 @@ def matrix_data(c: Comparison, d: np.ndarray, diff: float, trace) -> MatrixData:
         template=c.label + "[{r}, {c}] = {v}", extra={"max_abs_diff": diff})
 
 
-class EquivalenceView(QtWidgets.QWidget):
+class EquivalenceView(RefreshWhenShown, QtWidgets.QWidget):
     def __init__(self, controller, parent: QtWidgets.QWidget | None = None):
         super().__init__(parent)
         self.setObjectName("equivalences")
@@ -102,18 +103,7 @@ class EquivalenceView(QtWidgets.QWidget):
             grid.addLayout(box, k // 2, k % 2)
             self.captions[c.key] = cap
             self.panels[c.key] = panel
-        controller.trace_changed.connect(self._on_trace)
-        controller.step_changed.connect(lambda _i: self._on_trace())
-
-    def _on_trace(self) -> None:
-        self._stale = True
-        if self.isVisible():
-            self.refresh()
-
-    def showEvent(self, event) -> None:
-        super().showEvent(event)
-        if self._stale:
-            self.refresh()
+        self.watch_trace(controller)
 
     def refresh(self) -> None:
         trace = self.controller.trace

@@ -14,6 +14,7 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtCore, QtWidgets
 
+from gui.refresh import RefreshWhenShown
 from gui.matrices import MapData, MatrixData
 
 MAX_CURVE_TOKENS = 64          # the curve uses at most this many of the inputs' tokens
@@ -37,7 +38,7 @@ def weights(trace, scaled: bool) -> np.ndarray:
     return softmax_rows(trace["trainable", "attn_scores"].numpy())
 
 
-class ScalingView(QtWidgets.QWidget):
+class ScalingView(RefreshWhenShown, QtWidgets.QWidget):
     def __init__(self, controller, parent: QtWidgets.QWidget | None = None):
         super().__init__(parent)
         self.setObjectName("scalingView")
@@ -86,22 +87,11 @@ class ScalingView(QtWidgets.QWidget):
         lay.setContentsMargins(4, 4, 4, 4)
         lay.addLayout(left, 2)
         lay.addLayout(right, 3)
-        controller.trace_changed.connect(self._on_trace)
-        controller.step_changed.connect(lambda _i: self._on_trace())
+        self.watch_trace(controller)
 
     @property
     def scaled(self) -> bool:
         return self.toggle.isChecked()
-
-    def _on_trace(self) -> None:
-        self._stale = True
-        if self.isVisible():
-            self.refresh()
-
-    def showEvent(self, event) -> None:
-        super().showEvent(event)
-        if self._stale:
-            self.refresh()
 
     def refresh(self) -> None:
         if self.controller.trace is None:

@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 from PySide6 import QtCore, QtGui, QtWidgets
 
+from gui.refresh import RefreshWhenShown
+
 ROLE_VALUE = QtCore.Qt.ItemDataRole.UserRole
 MAX_EDIT_CELLS = 20_000       # larger matrices are not put in a table (import/export the CSV instead)
 WEIGHTS = ("W_query", "W_key", "W_value")
@@ -40,7 +42,7 @@ def embeddings_csv(tokens, labels, array) -> str:
     return buf.getvalue()
 
 
-class InputsEditor(QtWidgets.QWidget):
+class InputsEditor(RefreshWhenShown, QtWidgets.QWidget):
     message = QtCore.Signal(str)      # status-bar text (refusals, imports, exports)
 
     def __init__(self, controller, parent: QtWidgets.QWidget | None = None):
@@ -86,20 +88,8 @@ class InputsEditor(QtWidgets.QWidget):
         lay.addLayout(buttons)
         lay.addWidget(self.tabs, 1)
         lay.addWidget(self.note)
-        controller.trace_changed.connect(self._on_trace)
-        controller.step_changed.connect(lambda _i: self._on_trace())
+        self.watch_trace(controller)        # the tables fill now if on screen, else when shown
         controller.error.connect(self._on_error)
-
-    def _on_trace(self) -> None:
-        """Fill the tables now if they are on screen, else when they are shown."""
-        self._stale = True
-        if self.isVisible():
-            self.refresh()
-
-    def showEvent(self, event) -> None:
-        super().showEvent(event)
-        if self._stale:
-            self.refresh()
 
     def _table(self, name: str, tip: str) -> QtWidgets.QTableWidget:
         t = QtWidgets.QTableWidget(objectName=name)

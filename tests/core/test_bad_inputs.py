@@ -18,23 +18,12 @@ import torch
 
 from core import cli
 from core.config import MAX_TEXT_CHARS, MAX_TOKENS
+from tests.core.snapshots import snapshot
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 # ----------------------------------------------------------------------------- helpers
-
-def snapshot(root: Path) -> dict[str, bytes | None]:
-    """Every path under root (hidden ones too) -> file bytes, or None for a folder."""
-    found: dict[str, bytes | None] = {}
-    for dirpath, dirnames, filenames in os.walk(root):
-        for d in dirnames:
-            found[os.path.relpath(os.path.join(dirpath, d), root)] = None
-        for f in filenames:
-            p = os.path.join(dirpath, f)
-            found[os.path.relpath(p, root)] = Path(p).read_bytes()
-    return found
-
 
 def run_in_process(argv: list[str], capsys) -> tuple[int, str, str]:
     capsys.readouterr()

@@ -18,20 +18,9 @@ import core.export
 from core import AttentionConfig, build_trace
 from core.export import (ExportCancelled, ExportError, count_slices, export_trace, read_csv_slice,
                          write_matrix_csv, write_text_atomic)
+from tests.core.snapshots import snapshot
 
 DISK_FULL = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-
-
-def snapshot(root: Path) -> dict[str, bytes | None]:
-    """Every path under root (hidden ones too) -> file bytes, or None for a folder."""
-    found: dict[str, bytes | None] = {}
-    for dirpath, dirnames, filenames in os.walk(root):
-        for d in dirnames:
-            found[os.path.relpath(os.path.join(dirpath, d), root)] = None
-        for f in filenames:
-            p = os.path.join(dirpath, f)
-            found[os.path.relpath(p, root)] = Path(p).read_bytes()
-    return found
 
 
 def fail_nth(real, n: int, error: BaseException, *, and_after: bool = False):

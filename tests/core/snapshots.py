@@ -1,0 +1,15 @@
+"""A folder's exact contents, to prove a failed or cancelled write left it as it was."""
+import os
+from pathlib import Path
+
+
+def snapshot(root: Path) -> dict[str, bytes | None]:
+    """Every path under root (hidden ones too) -> file bytes, or None for a folder."""
+    found: dict[str, bytes | None] = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for d in dirnames:
+            found[os.path.relpath(os.path.join(dirpath, d), root)] = None
+        for f in filenames:
+            p = os.path.join(dirpath, f)
+            found[os.path.relpath(p, root)] = Path(p).read_bytes()
+    return found
