@@ -130,6 +130,10 @@ def _run_export(argv: list[str]) -> int:
                        "(options --text, --batch, --heads, --d-in, --d-out)\n")
     except out_of_memory:
         parser.exit(2, f"{parser.prog}: error: out of memory while computing the trace; reduce the tokens, --d-out or --batch\n")
+    except RuntimeError as exc:
+        if "can't allocate memory" not in str(exc):   # torch's CPU allocator: RuntimeError, not MemoryError
+            raise
+        parser.exit(2, f"{parser.prog}: error: out of memory while computing the trace; reduce the tokens, --d-out or --batch\n")
     try:
         out = export_trace(trace, args.out, fmt=args.format)
     except ExportError as exc:

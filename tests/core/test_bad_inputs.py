@@ -429,3 +429,18 @@ def test_out_path_too_long_in_a_real_process(tmp_path):
     code, out, err = run_subprocess(["--out", "o" * 300], cwd=tmp_path)
     assert_one_clear_line(code, err, "--out", ("too long",))
     assert snapshot(tmp_path) == before
+
+
+def test_cpu_allocator_failure_is_one_out_of_memory_line(tmp_path, capsys, monkeypatch):
+    """torch's CPU allocator reports RuntimeError ("can't allocate memory"), not MemoryError."""
+    import core.trace
+
+    def fail(*a, **k):
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate memory: "
+                           "you tried to allocate 1000000000000 bytes.")
+    monkeypatch.setattr(core.trace, "build_trace", fail)
+    with pytest.raises(SystemExit) as exit_info:
+        cli.run_export(["--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and err.count("\n") == 1 and "out of memory" in err
+    assert not (tmp_path / "o").exists()
