@@ -477,12 +477,12 @@ def test_export_all_to_a_bad_target(good, qtbot, capfd, tmp_path, monkeypatch, k
     no_traceback(capfd)
 
 
-@pytest.mark.parametrize("kind", ["folder", "read-only", "disk-full"])
-def test_export_matrix_to_a_bad_target(good, qtbot, capfd, tmp_path, monkeypatch, kind):
+def _bad_file_target(tmp_path, monkeypatch, kind: str, name: str):
+    """A Save dialog answering a file under tmp/exports that is a folder, read-only or on a full disk."""
     import core.export
     root = tmp_path / "exports"
     root.mkdir()
-    target = root / "weights.csv"
+    target = root / name
     if kind == "folder":
         target.mkdir()
     else:
@@ -497,6 +497,12 @@ def test_export_matrix_to_a_bad_target(good, qtbot, capfd, tmp_path, monkeypatch
         monkeypatch.setattr(core.export.tempfile, "mkstemp", refuse)
     elif kind == "disk-full":
         monkeypatch.setattr(core.export.os, "replace", _fail_nth(os.replace, 1, DISK_FULL))
+    return root, target, before_files
+
+
+@pytest.mark.parametrize("kind", ["folder", "read-only", "disk-full"])
+def test_export_matrix_to_a_bad_target(good, qtbot, capfd, tmp_path, monkeypatch, kind):
+    root, target, before_files = _bad_file_target(tmp_path, monkeypatch, kind, "weights.csv")
     before = screen(good)
     good.actions["export_matrix"].trigger()
     message = good.statusBar().currentMessage()
@@ -597,23 +603,7 @@ def test_export_embeddings_csv_to_a_bad_target(good, qtbot, capfd, tmp_path, mon
     editor = getattr(good, "inputs_editor", None)
     if editor is None:
         pytest.skip("the window has no Edit inputs panel")
-    root = tmp_path / "exports"
-    root.mkdir()
-    target = root / "inputs.csv"
-    if kind == "folder":
-        target.mkdir()
-    else:
-        target.write_text("old contents")
-    before_files = snapshot(root)
-    monkeypatch.setattr(QtWidgets.QFileDialog, "getSaveFileName", lambda *a, **k: (str(target), ""))
-
-    def refuse(*_a, **_k):
-        raise READ_ONLY
-
-    if kind == "read-only":
-        monkeypatch.setattr(core.export.tempfile, "mkstemp", refuse)
-    elif kind == "disk-full":
-        monkeypatch.setattr(core.export.os, "replace", _fail_nth(os.replace, 1, DISK_FULL))
+    root, target, before_files = _bad_file_target(tmp_path, monkeypatch, kind, "inputs.csv")
     messages = []
     editor.message.connect(messages.append)
     before = screen(good)
