@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import time
 
 from PySide6 import QtCore, QtWidgets
 
@@ -59,6 +60,7 @@ class StepView(QtWidgets.QWidget):
         self.head: int | None = None       # None = all heads
         self.batch_index = 0
         self._per_row = 1
+        self._relayouts: list[float] = []     # when resizes last changed the panel arrangement
         self._focus_shown = False
 
         self.title = QtWidgets.QLabel(objectName="stepTitle")
@@ -234,8 +236,17 @@ class StepView(QtWidgets.QWidget):
 
     def resizeEvent(self, event) -> None:
         super().resizeEvent(event)
-        if self.datas and self._choose_per_row(self.datas) != self._per_row:
-            self._ensure_panels(self.datas)
+        if not self.datas or self._choose_per_row(self.datas) == self._per_row:
+            return
+        # A new arrangement changes the panels' minimum sizes, which can resize this view
+        # again; at some sizes the two arrangements would take turns for ever. Past a few
+        # changes in a second, keep the one on screen.
+        now = time.monotonic()
+        self._relayouts = [t for t in self._relayouts if now - t < 1.0]
+        if len(self._relayouts) >= 4:
+            return
+        self._relayouts.append(now)
+        self._ensure_panels(self.datas)
 
     # ---- selectors, hover, focus -------------------------------------------------------
     def _on_head(self, index: int) -> None:

@@ -107,3 +107,21 @@ def test_a_seed_beyond_the_box_is_said_next_to_it(window, qtbot):
         c.set_params(seed=7)
     qtbot.waitUntil(lambda: not c.is_busy(), timeout=TRACE_TIMEOUT_MS)
     assert p.seed.value() == 7 and not label.isVisibleTo(window)
+
+
+def test_panel_arrangements_that_take_turns_on_resize_settle(window, qtbot, monkeypatch):
+    """Seed 7 of the soak hung for ever: at some sizes a new arrangement of the panels resized
+    the step view, which chose the old arrangement again, and so on (100% CPU in processEvents).
+    A resize may change the arrangement only a few times a second."""
+    from PySide6 import QtGui
+    view = window.step_view
+    assert view.datas, "the window shows a step"
+    choices = iter([1, 2] * 50)                       # a view that always wants the other layout
+    monkeypatch.setattr(view, "_choose_per_row", lambda datas: next(choices))
+    calls = []
+    real = view._ensure_panels
+    monkeypatch.setattr(view, "_ensure_panels", lambda datas: (calls.append(1), real(datas)))
+    size = view.size()
+    for _ in range(40):
+        view.resizeEvent(QtGui.QResizeEvent(size, size))
+    assert 1 <= len(calls) <= 4
