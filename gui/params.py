@@ -6,7 +6,7 @@ apply on Enter, arrows or focus-out (no recompute per keystroke).
 """
 from __future__ import annotations
 
-from PySide6 import QtWidgets
+from PySide6 import QtGui, QtWidgets
 
 from gui.controller import BOOK_TEXT
 
@@ -31,7 +31,7 @@ class ParamPanel(QtWidgets.QWidget):
         self.book.setToolTip("The chapter's settings: every step shows the numbers the book prints (Ctrl+B)")
         self.book.clicked.connect(self._on_book)
         self.mode = QtWidgets.QLabel(objectName="modeLabel")
-        self.mode.setMinimumWidth(120)
+        self.mode.setMinimumWidth(120)     # grows to fit the longest label shown (see _on_mode)
         self.mode.setSizePolicy(QtWidgets.QSizePolicy.Policy.Ignored, QtWidgets.QSizePolicy.Policy.Preferred)
         self.example = QtWidgets.QComboBox(objectName="example")
         self.example.addItems([BOOK, OWN])
@@ -213,6 +213,11 @@ class ParamPanel(QtWidgets.QWidget):
         if mode == "book":
             desc = self.controller.section_title(self.controller.step.section)
             self.mode.setText(f"<b>Book</b> settings · §{desc.split(' ', 1)[0]}")
+            # section numbers vary in length: never clip one (the width only grows, so no relayout loop)
+            bold = QtGui.QFont(self.mode.font())
+            bold.setBold(True)
+            need = QtGui.QFontMetrics(bold).horizontalAdvance(f"Book settings · §{desc.split(' ', 1)[0]}") + 8
+            self.mode.setMinimumWidth(max(self.mode.minimumWidth(), need))
             self.mode.setToolTip(f"Book settings for this step: {desc}. Changing any value switches to Custom.")
         else:
             self.mode.setText("<b>Custom</b> settings")
