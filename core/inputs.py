@@ -28,7 +28,7 @@ BOOK_EMBEDDINGS = (
 class Inputs:
     """Tokens and their embeddings: a read-only (T, d_in) float64 array on the CPU."""
 
-    __slots__ = ("tokens", "array")
+    __slots__ = ("tokens", "array", "_derived")
 
     def __init__(self, tokens, values):
         arr = np.array(values, dtype=np.float64)  # (T, d_in), a private copy
@@ -37,6 +37,7 @@ class Inputs:
         arr.setflags(write=False)
         object.__setattr__(self, "tokens", tuple(tokens))
         object.__setattr__(self, "array", arr)
+        object.__setattr__(self, "_derived", {})   # labels, max |value|, tensors: computed once
 
     def __setattr__(self, name, value):
         raise AttributeError("Inputs is read-only; make a new one")
@@ -58,12 +59,30 @@ class Inputs:
     def width(self) -> int:
         return int(self.array.shape[1])
 
+    def _once(self, key, make):
+        if key not in self._derived:
+            self._derived[key] = make()
+        return self._derived[key]
+
     @property
     def labels(self) -> tuple[str, ...]:
-        return unique_labels(self.tokens)
+        return self._once("labels", lambda: unique_labels(self.tokens))
+
+    @property
+    def max_abs(self) -> float:
+        """The largest |value| (nan if any value is nan); 0 for an empty table."""
+        def largest() -> float:
+            if not self.array.size:
+                return 0.0
+            return float("nan") if np.isnan(self.array).any() else float(np.abs(self.array).max())
+        return self._once("max_abs", largest)
 
     def tensor(self, dtype: torch.dtype) -> torch.Tensor:
         return torch.tensor(self.array, dtype=dtype)  # (T, d_in), a new tensor
+
+    def shared_tensor(self, dtype: torch.dtype, device: str = "cpu") -> torch.Tensor:
+        """tensor(dtype) on device, made once and shared by every trace of these inputs: never modify it."""
+        return self._once(("tensor", dtype, device), lambda: self.tensor(dtype).to(device))
 
 
 def book_inputs() -> Inputs:

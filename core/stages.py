@@ -99,7 +99,8 @@ def causal_head(batch_inputs: torch.Tensor, qkv: dict[str, Projection], mask: to
     return steps.mix(weights, values)
 
 
-def _stack_heads(heads: list[dict[str, Projection]]) -> dict[str, torch.Tensor]:
+def stack_heads(heads: list[dict[str, Projection]]) -> dict[str, torch.Tensor]:
+    """The wrapper's per-head weights as (h, d_in, hd) stacks (and biases as (h, hd))."""
     out = {}
     for role in ("query", "key", "value"):
         out[f"wrapper_W_{role}"] = torch.stack([h[role].W for h in heads])          # (h, d_in, hd)
@@ -109,11 +110,13 @@ def _stack_heads(heads: list[dict[str, Projection]]) -> dict[str, torch.Tensor]:
     return out
 
 
-def wrapper(batch_inputs: torch.Tensor, heads: list[dict[str, Projection]], mask: torch.Tensor) -> dict:
+def wrapper(batch_inputs: torch.Tensor, heads: list[dict[str, Projection]], mask: torch.Tensor,
+            stacked: dict[str, torch.Tensor] | None = None) -> dict:
     """MultiHeadAttentionWrapper: independent causal heads, outputs concatenated.
 
     The wrapper's output is a second implementation shown for comparison, so it is derived
-    (computed when first looked at) rather than on every parameter change.
+    (computed when first looked at) rather than on every parameter change. ``stacked`` is
+    ``stack_heads(heads)`` when the caller keeps it (the weights do not change between traces).
     """
     b, num_tokens, _ = batch_inputs.shape
     d_out = sum(h["value"].W.shape[1] for h in heads)
@@ -122,12 +125,18 @@ def wrapper(batch_inputs: torch.Tensor, heads: list[dict[str, Projection]], mask
         per_head = [causal_head(batch_inputs, h, mask) for h in heads]         # h × (b, T, hd)
         return torch.cat(per_head, dim=-1)                                      # (b, T, d_out)
 
-    return {**_stack_heads(heads), "wrapper_context_vecs": Lazy(concat_heads, (b, num_tokens, d_out))}
+    stacked = stack_heads(heads) if stacked is None else stacked
+    return {**stacked, "wrapper_context_vecs": Lazy(concat_heads, (b, num_tokens, d_out))}
 
 
 def fused(batch_inputs: torch.Tensor, qkv: dict[str, Projection], out_proj: Projection,
-          num_heads: int, mask: torch.Tensor) -> dict[str, torch.Tensor]:
-    """MultiHeadAttention: one projection per role, split into heads, merged, out_proj."""
+          num_heads: int, mask: torch.Tensor, causal: bool = True,
+          additive: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    """MultiHeadAttention: one projection per role, split into heads, merged, out_proj.
+
+    causal: the mask is the lower triangle (the weights are 0 above the diagonal);
+    additive: steps.additive_mask(mask), when the caller keeps it.
+    """
     queries = steps.split_heads(steps.project(batch_inputs, qkv["query"]), num_heads)  # (b, h, T, hd)
     keys = steps.split_heads(steps.project(batch_inputs, qkv["key"]), num_heads)       # (b, h, T, hd)
     values = steps.split_heads(steps.project(batch_inputs, qkv["value"]), num_heads)   # (b, h, T, hd)
@@ -135,8 +144,14 @@ def fused(batch_inputs: torch.Tensor, qkv: dict[str, Projection], out_proj: Proj
     # h·T² floats each: the masked scores are derived on first look, the weights computed
     # with one buffer (at 1024 tokens × 12 heads every T×T tensor is 50 MB).
     masked_scores = Lazy(lambda: steps.mask_scores(attn_scores, mask), attn_scores.shape)  # (b, h, T, T)
-    attn_weights = steps.masked_softmax(attn_scores, mask, keys.shape[-1])            # (b, h, T, T)
-    context_heads = steps.mix(attn_weights, values)                                   # (b, h, T, hd)
+    attn_weights = steps.masked_softmax(attn_scores, mask, keys.shape[-1], additive)  # (b, h, T, T)
+    if causal:
+        b, h, num_tokens, hd = values.shape
+        merged = torch.empty(b, num_tokens, h, hd, dtype=values.dtype, device=values.device)  # (b, T, h, hd)
+        # written through its (b, h, T, hd) transpose, so merge_heads below is a view, not a copy
+        context_heads = steps.mix_causal(attn_weights, values, merged.transpose(1, 2))  # (b, h, T, hd)
+    else:
+        context_heads = steps.mix(attn_weights, values)                               # (b, h, T, hd)
     context_concat = steps.merge_heads(context_heads)                                 # (b, T, d_out)
     context_vecs = steps.project(context_concat, out_proj)                            # (b, T, d_out)
     return {

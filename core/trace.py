@@ -120,6 +120,12 @@ class Trace:
 def axis_labels(kind: str, size: int, token_labels: tuple[str, ...]) -> tuple[str, ...]:
     if kind in ("token", "query", "key"):
         return token_labels
+    return _numbered_labels(kind, size)
+
+
+@functools.lru_cache(maxsize=64)
+def _numbered_labels(kind: str, size: int) -> tuple[str, ...]:
+    """in0, in1, … (made once per kind and size: 768 labels per axis at GPT-2 sizes)."""
     prefix = {"in": "in", "out": "out", "hd": "d", "head": "head", "batch": "batch"}[kind]
     return tuple(f"{prefix}{i}" for i in range(size))
 
@@ -167,6 +173,36 @@ def _causal_mask(num_tokens: int, causal: bool, device: str, dtype: torch.dtype)
     return steps.causal_mask(num_tokens, causal, device=device, dtype=dtype)
 
 
+@functools.lru_cache(maxsize=4)
+def _additive_mask(num_tokens: int, causal: bool, device: str, dtype: torch.dtype) -> torch.Tensor:
+    """0 kept / −∞ hidden, (T, T): what the multi-head softmax adds to the scaled scores."""
+    return steps.additive_mask(_causal_mask(num_tokens, causal, device, dtype))
+
+
+# Weights moved to the trace's device and dtype are kept too (the draws themselves are cached in
+# core.weights): on a GPU, copying ~40 weight matrices per parameter change costs more than the trace.
+@functools.lru_cache(maxsize=8)
+def _qkv_on(init: str, seed: int, d_in: int, d_out: int, bias: bool, device: str,
+            dtype: torch.dtype) -> dict[str, weights.Projection]:
+    drawn = weights.draw_qkv(init, seed, d_in, d_out, bias)
+    return {r: p.to(device, dtype) for r, p in drawn.items()}
+
+
+@functools.lru_cache(maxsize=4)
+def _wrapper_on(init: str, seed: int, d_in: int, head_dim: int, num_heads: int, bias: bool, device: str,
+                dtype: torch.dtype) -> tuple[list[dict[str, weights.Projection]], dict[str, torch.Tensor]]:
+    heads = weights.draw_wrapper_heads(init, seed, d_in, head_dim, num_heads, bias)
+    heads = [{r: p.to(device, dtype) for r, p in h.items()} for h in heads]
+    return heads, stages.stack_heads(heads)
+
+
+@functools.lru_cache(maxsize=4)
+def _fused_on(init: str, seed: int, d_in: int, d_out: int, bias: bool, device: str,
+              dtype: torch.dtype) -> tuple[dict[str, weights.Projection], weights.Projection]:
+    qkv, out_proj = weights.draw_fused(init, seed, d_in, d_out, bias)
+    return {r: p.to(device, dtype) for r, p in qkv.items()}, out_proj.to(device, dtype)
+
+
 def build_trace(config: AttentionConfig, inputs: Inputs | None = None,
                 only: tuple[str, ...] = STAGES, weights_override: dict | None = None) -> Trace:
     """Compute the stages in ``only`` (all by default) for ``config``.
@@ -180,7 +216,7 @@ def build_trace(config: AttentionConfig, inputs: Inputs | None = None,
     inp = inputs if inputs is not None else resolve_inputs(config)
     if inp.width != config.d_in:
         raise ConfigError("d_in", f"the inputs have {inp.width} values per token but d_in is {config.d_in}")
-    if inp.array.size and not (np.abs(inp.array) <= MAX_ABS_EMBEDDING).all():  # also catches nan
+    if not inp.max_abs <= MAX_ABS_EMBEDDING:  # also catches nan
         raise ConfigError("embeddings", f"every embedding value must be a finite number between "
                                         f"-{MAX_ABS_EMBEDDING:g} and {MAX_ABS_EMBEDDING:g}")
     device, note = resolve_device(config.device)
@@ -188,7 +224,7 @@ def build_trace(config: AttentionConfig, inputs: Inputs | None = None,
     token_labels = inp.labels
     num_tokens = len(inp.tokens)
     b = config.batch
-    x = inp.tensor(dtype).to(device)                                          # (T, d_in)
+    x = inp.shared_tensor(dtype, device)                                      # (T, d_in)
     # The book stacks copies: torch.stack((inputs, inputs)). expand is a copy-free view.
     xb = x.unsqueeze(0).expand(b, num_tokens, config.d_in)                    # (b, T, d_in)
     mask = _causal_mask(num_tokens, config.causal, device, dtype)                 # (T, T), shared
@@ -196,9 +232,9 @@ def build_trace(config: AttentionConfig, inputs: Inputs | None = None,
     overrides = _check_overrides(weights_override, config)
 
     def qkv(d_out):
-        drawn = weights.draw_qkv(config.init, config.seed, config.d_in, d_out, config.qkv_bias)
-        drawn = {r: weights.Projection(overrides[r], p.b) if r in overrides else p for r, p in drawn.items()}
-        return {r: p.to(device, dtype) for r, p in drawn.items()}
+        on = _qkv_on(config.init, config.seed, config.d_in, d_out, config.qkv_bias, device, dtype)
+        return {r: weights.Projection(overrides[r].to(device, dtype), p.b) if r in overrides else p
+                for r, p in on.items()}
 
     result: dict[str, dict[str, Intermediate]] = {}
     with torch.no_grad():
@@ -213,15 +249,14 @@ def build_trace(config: AttentionConfig, inputs: Inputs | None = None,
                 keep = weights.draw_dropout_mask((b, num_tokens, num_tokens), config.dropout, config.dropout_seed)
                 named = stages.causal(xb, qkv(config.d_out), mask, keep.to(device, dtype), config.dropout)
             else:
-                heads = weights.draw_wrapper_heads(config.init, config.seed, config.d_in, config.head_dim,
-                                                   config.num_heads, config.qkv_bias)
-                heads = [{r: p.to(device, dtype) for r, p in h.items()} for h in heads]
-                fqkv, out_proj = weights.draw_fused(config.init, config.seed, config.d_in, config.d_out,
-                                                    config.qkv_bias)
+                heads, stacked = _wrapper_on(config.init, config.seed, config.d_in, config.head_dim,
+                                             config.num_heads, config.qkv_bias, device, dtype)
+                fqkv, out_proj = _fused_on(config.init, config.seed, config.d_in, config.d_out,
+                                           config.qkv_bias, device, dtype)
+                additive = _additive_mask(num_tokens, config.causal, device, dtype)
                 named = {
-                    **stages.wrapper(xb, heads, mask),
-                    **stages.fused(xb, {r: p.to(device, dtype) for r, p in fqkv.items()},
-                                   out_proj.to(device, dtype), config.num_heads, mask),
+                    **stages.wrapper(xb, heads, mask, stacked),
+                    **stages.fused(xb, fqkv, out_proj, config.num_heads, mask, config.causal, additive),
                 }
             result[stage] = _wrap(stage, named, b, token_labels)
     if device.startswith("cuda"):

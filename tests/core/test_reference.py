@@ -72,6 +72,11 @@ MHA_SIZES = [s for s in SIZES if s[1] == s[2]] + [
     (21, 12, 12, 3, True, True, 2, "rand"),
     (64, 24, 24, 6, True, False, 1, "linear"),
     (64, 64, 64, 8, False, True, 1, "linear"),
+    # large enough for the CPU fast paths of core.steps (tested against torch at every size):
+    (300, 16, 16, 4, True, True, 2, "linear"),    # causal A·V in row blocks (T ≥ 256), ragged last block
+    (512, 16, 16, 8, True, False, 1, "linear"),   # softmax in row chunks (scores ≥ 8 MiB), √d_k = √2
+    (520, 32, 32, 8, True, True, 1, "rand"),      # chunks that do not divide T, √d_k = 2
+    (600, 16, 16, 8, False, False, 1, "linear"),  # no mask, in chunks
 ]
 MHA_IDS = [f"T{t}-d{di}-h{h}-{'causal' if c else 'full'}{'-bias' if qb else ''}-b{b}-{init}"
            for t, di, do, h, c, qb, b, init in MHA_SIZES]
