@@ -179,6 +179,12 @@ def _additive_mask(num_tokens: int, causal: bool, device: str, dtype: torch.dtyp
     return steps.additive_mask(_causal_mask(num_tokens, causal, device, dtype))
 
 
+@functools.lru_cache(maxsize=1)
+def _dropout_keep(shape: tuple[int, ...], p: float, seed: int, device: str, dtype: torch.dtype) -> torch.Tensor:
+    """The (b, T, T) keep mask, drawn on the CPU as the book draws it, then moved (kept for the next trace)."""
+    return weights.draw_dropout_mask(shape, p, seed).to(device, dtype)
+
+
 # Weights moved to the trace's device and dtype are kept too (the draws themselves are cached in
 # core.weights): on a GPU, copying ~40 weight matrices per parameter change costs more than the trace.
 @functools.lru_cache(maxsize=8)
@@ -246,8 +252,8 @@ def build_trace(config: AttentionConfig, inputs: Inputs | None = None,
             elif stage == "trainable":
                 named = stages.trainable(x, qkv(config.d_out))
             elif stage == "causal":
-                keep = weights.draw_dropout_mask((b, num_tokens, num_tokens), config.dropout, config.dropout_seed)
-                named = stages.causal(xb, qkv(config.d_out), mask, keep.to(device, dtype), config.dropout)
+                keep = _dropout_keep((b, num_tokens, num_tokens), config.dropout, config.dropout_seed, device, dtype)
+                named = stages.causal(xb, qkv(config.d_out), mask, keep, config.dropout)
             else:
                 heads, stacked = _wrapper_on(config.init, config.seed, config.d_in, config.head_dim,
                                              config.num_heads, config.qkv_bias, device, dtype)
