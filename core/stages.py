@@ -57,17 +57,31 @@ def trainable(inputs: torch.Tensor, qkv: dict[str, Projection]) -> dict[str, tor
     }
 
 
+def _batched(shared: dict[str, torch.Tensor], name: str, b: int) -> torch.Tensor:
+    """One sequence's (T, ·) tensor as the batch of b identical copies, (b, T, ·): a view, like xb."""
+    t = shared[name]
+    return t.unsqueeze(0).expand(b, *t.shape)
+
+
 def causal(batch_inputs: torch.Tensor, qkv: dict[str, Projection], mask: torch.Tensor,
-           keep: torch.Tensor, p: float) -> dict[str, torch.Tensor]:
+           keep: torch.Tensor, p: float, shared: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
     """Section 3.5: both masking approaches, dropout, context.  batch_inputs: (b, T, d_in).
 
     mask: (T, T) with 1 where attending is allowed; keep: (b, T, T) dropout keep mask.
+    shared: the trainable stage's queries, keys, values and attn_scores when it ran on the same
+    inputs with the same weights (same seed): the batch's copies are views of them.
     """
-    queries = steps.project(batch_inputs, qkv["query"])            # (b, T, d_out)
-    keys = steps.project(batch_inputs, qkv["key"])                 # (b, T, d_out)
-    values = steps.project(batch_inputs, qkv["value"])             # (b, T, d_out)
+    b = batch_inputs.shape[0]
+    if shared is None:
+        queries = steps.project(batch_inputs, qkv["query"])        # (b, T, d_out)
+        keys = steps.project(batch_inputs, qkv["key"])             # (b, T, d_out)
+        values = steps.project(batch_inputs, qkv["value"])         # (b, T, d_out)
+        attn_scores = steps.dot_scores(queries, keys)              # (b, T, T)
+    else:
+        keys = _batched(shared, "keys", b)                         # (b, T, d_out)
+        values = _batched(shared, "values", b)                     # (b, T, d_out)
+        attn_scores = _batched(shared, "attn_scores", b)           # (b, T, T)
     d_k = keys.shape[-1]
-    attn_scores = steps.dot_scores(queries, keys)                  # (b, T, T)
     # Approach B: −inf above the diagonal, then softmax (what CausalAttention does).
     masked_scores = steps.mask_scores(attn_scores, mask)           # (b, T, T)
     attn_weights = steps.softmax_rows(steps.scale(masked_scores, d_k))
@@ -131,15 +145,24 @@ def wrapper(batch_inputs: torch.Tensor, heads: list[dict[str, Projection]], mask
 
 def fused(batch_inputs: torch.Tensor, qkv: dict[str, Projection], out_proj: Projection,
           num_heads: int, mask: torch.Tensor, causal: bool = True,
-          additive: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+          additive: torch.Tensor | None = None, shared: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
     """MultiHeadAttention: one projection per role, split into heads, merged, out_proj.
 
     causal: the mask is the lower triangle (the weights are 0 above the diagonal);
-    additive: steps.additive_mask(mask), when the caller keeps it.
+    additive: steps.additive_mask(mask), when the caller keeps it;
+    shared: the trainable stage's (T, d_out) queries, keys and values when its W_query, W_key
+    and W_value are these (the same seed draws the same first three layers).
     """
-    queries = steps.split_heads(steps.project(batch_inputs, qkv["query"]), num_heads)  # (b, h, T, hd)
-    keys = steps.split_heads(steps.project(batch_inputs, qkv["key"]), num_heads)       # (b, h, T, hd)
-    values = steps.split_heads(steps.project(batch_inputs, qkv["value"]), num_heads)   # (b, h, T, hd)
+    b = batch_inputs.shape[0]
+
+    def projected(role: str) -> torch.Tensor:                                         # (b, T, d_out)
+        if shared is None:
+            return steps.project(batch_inputs, qkv[role])
+        return _batched(shared, {"query": "queries", "key": "keys", "value": "values"}[role], b)
+
+    queries = steps.split_heads(projected("query"), num_heads)                        # (b, h, T, hd)
+    keys = steps.split_heads(projected("key"), num_heads)                             # (b, h, T, hd)
+    values = steps.split_heads(projected("value"), num_heads)                         # (b, h, T, hd)
     attn_scores = steps.dot_scores(queries, keys)                                     # (b, h, T, T)
     # h·T² floats each: the masked scores are derived on first look, the weights computed
     # with one buffer (at 1024 tokens × 12 heads every T×T tensor is 50 MB).

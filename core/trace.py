@@ -202,6 +202,20 @@ def _wrapper_on(init: str, seed: int, d_in: int, head_dim: int, num_heads: int, 
     return heads, stages.stack_heads(heads)
 
 
+@functools.lru_cache(maxsize=8)
+def _same_first_layers(*draw: object) -> bool:
+    """Whether MultiHeadAttention's W_query, W_key, W_value (and biases) are the trainable stage's.
+
+    draw: (init, seed, d_in, d_out, bias, device, dtype), as _qkv_on and _fused_on take them.
+    """
+    mine = _qkv_on(*draw)
+    fused, _out = _fused_on(*draw)
+
+    def same(a, b) -> bool:
+        return (a is None and b is None) or (a is not None and b is not None and torch.equal(a, b))
+    return all(same(mine[r].W, fused[r].W) and same(mine[r].b, fused[r].b) for r in weights.ROLES)
+
+
 @functools.lru_cache(maxsize=4)
 def _fused_on(init: str, seed: int, d_in: int, d_out: int, bias: bool, device: str,
               dtype: torch.dtype) -> tuple[dict[str, weights.Projection], weights.Projection]:
@@ -243,6 +257,10 @@ def build_trace(config: AttentionConfig, inputs: Inputs | None = None,
                 for r, p in on.items()}
 
     result: dict[str, dict[str, Intermediate]] = {}
+    # The causal stage and MultiHeadAttention start with the very projections of the trainable
+    # stage (same inputs; same seed, so the same first three layers are drawn): when that stage
+    # ran, they use its Q, K, V (and the causal stage its scores) instead of computing them again.
+    shared = None
     with torch.no_grad():
         for stage in STAGES:
             if stage not in only:
@@ -251,18 +269,20 @@ def build_trace(config: AttentionConfig, inputs: Inputs | None = None,
                 named = stages.simplified(x)
             elif stage == "trainable":
                 named = stages.trainable(x, qkv(config.d_out))
+                shared = {k: named[k] for k in ("queries", "keys", "values", "attn_scores")}
             elif stage == "causal":
                 keep = _dropout_keep((b, num_tokens, num_tokens), config.dropout, config.dropout_seed, device, dtype)
-                named = stages.causal(xb, qkv(config.d_out), mask, keep, config.dropout)
+                named = stages.causal(xb, qkv(config.d_out), mask, keep, config.dropout, shared)
             else:
                 heads, stacked = _wrapper_on(config.init, config.seed, config.d_in, config.head_dim,
                                              config.num_heads, config.qkv_bias, device, dtype)
-                fqkv, out_proj = _fused_on(config.init, config.seed, config.d_in, config.d_out,
-                                           config.qkv_bias, device, dtype)
+                draw = (config.init, config.seed, config.d_in, config.d_out, config.qkv_bias, device, dtype)
+                fqkv, out_proj = _fused_on(*draw)
                 additive = _additive_mask(num_tokens, config.causal, device, dtype)
                 named = {
                     **stages.wrapper(xb, heads, mask, stacked),
-                    **stages.fused(xb, fqkv, out_proj, config.num_heads, mask, config.causal, additive),
+                    **stages.fused(xb, fqkv, out_proj, config.num_heads, mask, config.causal, additive,
+                                   shared if not overrides and _same_first_layers(*draw) else None),
                 }
             result[stage] = _wrap(stage, named, b, token_labels)
     if device.startswith("cuda"):

@@ -105,3 +105,27 @@ def test_no_intermediate_aliases_another(trace):
     build_trace(trace.config)  # a second trace must not write into the first
     for it in items:
         assert torch.equal(it.tensor, before[it.key]), it.key
+
+
+@pytest.mark.parametrize("cfg", CONFIGS, ids=IDS)
+def test_stages_sharing_the_trainable_projections_equal_stages_computed_alone(cfg):
+    """A full trace reuses the trainable stage's Q, K, V (and scores) in the causal and multi-head
+    stages; each stage computed on its own (no sharing) must give the same numbers."""
+    full = build_trace(cfg)
+    for stage in ("causal", "multihead"):
+        alone = build_trace(cfg, only=(stage,))
+        for item in alone:
+            other = full[item.key].tensor
+            assert other.shape == item.tensor.shape, item.key
+            assert torch.allclose(other, item.tensor, atol=1e-6, rtol=0, equal_nan=True), item.key
+
+
+def test_edited_weights_reach_the_causal_stage_but_not_the_multihead_one():
+    cfg = CONFIGS[0]
+    edited = {"W_query": (build_trace(cfg)["trainable", "W_query"].numpy() * 2).tolist()}
+    full = build_trace(cfg, weights_override=edited)
+    assert torch.allclose(full["causal", "attn_scores"].tensor,
+                          build_trace(cfg, only=("causal",), weights_override=edited)["causal", "attn_scores"].tensor)
+    plain = build_trace(cfg, only=("multihead",))
+    assert torch.equal(full["multihead", "queries"].tensor, plain["multihead", "queries"].tensor)
+    assert not torch.allclose(full["causal", "attn_scores"].tensor, build_trace(cfg)["causal", "attn_scores"].tensor)
