@@ -44,9 +44,12 @@ class CodePanel(QtWidgets.QWidget):
         self.step_view = step_view
         self.key: tuple[str, str] | None = None      # the matrix whose line is highlighted
         self._picked = False
+        self._rows: list[tuple[str, str]] | None = None   # the lines on show (see _show_rows)
+        self._scrolled: tuple[int, int] | None = None      # scroll bars as refresh left them
         self.title = QtWidgets.QLabel(objectName="codeTitle")
         self.code = QtWidgets.QTextBrowser(objectName="codeText")
         self.code.setLineWrapMode(QtWidgets.QTextEdit.LineWrapMode.NoWrap)
+        self.code.setUndoRedoEnabled(False)          # lines replaced in place (_show_rows) keep no history
         self.copy_button = QtWidgets.QPushButton("Copy snippet", objectName="copySnippet")
         self.copy_button.setToolTip("Copy a runnable Python script (torch only) that prints this matrix "
                                     "with the numbers on screen")
@@ -90,36 +93,80 @@ class CodePanel(QtWidgets.QWidget):
         if trace is None or self.key is None:
             self.title.setText("")
             self.code.setHtml("")
+            self._rows = None
             self.copy_button.setEnabled(False)
             return
         from core.snippets import stage_code
         stage, name = self.key
         lines = stage_code(trace.config, stage)
         self.title.setText(f"<b>{stage}.{name}</b> in torch")
-        out = []
+        rows = []                                  # (style, text) per line of code
         for n, line in lines:
-            esc = html.escape(line) or "&nbsp;"
             if n == name:
-                out.append(f"<div style='background:{HIGHLIGHT}; font-weight:bold;'>{esc}</div>")
+                rows.append(("hl", line))
             elif line.lstrip().startswith("#"):
+                rows.append(("comment", line))
+            else:
+                rows.append(("", line))
+        if stage == "simplified" and name == "inputs":
+            rows.insert(0, ("hl", "inputs = torch.tensor([...])  # the embeddings"))
+        self._show_rows(rows)
+        self.copy_button.setEnabled(True)
+        self._scroll_to_highlight(lines, name)
+
+    def _show_rows(self, rows: list[tuple[str, str]]) -> None:
+        """Show the code lines; when only some lines' text changed (a new seed, say), replace
+        just those lines instead of re-parsing the whole document (setHtml re-lays it out)."""
+        old = self._rows
+        self._rows = rows
+        doc = self.code.document()
+        if (old is not None and len(old) == len(rows) and doc.blockCount() == len(rows)
+                and all(a[0] == b[0] for a, b in zip(old, rows))):
+            changed = [k for k, (a, b) in enumerate(zip(old, rows)) if a[1] != b[1]]
+            bars = (self.code.verticalScrollBar(), self.code.horizontalScrollBar())
+            if tuple(b.value() for b in bars) != self._scrolled:
+                for b in bars:                     # scrolled away: back to the top, as setHtml does
+                    b.setValue(b.minimum())
+            cursor = QtGui.QTextCursor(doc)
+            cursor.beginEditBlock()
+            for k in changed:
+                block = doc.findBlockByNumber(k)
+                c = QtGui.QTextCursor(block)
+                c.movePosition(QtGui.QTextCursor.MoveOperation.EndOfBlock, QtGui.QTextCursor.MoveMode.KeepAnchor)
+                fmt = block.begin().fragment().charFormat() if block.begin() != block.end() else c.charFormat()
+                c.insertText(rows[k][1] or "\u00a0", fmt)
+            cursor.endEditBlock()
+            return
+        out = []
+        for style, line in rows:
+            esc = html.escape(line) or "&nbsp;"
+            if style == "hl":
+                out.append(f"<div style='background:{HIGHLIGHT}; font-weight:bold;'>{esc}</div>")
+            elif style == "comment":
                 out.append(f"<div style='color:#6a737d'>{esc}</div>")
             else:
                 out.append(f"<div>{esc}</div>")
-        if stage == "simplified" and name == "inputs":
-            out.insert(0, f"<div style='background:{HIGHLIGHT}; font-weight:bold;'>inputs = torch.tensor([...])  # the embeddings</div>")
         self.code.setHtml("<pre style='font-family: monospace; margin:0'>" + "".join(out) + "</pre>")
-        self.copy_button.setEnabled(True)
-        self._scroll_to_highlight(lines, name)
 
     def _scroll_to_highlight(self, lines, name: str) -> None:
         for k, (n, _line) in enumerate(lines):
             if n == name:
                 block = self.code.document().findBlockByNumber(k)
                 if block.isValid():
+                    # setTextCursor and ensureCursorVisible repaint the code's frame and scroll
+                    # bars (lines on the last page re-adjust the scroll bars) even when nothing
+                    # moves: call them only when the cursor moves or the line would scroll into
+                    # view (not fully in view, or scrolled sideways away from the line's start)
                     cur = QtGui.QTextCursor(block)
-                    self.code.setTextCursor(cur)
-                    self.code.ensureCursorVisible()
-                return
+                    now = self.code.textCursor()
+                    if now.position() != cur.position() or now.hasSelection():
+                        self.code.setTextCursor(cur)
+                    r = self.code.cursorRect(cur)
+                    hbar = self.code.horizontalScrollBar()
+                    if r.top() < 0 or r.bottom() >= self.code.viewport().height() or hbar.value() != hbar.minimum():
+                        self.code.ensureCursorVisible()
+                break
+        self._scrolled = (self.code.verticalScrollBar().value(), self.code.horizontalScrollBar().value())
 
     def highlighted_line(self) -> str | None:
         """The line shown highlighted (for tests)."""
