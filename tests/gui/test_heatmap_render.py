@@ -62,3 +62,46 @@ def test_a_failing_short_path_falls_back_to_pyqtgraph(qapp, monkeypatch):
     item.setImage(np.arange(6, dtype=np.float32).reshape(2, 3), autoLevels=False, levels=(-5.0, 5.0))
     item.render()
     assert item.qimage is not None and item.qimage.width() == 3
+
+
+@pytest.mark.parametrize("px", [7, 10, 14])
+def test_cell_texts_look_like_one_text_item_per_cell(qtbot, px):
+    """The one item that prints all cell values draws the same pixels as pyqtgraph TextItems."""
+    from PySide6 import QtWidgets
+    from gui.heatmap import _CellTexts
+    w = pg.GraphicsLayoutWidget(show=False)
+    w.setBackground("w")
+    w.resize(420, 260)
+    plot = w.addPlot()
+    plot.invertY(True)
+    plot.hideAxis("left")
+    plot.hideAxis("bottom")
+    plot.setRange(xRange=(0, 3), yRange=(0, 2), padding=0)
+    plot.disableAutoRange()
+    texts = ["0.1234", "−∞", "0", "1.0e-07", "-0.5000", "1"]
+    colors = [(0, 0, 0), (70, 70, 70), (255, 255, 255), (0, 0, 0), (255, 255, 255), (70, 70, 70)]
+    font = QtGui.QFont()
+    font.setPixelSize(px)
+    items = []
+    for n, (text, color) in enumerate(zip(texts, colors)):
+        item = pg.TextItem(anchor=(0.5, 0.5))
+        item.setText(text, color=color)
+        item.setFont(font)
+        item.setPos(n % 3 + 0.5, n // 3 + 0.5)
+        plot.addItem(item)
+        items.append(item)
+    qtbot.addWidget(w)
+    w.show()
+    qtbot.waitExposed(w)
+    QtWidgets.QApplication.processEvents()
+    with_text_items = w.grab().toImage()
+    for item in items:
+        plot.removeItem(item)
+    cells = _CellTexts()
+    cells.set_shape(2, 3)
+    cells.set_pixel_size(px)
+    cells.set_cells([(t, QtGui.QColor(*c)) for t, c in zip(texts, colors)])
+    plot.addItem(cells)
+    QtWidgets.QApplication.processEvents()
+    assert cells.texts == texts
+    assert w.grab().toImage() == with_text_items

@@ -73,3 +73,29 @@ def test_colour_bar_follows_the_levels_after_a_seed_change(window, qtbot):
         assert tuple(panel.bar.levels()) == tuple(data.levels)
         for m in panel.maps:
             assert tuple(float(v) for v in m.image.levels) == tuple(data.levels)
+
+
+def test_cell_values_after_a_seed_change_are_the_new_numbers(window, qtbot):
+    """One head in detail (its values printed): after each new seed the cells print the new
+    trace's weights, masked cells "0" in grey, dark cells in white, light ones in black."""
+    import numpy as np
+    from core.trace import build_trace
+    c = window.controller
+    sv = window.step_view
+    go_to(window, qtbot, "multihead.weights")
+    for seed in (41, 42, 41):
+        wait_trace(window, qtbot, lambda: c.set_params(seed=seed))
+        sv.head_box.setCurrentIndex(2)                      # head 1
+        QtWidgets.QApplication.processEvents()
+        m = sv.panels[0].maps[0]
+        weights = build_trace(c.trace.config)["multihead", "attn_weights"].numpy()[0, 1]
+        t = weights.shape[0]
+        masked = np.triu(np.ones((t, t), dtype=bool), 1)
+        expected = ["0" if masked[i, j] else f"{float(weights[i, j]):.4f}" for i in range(t) for j in range(t)]
+        assert m.cells.isVisible()
+        assert m.texts == expected, seed
+        colours = [color.getRgb()[:3] for _text, color in m.cells._cells]
+        assert colours[1] == (70, 70, 70)                  # row 0, column 1: masked
+        assert colours[0] == (0, 0, 0)                     # weight 1.0: yellow cell, black text
+        assert (255, 255, 255) in colours                  # dark (low weight) cells
+        sv.head_box.setCurrentIndex(0)                      # all heads again
