@@ -71,13 +71,25 @@ class _Axis(pg.AxisItem):
 
     def __init__(self, orientation: str):
         self._painting = False
+        self._geometry = None
+        self._rect = self._cached_rect = QtCore.QRectF()
         super().__init__(orientation)
         self.setCacheMode(QtWidgets.QGraphicsItem.CacheMode.DeviceCoordinateCache)
 
+    def setStyle(self, **kwargs) -> None:
+        self._geometry = None             # the tick length and label overlap change the rect
+        super().setStyle(**kwargs)
+
     def boundingRect(self) -> QtCore.QRectF:
-        rect = super().boundingRect()
+        # Qt asks ~3 times per item and paint; pyqtgraph's rect depends on the geometry only
+        # (fixed style, no grid)
+        geometry = self.geometry()
+        if geometry != self._geometry:
+            self._geometry = geometry
+            self._rect = super().boundingRect()
+            self._cached_rect = self._rect.adjusted(-1, -1, 1, 1)
         # while painting, pyqtgraph drops the tick labels outside this rect: give it its own
-        return rect if self._painting else rect.adjusted(-1, -1, 1, 1)
+        return QtCore.QRectF(self._rect if self._painting else self._cached_rect)
 
     def paint(self, p, opt, widget) -> None:
         self._painting = True
@@ -272,6 +284,7 @@ class _Map:
         self._texts: tuple = ()
         self._widest: int | None = None       # widest column label in pixels (cached)
         self._ticks: dict[str, list] = {}     # ticks last set per axis (setTicks re-renders the axis)
+        self._fitted = None                   # (view pixel size, labels, widest) the ticks were fitted to
         self._text_size: tuple | None = None  # (pixel size, visible) the cell texts last got
         self._pending_texts = None            # (data, k, cmap) whose cell texts wait until readable
         self._shown = None                    # (data, k) drawn (redrawn when a resize changes the stride)
@@ -418,14 +431,16 @@ class _Map:
         px_w, px_h = self.plot.vb.viewPixelSize()
         cell_w = 1.0 / px_w if px_w > 0 else 0.0
         cell_h = 1.0 / px_h if px_h > 0 else 0.0
-        fm = QtGui.QFontMetrics(self.plot.getAxis("top").style.get("tickFont") or QtGui.QFont())
         rows, cols = self.labels
-        if cols:
-            if self._widest is None:
-                self._widest = max(fm.horizontalAdvance(str(t)) for t in cols)
-            self._set_ticks("top", [_fitted_ticks(cols, cell_w, fm, self._widest)])
-        if rows:
-            self._set_ticks("left", [_fitted_ticks(rows, cell_h, fm, None)])
+        if (px_w, px_h, self.labels, self._widest) != self._fitted:   # same cells, same ticks
+            fm = QtGui.QFontMetrics(self.plot.getAxis("top").style.get("tickFont") or QtGui.QFont())
+            if cols:
+                if self._widest is None:
+                    self._widest = max(fm.horizontalAdvance(str(t)) for t in cols)
+                self._set_ticks("top", [_fitted_ticks(cols, cell_w, fm, self._widest)])
+            if rows:
+                self._set_ticks("left", [_fitted_ticks(rows, cell_h, fm, None)])
+            self._fitted = (px_w, px_h, self.labels, self._widest)
         if not self._ncells:
             return
         size = int(min(14, (cell_w - 3) / 3.9, cell_h / 1.5))
