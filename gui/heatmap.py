@@ -64,50 +64,40 @@ def _tick_list(labels: tuple[str, ...]) -> list[tuple[float, str]]:
 
 
 class _Axis(pg.AxisItem):
-    """An axis drawn once into a pixmap Qt keeps (DeviceCoordinateCache) and re-drawn only when
-    its ticks or range change: a redraw after a parameter change repaints the images, and
-    replaying every axis's text beside them cost ~3 ms for 12 maps. The cached area is a pixel
-    larger than pyqtgraph's bounding rect, which the axis line's end pixel pokes out of."""
+    """pyqtgraph's axis, keeping its bounding rect until its geometry changes: Qt asks for it
+    ~3 times per axis and paint, 24 axes for 12 heads.
+
+    (Not drawn through a Qt item cache: DeviceCoordinateCache saved ~1.5 ms a 12-head redraw
+    but, at some window sizes, drew the axis line's end pixel differently.)"""
 
     def __init__(self, orientation: str):
-        self._painting = False
         self._geometry = None
-        self._rect = self._cached_rect = QtCore.QRectF()
+        self._rect = QtCore.QRectF()
         super().__init__(orientation)
-        self.setCacheMode(QtWidgets.QGraphicsItem.CacheMode.DeviceCoordinateCache)
 
     def setStyle(self, **kwargs) -> None:
         self._geometry = None             # the tick length and label overlap change the rect
         super().setStyle(**kwargs)
 
     def boundingRect(self) -> QtCore.QRectF:
-        # Qt asks ~3 times per item and paint; pyqtgraph's rect depends on the geometry only
-        # (fixed style, no grid)
+        # pyqtgraph's rect depends on the geometry only (fixed style, no grid)
         geometry = self.geometry()
         if geometry != self._geometry:
             self._geometry = geometry
             self._rect = super().boundingRect()
-            self._cached_rect = self._rect.adjusted(-1, -1, 1, 1)
-        # while painting, pyqtgraph drops the tick labels outside this rect: give it its own
-        return QtCore.QRectF(self._rect if self._painting else self._cached_rect)
-
-    def paint(self, p, opt, widget) -> None:
-        self._painting = True
-        try:
-            super().paint(p, opt, widget)
-        finally:
-            self._painting = False
+        return QtCore.QRectF(self._rect)
 
 
 class _Image(pg.ImageItem):
     """pyqtgraph's ImageItem, with a shorter way from a float map to the QImage it paints.
 
-    pyqtgraph maps a float image with NaNs to an RGBA8888 (not premultiplied) QImage through
-    generic code, and QPainter converts that format again on every drawImage: ~0.2 ms a map,
-    2–5 ms for 12 heads. Here the same colour indices (the same float arithmetic as
-    ``pyqtgraph.functions.rescaleData``) look up a premultiplied ARGB32 table directly, NaN
-    cells fully transparent: the same pixels on screen. Anything else (other image types,
-    translucent colour maps) goes through pyqtgraph's own render.
+    pyqtgraph maps a float image with NaNs to an RGBA8888 QImage through generic code (~0.1 ms
+    a map, more for big ones). Here the same colour indices (the same float arithmetic as
+    ``pyqtgraph.functions.rescaleData``) look up an ARGB32 table directly, NaN cells fully
+    transparent. Not premultiplied on purpose: QPainter scales a premultiplied image through
+    its fast path, which rounds cell edges half a pixel differently; a non-premultiplied one
+    takes the same path as pyqtgraph's RGBA8888, so the same pixels reach the screen. Anything
+    else (other image types, translucent colour maps) goes through pyqtgraph's own render.
     """
 
     _lut_key = None
@@ -155,8 +145,8 @@ class _Image(pg.ImageItem):
             y[nan] = 0
         argb = lut32[y.astype(np.uint8)]
         if has_nan:
-            argb[nan] = 0                          # transparent (premultiplied: all zero)
-        self.qimage = fn.ndarray_to_qimage(argb, QtGui.QImage.Format.Format_ARGB32_Premultiplied)
+            argb[nan] = 0                          # transparent
+        self.qimage = fn.ndarray_to_qimage(argb, QtGui.QImage.Format.Format_ARGB32)
         self._processingBuffer = None
         self._displayBuffer = None
         self._renderRequired = False

@@ -15,6 +15,22 @@ def _pixels(qimage: QtGui.QImage) -> np.ndarray:
     return arr[:, :img.width() * 4].copy()
 
 
+# map scale and offset on screen: 12 heads of 64 tokens are ~1 pixel a cell, at fractional offsets
+_TRANSFORMS = [(5.3, 7.7, 70 / 64, 108 / 64), (0.25, 0.5, 0.94, 1.68), (3.0, 1.0, 9.5, 7.25), (0.6, 0.1, 31.3, 17.9)]
+
+
+def _drawn(item, transform) -> QtGui.QImage:
+    dx, dy, sx, sy = transform
+    target = QtGui.QImage(320, 240, QtGui.QImage.Format.Format_ARGB32_Premultiplied)
+    target.fill(QtGui.QColor(255, 255, 255))
+    painter = QtGui.QPainter(target)
+    painter.translate(dx, dy)
+    painter.scale(sx, sy)
+    item.paint(painter)
+    painter.end()
+    return target
+
+
 def _images(rng) -> list[np.ndarray]:
     a = rng.normal(0.0, 1.5, (7, 9)).astype(np.float32)
     masked = a.copy()
@@ -37,8 +53,10 @@ def test_same_pixels_as_pyqtgraph(qapp, kind, levels):
             item.setColorMap(cmap)
             item.setImage(data, autoLevels=False, levels=levels)
             item.render()
-        assert ours.qimage.format() == QtGui.QImage.Format.Format_ARGB32_Premultiplied   # the short path ran
+        assert ours.qimage.format() == QtGui.QImage.Format.Format_ARGB32   # the short path ran
         np.testing.assert_array_equal(_pixels(ours.qimage), _pixels(theirs.qimage), err_msg=f"{kind} {levels} {data}")
+        for transform in _TRANSFORMS:          # and QPainter puts them on screen the same way
+            assert _drawn(ours, transform) == _drawn(theirs, transform), (kind, levels, transform)
 
 
 def test_translucent_colour_maps_use_pyqtgraph(qapp):
