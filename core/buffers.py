@@ -47,7 +47,8 @@ def empty(shape: tuple[int, ...], dtype: torch.dtype, device) -> torch.Tensor:
             if total <= MAX_POOL_BYTES:
                 break
             if t is not fresh and _is_free(t):
-                _pool.remove(t)
+                # by identity: list.remove would compare tensors with ==, elementwise
+                _pool[:] = [p for p in _pool if p is not t]
                 total -= t.numel() * t.element_size()
         # hand out a view, never the pooled tensor itself: the view's reference to the storage
         # is what marks the buffer as in use (references to one tensor object do not count)

@@ -53,3 +53,20 @@ def test_scores_and_weights_never_share_memory():
     a = build_trace(CFG, only=("multihead",))
     assert ptr(a, "attn_scores") != ptr(a, "attn_weights")
     assert torch.isfinite(a["multihead", "attn_scores"].tensor).all()   # not overwritten by −inf weights' input
+
+
+def test_the_pool_forgets_free_buffers_of_other_shapes_beyond_its_budget(monkeypatch):
+    """Regression: evicting a buffer compared tensors with == (list.remove) and raised when an
+    earlier pooled buffer had another shape (seen in `main.py bench`: 2048 then 1024 tokens)."""
+    buffers.clear()
+    monkeypatch.setattr(buffers, "MAX_POOL_BYTES", 3 * buffers.MIN_BYTES)
+    n = buffers.MIN_BYTES // 4                                   # float32 elements of MIN_BYTES
+    kept = buffers.empty((2, n), torch.float32, "cpu")           # in use: must stay pooled
+    for shape in [(n,), (3, n), (4, n), (5, n)]:                 # new sizes, each dropped right away
+        t = buffers.empty(shape, torch.float32, "cpu")
+        assert t.shape == shape
+        del t
+    total = sum(t.numel() * t.element_size() for t in buffers._pool)
+    assert total <= 2 * buffers.MIN_BYTES + 5 * buffers.MIN_BYTES   # the one in use + the newest
+    assert any(t.data_ptr() == kept.data_ptr() for t in buffers._pool)
+    buffers.clear()
