@@ -47,7 +47,7 @@ def _fitted_ticks(labels, cell_px: float, fm: QtGui.QFontMetrics, widest: int | 
     ``widest`` (pixels of the widest label) marks the horizontal axis; None the vertical one.
     """
     avg = max(fm.averageCharWidth(), 1)
-    cell_px = max(cell_px, 0.5)
+    cell_px = max(cell_px, 1e-6)        # a downsampled map's cells are well under a pixel
     horizontal = widest is not None
     if horizontal:
         need = min(widest + 6, 4 * avg + 8)       # room for at least "abc…" and a gap

@@ -123,3 +123,22 @@ def test_equivalences_at_gpt2_width_with_an_overflowing_naive_softmax(window, qt
     qtbot.waitUntil(lambda: bool(window.equivalences.datas), timeout=TRACE_TIMEOUT_MS)
     for data in window.equivalences.datas.values():
         assert all(math.isfinite(v) for v in data.levels)
+
+
+@pytest.mark.parametrize("tokens,map_px", [(1024, 15.0), (1024, 120.0), (64, 40.0), (6, 300.0)])
+def test_axis_labels_of_a_downsampled_map_do_not_overlap(tokens, map_px):
+    """Regression: cells were taken as at least half a pixel wide, so a 1024-row map 15 px tall
+    got 24 row labels on top of each other (a black smear beside each of 12 heads)."""
+    from PySide6 import QtGui, QtWidgets
+    from gui.heatmap import _fitted_ticks
+    QtWidgets.QApplication.instance() or QtWidgets.QApplication([])
+    fm = QtGui.QFontMetrics(QtGui.QFont())
+    labels = tuple(f"t{i}" for i in range(tokens))
+    cell = map_px / tokens
+    rows = _fitted_ticks(labels, cell, fm, None)                                   # vertical axis
+    gaps = [(b - a) * cell for (a, _), (b, _) in zip(rows, rows[1:])]
+    assert rows and all(g >= fm.height() for g in gaps), gaps
+    widest = max(fm.horizontalAdvance(t) for t in labels)
+    cols = _fitted_ticks(labels, cell, fm, widest)                                 # horizontal axis
+    for (a, text), (b, _) in zip(cols, cols[1:]):
+        assert fm.horizontalAdvance(text) <= (b - a) * cell, (text, (b - a) * cell)
