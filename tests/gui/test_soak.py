@@ -123,8 +123,19 @@ class Soak:
         presenter = getattr(self.win, "presenter", None)
         if presenter is not None and getattr(presenter, "playing", False):
             presenter.pause()
-        self.qtbot.waitUntil(lambda: not self.c.is_busy() and self.win.export_job is None,
-                             timeout=TRACE_TIMEOUT_MS)
+        try:
+            self.qtbot.waitUntil(lambda: not self.c.is_busy() and self.win.export_job is None,
+                                 timeout=TRACE_TIMEOUT_MS)
+        except Exception:
+            # what was still running: the newest requests and every thread's stack
+            sys.stderr.write(f"\nsettle timed out: export job {self.win.export_job!r}; newest requests:\n")
+            for req in list(self.requests.values())[-3:]:
+                sys.stderr.write(f"  {req.id} {req.mode} {req.params} inputs={req.inputs!r} "
+                                 f"weights={None if req.weights is None else list(req.weights)}\n")
+            for exc in getattr(self, "exceptions", [])[:3]:
+                sys.stderr.write(f"exception collected meanwhile:\n{exc}\n")
+            faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
+            raise
         self.qtbot.wait(1)
 
     def type_into(self, line_edit: QtWidgets.QLineEdit, text: str) -> None:
