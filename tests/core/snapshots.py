@@ -13,3 +13,15 @@ def snapshot(root: Path) -> dict[str, bytes | None]:
             p = os.path.join(dirpath, f)
             found[os.path.relpath(p, root)] = Path(p).read_bytes()
     return found
+
+
+def existing_target(root: Path) -> Path:
+    """A folder under root that already holds the user's files and an older export."""
+    target = root / "target"
+    (target / "causal").mkdir(parents=True)
+    (target / "trainable").mkdir()  # an empty folder of the user's, where the export writes too
+    (target / "notes.txt").write_text("my notes\n")
+    (target / "causal" / "mask.csv").write_text("an older export\n")
+    (target / "causal" / "mine.csv").write_text("keep,me\n")
+    (target / "manifest.json").write_text('{"old": true}\n')
+    return target

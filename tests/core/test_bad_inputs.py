@@ -18,7 +18,7 @@ import torch
 
 from core import cli
 from core.config import MAX_TEXT_CHARS, MAX_TOKENS
-from tests.core.snapshots import snapshot
+from tests.core.snapshots import existing_target, snapshot
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -234,16 +234,6 @@ def test_out_of_memory_anyway_is_one_line(error, tmp_path, capsys, monkeypatch):
 
 # ----------------------------------------------------------------------------- --out targets
 
-def _existing_target(tmp_path: Path) -> Path:
-    target = tmp_path / "target"
-    (target / "causal").mkdir(parents=True)
-    (target / "trainable").mkdir()  # an empty folder of the user's, where the export writes too
-    (target / "notes.txt").write_text("my notes\n")
-    (target / "causal" / "mask.csv").write_text("an older export\n")
-    (target / "manifest.json").write_text('{"old": true}\n')
-    return target
-
-
 def test_out_is_an_existing_file(tmp_path, capsys):
     target = tmp_path / "report.csv"
     target.write_text("keep me\n")
@@ -294,7 +284,7 @@ DISK_FULL = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 def test_write_fails_midway(existing, error, words, nth, tmp_path, capsys, monkeypatch):
     """Read-only folder or full disk (simulated: tests run as root, so chmod would not stop
     them): the n-th file write fails. Message, exit 2, the target exactly as it was."""
-    target = _existing_target(tmp_path) if existing else tmp_path / "target"
+    target = existing_target(tmp_path) if existing else tmp_path / "target"
     before = snapshot(tmp_path)
     monkeypatch.setattr(Path, "write_text", _fail_nth(Path.write_text, nth, error))
     code, out, err = run_in_process(["--out", str(target)], capsys)
@@ -309,7 +299,7 @@ def test_rename_fails_midway(existing, nth, tmp_path, capsys, monkeypatch):
     is taken back and every replaced file restored."""
     import core.export
 
-    target = _existing_target(tmp_path) if existing else tmp_path / "target"
+    target = existing_target(tmp_path) if existing else tmp_path / "target"
     before = snapshot(tmp_path)
     monkeypatch.setattr(core.export.os, "replace", _fail_nth(os.replace, nth, DISK_FULL))
     code, out, err = run_in_process(["--out", str(target)], capsys)
@@ -324,7 +314,7 @@ def test_cannot_create_the_staging_folder(tmp_path, capsys, monkeypatch):
         raise PermissionError(errno.EACCES, os.strerror(errno.EACCES))
 
     monkeypatch.setattr(core.export.tempfile, "mkdtemp", refuse)
-    target = _existing_target(tmp_path)
+    target = existing_target(tmp_path)
     before = snapshot(tmp_path)
     code, out, err = run_in_process(["--out", str(target)], capsys)
     assert_one_clear_line(code, err, "--out", ("permission denied",))
@@ -407,7 +397,7 @@ def test_ctrl_c_is_one_line_and_leaves_nothing(where, tmp_path, capsys, monkeypa
         monkeypatch.setattr(Path, "write_text", _fail_nth(Path.write_text, 4, KeyboardInterrupt()))
     else:
         monkeypatch.setattr(core.export.os, "replace", _fail_nth(os.replace, 6, KeyboardInterrupt()))
-    target = _existing_target(tmp_path)
+    target = existing_target(tmp_path)
     before = snapshot(tmp_path)
     code, out, err = run_in_process(["--out", str(target)], capsys)
     assert code == 130

@@ -18,7 +18,7 @@ import core.export
 from core import AttentionConfig, build_trace
 from core.export import (ExportCancelled, ExportError, count_slices, export_trace, read_csv_slice,
                          write_matrix_csv, write_text_atomic)
-from tests.core.snapshots import snapshot
+from tests.core.snapshots import existing_target, snapshot
 
 DISK_FULL = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
@@ -48,18 +48,6 @@ CONFIGS = {
 @pytest.fixture(scope="module")
 def traces():
     return {k: build_trace(c) for k, c in CONFIGS.items()}
-
-
-def existing_target(root: Path) -> Path:
-    """A folder that already holds the user's files and an older export."""
-    target = root / "target"
-    (target / "causal").mkdir(parents=True)
-    (target / "trainable").mkdir()  # an empty folder of the user's, where the export writes too
-    (target / "notes.txt").write_text("my notes\n")
-    (target / "causal" / "mask.csv").write_text("an older export\n")
-    (target / "causal" / "mine.csv").write_text("keep,me\n")
-    (target / "manifest.json").write_text('{"old": true}\n')
-    return target
 
 
 def assert_round_trip(trace, out: Path) -> int:
