@@ -391,14 +391,14 @@ def test_ctrl_c_is_one_line_and_leaves_nothing(where, tmp_path, capsys, monkeypa
     def interrupt(*a, **k):
         raise KeyboardInterrupt
 
+    target = existing_target(tmp_path)        # before the patches: its files are written for real
+    before = snapshot(tmp_path)
     if where == "compute":
         monkeypatch.setattr(core.trace, "build_trace", interrupt)
-    elif where == "write":
-        monkeypatch.setattr(Path, "write_text", _fail_nth(Path.write_text, 4, KeyboardInterrupt()))
+    elif where == "write":                    # the export's first file
+        monkeypatch.setattr(Path, "write_text", _fail_nth(Path.write_text, 1, KeyboardInterrupt()))
     else:
         monkeypatch.setattr(core.export.os, "replace", _fail_nth(os.replace, 6, KeyboardInterrupt()))
-    target = existing_target(tmp_path)
-    before = snapshot(tmp_path)
     code, out, err = run_in_process(["--out", str(target)], capsys)
     assert code == 130
     assert err.splitlines() == ["python main.py export: interrupted; nothing was written"]
