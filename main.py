@@ -20,7 +20,7 @@ def main(argv: list[str] | None = None) -> int:
         from core.cli import run_export
         return run_export(argv[1:])
     if argv[:1] == ["bench"]:
-        from gui.bench import run_bench
+        from tools.bench import run_bench
         return run_bench(argv[1:])
     if argv[:1] in (["-h"], ["--help"]):
         print("usage:\n" + USAGE.rstrip() + "\n\nRun 'python main.py export --help' for the export options.")

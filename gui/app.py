@@ -63,7 +63,7 @@ def run_app(argv: list[str]) -> int:
     controller.trace_changed.connect(freeze_gc_once)
     import os
     if os.environ.get("ATTENTION_STEPPER_STARTUP_PROBE"):   # python main.py bench: time the start-up
-        from gui.startup_probe import install
+        from tools.startup_probe import install
         install(app, window, controller)
     extra = [a for a in argv if not a.startswith("-")]        # python main.py LESSON.json
     QtCore.QTimer.singleShot(0, lambda: start(window, controller, extra[0] if extra else None))

@@ -116,7 +116,7 @@ def test_ctrl_q_closes_cleanly(window, qtbot):
 
 
 def test_screenshot_script_renders_steps(qtbot, tmp_path):
-    from gui.screenshots import main
+    from tools.screenshots import main
     assert main(["--out", str(tmp_path), "--only", "trainable.scores", "33"]) == 0
     pngs = sorted(p.name for p in tmp_path.glob("*.png"))
     assert pngs == ["step_11_trainable_scores.png", "step_33_multihead_out_proj.png"]

@@ -1,6 +1,6 @@
 """Render the cell inspector and the equivalence view to PNG, offscreen.
 
-    python -m gui.feature_screenshots --out resources/screenshots
+    python -m tools.feature_screenshots --out resources/screenshots
 
 writes ``inspector.png`` (the window on step 2.4 after a click on ω[journey, starts]: the
 arithmetic on the right, the query and key rows framed) and ``equivalence.png`` (the four
@@ -30,7 +30,7 @@ def save_small(widget, path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m gui.feature_screenshots", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m tools.feature_screenshots", description=__doc__.splitlines()[0])
     p.add_argument("--out", required=True)
     args = p.parse_args(argv)
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")

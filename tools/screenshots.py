@@ -1,4 +1,4 @@
-"""Render every step of the stepper to PNG, offscreen: ``python -m gui.screenshots --out DIR``.
+"""Render every step of the stepper to PNG, offscreen: ``python -m tools.screenshots --out DIR``.
 
 Uses a private QSettings folder (the user's settings are neither read nor written) and the
 Book preset unless ``--custom KEY=VALUE …`` gives config fields (e.g. ``d_out=4 num_heads=2``).
@@ -22,7 +22,7 @@ def _value(text: str):
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m gui.screenshots", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m tools.screenshots", description=__doc__.splitlines()[0])
     p.add_argument("--out", required=True, help="folder for step_NN_<id>.png")
     p.add_argument("--size", default="1400x860", help="window size WxH (default 1400x860)")
     p.add_argument("--only", nargs="*", default=None, help="step ids (or numbers) to render")

@@ -10,7 +10,7 @@ Five parts, each a median over repeats after a warm-up, all in this process exce
 3. the longest the UI thread is blocked (gaps of a 2 ms QTimer heartbeat) while a
    1024-token trace computes on the worker;
 4. process start → window shown, and → first heatmap drawn: ``python main.py`` in fresh
-   subprocesses with ``ATTENTION_STEPPER_STARTUP_PROBE`` set (gui.startup_probe);
+   subprocesses with ``ATTENTION_STEPPER_STARTUP_PROBE`` set (tools.startup_probe);
 5. export of the full trace at 1024 tokens, as CSV and as NPY.
 
 ``--quick`` is a smoke run (fewer repeats, smaller sizes: its figures are not the targets').
@@ -194,7 +194,7 @@ def ui_block(h: _Harness, tokens: int, repeats: int, interval_ms: int = 2) -> di
 
 # ---- (4): start-up in fresh processes ------------------------------------------------------------
 def startup(repeats: int, timeout_s: float = 60.0) -> dict:
-    from gui.startup_probe import ENV, PREFIX
+    from tools.startup_probe import ENV, PREFIX
     shown, heat = [], []
     for _ in range(repeats):
         with tempfile.TemporaryDirectory(prefix="stepper-bench-start-") as home:
