@@ -37,13 +37,11 @@ def snippet_for(trace, stage: str, name: str, weights: dict | None = None, batch
 class CodePanel(QtWidgets.QWidget):
     copied = QtCore.Signal(str)
 
-    def __init__(self, controller, step_view, parent: QtWidgets.QWidget | None = None):
+    def __init__(self, model, parent: QtWidgets.QWidget | None = None):
         super().__init__(parent)
         self.setObjectName("codePanel")
-        self.controller = controller
-        self.step_view = step_view
+        self.model = model
         self.key: tuple[str, str] | None = None      # the matrix whose line is highlighted
-        self._picked = False
         self._rows: list[tuple[str, str]] | None = None   # the lines on show (see _show_rows)
         self._scrolled: tuple[int, int] | None = None      # scroll bars as refresh left them
         self.title = QtWidgets.QLabel(objectName="codeTitle")
@@ -63,32 +61,24 @@ class CodePanel(QtWidgets.QWidget):
         lay.setContentsMargins(4, 4, 4, 4)
         lay.addLayout(top)
         lay.addWidget(self.code, 1)
-        controller.trace_changed.connect(self.refresh)
-        controller.step_changed.connect(self._on_step)
-        step_view.focus_changed.connect(self._on_focus)
-        self.refresh()
-
-    def _on_step(self, _index: int) -> None:
-        self._picked = False
-        self.refresh()
-
-    def _on_focus(self) -> None:
-        self._picked = True
+        model.shown_changed.connect(self.refresh)       # a new step, trace, head or batch item
+        model.focus_changed.connect(self.refresh)
         self.refresh()
 
     def _current_key(self) -> tuple[str, str] | None:
-        datas = self.step_view.datas
+        """The matrix the learner picked on this step, else the step's last (non-difference) one."""
+        datas = self.model.shown
         if not datas:
             return None
-        if self._picked:
-            focused = self.step_view.focused()
+        if self.model.focus_picked:
+            focused = self.model.focused()
             if focused:
                 return focused[0].key
         plain = [d for d in datas if d.extra.get("max_abs_diff") is None]
         return (plain or datas)[-1].key
 
     def refresh(self) -> None:
-        trace = self.controller.trace
+        trace = self.model.trace
         self.key = self._current_key()
         if trace is None or self.key is None:
             self.title.setText("")
@@ -170,7 +160,7 @@ class CodePanel(QtWidgets.QWidget):
 
     def highlighted_line(self) -> str | None:
         """The line shown highlighted (for tests)."""
-        trace = self.controller.trace
+        trace = self.model.trace
         if trace is None or self.key is None:
             return None
         from core.snippets import stage_code
@@ -178,13 +168,13 @@ class CodePanel(QtWidgets.QWidget):
 
     def current_snippet(self) -> str:
         stage, name = self.key
-        data = next((d for d in self.step_view.datas if d.key == self.key), None)
+        data = next((d for d in self.model.shown if d.key == self.key), None)
         all_items = data is not None and any(m.title.startswith("batch") for m in data.maps)
-        return snippet_for(self.controller.trace, stage, name, self.controller.weights,
-                           None if all_items else self.step_view.batch_index)
+        return snippet_for(self.model.trace, stage, name, self.model.weights,
+                           None if all_items else self.model.batch_index)
 
     def copy_snippet(self) -> None:
-        if self.controller.trace is None or self.key is None:
+        if self.model.trace is None or self.key is None:
             return
         try:
             text = self.current_snippet()

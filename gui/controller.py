@@ -1,10 +1,13 @@
-"""The controller: one QObject that owns the config, the traces and the current step.
+"""The controller: the Qt side of the window's state, which computes traces for the view model.
 
-Views take the controller in their constructor and connect to its signals. Parameter changes
-are validated (a ConfigError becomes ``error(field, message)`` and the last good trace stays),
-then computed off the UI thread by :class:`gui.worker.TraceWorker` (the latest request wins).
-``core`` (and so torch) is imported lazily: in the worker on the first compute, and here only
-once the worker has loaded it, so the window appears before torch is imported.
+It owns the :class:`gui.view_model.ViewModel` (``controller.model``: step, trace, config, focus,
+head, batch item — what every view observes) and everything that needs Qt or a thread:
+parameter changes are validated (a ConfigError becomes ``error(field, message)`` and the last
+good trace stays), then computed off the UI thread by :class:`gui.worker.TraceWorker` (the
+latest request wins); results go into the model. The model's main events are re-emitted as Qt
+signals (``trace_changed``, ``step_changed``, ``config_changed``, ``mode_changed``) for code
+that waits on them. ``core`` (and so torch) is imported lazily: in the worker on the first
+compute, and here only once the worker has loaded it, so the window appears before torch is.
 
 Two modes: "book" shows every step from its chapter section's config (core.book), so each
 step prints the chapter's numbers; "custom" shows every step from one config.
@@ -15,21 +18,21 @@ import sys
 
 from PySide6.QtCore import QObject, Signal
 
-from gui.steps import Step, load_steps
+from gui.steps import Step
+from gui.view_model import CUSTOM, ViewModel
 from gui.worker import Request, Result, TraceWorker
 
 BOOK_TEXT = "Your journey starts with one step"   # core.config.BOOK_TEXT (a test checks they agree)
-CUSTOM = "custom"
 INPUT_FIELDS = ("embeddings", "text", "d_in")     # a change drops edited embeddings
 WEIGHT_FIELDS = ("d_in", "d_out", "init", "seed")          # a change drops edited weights
 EDIT_FIELDS = ("embeddings", "W_query", "W_key", "W_value")  # errors an edit can cause
 
 
 class Controller(QObject):
-    trace_changed = Signal()            # new traces are in place (redraw the current step)
-    step_changed = Signal(int)          # index into steps
-    config_changed = Signal(dict)       # the config the parameter panel should show
-    mode_changed = Signal(str)          # "book" or "custom"
+    trace_changed = Signal()            # model.trace_changed: new traces are in place
+    step_changed = Signal(int)          # model.step_changed: index into steps
+    config_changed = Signal(object)     # model.config_changed: the AttentionConfig the panel shows
+    mode_changed = Signal(str)          # model.mode_changed: "book" or "custom"
     error = Signal(str, str)            # (field, message); field "" = not tied to a control
     error_cleared = Signal()
     busy = Signal(bool)
@@ -37,19 +40,15 @@ class Controller(QObject):
 
     def __init__(self, parent: QObject | None = None, worker: TraceWorker | None = None):
         super().__init__(parent)
-        self.steps: tuple[Step, ...] = load_steps()
-        self.index = 0
-        self.mode = "book"
+        self.model = ViewModel()
         self.params: dict | None = None           # attempted custom config (may be invalid)
         self.inputs = None                        # edited embeddings (core.inputs.Inputs), custom only
         self.weights: dict = {}                   # edited W_query/W_key/W_value, custom only
         self.applied_edits: tuple = (None, {})    # (inputs, weights) behind the trace on screen
         self._requested_edits: tuple = (None, {})
         self.sections: dict[str, dict] = {}       # book section -> config dict (from the worker)
-        self.section_titles: dict[str, str] = {}  # book section -> where in the chapter
         self.cuda_available = False
-        self._traces: dict[str, object] = {}      # section (or CUSTOM) -> Trace
-        self._traces_mode: str | None = None
+        self._shown_section = self.model.step.section   # the section whose config the model holds
         self._book_traces: dict[str, object] = {}
         self._last_id = 0
         self._busy = False
@@ -58,33 +57,50 @@ class Controller(QObject):
         self._worker = worker or TraceWorker()
         self._worker.done.connect(self._on_done)
         self._worker.start()
+        m = self.model
+        m.step_changed.connect(self._on_step)
+        m.step_changed.connect(self.step_changed.emit)
+        m.trace_changed.connect(self.trace_changed.emit)
+        m.config_changed.connect(self.config_changed.emit)
+        m.mode_changed.connect(self.mode_changed.emit)
 
-    # ---- state -----------------------------------------------------------------------
+    # ---- state (the model's) ---------------------------------------------------------------
+    @property
+    def steps(self) -> tuple[Step, ...]:
+        return self.model.steps
+
+    @property
+    def index(self) -> int:
+        return self.model.index
+
     @property
     def step(self) -> Step:
-        return self.steps[self.index]
+        return self.model.step
+
+    @property
+    def mode(self) -> str:
+        return self.model.mode
 
     @property
     def has_trace(self) -> bool:
-        return bool(self._traces)
+        return self.model.has_trace
 
     def trace_for(self, step: Step | None = None):
         """The trace the given (default: current) step is drawn from, or None before the first."""
-        step = step or self.step
-        if not self._traces:
-            return None
-        if self._traces_mode == "book":
-            return self._traces.get(step.section)
-        return self._traces.get(CUSTOM)
+        return self.model.trace_for(step)
 
     @property
     def trace(self):
-        return self.trace_for()
+        return self.model.trace
 
     @property
     def traces_mode(self) -> str | None:
         """The mode of the traces on screen ("book"/"custom"; None before the first)."""
-        return self._traces_mode
+        return self.model.traces_mode
+
+    @property
+    def section_titles(self) -> dict[str, str]:
+        return self.model.section_titles
 
     def shown_config(self) -> dict:
         """The config behind the current step (what the parameter panel shows)."""
@@ -93,33 +109,47 @@ class Controller(QObject):
         return dict(self.sections.get(self.step.section, {}))
 
     def section_title(self, section: str) -> str:
-        return self.section_titles.get(section, section)
+        return self.model.section_title(section)
 
     def is_busy(self) -> bool:
         return self._busy
 
-    # ---- navigation --------------------------------------------------------------------
+    # ---- navigation (the model's; views may call model.go directly) -----------------------
     def go(self, index: int) -> None:
-        index = max(0, min(int(index), len(self.steps) - 1))
-        if index == self.index:
-            return
-        old_section = self.step.section
-        self.index = index
-        self.step_changed.emit(index)
-        if self.mode == "book" and self.step.section != old_section and self.sections:
-            self.config_changed.emit(self.shown_config())
+        self.model.go(index)
 
     def next(self) -> None:
-        self.go(self.index + 1)
+        self.model.next()
 
     def back(self) -> None:
-        self.go(self.index - 1)
+        self.model.back()
 
     def first(self) -> None:
-        self.go(0)
+        self.model.first()
 
     def last(self) -> None:
-        self.go(len(self.steps) - 1)
+        self.model.last()
+
+    def _on_step(self, _index: int) -> None:
+        """Book preset: a step of another chapter section shows that section's config."""
+        section = self.model.step.section
+        if section != self._shown_section:
+            self._shown_section = section
+            if self.mode == "book" and self.sections:
+                self._show_config()
+
+    def _show_config(self) -> None:
+        """Give the model the config behind the current step, as a frozen AttentionConfig."""
+        self._shown_section = self.model.step.section
+        shown = self.shown_config()
+        if not shown:
+            return
+        from core.config import AttentionConfig, ConfigError
+        try:
+            config = AttentionConfig(**shown)
+        except (ConfigError, TypeError):   # not reached: shown only after a trace was computed from it
+            return
+        self.model.set_config(config)
 
     # ---- parameters ----------------------------------------------------------------------
     def set_params(self, **changes) -> None:
@@ -134,8 +164,7 @@ class Controller(QObject):
             self.weights = {}
         self.params = params
         if self.mode != CUSTOM:
-            self.mode = CUSTOM
-            self.mode_changed.emit(CUSTOM)
+            self.model.set_mode(CUSTOM)
         if not self._validate(params):
             self._last_id += 1            # a result still in flight is for older settings: drop it
             self._set_busy(False)
@@ -154,8 +183,7 @@ class Controller(QObject):
         """
         base = self.shown_config() or dict(self.params or {})
         if self.mode != CUSTOM:
-            self.mode = CUSTOM
-            self.mode_changed.emit(CUSTOM)
+            self.model.set_mode(CUSTOM)
         self.params = base
         if inputs is not None:
             self.inputs = inputs
@@ -175,11 +203,10 @@ class Controller(QObject):
 
     def use_book(self) -> None:
         """The Book preset: every step from its chapter section's config."""
-        self.mode = "book"
+        self.model.set_mode("book")
         self.params = None
         self.inputs = None
         self.weights = {}
-        self.mode_changed.emit("book")
         self.error_cleared.emit()
         if self._book_traces:
             self._last_id += 1           # drop any custom result still in flight
@@ -191,11 +218,10 @@ class Controller(QObject):
     def restore(self, mode: str, params: dict | None, inputs=None, weights: dict | None = None) -> None:
         """Start from saved settings (QSettings, a lesson); falls back to the book if they fail."""
         if mode == CUSTOM and isinstance(params, dict) and params:
-            self.mode = CUSTOM
             self.params = dict(params)
             self.inputs = inputs
             self.weights = dict(weights or {})
-            self.mode_changed.emit(CUSTOM)
+            self.model.set_mode(CUSTOM)
             self._submit(self._custom_request(self.params))
         else:
             self.use_book()
@@ -229,7 +255,7 @@ class Controller(QObject):
     def _on_done(self, result: Result) -> None:
         if result.sections:
             self.sections = result.sections
-            self.section_titles = result.section_titles
+            self.model.set_section_titles(result.section_titles)
         self.cuda_available = result.cuda_available
         if result.id != self._last_id:
             return                          # a newer request is on its way: the latest wins
@@ -242,7 +268,7 @@ class Controller(QObject):
             if field in EDIT_FIELDS or not field:   # a refused edit: keep the edits behind the trace
                 self.inputs, self.weights = self.applied_edits[0], dict(self.applied_edits[1])
             self.error.emit(field, message)
-            if not self._traces and result.mode == CUSTOM:
+            if not self.model.has_trace and result.mode == CUSTOM:
                 self.use_book()             # restored settings failed: show the book instead
             return
         if result.mode == "book":
@@ -257,10 +283,8 @@ class Controller(QObject):
     def _install(self, mode: str, traces: dict) -> None:
         if mode == "book":
             self.applied_edits = (None, {})       # the book's traces carry no edits
-        self._traces = traces
-        self._traces_mode = mode
-        self.trace_changed.emit()
-        self.config_changed.emit(self.shown_config())
+        self.model.set_traces(mode, traces, weights=self.applied_edits[1])
+        self._show_config()
 
     def shutdown(self) -> None:
         """Stop the worker thread (call before the application quits)."""

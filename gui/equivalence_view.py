@@ -78,10 +78,10 @@ def matrix_data(c: Comparison, d: np.ndarray, diff: float, trace) -> MatrixData:
 
 
 class EquivalenceView(RefreshWhenShown, QtWidgets.QWidget):
-    def __init__(self, controller, parent: QtWidgets.QWidget | None = None):
+    def __init__(self, model, parent: QtWidgets.QWidget | None = None):
         super().__init__(parent)
         self.setObjectName("equivalences")
-        self.controller = controller
+        self.model = model
         self.results: dict[str, float] = {}          # key -> max |diff| shown
         self.datas: dict[str, MatrixData] = {}
         self._stale = True
@@ -103,10 +103,10 @@ class EquivalenceView(RefreshWhenShown, QtWidgets.QWidget):
             grid.addLayout(box, k // 2, k % 2)
             self.captions[c.key] = cap
             self.panels[c.key] = panel
-        self.watch_trace(controller)
+        self.watch_trace(model)
 
     def refresh(self) -> None:
-        trace = self.controller.trace
+        trace = self.model.trace
         if trace is None:
             return
         self._stale = False

@@ -28,18 +28,18 @@ def shapes_html(step, trace) -> str:
 
 
 class ExplanationView(QtWidgets.QTextBrowser):
-    def __init__(self, controller, parent: QtWidgets.QWidget | None = None):
+    def __init__(self, model, parent: QtWidgets.QWidget | None = None):
         super().__init__(parent)
-        self.controller = controller
+        self.model = model
         self.setObjectName("explanation")
         self.setOpenExternalLinks(False)
         self.setMinimumWidth(240)
-        controller.step_changed.connect(lambda _i: self.refresh())
-        controller.trace_changed.connect(self.refresh)
+        model.step_changed.connect(lambda _i: self.refresh())
+        model.trace_changed.connect(self.refresh)
         self.refresh()
 
     def refresh(self) -> None:
-        c = self.controller
+        c = self.model
         step = c.step
         trace = c.trace
         if trace is None:

@@ -16,10 +16,10 @@ def _safe(name: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)
 
 
-def export_matrix(parent, controller, step_view) -> str:
-    """The focused matrix (the full 2-D slice, all rows) as one CSV."""
-    focused = step_view.focused()
-    trace = controller.trace
+def export_matrix(parent, model) -> str:
+    """The matrix under focus in the view model (the full 2-D slice, all rows) as one CSV."""
+    focused = model.focused()
+    trace = model.trace
     if focused is None or trace is None:
         return "Nothing to export yet"
     data, k = focused
@@ -32,7 +32,7 @@ def export_matrix(parent, controller, step_view) -> str:
     try:
         item = trace[data.key]
         if data.extra.get("max_abs_diff") is not None:
-            a, b = next(p.diff for p in controller.step.panels if p.is_diff)
+            a, b = next(p.diff for p in model.step.panels if p.is_diff)
             arr = trace[a].numpy().astype("float64") - trace[b].numpy().astype("float64")
             arr = arr[m.index] if m.index else arr
             rows, cols, corner = slice_labels(item)
@@ -80,12 +80,12 @@ class ExportJob(QtCore.QThread):
 FORMATS = {"csv": "CSV", "npy": "NumPy .npy", "npz": "one NumPy .npz"}
 
 
-def start_export_all(parent, controller, fmt: str = "csv") -> ExportJob | str:
+def start_export_all(parent, model, fmt: str = "csv") -> ExportJob | str:
     """Ask for a folder and start exporting the current step's trace; a message if nothing starts.
 
     fmt: "csv" (one file per 2-D slice), "npy" (one file per intermediate) or "npz" (one archive).
     """
-    trace = controller.trace
+    trace = model.trace
     if trace is None:
         return "Nothing to export yet"
     what = FORMATS[fmt]

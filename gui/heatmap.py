@@ -237,6 +237,8 @@ class _CellTexts(QtWidgets.QGraphicsItem):
 
 _LAYOUTS: dict[tuple[int, str], tuple] = {}    # (pixel size, text) -> laid out text ("0" fills masked cells)
 _MASKED_TEXT = QtGui.QColor(70, 70, 70)
+MARK_PENS = {"source": (QtGui.QColor(255, 140, 0), 2.5),     # cells that feed the clicked one
+             "clicked": (QtGui.QColor(47, 111, 208), 3.5)}   # the clicked cell
 _LIGHT_TEXT = QtGui.QColor(255, 255, 255)
 _DARK_TEXT = QtGui.QColor(0, 0, 0)
 
@@ -474,6 +476,7 @@ class MatrixPanel(pg.GraphicsLayoutWidget):
         self._layout_key = None
         self._kind = None
         self._title = pg.LabelItem(justify="center", color=(20, 20, 20))
+        self._frames: list[tuple] = []      # (plot, rect item, Frame) drawn by mark()
         self.setMinimumSize(160, 140)
         self.set_focused(False)
         self.scene().sigMouseMoved.connect(self._on_move)
@@ -531,6 +534,7 @@ class MatrixPanel(pg.GraphicsLayoutWidget):
             self.bar.setLevels(data.levels)
 
     def _rebuild(self, n: int, kind: str) -> None:
+        self.mark([])                   # frames belong to the old grid's plots
         self.ci.clear()
         self.maps = []
         ncols = n if n <= 4 else math.ceil(math.sqrt(n))
@@ -543,6 +547,34 @@ class MatrixPanel(pg.GraphicsLayoutWidget):
         self.bar.setImageItem([m.image for m in self.maps])
         self.bar.getAxis("right").setTextPen(pg.mkPen(20, 20, 20))
         self.ci.addItem(self.bar, row=1, col=ncols, rowspan=nrows)
+
+    # ---- frames around cells (the inspector's, through the view model's marks) -----------------
+    def mark(self, frames) -> None:
+        """Frame cells: ``frames`` are :class:`gui.view_model.Frame` (map, x, y, w, h, role);
+        they replace the ones drawn before. Source cells orange, the clicked cell blue."""
+        for plot, item, _frame in self._frames:
+            try:
+                plot.removeItem(item)
+            except RuntimeError:        # the plot was rebuilt with the grid
+                pass
+        self._frames = []
+        for f in frames:
+            if f.map_index >= len(self.maps):
+                continue
+            colour, width = MARK_PENS.get(f.role, MARK_PENS["source"])
+            rect = QtWidgets.QGraphicsRectItem(f.x + 0.04, f.y + 0.04, f.w - 0.08, f.h - 0.08)
+            pen = QtGui.QPen(colour, width)
+            pen.setCosmetic(True)
+            rect.setPen(pen)
+            rect.setBrush(QtGui.QBrush(QtCore.Qt.BrushStyle.NoBrush))
+            rect.setZValue(30)
+            plot = self.maps[f.map_index].plot
+            plot.addItem(rect)
+            self._frames.append((plot, rect, f))
+
+    def marked(self) -> list:
+        """The frames drawn now (``Frame`` objects, in the order given)."""
+        return [f for _plot, _item, f in self._frames]
 
     # ---- hover and click -------------------------------------------------------------
     def cell_at(self, scene_pos) -> tuple[int, int, int] | None:

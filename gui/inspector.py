@@ -1,20 +1,22 @@
 """The cell inspector: click any cell of a step's matrix and see how that number is made.
 
-The step view emits ``cell_clicked(MatrixData, map, row, column)``; the inspector asks
+The view model emits ``cell_clicked(MatrixData, map, row, column)``; the inspector asks
 ``core.provenance.explain_cell`` for the arithmetic (with the real numbers), shows it as text
 and, for dot products, as a table of the terms (a, b, a·b) with their sum, and lights up the
-cells that feed the clicked one in their own heatmaps (orange frames; the clicked cell blue).
-After an edit the same cell is explained again with the new numbers.
+cells that feed the clicked one: it sets the model's ``marks`` (the step view frames them in
+its heatmaps: orange the sources, blue the clicked cell) and frames them in its own small
+heatmaps of the sources the step does not show. After an edit the same cell is explained
+again with the new numbers.
 """
 from __future__ import annotations
 
 import html
 import math
 
-from PySide6 import QtCore, QtGui, QtWidgets
+from PySide6 import QtCore, QtWidgets
 
-SOURCE_PEN = QtGui.QColor(255, 140, 0)     # cells that feed the clicked one
-CLICKED_PEN = QtGui.QColor(47, 111, 208)   # the clicked cell
+from gui.view_model import Mark, ViewModel, frames_for
+
 ROLE_VALUE = QtCore.Qt.ItemDataRole.UserRole
 MAX_SOURCE_PANELS = 3                      # sources not on the step are drawn here, framed
 
@@ -40,14 +42,12 @@ class Inspector(QtWidgets.QWidget):
 
     explained = QtCore.Signal(object)      # core.provenance.Explanation
 
-    def __init__(self, controller, step_view, parent: QtWidgets.QWidget | None = None):
+    def __init__(self, model: ViewModel, parent: QtWidgets.QWidget | None = None):
         super().__init__(parent)
         self.setObjectName("inspector")
-        self.controller = controller
-        self.step_view = step_view
+        self.model = model
         self.explanation = None            # the Explanation shown
         self.cell: tuple | None = None     # (stage, name, index) of the clicked cell
-        self._marks: list[tuple[object, QtWidgets.QGraphicsItem]] = []
 
         self.text = QtWidgets.QTextBrowser(objectName="inspectorText")
         self.text.setHtml("<p style='color:#555'>Click any cell of a matrix to see how its number is made.</p>")
@@ -78,13 +78,13 @@ class Inspector(QtWidgets.QWidget):
         split.setSizes([260, 110, 160])
         lay.addWidget(split)
 
-        step_view.cell_clicked.connect(self.inspect)
-        controller.trace_changed.connect(self._on_trace)
-        controller.step_changed.connect(lambda _i: self._on_trace())   # frame the sources on the new step
+        model.cell_clicked.connect(self.inspect)
+        model.trace_changed.connect(self._on_trace)
+        model.step_changed.connect(lambda _i: self._on_trace())   # frame the sources on the new step
 
     # ---- explaining ------------------------------------------------------------------------
     def inspect(self, data, map_index: int, row: int, col: int) -> None:
-        trace = self.controller.trace
+        trace = self.model.trace
         if trace is None or data.key not in trace:
             return
         index = full_index(data, map_index, row, col, trace)
@@ -100,7 +100,7 @@ class Inspector(QtWidgets.QWidget):
         """Explain the same cell again with the new numbers (after an edit)."""
         if self.cell is None:
             return
-        trace = self.controller.trace
+        trace = self.model.trace
         stage, name, index = self.cell
         if trace is None or (stage, name) not in trace:
             return
@@ -114,7 +114,7 @@ class Inspector(QtWidgets.QWidget):
     def _explain(self, note: str) -> None:
         from core.provenance import explain_cell
         stage, name, index = self.cell
-        trace = self.controller.trace
+        trace = self.model.trace
         try:
             e = explain_cell(trace, stage, name, index)
         except Exception as exc:       # never take the app down for an explanation
@@ -132,7 +132,7 @@ class Inspector(QtWidgets.QWidget):
         if math.isfinite(e.recomputed) and math.isfinite(e.value):
             diff = abs(e.recomputed - e.value)
             f32 = " — the cell is float32, the terms are summed in float64" \
-                if self.controller.trace.config.dtype == "float32" and diff else ""
+                if self.model.trace.config.dtype == "float32" and diff else ""
             check = (f"<p style='color:#2a7d2a'>rebuilt from the terms: {_f(e.recomputed, 8)} "
                      f"(|diff| {diff:.1e}{f32})</p>")
         lines = "<br>".join(html.escape(line) for line in e.lines)
@@ -184,31 +184,15 @@ class Inspector(QtWidgets.QWidget):
 
     # ---- highlighting -----------------------------------------------------------------------
     def _clear_marks(self) -> None:
-        for plot, item in self._marks:
-            try:
-                plot.removeItem(item)
-            except RuntimeError:        # the plot was deleted with its panel
-                pass
-        self._marks = []
+        self.model.set_marks(())
+        for panel in self.source_panels:
+            panel.mark([])
 
-    def _add_rect(self, plot, x0, y0, w, h, colour: QtGui.QColor, width: float) -> None:
-        rect = QtWidgets.QGraphicsRectItem(x0 + 0.04, y0 + 0.04, w - 0.08, h - 0.08)
-        pen = QtGui.QPen(colour, width)
-        pen.setCosmetic(True)
-        rect.setPen(pen)
-        rect.setBrush(QtGui.QBrush(QtCore.Qt.BrushStyle.NoBrush))
-        rect.setZValue(30)
-        plot.addItem(rect)
-        self._marks.append((plot, rect))
-
-    def marked(self) -> list[tuple[str, str, tuple, float, float, float, float]]:
-        """(stage, name, lead, x, y, w, h) of every frame drawn (for tests)."""
-        out = []
-        for plot, rect in self._marks:
-            r = rect.rect()
-            out.append((getattr(rect, "_key", ("", "")) + (getattr(rect, "_lead", ()),)
-                        + (round(r.x()), round(r.y()), round(r.width()), round(r.height()))))
-        return out
+    def marked(self) -> list[tuple[str, str, tuple, int, int, int, int]]:
+        """(stage, name, lead, x, y, w, h) of every frame the marks put on the step's matrices
+        and the source heatmaps (for tests; the panels draw exactly these, ``MatrixPanel.marked``)."""
+        datas = [d for d in self.model.shown] + list(self.source_datas)
+        return [f.key + (f.lead, f.x, f.y, f.w, f.h) for d in datas for f in frames_for(self.model.marks, d)]
 
     def _show_sources(self, e, trace) -> list:
         """Draw the sources the step does not show in small heatmaps; returns (panel, data) pairs."""
@@ -216,8 +200,7 @@ class Inspector(QtWidgets.QWidget):
 
         from gui.matrices import resolve_panel
         from gui.steps import Panel
-        sv = self.step_view
-        on_step = {(d.key, tuple(m.index)) for d in sv.datas if d.extra.get("max_abs_diff") is None
+        on_step = {(d.key, tuple(m.index)) for d in self.model.shown if d.extra.get("max_abs_diff") is None
                    for m in d.maps}
         missing = []
         for s in e.sources:
@@ -229,7 +212,7 @@ class Inspector(QtWidgets.QWidget):
         datas = []
         for key, lead in missing[:MAX_SOURCE_PANELS]:
             item = trace[key]
-            batch = lead[item.axes.index("batch")] if "batch" in item.axes[:len(lead)] else sv.batch_index
+            batch = lead[item.axes.index("batch")] if "batch" in item.axes[:len(lead)] else self.model.batch_index
             try:
                 data = resolve_panel(Panel(key=key), trace, batch)
             except Exception:        # a source that cannot be drawn is only named in the text
@@ -259,34 +242,20 @@ class Inspector(QtWidgets.QWidget):
         return pairs
 
     def _mark(self, e) -> None:
-        self._clear_marks()
-        trace = self.controller.trace
-        sv = self.step_view
-        pairs = list(zip(sv.panels, sv.datas)) + self._show_sources(e, trace)
-        targets = [(s.stage, s.name, s.lead, s.rows, s.cols, SOURCE_PEN, 2.5) for s in e.sources]
+        """Mark the sources of ``e`` (orange) and the clicked cell (blue) in the model and in
+        the inspector's own source heatmaps."""
+        trace = self.model.trace
+        pairs = self._show_sources(e, trace)
+        marks = [Mark(s.stage, s.name, tuple(s.lead), _opt(s.rows), _opt(s.cols), "source") for s in e.sources]
         i = e.index
         cell_rows = (i[-2],) if len(i) >= 2 and len(trace[e.stage, e.name].shape) - len(i) == 0 \
             and len(trace[e.stage, e.name].shape) >= 2 else None
         lead = i[:-2] if cell_rows is not None else i[:-1]
-        targets.append((e.stage, e.name, lead, cell_rows, (i[-1],), CLICKED_PEN, 3.5))
-        for stage, name, lead, rows, cols, colour, width in targets:
-            for panel, data in pairs:
-                if data.key != (stage, name) or data.extra.get("max_abs_diff") is not None:
-                    continue
-                for k, m in enumerate(data.maps):
-                    if tuple(m.index) != tuple(lead) or k >= len(panel.maps):
-                        continue
-                    nrows, ncols = m.values.shape
-                    plot = panel.maps[k].plot
-                    col_spans = [(c, 1) for c in cols] if cols is not None else [(0, ncols)]
-                    if rows is None:
-                        row_spans = [(0, nrows)]
-                    else:
-                        row_spans = [(r - data.row_offset, 1) for r in rows
-                                     if 0 <= r - data.row_offset < nrows]
-                    for r0, rh in row_spans:
-                        for c0, cw in col_spans:
-                            if c0 < ncols:
-                                self._add_rect(plot, c0, r0, cw, rh, colour, width)
-                                self._marks[-1][1]._key = (stage, name)
-                                self._marks[-1][1]._lead = tuple(lead)
+        marks.append(Mark(e.stage, e.name, tuple(lead), cell_rows, (i[-1],), "clicked"))
+        self.model.set_marks(marks)
+        for panel, data in pairs:
+            panel.mark(frames_for(self.model.marks, data))
+
+
+def _opt(seq) -> tuple[int, ...] | None:
+    return None if seq is None else tuple(int(v) for v in seq)

@@ -1,9 +1,14 @@
-"""The main window: parameters on top, navigator | step | explanation, step bar, status bar.
+"""The main window: parameters on top, navigator | step | explanation, step bar, status bar,
+and the explaining tools as docks (Inspector and Code on the right; Edit inputs, Equivalences
+and Why 1/√d_k tabbed at the bottom, hidden until opened from the View menu).
 
-All actions live in one registry (``self.actions``, name -> QAction) that builds the menus
-and carries the shortcuts (a test checks them). The heatmap view imports pyqtgraph, so it is
-created after the window is on screen (:meth:`finish_setup`); a "Computing…" placeholder
-stands in until the first trace arrives.
+Every action and menu is built here, in one table (:meth:`_build_actions`): the registry
+``self.actions`` (name -> QAction) carries each shortcut and tooltip (a test checks them).
+Views get the controller's view model (``controller.model``); the editors that request new
+traces (parameters, inputs) get the controller. The heatmap views import pyqtgraph, so they
+and their docks are created after the window is on screen (:meth:`finish_setup`); a
+"Computing…" placeholder stands in until the first trace arrives, and the dock actions are
+enabled then.
 """
 from __future__ import annotations
 
@@ -11,13 +16,25 @@ import json
 
 from PySide6 import QtCore, QtGui, QtWidgets
 
-from gui import exporting
+from gui import exporting, lessons
 from gui.explain import ExplanationView
 from gui.navigator import Navigator, StepBar
 from gui.params import ParamPanel
+from gui.present import Presenter
 
 Key = QtCore.Qt.Key
 QKS = QtGui.QKeySequence
+Area = QtCore.Qt.DockWidgetArea
+DOCK_STATE_KEY = "window/docks"
+DOCK_STATE_VERSION = 1
+# the docks: key -> (action name, title, area); the bottom ones share one tabbed area
+DOCKS = {
+    "inspector": ("show_inspector", "Cell inspector", Area.RightDockWidgetArea),
+    "code": ("show_code", "Code", Area.RightDockWidgetArea),
+    "inputs": ("edit_inputs", "Edit inputs", Area.BottomDockWidgetArea),
+    "equivalences": ("show_equivalences", "Equivalences", Area.BottomDockWidgetArea),
+    "scaling": ("show_scaling", "Why 1/√d_k", Area.BottomDockWidgetArea),
+}
 
 
 def _seq(*keys) -> list[QtGui.QKeySequence]:
@@ -32,15 +49,20 @@ class MainWindow(QtWidgets.QMainWindow):
         super().__init__(parent)
         self.controller = controller
         self.settings = settings if settings is not None else QtCore.QSettings()
+        self.model = controller.model
         self.setWindowTitle("Attention Stepper")
         self.resize(1400, 860)
         self.step_view = None
         self.export_job = None
+        self.docks: dict[str, QtWidgets.QDockWidget] = {}     # filled by finish_setup
+        self.inspector = self.code_panel = self.inputs_editor = None
+        self.equivalences = self.scaling_view = None
 
         self.params = ParamPanel(controller)
-        self.navigator = Navigator(controller)
-        self.explanation = ExplanationView(controller)
-        self.step_bar = StepBar(controller)
+        self.navigator = Navigator(self.model)
+        self.explanation = ExplanationView(self.model)
+        self.step_bar = StepBar(self.model)
+        self.presenter = Presenter(self.model, self)
         self.placeholder = QtWidgets.QLabel("Computing…", objectName="placeholder")
         self.placeholder.setAlignment(QtCore.Qt.AlignmentFlag.AlignCenter)
         f = self.placeholder.font()
@@ -72,51 +94,163 @@ class MainWindow(QtWidgets.QMainWindow):
         self.actions: dict[str, QtGui.QAction] = {}
         self._build_actions()
 
-        controller.trace_changed.connect(self._on_trace)
-        controller.step_changed.connect(lambda _i: self._update_status())
+        m = self.model
+        m.trace_changed.connect(self._on_trace)
+        m.step_changed.connect(lambda _i: self._update_status())
+        m.hover_changed.connect(lambda text: self.statusBar().showMessage(text.split("\n")[0], 8000))
+        m.focus_changed.connect(self._on_focus)
+        m.cell_clicked.connect(lambda *_a: self.docks["inspector"].show() if self.docks else None)
         controller.busy.connect(lambda b: self.busy_label.setText("computing…" if b else ""))
         controller.error.connect(self._on_error)
         controller.notice.connect(lambda text: self.statusBar().showMessage(text, 10000))
         self._restore_geometry()
 
-    # ---- actions and menus ---------------------------------------------------------------
-    def _action(self, name: str, text: str, slot, shortcuts=(), tip: str = "") -> QtGui.QAction:
+    # ---- actions and menus: the one registry ----------------------------------------------
+    def _action(self, name: str, text: str, slot, shortcuts=(), tip: str = "",
+                checkable: bool = False) -> QtGui.QAction:
         act = QtGui.QAction(text, self)
         act.setObjectName(name)
+        act.setCheckable(checkable)
         if shortcuts:
             act.setShortcuts(_seq(*shortcuts))
-        act.setStatusTip(tip or text.rstrip("…"))
+        tip = tip or text.rstrip("…")
+        act.setStatusTip(tip)
+        shortcut = act.shortcut().toString(QKS.SequenceFormat.NativeText)
+        act.setToolTip(f"{tip} ({shortcut})" if shortcut else tip)
         act.triggered.connect(slot)
         self.actions[name] = act
         self.addAction(act)          # shortcuts work even while the menu bar is hidden
         return act
 
     def _build_actions(self) -> None:
-        c = self.controller
-        file_menu = self.menuBar().addMenu("&File")
-        file_menu.addAction(self._action("export_matrix", "Export matrix as CSV…", self.export_matrix,
-                                         ["Ctrl+E"], "Export the matrix under focus (click a heatmap to focus it)"))
-        file_menu.addAction(self._action("export_all", "Export all as CSV…", self.export_all,
-                                         ["Ctrl+Shift+E"], "Export every intermediate of the trace, with manifest.json"))
-        file_menu.addAction(self._action("export_all_npy", "Export all as NumPy (.npy)…",
-                                         lambda: self.export_all("npy"), (),
-                                         "Export every intermediate as one .npy file each, with manifest.json"))
-        file_menu.addAction(self._action("export_all_npz", "Export all as NumPy archive (.npz)…",
-                                         lambda: self.export_all("npz"), (),
-                                         "Export every intermediate into one trace.npz, with manifest.json"))
-        file_menu.addAction(self._action("save_image", "Save image…", self.save_image, [QKS.StandardKey.Save]))
-        file_menu.addSeparator()
-        file_menu.addAction(self._action("quit", "Quit", self.close, ["Ctrl+Q"]))
-        view = self.menuBar().addMenu("&View")
-        view.addAction(self._action("next", "Next step", c.next, [Key.Key_Right, Key.Key_PageDown]))
-        view.addAction(self._action("back", "Previous step", c.back, [Key.Key_Left, Key.Key_PageUp]))
-        view.addAction(self._action("first", "First step", c.first, [Key.Key_Home]))
-        view.addAction(self._action("last", "Last step", c.last, [Key.Key_End]))
-        view.addSeparator()
-        view.addAction(self._action("book", "Book preset", c.use_book, ["Ctrl+B"],
-                                    "Restore the chapter's settings for every step"))
-        help_menu = self.menuBar().addMenu("&Help")
-        help_menu.addAction(self._action("about", "About Attention Stepper", self.about, ["F1"]))
+        """Every menu and action of the window, in menu order."""
+        c, m, p = self.controller, self.model, self.presenter
+        A = self._action
+        menus = {
+            "&File": [
+                A("open_lesson", "Open lesson…", lambda: self._report(lessons.open_lesson(self)), ["Ctrl+O"],
+                  "Open a lesson file: its settings, edited inputs and step"),
+                A("save_lesson", "Save lesson…", lambda: self._report(lessons.save_lesson(self)), ["Ctrl+Shift+S"],
+                  "Save the settings, edited inputs and current step as a lesson file"),
+                None,
+                A("export_matrix", "Export matrix as CSV…", self.export_matrix, ["Ctrl+E"],
+                  "Export the matrix under focus (click a heatmap to focus it)"),
+                A("export_all", "Export all as CSV…", self.export_all, ["Ctrl+Shift+E"],
+                  "Export every intermediate of the trace, with manifest.json"),
+                A("export_all_npy", "Export all as NumPy (.npy)…", lambda: self.export_all("npy"), (),
+                  "Export every intermediate as one .npy file each, with manifest.json"),
+                A("export_all_npz", "Export all as NumPy archive (.npz)…", lambda: self.export_all("npz"), (),
+                  "Export every intermediate into one trace.npz, with manifest.json"),
+                A("save_image", "Save image…", self.save_image, [QKS.StandardKey.Save]),
+                None,
+                A("quit", "Quit", self.close, ["Ctrl+Q"]),
+            ],
+            "&View": [
+                A("next", "Next step", m.next, [Key.Key_Right, Key.Key_PageDown]),
+                A("back", "Previous step", m.back, [Key.Key_Left, Key.Key_PageUp]),
+                A("first", "First step", m.first, [Key.Key_Home]),
+                A("last", "Last step", m.last, [Key.Key_End]),
+                None,
+                A("book", "Book preset", c.use_book, ["Ctrl+B"], "Restore the chapter's settings for every step"),
+                None,
+                self._dock_action("inspector", "Ctrl+Shift+I", "Show how a clicked cell's number is made"),
+                self._dock_action("code", "Ctrl+Shift+C", "Show the torch lines behind the matrix under focus"),
+                self._dock_action("inputs", "Ctrl+I",
+                                  "Edit the embeddings and W_query/W_key/W_value; every step updates"),
+                self._dock_action("equivalences", "Ctrl+Shift+D",
+                                  "Difference heatmaps of the chapter's equal implementations, with max |diff|"),
+                self._dock_action("scaling", "Ctrl+Shift+K",
+                                  "Remove the 1/√d_k scaling and see how peaked softmax gets as d_k grows"),
+                A("reset_inputs", "Reset inputs to the preset",
+                  lambda: self.inputs_editor.reset() if self.inputs_editor is not None else None,
+                  ["Ctrl+Shift+R"], "Drop every edit of the embeddings and weights"),
+            ],
+            "&Present": [
+                A("font_larger", "Larger text", p.larger, ["Ctrl+=", "Ctrl++"], "Make every text larger (for a projector)"),
+                A("font_smaller", "Smaller text", p.smaller, ["Ctrl+-"], "Make every text smaller"),
+                A("font_reset", "Normal text size", p.reset_font, ["Ctrl+0"], "Back to the normal text size"),
+                None,
+                A("play", "Play", p.toggle, ["F5"], "Advance one step every few seconds (F5 pauses)"),
+            ],
+            "&Help": [
+                A("about", "About Attention Stepper", self.about, ["F1"]),
+            ],
+        }
+        for title, entries in menus.items():
+            menu = self.menuBar().addMenu(title)
+            menu.setToolTipsVisible(True)
+            for act in entries:
+                if act is None:
+                    menu.addSeparator()
+                else:
+                    menu.addAction(act)
+        for name in ("reset_inputs",) + tuple(v[0] for v in DOCKS.values()):
+            self.actions[name].setEnabled(False)            # until finish_setup builds the docks
+        play = self.actions["play"]
+        p.playing_changed.connect(lambda on: play.setText("Pause" if on else "Play"))
+        button = QtWidgets.QToolButton(objectName="playButton")
+        button.setDefaultAction(play)
+        button.setAutoRaise(True)
+        self.statusBar().addPermanentWidget(button)       # Play/Pause and the interval, without a toolbar row
+        self.statusBar().addPermanentWidget(p.interval_box)
+
+    def _dock_action(self, key: str, shortcut: str, tip: str) -> QtGui.QAction:
+        """Show/hide a dock (checked while it is open), like the dock's own toggleViewAction."""
+        name, title, _area = DOCKS[key]
+
+        def toggle(checked: bool) -> None:
+            dock = self.docks.get(key)
+            if dock is None:
+                return
+            if checked:
+                dock.show()
+                dock.raise_()
+            else:
+                dock.close()
+        return self._action(name, title, toggle, [shortcut], tip, checkable=True)
+
+    def _build_docks(self) -> None:
+        """The explaining tools (they import pyqtgraph): created once the window is on screen."""
+        from gui.code_panel import CodePanel
+        from gui.equivalence_view import EquivalenceView
+        from gui.inspector import Inspector
+        from gui.scaling_view import ScalingView
+        from gui.tables import InputsEditor
+        m = self.model
+        self.inspector = Inspector(m)
+        self.code_panel = CodePanel(m)
+        self.inputs_editor = InputsEditor(self.controller)
+        self.equivalences = EquivalenceView(m)
+        self.scaling_view = ScalingView(m)
+        widgets = {"inspector": self.inspector, "code": self.code_panel, "inputs": self.inputs_editor,
+                   "equivalences": self.equivalences, "scaling": self.scaling_view}
+        for key, (name, title, area) in DOCKS.items():
+            dock = QtWidgets.QDockWidget(title, self)
+            dock.setObjectName(f"{name}Dock")
+            dock.setWidget(widgets[key])
+            dock.setAllowedAreas(Area.AllDockWidgetAreas)
+            self.addDockWidget(area, dock)
+            act = self.actions[name]
+            dock.toggleViewAction().toggled.connect(act.setChecked)   # Qt tracks open/closed there
+            self.docks[key] = dock
+        d = self.docks
+        self.splitDockWidget(d["inspector"], d["code"], QtCore.Qt.Orientation.Vertical)
+        self.tabifyDockWidget(d["inputs"], d["equivalences"])
+        self.tabifyDockWidget(d["equivalences"], d["scaling"])
+        for key in ("inputs", "equivalences", "scaling"):
+            d[key].hide()
+        self.resizeDocks([d["inspector"]], [330], QtCore.Qt.Orientation.Horizontal)
+        self.resizeDocks([d["inspector"], d["code"]], [420, 320], QtCore.Qt.Orientation.Vertical)
+        state = self.settings.value(DOCK_STATE_KEY)
+        if isinstance(state, (QtCore.QByteArray, bytes)):
+            self.restoreState(state, DOCK_STATE_VERSION)     # a stale or foreign state is ignored
+        for key, (name, _title, _area) in DOCKS.items():
+            self.actions[name].setChecked(d[key].toggleViewAction().isChecked())
+            self.actions[name].setEnabled(True)
+        self.actions["reset_inputs"].setEnabled(True)
+        status = self.statusBar()
+        self.inputs_editor.message.connect(lambda text: status.showMessage(text, 10000))
+        self.code_panel.copied.connect(lambda text: status.showMessage(text, 8000))
 
     # ---- slots ---------------------------------------------------------------------------
     def finish_setup(self) -> None:
@@ -124,18 +258,15 @@ class MainWindow(QtWidgets.QMainWindow):
         if self.step_view is not None:
             return
         from gui.step_view import StepView
-        self.step_view = StepView(self.controller)
-        self.step_view.hovered.connect(lambda text: self.statusBar().showMessage(text.split("\n")[0], 8000))
-        self.step_view.focus_changed.connect(self._on_focus)
+        self.step_view = StepView(self.model)
         self.stack.addWidget(self.step_view)
-        from gui.features import install
-        install(self)                    # inspector, code, inputs, equivalences, lessons, present
+        self._build_docks()              # inspector, code, inputs, equivalences, why 1/√d_k
         self.navigator.setFocus()        # arrow keys step; the text field takes them only when clicked
-        if self.controller.has_trace:
+        if self.model.has_trace:
             self.stack.setCurrentWidget(self.step_view)
 
     def _on_focus(self) -> None:
-        focused = self.step_view.focused()
+        focused = self.model.focused()
         if focused:
             data, k = focused
             head = f" ({data.maps[k].title})" if data.maps[k].title else ""
@@ -148,7 +279,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self._update_status()
 
     def _update_status(self) -> None:
-        t = self.controller.trace
+        t = self.model.trace
         if t is None:
             return
         cfg = t.config
@@ -163,13 +294,13 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def export_matrix(self) -> None:
         if self.step_view is not None:
-            self._report(exporting.export_matrix(self, self.controller, self.step_view))
+            self._report(exporting.export_matrix(self, self.model))
 
     def export_all(self, fmt: str = "csv") -> None:
         if self.export_job is not None:
             self._report("An export is already running")
             return
-        job = exporting.start_export_all(self, self.controller, fmt if isinstance(fmt, str) else "csv")
+        job = exporting.start_export_all(self, self.model, fmt if isinstance(fmt, str) else "csv")
         if isinstance(job, str):
             self._report(job)
             return
@@ -188,7 +319,7 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def save_image(self) -> None:
         if self.step_view is not None:
-            self._report(exporting.save_image(self, self.step_view, self.controller.index))
+            self._report(exporting.save_image(self, self.step_view, self.model.index))
 
     def _report(self, message: str) -> None:
         if message:
@@ -226,6 +357,8 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def save_settings(self) -> None:
         c = self.controller
+        if self.docks:                   # which docks are open, and where
+            self.settings.setValue(DOCK_STATE_KEY, self.saveState(DOCK_STATE_VERSION))
         self.settings.setValue("window/geometry", self.saveGeometry())
         self.settings.setValue("window/splitter", self.splitter.saveState())
         self.settings.setValue("config/mode", c.mode)

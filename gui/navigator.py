@@ -1,6 +1,6 @@
 """The step navigator: a tree (stage → steps) and the Back / counter / Next bar.
 
-Both observe the controller's ``step_changed`` and call its ``go``/``next``/``back``.
+Both observe the view model's ``step_changed`` and call its ``go``/``next``/``back``.
 """
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ STEP_ROLE = QtCore.Qt.ItemDataRole.UserRole
 class Navigator(QtWidgets.QTreeWidget):
     """Stages as top-level items, their steps as children; selecting a step goes there."""
 
-    def __init__(self, controller, parent: QtWidgets.QWidget | None = None):
+    def __init__(self, model, parent: QtWidgets.QWidget | None = None):
         super().__init__(parent)
-        self.controller = controller
+        self.model = model
         self.setObjectName("navigator")
         self.setHeaderHidden(True)
         self.setUniformRowHeights(True)
@@ -29,15 +29,15 @@ class Navigator(QtWidgets.QTreeWidget):
             f.setBold(True)
             top.setFont(0, f)
             for i in indices:
-                child = QtWidgets.QTreeWidgetItem(top, [f"{step_numbers()[i]}  {controller.steps[i].title}"])
+                child = QtWidgets.QTreeWidgetItem(top, [f"{step_numbers()[i]}  {model.steps[i].title}"])
                 child.setData(0, STEP_ROLE, i)
-                child.setToolTip(0, controller.steps[i].title)
+                child.setToolTip(0, model.steps[i].title)
                 self.items.append(child)
         self.expandAll()
         self.setMinimumWidth(230)
         self.currentItemChanged.connect(self._on_current)
-        controller.step_changed.connect(self._on_step)
-        self._on_step(controller.index)
+        model.step_changed.connect(self._on_step)
+        self._on_step(model.index)
 
     def keyPressEvent(self, event) -> None:
         self._key = event.key()
@@ -53,9 +53,9 @@ class Navigator(QtWidgets.QTreeWidget):
         if (item.parent() is None and self._key == QtCore.Qt.Key.Key_Up and previous is not None
                 and previous.data(0, STEP_ROLE) == index):
             index -= 1          # Up from a stage's first step onto its header: the step before
-        self.controller.go(index)
-        if self.currentItem() is not self.items[self.controller.index]:
-            self._on_step(self.controller.index)     # a stage header stands for its first step
+        self.model.go(index)
+        if self.currentItem() is not self.items[self.model.index]:
+            self._on_step(self.model.index)     # a stage header stands for its first step
 
     def _on_step(self, index: int) -> None:
         with QtCore.QSignalBlocker(self):
@@ -66,29 +66,29 @@ class Navigator(QtWidgets.QTreeWidget):
 class StepBar(QtWidgets.QWidget):
     """◀ Back   7 / 33   Next ▶, with the current step's title."""
 
-    def __init__(self, controller, parent: QtWidgets.QWidget | None = None):
+    def __init__(self, model, parent: QtWidgets.QWidget | None = None):
         super().__init__(parent)
-        self.controller = controller
+        self.model = model
         self.back = QtWidgets.QPushButton("◀ Back", objectName="backButton")
         self.next = QtWidgets.QPushButton("Next ▶", objectName="nextButton")
         for b in (self.back, self.next):
             b.setFocusPolicy(QtCore.Qt.FocusPolicy.NoFocus)   # keys stay with the window
         self.counter = QtWidgets.QLabel(objectName="stepCounter")
         self.title = QtWidgets.QLabel(objectName="stepBarTitle")
-        self.back.clicked.connect(controller.back)
-        self.next.clicked.connect(controller.next)
+        self.back.clicked.connect(model.back)
+        self.next.clicked.connect(model.next)
         lay = QtWidgets.QHBoxLayout(self)
         lay.setContentsMargins(6, 2, 6, 2)
         lay.addWidget(self.title, 1)
         lay.addWidget(self.back)
         lay.addWidget(self.counter)
         lay.addWidget(self.next)
-        controller.step_changed.connect(self._on_step)
-        self._on_step(controller.index)
+        model.step_changed.connect(self._on_step)
+        self._on_step(model.index)
 
     def _on_step(self, index: int) -> None:
-        n = len(self.controller.steps)
+        n = len(self.model.steps)
         self.counter.setText(f"{index + 1} / {n}")
-        self.title.setText(self.controller.steps[index].title)
+        self.title.setText(self.model.steps[index].title)
         self.back.setEnabled(index > 0)
         self.next.setEnabled(index < n - 1)

@@ -105,7 +105,7 @@ class ParamPanel(QtWidgets.QWidget):
         grid.addWidget(self.general_error)
         self.setEnabled(False)     # until the first trace tells us the book's configs
 
-        controller.config_changed.connect(self.show_config)
+        controller.model.config_changed.connect(self.show_config)
         controller.mode_changed.connect(self._on_mode)
         controller.error.connect(self.show_error)
         controller.error_cleared.connect(self.clear_errors)
@@ -168,9 +168,11 @@ class ParamPanel(QtWidgets.QWidget):
             self.controller.set_params(text=text)
 
     # ---- controller -> widgets ---------------------------------------------------------
-    def show_config(self, cfg: dict) -> None:
-        if not cfg:
+    def show_config(self, config) -> None:
+        """Show a frozen ``core.config.AttentionConfig`` (the model's ``config``)."""
+        if config is None:
             return
+        cfg = config.to_dict()
         self._updating = True
         try:
             self.setEnabled(True)

@@ -13,9 +13,9 @@ MIN_POINTS, MAX_POINTS = 7.0, 32.0
 class Presenter(QtCore.QObject):
     playing_changed = QtCore.Signal(bool)
 
-    def __init__(self, controller, parent: QtCore.QObject | None = None):
+    def __init__(self, model, parent: QtCore.QObject | None = None):
         super().__init__(parent)
-        self.controller = controller
+        self.model = model
         self.timer = QtCore.QTimer(self)
         self.timer.setInterval(3000)
         self.timer.timeout.connect(self._tick)
@@ -73,7 +73,7 @@ class Presenter(QtCore.QObject):
         self.pause() if self.playing else self.play()
 
     def play(self) -> None:
-        c = self.controller
+        c = self.model
         if c.index >= len(c.steps) - 1:
             c.first()                       # at the end: play from the start
         self.timer.start()
@@ -84,7 +84,7 @@ class Presenter(QtCore.QObject):
         self.playing_changed.emit(False)
 
     def _tick(self) -> None:
-        c = self.controller
+        c = self.model
         if c.index >= len(c.steps) - 1:
             self.pause()
             return

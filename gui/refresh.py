@@ -11,9 +11,10 @@ class RefreshWhenShown:
 
     _stale = True
 
-    def watch_trace(self, controller) -> None:
-        controller.trace_changed.connect(self._on_trace)
-        controller.step_changed.connect(lambda _i: self._on_trace())
+    def watch_trace(self, model) -> None:
+        """Observe a :class:`gui.view_model.ViewModel`'s trace and step."""
+        model.trace_changed.connect(self._on_trace)
+        model.step_changed.connect(lambda _i: self._on_trace())
 
     def _on_trace(self) -> None:
         self._stale = True

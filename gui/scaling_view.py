@@ -39,10 +39,10 @@ def weights(trace, scaled: bool) -> np.ndarray:
 
 
 class ScalingView(RefreshWhenShown, QtWidgets.QWidget):
-    def __init__(self, controller, parent: QtWidgets.QWidget | None = None):
+    def __init__(self, model, parent: QtWidgets.QWidget | None = None):
         super().__init__(parent)
         self.setObjectName("scalingView")
-        self.controller = controller
+        self.model = model
         self.curves = []
         self._stale = True
         from gui.heatmap import MatrixPanel
@@ -87,21 +87,21 @@ class ScalingView(RefreshWhenShown, QtWidgets.QWidget):
         lay.setContentsMargins(4, 4, 4, 4)
         lay.addLayout(left, 2)
         lay.addLayout(right, 3)
-        self.watch_trace(controller)
+        self.watch_trace(model)
 
     @property
     def scaled(self) -> bool:
         return self.toggle.isChecked()
 
     def refresh(self) -> None:
-        if self.controller.trace is None:
+        if self.model.trace is None:
             return
         self._stale = False
         self.refresh_weights()
         self.refresh_curves()
 
     def refresh_weights(self) -> None:
-        trace = self.controller.trace
+        trace = self.model.trace
         if trace is None:
             return
         w = weights(trace, self.scaled)
@@ -121,7 +121,7 @@ class ScalingView(RefreshWhenShown, QtWidgets.QWidget):
             f"({'unscaled' if self.scaled else 'scaled'}: {peak_other:.4f}); uniform would be {1 / len(labels):.4f}")
 
     def refresh_curves(self) -> None:
-        trace = self.controller.trace
+        trace = self.model.trace
         from core.inputs import Inputs
         from core.scaling import peakedness_curve
         inp = trace.inputs

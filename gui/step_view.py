@@ -1,22 +1,22 @@
 """The centre of the window: the current step's title, formula and heatmaps.
 
-Observes the controller: redraws on ``step_changed`` and ``trace_changed``. Multi-head steps
-show all heads (a grid per matrix) or, with the head selector, one head in detail; batched
-traces get a batch-item selector. The panel the learner last hovered or clicked is the
-"matrix under focus" that File → Export matrix writes.
+Draws the view model's ``shown`` matrices (redrawn on ``shown_changed``), frames its ``focus``
+and ``marks``, and writes the learner's choices back to it: the head selector (all heads side
+by side, or one in detail), the batch-item selector, hover and click (the clicked matrix is the
+"matrix under focus" that File → Export matrix writes).
 """
 from __future__ import annotations
 
-import dataclasses
 import math
 import time
 
 from PySide6 import QtCore, QtWidgets
 
 from gui.heatmap import MatrixPanel
-from gui.matrices import MatrixData, resolve_panel
+from gui.matrices import MatrixData
 from gui.steps import step_numbers
 from gui.texts import render
+from gui.view_model import ViewModel, frames_for
 
 PANELS_PER_ROW = 3
 MAX_SPARE_PANELS = 12    # hidden panels kept for reuse (their images released)
@@ -46,22 +46,14 @@ def _cell_font(d: MatrixData, width: float, height: float) -> float:
 
 
 class StepView(QtWidgets.QWidget):
-    focus_changed = QtCore.Signal()
-    hovered = QtCore.Signal(str)
-    cell_clicked = QtCore.Signal(object, int, int, int)   # MatrixData, map index, row, column
-
-    def __init__(self, controller, parent: QtWidgets.QWidget | None = None):
+    def __init__(self, model: ViewModel, parent: QtWidgets.QWidget | None = None):
         super().__init__(parent)
-        self.controller = controller
+        self.model = model
         self.panels: list[MatrixPanel] = []
         self._spare: list[MatrixPanel] = []
-        self.datas: list[MatrixData] = []
-        self.focus = (0, 0)                # (panel index, map index)
-        self.head: int | None = None       # None = all heads
-        self.batch_index = 0
+        self._drawn: list[MatrixData] = []    # what the panels were last given (for relayouts)
         self._per_row = 1
         self._relayouts: list[float] = []     # when resizes last changed the panel arrangement
-        self._focus_shown = False
 
         self.title = QtWidgets.QLabel(objectName="stepTitle")
         self.title.setWordWrap(True)
@@ -104,73 +96,56 @@ class StepView(QtWidgets.QWidget):
         lay.addWidget(self.grid_host, 1)
         lay.addWidget(self.hover)
 
-        controller.step_changed.connect(self._on_step)
-        controller.trace_changed.connect(self.refresh)
+        model.shown_changed.connect(self.refresh)
+        model.focus_changed.connect(self._show_focus)
+        model.marks_changed.connect(self._show_marks)
+        model.hover_changed.connect(self.hover.setText)
         self.refresh()
+
+    @property
+    def datas(self) -> tuple[MatrixData, ...]:
+        """The matrices drawn (the model's ``shown``)."""
+        return self.model.shown
 
     # ---- drawing ---------------------------------------------------------------------
-    def _on_step(self, _index: int) -> None:
-        self.focus = (0, 0)
-        self._focus_shown = False      # the frame appears once the learner clicks a matrix
-        self.refresh()
-
     def refresh(self) -> None:
-        c = self.controller
-        step = c.step
-        trace = c.trace
-        self.title.setText(f"{step_numbers()[c.index]}  {render(step.title, trace) if trace else step.title}")
+        """Redraw the model's current step: title, formula, selectors, panels, focus, marks."""
+        m = self.model
+        step = m.step
+        trace = m.trace
+        self.title.setText(f"{step_numbers()[m.index]}  {render(step.title, trace) if trace else step.title}")
+        datas = list(m.shown)
         if trace is None:                 # this step's trace is still being computed
             self.formula.setText("Computing…")
-            self.datas = []
-            self._ensure_panels([])
-            return
-        try:
-            datas = [d for d in (resolve_panel(p, trace, self.batch_index) for p in step.panels) if d]
-        except Exception as exc:   # a step that cannot be drawn must not take the app down
-            self.formula.setText(f"cannot draw this step: {exc}")
-            self.datas = []
-            self._ensure_panels([])
-            return
-        self._update_selectors(datas, trace)
-        if self.head is not None:
-            datas = [self._only_head(d) for d in datas]
-        self.datas = datas
-        self.formula.setText(render(step.formula, trace))
+        elif m.draw_error is not None:
+            self.formula.setText(f"cannot draw this step: {m.draw_error}")
+        else:
+            self._update_selectors()
+            self.formula.setText(render(step.formula, trace))
+        self._drawn = datas
         self._ensure_panels(datas)
         for panel, data in zip(self.panels, datas):
             panel.set_matrix(data)
-        if self.focus[0] >= len(datas):
-            self.focus = (0, 0)
         self._show_focus()
+        self._show_marks()
 
-    def _only_head(self, data: MatrixData) -> MatrixData:
-        heads = [m for m in data.maps if m.head == self.head]
-        if not heads:
-            return data
-        return dataclasses.replace(data, maps=heads)
-
-    def _update_selectors(self, datas: list[MatrixData], trace) -> None:
-        nheads = max((m.head + 1 for d in datas for m in d.maps if m.head is not None), default=0)
-        if self.head is not None and self.head >= nheads:
-            self.head = None
+    def _update_selectors(self) -> None:
+        m = self.model
+        nheads = m.num_heads
         with QtCore.QSignalBlocker(self.head_box):
             if self.head_box.count() != nheads + 1:
                 self.head_box.clear()
                 self.head_box.addItem("all heads")
                 for h in range(nheads):
                     self.head_box.addItem(f"head {h}")
-            self.head_box.setCurrentIndex(0 if self.head is None else self.head + 1)
+            self.head_box.setCurrentIndex(0 if m.head is None else m.head + 1)
         self.head_box.setVisible(nheads > 1)
         self.head_label.setVisible(nheads > 1)
-        b = trace.config.batch
-        batched = b > 1 and any(d.key[0] in ("causal", "multihead") and not
-                                any(m.title.startswith("batch") for m in d.maps) for d in datas)
         with QtCore.QSignalBlocker(self.batch_box):
-            self.batch_box.setRange(0, max(b - 1, 0))
-            self.batch_index = min(self.batch_index, b - 1)
-            self.batch_box.setValue(self.batch_index)
-        self.batch_box.setVisible(batched)
-        self.batch_label.setVisible(batched)
+            self.batch_box.setRange(0, max(m.batch_size - 1, 0))
+            self.batch_box.setValue(m.batch_index)
+        self.batch_box.setVisible(m.batch_selectable)
+        self.batch_label.setVisible(m.batch_selectable)
 
     def _ensure_panels(self, datas: list[MatrixData]) -> None:
         """One MatrixPanel per matrix, laid out in rows with widths by matrix size."""
@@ -236,7 +211,7 @@ class StepView(QtWidgets.QWidget):
 
     def resizeEvent(self, event) -> None:
         super().resizeEvent(event)
-        if not self.datas or self._choose_per_row(self.datas) == self._per_row:
+        if not self._drawn or self._choose_per_row(self._drawn) == self._per_row:
             return
         # A new arrangement changes the panels' minimum sizes, which can resize this view
         # again; at some sizes the two arrangements would take turns for ever. Past a few
@@ -246,40 +221,28 @@ class StepView(QtWidgets.QWidget):
         if len(self._relayouts) >= 4:
             return
         self._relayouts.append(now)
-        self._ensure_panels(self.datas)
+        self._ensure_panels(self._drawn)
 
-    # ---- selectors, hover, focus -------------------------------------------------------
+    # ---- selectors, hover, focus, marks: the learner's choices go to the model ---------------
     def _on_head(self, index: int) -> None:
-        self.head = None if index <= 0 else index - 1
-        self.refresh()
+        self.model.set_head(None if index <= 0 else index - 1)
 
     def _on_batch(self, value: int) -> None:
-        self.batch_index = value
-        self.refresh()
+        self.model.set_batch_index(value)
 
     def _on_hover(self, k: int, text: str) -> None:
-        self.hover.setText(text)
-        self.hovered.emit(text)
+        self.model.set_hover(text)
 
     def _on_click(self, k: int, m: int, row: int, col: int) -> None:
-        self._set_focus(k, m)
-        if k < len(self.datas):
-            self.cell_clicked.emit(self.datas[k], m, row, col)
-
-    def _set_focus(self, k: int, m: int) -> None:
-        self.focus = (k, m)
-        self._focus_shown = True
-        self._show_focus()
-        self.focus_changed.emit()
+        self.model.click(k, m, row, col)
 
     def _show_focus(self) -> None:
+        k, m = self.model.focus
         for i, p in enumerate(self.panels):
-            p.set_focused(self._focus_shown and i == self.focus[0], self.focus[1], frame=len(self.panels) > 1)
+            p.set_focused(self.model.focus_picked and i == k, m, frame=len(self.panels) > 1)
 
-    def focused(self) -> tuple[MatrixData, int] | None:
-        """The matrix under focus and which of its maps (for File → Export matrix)."""
-        if not self.datas:
-            return None
-        k, m = self.focus
-        k = min(k, len(self.datas) - 1)
-        return self.datas[k], min(m, len(self.datas[k].maps) - 1)
+    def _show_marks(self) -> None:
+        """Frame the cells the model marks (the inspector's sources and clicked cell)."""
+        marks = self.model.marks
+        for p, d in zip(self.panels, self._drawn):
+            p.mark(frames_for(marks, d) if marks else [])

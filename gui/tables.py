@@ -88,7 +88,7 @@ class InputsEditor(RefreshWhenShown, QtWidgets.QWidget):
         lay.addLayout(buttons)
         lay.addWidget(self.tabs, 1)
         lay.addWidget(self.note)
-        self.watch_trace(controller)        # the tables fill now if on screen, else when shown
+        self.watch_trace(controller.model)        # the tables fill now if on screen, else when shown
         controller.error.connect(self._on_error)
 
     def _table(self, name: str, tip: str) -> QtWidgets.QTableWidget:

@@ -118,9 +118,7 @@ class _Harness:
     def setup(self, tokens: int) -> None:
         self.change(gpt2_params(tokens))
         self.controller.go(self.step_index)
-        sv = self.window.step_view
-        if sv.head is not None:
-            sv.head_box.setCurrentIndex(0)          # all heads
+        self.controller.model.set_head(None)        # all heads
         self.app.processEvents()
         self.window.repaint()
 

@@ -61,9 +61,9 @@ def main(argv: list[str] | None = None) -> int:
     index = {s.id: i for i, s in enumerate(controller.steps)}
     controller.go(index["trainable.scores"])
     settle()
-    sv = win.step_view
-    data = next(d for d in sv.datas if d.key == ("trainable", "attn_scores"))
-    sv.cell_clicked.emit(data, 0, 1, 2)
+    model = controller.model
+    k = next(k for k, d in enumerate(model.shown) if d.key == ("trainable", "attn_scores"))
+    model.click(k, 0, 1, 2)
     settle()
     save_small(win, out / "inspector.png")
 

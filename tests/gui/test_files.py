@@ -15,11 +15,12 @@ def test_export_matrix_writes_the_focused_matrix(window, qtbot, tmp_path, monkey
     c.go(step_index(c, "multihead.weights"))
     panel = window.step_view.panels[0]
     scene_pos = panel.maps[1].plot.vb.mapViewToScene(QtCore.QPointF(2.5, 3.5))   # head 1, row 3, col 2
-    with qtbot.waitSignal(window.step_view.cell_clicked, timeout=3000) as clicked:
-        qtbot.mouseClick(panel.viewport(), QtCore.Qt.MouseButton.LeftButton,
-                         pos=panel.mapFromScene(scene_pos))
-    assert clicked.args[1:] == [1, 3, 2]
-    assert window.step_view.focus == (0, 1)
+    clicked = []
+    c.model.cell_clicked.connect(lambda *args: clicked.append(args))
+    qtbot.mouseClick(panel.viewport(), QtCore.Qt.MouseButton.LeftButton, pos=panel.mapFromScene(scene_pos))
+    qtbot.waitUntil(lambda: bool(clicked), timeout=3000)
+    assert clicked[0][1:] == (1, 3, 2)
+    assert c.model.focus == (0, 1)
     assert "▶ head 1" in panel.maps[1].plot.titleLabel.text
     target = tmp_path / "weights.csv"
     monkeypatch.setattr(QtWidgets.QFileDialog, "getSaveFileName", lambda *a, **k: (str(target), ""))

@@ -138,7 +138,7 @@ def test_book_delivers_the_current_steps_section_first(qtbot):
     try:
         c.go(len(c.steps) - 1)                      # multihead.out_proj: section "fused"
         seen = []
-        c.trace_changed.connect(lambda: seen.append(sorted(c._traces)))
+        c.trace_changed.connect(lambda: seen.append(sorted(c.model.traces)))
         c.use_book()
         qtbot.waitUntil(lambda: not c.is_busy(), timeout=TRACE_TIMEOUT_MS)
         assert seen[0] == ["fused"]

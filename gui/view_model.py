@@ -1,0 +1,302 @@
+"""The window's state, Qt-free: which step, which trace, which matrix, head and batch item are on screen.
+
+Views take a :class:`ViewModel` in their constructor, read its attributes and subscribe to its
+events (``model.step_changed.connect(view.refresh)``); they change what is shown through its
+methods (``model.go(3)``, ``model.set_head(1)``) and never read each other's widgets. As in
+napari's layer models, the state is plain Python with small observer lists (:class:`Event`)
+instead of Qt signals, so it runs and is tested without a QApplication; the Qt-facing
+:class:`gui.controller.Controller` owns one, fills it with traces from its worker and
+re-emits the events as Qt signals for code that waits on them (``qtbot.waitSignal``).
+
+Every setter first brings *all* state up to date — the matrices the step shows (:attr:`shown`,
+resolved from the trace with the head and batch item applied), the clamped head, batch item and
+focus — and only then emits, so no listener depends on another having run first.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Callable
+
+from gui.matrices import MatrixData, resolve_panel
+from gui.steps import Step, load_steps
+
+CUSTOM = "custom"
+
+
+class Event:
+    """An observer list: ``connect(callback)``, ``disconnect(callback)``, ``emit(*args)``."""
+
+    def __init__(self, name: str):
+        self.name = name
+        self._callbacks: list[Callable] = []
+
+    def connect(self, callback: Callable) -> Callable:
+        self._callbacks.append(callback)
+        return callback
+
+    def disconnect(self, callback: Callable) -> None:
+        if callback in self._callbacks:
+            self._callbacks.remove(callback)
+
+    def emit(self, *args) -> None:
+        for callback in list(self._callbacks):     # a callback may connect or disconnect others
+            callback(*args)
+
+    def __len__(self) -> int:
+        return len(self._callbacks)
+
+
+@dataclass(frozen=True)
+class Mark:
+    """Cells of one intermediate to frame: ``rows``/``cols`` None = every row/column.
+
+    ``role`` is "source" (a cell that feeds the clicked one) or "clicked".
+    """
+
+    stage: str
+    name: str
+    lead: tuple[int, ...]                 # batch/head indices of the map
+    rows: tuple[int, ...] | None
+    cols: tuple[int, ...] | None
+    role: str = "source"
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One rectangle a heatmap panel draws: map ``map_index``, cells [x, x+w) × [y, y+h)."""
+
+    map_index: int
+    x: int
+    y: int
+    w: int
+    h: int
+    role: str
+    key: tuple[str, str]
+    lead: tuple[int, ...]
+
+
+def frames_for(marks: tuple[Mark, ...], data: MatrixData) -> list[Frame]:
+    """The rectangles ``marks`` put on the panel that shows ``data`` (difference panels: none)."""
+    out: list[Frame] = []
+    if data.extra.get("max_abs_diff") is not None:
+        return out
+    for mark in marks:
+        if data.key != (mark.stage, mark.name):
+            continue
+        for k, m in enumerate(data.maps):
+            if tuple(m.index) != tuple(mark.lead):
+                continue
+            nrows, ncols = m.values.shape
+            col_spans = [(c, 1) for c in mark.cols] if mark.cols is not None else [(0, ncols)]
+            if mark.rows is None:
+                row_spans = [(0, nrows)]
+            else:                          # rows are the intermediate's; a row slice starts at row_offset
+                row_spans = [(r - data.row_offset, 1) for r in mark.rows if 0 <= r - data.row_offset < nrows]
+            for r0, rh in row_spans:
+                for c0, cw in col_spans:
+                    if c0 < ncols:
+                        out.append(Frame(k, c0, r0, cw, rh, mark.role, data.key, tuple(mark.lead)))
+    return out
+
+
+def _only_head(data: MatrixData, head: int) -> MatrixData:
+    maps = [m for m in data.maps if m.head == head]
+    return dataclasses.replace(data, maps=maps) if maps else data
+
+
+class ViewModel:
+    """What the window shows. Attributes are read-only for views; change them with the methods.
+
+    State: ``steps``, ``index`` (``step``), ``mode`` (the preset asked for: "book"/"custom"),
+    ``traces_mode`` (the one on screen), ``trace`` (the current step's), ``config`` (the frozen
+    ``core.config.AttentionConfig`` the parameter panel shows), ``section_titles``, ``weights``
+    (edited W_query/W_key/W_value behind the trace), ``head`` (None = all heads), ``batch_index``,
+    ``focus`` ((matrix, map) under focus) and ``focus_picked`` (clicked since the step changed),
+    ``hover`` (text of the cell under the mouse), ``marks`` (cells the inspector frames).
+    Derived, recomputed before any event: ``shown`` (the matrices the step draws), ``num_heads``,
+    ``batch_size``, ``batch_selectable``, ``draw_error``.
+    """
+
+    def __init__(self, steps: tuple[Step, ...] | None = None):
+        self.steps: tuple[Step, ...] = steps if steps is not None else load_steps()
+        self.index = 0
+        self.mode = "book"
+        self.traces_mode: str | None = None
+        self.traces: dict = {}                 # section (or CUSTOM) -> Trace
+        self.config = None                     # core.config.AttentionConfig | None
+        self.section_titles: dict[str, str] = {}
+        self.weights: dict = {}
+        self.head: int | None = None
+        self.batch_index = 0
+        self.focus: tuple[int, int] = (0, 0)
+        self.focus_picked = False
+        self.hover = ""
+        self.marks: tuple[Mark, ...] = ()
+        self.shown: tuple[MatrixData, ...] = ()
+        self.num_heads = 0
+        self.batch_size = 1
+        self.batch_selectable = False
+        self.draw_error: str | None = None
+
+        self.step_changed = Event("step_changed")        # (index)
+        self.trace_changed = Event("trace_changed")      # ()  new traces in place
+        self.config_changed = Event("config_changed")    # (AttentionConfig)
+        self.mode_changed = Event("mode_changed")        # (mode)
+        self.shown_changed = Event("shown_changed")      # ()  shown/num_heads/batch_* recomputed
+        self.head_changed = Event("head_changed")        # (head or None)
+        self.batch_changed = Event("batch_changed")      # (batch_index)
+        self.focus_changed = Event("focus_changed")      # ()  a matrix was picked
+        self.hover_changed = Event("hover_changed")      # (text)
+        self.marks_changed = Event("marks_changed")      # ()
+        self.cell_clicked = Event("cell_clicked")        # (MatrixData, map index, row, column)
+
+    # ---- read ------------------------------------------------------------------------------
+    @property
+    def step(self) -> Step:
+        return self.steps[self.index]
+
+    @property
+    def has_trace(self) -> bool:
+        return bool(self.traces)
+
+    def trace_for(self, step: Step | None = None):
+        """The trace ``step`` (default: the current one) is drawn from; None before the first."""
+        step = step or self.step
+        if not self.traces:
+            return None
+        if self.traces_mode == "book":
+            return self.traces.get(step.section)
+        return self.traces.get(CUSTOM)
+
+    @property
+    def trace(self):
+        return self.trace_for()
+
+    def section_title(self, section: str) -> str:
+        return self.section_titles.get(section, section)
+
+    def focused(self) -> tuple[MatrixData, int] | None:
+        """The matrix under focus and which of its maps (what File → Export matrix writes)."""
+        if not self.shown:
+            return None
+        k, m = self.focus
+        k = min(k, len(self.shown) - 1)
+        return self.shown[k], min(m, len(self.shown[k].maps) - 1)
+
+    # ---- change ----------------------------------------------------------------------------
+    def go(self, index: int) -> None:
+        """Show step ``index`` (clamped); the focus goes back to the first matrix, unpicked."""
+        index = max(0, min(int(index), len(self.steps) - 1))
+        if index == self.index:
+            return
+        self.index = index
+        self.focus = (0, 0)
+        self.focus_picked = False
+        self._resolve()
+        self.step_changed.emit(index)
+        self.shown_changed.emit()
+
+    def next(self) -> None:
+        self.go(self.index + 1)
+
+    def back(self) -> None:
+        self.go(self.index - 1)
+
+    def first(self) -> None:
+        self.go(0)
+
+    def last(self) -> None:
+        self.go(len(self.steps) - 1)
+
+    def set_traces(self, mode: str, traces: dict, weights: dict | None = None) -> None:
+        """New traces on screen ("book": section -> trace; "custom": {CUSTOM: trace})."""
+        self.traces = traces
+        self.traces_mode = mode
+        self.weights = dict(weights or {})
+        self._resolve()
+        self.trace_changed.emit()
+        self.shown_changed.emit()
+
+    def set_config(self, config) -> None:
+        """The config the parameter panel shows (a frozen AttentionConfig); always emits."""
+        self.config = config
+        self.config_changed.emit(config)
+
+    def set_mode(self, mode: str) -> None:
+        self.mode = mode
+        self.mode_changed.emit(mode)
+
+    def set_section_titles(self, titles: dict[str, str]) -> None:
+        self.section_titles = dict(titles)
+
+    def set_head(self, head: int | None) -> None:
+        """One head in detail (0-based) or None for all heads side by side."""
+        head = None if head is None or head < 0 else int(head)
+        if head == self.head:
+            return
+        self.head = head
+        self._resolve()
+        self.head_changed.emit(self.head)
+        self.shown_changed.emit()
+
+    def set_batch_index(self, batch_index: int) -> None:
+        batch_index = max(0, int(batch_index))
+        if batch_index == self.batch_index:
+            return
+        self.batch_index = batch_index
+        self._resolve()
+        self.batch_changed.emit(self.batch_index)
+        self.shown_changed.emit()
+
+    def set_focus(self, matrix: int, map_index: int) -> None:
+        """Pick matrix ``matrix`` (its map ``map_index``) as the one under focus."""
+        self.focus = (int(matrix), int(map_index))
+        self.focus_picked = True
+        self.focus_changed.emit()
+
+    def click(self, matrix: int, map_index: int, row: int, col: int) -> None:
+        """A cell of a shown matrix was clicked: focus it, then tell the listeners (the inspector)."""
+        self.set_focus(matrix, map_index)
+        if matrix < len(self.shown):
+            self.cell_clicked.emit(self.shown[matrix], map_index, row, col)
+
+    def set_hover(self, text: str) -> None:
+        self.hover = text
+        self.hover_changed.emit(text)
+
+    def set_marks(self, marks) -> None:
+        marks = tuple(marks)
+        if marks == self.marks:
+            return
+        self.marks = marks
+        self.marks_changed.emit()
+
+    # ---- derived state ---------------------------------------------------------------------
+    def _resolve(self) -> None:
+        """Recompute ``shown`` and clamp head, batch item and focus to it."""
+        trace = self.trace
+        self.draw_error = None
+        if trace is None:                      # this step's trace is still being computed
+            self.shown = ()
+            return
+        try:
+            datas = [d for d in (resolve_panel(p, trace, self.batch_index) for p in self.step.panels) if d]
+        except Exception as exc:   # a step that cannot be drawn must not take the app down
+            self.draw_error = str(exc)
+            self.shown = ()
+            return
+        self.num_heads = max((m.head + 1 for d in datas for m in d.maps if m.head is not None), default=0)
+        if self.head is not None and self.head >= self.num_heads:
+            self.head = None
+        b = trace.config.batch
+        self.batch_size = b
+        self.batch_selectable = b > 1 and any(
+            d.key[0] in ("causal", "multihead") and not any(m.title.startswith("batch") for m in d.maps)
+            for d in datas)
+        self.batch_index = min(self.batch_index, max(b - 1, 0))   # resolve_panel clamped it the same way
+        if self.head is not None:
+            datas = [_only_head(d, self.head) for d in datas]
+        self.shown = tuple(datas)
+        if self.focus[0] >= len(self.shown):
+            self.focus = (0, 0)
