@@ -43,8 +43,7 @@ def freeze_gc_once() -> None:
     every object to the GC's permanent generation: a full collection, which holds the GIL, then
     scans only newer objects (75 ms → a few ms, so the worker thread's GC cannot freeze the UI)."""
     import gc
-    if not getattr(freeze_gc_once, "done", False):
-        freeze_gc_once.done = True
+    if gc.get_freeze_count() == 0:       # the interpreter's own record, not a flag of ours
         gc.freeze()
 
 

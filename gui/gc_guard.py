@@ -17,6 +17,8 @@ import threading
 from PySide6 import QtCore
 
 INTERVAL_MS = 250
+# Not a cache: how many guards run. The collector's on/off switch is process-wide, so is the
+# count of guards that turned it off (two windows in one test process share it).
 _lock = threading.Lock()
 _users = 0
 _was_enabled = True

@@ -235,7 +235,9 @@ class _CellTexts(QtWidgets.QGraphicsItem):
         painter.restore()
 
 
-_LAYOUTS: dict[tuple[int, str], tuple] = {}    # (pixel size, text) -> laid out text ("0" fills masked cells)
+# A pure memo (the one module-level cache of gui/): (pixel size, text) -> laid-out text, keyed on
+# immutable values, bounded (emptied at 4096 entries); the layouts are only drawn, never changed.
+_LAYOUTS: dict[tuple[int, str], tuple] = {}    # "0" fills masked cells
 _MASKED_TEXT = QtGui.QColor(70, 70, 70)
 MARK_PENS = {"source": (QtGui.QColor(255, 140, 0), 2.5),     # cells that feed the clicked one
              "clicked": (QtGui.QColor(47, 111, 208), 3.5)}   # the clicked cell

@@ -7,11 +7,15 @@ explanation texts and the book section whose config reproduces the chapter's num
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from types import MappingProxyType
 
 RESOURCES = Path(__file__).resolve().parent.parent / "resources"
+# The lru_caches below are pure memos (size 1, no arguments) of read-only resource files;
+# what they return is immutable (tuples of frozen dataclasses, a MappingProxyType).
 
 
 @dataclass(frozen=True)
@@ -72,10 +76,10 @@ def load_steps() -> tuple[Step, ...]:
 
 
 @lru_cache(maxsize=1)
-def cell_templates() -> dict[str, str]:
-    """Hover text templates, 'stage.name' -> template with {r}, {c}, {v}, {h}."""
+def cell_templates() -> Mapping[str, str]:
+    """Hover text templates, 'stage.name' -> template with {r}, {c}, {v}, {h} (read-only: memoised)."""
     data = json.loads((RESOURCES / "cells.json").read_text(encoding="utf-8"))
-    return dict(data["cells"])
+    return MappingProxyType(dict(data["cells"]))
 
 
 def stages_in_order() -> list[tuple[str, str, list[int]]]:
