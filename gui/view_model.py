@@ -193,8 +193,9 @@ class ViewModel:
         self.index = index
         self.focus = (0, 0)
         self.focus_picked = False
-        self._resolve()
+        clamped = self._resolve()
         self.step_changed.emit(index)
+        self._emit_clamped(clamped)
         self.shown_changed.emit()
 
     def next(self) -> None:
@@ -214,8 +215,9 @@ class ViewModel:
         self.traces = traces
         self.traces_mode = mode
         self.weights = dict(weights or {})
-        self._resolve()
+        clamped = self._resolve()
         self.trace_changed.emit()
+        self._emit_clamped(clamped)
         self.shown_changed.emit()
 
     def set_config(self, config) -> None:
@@ -237,7 +239,7 @@ class ViewModel:
             return
         self.head = head
         self._resolve()
-        self.head_changed.emit(self.head)
+        self.head_changed.emit(self.head)        # (None if the step has no such head)
         self.shown_changed.emit()
 
     def set_batch_index(self, batch_index: int) -> None:
@@ -273,8 +275,20 @@ class ViewModel:
         self.marks_changed.emit()
 
     # ---- derived state ---------------------------------------------------------------------
-    def _resolve(self) -> None:
-        """Recompute ``shown`` and clamp head, batch item and focus to it."""
+    def _emit_clamped(self, clamped: tuple[bool, bool]) -> None:
+        if clamped[0]:
+            self.head_changed.emit(self.head)
+        if clamped[1]:
+            self.batch_changed.emit(self.batch_index)
+
+    def _resolve(self) -> tuple[bool, bool]:
+        """Recompute ``shown`` and clamp head, batch item and focus to it; returns whether the
+        head and the batch item had to change (a trace with fewer heads or batch items)."""
+        head, batch = self.head, self.batch_index
+        self._resolve_shown()
+        return self.head != head, self.batch_index != batch
+
+    def _resolve_shown(self) -> None:
         trace = self.trace
         self.draw_error = None
         if trace is None:                      # this step's trace is still being computed

@@ -8,7 +8,7 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 import pytest  # noqa: E402
 from PySide6 import QtCore  # noqa: E402
 
-TRACE_TIMEOUT_MS = 60_000
+from tests.gui.fixtures import open_window  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -25,21 +25,6 @@ def isolated_settings(tmp_path, qapp):
 @pytest.fixture
 def settings_file(tmp_path):
     return str(tmp_path / "settings" / "stepper.ini")
-
-
-def open_window(qtbot, settings_file):
-    from gui.app import make_window, start
-    controller, win = make_window(QtCore.QSettings(settings_file, QtCore.QSettings.Format.IniFormat))
-    qtbot.addWidget(win)
-    win.resize(1400, 860)
-    win.show()
-    qtbot.waitExposed(win)
-    with qtbot.waitSignal(controller.trace_changed, timeout=TRACE_TIMEOUT_MS):
-        start(win, controller)
-    # the book's first section arrives first; wait for the other sections too
-    qtbot.waitUntil(lambda: not controller.is_busy(), timeout=TRACE_TIMEOUT_MS)
-    win.activateWindow()
-    return controller, win
 
 
 @pytest.fixture

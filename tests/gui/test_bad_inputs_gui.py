@@ -20,10 +20,10 @@ from PySide6 import QtCore, QtTest, QtWidgets
 
 from core import build_trace
 from tests.core.snapshots import snapshot
-from tests.core.test_bad_inputs import _fail_nth, make_input_files
-from tests.gui.conftest import TRACE_TIMEOUT_MS
-from tests.gui.helpers import expected_maps, shown_maps
-from tests.gui.test_window import step_index
+from tests.core.snapshots import fail_nth as _fail_nth, make_input_files
+from tests.gui.fixtures import TRACE_TIMEOUT_MS
+from tests.gui.fixtures import expected_maps, shown_maps
+from tests.gui.fixtures import step_index
 
 READ_ONLY = PermissionError(errno.EACCES, os.strerror(errno.EACCES))
 DISK_FULL = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))

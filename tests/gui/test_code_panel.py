@@ -6,9 +6,9 @@ import subprocess
 import sys
 
 import numpy as np
-from PySide6 import QtCore, QtGui
+from PySide6 import QtCore, QtGui, QtWidgets
 
-from tests.gui.clicks import click_cell, go_to, shown, wait_trace, open_editor
+from tests.gui.fixtures import click_cell, go_to, open_editor, shown, wait_trace
 
 
 def parse_printed(text: str) -> np.ndarray:
@@ -75,3 +75,78 @@ def test_batch_grid_snippet_prints_every_batch_item(window, qtbot):
     assert len(data.maps) == 2
     click_cell(qtbot, panel, 0, 0)
     assert_printed_equals_shown(run_copied(window, qtbot), data)
+
+
+Key = QtCore.Qt.Key
+
+
+def test_arrow_keys_in_the_code_view_do_not_step_but_elsewhere_do(window, qtbot):
+    go_to(window, qtbot, "trainable.scores")
+    c = window.controller
+    code = window.code_panel.code
+    code.setFocus()
+    qtbot.waitUntil(code.hasFocus)
+    index = c.index
+    qtbot.keyClick(code, Key.Key_Right)
+    qtbot.keyClick(code, Key.Key_PageDown)
+    assert c.index == index
+    window.navigator.setFocus()
+    qtbot.waitUntil(window.navigator.hasFocus)
+    qtbot.keyClick(window.navigator, Key.Key_Right)
+    assert c.index == index + 1
+
+
+def _fresh_code_html(window) -> str:
+    cp = window.code_panel
+    cp._rows = None                    # forget the lines on show: the next refresh sets the whole document
+    cp.refresh()
+    return cp.code.toHtml()
+
+
+def _code_on_screen(window):
+    QtWidgets.QApplication.processEvents()
+    code = window.code_panel.code
+    return (code.verticalScrollBar().value(), code.horizontalScrollBar().value(),
+            code.textCursor().position(), code.viewport().grab().toImage())
+
+
+def test_code_lines_after_a_seed_change_equal_a_fresh_document(window, qtbot):
+    c = window.controller
+    go_to(window, qtbot, "multihead.weights")
+    wait_trace(window, qtbot, lambda: c.set_params(seed=4))
+    cp = window.code_panel
+    full = []
+    setHtml = cp.code.setHtml
+    cp.code.setHtml = lambda text: (full.append(text), setHtml(text))
+    for seed in (5, 6, 1234567):
+        full.clear()
+        wait_trace(window, qtbot, lambda: c.set_params(seed=seed))
+        assert not full                                 # only the seed's line was replaced
+        updated = cp.code.toHtml()
+        assert f"torch.manual_seed({seed})" in cp.code.toPlainText()
+        assert updated == _fresh_code_html(window)
+        assert "#fff1b8" in updated                     # the highlighted line keeps its colour
+    # another step (other lines and highlight) still shows its own code
+    go_to(window, qtbot, "multihead.context_heads")
+    updated = window.code_panel.code.toHtml()
+    assert updated == _fresh_code_html(window)
+
+
+def test_code_view_after_a_seed_change_looks_like_a_fresh_one(window, qtbot):
+    """Same pixels, scroll position and cursor as a freshly set document: also after the
+    learner scrolled the code away from the highlighted line (a new trace scrolls back)."""
+    c = window.controller
+    window.docks["code"].show()
+    go_to(window, qtbot, "multihead.weights")
+    code = window.code_panel.code
+    for seed, scroll in ((21, None), (22, 0), (23, "max"), (24, None)):
+        if scroll is not None:
+            bar = code.verticalScrollBar()
+            bar.setValue(bar.maximum() if scroll == "max" else scroll)
+            code.horizontalScrollBar().setValue(code.horizontalScrollBar().maximum())
+        wait_trace(window, qtbot, lambda: c.set_params(seed=seed))
+        updated = _code_on_screen(window)
+        _fresh_code_html(window)
+        fresh = _code_on_screen(window)
+        assert updated[:3] == fresh[:3], seed
+        assert updated[3] == fresh[3], seed

@@ -5,7 +5,7 @@ import math
 
 import numpy as np
 
-from tests.gui.clicks import click_cell, go_to, shown, open_editor
+from tests.gui.fixtures import click_cell, go_to, shown, open_editor
 
 
 def test_clicking_a_score_cell_shows_products_and_sum_equal_to_the_cell(window, qtbot):
@@ -31,6 +31,16 @@ def test_clicking_a_score_cell_shows_products_and_sum_equal_to_the_cell(window, 
     assert ("trainable", "keys", (), 0, 2, 2, 1) in frames
     assert ("trainable", "attn_scores", (), 2, 1, 1, 1) in frames
     assert window.docks["inspector"].isVisible()
+    # the step view's heatmaps draw exactly those frames (MatrixPanel.mark), blue on the cell
+    drawn = [(f.key, f.lead, f.x, f.y, f.w, f.h, f.role) for p in window.step_view.panels for f in p.marked()]
+    assert sorted(drawn) == sorted((k[:2], k[2], *k[3:], r) for k, r in zip(
+        frames, ["clicked" if k[:2] == ("trainable", "attn_scores") else "source" for k in frames]))
+    rects = [item for item in panel.maps[0].plot.items if getattr(item, "zValue", lambda: 0)() == 30]
+    assert len(rects) == 1 and rects[0].pen().color().name() == "#2f6fd0"
+    # another step: the model's marks follow the re-explained cell, the panels redraw them
+    go_to(window, qtbot, "trainable.qkv")
+    shown_now = [(f.key, f.x, f.y) for p in window.step_view.panels for f in p.marked()]
+    assert (("trainable", "queries"), 0, 1) in shown_now and (("trainable", "keys"), 0, 2) in shown_now
 
 
 def test_scaled_score_shows_the_division_by_sqrt_dk(window, qtbot):
@@ -76,7 +86,7 @@ def test_multihead_cells_use_their_head(window, qtbot):
 
 
 def test_the_inspector_follows_an_edit(window, qtbot):
-    from tests.gui.clicks import wait_trace
+    from tests.gui.fixtures import wait_trace
     go_to(window, qtbot, "simplified.scores")
     panel, _data = shown(window, "simplified", "attn_scores")
     click_cell(qtbot, panel, 0, 0)

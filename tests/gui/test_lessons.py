@@ -7,9 +7,7 @@ import json
 import numpy as np
 from PySide6 import QtCore, QtWidgets
 
-from tests.gui.clicks import go_to, wait_trace, open_editor
-from tests.gui.conftest import TRACE_TIMEOUT_MS, open_window
-from tests.gui.helpers import shown_maps
+from tests.gui.fixtures import go_to, open_editor, shown_maps, TRACE_TIMEOUT_MS, wait_trace
 
 
 def edited_lesson(window, qtbot, tmp_path):
@@ -91,43 +89,12 @@ def test_a_malformed_lesson_gives_a_message_and_changes_nothing(window, qtbot, t
     assert c.weights.keys() == state[4].keys() and all(np.array_equal(c.weights[k], state[4][k]) for k in c.weights)
 
 
-def test_present_mode_font_and_play(window, qtbot):
-    c = window.controller
-    app = QtWidgets.QApplication.instance()
-    base = app.font().pointSizeF()
-    try:
-        window.actions["font_larger"].trigger()
-        assert app.font().pointSizeF() > base
-        window.actions["font_smaller"].trigger()
-        window.actions["font_smaller"].trigger()
-        assert app.font().pointSizeF() < base
-    finally:
-        window.actions["font_reset"].trigger()
-    assert abs(app.font().pointSizeF() - base) < 0.2
-    p = window.presenter
-    c.first()
-    p.set_interval(0.5)
-    assert p.interval_box.value() == 0.5 and p.timer.interval() == 500
-    window.actions["play"].trigger()
-    assert p.playing and window.actions["play"].text() == "Pause"
-    qtbot.waitUntil(lambda: c.index >= 2, timeout=5000)
-    window.actions["play"].trigger()
-    assert not p.playing and window.actions["play"].text() == "Play"
-    at = c.index
-    qtbot.wait(700)
-    assert c.index == at
-    c.go(len(c.steps) - 2)
-    p.play()
-    qtbot.waitUntil(lambda: not p.playing, timeout=5000)        # stops at the last step
-    assert c.index == len(c.steps) - 1
-
-
 def test_python_main_py_lesson_json_opens_it_in_a_process(tmp_path):
     """`python main.py LESSON.json`: the window opens on the lesson's step with its numbers."""
     from core import AttentionConfig, build_trace
     from core.inputs import Inputs
     from core.lesson import Lesson, save_lesson
-    from tests.gui.test_process import run
+    from tests.gui.fixtures import run_python as run
     cfg = AttentionConfig(d_out=4, num_heads=2, seed=9)
     inputs = Inputs(("a", "b", "c"), [[0.1, 0.2, 0.3], [0.4, -0.5, 0.6], [0.7, 0.8, -0.9]])
     W = np.arange(12, dtype=float).reshape(3, 4) / 10
@@ -168,15 +135,3 @@ def test_a_lesson_saved_on_the_book_after_edits_carries_no_edits(window, qtbot, 
     from gui.lessons import current_lesson
     lesson = current_lesson(c)
     assert lesson.inputs is None and lesson.weights == {} and lesson.config == c.trace.config
-
-
-def test_open_docks_are_remembered(qtbot, settings_file):
-    c, win = open_window(qtbot, settings_file)
-    assert win.docks["inspector"].isVisible() and not win.docks["equivalences"].isVisible()
-    win.docks["equivalences"].show()
-    win.docks["code"].hide()
-    win.close()
-    c2, win2 = open_window(qtbot, settings_file)
-    assert win2.docks["equivalences"].isVisible() and not win2.docks["code"].isVisible()
-    assert win2.docks["inspector"].isVisible()
-    win2.close()

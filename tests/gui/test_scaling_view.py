@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tests.gui.clicks import go_to
+from tests.gui.fixtures import go_to
 
 
 def test_toggle_removes_the_scaling_and_the_curves_show_the_argument(window, qtbot):

@@ -46,9 +46,9 @@ from core import build_trace
 from core.book import book_config
 from core.config import AttentionConfig
 from gui.steps import step_numbers
-from tests.core.test_bad_inputs import make_input_files
-from tests.gui.conftest import TRACE_TIMEOUT_MS, open_window
-from tests.gui.helpers import expected_maps, shown_maps
+from tests.core.snapshots import make_input_files
+from tests.gui.fixtures import TRACE_TIMEOUT_MS, open_window
+from tests.gui.fixtures import expected_maps, shown_maps
 
 Key = QtCore.Qt.Key
 SOAK_ACTIONS = int(os.environ.get("SOAK_ACTIONS", "1500"))

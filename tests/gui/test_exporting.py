@@ -1,13 +1,21 @@
-"""File menu: exports write the core's values; Save image writes a PNG; Ctrl+Q quits cleanly."""
+"""gui/exporting.py: Export matrix, Export all (CSV, .npy, .npz, cancel), Save image."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 from PySide6 import QtCore, QtGui, QtWidgets
+import pytest
 
 from core.export import read_csv_slice
-from tests.gui.test_window import step_index
+from tests.gui.fixtures import step_index, TRACE_TIMEOUT_MS
+
+
+def export_all(window, qtbot) -> str:
+    with qtbot.waitSignal(window.export_finished, timeout=60_000) as blocker:
+        window.actions["export_all"].trigger()
+    return blocker.args[0]
 
 
 def test_export_matrix_writes_the_focused_matrix(window, qtbot, tmp_path, monkeypatch):
@@ -30,12 +38,6 @@ def test_export_matrix_writes_the_focused_matrix(window, qtbot, tmp_path, monkey
     np.testing.assert_array_equal(values, expected)
     assert rows == list(c.trace.labels) and cols == list(c.trace.labels)
     assert str(target) in window.statusBar().currentMessage()
-
-
-def export_all(window, qtbot) -> str:
-    with qtbot.waitSignal(window.export_finished, timeout=60_000) as blocker:
-        window.actions["export_all"].trigger()
-    return blocker.args[0]
 
 
 def test_export_all_matches_the_core_and_the_cli_layout(window, qtbot, tmp_path, monkeypatch):
@@ -78,13 +80,6 @@ def test_cancelled_export_leaves_the_folder_as_it_was(window, qtbot, tmp_path, m
     assert sorted(p.name for p in out.iterdir()) == ["keep.txt"]
 
 
-def test_cancelled_dialogs_do_nothing(window, monkeypatch):
-    monkeypatch.setattr(QtWidgets.QFileDialog, "getSaveFileName", lambda *a, **k: ("", ""))
-    monkeypatch.setattr(QtWidgets.QFileDialog, "getExistingDirectory", lambda *a, **k: "")
-    for name in ("export_matrix", "export_all", "save_image"):
-        window.actions[name].trigger()
-
-
 def test_save_image_writes_a_png(window, tmp_path, monkeypatch):
     target = tmp_path / "step"
     monkeypatch.setattr(QtWidgets.QFileDialog, "getSaveFileName", lambda *a, **k: (str(target), ""))
@@ -93,32 +88,52 @@ def test_save_image_writes_a_png(window, tmp_path, monkeypatch):
     assert not img.isNull() and img.width() > 300 and img.height() > 200
 
 
-def test_menus_carry_shortcuts(window):
-    acts = window.actions
-    assert acts["quit"].shortcut() == QtGui.QKeySequence("Ctrl+Q")
-    for name in ("export_matrix", "export_all", "save_image", "next", "back", "first", "last", "book",
-                 "open_lesson", "save_lesson", "show_inspector", "show_code", "edit_inputs",
-                 "show_equivalences", "show_scaling", "font_larger", "font_smaller", "play"):
-        assert not acts[name].shortcut().isEmpty(), name
-        assert acts[name].toolTip(), name
-    assert acts["font_larger"].shortcut() == QtGui.QKeySequence("Ctrl+=")
-    assert acts["font_smaller"].shortcut() == QtGui.QKeySequence("Ctrl+-")
-    keys = [k.toString() for a in acts.values() for k in a.shortcuts()]
-    assert len(keys) == len(set(keys)), sorted(keys)            # no shortcut does two things
-    titles = [a.text() for a in window.menuBar().actions()]
-    assert titles == ["&File", "&View", "&Present", "&Help"]
+def _snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
-def test_ctrl_q_closes_cleanly(window, qtbot):
-    worker = window.controller._worker
-    qtbot.keyClick(window, QtCore.Qt.Key.Key_Q, QtCore.Qt.KeyboardModifier.ControlModifier)
-    qtbot.waitUntil(lambda: not window.isVisible(), timeout=5000)
-    assert not worker.isRunning()
+@pytest.mark.parametrize("fmt", ["csv", "npy", "npz"])
+def test_cancelled_export_in_every_format_leaves_the_folder_as_it_was(window, qtbot, tmp_path, fmt):
+    from gui.exporting import ExportJob
+    target = tmp_path / "out"
+    (target / "multihead").mkdir(parents=True)
+    (target / "notes.txt").write_text("mine")
+    (target / "multihead" / "attn_weights_h0.csv").write_text("an earlier export")
+    before = _snapshot(target)
+    siblings = sorted(p.name for p in tmp_path.iterdir())
+    job = ExportJob(window.controller.trace, str(target), fmt)
+    job.progress.connect(lambda done, total: job.cancel(), QtCore.Qt.ConnectionType.DirectConnection)
+    messages = []
+    job.finished_with.connect(messages.append, QtCore.Qt.ConnectionType.DirectConnection)
+    job.start()
+    assert job.wait(TRACE_TIMEOUT_MS)
+    assert messages == ["Export cancelled; the folder was left as it was"]      # cancelled after one file
+    assert _snapshot(target) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == siblings     # no staging folder left behind
 
 
-def test_screenshot_script_renders_steps(qtbot, tmp_path):
-    from tools.screenshots import main
-    assert main(["--out", str(tmp_path), "--only", "trainable.scores", "33"]) == 0
-    pngs = sorted(p.name for p in tmp_path.glob("*.png"))
-    assert pngs == ["step_11_trainable_scores.png", "step_33_multihead_out_proj.png"]
-    assert not QtGui.QImage(str(tmp_path / pngs[0])).isNull()
+def test_cancel_before_the_first_file_writes_nothing(window, tmp_path):
+    from gui.exporting import ExportJob
+    target = tmp_path / "fresh"
+    job = ExportJob(window.controller.trace, str(target), "npy")
+    job.cancel()
+    job.start()
+    assert job.wait(TRACE_TIMEOUT_MS)
+    assert not target.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_export_all_offers_numpy_formats(window, qtbot, tmp_path, monkeypatch):
+    from PySide6 import QtWidgets
+    monkeypatch.setattr(QtWidgets.QFileDialog, "getExistingDirectory", lambda *a, **k: str(tmp_path / "npy"))
+    with qtbot.waitSignal(window.export_finished, timeout=TRACE_TIMEOUT_MS) as sig:
+        window.actions["export_all_npy"].trigger()
+    assert "NPY files" in sig.args[0]
+    trace = window.controller.trace
+    saved = np.load(tmp_path / "npy" / "multihead" / "attn_weights.npy")
+    np.testing.assert_array_equal(saved, trace["multihead", "attn_weights"].numpy())
+    monkeypatch.setattr(QtWidgets.QFileDialog, "getExistingDirectory", lambda *a, **k: str(tmp_path / "npz"))
+    with qtbot.waitSignal(window.export_finished, timeout=TRACE_TIMEOUT_MS):
+        window.actions["export_all_npz"].trigger()
+    with np.load(tmp_path / "npz" / "trace.npz") as z:
+        np.testing.assert_array_equal(z["causal/attn_weights"], trace["causal", "attn_weights"].numpy())
+    assert "Export all as CSV…" in [a.text() for a in window.menuBar().actions()[0].menu().actions()]

@@ -1,14 +1,36 @@
-"""Unexpected errors (bugs): a dialog with the details and "Copy report", a log file, the app keeps running."""
+"""gui/errors.py: an unexpected exception becomes a dialog, a log line and a status message; the app keeps running."""
 from __future__ import annotations
 
 import sys
 import threading
 
 import numpy as np
-import pytest
 from PySide6 import QtCore, QtWidgets
+import pytest
 
-from tests.gui.helpers import shown_maps
+from tests.gui.fixtures import shown_maps
+
+
+def _exc_info(fn):
+    try:
+        fn()
+    except RuntimeError:
+        return sys.exc_info()
+
+
+def test_an_exception_in_a_slot_becomes_a_status_message(window, qtbot, monkeypatch, tmp_path):
+    from gui import errors
+    monkeypatch.setattr(errors, "log_path", lambda: tmp_path / "errors.log")
+    monkeypatch.setattr(sys, "excepthook", sys.excepthook)     # restored after the test
+    errors.install_excepthook(window)
+
+    def boom():
+        raise RuntimeError("kaboom")
+
+    sys.excepthook(*_exc_info(boom))
+    assert "kaboom" in window.statusBar().currentMessage()
+    assert "kaboom" in (tmp_path / "errors.log").read_text()
+    assert window.isVisible()
 
 
 @pytest.fixture

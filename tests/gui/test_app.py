@@ -1,19 +1,7 @@
-"""Process-level checks, each in a subprocess so an abort shows as a failing return code."""
+"""gui/app.py and the process: start-up imports, a missing lesson, the PySide6 signal-emit regression (each in a subprocess)."""
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import textwrap
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def run(code: str, timeout: int = 120) -> subprocess.CompletedProcess:
-    env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=timeout)
+from tests.gui.fixtures import run_python as run
 
 
 def test_many_signal_emits_do_not_abort_the_process():

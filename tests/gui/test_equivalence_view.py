@@ -1,11 +1,11 @@
-"""Equivalences, shown: every difference heatmap's max |diff| is ≤ 1e-6 (book and custom)."""
+"""gui/equivalence_view.py: the difference heatmaps of the chapter's equal implementations."""
 from __future__ import annotations
 
 import numpy as np
 
 from core import AttentionConfig, build_trace
 from gui.equivalence_view import COMPARISONS, compute
-from tests.gui.clicks import go_to, wait_trace
+from tests.gui.fixtures import go_to, TRACE_TIMEOUT_MS, wait_trace
 
 
 def check_view(view) -> None:
@@ -47,3 +47,16 @@ def test_compute_on_float64_random_text():
     for key, (d, diff) in compute(trace).items():
         assert diff <= 1e-12, key
         assert np.max(np.abs(d)) == diff
+
+
+def test_equivalences_at_gpt2_width_with_an_overflowing_naive_softmax(window, qtbot):
+    """768-d random embeddings: the simplified stage's naive softmax overflows (nan cells); the
+    equivalence view still opens, with finite colour levels."""
+    import math
+    c = window.controller
+    with qtbot.waitSignal(c.trace_changed, timeout=TRACE_TIMEOUT_MS):
+        c.set_params(embeddings="random", text="a b c d e f", d_in=768, d_out=768, num_heads=12)
+    window.docks["equivalences"].show()
+    qtbot.waitUntil(lambda: bool(window.equivalences.datas), timeout=TRACE_TIMEOUT_MS)
+    for data in window.equivalences.datas.values():
+        assert all(math.isfinite(v) for v in data.levels)

@@ -1,10 +1,10 @@
-"""The step list (data, no Qt): chapter order, vocabulary coverage, texts that render."""
+"""gui/steps.py and resources/steps.json: every vocabulary name has a step, in the chapter's order; texts render."""
 from __future__ import annotations
 
 import re
 
 from core import build_trace
-from core.book import BOOK_SECTIONS, book_config
+from core.book import book_config, BOOK_SECTIONS
 from core.config import BOOK_TEXT
 from core.vocabulary import VOCABULARY
 from gui.controller import BOOK_TEXT as GUI_BOOK_TEXT

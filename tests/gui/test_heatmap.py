@@ -1,12 +1,13 @@
-"""The heatmaps' own float → QImage path paints exactly what pyqtgraph's ImageItem paints."""
+"""gui/heatmap.py: pixels equal pyqtgraph's, cell texts, downsampled maps with exact hover, axis labels."""
 from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
+from PySide6 import QtCore, QtGui
 import pytest
-from PySide6 import QtGui
 
-from gui.heatmap import _Image, colormap
+from gui.heatmap import _Image, colormap, MatrixPanel, MAX_DISPLAY
+from gui.matrices import MapData, MatrixData
 
 
 def _pixels(qimage: QtGui.QImage) -> np.ndarray:
@@ -123,3 +124,76 @@ def test_cell_texts_look_like_one_text_item_per_cell(qtbot, px):
     QtWidgets.QApplication.processEvents()
     assert cells.texts == texts
     assert w.grab().toImage() == with_text_items
+
+
+def test_downsampled_display_reports_exact_values_on_hover(qtbot):
+    from gui import heatmap
+    from gui.heatmap import MatrixPanel
+    from gui.matrices import MapData, MatrixData, format_value
+    n = heatmap.MAX_DISPLAY * 2 + 37                          # drawn with a stride of 3 or more
+    rng = np.random.default_rng(5)
+    values = rng.standard_normal((n, n)).astype(np.float32)
+    labels = tuple(f"t{i}" for i in range(n))
+    data = MatrixData(key=("multihead", "attn_scores"), title="scores", symbol="ω", meaning="a score",
+                      maps=[MapData(values, None, "head 0", (0,), 0)], row_labels=labels, col_labels=labels,
+                      row_axis="query", col_axis="key", kind="signed", levels=(-5.0, 5.0))
+    panel = MatrixPanel()
+    qtbot.addWidget(panel)
+    panel.resize(700, 700)
+    panel.show()
+    qtbot.waitExposed(panel)
+    panel.set_matrix(data)
+    qtbot.wait(50)
+    shown = panel.maps[0].image.image
+    k = panel.maps[0].stride                                  # about one sample per screen pixel
+    assert k >= 3 and shown.shape == (-(-n // k), -(-n // k)) and max(shown.shape) <= heatmap.MAX_DISPLAY
+    np.testing.assert_array_equal(shown, values[::k, ::k])
+    hovered = []
+    panel.hovered.connect(hovered.append)
+    vb = panel.maps[0].plot.vb
+    for row, col in ((1, 2), (n - 1, n - 2), (500, 1000)):    # cells between the drawn samples
+        scene = vb.mapViewToScene(QtCore.QPointF(col + 0.5, row + 0.5))
+        assert panel.cell_at(scene) == (0, row, col)
+        panel._on_move(scene)
+        assert f"ω[t{row}, t{col}] = {format_value(values[row, col])}" in hovered[-1]
+
+
+@pytest.mark.parametrize("tokens,map_px", [(1024, 15.0), (1024, 120.0), (64, 40.0), (6, 300.0)])
+def test_axis_labels_of_a_downsampled_map_do_not_overlap(tokens, map_px):
+    """Regression: cells were taken as at least half a pixel wide, so a 1024-row map 15 px tall
+    got 24 row labels on top of each other (a black smear beside each of 12 heads)."""
+    from PySide6 import QtGui, QtWidgets
+    from gui.heatmap import _fitted_ticks
+    QtWidgets.QApplication.instance() or QtWidgets.QApplication([])
+    fm = QtGui.QFontMetrics(QtGui.QFont())
+    labels = tuple(f"t{i}" for i in range(tokens))
+    cell = map_px / tokens
+    rows = _fitted_ticks(labels, cell, fm, None)                                   # vertical axis
+    gaps = [(b - a) * cell for (a, _), (b, _) in zip(rows, rows[1:])]
+    assert rows and all(g >= fm.height() for g in gaps), gaps
+    widest = max(fm.horizontalAdvance(t) for t in labels)
+    cols = _fitted_ticks(labels, cell, fm, widest)                                 # horizontal axis
+    for (a, text), (b, _) in zip(cols, cols[1:]):
+        assert fm.horizontalAdvance(text) <= (b - a) * cell, (text, (b - a) * cell)
+
+
+def test_big_matrix_is_downsampled_but_hover_is_exact(qtbot):
+    n = 1500
+    values = np.arange(n * n, dtype=np.float32).reshape(n, n) / (n * n)
+    labels = tuple(f"t{i}" for i in range(n))
+    data = MatrixData(key=("trainable", "attn_weights"), title="A", symbol="A", meaning="weights",
+                      maps=[MapData(values, None)], row_labels=labels, col_labels=labels,
+                      row_axis="query", col_axis="key", kind="prob", levels=(0.0, 1.0),
+                      template="A[{r}, {c}] = {v}")
+    panel = MatrixPanel()
+    qtbot.addWidget(panel)
+    panel.resize(600, 600)
+    panel.show()
+    panel.set_matrix(data)
+    shown = panel.maps[0].image.image
+    assert max(shown.shape) <= MAX_DISPLAY
+    assert panel.maps[0].texts == []                     # no per-cell text on big matrices
+    row, col = 1234, 777
+    hit = panel.cell_at(panel.maps[0].plot.vb.mapViewToScene(QtCore.QPointF(col + 0.5, row + 0.5)))
+    assert hit == (0, row, col)
+    assert panel.describe(*hit).startswith(f"A[t{row}, t{col}] = {values[row, col]:.4f}")

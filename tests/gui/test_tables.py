@@ -1,12 +1,12 @@
-"""Editable inputs: an edit flows through every step exactly as the core computes it."""
+"""gui/tables.py (Edit inputs): edited embeddings and weights change every step as the core computes."""
 from __future__ import annotations
 
 import numpy as np
+from PySide6 import QtCore
 
 from core import build_trace
 from core.inputs import Inputs
-from tests.gui.clicks import go_to, wait_trace, open_editor
-from tests.gui.helpers import expected_maps, shown_maps
+from tests.gui.fixtures import expected_maps, go_to, open_editor, shown_maps, wait_trace
 
 
 def assert_steps_show(window, qtbot, ref, step_ids=None) -> None:
@@ -144,3 +144,21 @@ def test_edited_inputs_obey_the_token_limit_and_the_memory_guard(window, qtbot, 
     assert "reduce the tokens (7)" in blocker.args[1]
     assert c.trace is trace
     assert c.inputs is None and editor.embeddings.rowCount() == 6        # the refused edit is gone
+
+
+Key = QtCore.Qt.Key
+
+
+def test_arrow_keys_in_the_inputs_table_do_not_step(window, qtbot):
+    go_to(window, qtbot, "trainable.scores")
+    c = window.controller
+    editor = open_editor(window)
+    table = editor.embeddings
+    table.setFocus()
+    table.setCurrentCell(1, 1)
+    qtbot.waitUntil(table.hasFocus)
+    index = c.index
+    qtbot.keyClick(table, Key.Key_Right)
+    qtbot.keyClick(table, Key.Key_Down)
+    assert c.index == index
+    assert (table.currentRow(), table.currentColumn()) == (2, 2)

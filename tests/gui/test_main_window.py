@@ -1,0 +1,128 @@
+"""MainWindow (gui/main_window.py): opening, the action registry, menus and shortcuts, docks, saved settings, closing."""
+from __future__ import annotations
+
+import numpy as np
+from PySide6 import QtCore, QtGui, QtWidgets
+
+from tests.core.snapshots import snapshot
+from tests.gui.fixtures import open_window, panel_data, TRACE_TIMEOUT_MS
+
+
+def test_cancelled_dialogs_do_nothing(window, qtbot, monkeypatch, tmp_path):
+    """Every file dialog of the File menu, cancelled: it was asked, and then nothing happened -
+    no file anywhere (the working folder included), no export job, no message, no new trace."""
+    asked = []
+
+    def cancelled(result):
+        return lambda *a, **k: asked.append(a[1] if len(a) > 1 else "") or result
+    monkeypatch.setattr(QtWidgets.QFileDialog, "getSaveFileName", cancelled(("", "")))
+    monkeypatch.setattr(QtWidgets.QFileDialog, "getOpenFileName", cancelled(("", "")))
+    monkeypatch.setattr(QtWidgets.QFileDialog, "getExistingDirectory", cancelled(""))
+    monkeypatch.chdir(tmp_path)                       # a relative write would land here
+    before = snapshot(tmp_path)
+    c = window.controller
+    trace, step, mode = c.trace, c.index, c.mode
+    window.statusBar().clearMessage()
+    names = ("export_matrix", "export_all", "export_all_npy", "export_all_npz", "save_image",
+             "open_lesson", "save_lesson")
+    for name in names:
+        window.actions[name].trigger()
+    assert len(asked) == len(names), asked            # each action reached its dialog
+    qtbot.wait(50)                                    # anything queued by the actions runs now
+    assert snapshot(tmp_path) == before
+    assert window.export_job is None and window.busy_label.text() == ""
+    assert window.statusBar().currentMessage() == ""
+    assert not c.is_busy() and c.trace is trace and (c.index, c.mode) == (step, mode)
+    assert QtWidgets.QApplication.activeModalWidget() is None       # no message box either
+
+
+def test_every_action_is_in_the_registry_with_a_tooltip_and_a_unique_shortcut(window):
+    """One registry: every action of every menu (and every action on the window) is in
+    ``window.actions`` under its object name, has a tooltip of its own and a status tip, and
+    no key sequence triggers two actions. Dock actions follow their dock."""
+    registry = set(window.actions.values())
+    in_menus = [a for menu_act in window.menuBar().actions() for a in menu_act.menu().actions()
+                if not a.isSeparator()]
+    assert in_menus and set(in_menus) <= registry
+    assert set(QtWidgets.QWidget.actions(window)) == registry      # nothing added to the window from outside
+    for name, act in window.actions.items():
+        assert act.objectName() == name
+        assert act.statusTip() and act.toolTip() and act.toolTip() != act.text(), name
+        if not act.shortcut().isEmpty():
+            assert act.shortcut().toString() in act.toolTip() or \
+                act.shortcut().toString(QtGui.QKeySequence.SequenceFormat.NativeText) in act.toolTip(), name
+    keys = [k.toString() for a in registry for k in a.shortcuts()]
+    assert len(keys) == len(set(keys)), sorted(keys)
+    no_key = sorted(n for n, a in window.actions.items() if a.shortcut().isEmpty())
+    assert no_key == ["export_all_npy", "export_all_npz"]          # the menu's two NumPy variants
+    for key, dock in window.docks.items():
+        act = window.actions[{"inspector": "show_inspector", "code": "show_code", "inputs": "edit_inputs",
+                              "equivalences": "show_equivalences", "scaling": "show_scaling"}[key]]
+        assert act.isEnabled() and act.isChecked() == dock.isVisible(), key
+        act.trigger()
+        assert act.isChecked() == dock.isVisible(), key
+        act.trigger()
+        assert act.isChecked() == dock.isVisible(), key
+
+
+def test_menus_carry_shortcuts(window):
+    acts = window.actions
+    assert acts["quit"].shortcut() == QtGui.QKeySequence("Ctrl+Q")
+    for name in ("export_matrix", "export_all", "save_image", "next", "back", "first", "last", "book",
+                 "open_lesson", "save_lesson", "show_inspector", "show_code", "edit_inputs",
+                 "show_equivalences", "show_scaling", "font_larger", "font_smaller", "play"):
+        assert not acts[name].shortcut().isEmpty(), name
+        assert acts[name].toolTip(), name
+    assert acts["font_larger"].shortcut() == QtGui.QKeySequence("Ctrl+=")
+    assert acts["font_smaller"].shortcut() == QtGui.QKeySequence("Ctrl+-")
+    keys = [k.toString() for a in acts.values() for k in a.shortcuts()]
+    assert len(keys) == len(set(keys)), sorted(keys)            # no shortcut does two things
+    titles = [a.text() for a in window.menuBar().actions()]
+    assert titles == ["&File", "&View", "&Present", "&Help"]
+
+
+def test_ctrl_q_closes_cleanly(window, qtbot):
+    worker = window.controller._worker
+    qtbot.keyClick(window, QtCore.Qt.Key.Key_Q, QtCore.Qt.KeyboardModifier.ControlModifier)
+    qtbot.waitUntil(lambda: not window.isVisible(), timeout=5000)
+    assert not worker.isRunning()
+
+
+def test_open_docks_are_remembered(qtbot, settings_file):
+    c, win = open_window(qtbot, settings_file)
+    assert win.docks["inspector"].isVisible() and not win.docks["equivalences"].isVisible()
+    win.docks["equivalences"].show()
+    win.docks["code"].hide()
+    win.close()
+    c2, win2 = open_window(qtbot, settings_file)
+    assert win2.docks["equivalences"].isVisible() and not win2.docks["code"].isVisible()
+    assert win2.docks["inspector"].isVisible()
+    win2.close()
+
+
+def test_settings_persist_across_restarts(qtbot, settings_file):
+    c, win = open_window(qtbot, settings_file)
+    c.go(5)
+    with qtbot.waitSignal(c.trace_changed, timeout=TRACE_TIMEOUT_MS):
+        c.set_params(d_out=4, num_heads=4)
+    win.close()
+    c2, win2 = open_window(qtbot, settings_file)
+    assert c2.mode == "custom" and c2.index == 5
+    assert c2.trace.config.d_out == 4 and c2.trace.config.num_heads == 4
+    assert win2.params.d_out.value() == 4
+    win2.close()
+
+
+def test_window_opens_on_the_book_example(window):
+    c = window.controller
+    assert window.windowTitle() == "Attention Stepper"
+    assert c.mode == "book" and c.index == 0
+    assert window.stack.currentWidget() is window.step_view
+    x = panel_data(window, "inputs").maps[0].values
+    np.testing.assert_allclose(x[1], [0.55, 0.87, 0.66], atol=1e-6)   # journey
+    assert panel_data(window, "inputs").row_labels[:2] == ("Your", "journey")
+    assert "6 tokens" in window.status_info.text() and "CPU" in window.status_info.text()
+    assert window.step_bar.counter.text() == f"1 / {len(c.steps)}"
+    assert window.params.book.isChecked()
+    devices = [window.params.device.itemData(i) for i in range(window.params.device.count())]
+    assert devices == (["cpu", "cuda"] if c.cuda_available else ["cpu"])
