@@ -38,13 +38,18 @@ def start(window, controller, lesson: str | None = None) -> None:
     window.finish_setup()
 
 
-def freeze_gc_once() -> None:
+def freeze_gc_after_first_trace(controller) -> None:
     """After the first trace (torch, pyqtgraph and the widgets loaded: ~200,000 objects), move
     every object to the GC's permanent generation: a full collection, which holds the GIL, then
-    scans only newer objects (75 ms → a few ms, so the worker thread's GC cannot freeze the UI)."""
+    scans only newer objects (75 ms → a few ms, so the worker thread's GC cannot freeze the UI).
+    The slot disconnects itself, so "once" needs no flag (gc.get_freeze_count would count the
+    200,000 objects on every trace: ~80 ms)."""
     import gc
-    if gc.get_freeze_count() == 0:       # the interpreter's own record, not a flag of ours
+
+    def once() -> None:
+        controller.trace_changed.disconnect(once)
         gc.freeze()
+    controller.trace_changed.connect(once)
 
 
 def run_app(argv: list[str]) -> int:
@@ -59,7 +64,7 @@ def run_app(argv: list[str]) -> int:
     install_excepthook(window)
     app.aboutToQuit.connect(controller.shutdown)      # however the app ends, stop the worker
     window.show()
-    controller.trace_changed.connect(freeze_gc_once)
+    freeze_gc_after_first_trace(controller)
     import os
     if os.environ.get("ATTENTION_STEPPER_STARTUP_PROBE"):   # python main.py bench: time the start-up
         from tools.startup_probe import install

@@ -83,8 +83,8 @@ class _Harness:
         c = self.controller
         c._worker.done.disconnect(c._on_done)     # time the real slot: arrival -> installed -> painted
         c._worker.done.connect(self._on_done)
-        from gui.app import freeze_gc_once
-        self.controller.trace_changed.connect(freeze_gc_once)      # as run_app does
+        from gui.app import freeze_gc_after_first_trace
+        freeze_gc_after_first_trace(self.controller)                # as run_app does
         self.last: dict | None = None
         self.step_index = next(i for i, s in enumerate(c.steps) if s.id == STEP_ID)
 
