@@ -6,17 +6,24 @@ and the learner's gestures: go to a step, find a shown matrix, click a cell, wai
 """
 from __future__ import annotations
 
+import errno
 import os
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
-from PySide6 import QtCore
+from PySide6 import QtCore, QtTest, QtWidgets
+
+from tests.core.snapshots import fail_nth, snapshot
 
 ROOT = Path(__file__).resolve().parents[2]
 TRACE_TIMEOUT_MS = 60_000
+READ_ONLY = PermissionError(errno.EACCES, os.strerror(errno.EACCES))
+DISK_FULL = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+GOOD = dict(embeddings="random", text="the cat sat on the mat", d_in=4, d_out=4, num_heads=2, seed=5)
 
 
 def open_window(qtbot, settings_file):
@@ -135,3 +142,128 @@ def open_editor(window):
     if editor._stale:
         editor.refresh()
     return editor
+
+
+def export_all(window, qtbot) -> str:
+    """File → Export all as CSV; the finished job's message."""
+    with qtbot.waitSignal(window.export_finished, timeout=60_000) as blocker:
+        window.actions["export_all"].trigger()
+    return blocker.args[0]
+
+
+# ---- the bad-input catalogue: the last good trace stays, the message is shown -----------------
+def wait_until(condition, timeout_ms: int = TRACE_TIMEOUT_MS) -> None:
+    deadline = QtCore.QDeadlineTimer(timeout_ms)
+    while not condition():
+        assert not deadline.hasExpired(), "timed out"
+        QtTest.QTest.qWait(5)
+
+
+def screen(win) -> SimpleNamespace:
+    """What the window shows now: trace, step, counter and every map's image (copied)."""
+    c = win.controller
+    return SimpleNamespace(trace=c.trace, index=c.index, counter=win.step_bar.counter.text(),
+                           maps=[[np.array(img, copy=True) for img in p] for p in shown_maps(win.step_view)])
+
+
+def assert_kept(win, qtbot, before: SimpleNamespace) -> None:
+    """The last good trace is still the one drawn, with exactly the same numbers."""
+    c = win.controller
+    qtbot.waitUntil(lambda: not c.is_busy(), timeout=TRACE_TIMEOUT_MS)
+    assert c.trace is before.trace
+    assert c.index == before.index and win.step_bar.counter.text() == before.counter
+    now = shown_maps(win.step_view)
+    assert len(now) == len(before.maps)
+    for imgs, old in zip(now, before.maps):
+        assert len(imgs) == len(old)
+        for img, o in zip(imgs, old):
+            np.testing.assert_array_equal(img, o)
+    # and those are the core's numbers for that trace
+    panels = [p for p in c.step.panels if p.key in before.trace]
+    for panel, imgs in zip(panels, now):
+        for img, exp in zip(imgs, expected_maps(panel, before.trace)):
+            np.testing.assert_array_equal(img, exp)
+    assert win.isVisible()
+
+
+def shown_error(win, field: str) -> str:
+    """The message next to the control of ``field`` ('' = the panel's general line)."""
+    p = win.params
+    label = p.errors.get({"embeddings": "text"}.get(field, field), p.general_error)
+    assert label.isVisibleTo(win), f"no message shown for {field!r}"
+    return label.text()
+
+
+def no_traceback(capfd) -> None:
+    _out, err = capfd.readouterr()
+    assert "Traceback" not in err, err
+
+
+def type_into_spin(qtbot, spin, text: str) -> None:
+    """Type ``text`` into a spin box as a learner would (select all, type, Return)."""
+    spin.setFocus()
+    spin.lineEdit().selectAll()
+    qtbot.keyClick(spin.lineEdit(), QtCore.Qt.Key.Key_Backspace)
+    qtbot.keyClicks(spin.lineEdit(), text)
+    qtbot.keyClick(spin.lineEdit(), QtCore.Qt.Key.Key_Return)
+
+
+def set_text(qtbot, win, text: str) -> None:
+    """Type (or, past 200 characters, paste) ``text`` into the parameter panel's text field."""
+    field = win.params.text
+    field.setFocus()
+    field.selectAll()
+    if len(text) > 200:
+        field.insert(text)          # a paste
+    else:
+        field.del_()
+        qtbot.keyClicks(field, text)
+    qtbot.keyClick(field, QtCore.Qt.Key.Key_Return)
+
+
+# the embeddings CSVs of tests.core.snapshots.make_input_files: (name, field, words of the message)
+CSV_ROWS = [
+    ("missing", "embeddings", "does not exist"),
+    ("folder", "embeddings", "is not a file"),
+    ("empty", "embeddings", "is empty; expected rows of 'token, v1, v2, …'"),
+    ("blank_lines", "embeddings", "is empty"),
+    ("header_only", "embeddings", "has a header but no token rows"),
+    ("ragged", "embeddings", "line 2 has 1 values, line 1 has 2; every row needs the same number"),
+    ("non_number", "embeddings", "line 2, column 3: 'x' is not a number"),
+    ("nan", "embeddings", "line 1, column 3: nan is not a finite number"),
+    ("inf", "embeddings", "line 2, column 2: inf is not a finite number"),
+    ("minus_inf", "embeddings", "line 1, column 2: -inf is not a finite number"),
+    ("no_label", "embeddings", "line 2 has no token label"),
+    ("latin1", "embeddings", "cannot be read"),
+    ("huge_value", "embeddings", "between -1e+06 and 1e+06"),
+    ("width2", "d_in", "the embeddings CSV has 2 values per token but d_in is 4; set d_in to 2"),
+]
+
+
+def no_partials(root: Path) -> None:
+    """No temporary or backup file of an atomic write is left under ``root``."""
+    left = [p for p in root.rglob("*") if ".partial-" in p.name or ".backup-" in p.name or p.name.endswith(".tmp")]
+    assert left == []
+
+
+def bad_file_target(tmp_path, monkeypatch, kind: str, name: str):
+    """A Save dialog answering a file under tmp/exports that is a folder, read-only or on a full disk."""
+    import core.export
+    root = tmp_path / "exports"
+    root.mkdir()
+    target = root / name
+    if kind == "folder":
+        target.mkdir()
+    else:
+        target.write_text("old contents")
+    before_files = snapshot(root)
+    monkeypatch.setattr(QtWidgets.QFileDialog, "getSaveFileName", lambda *a, **k: (str(target), ""))
+
+    def refuse(*_a, **_k):
+        raise READ_ONLY
+
+    if kind == "read-only":
+        monkeypatch.setattr(core.export.tempfile, "mkstemp", refuse)
+    elif kind == "disk-full":
+        monkeypatch.setattr(core.export.os, "replace", fail_nth(os.replace, 1, DISK_FULL))
+    return root, target, before_files

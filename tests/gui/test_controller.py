@@ -1,12 +1,19 @@
-"""gui/controller.py: requests to the worker, the latest wins, the book's sections, memory guard, restore."""
+"""gui/controller.py: requests to the worker, the latest wins, the book's sections, memory guard, restore;
+bad settings handed to the controller (a lesson, saved settings, a script), bad embeddings CSVs,
+CUDA where there is none, out of memory: a message and the last trace kept (the ``good`` window)."""
 from __future__ import annotations
+
+import math
 
 import numpy as np
 from PySide6 import QtCore
+import pytest
 
 from core import build_trace
 from core.book import book_config
-from tests.gui.fixtures import expected_maps, open_window, panel_data, shown_maps, step_index, TRACE_TIMEOUT_MS
+from tests.core.snapshots import make_input_files
+from tests.gui.fixtures import (assert_kept, CSV_ROWS, expected_maps, no_traceback, open_window, panel_data,
+                                screen, shown_error, shown_maps, step_index, TRACE_TIMEOUT_MS)
 
 
 def test_memory_guard_refuses_an_oversized_config_and_keeps_the_last_trace(window, qtbot, monkeypatch):
@@ -108,3 +115,141 @@ def test_an_invalid_change_drops_the_result_still_in_flight(window, qtbot):
     assert not c.is_busy()
     assert c.trace is trace
     assert window.params.errors["num_heads"].isVisibleTo(window)
+
+
+API_ROWS = [
+    ("d_out 3, heads 2", dict(d_out=3, num_heads=2), "num_heads", "must be divisible by num_heads (2)"),
+    ("heads 0", dict(num_heads=0), "num_heads", "between 1 and 256, got 0"),
+    ("heads -1", dict(num_heads=-1), "num_heads", "between 1 and 256, got -1"),
+    ("heads 512", dict(num_heads=512, d_out=512), "num_heads", "between 1 and 256, got 512"),
+    ("d_in 0", dict(d_in=0), "d_in", "between 1 and 8192, got 0"),
+    ("d_in -3", dict(d_in=-3), "d_in", "between 1 and 8192, got -3"),
+    ("d_in 100000", dict(d_in=100000), "d_in", "between 1 and 8192, got 100000"),
+    ("d_out 0", dict(d_out=0), "d_out", "between 1 and 8192, got 0"),
+    ("d_out -2", dict(d_out=-2), "d_out", "between 1 and 8192, got -2"),
+    ("d_out 1e12", dict(d_out=10**12), "d_out", "between 1 and 8192, got 1000000000000"),
+    ("d_out 2.5", dict(d_out=2.5), "d_out", "must be a whole number, got 2.5"),
+    ("batch 0", dict(batch=0), "batch", "between 1 and 64, got 0"),
+    ("batch 100000", dict(batch=100000), "batch", "between 1 and 64, got 100000"),
+    ("dropout nan", dict(dropout=math.nan), "dropout", "must be in [0, 1)"),
+    ("dropout inf", dict(dropout=math.inf), "dropout", "must be in [0, 1)"),
+    ("dropout 1.0", dict(dropout=1.0), "dropout", "must be in [0, 1)"),
+    ("dropout 1.5", dict(dropout=1.5), "dropout", "must be in [0, 1)"),
+    ("dropout -0.1", dict(dropout=-0.1), "dropout", "must be in [0, 1)"),
+    ("dropout 'half'", dict(dropout="half"), "dropout", "must be a number in [0, 1)"),
+    ("seed -1", dict(seed=-1), "seed", "between 0 and 9223372036854775807, got -1"),
+    ("seed 2**70", dict(seed=2**70), "seed", "between 0 and 9223372036854775807"),
+    ("dropout_seed -5", dict(dropout_seed=-5), "dropout_seed", "got -5"),
+    ("text empty", dict(text=""), "text", "is empty; type at least one word"),
+    ("text whitespace", dict(text=" \n\t "), "text", "is empty; type at least one word"),
+    ("text over 100000 characters", dict(text="a" * 100_001), "text",
+     "is 100001 characters long; the limit is 100000"),
+    ("text over 4096 tokens", dict(text="w " * 4097), "text", "has 4097 tokens; the limit is 4096"),
+    ("book embeddings, own text", dict(embeddings="book", text="hello there", d_in=3), "embeddings",
+     "'book' has vectors only for the book's sentence"),
+    ("init xavier", dict(init="xavier"), "init", "must be one of rand, linear; got 'xavier'"),
+    ("device tpu", dict(device="tpu"), "device", "must be one of auto, cpu, cuda; got 'tpu'"),
+    ("dtype float16", dict(dtype="float16"), "dtype", "must be one of float32, float64; got 'float16'"),
+    ("unknown field", dict(colour="red"), "", "colour"),
+]
+
+
+HUGE = dict(embeddings="random", text=" ".join(["w"] * 4096), d_in=8192, d_out=8192, num_heads=256, batch=64)
+
+
+def _cpu_alloc_failure():
+    return RuntimeError("[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate "
+                        "memory: you tried to allocate 140737488355328 bytes. Error code 12")
+
+
+@pytest.mark.parametrize("changes, field, words", [r[1:] for r in API_ROWS], ids=[r[0] for r in API_ROWS])
+def test_bad_setting_through_the_controller(good, qtbot, capfd, changes, field, words):
+    c, before = good.controller, screen(good)
+    with qtbot.waitSignal(c.error, timeout=TRACE_TIMEOUT_MS) as blocker:
+        c.set_params(**changes)
+    assert blocker.args[0] == field
+    assert words in shown_error(good, field)
+    assert words in good.statusBar().currentMessage()
+    assert_kept(good, qtbot, before)
+    # going back to good settings brings a new trace and clears the message
+    with qtbot.waitSignal(c.trace_changed, timeout=TRACE_TIMEOUT_MS):
+        c.restore("custom", before.trace.config.to_dict())
+    assert not good.params.general_error.isVisibleTo(good)
+    assert not any(label.isVisibleTo(good) for label in good.params.errors.values())
+    no_traceback(capfd)
+
+
+@pytest.mark.parametrize("name, field, words", CSV_ROWS, ids=[r[0] for r in CSV_ROWS])
+def test_bad_embeddings_csv_as_the_embeddings_source(good, qtbot, capfd, tmp_path, name, field, words):
+    """A CSV path as the embeddings setting (saved settings, a lesson, a script)."""
+    files = make_input_files(tmp_path)
+    c, before = good.controller, screen(good)
+    with qtbot.waitSignal(c.error, timeout=TRACE_TIMEOUT_MS) as blocker:
+        c.set_params(embeddings=files[name], **({} if name == "width2" else {"d_in": 2}))
+    assert blocker.args[0] == field
+    assert words in shown_error(good, field)
+    assert words in good.statusBar().currentMessage()
+    assert_kept(good, qtbot, before)
+    no_traceback(capfd)
+
+
+def test_cuda_asked_for_where_there_is_none(good, qtbot, capfd, monkeypatch):
+    import core.device
+    monkeypatch.setattr(core.device, "cuda_available", lambda: False)
+    c = good.controller
+    with qtbot.waitSignal(c.notice, timeout=TRACE_TIMEOUT_MS) as note:
+        c.set_params(device="cuda")
+    qtbot.waitUntil(lambda: not c.is_busy(), timeout=TRACE_TIMEOUT_MS)
+    assert note.args[0] == "CUDA was requested but no CUDA GPU is available; computed on the CPU"
+    assert "no CUDA GPU" in good.statusBar().currentMessage()
+    assert c.trace.device == "cpu" and c.trace.config.device == "cuda"
+    assert good.params.device.currentData() == "cpu"
+    assert "CPU" in good.status_info.text()
+    ref = build_trace(c.trace.config.replace(device="cpu"))
+    for panel, imgs in zip([p for p in c.step.panels if p.key in ref], shown_maps(good.step_view)):
+        for img, exp in zip(imgs, expected_maps(panel, ref)):
+            np.testing.assert_array_equal(img, exp)
+    no_traceback(capfd)
+
+
+def test_a_trace_too_big_for_memory_is_refused_before_allocating(good, qtbot, capfd, monkeypatch):
+    import core.memory
+    import core.trace
+    calls = []
+    monkeypatch.setattr(core.trace, "build_trace", lambda *a, **k: calls.append(a))
+    monkeypatch.setattr(core.memory, "available_bytes", lambda device="cpu": 16 * 2**30)
+    c, before = good.controller, screen(good)
+    with qtbot.waitSignal(c.error, timeout=TRACE_TIMEOUT_MS) as blocker:
+        c.set_params(**HUGE)
+    assert calls == []                                 # refused before anything was computed
+    assert blocker.args[0] == ""
+    msg = shown_error(good, "")
+    assert "this trace needs about" in msg and "budget is 8.0 GiB" in msg and "reduce" in msg
+    assert "needs about" in good.statusBar().currentMessage()
+    assert_kept(good, qtbot, before)
+    no_traceback(capfd)
+
+
+@pytest.mark.parametrize("error, words", [
+    (MemoryError, "out of memory while computing the trace"),
+    (_cpu_alloc_failure(), "out of memory while computing the trace"),
+    (None, "the GPU ran out of memory"),                    # torch.OutOfMemoryError
+], ids=["MemoryError", "cpu-allocator", "torch.OutOfMemoryError"])
+def test_out_of_memory_anyway_is_a_message(good, qtbot, capfd, monkeypatch, error, words):
+    import torch
+
+    import core.trace
+    if error is None:
+        error = torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+
+    def fail(*_a, **_k):
+        raise error
+
+    monkeypatch.setattr(core.trace, "build_trace", fail)
+    c, before = good.controller, screen(good)
+    with qtbot.waitSignal(c.error, timeout=TRACE_TIMEOUT_MS):
+        c.set_params(seed=6)                               # valid: the worker tries, allocation fails
+    assert words in shown_error(good, "")
+    assert words in good.statusBar().currentMessage()
+    assert_kept(good, qtbot, before)
+    no_traceback(capfd)

@@ -1,7 +1,9 @@
-"""gui/exporting.py: Export matrix, Export all (CSV, .npy, .npz, cancel), Save image."""
+"""gui/exporting.py: Export matrix, Export all (CSV, .npy, .npz, cancel), Save image;
+a bad target (a file, read-only, a full disk, midway) gives a message and leaves no partial file."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -9,13 +11,13 @@ from PySide6 import QtCore, QtGui, QtWidgets
 import pytest
 
 from core.export import read_csv_slice
-from tests.gui.fixtures import step_index, TRACE_TIMEOUT_MS
+from tests.core.snapshots import fail_nth as _fail_nth, snapshot
+from tests.gui.fixtures import (assert_kept, bad_file_target, DISK_FULL, export_all, no_partials,
+                                no_traceback, READ_ONLY, screen, step_index, TRACE_TIMEOUT_MS)
 
 
-def export_all(window, qtbot) -> str:
-    with qtbot.waitSignal(window.export_finished, timeout=60_000) as blocker:
-        window.actions["export_all"].trigger()
-    return blocker.args[0]
+def _snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 def test_export_matrix_writes_the_focused_matrix(window, qtbot, tmp_path, monkeypatch):
@@ -88,10 +90,6 @@ def test_save_image_writes_a_png(window, tmp_path, monkeypatch):
     assert not img.isNull() and img.width() > 300 and img.height() > 200
 
 
-def _snapshot(folder: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
-
-
 @pytest.mark.parametrize("fmt", ["csv", "npy", "npz"])
 def test_cancelled_export_in_every_format_leaves_the_folder_as_it_was(window, qtbot, tmp_path, fmt):
     from gui.exporting import ExportJob
@@ -137,3 +135,85 @@ def test_export_all_offers_numpy_formats(window, qtbot, tmp_path, monkeypatch):
     with np.load(tmp_path / "npz" / "trace.npz") as z:
         np.testing.assert_array_equal(z["causal/attn_weights"], trace["causal", "attn_weights"].numpy())
     assert "Export all as CSV…" in [a.text() for a in window.menuBar().actions()[0].menu().actions()]
+
+
+@pytest.mark.parametrize("existing", [False, True], ids=["new-folder", "folder-with-files"])
+@pytest.mark.parametrize("kind", ["file", "read-only", "read-only-midway", "disk-full", "disk-full-on-rename"])
+def test_export_all_to_a_bad_target(good, qtbot, capfd, tmp_path, monkeypatch, kind, existing):
+    import core.export
+    root = tmp_path / "exports"
+    root.mkdir()
+    target = root / "out"
+    if kind == "file":
+        target.write_text("mine")
+    elif existing:
+        target.mkdir()
+        (target / "notes.txt").write_text("keep me")
+    before_files = snapshot(root)
+    monkeypatch.setattr(QtWidgets.QFileDialog, "getExistingDirectory", lambda *a, **k: str(target))
+
+    def refuse(*_a, **_k):
+        raise READ_ONLY
+
+    if kind == "read-only":
+        monkeypatch.setattr(core.export.tempfile, "mkdtemp", refuse)
+    elif kind == "read-only-midway":
+        monkeypatch.setattr(Path, "write_text", _fail_nth(Path.write_text, 7, READ_ONLY))
+    elif kind == "disk-full":
+        monkeypatch.setattr(Path, "write_text", _fail_nth(Path.write_text, 12, DISK_FULL))
+    elif kind == "disk-full-on-rename":
+        monkeypatch.setattr(core.export.os, "replace", _fail_nth(os.replace, 9, DISK_FULL))
+    c, before = good.controller, screen(good)
+    message = export_all(good, qtbot)
+    words = {"file": "is a file; choose a folder to export into", "read-only": "Permission denied",
+             "read-only-midway": "Permission denied", "disk-full": "No space left on device",
+             "disk-full-on-rename": "No space left on device"}[kind]
+    assert message.startswith("Export failed:") and words in message
+    assert message in good.statusBar().currentMessage()
+    assert snapshot(root) == before_files                    # exactly as it was: no partial files
+    no_partials(tmp_path)
+    assert good.export_job is None and good.busy_label.text() == ""
+    assert_kept(good, qtbot, before)
+    no_traceback(capfd)
+
+
+@pytest.mark.parametrize("kind", ["folder", "read-only", "disk-full"])
+def test_export_matrix_to_a_bad_target(good, qtbot, capfd, tmp_path, monkeypatch, kind):
+    root, target, before_files = bad_file_target(tmp_path, monkeypatch, kind, "weights.csv")
+    before = screen(good)
+    good.actions["export_matrix"].trigger()
+    message = good.statusBar().currentMessage()
+    words = {"folder": "is a folder; choose a file name", "read-only": "Permission denied",
+             "disk-full": "No space left on device"}[kind]
+    assert message.startswith("Export failed:") and words in message
+    assert snapshot(root) == before_files
+    no_partials(tmp_path)
+    assert_kept(good, qtbot, before)
+    no_traceback(capfd)
+
+
+@pytest.mark.parametrize("kind", ["read-only", "disk-full"])
+def test_save_image_to_a_bad_target_leaves_no_partial_file(good, qtbot, capfd, tmp_path, monkeypatch, kind):
+    import tempfile
+    root = tmp_path / "images"
+    root.mkdir()
+    (root / "step.png").write_bytes(b"old image")
+    before_files = snapshot(root)
+    monkeypatch.setattr(QtWidgets.QFileDialog, "getSaveFileName", lambda *a, **k: (str(root / "step.png"), ""))
+
+    def refuse(*_a, **_k):
+        raise READ_ONLY
+
+    if kind == "read-only":
+        monkeypatch.setattr(tempfile, "mkstemp", refuse)
+    else:
+        monkeypatch.setattr(os, "replace", _fail_nth(os.replace, 1, DISK_FULL))
+    before = screen(good)
+    good.actions["save_image"].trigger()
+    message = good.statusBar().currentMessage()
+    assert message.startswith("Could not save the image")
+    assert ("Permission denied" if kind == "read-only" else "No space left on device") in message
+    assert snapshot(root) == before_files
+    no_partials(tmp_path)
+    assert_kept(good, qtbot, before)
+    no_traceback(capfd)

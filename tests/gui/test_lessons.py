@@ -1,13 +1,18 @@
 """Lessons: a saved lesson reopens to the same step with the same numbers; a malformed one
-gives a message and leaves the open lesson untouched. Present mode: font size, Play/Pause."""
+gives a message and leaves the open lesson untouched (every malformed kind: not JSON, a future
+version, a bad config, ragged inputs, …)."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 from PySide6 import QtCore, QtWidgets
+import pytest
 
-from tests.gui.fixtures import go_to, open_editor, shown_maps, TRACE_TIMEOUT_MS, wait_trace
+from core import build_trace
+from tests.gui.fixtures import (assert_kept, go_to, no_traceback, open_editor, screen, shown_maps,
+                                TRACE_TIMEOUT_MS, wait_trace)
 
 
 def edited_lesson(window, qtbot, tmp_path):
@@ -135,3 +140,55 @@ def test_a_lesson_saved_on_the_book_after_edits_carries_no_edits(window, qtbot, 
     from gui.lessons import current_lesson
     lesson = current_lesson(c)
     assert lesson.inputs is None and lesson.weights == {} and lesson.config == c.trace.config
+
+
+def _lesson_files(root: Path) -> dict[str, tuple[Path, str]]:
+    import json
+
+    from core.config import AttentionConfig
+    from core.lesson import Lesson
+    good_json = json.loads(Lesson(AttentionConfig(**GOOD), step="trainable.scores").to_json())
+    files = {
+        "not JSON": ("{ this is not json", "is not valid JSON"),
+        "not a lesson": (json.dumps({"hello": 1}), "is not an Attention Stepper lesson"),
+        "future version": (json.dumps({**good_json, "version": 99}),
+                           "was saved by a newer Attention Stepper (lesson version 99)"),
+        "no version": (json.dumps({k: v for k, v in good_json.items() if k != "version"}), "no valid version"),
+        "bad config": (json.dumps({**good_json, "config": {**good_json["config"], "num_heads": 3}}),
+                       "must be divisible by num_heads (3)"),
+        "ragged inputs": (json.dumps({**good_json, "inputs": {"tokens": ["a", "b"], "values": [[1, 2, 3, 4], [1]]}}),
+                          "inputs"),
+        "bad weights": (json.dumps({**good_json, "weights": {"W_query": [[1, 2]]}}), "W_query must be 4 × 4"),
+        "nested": ("[" * 100_000 + "]" * 100_000, "lesson"),
+    }
+    out = {}
+    for name, (text, words) in files.items():
+        p = root / f"{name.replace(' ', '_')}.json"
+        p.write_text(text, encoding="utf-8")
+        out[name] = (p, words)
+    out["missing"] = (root / "missing.json", "does not exist")
+    out["folder"] = (root, "is a folder")
+    return out
+
+
+LESSON_ROWS = ["not JSON", "not a lesson", "future version", "no version", "bad config", "ragged inputs",
+               "bad weights", "nested", "missing", "folder"]
+
+
+@pytest.mark.parametrize("row", LESSON_ROWS)
+def test_a_malformed_or_future_lesson_is_refused(good, qtbot, capfd, tmp_path, monkeypatch, row):
+    if "open_lesson" not in good.actions:
+        pytest.skip("the window has no File → Open lesson… action")
+    path, words = _lesson_files(tmp_path)[row]
+    monkeypatch.setattr(QtWidgets.QFileDialog, "getOpenFileName", lambda *a, **k: (str(path), ""))
+    boxes = []
+    monkeypatch.setattr(QtWidgets.QMessageBox, "open", lambda self, *a: boxes.append(self.text()))
+    monkeypatch.setattr(QtWidgets.QMessageBox, "exec", lambda self, *a: boxes.append(self.text()) or 0)
+    c, before = good.controller, screen(good)
+    mode, params, inputs, weights = c.mode, dict(c.params), c.inputs, dict(c.weights)
+    good.actions["open_lesson"].trigger()
+    assert words in good.statusBar().currentMessage()
+    assert boxes and words in boxes[-1]
+    assert (c.mode, c.params, c.inputs, c.weights) == (mode, params, inputs, weights)
+    assert_kept(good, qtbot, before)
+    no_traceback(capfd)

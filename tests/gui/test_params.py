@@ -1,12 +1,16 @@
-"""Live parameters: a change recomputes off the UI thread; an invalid one keeps the last trace."""
+"""ParamPanel (gui/params.py): a change recomputes off the UI thread; an invalid value, typed or
+out of range, gives a message next to its control and keeps the last trace (exactly its numbers).
+The bad-input rows use the shared ``good`` window (tests/gui/conftest.py)."""
 from __future__ import annotations
 
 import numpy as np
 from PySide6 import QtCore
+import pytest
 
 from core import build_trace
 from core.book import book_config
-from tests.gui.fixtures import expected_maps, panel_data, shown_maps, step_index, TRACE_TIMEOUT_MS
+from tests.gui.fixtures import (assert_kept, expected_maps, no_traceback, panel_data, screen, set_text,
+                                shown_error, shown_maps, step_index, TRACE_TIMEOUT_MS, type_into_spin)
 
 
 def set_spin(qtbot, spin, value):
@@ -98,3 +102,87 @@ def test_a_seed_beyond_the_box_is_said_next_to_it(window, qtbot):
         c.set_params(seed=7)
     qtbot.waitUntil(lambda: not c.is_busy(), timeout=TRACE_TIMEOUT_MS)
     assert p.seed.value() == 7 and not label.isVisibleTo(window)
+
+
+def test_d_out_not_divisible_by_heads(good, qtbot, capfd):
+    c, before = good.controller, screen(good)
+    with qtbot.waitSignal(c.error, timeout=TRACE_TIMEOUT_MS):
+        type_into_spin(qtbot, good.params.num_heads, "3")
+    msg = shown_error(good, "num_heads")
+    assert "d_out (4) must be divisible by num_heads (3)" in msg and "{1, 2, 4}" in msg
+    assert "divisible" in good.statusBar().currentMessage()
+    assert_kept(good, qtbot, before)
+    no_traceback(capfd)
+
+
+@pytest.mark.parametrize("name", ["num_heads", "d_out", "d_in", "batch", "seed", "dropout_seed"])
+@pytest.mark.parametrize("typed", ["0", "", "abc"])
+def test_a_value_the_box_cannot_take_is_put_back_with_a_message(good, qtbot, capfd, name, typed):
+    """0 (below the range), an emptied box or letters: Qt puts the old value back; we say why."""
+    c, before = good.controller, screen(good)
+    spin = good.params.widgets[name]
+    old = spin.value()
+    type_into_spin(qtbot, spin, typed)
+    qtbot.wait(50)
+    if name in ("seed", "dropout_seed") and typed == "0":       # 0 is a valid seed
+        qtbot.waitUntil(lambda: not c.is_busy(), timeout=TRACE_TIMEOUT_MS)
+        assert c.trace.config.to_dict()[name] == 0
+        return
+    assert spin.value() == old
+    msg = shown_error(good, name)
+    assert f"between {spin.minimum()} and {spin.maximum()}" in msg and f"kept {old}" in msg
+    assert_kept(good, qtbot, before)
+    no_traceback(capfd)
+
+
+@pytest.mark.parametrize("name, typed, shown", [
+    ("num_heads", "-1", "1"),               # the minus sign is refused as it is typed
+    ("seed", "-7", "7"),
+    ("dropout_seed", "-5", "5"),
+    ("num_heads", "99999", "99"),           # digits past the maximum are refused as typed
+    ("d_out", "1000000000000", "1000"),
+    ("d_in", "100000", "1000"),
+    ("batch", "100000", "10"),
+])
+def test_negative_or_absurdly_large_never_reaches_the_config(good, qtbot, name, typed, shown):
+    c = good.controller
+    spin = good.params.widgets[name]
+    type_into_spin(qtbot, spin, typed)
+    assert spin.text() == shown
+    qtbot.waitUntil(lambda: not c.is_busy(), timeout=TRACE_TIMEOUT_MS)
+    assert spin.minimum() <= spin.value() <= spin.maximum()
+    assert c.params[name] == int(shown)
+    if name != "num_heads" or GOOD["d_out"] % int(shown) == 0:
+        assert c.trace.config.to_dict()[name] == int(shown)
+    else:                                   # 99 heads do not divide d_out 4: a message, the trace kept
+        assert "divisible" in shown_error(good, "num_heads")
+
+
+@pytest.mark.parametrize("typed", ["1.5", "1", "-0.1", "nan", "inf"])
+def test_dropout_box_stays_in_0_to_0_99(good, qtbot, typed):
+    c = good.controller
+    type_into_spin(qtbot, good.params.dropout, typed)
+    qtbot.waitUntil(lambda: not c.is_busy(), timeout=TRACE_TIMEOUT_MS)
+    v = good.params.dropout.value()
+    assert 0.0 <= v <= 0.99
+    assert 0.0 <= c.trace.config.dropout < 1.0
+
+
+@pytest.mark.parametrize("text", ["", "   ", "\t \t"])
+def test_empty_or_whitespace_text(good, qtbot, capfd, text):
+    c, before = good.controller, screen(good)
+    with qtbot.waitSignal(c.error, timeout=TRACE_TIMEOUT_MS):
+        set_text(qtbot, good, text)
+    assert "is empty; type at least one word" in shown_error(good, "text")
+    assert "empty" in good.statusBar().currentMessage()
+    assert_kept(good, qtbot, before)
+    no_traceback(capfd)
+
+
+def test_text_over_the_token_limit(good, qtbot, capfd):
+    c, before = good.controller, screen(good)
+    with qtbot.waitSignal(c.error, timeout=TRACE_TIMEOUT_MS):
+        set_text(qtbot, good, "w " * 4097)
+    assert "has 4097 tokens; the limit is 4096" in shown_error(good, "text")
+    assert_kept(good, qtbot, before)
+    no_traceback(capfd)

@@ -1,12 +1,16 @@
-"""gui/tables.py (Edit inputs): edited embeddings and weights change every step as the core computes."""
+"""gui/tables.py (Edit inputs): edited embeddings and weights change every step as the core computes;
+bad embeddings CSVs to import, and a bad target to export them to, give a message and change nothing."""
 from __future__ import annotations
 
 import numpy as np
-from PySide6 import QtCore
+from PySide6 import QtCore, QtWidgets
+import pytest
 
 from core import build_trace
 from core.inputs import Inputs
-from tests.gui.fixtures import expected_maps, go_to, open_editor, shown_maps, wait_trace
+from tests.core.snapshots import make_input_files, snapshot
+from tests.gui.fixtures import (assert_kept, bad_file_target, CSV_ROWS, expected_maps, go_to, no_partials,
+                                no_traceback, open_editor, screen, shown_maps, TRACE_TIMEOUT_MS, wait_trace)
 
 
 def assert_steps_show(window, qtbot, ref, step_ids=None) -> None:
@@ -26,6 +30,9 @@ def assert_steps_show(window, qtbot, ref, step_ids=None) -> None:
 def assert_trace_equal(trace, ref) -> None:
     for item in ref:
         np.testing.assert_array_equal(trace[item.key].numpy(), item.numpy(), err_msg=str(item.key))
+
+
+Key = QtCore.Qt.Key
 
 
 def test_editing_an_embedding_changes_every_step_as_the_core_computes(window, qtbot):
@@ -146,9 +153,6 @@ def test_edited_inputs_obey_the_token_limit_and_the_memory_guard(window, qtbot, 
     assert c.inputs is None and editor.embeddings.rowCount() == 6        # the refused edit is gone
 
 
-Key = QtCore.Qt.Key
-
-
 def test_arrow_keys_in_the_inputs_table_do_not_step(window, qtbot):
     go_to(window, qtbot, "trainable.scores")
     c = window.controller
@@ -162,3 +166,63 @@ def test_arrow_keys_in_the_inputs_table_do_not_step(window, qtbot):
     qtbot.keyClick(table, Key.Key_Down)
     assert c.index == index
     assert (table.currentRow(), table.currentColumn()) == (2, 2)
+
+
+IMPORT_ROWS = [r for r in CSV_ROWS if r[0] not in ("width2", "huge_value")]
+
+
+@pytest.mark.parametrize("name, _field, words", IMPORT_ROWS, ids=[r[0] for r in IMPORT_ROWS])
+def test_bad_embeddings_csv_in_edit_inputs_import(good, qtbot, capfd, tmp_path, monkeypatch, name, _field, words):
+    """Edit inputs → Import CSV… (the file dialog patched): a message, nothing recomputed."""
+    editor = getattr(good, "inputs_editor", None)
+    if editor is None:
+        pytest.skip("the window has no Edit inputs panel")
+    files = make_input_files(tmp_path)
+    c, before = good.controller, screen(good)
+    messages = []
+    editor.message.connect(messages.append)
+    monkeypatch.setattr(QtWidgets.QFileDialog, "getOpenFileName", lambda *a, **k: (files[name], ""))
+    busy = []
+    c.busy.connect(busy.append)
+    editor.buttons["import"].click()
+    assert messages and messages[-1].startswith("Import failed:") and words in messages[-1]
+    assert words in editor.note.text()
+    assert busy == []                                  # nothing was recomputed
+    assert_kept(good, qtbot, before)
+    no_traceback(capfd)
+
+
+def test_embeddings_csv_of_another_width_imports_with_that_width(good, qtbot, tmp_path, monkeypatch):
+    """Import is the one place a width ≠ d_in is no error: d_in follows the file."""
+    editor = getattr(good, "inputs_editor", None)
+    if editor is None:
+        pytest.skip("the window has no Edit inputs panel")
+    files = make_input_files(tmp_path)
+    c = good.controller
+    monkeypatch.setattr(QtWidgets.QFileDialog, "getOpenFileName", lambda *a, **k: (files["width2"], ""))
+    with qtbot.waitSignal(c.trace_changed, timeout=TRACE_TIMEOUT_MS):
+        editor.buttons["import"].click()
+    qtbot.waitUntil(lambda: not c.is_busy(), timeout=TRACE_TIMEOUT_MS)
+    assert c.trace.config.d_in == 2 and c.trace.tokens == ("a", "b")
+    assert good.params.d_in.value() == 2
+
+
+@pytest.mark.parametrize("kind", ["folder", "read-only", "disk-full"])
+def test_export_embeddings_csv_to_a_bad_target(good, qtbot, capfd, tmp_path, monkeypatch, kind):
+    """Edit inputs → Export CSV…: a message, the old file kept, no temporary file left."""
+    import core.export
+    editor = getattr(good, "inputs_editor", None)
+    if editor is None:
+        pytest.skip("the window has no Edit inputs panel")
+    root, target, before_files = bad_file_target(tmp_path, monkeypatch, kind, "inputs.csv")
+    messages = []
+    editor.message.connect(messages.append)
+    before = screen(good)
+    editor.buttons["export"].click()
+    words = {"folder": "is a folder; choose a file name", "read-only": "Permission denied",
+             "disk-full": "No space left on device"}[kind]
+    assert messages and messages[-1].startswith("Export failed:") and words in messages[-1]
+    assert snapshot(root) == before_files
+    no_partials(tmp_path)
+    assert_kept(good, qtbot, before)
+    no_traceback(capfd)
