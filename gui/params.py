@@ -1,8 +1,9 @@
 """The parameter panel: example, sizes, init and seed, causal, dropout, bias, device, Book preset.
 
-Every edit calls ``controller.set_params``; the panel shows ``config_changed`` back (without
-re-emitting) and puts each ``error(field, message)`` in red next to its control. Spin boxes
-apply on Enter, arrows or focus-out (no recompute per keystroke).
+Every edit calls ``controller.set_params``; the panel shows the view model's ``config_changed``
+(a frozen ``AttentionConfig``) back without re-emitting, and puts each ``error(field, message)``
+in red next to its control. Spin boxes apply on Enter, arrows or focus-out (no recompute per
+keystroke).
 """
 from __future__ import annotations
 
@@ -105,12 +106,13 @@ class ParamPanel(QtWidgets.QWidget):
         grid.addWidget(self.general_error)
         self.setEnabled(False)     # until the first trace tells us the book's configs
 
-        controller.model.config_changed.connect(self.show_config)
-        controller.mode_changed.connect(self._on_mode)
+        model = controller.model                 # what is shown; the controller computes and validates
+        model.config_changed.connect(self.show_config)
+        model.mode_changed.connect(self._on_mode)
+        model.trace_changed.connect(self._on_trace)
+        model.step_changed.connect(lambda _i: self.refresh_mode())
         controller.error.connect(self.show_error)
         controller.error_cleared.connect(self.clear_errors)
-        controller.trace_changed.connect(self._on_trace)
-        controller.step_changed.connect(lambda _i: self.refresh_mode())
         self._on_mode(controller.mode)
 
     def _spin(self, name: str, low: int, high: int, tip: str) -> QtWidgets.QSpinBox:

@@ -11,7 +11,7 @@ from PySide6 import QtCore, QtWidgets
 import pytest
 
 from core import build_trace
-from tests.gui.fixtures import (assert_kept, go_to, no_traceback, open_editor, screen, shown_maps,
+from tests.gui.fixtures import (GOOD, assert_kept, go_to, no_traceback, open_editor, screen, shown_maps,
                                 TRACE_TIMEOUT_MS, wait_trace)
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from core import build_trace
 from core.book import book_config
-from tests.gui.fixtures import (assert_kept, expected_maps, no_traceback, panel_data, screen, set_text,
+from tests.gui.fixtures import (GOOD, assert_kept, expected_maps, no_traceback, panel_data, screen, set_text,
                                 shown_error, shown_maps, step_index, TRACE_TIMEOUT_MS, type_into_spin)
 
 
