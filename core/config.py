@@ -85,7 +85,7 @@ class AttentionConfig:
 def shown_value(value) -> str:
     """A value as a message shows it: huge numbers and long texts shortened to one readable line
     (str() of an int over 4,300 digits even raises)."""
-    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 64:
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 128:
         digits = int(value.bit_length() * math.log10(2)) + 1
         return f"a {'negative ' if value < 0 else ''}number of about {digits} digits"
     text = repr(value)

@@ -55,7 +55,7 @@ def read_text_file(path: str | Path, max_bytes: int, what: str = "file") -> str:
     except (OSError, ValueError) as exc:      # name too long, permission denied, NUL in the name
         raise ValueError(f"{name} cannot be opened: {getattr(exc, 'strerror', None) or exc}") from None
     if stat.S_ISDIR(st.st_mode):
-        raise ValueError(f"{name} is a folder, not a file; choose a {what}")
+        raise ValueError(f"{name} is a folder, which is not a file; choose a {what}")
     if not stat.S_ISREG(st.st_mode):
         raise ValueError(f"{name} is {_kind(st.st_mode)}, not a file; choose a {what}")
     if st.st_size > max_bytes:

@@ -11,11 +11,14 @@ import io
 import math
 import zlib
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from core.tokens import BOOK_TOKENS, label_problem, tokenize, unique_labels  # noqa: F401 (re-exported)
+
+if TYPE_CHECKING:
+    import torch
 
 BOOK_EMBEDDINGS = (
     (0.43, 0.15, 0.89),  # Your     (x^1)
@@ -79,6 +82,7 @@ class Inputs:
         return self._once("max_abs", largest)
 
     def tensor(self, dtype: torch.dtype) -> torch.Tensor:
+        import torch      # here, not at the top: reading a lesson or a CSV needs no torch
         return torch.tensor(self.array, dtype=dtype)  # (T, d_in), a new tensor
 
     def shared_tensor(self, dtype: torch.dtype, device: str = "cpu") -> torch.Tensor:
@@ -92,6 +96,7 @@ def book_inputs() -> Inputs:
 
 def random_inputs(tokens: list[str], d_in: int, seed: int) -> Inputs:
     """One seeded vector in [0, 1) per distinct word (like the book's values), stable across runs."""
+    import torch
     cache: dict[str, torch.Tensor] = {}
     rows = []
     for tok in tokens:
@@ -162,7 +167,7 @@ def parse_embeddings_csv(text: str, source: str = "CSV") -> Inputs:
             except ValueError:
                 raise ValueError(f"{source}: line {i}, column {j}: {shown_value(cell.strip())} is not a number") from None
             if not math.isfinite(v):
-                raise ValueError(f"{source}: line {i}, column {j}: {shown_value(cell.strip())} is not a finite number")
+                raise ValueError(f"{source}: line {i}, column {j}: {_cell(cell)} is not a finite number")
             vec.append(v)
         tokens.append(label)
         values.append(tuple(vec))
@@ -176,6 +181,11 @@ def load_embeddings_csv(path: str | Path) -> Inputs:
     from core.files import read_text_file, shown_path
     text = read_text_file(path, MAX_CSV_BYTES, "CSV file")
     return parse_embeddings_csv(text, source=shown_path(path))
+
+
+def _cell(cell: str) -> str:
+    text = cell.strip()
+    return text if len(text) <= 40 else text[:39] + "…"
 
 
 def _is_number(cell: str) -> bool:

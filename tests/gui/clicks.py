@@ -49,3 +49,12 @@ def open_editor(window):
     if editor._stale:
         editor.refresh()
     return editor
+
+
+def open_lesson_and_wait(window, qtbot, path, show_box: bool = True) -> str:
+    """Open a lesson (read off the UI thread) and wait until it is applied or refused: "" or the message."""
+    from gui.lessons import open_lesson
+    done: list[str] = []
+    open_lesson(window, str(path), show_box, on_done=done.append)
+    qtbot.waitUntil(lambda: bool(done), timeout=TRACE_TIMEOUT_MS)
+    return done[0]

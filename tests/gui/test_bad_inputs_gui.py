@@ -589,6 +589,7 @@ def test_a_malformed_or_future_lesson_is_refused(good, qtbot, capfd, tmp_path, m
     c, before = good.controller, screen(good)
     mode, params, inputs, weights = c.mode, dict(c.params), c.inputs, dict(c.weights)
     good.actions["open_lesson"].trigger()
+    qtbot.waitUntil(lambda: not good.lesson_opener.busy, timeout=TRACE_TIMEOUT_MS)    # read off the UI thread
     assert words in good.statusBar().currentMessage()
     assert boxes and words in boxes[-1]
     assert (c.mode, c.params, c.inputs, c.weights) == (mode, params, inputs, weights)

@@ -7,7 +7,7 @@ import json
 import numpy as np
 from PySide6 import QtCore, QtWidgets
 
-from tests.gui.clicks import go_to, wait_trace, open_editor
+from tests.gui.clicks import go_to, open_editor, open_lesson_and_wait, wait_trace
 from tests.gui.conftest import TRACE_TIMEOUT_MS, open_window
 from tests.gui.helpers import shown_maps
 
@@ -65,7 +65,6 @@ def test_a_malformed_lesson_gives_a_message_and_changes_nothing(window, qtbot, t
     edited_lesson(window, qtbot, tmp_path)
     state = (c.step.id, c.mode, dict(c.params), c.inputs, {k: v.copy() for k, v in c.weights.items()})
     trace = c.trace
-    from gui.lessons import open_lesson
     bad_files = {
         "broken.json": '{"format": "attention-stepper-lesson", "version": 1, "config": {',
         "future.json": json.dumps({"format": "attention-stepper-lesson", "version": 99, "config": {}}),
@@ -77,14 +76,14 @@ def test_a_malformed_lesson_gives_a_message_and_changes_nothing(window, qtbot, t
     for name, text in bad_files.items():
         p = tmp_path / name
         p.write_text(text)
-        message = open_lesson(window, str(p))
+        message = open_lesson_and_wait(window, qtbot, p)
         assert message, name
         box = window.findChild(QtWidgets.QMessageBox, "lessonMessage")
         assert box is not None and box.isVisible() and box.text() == message
         assert message in window.statusBar().currentMessage()
         box.close()
         qtbot.waitUntil(lambda: window.findChild(QtWidgets.QMessageBox, "lessonMessage") is None)
-    assert "newer" in open_lesson(window, str(tmp_path / "future.json"), show_box=False)
+    assert "newer" in open_lesson_and_wait(window, qtbot, tmp_path / "future.json", show_box=False)
     qtbot.wait(100)
     assert not c.is_busy() and c.trace is trace
     assert (c.step.id, c.mode, c.params, c.inputs) == state[:4]
