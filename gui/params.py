@@ -218,7 +218,25 @@ class ParamPanel(QtWidgets.QWidget):
         finally:
             self._updating = False
 
+    def _apply_limits(self) -> None:
+        """The spin boxes' ranges from core.config's limits (loaded with the first trace; until
+        then the panel is disabled), so the boxes and the CLI refuse the same values."""
+        if getattr(self, "_limits_applied", False):
+            return
+        self._limits_applied = True
+        from core import config
+        self._updating = True
+        try:
+            for name, limit in (("d_in", config.MAX_DIM), ("d_out", config.MAX_DIM),
+                                ("num_heads", config.MAX_HEADS), ("batch", config.MAX_BATCH),
+                                ("seed", min(config.MAX_SEED, INT32_MAX)),
+                                ("dropout_seed", min(config.MAX_SEED, INT32_MAX))):
+                self.widgets[name].setMaximum(limit)
+        finally:
+            self._updating = False
+
     def _on_trace(self) -> None:
+        self._apply_limits()
         if self.controller.cuda_available and self.device.findData("cuda") < 0:
             self.device.addItem("CUDA", "cuda")
         self._on_mode(self.controller.mode)
