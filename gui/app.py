@@ -33,9 +33,13 @@ def start(window, controller, lesson: str | None = None) -> None:
             controller.go(step)
         controller.restore(mode, params)
 
+    def after_lesson(message: str) -> None:
+        if message:                        # not opened (the message is on screen)
+            from_settings()
+
     if lesson:
         from gui.lessons import open_lesson
-        open_lesson(window, lesson, on_done=lambda message: message and from_settings())
+        open_lesson(window, lesson, on_done=after_lesson)
     else:
         from_settings()
     window.finish_setup()
