@@ -143,6 +143,7 @@ def _run_export(argv: list[str]) -> int:
     for note in trace.notes:  # after the export, so that a failed one shows its error line alone
         print(f"note: {note}", file=sys.stderr)
     n = sum(1 for _ in trace)
-    print(f"wrote {n} intermediates of {len(trace.stages)} stages to {out} "
+    shown = str(out).encode("utf-8", "backslashreplace").decode("utf-8")   # a folder name that is not UTF-8
+    print(f"wrote {n} intermediates of {len(trace.stages)} stages to {shown} "
           f"({trace.device}, trace {trace.compute_ms:.1f} ms)")
     return 0

@@ -23,6 +23,7 @@ MAX_DIM = 8192
 MAX_HEADS = 256
 MAX_BATCH = 64
 MAX_SEED = 2**63 - 1
+MAX_PATH_CHARS = 4096      # PATH_MAX on Linux; a longer "path" is a paste gone wrong
 # Embedding (and edited weight) values beyond this overflow float32 scores at the largest
 # sizes (and are no values a learner means); the trace refuses them instead of showing inf and nan.
 MAX_ABS_EMBEDDING = 1e6
@@ -81,35 +82,52 @@ class AttentionConfig:
         return cls(**data)
 
 
+def shown_value(value) -> str:
+    """A value as a message shows it: huge numbers and long texts shortened to one readable line
+    (str() of an int over 4,300 digits even raises)."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 128:
+        digits = int(value.bit_length() * math.log10(2)) + 1
+        return f"a {'negative ' if value < 0 else ''}number of about {digits} digits"
+    text = repr(value)
+    return text if len(text) <= 60 else text[:59] + "…"
+
+
 def _check_int(cfg: AttentionConfig, field: str, low: int, high: int) -> None:
     value = getattr(cfg, field)
     if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigError(field, f"must be a whole number, got {value!r}")
+        raise ConfigError(field, f"must be a whole number, got {shown_value(value)}")
     if not low <= value <= high:
-        raise ConfigError(field, f"must be between {low} and {high}, got {value}")
+        raise ConfigError(field, f"must be between {low} and {high}, got {shown_value(value)}")
 
 
 def _check_choice(cfg: AttentionConfig, field: str, allowed: tuple[str, ...]) -> None:
     value = getattr(cfg, field)
-    if value not in allowed:
-        raise ConfigError(field, f"must be one of {', '.join(allowed)}; got {value!r}")
+    if not isinstance(value, str) or value not in allowed:
+        raise ConfigError(field, f"must be one of {', '.join(allowed)}; got {shown_value(value)}")
 
 
 def _check_bool(cfg: AttentionConfig, field: str) -> None:
     if not isinstance(getattr(cfg, field), bool):
-        raise ConfigError(field, f"must be true or false, got {getattr(cfg, field)!r}")
+        raise ConfigError(field, f"must be true or false, got {shown_value(getattr(cfg, field))}")
 
 
 def validate(cfg: AttentionConfig) -> None:
     """Raise ConfigError for the first invalid field (checked in declaration order)."""
+    from core.tokens import BOOK_TOKENS, not_text, tokenize  # torch-free: the GUI validates before torch loads
+
     if not isinstance(cfg.embeddings, str) or not cfg.embeddings.strip():
         raise ConfigError("embeddings", "must be 'book', 'random' or the path of a CSV file")
+    if len(cfg.embeddings) > MAX_PATH_CHARS:
+        raise ConfigError("embeddings", f"is {len(cfg.embeddings)} characters long; no file path is "
+                                        f"longer than {MAX_PATH_CHARS}")
     if not isinstance(cfg.text, str):
         raise ConfigError("text", f"must be a string, got {type(cfg.text).__name__}")
-    if not cfg.text.strip():
-        raise ConfigError("text", "is empty; type at least one word")
     if len(cfg.text) > MAX_TEXT_CHARS:
         raise ConfigError("text", f"is {len(cfg.text)} characters long; the limit is {MAX_TEXT_CHARS}")
+    if not_text(cfg.text):
+        raise ConfigError("text", not_text(cfg.text))
+    if not cfg.text.strip():
+        raise ConfigError("text", "is empty; type at least one word")
     _check_int(cfg, "d_in", 1, MAX_DIM)
     _check_int(cfg, "d_out", 1, MAX_DIM)
     _check_int(cfg, "num_heads", 1, MAX_HEADS)
@@ -123,16 +141,14 @@ def validate(cfg: AttentionConfig) -> None:
     _check_int(cfg, "seed", 0, MAX_SEED)
     _check_bool(cfg, "causal")
     if isinstance(cfg.dropout, bool) or not isinstance(cfg.dropout, (int, float)):
-        raise ConfigError("dropout", f"must be a number in [0, 1), got {cfg.dropout!r}")
-    if not math.isfinite(cfg.dropout) or not 0.0 <= cfg.dropout < 1.0:
-        raise ConfigError("dropout", f"must be in [0, 1) (0 keeps every weight), got {cfg.dropout}")
+        raise ConfigError("dropout", f"must be a number in [0, 1), got {shown_value(cfg.dropout)}")
+    if not 0.0 <= cfg.dropout < 1.0:    # also nan; compared as is (float() of a huge int overflows)
+        raise ConfigError("dropout", f"must be in [0, 1) (0 keeps every weight), got {shown_value(cfg.dropout)}")
     _check_int(cfg, "dropout_seed", 0, MAX_SEED)
     _check_bool(cfg, "qkv_bias")
     _check_int(cfg, "batch", 1, MAX_BATCH)
     _check_choice(cfg, "device", DEVICES)
     _check_choice(cfg, "dtype", DTYPES)
-    from core.tokens import BOOK_TOKENS, tokenize  # torch-free: the GUI validates before torch loads
-
     tokens = tokenize(cfg.text)
     if not tokens:
         raise ConfigError("text", "has no words or punctuation to attend over")

@@ -7,14 +7,18 @@ row, as an embedding table would give it), or a labelled CSV file.
 from __future__ import annotations
 
 import csv
+import io
 import math
 import zlib
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
-from core.tokens import BOOK_TOKENS, tokenize, unique_labels  # noqa: F401 (re-exported)
+from core.tokens import BOOK_TOKENS, label_problem, tokenize, unique_labels  # noqa: F401 (re-exported)
+
+if TYPE_CHECKING:
+    import torch
 
 BOOK_EMBEDDINGS = (
     (0.43, 0.15, 0.89),  # Your     (x^1)
@@ -78,6 +82,7 @@ class Inputs:
         return self._once("max_abs", largest)
 
     def tensor(self, dtype: torch.dtype) -> torch.Tensor:
+        import torch      # here, not at the top: reading a lesson or a CSV needs no torch
         return torch.tensor(self.array, dtype=dtype)  # (T, d_in), a new tensor
 
     def shared_tensor(self, dtype: torch.dtype, device: str = "cpu") -> torch.Tensor:
@@ -91,6 +96,7 @@ def book_inputs() -> Inputs:
 
 def random_inputs(tokens: list[str], d_in: int, seed: int) -> Inputs:
     """One seeded vector in [0, 1) per distinct word (like the book's values), stable across runs."""
+    import torch
     cache: dict[str, torch.Tensor] = {}
     rows = []
     for tok in tokens:
@@ -102,43 +108,66 @@ def random_inputs(tokens: list[str], d_in: int, seed: int) -> Inputs:
     return Inputs(tuple(tokens), torch.stack(rows).numpy())  # (T, d_in)
 
 
+MAX_CSV_BYTES = 64 * 2**20   # 4096 tokens × 768 values written with full float precision
+
+
+def _csv_records(text: str, source: str) -> list[tuple[int, list[str]]]:
+    """The non-blank records of a CSV text, each with the line it starts on (1-based).
+
+    Read as a stream, not line by line, so a quoted field keeps its line breaks (a label
+    with one is then refused by name) and blank lines still count in the line numbers.
+    """
+    reader = csv.reader(io.StringIO(text, newline=""))
+    records, start = [], 1
+    try:
+        for cells in reader:
+            if any(c.strip() for c in cells):
+                records.append((start, cells))
+            start = reader.line_num + 1
+    except csv.Error as exc:  # e.g. a field over csv.field_size_limit()
+        raise ValueError(f"{source} is not a readable CSV file (line {start}: {exc})") from None
+    return records
+
+
 def parse_embeddings_csv(text: str, source: str = "CSV") -> Inputs:
     """Parse a labelled CSV: optional header row, then `token, v1, …, v_d` per row.
 
     The header is recognised by its non-numeric value cells (an exported `inputs.csv`
-    reads back as it was written). Raises ValueError with a message saying what to fix.
+    reads back as it was written). Raises ValueError with a message saying what to fix,
+    naming the line of the file (blank lines included).
     """
-    try:
-        rows = [r for r in csv.reader(text.splitlines()) if any(c.strip() for c in r)]
-    except csv.Error as exc:  # e.g. a field over csv.field_size_limit()
-        raise ValueError(f"{source} is not a readable CSV file: {exc}") from None
+    from core.config import shown_value
+
+    rows = _csv_records(text, source)
     if not rows:
         raise ValueError(f"{source} is empty; expected rows of 'token, v1, v2, …'")
-    if len(rows[0]) < 2:
-        raise ValueError(f"{source}: line 1 has no values; expected 'token, v1, v2, …'")
-    header_line = 0
-    if not any(_is_number(c) for c in rows[0][1:]):  # a header has no numeric value cells
-        header_line = 1
+    first_line, first = rows[0]
+    if len(first) < 2:
+        raise ValueError(f"{source}: line {first_line} has no values; expected 'token, v1, v2, …'")
+    if not any(_is_number(c) for c in first[1:]):  # a header has no numeric value cells
         rows = rows[1:]
         if not rows:
             raise ValueError(f"{source} has a header but no token rows")
-    width = len(rows[0]) - 1
+    width_line, width = rows[0][0], len(rows[0][1]) - 1
     tokens, values = [], []
-    for i, row in enumerate(rows, start=1 + header_line):
+    for i, row in rows:
         if len(row) - 1 != width:
-            raise ValueError(f"{source}: line {i} has {len(row) - 1} values, line {1 + header_line} "
+            raise ValueError(f"{source}: line {i} has {len(row) - 1} values, line {width_line} "
                              f"has {width}; every row needs the same number")
         label = row[0].strip()
         if not label:
             raise ValueError(f"{source}: line {i} has no token label in its first column")
+        problem = label_problem(label)
+        if problem:
+            raise ValueError(f"{source}: line {i}: the token label {shown_value(label)} {problem}")
         vec = []
         for j, cell in enumerate(row[1:], start=2):
             try:
                 v = float(cell)
             except ValueError:
-                raise ValueError(f"{source}: line {i}, column {j}: {cell.strip()!r} is not a number") from None
+                raise ValueError(f"{source}: line {i}, column {j}: {shown_value(cell.strip())} is not a number") from None
             if not math.isfinite(v):
-                raise ValueError(f"{source}: line {i}, column {j}: {cell.strip()} is not a finite number")
+                raise ValueError(f"{source}: line {i}, column {j}: {_cell(cell)} is not a finite number")
             vec.append(v)
         tokens.append(label)
         values.append(tuple(vec))
@@ -148,24 +177,15 @@ def parse_embeddings_csv(text: str, source: str = "CSV") -> Inputs:
 
 
 def load_embeddings_csv(path: str | Path) -> Inputs:
-    p = Path(path)
-    try:
-        if not p.exists():
-            raise ValueError(f"{p} does not exist")
-        if not p.is_file():
-            raise ValueError(f"{p} is not a file")
-    except OSError as exc:  # e.g. a name too long for the file system
-        raise ValueError(f"{_short(str(p))} cannot be opened: {exc.strerror or exc}") from None
-    try:
-        text = p.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{p} cannot be read: {exc}") from None
-    return parse_embeddings_csv(text, source=str(p))
+    """Read and parse an embeddings CSV (a regular UTF-8 file of at most MAX_CSV_BYTES, BOM or not)."""
+    from core.files import read_text_file, shown_path
+    text = read_text_file(path, MAX_CSV_BYTES, "CSV file")
+    return parse_embeddings_csv(text, source=shown_path(path))
 
 
-def _short(text: str, limit: int = 80) -> str:
-    """A path shortened for a one-line message."""
-    return text if len(text) <= limit else text[:limit - 1] + "…"
+def _cell(cell: str) -> str:
+    text = cell.strip()
+    return text if len(text) <= 40 else text[:39] + "…"
 
 
 def _is_number(cell: str) -> bool:

@@ -13,12 +13,17 @@ from pathlib import Path
 
 import numpy as np
 
-from core.config import AttentionConfig, ConfigError
+from core.config import AttentionConfig, ConfigError, shown_value
 from core.inputs import Inputs
+from core.tokens import label_problem, not_text
 
 FORMAT = "attention-stepper-lesson"
 VERSION = 1
-MAX_BYTES = 64 * 2**20
+MAX_BYTES = 16 * 2**20     # parsed in one GIL-holding json.loads (~0.3 s here): edits of all three
+                           # 384 × 384 weights fit; save_lesson refuses what load_lesson would
+MAX_TITLE_CHARS = 1000     # shown in the status bar
+MAX_STEP_CHARS = 200       # a step id such as "multihead.weights"
+_MAX_INT_DIGITS = 100      # JSON integers longer than this are kept as an out-of-range stand-in
 
 
 class LessonError(Exception):
@@ -44,86 +49,136 @@ class Lesson:
             "weights": {k: np.asarray(v, dtype=np.float64).tolist() for k, v in self.weights.items()},
             "step": self.step,
         }
-        return json.dumps(data, indent=1, ensure_ascii=False) + "\n"
+        text = json.dumps(data, indent=1, ensure_ascii=False)
+        if not_text(text):      # a CSV path with bytes that are not UTF-8: written as \udcXX escapes
+            text = json.dumps(data, indent=1)
+        return text + "\n"
 
 
 def save_lesson(lesson: Lesson, path: str | Path) -> Path:
     from core.export import ExportError, write_text_atomic
+    text = lesson.to_json()
+    size = len(text.encode("utf-8", "surrogatepass"))
+    if size > MAX_BYTES:      # it could not be opened again: say so now, not when it is opened
+        raise LessonError(f"the lesson would take {size / 2**20:.0f} MiB; a lesson is at most "
+                          f"{MAX_BYTES // 2**20} MiB: reset the edited inputs or weights, or use a smaller d_in or d_out")
     try:
-        return write_text_atomic(path, lesson.to_json())
+        return write_text_atomic(path, text)
     except ExportError as exc:
         raise LessonError(str(exc)) from None
 
 
-def parse_lesson(text: str, source: str = "lesson") -> Lesson:
+def _parse_int(digits: str) -> int:
+    """JSON integers: past _MAX_INT_DIGITS (no field takes one; int() refuses 4,300+ digits)
+    a number of the same sign and length, so that the field's own check refuses it by name."""
+    if len(digits.lstrip("-")) <= _MAX_INT_DIGITS:
+        return int(digits)
+    return (-1 if digits.startswith("-") else 1) * 10 ** (len(digits.lstrip("-")) - 1)
+
+
+def _text_field(data: dict, key: str, limit: int, source: str) -> str:
+    value = data.get(key, "")
+    if value is None:
+        value = ""
+    if not isinstance(value, str):
+        raise LessonError(f"{source}: {key} must be a string, got {type(value).__name__}")
+    if len(value) > limit:
+        raise LessonError(f"{source}: {key} is {len(value)} characters long; the limit is {limit}")
+    if not_text(value):
+        raise LessonError(f"{source}: {key} {not_text(value)}")
+    return value
+
+
+def _matrix(value, rows: int, cols: int, what: str) -> np.ndarray:
+    """A rows × cols list of lists of finite JSON numbers (not true/false) as float64; ValueError says why."""
+    from core.config import MAX_ABS_EMBEDDING
+    if not isinstance(value, list) or len(value) != rows or not all(isinstance(r, list) and len(r) == cols for r in value):
+        raise ValueError(f"{what} must be {rows} × {cols} numbers (a list of {rows} rows of {cols})")
+    for i, row in enumerate(value):
+        for j, v in enumerate(row):
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                raise ValueError(f"{what}[{i}][{j}] is {shown_value(v)}, not a number")
+            if not abs(v) <= MAX_ABS_EMBEDDING:     # also nan and inf; compared before float() can overflow
+                raise ValueError(f"{what}[{i}][{j}] must be a finite number between -{MAX_ABS_EMBEDDING:g} "
+                                 f"and {MAX_ABS_EMBEDDING:g}, got {shown_value(v)}")
+    return np.array(value, dtype=np.float64).reshape(rows, cols)   # (rows, cols) also when rows == 0
+
+
+def _inputs(raw, config: AttentionConfig, source: str) -> Inputs:
+    from core.config import MAX_TOKENS
+    if not isinstance(raw, dict):
+        raise LessonError(f"{source}: inputs must map \"tokens\" and \"values\"")
+    tokens = raw.get("tokens")
+    if not isinstance(tokens, list):   # a string would be taken letter by letter
+        raise LessonError(f"{source}: inputs: tokens must be a list of token strings, got {type(tokens).__name__}")
+    if not 1 <= len(tokens) <= MAX_TOKENS:
+        raise LessonError(f"{source}: inputs: {len(tokens)} tokens; between 1 and {MAX_TOKENS} are allowed")
+    for i, tok in enumerate(tokens):
+        problem = label_problem(tok)
+        if problem:
+            raise LessonError(f"{source}: inputs: token {i + 1} {problem}")
     try:
-        data = json.loads(text)
+        values = _matrix(raw.get("values"), len(tokens), config.d_in, "values")
+    except ValueError as exc:
+        raise LessonError(f"{source}: inputs: {exc} (one row of d_in = {config.d_in} per token)") from None
+    return Inputs(tokens, values)
+
+
+def parse_lesson(text: str, source: str = "lesson") -> Lesson:
+    if not isinstance(text, str):
+        raise LessonError(f"{source} is not text")
+    if len(text) > MAX_BYTES:
+        raise LessonError(f"{source} is longer than {MAX_BYTES // 2**20} MiB; not a lesson file")
+    try:
+        data = json.loads(text.removeprefix("\ufeff"), parse_int=_parse_int)
     except json.JSONDecodeError as exc:
         raise LessonError(f"{source} is not valid JSON (line {exc.lineno}: {exc.msg})") from None
     except RecursionError:
         raise LessonError(f"{source} is nested too deeply to be a lesson") from None
+    except ValueError as exc:   # anything else json refuses, in one line
+        raise LessonError(f"{source} is not valid JSON ({str(exc).splitlines()[0][:120]})") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise LessonError(f"{source} is not an Attention Stepper lesson (no \"format\": \"{FORMAT}\")")
     version = data.get("version")
     if not isinstance(version, int) or isinstance(version, bool):
         raise LessonError(f"{source} has no valid version number")
     if version > VERSION:
-        raise LessonError(f"{source} was saved by a newer Attention Stepper (lesson version {version}); "
+        raise LessonError(f"{source} was saved by a newer Attention Stepper (lesson version {shown_value(version)}); "
                           f"this one reads version {VERSION}. Update the app to open it.")
     if version < 1:
-        raise LessonError(f"{source} has an unknown lesson version {version}")
+        raise LessonError(f"{source} has an unknown lesson version {shown_value(version)}")
     try:
         config = AttentionConfig.from_dict(data.get("config") or {})
     except ConfigError as exc:
         raise LessonError(f"{source}: config: {exc}") from None
     except TypeError as exc:
         raise LessonError(f"{source}: config: {exc}") from None
-    inputs = None
     raw = data.get("inputs")
-    if raw is not None:
-        try:
-            tokens = raw["tokens"]
-            values = np.array(raw["values"], dtype=np.float64)
-            if not all(isinstance(t, str) and t for t in tokens):
-                raise ValueError("every token must be a non-empty string")
-            if values.ndim != 2 or values.shape != (len(tokens), config.d_in):
-                raise ValueError(f"values must be {len(tokens)} × d_in ({config.d_in})")
-            if not np.isfinite(values).all():
-                raise ValueError("values must be finite numbers")
-            inputs = Inputs(tokens, values)
-        except (KeyError, TypeError, ValueError) as exc:
-            raise LessonError(f"{source}: inputs: {exc}") from None
+    inputs = None if raw is None else _inputs(raw, config, source)
     weights = {}
     raw_weights = data.get("weights") or {}
     if not isinstance(raw_weights, dict):
         raise LessonError(f"{source}: weights must map W_query/W_key/W_value to matrices")
     for name, value in raw_weights.items():
         if name not in ("W_query", "W_key", "W_value"):
-            raise LessonError(f"{source}: weights: unknown matrix {name!r}")
+            raise LessonError(f"{source}: weights: unknown matrix {shown_value(name)}")
         try:
-            arr = np.array(value, dtype=np.float64)
-        except (TypeError, ValueError):
-            raise LessonError(f"{source}: weights: {name} is not a matrix of numbers") from None
-        if arr.shape != (config.d_in, config.d_out) or not np.isfinite(arr).all():
-            raise LessonError(f"{source}: weights: {name} must be {config.d_in} × {config.d_out} finite numbers")
-        weights[name] = arr
-    step = data.get("step", "")
-    title = data.get("title", "")
-    if not isinstance(step, str) or not isinstance(title, str):
-        raise LessonError(f"{source}: step and title must be strings")
+            weights[name] = _matrix(value, config.d_in, config.d_out, name)
+        except ValueError as exc:
+            raise LessonError(f"{source}: weights: {exc} (d_in × d_out = {config.d_in} × {config.d_out})") from None
+    step = _text_field(data, "step", MAX_STEP_CHARS, source)
+    title = _text_field(data, "title", MAX_TITLE_CHARS, source)
     return Lesson(config, inputs, weights, step, title)
 
 
 def load_lesson(path: str | Path) -> Lesson:
-    p = Path(path)
+    """Read and check a lesson file: a regular UTF-8 file (BOM or not) of at most MAX_BYTES.
+
+    Never blocks on a FIFO or device (checked before opening); every problem is a LessonError.
+    """
+    from core.files import read_text_file, shown_path
     try:
-        if p.stat().st_size > MAX_BYTES:
-            raise LessonError(f"{p} is larger than {MAX_BYTES // 2**20} MiB; not a lesson file")
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise LessonError(f"{p} does not exist") from None
-    except IsADirectoryError:
-        raise LessonError(f"{p} is a folder, not a lesson file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise LessonError(f"{p} cannot be read: {exc}") from None
-    return parse_lesson(text, source=str(p))
+        text = read_text_file(path, MAX_BYTES, "lesson file")
+    except ValueError as exc:
+        raise LessonError(str(exc)) from None
+    return parse_lesson(text, source=shown_path(path))

@@ -24,17 +24,24 @@ def make_window(settings=None):
 def start(window, controller, lesson: str | None = None) -> None:
     """Begin computing from a lesson file (else the saved settings) and build the heatmap view.
 
-    A lesson that cannot be read gives a message; the saved settings are shown instead.
+    The lesson is read off the UI thread; one that cannot be read gives a message and the
+    saved settings are shown instead.
     """
+    def from_settings() -> None:
+        mode, params, step = window.saved_config()
+        if controller.index == 0:          # unless the learner already moved (keys work at once)
+            controller.go(step)
+        controller.restore(mode, params)
+
+    def after_lesson(message: str) -> None:
+        if message:                        # not opened (the message is on screen)
+            from_settings()
+
     if lesson:
         from gui.lessons import open_lesson
-        if open_lesson(window, lesson) is None:
-            window.finish_setup()
-            return
-    mode, params, step = window.saved_config()
-    if controller.index == 0:          # unless the learner already moved (keys work at once)
-        controller.go(step)
-    controller.restore(mode, params)
+        open_lesson(window, lesson, on_done=after_lesson)
+    else:
+        from_settings()
     window.finish_setup()
 
 

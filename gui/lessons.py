@@ -2,10 +2,11 @@
 
 A lesson (``core.lesson``, versioned JSON) holds the settings behind the current step, the
 edited embeddings and weights, and the step. Opening one reads and checks the whole file
-first: a malformed file gives a message and leaves the open lesson untouched.
+first, off the UI thread: a malformed file gives a message and leaves the open lesson untouched.
 """
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 from PySide6 import QtCore, QtWidgets
@@ -51,26 +52,79 @@ def apply_lesson(controller, lesson) -> None:
     controller.restore("custom", lesson.config.to_dict(), lesson.inputs, lesson.weights)
 
 
-def open_lesson(window, path: str | None = None, show_box: bool = True) -> str | None:
-    """Open a lesson; returns None on success, else the message (shown in a box and the status bar)."""
-    from core.lesson import LessonError, load_lesson
+class LessonOpener(QtCore.QObject):
+    """Opens lesson files for one window: read and checked on a worker thread (a FIFO, a slow disk
+    or a 16 MiB file never blocks the UI), applied on the UI thread. The latest open wins."""
+
+    _read = QtCore.Signal(int, object, str)      # (request number, Lesson or None, message)
+
+    def __init__(self, window):
+        super().__init__(window)
+        self.window = window
+        self._latest = 0
+        self._pending: dict[int, tuple] = {}      # request number -> (path, show_box, on_done)
+        self._read.connect(self._on_read, QtCore.Qt.ConnectionType.QueuedConnection)
+
+    @property
+    def busy(self) -> bool:
+        """A lesson is being read (its settings are not applied yet)."""
+        return bool(self._pending)
+
+    def open(self, path: str, show_box: bool = True, on_done=None) -> None:
+        self._latest += 1
+        number = self._latest
+        self._pending[number] = (path, show_box, on_done)
+        threading.Thread(target=self._load, args=(number, path), name="lesson-reader", daemon=True).start()
+
+    def _load(self, number: int, path: str) -> None:      # on the reader thread
+        from core.lesson import LessonError, load_lesson
+        lesson, message = None, ""
+        try:
+            lesson = load_lesson(path)
+        except LessonError as exc:
+            message = str(exc)
+        except Exception as exc:      # never a traceback for the learner
+            message = f"{path} cannot be opened as a lesson ({type(exc).__name__}: {exc})"
+        try:
+            self._read.emit(number, lesson, message)
+        except RuntimeError:          # the window was closed meanwhile
+            pass
+
+    def _on_read(self, number: int, lesson, message: str) -> None:
+        path, show_box, on_done = self._pending.pop(number)
+        if number != self._latest:    # a newer open replaced this one
+            return
+        window = self.window
+        if lesson is None:
+            window.statusBar().showMessage(f"Lesson not opened: {message}", 15000)
+            if show_box:       # window-modal but not blocking (also at start-up, before the event loop)
+                box = QtWidgets.QMessageBox(QtWidgets.QMessageBox.Icon.Warning, "Cannot open the lesson",
+                                            message, QtWidgets.QMessageBox.StandardButton.Ok, window)
+                box.setObjectName("lessonMessage")
+                box.setAttribute(QtCore.Qt.WidgetAttribute.WA_DeleteOnClose)
+                box.open()
+        else:
+            apply_lesson(window.controller, lesson)
+            window.statusBar().showMessage(f"Opened lesson {Path(path).name}"
+                                           + (f": {lesson.title}" if lesson.title else ""), 10000)
+        if on_done is not None:
+            on_done(message)
+
+
+def lesson_opener(window) -> LessonOpener:
+    opener = getattr(window, "lesson_opener", None)
+    if opener is None:
+        opener = window.lesson_opener = LessonOpener(window)
+    return opener
+
+
+def open_lesson(window, path: str | None = None, show_box: bool = True, on_done=None) -> str | None:
+    """Open a lesson: "" when the file dialog was cancelled, else None and the file is read and
+    checked off the UI thread, then shown (or its message put in a box and the status bar);
+    ``on_done(message)`` follows on the UI thread, with "" when the lesson was opened."""
     if path is None:
         path, _ = QtWidgets.QFileDialog.getOpenFileName(window, "Open lesson", "", FILTER)
         if not path:
             return ""
-    try:
-        lesson = load_lesson(path)
-    except LessonError as exc:
-        message = str(exc)
-        window.statusBar().showMessage(f"Lesson not opened: {message}", 15000)
-        if show_box:       # window-modal but not blocking (also at start-up, before the event loop)
-            box = QtWidgets.QMessageBox(QtWidgets.QMessageBox.Icon.Warning, "Cannot open the lesson",
-                                        message, QtWidgets.QMessageBox.StandardButton.Ok, window)
-            box.setObjectName("lessonMessage")
-            box.setAttribute(QtCore.Qt.WidgetAttribute.WA_DeleteOnClose)
-            box.open()
-        return message
-    apply_lesson(window.controller, lesson)
-    window.statusBar().showMessage(f"Opened lesson {Path(path).name}"
-                                   + (f": {lesson.title}" if lesson.title else ""), 10000)
+    lesson_opener(window).open(path, show_box, on_done)
     return None

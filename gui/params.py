@@ -18,6 +18,18 @@ BOOK, OWN = "Book sentence", "Own text"
 FIELD_ALIASES = {"embeddings": "text", "config": "text"}
 
 
+MAX_SHOWN_CHARS = 160          # an error next to a control; the whole message is in its tooltip
+
+
+def one_line(message: str) -> str:
+    """The first line of a message, shortened to MAX_SHOWN_CHARS."""
+    lines = message.strip().splitlines() or [""]
+    line = lines[0]
+    if len(lines) > 1 or len(line) > MAX_SHOWN_CHARS:
+        line = line[:MAX_SHOWN_CHARS - 1].rstrip() + "…"
+    return line
+
+
 class ParamPanel(QtWidgets.QWidget):
     def __init__(self, controller, parent: QtWidgets.QWidget | None = None):
         super().__init__(parent)
@@ -41,6 +53,9 @@ class ParamPanel(QtWidgets.QWidget):
         self.text = QtWidgets.QLineEdit(objectName="text")
         self.text.setPlaceholderText("type a sentence and press Enter")
         self.text.setClearButtonEnabled(True)
+        # Qt cuts a longer paste silently at 32767 characters; the config refuses texts over its
+        # limit (core.config.MAX_TEXT_CHARS = 100,000) with a message instead
+        self.text.setMaxLength(1_000_000)
         self.text.editingFinished.connect(self._on_text)
         self.text.returnPressed.connect(self.text.clearFocus)     # arrow keys step again
         self.d_in = self._spin("d_in", 1, 8192, "embedding width (own text only; the book's vectors are 3-d)")
@@ -207,7 +222,25 @@ class ParamPanel(QtWidgets.QWidget):
         finally:
             self._updating = False
 
+    def _apply_limits(self) -> None:
+        """The spin boxes' ranges from core.config's limits (loaded with the first trace; until
+        then the panel is disabled), so the boxes and the CLI refuse the same values."""
+        if getattr(self, "_limits_applied", False):
+            return
+        self._limits_applied = True
+        from core import config
+        self._updating = True
+        try:
+            for name, limit in (("d_in", config.MAX_DIM), ("d_out", config.MAX_DIM),
+                                ("num_heads", config.MAX_HEADS), ("batch", config.MAX_BATCH),
+                                ("seed", min(config.MAX_SEED, INT32_MAX)),
+                                ("dropout_seed", min(config.MAX_SEED, INT32_MAX))):
+                self.widgets[name].setMaximum(limit)
+        finally:
+            self._updating = False
+
     def _on_trace(self) -> None:
+        self._apply_limits()
         if self.controller.cuda_available and self.device.findData("cuda") < 0:
             self.device.addItem("CUDA", "cuda")
         self._on_mode(self.controller.mode)
@@ -231,14 +264,12 @@ class ParamPanel(QtWidgets.QWidget):
         self._on_mode(self.controller.mode)
 
     def show_error(self, field: str, message: str) -> None:
+        """One line naming the field next to its control (the whole message in the tooltip)."""
         self.clear_errors()
+        line = one_line(f"{field}: {message}" if field else message)
         field = FIELD_ALIASES.get(field, field)
-        label = self.errors.get(field)
-        if label is None:
-            self.general_error.setText(message)
-            self.general_error.setVisible(True)
-            return
-        label.setText(message)
+        label = self.errors.get(field, self.general_error)
+        label.setText(line)
         label.setToolTip(message)
         label.setVisible(True)
 

@@ -171,6 +171,11 @@ class InputsEditor(RefreshWhenShown, QtWidgets.QWidget):
             if not text.strip():
                 self._refuse(t, item, old, "a token needs a name")
                 return
+            from core.tokens import label_problem      # the rules of CSV and lesson labels
+            problem = label_problem(text.strip())
+            if problem:
+                self._refuse(t, item, old, f"the token {problem}")
+                return
             item.setData(ROLE_VALUE, text.strip())
         else:
             v = parse_number(text)

@@ -18,7 +18,6 @@ The trace half alone runs without PySide6: ``python -m core.bench``.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
@@ -277,12 +276,56 @@ def report(res: dict, file=sys.stdout) -> None:
         p(f"    skipped: {note}")
 
 
+PARTS = {"1": "trace vs fused", "2": "redraw", "3": "UI block", "4": "start-up", "5": "export"}
+
+
+def parts_problem(text: str) -> str | None:
+    """Why a --parts value names no valid part, else None."""
+    parts = [s.strip() for s in text.split(",")]
+    unknown = [s for s in parts if s not in PARTS]
+    if unknown or not text.strip():
+        valid = ", ".join(f"{k} ({v})" for k, v in PARTS.items())
+        what = f"unknown part {unknown[0]!r}" if unknown and unknown[0] else "names no part"
+        return f"{what}; the parts are {valid}, e.g. --parts 1,4"
+    return None
+
+
+def json_target_problem(path: str) -> str | None:
+    """Why the figures could not be written to ``path`` (checked before the minutes of measuring), else None."""
+    if not path.strip():
+        return "is empty; name the file to write the figures to"
+    p = Path(path)
+    folder = p.parent if str(p.parent) else Path(".")
+    try:
+        if p.is_dir():
+            return f"{path} is a folder; name a file in it, e.g. {p / 'bench.json'}"
+        if not folder.exists():
+            return f"the folder {folder} does not exist"
+        if not folder.is_dir():
+            return f"{folder} is not a folder"
+        if p.exists() and not p.is_file():
+            return f"{path} is not a regular file"
+        if p.exists() and not os.access(p, os.W_OK):
+            return f"{path} is read-only"
+        fd, probe = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        return f"cannot write {path}: {exc.strerror or exc}"
+    return None
+
+
 def run_bench(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(prog="python main.py bench", description=__doc__.split("\n\n")[0])
+    from core.cli import _OneLineParser     # bad options: one line on stderr, exit 2
+    p = _OneLineParser(prog="python main.py bench", description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="a fast smoke run (smaller sizes, fewer repeats)")
     p.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
     p.add_argument("--parts", default="1,2,3,4,5", help="which parts to run (default: all), e.g. 1,4")
     args = p.parse_args(argv)
+    for option, problem in (("--parts", parts_problem(args.parts)),
+                            ("--json", None if args.json is None else json_target_problem(args.json))):
+        if problem:
+            p.error(f"{option}: {problem}")
     parts = {s.strip() for s in args.parts.split(",")}
     q = args.quick
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
@@ -326,5 +369,10 @@ def run_bench(argv: list[str]) -> int:
         del res["skipped"]
     report(res)
     if args.json:
-        Path(args.json).write_text(json.dumps(res, indent=1) + "\n", encoding="utf-8")
+        from core.export import ExportError, write_text_atomic   # temporary name, then rename
+        try:
+            write_text_atomic(args.json, json.dumps(res, indent=1) + "\n")
+        except (ExportError, OSError) as exc:
+            print(f"python main.py bench: error: --json: {exc} (the figures are printed above)", file=sys.stderr)
+            return 1
     return 0

@@ -55,6 +55,9 @@ def make_input_files(root: Path) -> dict[str, str]:
     p = d / "latin1.csv"
     p.write_bytes(b"\xff\xfe caf\xe9,1,2\n")
     paths["latin1"] = str(p)
+    p = d / "label_newline.csv"
+    p.write_text('token,d0,d1\n"a\nb",1,2\n', encoding="utf-8")
+    paths["label_newline"] = str(p)
     paths["missing"] = str(d / "missing.csv")
     paths["folder"] = str(d)
     paths["name_too_long"] = str(d / ("x" * 5000 + ".csv"))

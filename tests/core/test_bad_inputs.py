@@ -93,6 +93,12 @@ CATALOGUE = [
     ("text tabs and newlines", ["--text", "\t\n \r\n"], "--text", ("empty",)),
     ("text too many characters", ["--text", "a" * (MAX_TEXT_CHARS + 1)], "--text", ("limit",)),
     ("text too many tokens", ["--text", "a " * (MAX_TOKENS + 1)], "--text", ("limit", str(MAX_TOKENS))),
+    # a Latin-1 terminal's 'café' reaches sys.argv as 'caf\udce9' (the byte that is not UTF-8)
+    ("text not UTF-8", ["--text", "caf\udce9 au lait"], "--text", ("byte 0xE9", "not UTF-8")),
+    ("text with a lone surrogate", ["--text", "a \ud800 b"], "--text", ("lone surrogate U+D800",)),
+    ("embeddings path not text", ["--embeddings", "emb\ud800.csv"], "--embeddings", ("not text",)),
+    ("embeddings label with a line break", ["--embeddings", "{label_newline}"], "--embeddings",
+     ("line 2", "line break")),
     ("embeddings missing", ["--embeddings", "{missing}"], "--embeddings", ("does not exist",)),
     ("embeddings a folder", ["--embeddings", "{folder}"], "--embeddings", ("not a file",)),
     ("embeddings name too long", ["--embeddings", "{name_too_long}"], "--embeddings", ("cannot be opened",)),
@@ -148,7 +154,7 @@ def test_bad_input_exits_2_with_one_line_and_writes_nothing(argv, option, words,
 
 
 # A sample through a real process: the terminal sees one line and no traceback.
-SUBPROCESS_ROWS = ["d_out not divisible by heads", "dropout nan", "seed negative", "text whitespace",
+SUBPROCESS_ROWS = ["d_out not divisible by heads", "dropout nan", "seed negative", "text whitespace", "text not UTF-8",
                    "embeddings ragged", "embeddings NaN", "embeddings field too large", "embeddings name too long",
                    "unknown device", "d_out 2.5", "trace too big for memory"]
 
@@ -160,6 +166,17 @@ def test_bad_input_in_a_real_process(row, files, tmp_path):
     code, out, err = run_subprocess(_argv(argv, files, tmp_path / "out"), cwd=tmp_path)
     assert_one_clear_line(code, err, option, words)
     assert out == ""
+    assert snapshot(tmp_path) == before
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no named pipes here")
+def test_embeddings_a_fifo_is_refused_without_waiting_for_a_writer(tmp_path_factory, tmp_path, capsys):
+    """Opening a FIFO for reading waits for a writer for ever: refused before it is opened."""
+    fifo = tmp_path_factory.mktemp("fifo") / "emb.csv"      # outside tmp_path: snapshot() would read it
+    os.mkfifo(fifo)
+    before = snapshot(tmp_path)
+    code, out, err = run_in_process(["--out", str(tmp_path / "out"), "--embeddings", str(fifo)], capsys)
+    assert_one_clear_line(code, err, "--embeddings", ("is a named pipe (FIFO), not a file",))
     assert snapshot(tmp_path) == before
 
 

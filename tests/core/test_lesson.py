@@ -62,3 +62,112 @@ def test_weight_override_of_the_wrong_shape_is_a_config_error():
         build_trace(AttentionConfig(), weights_override={"W_query": np.zeros((2, 2))})
     with pytest.raises(ConfigError, match="W_out"):
         build_trace(AttentionConfig(), weights_override={"W_out": np.zeros((3, 2))})
+
+
+# ----------------------------------------------------------------------------- bad lesson files (issue 10)
+
+def _lesson(**changes) -> dict:
+    data = json.loads(Lesson(AttentionConfig(), step="trainable.scores", title="t").to_json())
+    data.update(changes)
+    return data
+
+
+def _config(**changes) -> dict:
+    return _lesson(config={**AttentionConfig().to_dict(), **changes})
+
+
+@pytest.mark.parametrize("text, words", [
+    # a 5,000-digit seed: json refused it with a ValueError the app did not catch (crash dialog)
+    (json.dumps(_config(seed=0)).replace('"seed": 0', '"seed": ' + "9" * 5000),
+     "config: seed: must be between 0 and 9223372036854775807, got a number of about 5000 digits"),
+    (json.dumps(_config(dropout_seed=0)).replace('"dropout_seed": 0', '"dropout_seed": -' + "9" * 300),
+     "dropout_seed: must be between 0 and"),
+    (json.dumps(_config(dropout=0)).replace('"dropout": 0', '"dropout": ' + "9" * 5000), "dropout: must be in"),
+    (json.dumps(_lesson()).replace('"version": 1', '"version": ' + "9" * 5000), "newer Attention Stepper"),
+    # lone surrogates (JSON \\ud800 escapes) failed later, in the worker, when encoded
+    (json.dumps(_config(embeddings="random", text="caf\udce9 au lait")), "config: text: contains the byte 0xE9"),
+    (json.dumps(_config(embeddings="random", text="a \ud800 b")), r"text: contains a lone surrogate U\+D800"),
+    (json.dumps(_lesson(title="x\udfff")), r"title contains a lone surrogate U\+DFFF"),
+    (json.dumps(_lesson(step="a\ud800")), "step contains a lone surrogate"),
+    (json.dumps(_lesson(inputs={"tokens": ["ok", "b\ud800", "c"], "values": [[1, 2, 3]] * 3})),
+     "inputs: token 2 contains a lone surrogate"),
+    # tokens as a string was taken letter by letter
+    (json.dumps(_lesson(inputs={"tokens": "abc", "values": [[1, 2, 3]] * 3})), "tokens must be a list"),
+    (json.dumps(_lesson(inputs={"tokens": ["a", "b\nc"], "values": [[1, 2, 3]] * 2})), "token 2 contains a line break"),
+    (json.dumps(_lesson(inputs={"tokens": [], "values": []})), "0 tokens; between 1 and 4096"),
+    (json.dumps(_lesson(inputs={"tokens": ["a"], "values": [[1, True, 3]]})), r"values\[0\]\[1\] is True, not a number"),
+    (json.dumps(_lesson(inputs={"tokens": ["a"], "values": [[1, "2", 3]]})), r"values\[0\]\[1\] is '2', not a number"),
+    (json.dumps(_lesson(inputs={"tokens": ["a"], "values": [[1, 2, 3]]})).replace("[1, 2, 3]", "[1, 2, 1" + "0" * 400 + "]"),
+     r"values\[0\]\[2\] must be a finite number between"),
+    (json.dumps(_lesson(weights={"W_key": [[1, 2], [3, 4], [5, 1e300]]})), r"W_key\[2\]\[1\] must be a finite number"),
+    (json.dumps(_lesson(inputs={"tokens": ["a"], "values": "123"})), "values must be 1 × 3 numbers"),
+    (json.dumps(_lesson(title="x" * 1001)), "title is 1001 characters long; the limit is 1000"),
+    (json.dumps(_lesson(title=["x"])), "title must be a string"),
+])
+def test_bad_lesson_fields_are_refused_by_name(text, words):
+    with pytest.raises(LessonError, match=words):
+        parse_lesson(text)
+
+
+def test_a_lesson_with_a_bom_opens(tmp_path):
+    """CSV import accepted a UTF-8 BOM; lessons refused it ("not valid JSON")."""
+    lesson = Lesson(AttentionConfig(seed=7), step="trainable.scores", title="café")
+    p = tmp_path / "bom.json"
+    p.write_bytes(b"\xef\xbb\xbf" + lesson.to_json().encode("utf-8"))
+    back = load_lesson(p)
+    assert back.config == lesson.config and back.title == "café" and back.step == "trainable.scores"
+
+
+def test_a_lesson_larger_than_the_bound_is_refused_before_reading(tmp_path, monkeypatch):
+    """A 50 MB title froze the window; now the size is checked before the file is read."""
+    from core import lesson as lesson_module
+    p = tmp_path / "big.json"
+    p.write_text(json.dumps(_lesson(title="x" * (lesson_module.MAX_BYTES + 10))))
+    read = []
+    monkeypatch.setattr(lesson_module, "parse_lesson", lambda *a, **k: read.append(a))
+    with pytest.raises(LessonError, match="MiB; a lesson file is at most 16 MiB"):
+        load_lesson(p)
+    assert read == []
+
+
+def test_a_lesson_the_app_would_refuse_is_not_saved(tmp_path):
+    """Every saved lesson opens again: one over the size bound is refused when saving."""
+    n = 1024
+    cfg = AttentionConfig(embeddings="random", text="a b", d_in=n, d_out=n, num_heads=1)
+    big = Lesson(cfg, weights={name: np.full((n, n), 0.123456789012345) for name in ("W_query", "W_key", "W_value")})
+    with pytest.raises(LessonError, match="a lesson is at most 16 MiB"):
+        save_lesson(big, tmp_path / "big.json")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_csv_path_that_is_not_utf8_round_trips(tmp_path):
+    """A CSV file name with a Latin-1 byte (kept by Python as \\udce9) is saved as an escape, not a crash."""
+    cfg = AttentionConfig(embeddings=str(tmp_path / "emb\udce9.csv"), text="a b", d_in=2)
+    path = save_lesson(Lesson(cfg), tmp_path / "l.json")
+    assert path.read_bytes().isascii()
+    assert load_lesson(path).config == cfg
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "mkfifo"), reason="no named pipes here")
+def test_a_fifo_as_the_lesson_path_is_refused_without_blocking(tmp_path):
+    import os
+    import threading
+    fifo = tmp_path / "lesson.json"
+    os.mkfifo(fifo)
+    result: list = []
+
+    def load():
+        try:
+            load_lesson(fifo)
+        except LessonError as exc:
+            result.append(str(exc))
+
+    t = threading.Thread(target=load, daemon=True)
+    t.start()
+    t.join(20)
+    if t.is_alive():                   # unblock the stuck reader so the test fails instead of hanging
+        fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+        os.write(fd, b"{}")
+        os.close(fd)
+        t.join(5)
+    assert result and "is a named pipe (FIFO), not a file; choose a lesson file" in result[0]

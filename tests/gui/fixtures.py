@@ -267,3 +267,12 @@ def bad_file_target(tmp_path, monkeypatch, kind: str, name: str):
     elif kind == "disk-full":
         monkeypatch.setattr(core.export.os, "replace", fail_nth(os.replace, 1, DISK_FULL))
     return root, target, before_files
+
+
+def open_lesson_and_wait(window, qtbot, path, show_box: bool = True) -> str:
+    """Open a lesson (read off the UI thread) and wait until it is applied or refused: "" or the message."""
+    from gui.lessons import open_lesson
+    done: list[str] = []
+    open_lesson(window, str(path), show_box, on_done=done.append)
+    qtbot.waitUntil(lambda: bool(done), timeout=TRACE_TIMEOUT_MS)
+    return done[0]

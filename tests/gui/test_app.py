@@ -52,8 +52,12 @@ def test_run_app_with_a_missing_lesson_shows_a_message_and_exits_0(tmp_path):
         app = QtWidgets.QApplication([])
         QtCore.QSettings.setDefaultFormat(QtCore.QSettings.Format.IniFormat)
         QtCore.QSettings.setPath(QtCore.QSettings.Format.IniFormat, QtCore.QSettings.Scope.UserScope, {str(tmp_path)!r})
-        def check():
+        def check(tries=[0]):           # the lesson is read off the UI thread: poll for its message
             win = next(w for w in app.topLevelWidgets() if w.windowTitle() == "Attention Stepper")
+            tries[0] += 1
+            if not win.statusBar().currentMessage() and tries[0] < 200:
+                QtCore.QTimer.singleShot(100, check)
+                return
             print("MSG", win.statusBar().currentMessage())
             win.close()
         QtCore.QTimer.singleShot(500, check)

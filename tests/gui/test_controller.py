@@ -145,6 +145,10 @@ API_ROWS = [
     ("text over 100000 characters", dict(text="a" * 100_001), "text",
      "is 100001 characters long; the limit is 100000"),
     ("text over 4096 tokens", dict(text="w " * 4097), "text", "has 4097 tokens; the limit is 4096"),
+    # Qt drops lone surrogates from what is typed; a lesson, saved settings or a script can hand them over
+    ("text not UTF-8", dict(text="caf\udce9 au lait"), "text", "contains the byte 0xE9 (character 4), which is not UTF-8"),
+    ("text lone surrogate", dict(text="a \ud800"), "text", "contains a lone surrogate U+D800"),
+    ("seed 5000 digits", dict(seed=10**4999), "seed", "got a number of about 5000 digits"),
     ("book embeddings, own text", dict(embeddings="book", text="hello there", d_in=3), "embeddings",
      "'book' has vectors only for the book's sentence"),
     ("init xavier", dict(init="xavier"), "init", "must be one of rand, linear; got 'xavier'"),

@@ -11,7 +11,7 @@ from PySide6 import QtCore, QtWidgets
 import pytest
 
 from core import build_trace
-from tests.gui.fixtures import (GOOD, assert_kept, go_to, no_traceback, open_editor, screen, shown_maps,
+from tests.gui.fixtures import (GOOD, assert_kept, go_to, no_traceback, open_editor, open_lesson_and_wait, screen, shown_maps,
                                 TRACE_TIMEOUT_MS, wait_trace)
 
 
@@ -68,7 +68,6 @@ def test_a_malformed_lesson_gives_a_message_and_changes_nothing(window, qtbot, t
     edited_lesson(window, qtbot, tmp_path)
     state = (c.step.id, c.mode, dict(c.params), c.inputs, {k: v.copy() for k, v in c.weights.items()})
     trace = c.trace
-    from gui.lessons import open_lesson
     bad_files = {
         "broken.json": '{"format": "attention-stepper-lesson", "version": 1, "config": {',
         "future.json": json.dumps({"format": "attention-stepper-lesson", "version": 99, "config": {}}),
@@ -80,14 +79,14 @@ def test_a_malformed_lesson_gives_a_message_and_changes_nothing(window, qtbot, t
     for name, text in bad_files.items():
         p = tmp_path / name
         p.write_text(text)
-        message = open_lesson(window, str(p))
+        message = open_lesson_and_wait(window, qtbot, p)
         assert message, name
         box = window.findChild(QtWidgets.QMessageBox, "lessonMessage")
         assert box is not None and box.isVisible() and box.text() == message
         assert message in window.statusBar().currentMessage()
         box.close()
         qtbot.waitUntil(lambda: window.findChild(QtWidgets.QMessageBox, "lessonMessage") is None)
-    assert "newer" in open_lesson(window, str(tmp_path / "future.json"), show_box=False)
+    assert "newer" in open_lesson_and_wait(window, qtbot, tmp_path / "future.json", show_box=False)
     qtbot.wait(100)
     assert not c.is_busy() and c.trace is trace
     assert (c.step.id, c.mode, c.params, c.inputs) == state[:4]
@@ -187,8 +186,108 @@ def test_a_malformed_or_future_lesson_is_refused(good, qtbot, capfd, tmp_path, m
     c, before = good.controller, screen(good)
     mode, params, inputs, weights = c.mode, dict(c.params), c.inputs, dict(c.weights)
     good.actions["open_lesson"].trigger()
+    qtbot.waitUntil(lambda: not good.lesson_opener.busy, timeout=TRACE_TIMEOUT_MS)    # read off the UI thread
     assert words in good.statusBar().currentMessage()
     assert boxes and words in boxes[-1]
     assert (c.mode, c.params, c.inputs, c.weights) == (mode, params, inputs, weights)
     assert_kept(good, qtbot, before)
     no_traceback(capfd)
+
+
+# ----------------------------------------------------------------------------- bad lesson files (issue 10)
+
+def _huge_seed_lesson(tmp_path):
+    from core import AttentionConfig
+    from core.lesson import Lesson
+    text = Lesson(AttentionConfig(seed=0), step="trainable.scores").to_json().replace('"seed": 0', '"seed": ' + "9" * 5000)
+    path = tmp_path / "huge-seed.json"
+    path.write_text(text)
+    return path
+
+
+def test_a_lesson_with_a_5000_digit_seed_at_start_up_falls_back_with_a_message(qtbot, tmp_path):
+    """It raised out of start() (crash dialog) and the window stayed on "Computing…"."""
+    from gui.app import make_window, start
+    c, win = make_window(QtCore.QSettings(str(tmp_path / "s.ini"), QtCore.QSettings.Format.IniFormat))
+    qtbot.addWidget(win)
+    win.show()
+    boxes = []
+    with qtbot.waitSignal(c.trace_changed, timeout=TRACE_TIMEOUT_MS):
+        start(win, c, str(_huge_seed_lesson(tmp_path)))
+        qtbot.waitUntil(lambda: win.findChild(QtWidgets.QMessageBox, "lessonMessage") is not None,
+                        timeout=TRACE_TIMEOUT_MS)
+        boxes.append(win.findChild(QtWidgets.QMessageBox, "lessonMessage").text())
+    qtbot.waitUntil(lambda: not c.is_busy(), timeout=TRACE_TIMEOUT_MS)
+    assert "config: seed: must be between 0 and 9223372036854775807, got a number of about 5000 digits" in boxes[0]
+    assert win.step_view is not None and c.trace is not None and c.mode == "book"     # the saved settings: the book
+    win.close()
+
+
+def test_bad_lessons_give_a_message_naming_the_field(window, qtbot, tmp_path):
+    import json as _json
+    from core import AttentionConfig
+    from core.lesson import Lesson
+    c = window.controller
+    good = _json.loads(Lesson(AttentionConfig(), step="trainable.scores").to_json())
+    cases = {
+        "surrogate.json": (_json.dumps({**good, "config": {**good["config"], "embeddings": "random",
+                                                            "text": "caf\udce9"}}), "text: contains the byte 0xE9"),
+        "letters.json": (_json.dumps({**good, "inputs": {"tokens": "abc", "values": [[1, 2, 3]] * 3}}),
+                         "tokens must be a list"),
+        "title.json": (_json.dumps({**good, "title": "t" * 5000}), "title is 5000 characters long"),
+    }
+    trace = c.trace
+    for name, (text, words) in cases.items():
+        (tmp_path / name).write_text(text)
+        assert words in open_lesson_and_wait(window, qtbot, tmp_path / name, show_box=False), name
+        assert words in window.statusBar().currentMessage()
+    bom = tmp_path / "bom.json"
+    bom.write_bytes(b"\xef\xbb\xbf" + Lesson(AttentionConfig(seed=5), step="trainable.scores").to_json().encode())
+    with qtbot.waitSignal(c.trace_changed, timeout=TRACE_TIMEOUT_MS):
+        assert open_lesson_and_wait(window, qtbot, bom) == ""     # CSV import accepted a BOM; now lessons do
+    qtbot.waitUntil(lambda: not c.is_busy(), timeout=TRACE_TIMEOUT_MS)
+    assert c.trace is not trace and c.trace.config.seed == 5 and c.step.id == "trainable.scores"
+
+
+def test_a_fifo_as_the_lesson_never_blocks_the_ui_thread(window, qtbot, tmp_path):
+    """Opening a FIFO for reading waits for a writer: on the UI thread that hung the window for ever."""
+    import os
+    import threading
+    if not hasattr(os, "mkfifo"):
+        import pytest
+        pytest.skip("no named pipes here")
+    fifo = tmp_path / "lesson.json"
+    os.mkfifo(fifo)
+    released = threading.Event()
+
+    def release():              # if something opened it, a writer unblocks it after 20 s (the test then fails)
+        if not released.wait(20):
+            try:
+                fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+            except OSError:
+                return
+            os.write(fd, b"{}")
+            os.close(fd)
+
+    threading.Thread(target=release, daemon=True).start()
+    try:
+        message = open_lesson_and_wait(window, qtbot, fifo, show_box=False)
+    finally:
+        released.set()
+    assert "is a named pipe (FIFO), not a file; choose a lesson file" in message
+
+
+def test_only_the_latest_of_two_opens_is_applied(window, qtbot, tmp_path):
+    from core import AttentionConfig
+    from core.lesson import Lesson, save_lesson
+    c = window.controller
+    first = save_lesson(Lesson(AttentionConfig(seed=1), step="trainable.keys"), tmp_path / "first.json")
+    second = save_lesson(Lesson(AttentionConfig(seed=2), step="trainable.scores"), tmp_path / "second.json")
+    from gui.lessons import open_lesson
+    done = []
+    open_lesson(window, str(first), on_done=done.append)
+    with qtbot.waitSignal(c.trace_changed, timeout=TRACE_TIMEOUT_MS):
+        open_lesson(window, str(second), on_done=done.append)
+        qtbot.waitUntil(lambda: done == [""], timeout=TRACE_TIMEOUT_MS)
+    qtbot.waitUntil(lambda: not c.is_busy() and not window.lesson_opener.busy, timeout=TRACE_TIMEOUT_MS)
+    assert done == [""] and c.trace.config.seed == 2 and c.step.id == "trainable.scores"

@@ -186,3 +186,29 @@ def test_text_over_the_token_limit(good, qtbot, capfd):
     assert "has 4097 tokens; the limit is 4096" in shown_error(good, "text")
     assert_kept(good, qtbot, before)
     no_traceback(capfd)
+def test_field_errors_are_one_line_naming_the_field_with_the_whole_message_in_the_tooltip(window, qtbot):
+    from core.config import MAX_TEXT_CHARS
+    c, p = window.controller, window.params
+    with qtbot.waitSignal(c.error, timeout=TRACE_TIMEOUT_MS):
+        c.set_params(d_out=4, num_heads=3)
+    label = p.errors["num_heads"]
+    assert label.isVisibleTo(window)
+    assert label.text() == "num_heads: d_out (4) must be divisible by num_heads (3); try num_heads in {1, 2, 4}"
+    assert label.toolTip() == "d_out (4) must be divisible by num_heads (3); try num_heads in {1, 2, 4}"
+    # a text of 200,000 characters: Qt's line edit would cut it at 32767 without a word
+    window.params.text.setText("w" * (2 * MAX_TEXT_CHARS))
+    assert len(window.params.text.text()) == 2 * MAX_TEXT_CHARS
+    long_message = "x " * 400 + "\nsecond line"
+    p.show_error("text", long_message)
+    shown = p.errors["text"].text()
+    assert "\n" not in shown and shown.startswith("text: x x") and shown.endswith("…") and len(shown) <= 160
+    assert p.errors["text"].toolTip() == long_message
+
+
+def test_the_spin_boxes_refuse_what_the_config_refuses(window):
+    """Their ranges come from core.config's limits, not a copy of them."""
+    from core import config
+    p = window.params
+    assert {n: p.widgets[n].maximum() for n in ("d_in", "d_out", "num_heads", "batch")} == {
+        "d_in": config.MAX_DIM, "d_out": config.MAX_DIM, "num_heads": config.MAX_HEADS, "batch": config.MAX_BATCH}
+    assert p.widgets["seed"].maximum() == min(config.MAX_SEED, 2**31 - 1)

@@ -124,8 +124,9 @@ class Soak:
         if presenter is not None and getattr(presenter, "playing", False):
             presenter.pause()
         try:
-            self.qtbot.waitUntil(lambda: not self.c.is_busy() and self.win.export_job is None,
-                                 timeout=TRACE_TIMEOUT_MS)
+            opener = getattr(self.win, "lesson_opener", None)        # lessons are read off the UI thread
+            self.qtbot.waitUntil(lambda: not self.c.is_busy() and self.win.export_job is None
+                                 and not (opener is not None and opener.busy), timeout=TRACE_TIMEOUT_MS)
         except Exception:
             # what was still running: the newest requests and every thread's stack
             sys.stderr.write(f"\nsettle timed out: export job {self.win.export_job!r}; newest requests:\n")
@@ -303,13 +304,28 @@ class Soak:
                 win.export_job.cancel()
             return
         if what == "open_lesson":
-            path = r.choice(self.lessons + [p for p in self.tmp.rglob("*.json") if "lessons" not in p.parts][:3])
+            path = r.choice(self.lessons + self.saved_json(3))
             self.patch_dialogs(open_path=str(path))
         else:
             self.patch_dialogs()
         win.actions[what].trigger()
         if what == "export_all" and r.random() < 0.5:
             self.settle()
+
+    def saved_json(self, limit: int) -> list[str]:
+        """Up to ``limit`` .json files the app wrote under the temp folder (manifests, lessons).
+
+        A background export renames and removes its staging folder while this walks: os.walk
+        skips a folder that vanishes (Path.rglob raised FileNotFoundError here, a fault of the
+        soak, not of the app), and staging/backup folders are not entered at all.
+        """
+        found: list[str] = []
+        for root, dirs, files in os.walk(self.tmp):
+            dirs[:] = sorted(d for d in dirs if d != "lessons" and ".partial-" not in d and ".backup-" not in d)
+            found += [os.path.join(root, f) for f in sorted(files) if f.endswith(".json")]
+            if len(found) >= limit:
+                break
+        return found[:limit]
 
     def patch_dialogs(self, open_path: str | None = None) -> None:
         D = QtWidgets.QFileDialog
@@ -566,3 +582,24 @@ def test_soak_long(qtbot, settings_file, tmp_path, monkeypatch, capfd):
     assert "Traceback" not in err, err[-3000:]
     with capfd.disabled():
         _report(summary)
+
+
+def test_the_soaks_walk_of_its_folder_survives_a_vanishing_folder(tmp_path, monkeypatch):
+    """A background export's staging folder vanishes while the soak looks for .json files to
+    open: the walk skips it (the soak must fail on the app's faults only)."""
+    from types import SimpleNamespace
+    kept = tmp_path / "out" / "d1" / "manifest.json"
+    kept.parent.mkdir(parents=True)
+    kept.write_text("{}")
+    (tmp_path / "out" / "vanishing").mkdir()
+    (tmp_path / "lessons").mkdir()
+    (tmp_path / "lessons" / "broken.json").write_text("{")
+    real_scandir = os.scandir
+
+    def scandir(path="."):
+        if os.fspath(path).endswith("vanishing"):       # listed by its parent, gone when entered
+            raise FileNotFoundError(2, "No such file or directory", os.fspath(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    assert Soak.saved_json(SimpleNamespace(tmp=tmp_path), 3) == [str(kept)]

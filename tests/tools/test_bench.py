@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 KEYS = {"trace_vs_fused", "redraw_ms", "ui_block_ms", "window_s", "first_heatmap_s", "export_s", "device", "torch"}
 
@@ -47,3 +49,43 @@ def test_bench_quick_writes_every_key(tmp_path):
 def test_bench_parts_subset(tmp_path):
     res = _bench(tmp_path, "--quick", "--parts", "1,5")
     assert "trace_vs_fused" in res and "export_s" in res and "redraw_ms" not in res and "window_s" not in res
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["--json", "{tmp}/missing/bench.json"], "--json: the folder {tmp}/missing does not exist"),
+    (["--json", "{tmp}"], "--json: {tmp} is a folder; name a file in it"),
+    (["--json", "{tmp}/afile/bench.json"], "--json: {tmp}/afile is not a folder"),
+    (["--json", ""], "--json: is empty"),
+    (["--parts", "7"], "--parts: unknown part '7'; the parts are 1 (trace vs fused), 2 (redraw)"),
+    (["--parts", "1,x"], "--parts: unknown part 'x'"),
+    (["--parts", ""], "--parts: names no part"),
+])
+def test_bad_bench_options_stop_before_measuring(argv, words, tmp_path, capsys, monkeypatch):
+    """Checked before the minutes of measuring (a bad --json lost every figure at the end;
+    an unknown part measured nothing and exited 0)."""
+    from gui import bench
+    (tmp_path / "afile").write_text("keep")
+    monkeypatch.setattr(bench, "machine", lambda: pytest.fail("measuring started"))
+    with pytest.raises(SystemExit) as exit_info:
+        bench.run_bench([a.replace("{tmp}", str(tmp_path)) for a in argv])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and len(err.splitlines()) == 1
+    assert err.startswith("python main.py bench: error: " + words.replace("{tmp}", str(tmp_path))), err
+
+
+def test_a_read_only_json_target_is_refused_before_measuring(tmp_path, capsys, monkeypatch):
+    import errno
+    import tempfile
+
+    from gui import bench
+
+    def refuse(*a, **k):      # tests run as root, where chmod would not stop the write
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES))
+
+    monkeypatch.setattr(tempfile, "mkstemp", refuse)
+    monkeypatch.setattr(bench, "machine", lambda: pytest.fail("measuring started"))
+    with pytest.raises(SystemExit) as exit_info:
+        bench.run_bench(["--json", str(tmp_path / "bench.json")])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and len(err.splitlines()) == 1
+    assert "--json: cannot write" in err and "Permission denied" in err
