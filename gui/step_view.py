@@ -16,7 +16,7 @@ from PySide6 import QtCore, QtWidgets
 from gui.heatmap import MatrixPanel
 from gui.matrices import MatrixData, resolve_panel
 from gui.steps import step_numbers
-from gui.texts import render
+from gui.texts import is_book, title_and_formula
 
 PANELS_PER_ROW = 3
 MAX_SPARE_PANELS = 12    # hidden panels kept for reuse (their images released)
@@ -118,7 +118,8 @@ class StepView(QtWidgets.QWidget):
         c = self.controller
         step = c.step
         trace = c.trace
-        self.title.setText(f"{step_numbers()[c.index]}  {render(step.title, trace) if trace else step.title}")
+        title, formula = title_and_formula(step, trace, is_book(c)) if trace else (step.title, "")
+        self.title.setText(f"{step_numbers()[c.index]}  {title}")
         if trace is None:                 # this step's trace is still being computed
             self.formula.setText("Computing…")
             self.datas = []
@@ -135,7 +136,7 @@ class StepView(QtWidgets.QWidget):
         if self.head is not None:
             datas = [self._only_head(d) for d in datas]
         self.datas = datas
-        self.formula.setText(render(step.formula, trace))
+        self.formula.setText(formula)
         self._ensure_panels(datas)
         for panel, data in zip(self.panels, datas):
             panel.set_matrix(data)
