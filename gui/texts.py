@@ -255,7 +255,7 @@ def _head_columns(trace, esc) -> str:
         return f"column out{first}" if hd == 1 else f"columns out{first}…out{last}"
 
     if h == 1:
-        return f"with one head, all {d_out} columns are head 0's"
+        return "the only column, out0, is head 0's" if d_out == 1 else f"with one head, all {d_out} columns are head 0's"
     text = f"{cols(0)} {'is' if hd == 1 else 'are'} head 0, {cols(1)} head 1"
     if h > 2:
         text += f", …, {cols(h - 1)} head {h - 1}"
