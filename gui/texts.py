@@ -24,8 +24,7 @@ from decimal import Decimal, localcontext
 
 import numpy as np
 
-_FIELD = re.compile(r"\{\{\s*([^{}#^/@][^{}]*?)\s*\}\}")
-_BLOCK = re.compile(r"\{\{@(\w+)\}\}")
+_FIELD = re.compile(r"\{\{\s*(@?)([^{}#^/@][^{}]*?)\s*\}\}")     # {{var}}, {{stage.name[i]}}, {{@block}}
 _SECTION = re.compile(r"\{\{([#^])(\w+)\}\}(.*?)\{\{/\2\}\}", re.S)
 _REF = re.compile(r"^(\w+)\.(\w+)(?:\[([\w,\s]*)\])?$")
 
@@ -290,12 +289,11 @@ def render(template: str, trace, escape: bool = False, book: bool = False) -> st
     esc = html.escape if escape else (lambda s: s)
     template = _sections(template, conditions(trace, book))
 
-    def block(m: re.Match) -> str:
-        fn = BLOCKS.get(m.group(1))
-        return fn(trace, esc) if fn else m.group(0)
-
-    def field(m: re.Match) -> str:
-        key = m.group(1)
+    def field(m: re.Match) -> str:          # one pass: an inserted value is never read as a field
+        key = m.group(2)
+        if m.group(1):
+            fn = BLOCKS.get(key)
+            return fn(trace, esc) if fn else m.group(0)
         if key in vars_:
             value = vars_[key]
         else:
@@ -304,7 +302,7 @@ def render(template: str, trace, escape: bool = False, book: bool = False) -> st
                 return m.group(0)
         return esc(value)
 
-    return _BLOCK.sub(block, _FIELD.sub(field, template))
+    return _FIELD.sub(field, template)
 
 
 @dataclass(frozen=True)

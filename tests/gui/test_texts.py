@@ -19,7 +19,8 @@ from core.config import AttentionConfig
 from core.tokens import BOOK_TOKENS
 from gui.explain import explanation_html
 from gui.steps import load_steps, step_numbers
-from gui.texts import ROW_SHOWN, TOKEN_CHARS, equation, title_and_formula
+from gui.texts import ROW_SHOWN, TOKEN_CHARS, equation, render, title_and_formula
+from tests.gui.conftest import TRACE_TIMEOUT_MS
 
 SENTENCE = "The old dog chased the quick fox which bit him"
 OWN = {
@@ -198,7 +199,35 @@ def test_long_token_labels_are_cut(own_traces):
     assert title.endswith("(" + word[:TOKEN_CHARS - 1] + "…)") and word not in pane
 
 
+def test_a_token_that_looks_like_a_field_stays_text():
+    trace = build_trace(AttentionConfig(text="{ @ } <", embeddings="random", d_in=2, d_out=2))
+    assert render("{{tok0}}{{tok0}}{{tok1}}query_dots{{tok2}}{{tok2}} <b>{{tok3}}</b>", trace, escape=True) == \
+        "{{@query_dots}} <b>&lt;</b>"
+
+
 def test_step_numbers_and_titles_stay_fixed_for_the_navigator():
     # the navigator lists the fixed titles (no fields), the step view the filled-in heading
     assert all("{{" not in s.title for s in load_steps())
     assert len(step_numbers()) == len(load_steps())
+
+
+def test_window_texts_follow_the_input_and_the_mode(window, qtbot):
+    c = window.controller
+    query = [s.id for s in c.steps].index("simplified.query_scores")
+    c.go(query)
+    assert window.step_view.title.text() == f"{step_numbers()[query]}  One query first: ω₂ = x⁽²⁾ · x⁽ⁱ⁾ (journey)"
+    with qtbot.waitSignal(c.trace_changed, timeout=TRACE_TIMEOUT_MS):
+        c.set_params(text=SENTENCE, embeddings="random")
+    qtbot.waitUntil(lambda: not c.is_busy(), timeout=TRACE_TIMEOUT_MS)
+    assert window.step_view.title.text() == f"{step_numbers()[query]}  One query first: ω₂ = x⁽²⁾ · x⁽ⁱ⁾ (old)"
+    for i in range(len(c.steps)):
+        c.go(i)
+        shown = window.explanation.toPlainText()
+        assert "book" not in shown.lower() and "journey" not in shown, (c.step.id, shown)
+    c.go(0)
+    assert "The second token, old, is x⁽²⁾" in window.explanation.toPlainText()
+    with qtbot.waitSignal(c.trace_changed, timeout=TRACE_TIMEOUT_MS):
+        c.use_book()
+    assert "The book's second token, journey, is x⁽²⁾ = [0.5500, 0.8700, 0.6600]" in window.explanation.toPlainText()
+    c.go(len(c.steps) - 1)
+    assert "the book prints the first row [0.3190, 0.4858]" in window.explanation.toPlainText()
