@@ -145,22 +145,24 @@ def _shown(v: float, decimals: int, first: bool) -> str:
     return s if first or not s.startswith("-") else f"({s})"
 
 
-def equation(terms: list[tuple[float, ...]], result: float, op: str = "×") -> str:
+def _works_out(terms: list[tuple[float, float]], result: float, op: str, decimals: int) -> bool:
+    """Do the factors, shown with ``decimals`` decimals, give the shown result (exact decimal arithmetic)?"""
+    with localcontext() as ctx:
+        ctx.prec = 60
+        total = Decimal(0)
+        for a, b in terms:
+            da, db = Decimal(_number(a, decimals)), Decimal(_number(b, decimals))
+            total += da * db if op == "×" else da / db
+        return abs(total - Decimal(_number(result, decimals))) <= Decimal(5) * Decimal(10) ** -(decimals + 1)
+
+
+def equation(terms: list[tuple[float, float]], result: float, op: str = "×") -> str:
     """``a × b + c × d = r`` (or ``a / b = r``) with enough decimals that the shown factors give the
-    shown result when a reader works it out; "≈" where no precision up to 7 decimals does."""
-    sign = "≈"
-    for decimals in range(4, 8):
-        with localcontext() as ctx:
-            ctx.prec = 60
-            total = Decimal(0)
-            for a, b in terms:
-                da, db = Decimal(_number(a, decimals)), Decimal(_number(b, decimals))
-                total += da * db if op == "×" else da / db
-            if abs(total - Decimal(_number(result, decimals))) <= Decimal(5) * Decimal(10) ** -(decimals + 1):
-                sign = "="
-                break
-    if sign == "≈":
-        decimals = 4
+    shown result when a reader works it out (0.3800 × 2 = 0.7599 would not); "≈" where no
+    precision up to 7 decimals does."""
+    decimals = next((d for d in range(4, 8) if _works_out(terms, result, op, d)), None)
+    sign = "=" if decimals else "≈"
+    decimals = decimals or 4
     left = " + ".join(f"{_shown(a, decimals, n == 0)} {op} {_shown(b, decimals, False)}"
                       for n, (a, b) in enumerate(terms))
     return f"{left} {sign} {_shown(result, decimals, True)}"

@@ -11,6 +11,7 @@ import html
 import re
 from decimal import Decimal
 
+import numpy as np
 import pytest
 
 from core import build_trace
@@ -190,6 +191,19 @@ def test_equation_finds_decimals_that_work_out():
         "0.5500 × 0.4300 + 0.8700 × 0.1500 = 0.3670"
     out = equation([(1.85238, 1.41421356)], 1.85238 / 1.41421356, op="/")
     assert check_arithmetic(out) == 1
+    assert equation([(0.5, 2.0)], 1.2345) == "0.5000 × 2 ≈ 1.2345"    # no precision makes it true
+
+
+def test_equation_works_out_for_float32_arithmetic():
+    """Random float32 products, quotients and 3-term dot products, as the trace computes them."""
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        a, b = rng.normal(size=(2, 3)).astype(np.float32)
+        dot = equation(list(zip(a.tolist(), b.tolist())), float(np.dot(a, b)))
+        prod = equation([(float(a[0]), 1 / 0.9)], float(a[0] * np.float32(1 / 0.9)))
+        quot = equation([(float(a[1]), 1.7320508)], float(a[1] / np.float32(1.7320508)), op="/")
+        for out in (dot, prod, quot):
+            assert check_arithmetic(out) == 1, out
 
 
 def test_long_token_labels_are_cut(own_traces):
