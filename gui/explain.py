@@ -57,7 +57,7 @@ def explanation_html(step, trace, book: bool, source: str) -> str:
     return (
         f"<h3>{html.escape(texts.title)}</h3>"
         f"<p>{texts.text}</p>"
-        f"<p style='font-family: monospace; background: #f4f4f4; padding: 4px;'>"
+        f"<p style='background: #f4f4f4; padding: 4px;'>"   # a monospace font draws ⁱ like ¹
         f"{html.escape(texts.formula)}</p>"
         f"<p style='margin-bottom: 0;'><b>Shown</b></p>{shapes_html(step, trace)}"
         f"<p style='color: #555;'>{html.escape(source)}<br>"

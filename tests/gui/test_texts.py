@@ -139,6 +139,10 @@ def test_query_step_names_the_inputs_own_token(own_traces):
 
 
 def test_query_step_lists_every_dot_product_with_its_number(book_traces, own_traces):
+    # the maps: the query row x⁽²⁾ beside all of X, then its scores
+    panels = [(p.key, p.rows) for p in _step("simplified.query_scores").panels]
+    assert panels == [(("simplified", "inputs"), (1, 2)), (("simplified", "inputs"), None),
+                      (("simplified", "attn_scores"), (1, 2))]
     scores = book_traces["simplified"]["simplified", "attn_scores"].numpy()
     _t, _f, pane = rendered(_step("simplified.query_scores"), book_traces["simplified"], True)
     for i, tok in enumerate(BOOK_TOKENS):
