@@ -5,7 +5,7 @@ import html
 
 from PySide6 import QtWidgets
 
-from gui.texts import render
+from gui.texts import is_book, step_texts
 
 AXIS_SYMBOLS = {"batch": "b", "head": "h", "query": "T", "key": "T", "token": "T",
                 "in": "d_in", "out": "d_out", "hd": "hd"}
@@ -45,18 +45,24 @@ class ExplanationView(QtWidgets.QTextBrowser):
         if trace is None:
             self.setHtml(f"<h3>{html.escape(step.title)}</h3><p><i>Computing…</i></p>")
             return
-        source = (f"Book settings: {html.escape(c.section_title(step.section))}"
+        source = (f"Book settings: {c.section_title(step.section)}"
                   if c.mode == "book" and c.traces_mode == "book" else "Custom settings")
-        cfg = trace.config
-        self.setHtml(
-            f"<h3>{html.escape(render(step.title, trace))}</h3>"
-            f"<p>{render(step.text, trace)}</p>"
-            f"<p style='font-family: monospace; background: #f4f4f4; padding: 4px;'>"
-            f"{html.escape(render(step.formula, trace))}</p>"
-            f"<p style='margin-bottom: 0;'><b>Shown</b></p>{shapes_html(step, trace)}"
-            f"<p style='color: #555;'>{source}<br>"
-            f"{len(trace.tokens)} tokens · d_in {cfg.d_in} · d_out {cfg.d_out} · {cfg.num_heads} heads · "
-            f"init {cfg.init} · seed {cfg.seed} · dropout {cfg.dropout:g} · batch {cfg.batch}</p>"
-            "<p style='color: #555;'>Hover a cell for its labels, exact value and meaning; "
-            "hatched cells are hidden by the causal mask.</p>"
-        )
+        self.setHtml(explanation_html(step, trace, is_book(c), source))
+
+
+def explanation_html(step, trace, book: bool, source: str) -> str:
+    """The pane's HTML for ``step`` drawn from ``trace`` (``book``: the Book preset's traces)."""
+    texts = step_texts(step, trace, book)
+    cfg = trace.config
+    return (
+        f"<h3>{html.escape(texts.title)}</h3>"
+        f"<p>{texts.text}</p>"
+        f"<p style='background: #f4f4f4; padding: 4px;'>"   # a monospace font draws ⁱ like ¹
+        f"{html.escape(texts.formula)}</p>"
+        f"<p style='margin-bottom: 0;'><b>Shown</b></p>{shapes_html(step, trace)}"
+        f"<p style='color: #555;'>{html.escape(source)}<br>"
+        f"{len(trace.tokens)} tokens · d_in {cfg.d_in} · d_out {cfg.d_out} · {cfg.num_heads} heads · "
+        f"init {cfg.init} · seed {cfg.seed} · dropout {cfg.dropout:g} · batch {cfg.batch}</p>"
+        "<p style='color: #555;'>Hover a cell for its labels, exact value and meaning; "
+        "hatched cells are hidden by the causal mask.</p>"
+    )

@@ -15,7 +15,7 @@ from PySide6 import QtCore, QtWidgets
 from gui.heatmap import MatrixPanel
 from gui.matrices import MatrixData
 from gui.steps import step_numbers
-from gui.texts import render
+from gui.texts import is_book, title_and_formula
 from gui.view_model import ViewModel, frames_for
 
 PANELS_PER_ROW = 3
@@ -113,7 +113,8 @@ class StepView(QtWidgets.QWidget):
         m = self.model
         step = m.step
         trace = m.trace
-        self.title.setText(f"{step_numbers()[m.index]}  {render(step.title, trace) if trace else step.title}")
+        title, formula = title_and_formula(step, trace, is_book(m)) if trace else (step.title, "")
+        self.title.setText(f"{step_numbers()[m.index]}  {title}")
         datas = list(m.shown)
         if trace is None:                 # this step's trace is still being computed
             self.formula.setText("Computing…")
@@ -121,7 +122,7 @@ class StepView(QtWidgets.QWidget):
             self.formula.setText(f"cannot draw this step: {m.draw_error}")
         else:
             self._update_selectors()
-            self.formula.setText(render(step.formula, trace))
+            self.formula.setText(formula)
         self._drawn = datas
         self._ensure_panels(datas)
         for panel, data in zip(self.panels, datas):

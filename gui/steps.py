@@ -2,7 +2,8 @@
 
 A :class:`Step` names the matrices it shows (:class:`Panel`: a trace intermediate, an
 optional row slice, a difference of two intermediates, the axis drawn as a grid), its
-explanation texts and the book section whose config reproduces the chapter's numbers.
+explanation texts (``title`` is fixed, for the navigator; ``heading`` is the title as a template
+filled with the current tokens) and the book section whose config reproduces the chapter's numbers.
 """
 from __future__ import annotations
 
@@ -44,6 +45,11 @@ class Step:
     panels: tuple[Panel, ...]
     formula: str
     text: str
+    heading: str = ""     # the title with the current tokens ({{…}} fields); navigator uses title
+
+    def __post_init__(self) -> None:
+        if not self.heading:
+            object.__setattr__(self, "heading", self.title)
 
 
 def _key(text: str) -> tuple[str, str]:
@@ -70,7 +76,7 @@ def load_steps() -> tuple[Step, ...]:
             out.append(Step(
                 id=s["id"], stage=stage["stage"], stage_title=stage["title"], title=s["title"],
                 section=s["section"], panels=tuple(_panel(p) for p in s["panels"]),
-                formula=s.get("formula", ""), text=s.get("text", ""),
+                formula=s.get("formula", ""), text=s.get("text", ""), heading=s.get("heading", ""),
             ))
     return tuple(out)
 
