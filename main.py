@@ -4,6 +4,7 @@
     python main.py LESSON.json     open the window on a saved lesson
     python main.py export --out DIR [options]   write every intermediate as CSV (headless)
     python main.py bench [--quick] [--json FILE]   measure speed
+    python main.py train --task induction --steps N --out DIR   train a toy model, write its snapshots
 
 Heavy imports (torch, PySide6) happen inside the commands, so --help is instant.
 """
@@ -19,6 +20,9 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["export"]:
         from core.cli import run_export
         return run_export(argv[1:])
+    if argv[:1] == ["train"]:
+        from core.train.cli import run_train
+        return run_train(argv[1:])
     if argv[:1] == ["bench"]:
         from gui.bench import run_bench
         return run_bench(argv[1:])
