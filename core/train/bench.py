@@ -29,7 +29,7 @@ def bench_training(settings: TrainSettings | None = None, repeats: int = 3) -> d
     for _ in range(repeats):
         marks = {"start": time.perf_counter(), "last": None, "found": None}
 
-        def on_progress(step, total, loss):
+        def on_progress(step, *_):
             now = time.perf_counter()
             if marks["last"] is not None:
                 step_times.append(now - marks["last"])

@@ -151,10 +151,13 @@ def snapshot_steps(settings: TrainSettings) -> list[int]:
 
 def train(settings: TrainSettings, control: TrainControl | None = None,
           on_snapshot: Callable[[Snapshot], None] | None = None,
-          on_progress: Callable[[int, int, float], None] | None = None) -> TrainRun:
+          on_progress: Callable[[int, int, float, float, float], None] | None = None,
+          on_start: Callable[[TrainRun], None] | None = None) -> TrainRun:
     """Train from scratch; raise TrainCancelled (nothing kept) if ``control`` is cancelled.
 
-    on_snapshot(snapshot) after each snapshot; on_progress(step, steps, loss) after each step.
+    on_snapshot(snapshot) after each snapshot; on_progress(step, steps, loss, loss_first, loss_second)
+    after each step (the training batch's losses; the halves are nan except for induction);
+    on_start(run) once the task is built (the run has its probe tokens, no snapshots yet).
     """
     # One intra-op thread: the model is tiny, so splitting its ops costs more than it gains (on a
     # busy 2-core machine 6× more), and the numbers then do not depend on the core count. The
@@ -162,12 +165,12 @@ def train(settings: TrainSettings, control: TrainControl | None = None,
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        return _train(settings, control, on_snapshot, on_progress)
+        return _train(settings, control, on_snapshot, on_progress, on_start)
     finally:
         torch.set_num_threads(threads)
 
 
-def _train(settings, control, on_snapshot, on_progress) -> TrainRun:
+def _train(settings, control, on_snapshot, on_progress, on_start) -> TrainRun:
     start = time.perf_counter()
     device, note = resolve_device(settings.device)
     task = make_task(settings)
@@ -190,6 +193,8 @@ def _train(settings, control, on_snapshot, on_progress) -> TrainRun:
         if on_snapshot:
             on_snapshot(snap)
 
+    if on_start:
+        on_start(run)
     model.train()
     take(0)
     for step in range(1, settings.steps + 1):
@@ -209,7 +214,7 @@ def _train(settings, control, on_snapshot, on_progress) -> TrainRun:
             run.history_first.append(math.nan)
             run.history_second.append(math.nan)
         if on_progress:
-            on_progress(step, settings.steps, run.history_loss[-1])
+            on_progress(step, settings.steps, run.history_loss[-1], run.history_first[-1], run.history_second[-1])
         if step in wanted:
             take(step)
     if control and control.cancelled:
