@@ -212,6 +212,7 @@ class TrainView(QtWidgets.QWidget):
 
         self.task_box.currentIndexChanged.connect(self._task_changed)
         self.set_settings(settings)
+        self._build_grid(settings.num_layers, settings.num_heads)
 
     # ---- settings form ------------------------------------------------------------------------
     def set_settings(self, s: TrainSettings) -> None:
@@ -277,7 +278,9 @@ class TrainView(QtWidgets.QWidget):
         self._history = {"step": [], "loss": [], "first": [], "second": []}
         self.progress_bar.setRange(0, settings.steps)
         self.progress_bar.setValue(0)
-        self._build_grid(settings.num_layers, settings.num_heads)
+        self._show_empty_grid(settings.num_layers, settings.num_heads)
+        self.marker.setVisible(False)
+        self.marker_points.setData([], [])
         self._redraw_curves(force=True)
         self.slider.setEnabled(False)
         self.play_button.setEnabled(False)
@@ -427,6 +430,15 @@ class TrainView(QtWidgets.QWidget):
         bar.setImageItem(list(self.images.values()))
         self.maps.addItem(bar, row=0, col=heads, rowspan=layers)
         self._grid_shape = (layers, heads)
+
+    def _show_empty_grid(self, layers: int, heads: int) -> None:
+        """The maps for a new run: the same plots when the shape is unchanged (building them is
+        the slowest thing the view does), emptied until the first snapshot arrives."""
+        if self._grid_shape != (layers, heads):
+            self._build_grid(layers, heads)
+        for (layer, head), image in self.images.items():
+            image.clear()
+            self._plots[(layer, head)].setTitle(f"layer {layer} · head {head}", size="8pt")
 
     def show_snapshot(self, index: int) -> None:
         """Draw snapshot ``index``: every head's weights, its step on the loss curve, the label."""
