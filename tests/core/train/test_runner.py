@@ -68,7 +68,7 @@ def test_cancel_raises_and_pause_resume_changes_nothing():
     reference = train(settings)
     control = TrainControl()
 
-    def cancel_at(step, total, loss):
+    def cancel_at(step, *_):
         if step == 5:
             control.cancel()
 
@@ -78,7 +78,7 @@ def test_cancel_raises_and_pause_resume_changes_nothing():
     control = TrainControl()
     paused_at = []
 
-    def pause_at(step, total, loss):
+    def pause_at(step, *_):
         if step in (3, 17):
             control.pause()
             paused_at.append(step)
