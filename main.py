@@ -4,6 +4,7 @@
     python main.py LESSON.json     open the window on a saved lesson
     python main.py export --out DIR [options]   write every intermediate as CSV (headless)
     python main.py bench [--quick] [--json FILE]   measure speed
+    python main.py train --task induction --steps N --out DIR   train a toy model, write its snapshots
 
 Heavy imports (torch, PySide6) happen inside the commands, so --help is instant.
 """
@@ -21,6 +22,7 @@ PROG = "python main.py"
 # imported only when that command runs
 COMMANDS: dict[str, tuple[str, str]] = {
     "export": ("core.cli", "run_export"),
+    "train": ("core.train.cli", "run_train"),
     "bench": ("tools.bench", "run_bench"),
 }
 

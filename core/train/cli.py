@@ -1,0 +1,84 @@
+"""The headless training command: ``python main.py train --task induction --steps N --out DIR``.
+
+Trains, then writes the loss log, the snapshots and the run (core.train.folder). Bad options
+exit 2 with one line on stderr; Ctrl-C exits 130 and writes nothing.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+
+from core.cli import PROG, _float_arg, _int_arg, _OneLineParser
+from core.train.settings import DEVICES, TASKS, TrainSettingsError, defaults_for
+
+# option -> settings field (None: not a setting)
+_FIELDS = {"--vocab-size": "vocab_size", "--seq-len": "seq_len", "--d-model": "d_model", "--heads": "num_heads",
+           "--layers": "num_layers", "--lr": "lr", "--steps": "steps", "--batch": "batch_size", "--seed": "seed",
+           "--device": "device", "--snapshot-every": "snapshot_every", "--text": "text_path"}
+_OPTION_OF_FIELD = {field: option for option, field in _FIELDS.items()}
+
+
+def train_parser() -> argparse.ArgumentParser:
+    p = _OneLineParser(prog=f"{PROG} train",
+                       description="Train a small attention-only model built from chapter 3's MultiHeadAttention "
+                                   "on a toy task and write its loss log and every head's attention weights "
+                                   "on a probe sequence at each snapshot.")
+    p.add_argument("--task", default="induction", choices=TASKS, help="the toy task (default: induction)")
+    p.add_argument("--out", required=True, metavar="DIR", help="folder to write into (created if missing)")
+    p.add_argument("--format", default="csv", choices=("csv", "npy"), help="per-head files: csv (default) or npy")
+    ints = ("--vocab-size", "--seq-len", "--d-model", "--heads", "--layers", "--steps", "--batch", "--seed",
+            "--snapshot-every")
+    for option in ints:
+        p.add_argument(option, type=_int_arg, default=None, metavar="N",
+                       help=f"the {_FIELDS[option]} setting (default: the task's)")
+    p.add_argument("--lr", type=_float_arg, default=None, metavar="LR", help="Adam learning rate (default: the task's)")
+    p.add_argument("--device", default=None, metavar="|".join(DEVICES), help="auto (default), cpu or cuda")
+    p.add_argument("--text", default=None, metavar="FILE.txt", help="next_word: the UTF-8 text to train on")
+    return p
+
+
+def run_train(argv: list[str]) -> int:
+    try:
+        return _run_train(argv)
+    except KeyboardInterrupt:   # the folder is written atomically after training: nothing half-written
+        print(f"{PROG} train: interrupted; nothing was written", file=sys.stderr)
+        return 130
+
+
+def _run_train(argv: list[str]) -> int:
+    parser = train_parser()
+    args = parser.parse_args(argv)
+    if not args.out.strip():
+        parser.exit(2, f"{parser.prog}: error: --out: is empty; name the folder to write into\n")
+    changes = {field: getattr(args, option[2:].replace("-", "_")) for option, field in _FIELDS.items()}
+    changes = {k: v for k, v in changes.items() if v is not None}
+    from core.export import ExportError
+    from core.train.folder import write_run_folder
+    from core.train.runner import train
+    try:
+        settings = defaults_for(args.task, **changes)
+        run = train(settings)
+    except TrainSettingsError as exc:
+        parser.exit(2, f"{parser.prog}: error: {_OPTION_OF_FIELD.get(exc.field, '--' + exc.field)}: {exc.message}\n")
+    try:
+        out, n = write_run_folder(run, args.out, fmt=args.format)
+    except ExportError as exc:
+        parser.exit(2, f"{parser.prog}: error: --out: {exc}\n")
+    for note in run.notes:
+        print(f"note: {note}", file=sys.stderr)
+    print(summary(run) + f"; wrote {n} files to {out}")
+    return 0
+
+
+def summary(run) -> str:
+    """One line: task, steps, time, loss from first to last snapshot, and the best head's score."""
+    first, last = run.snapshots[0], run.snapshots[-1]
+    text = (f"trained {run.settings.task} for {run.settings.steps} steps on {run.device} in {run.elapsed_s:.1f} s: "
+            f"loss {first.loss:.3f} -> {last.loss:.3f}")
+    if not math.isnan(last.loss_second):
+        text += f" (second half {first.loss_second:.3f} -> {last.loss_second:.3f})"
+    if not math.isnan(float(last.scores.max())):
+        layer, head = divmod(int(last.scores.argmax()), last.scores.shape[1])
+        text += f"; best head l{layer}_h{head} score {float(last.scores.max()):.2f}"
+    return text

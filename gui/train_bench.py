@@ -1,0 +1,59 @@
+"""Benchmark of the Train view: how long the UI thread is blocked while a run trains and draws.
+
+``train_ui_block_ms()`` opens the view offscreen, trains the default induction run in it and
+beats a 2 ms QTimer on the UI thread; it returns the longest and the median gap between beats
+(the target: ≤ 50 ms), when the longest gap happened (seconds after Start), the snapshots drawn
+and the run's wall time.
+"""
+from __future__ import annotations
+
+import os
+import statistics
+import time
+
+
+def train_ui_block_ms(settings=None, size=(1366, 768)) -> dict:
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    from PySide6 import QtCore, QtWidgets
+
+    from core.train.settings import defaults_for
+    from gui.train_view import TrainView
+    app = QtWidgets.QApplication.instance() or QtWidgets.QApplication([])
+    view = TrainView(settings or defaults_for("induction", device="cpu"))
+    view.resize(*size)
+    view.show()
+    app.processEvents()
+    gaps: list[float] = []
+    longest_at = [0.0]
+    last = [time.perf_counter()]
+
+    def beat():
+        now = time.perf_counter()
+        gaps.append(now - last[0])
+        if gaps[-1] >= max(gaps):
+            longest_at[0] = now - start
+        last[0] = now
+
+    heart = QtCore.QTimer(interval=2)
+    heart.timeout.connect(beat)
+    loop = QtCore.QEventLoop()
+    poll = QtCore.QTimer(interval=100)
+    poll.timeout.connect(lambda: None if view.training else loop.quit())
+    view.start()
+    start = time.perf_counter()
+    last[0] = time.perf_counter()
+    heart.start()
+    poll.start()
+    loop.exec()
+    heart.stop()
+    poll.stop()
+    wall = time.perf_counter() - start
+    snapshots = len(view.snapshots)
+    view.close()
+    return {"ui_block_max_ms": 1000 * max(gaps), "ui_block_median_ms": 1000 * statistics.median(gaps),
+            "ui_block_max_at_s": longest_at[0], "snapshots_drawn": snapshots, "train_wall_s": wall}
+
+
+if __name__ == "__main__":
+    import json
+    print(json.dumps(train_ui_block_ms(), indent=1))

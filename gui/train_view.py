@@ -1,0 +1,555 @@
+"""The Train view: train the chapter's MultiHeadAttention on a toy task and scrub through its snapshots.
+
+Left: the task (one paragraph each), its settings, Start / Pause / Cancel, progress, Save / Open run.
+Right: the loss curve with a marker at the current snapshot, the timeline (slider + Play) and
+every head's attn_weights on the probe sequence, one map per layer × head; hovering a cell
+names its query and key tokens and its value.
+
+Training runs on a QThread (``core.train.runner.train``); snapshots and progress come back as
+queued signals, and the curves are redrawn at most every 100 ms, so the UI thread stays free.
+The view takes its settings (and, for tests, the training function) in its constructor and
+reads no other view.
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6 import QtCore, QtWidgets
+from PySide6.QtCore import QThread, Signal
+
+from core.train.settings import (DEVICES, MAX_BATCH, MAX_D_MODEL, MAX_HEADS, MAX_LAYERS, MAX_SEED, MAX_SEQ_LEN,
+                                 MAX_STEPS, MAX_VOCAB, TASK_EXPLANATIONS, TASK_TITLES, TASKS, TrainSettings,
+                                 TrainSettingsError, defaults_for)
+
+PLAY_INTERVAL_MS = 120     # one snapshot per tick while playing
+REDRAW_INTERVAL_MS = 100   # loss curves redrawn at most this often while training
+
+# (field, label, minimum, maximum) of the whole-number settings, in the form's order
+_INT_FIELDS = (("vocab_size", "vocabulary", 2, MAX_VOCAB), ("seq_len", "tokens n", 2, MAX_SEQ_LEN),
+               ("d_model", "d_model", 1, MAX_D_MODEL), ("num_heads", "heads", 1, MAX_HEADS),
+               ("num_layers", "layers", 1, MAX_LAYERS), ("steps", "steps", 1, MAX_STEPS),
+               ("batch_size", "batch", 1, MAX_BATCH), ("snapshot_every", "snapshot every", 1, MAX_STEPS))
+
+
+class TrainThread(QThread):
+    """Runs one training on its own thread; every signal is queued to the UI thread."""
+
+    started_run = Signal(tuple)            # the probe tokens
+    snapshot = Signal(object)              # core.train.runner.Snapshot
+    progress = Signal(int, int, float, float, float)  # step, steps, loss, first-half loss, second-half loss
+    finished_run = Signal(object)          # TrainRun
+    failed = Signal(str, str)              # (field, message)
+    cancelled = Signal()
+
+    def __init__(self, settings: TrainSettings, train_fn: Callable, parent=None):
+        super().__init__(parent)
+        from core.train.runner import TrainControl
+        self.settings = settings
+        self.control = TrainControl()
+        self._train = train_fn
+
+    def run(self) -> None:
+        from core.train.runner import TrainCancelled
+        try:
+            run = self._train(self.settings, self.control, on_snapshot=self.snapshot.emit,
+                              on_progress=self.progress.emit,
+                              on_start=lambda run: self.started_run.emit(tuple(run.probe_tokens)))
+        except TrainCancelled:
+            self.cancelled.emit()
+        except TrainSettingsError as exc:
+            self.failed.emit(exc.field, exc.message)
+        except Exception as exc:  # never a traceback in the UI: one line naming what failed
+            self.failed.emit("", f"training failed: {type(exc).__name__}: {exc}")
+        else:
+            self.finished_run.emit(run)
+
+
+class _HeadImage(pg.ImageItem):
+    """One head's map; reports the hovered cell (row, column) or None."""
+
+    def __init__(self, on_hover: Callable[[tuple[int, int] | None], None]):
+        super().__init__(axisOrder="row-major")
+        self._on_hover = on_hover
+        self.setAcceptHoverEvents(True)
+
+    def hoverEvent(self, ev):
+        if ev.isExit() or self.image is None:
+            self._on_hover(None)
+            return
+        pos = ev.pos()
+        row, col = int(math.floor(pos.y())), int(math.floor(pos.x()))
+        rows, cols = self.image.shape
+        self._on_hover((row, col) if 0 <= row < rows and 0 <= col < cols else None)
+
+
+class TrainView(QtWidgets.QWidget):
+    """Train, watch and scrub. ``settings``: what the form starts with; ``train_fn``: core's train."""
+
+    run_changed = Signal(object)   # the finished or opened TrainRun (None while training)
+
+    def __init__(self, settings: TrainSettings | None = None, train_fn: Callable | None = None, parent=None):
+        super().__init__(parent)
+        if train_fn is None:
+            from core.train.runner import train as train_fn
+        self._train_fn = train_fn
+        self._thread: TrainThread | None = None
+        self.run = None                                # the finished or opened TrainRun
+        self.snapshots: list = []                      # what the timeline scrubs (live while training)
+        self.probe_tokens: tuple[str, ...] = ()
+        self._grid_shape = (0, 0)
+        self.images: dict[tuple[int, int], _HeadImage] = {}
+        self._plots: dict[tuple[int, int], pg.PlotItem] = {}
+        self._history: dict[str, list[float]] = {"step": [], "loss": [], "first": [], "second": []}
+        self._curves_dirty = False
+        self._build(settings or defaults_for("induction"))
+        self._redraw_timer = QtCore.QTimer(self, interval=REDRAW_INTERVAL_MS)
+        self._redraw_timer.timeout.connect(self._redraw_curves)
+        self._play_timer = QtCore.QTimer(self, interval=PLAY_INTERVAL_MS)
+        self._play_timer.timeout.connect(self._play_tick)
+
+    # ---- layout -------------------------------------------------------------------------------
+    def _build(self, settings: TrainSettings) -> None:
+        left = QtWidgets.QWidget()
+        form_box = QtWidgets.QVBoxLayout(left)
+        self.task_box = QtWidgets.QComboBox()
+        for task in TASKS:
+            self.task_box.addItem(TASK_TITLES[task], task)
+        self.explanation = QtWidgets.QLabel(wordWrap=True)
+        self.explanation.setTextFormat(QtCore.Qt.TextFormat.PlainText)
+        form = QtWidgets.QFormLayout()
+        self.fields: dict[str, QtWidgets.QWidget] = {}
+        for name, label, lo, hi in _INT_FIELDS:
+            box = QtWidgets.QSpinBox(minimum=lo, maximum=hi)
+            self.fields[name] = box
+            form.addRow(label, box)
+        self.fields["lr"] = QtWidgets.QDoubleSpinBox(decimals=5, minimum=0.00001, maximum=1.0, singleStep=0.0005)
+        form.addRow("learning rate", self.fields["lr"])
+        self.fields["seed"] = QtWidgets.QLineEdit()
+        form.addRow("seed", self.fields["seed"])
+        self.fields["device"] = QtWidgets.QComboBox()
+        self.fields["device"].addItems(list(DEVICES))
+        form.addRow("device", self.fields["device"])
+        text_row = QtWidgets.QHBoxLayout()
+        self.fields["text_path"] = QtWidgets.QLineEdit(placeholderText="a UTF-8 .txt file")
+        self.browse_button = QtWidgets.QPushButton("Choose…")
+        self.browse_button.clicked.connect(self._choose_text)
+        text_row.addWidget(self.fields["text_path"])
+        text_row.addWidget(self.browse_button)
+        self.text_label = QtWidgets.QLabel("text")
+        form.addRow(self.text_label, text_row)
+        self.start_button = QtWidgets.QPushButton("Start")
+        self.pause_button = QtWidgets.QPushButton("Pause", enabled=False)
+        self.cancel_button = QtWidgets.QPushButton("Cancel", enabled=False)
+        self.start_button.clicked.connect(self.start)
+        self.pause_button.clicked.connect(self.toggle_pause)
+        self.cancel_button.clicked.connect(self.cancel)
+        buttons = QtWidgets.QHBoxLayout()
+        for b in (self.start_button, self.pause_button, self.cancel_button):
+            buttons.addWidget(b)
+        self.progress_bar = QtWidgets.QProgressBar(minimum=0, maximum=1, value=0)
+        self.status = QtWidgets.QLabel(wordWrap=True)
+        files = QtWidgets.QHBoxLayout()
+        self.save_button = QtWidgets.QPushButton("Save run…", enabled=False)
+        self.open_button = QtWidgets.QPushButton("Open run…")
+        self.save_button.clicked.connect(self._save_dialog)
+        self.open_button.clicked.connect(self._open_dialog)
+        files.addWidget(self.save_button)
+        files.addWidget(self.open_button)
+        form_box.addWidget(QtWidgets.QLabel("Task"))
+        form_box.addWidget(self.task_box)
+        form_box.addWidget(self.explanation)
+        form_box.addLayout(form)
+        form_box.addLayout(buttons)
+        form_box.addWidget(self.progress_bar)
+        form_box.addWidget(self.status)
+        form_box.addLayout(files)
+        form_box.addStretch(1)
+        left.setFixedWidth(330)
+
+        self.loss_plot = pg.PlotWidget(background="w")
+        self.loss_plot.setLabel("bottom", "step")
+        self.loss_plot.setLabel("left", "loss")
+        # lower left: the curves start high on the left and end low on the right, so it stays clear
+        self.loss_plot.addLegend(offset=(10, -10), brush=pg.mkBrush(255, 255, 255, 220))
+        self.loss_plot.showGrid(x=True, y=True, alpha=0.2)
+        self.curve_loss = self.loss_plot.plot([], [], pen=pg.mkPen((40, 40, 40), width=1.5), name="loss (all)")
+        self.curve_first = self.loss_plot.plot([], [], pen=pg.mkPen((200, 120, 40), width=1.5), name="first half")
+        self.curve_second = self.loss_plot.plot([], [], pen=pg.mkPen((40, 110, 190), width=1.5), name="second half")
+        self.marker = pg.InfiniteLine(angle=90, pen=pg.mkPen((200, 40, 40), width=1.5))
+        self.marker.setVisible(False)
+        self.loss_plot.addItem(self.marker)
+        # the snapshot's own losses (on the fixed evaluation batch) on the marker
+        self.marker_points = pg.ScatterPlotItem(size=8, pen=pg.mkPen((200, 40, 40)), brush=pg.mkBrush(255, 255, 255))
+        self.loss_plot.addItem(self.marker_points)
+        self.loss_plot.setMinimumHeight(170)
+
+        self.play_button = QtWidgets.QPushButton("Play", enabled=False)
+        self.play_button.clicked.connect(self.toggle_play)
+        self.slider = QtWidgets.QSlider(QtCore.Qt.Orientation.Horizontal, enabled=False)
+        self.slider.valueChanged.connect(self.show_snapshot)
+        self.step_label = QtWidgets.QLabel("no run yet")
+        timeline = QtWidgets.QHBoxLayout()
+        timeline.addWidget(self.play_button)
+        timeline.addWidget(self.slider, 1)
+        timeline.addWidget(self.step_label)
+
+        self.maps = pg.GraphicsLayoutWidget()
+        self.maps.setBackground("w")
+        self.hover_label = QtWidgets.QLabel(" ")
+        self.hover_label.setTextFormat(QtCore.Qt.TextFormat.PlainText)
+
+        right = QtWidgets.QVBoxLayout()
+        right.addWidget(self.loss_plot, 2)
+        right.addLayout(timeline)
+        right.addWidget(self.maps, 5)
+        right.addWidget(self.hover_label)
+        root = QtWidgets.QHBoxLayout(self)
+        root.addWidget(left)
+        root.addLayout(right, 1)
+
+        self.task_box.currentIndexChanged.connect(self._task_changed)
+        self.set_settings(settings)
+        self._build_grid(settings.num_layers, settings.num_heads)
+
+    # ---- settings form ------------------------------------------------------------------------
+    def set_settings(self, s: TrainSettings) -> None:
+        with QtCore.QSignalBlocker(self.task_box):
+            self.task_box.setCurrentIndex(TASKS.index(s.task))
+        for name, *_ in _INT_FIELDS:
+            self.fields[name].setValue(getattr(s, name))
+        self.fields["lr"].setValue(s.lr)
+        self.fields["seed"].setText(str(s.seed))
+        self.fields["device"].setCurrentText(s.device)
+        self.fields["text_path"].setText(s.text_path)
+        self._show_task(s.task)
+
+    def _show_task(self, task: str) -> None:
+        self.explanation.setText(TASK_EXPLANATIONS[task])
+        for w in (self.fields["text_path"], self.browse_button, self.text_label):
+            w.setVisible(task == "next_word")
+
+    def _task_changed(self) -> None:
+        task = self.task_box.currentData()
+        keep = {"seed": self.fields["seed"].text(), "device": self.fields["device"].currentText(),
+                "text": self.fields["text_path"].text()}
+        defaults = defaults_for(task, text_path="x") if task == "next_word" else defaults_for(task)
+        self.set_settings(defaults)
+        self.fields["seed"].setText(keep["seed"])
+        self.fields["device"].setCurrentText(keep["device"])
+        self.fields["text_path"].setText(keep["text"])
+
+    def settings(self) -> TrainSettings:
+        """The form as settings; TrainSettingsError names the field that is wrong."""
+        values = {name: self.fields[name].value() for name, *_ in _INT_FIELDS}
+        seed_text = self.fields["seed"].text().strip()
+        try:
+            seed = int(seed_text)
+        except ValueError:
+            raise TrainSettingsError("seed", f"{seed_text!r} is not a whole number") from None
+        return TrainSettings(task=self.task_box.currentData(), lr=float(self.fields["lr"].value()), seed=seed,
+                             device=self.fields["device"].currentText(),
+                             text_path=self.fields["text_path"].text().strip(), **values)
+
+    def _choose_text(self) -> None:
+        path, _ = QtWidgets.QFileDialog.getOpenFileName(self, "Text to train on", "", "Text (*.txt);;All files (*)")
+        if path:
+            self.fields["text_path"].setText(path)
+
+    # ---- training -----------------------------------------------------------------------------
+    @property
+    def training(self) -> bool:
+        return self._thread is not None
+
+    def start(self) -> None:
+        if self.training:
+            return
+        try:
+            settings = self.settings()
+        except TrainSettingsError as exc:
+            self._say(f"{exc.field}: {exc.message}", error=True)
+            return
+        self._stop_playing()
+        self.run = None
+        self.snapshots = []
+        self.probe_tokens = ()
+        self._history = {"step": [], "loss": [], "first": [], "second": []}
+        self.progress_bar.setRange(0, settings.steps)
+        self.progress_bar.setValue(0)
+        self._show_empty_grid(settings.num_layers, settings.num_heads)
+        self.marker.setVisible(False)
+        self.marker_points.setData([], [])
+        self._redraw_curves(force=True)
+        self.slider.setEnabled(False)
+        self.play_button.setEnabled(False)
+        thread = TrainThread(settings, self._train_fn, self)
+        thread.started_run.connect(self._on_started)
+        thread.snapshot.connect(self._on_snapshot)
+        thread.progress.connect(self._on_progress)
+        thread.finished_run.connect(self._on_finished)
+        thread.failed.connect(self._on_failed)
+        thread.cancelled.connect(self._on_cancelled)
+        thread.finished.connect(self._on_thread_done)
+        self._thread = thread
+        self._set_running(True)
+        self._say(f"training {TASK_TITLES[settings.task].lower()}…")
+        self.run_changed.emit(None)
+        self._redraw_timer.start()
+        thread.start()
+
+    def toggle_pause(self) -> None:
+        if not self.training:
+            return
+        control = self._thread.control
+        if control.paused:
+            control.resume()
+            self.pause_button.setText("Pause")
+            self._say("training…")
+        else:
+            control.pause()
+            self.pause_button.setText("Resume")
+            self._say(f"paused at step {self.progress_bar.value()}")
+
+    def cancel(self) -> None:
+        if self.training:
+            self._thread.control.cancel()
+            self._say("cancelling…")
+
+    def _set_running(self, running: bool) -> None:
+        self.start_button.setEnabled(not running)
+        self.pause_button.setEnabled(running)
+        self.pause_button.setText("Pause")
+        self.cancel_button.setEnabled(running)
+        self.open_button.setEnabled(not running)
+        self.save_button.setEnabled(not running and self.run is not None)
+        self.task_box.setEnabled(not running)
+        for w in self.fields.values():
+            w.setEnabled(not running)
+
+    def _on_progress(self, step: int, total: int, loss: float, first: float, second: float) -> None:
+        self.progress_bar.setValue(step)
+        self._history["step"].append(step)
+        self._history["loss"].append(loss)
+        self._history["first"].append(first)
+        self._history["second"].append(second)
+        self._curves_dirty = True
+
+    def _on_started(self, tokens: tuple) -> None:
+        self.probe_tokens = tokens
+
+    def _on_snapshot(self, snap) -> None:
+        following = self.slider.value() >= len(self.snapshots) - 1
+        self.snapshots.append(snap)
+        with QtCore.QSignalBlocker(self.slider):
+            self.slider.setRange(0, len(self.snapshots) - 1)
+        self.slider.setEnabled(True)
+        if following:
+            with QtCore.QSignalBlocker(self.slider):
+                self.slider.setValue(len(self.snapshots) - 1)
+            self.show_snapshot(len(self.snapshots) - 1)
+        else:
+            self._update_step_label(self.slider.value())
+
+    def _on_finished(self, run) -> None:
+        self._adopt(run)
+        self._say(f"done: {run.settings.steps} steps in {run.elapsed_s:.1f} s on {run.device}"
+                  + "".join(f"\nnote: {n}" for n in run.notes))
+
+    def _on_failed(self, field: str, message: str) -> None:
+        self._say(f"{field}: {message}" if field else message, error=True)
+
+    def _on_cancelled(self) -> None:
+        self._say(f"cancelled at step {self.progress_bar.value()}; the snapshots so far can be scrubbed "
+                  "but not saved")
+
+    def _on_thread_done(self) -> None:
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            thread.deleteLater()
+        self._redraw_timer.stop()
+        self._redraw_curves()
+        self._set_running(False)
+        self.play_button.setEnabled(len(self.snapshots) > 1)
+
+    def _adopt(self, run) -> None:
+        """Show a finished or opened run: its curves (both halves for induction) and snapshots."""
+        self.run = run
+        self.snapshots = list(run.snapshots)
+        self.probe_tokens = run.probe_tokens
+        n = len(run.history_loss)
+        self._history = {"step": list(range(1, n + 1)), "loss": list(run.history_loss),
+                         "first": list(run.history_first), "second": list(run.history_second)}
+        s = run.settings
+        if self._grid_shape != (s.num_layers, s.num_heads):
+            self._build_grid(s.num_layers, s.num_heads)
+        with QtCore.QSignalBlocker(self.slider):
+            self.slider.setRange(0, len(self.snapshots) - 1)
+            self.slider.setValue(len(self.snapshots) - 1)
+        self.slider.setEnabled(True)
+        self.play_button.setEnabled(len(self.snapshots) > 1)
+        self.save_button.setEnabled(not self.training)
+        self._redraw_curves(force=True)
+        self.show_snapshot(len(self.snapshots) - 1)
+        self.run_changed.emit(run)
+
+    # ---- curves, timeline and maps ------------------------------------------------------------
+    def _redraw_curves(self, force: bool = False) -> None:
+        if not (self._curves_dirty or force):
+            return
+        self._curves_dirty = False
+        h = self._history
+        steps = np.asarray(h["step"], dtype=np.float64)
+        self.curve_loss.setData(steps, np.asarray(h["loss"], dtype=np.float64))
+        halves = len(h["first"]) == len(steps) and len(steps) and not np.all(np.isnan(h["first"]))
+        self.curve_first.setData(steps if halves else [], np.asarray(h["first"]) if halves else [])
+        self.curve_second.setData(steps if halves else [], np.asarray(h["second"]) if halves else [])
+
+    def _build_grid(self, layers: int, heads: int) -> None:
+        self.maps.clear()
+        self.images.clear()
+        self._plots.clear()
+        cmap = pg.colormap.get("viridis")
+        for layer in range(layers):
+            for head in range(heads):
+                plot = self.maps.addPlot(row=layer, col=head)
+                plot.setTitle(f"layer {layer} · head {head}", size="8pt")
+                plot.invertY(True)
+                plot.setAspectLocked(True)
+                plot.hideAxis("bottom")
+                plot.hideAxis("left")
+                plot.setMouseEnabled(False, False)
+                plot.hideButtons()
+                image = _HeadImage(lambda cell, l=layer, h=head: self._hover(l, h, cell))
+                image.setColorMap(cmap)
+                plot.addItem(image)
+                self.images[(layer, head)] = image
+                self._plots[(layer, head)] = plot
+        bar = pg.ColorBarItem(values=(0.0, 1.0), colorMap=cmap, interactive=False, width=12)
+        bar.setImageItem(list(self.images.values()))
+        self.maps.addItem(bar, row=0, col=heads, rowspan=layers)
+        self._grid_shape = (layers, heads)
+
+    def _show_empty_grid(self, layers: int, heads: int) -> None:
+        """The maps for a new run: the same plots when the shape is unchanged (building them is
+        the slowest thing the view does), emptied until the first snapshot arrives."""
+        if self._grid_shape != (layers, heads):
+            self._build_grid(layers, heads)
+        for (layer, head), image in self.images.items():
+            image.clear()
+            self._plots[(layer, head)].setTitle(f"layer {layer} · head {head}", size="8pt")
+
+    def show_snapshot(self, index: int) -> None:
+        """Draw snapshot ``index``: every head's weights, its step on the loss curve, the label."""
+        if not 0 <= index < len(self.snapshots):
+            return
+        snap = self.snapshots[index]
+        self._score_name = {"induction": "induction", "previous_token": "prev."}.get(self.task_box.currentData(), "")
+        layers, heads = snap.attn_weights.shape[:2]
+        if self._grid_shape != (layers, heads):
+            self._build_grid(layers, heads)
+        for (layer, head), image in self.images.items():
+            image.setImage(snap.attn_weights[layer, head], autoLevels=False, levels=(0.0, 1.0))
+            score = float(snap.scores[layer, head])
+            title = f"layer {layer} · head {head}" + ("" if math.isnan(score) else f" · {self._score_name} {score:.2f}")
+            self._plots[(layer, head)].setTitle(title, size="8pt")
+        self.marker.setPos(snap.step)
+        self.marker.setVisible(True)
+        losses = [v for v in (snap.loss, snap.loss_first, snap.loss_second) if not math.isnan(v)]
+        self.marker_points.setData([snap.step] * len(losses), losses)
+        self._update_step_label(index)
+
+    def _update_step_label(self, index: int) -> None:
+        snap = self.snapshots[index]
+        text = f"step {snap.step} · snapshot {index + 1}/{len(self.snapshots)} · loss {snap.loss:.3f}"
+        if not math.isnan(snap.loss_second):
+            text += f" (1st half {snap.loss_first:.2f}, 2nd half {snap.loss_second:.2f})"
+        self.step_label.setText(text)
+
+    def current_index(self) -> int:
+        return self.slider.value()
+
+    def _hover(self, layer: int, head: int, cell: tuple[int, int] | None) -> None:
+        if cell is None or not self.snapshots:
+            self.hover_label.setText(" ")
+            return
+        row, col = cell
+        value = float(self.snapshots[self.slider.value()].attn_weights[layer, head, row, col])
+        tokens = self.probe_tokens or tuple(str(i) for i in range(max(row, col) + 1))
+        self.hover_label.setText(f"layer {layer} · head {head}: query {tokens[row]!r} (position {row}) → "
+                                 f"key {tokens[col]!r} (position {col}): attn_weights = {value:.4f}")
+
+    def toggle_play(self) -> None:
+        if self._play_timer.isActive():
+            self._stop_playing()
+            return
+        if self.slider.value() >= self.slider.maximum():
+            self.slider.setValue(0)
+        self.play_button.setText("Stop")
+        self._play_timer.start()
+
+    def _play_tick(self) -> None:
+        if self.slider.value() >= self.slider.maximum():
+            self._stop_playing()
+            return
+        self.slider.setValue(self.slider.value() + 1)
+
+    def _stop_playing(self) -> None:
+        self._play_timer.stop()
+        self.play_button.setText("Play")
+
+    # ---- files --------------------------------------------------------------------------------
+    def save_run_to(self, path: str) -> bool:
+        from core.train.runfile import RunFileError, save_run
+        if self.run is None:
+            return False
+        try:
+            save_run(self.run, path)
+        except RunFileError as exc:
+            self._say(str(exc), error=True)
+            return False
+        self._say(f"saved the run to {path}")
+        return True
+
+    def open_run_from(self, path: str) -> bool:
+        from core.train.runfile import RunFileError, load_run
+        if self.training:
+            return False
+        try:
+            run = load_run(path)
+        except RunFileError as exc:
+            self._say(str(exc), error=True)       # the run on screen stays as it was
+            return False
+        self._stop_playing()
+        self.set_settings(run.settings)
+        self._adopt(run)
+        self.progress_bar.setRange(0, run.settings.steps)
+        self.progress_bar.setValue(run.settings.steps)
+        self._say(f"opened {path}")
+        return True
+
+    def _save_dialog(self) -> None:
+        path, _ = QtWidgets.QFileDialog.getSaveFileName(self, "Save run", "run.npz", "Training run (*.npz)")
+        if path:
+            self.save_run_to(path)
+
+    def _open_dialog(self) -> None:
+        path, _ = QtWidgets.QFileDialog.getOpenFileName(self, "Open run", "", "Training run (*.npz)")
+        if path:
+            self.open_run_from(path)
+
+    def _say(self, text: str, error: bool = False) -> None:
+        self.status.setStyleSheet("color: #b00020;" if error else "")
+        self.status.setText(text)
+
+    def shutdown(self, timeout_ms: int = 5000) -> None:
+        """Cancel a running training and wait for its thread (call before closing)."""
+        self._stop_playing()
+        if self._thread is not None:
+            self._thread.control.cancel()
+            self._thread.wait(timeout_ms)
+
+    def closeEvent(self, event) -> None:
+        self.shutdown()
+        super().closeEvent(event)
