@@ -19,6 +19,7 @@ from gui.heatmap import colormap
 
 SPECIAL_NOTE = "[CLS] and [SEP] hidden, rows renormalised"
 MAX_LINE_PX = 8.0          # the width of a line of weight 1
+MAX_THUMB_CELLS = 64       # longer texts are max-pooled to this many cells a side in the gallery
 SELECTED = QtGui.QColor(230, 120, 20)
 LINE = QtGui.QColor(25, 70, 150)
 
@@ -34,6 +35,14 @@ def weights_image(weights: np.ndarray, lut: np.ndarray) -> QtGui.QImage:
     rgb = np.ascontiguousarray(lut[idx])                                     # (T, T) -> (T, T, 3)
     h, w = weights.shape
     return QtGui.QImage(rgb.data, w, h, 3 * w, QtGui.QImage.Format.Format_RGB888).copy()  # copy: owns its pixels
+
+
+def max_pooled(weights: np.ndarray, size: int) -> np.ndarray:
+    """(…, T, T) -> (…, size, size) by the largest weight in each block (T > size), so that a
+    thumbnail a few dozen pixels wide still shows the one strong cell of a long row."""
+    edges = np.linspace(0, weights.shape[-1], size + 1).astype(np.intp)[:-1]
+    rows = np.maximum.reduceat(weights, edges, axis=-2)
+    return np.maximum.reduceat(rows, edges, axis=-1)
 
 
 class GalleryLoader(QtCore.QObject):
@@ -94,8 +103,13 @@ class HeadGallery(QtWidgets.QWidget):
     def set_weights(self, weights: np.ndarray, note: str = "") -> None:
         """weights: (layers, heads, T, T) in [0, 1]."""
         self._weights = weights
-        self._images = [[weights_image(weights[l, h], self._lut) for h in range(weights.shape[1])]
-                        for l in range(weights.shape[0])]
+        shown = weights
+        if weights.shape[-1] > MAX_THUMB_CELLS:
+            shown = max_pooled(weights, MAX_THUMB_CELLS)
+            note = f"{note} · " if note else ""
+            note += f"{weights.shape[-1]} pieces max-pooled to {MAX_THUMB_CELLS} × {MAX_THUMB_CELLS}"
+        self._images = [[weights_image(shown[l, h], self._lut) for h in range(shown.shape[1])]
+                        for l in range(shown.shape[0])]
         self.note = note
         self.update()
 
@@ -277,14 +291,18 @@ class TokenLines(QtWidgets.QWidget):
             p.drawLine(QtCore.QPointF(left_x + 4, y0), QtCore.QPointF(right_x - 4, self.row_y(key)))
         p.setRenderHint(QtGui.QPainter.RenderHint.Antialiasing, False)
         weights = self._weights[self.query]
+        every = max(1, int(np.ceil(fm.height() / row)))              # rows too thin for a label each
         for i, label in enumerate(self._labels):
+            if i % every and i != self.query:
+                continue
             y = self.row_y(i)
-            rect_l = QtCore.QRectF(left_x - self._label_w, y - row / 2, self._label_w - 6, row)
-            rect_r = QtCore.QRectF(right_x + 6, y - row / 2, self._label_w - 6, row)
+            tall = max(row, fm.height())                              # thin rows: the text overlaps its neighbours' rows
+            rect_l = QtCore.QRectF(left_x - self._label_w, y - tall / 2, self._label_w - 6, tall)
+            rect_r = QtCore.QRectF(right_x + 6, y - tall / 2, self._label_w - 6, tall)
             if i == self.query:
                 p.fillRect(rect_l, QtGui.QColor(SELECTED.red(), SELECTED.green(), SELECTED.blue(), 60))
             # the key's weight, also as a bar under its label (full width = 1)
-            bar = QtCore.QRectF(rect_r.left(), y + row / 2 - 3, rect_r.width() * float(weights[i]), 2)
+            bar = QtCore.QRectF(rect_r.left(), y + tall / 2 - 3, rect_r.width() * float(weights[i]), 2)
             p.fillRect(bar, LINE)
             p.setPen(text)
             p.drawText(rect_l, QtCore.Qt.AlignmentFlag.AlignRight | QtCore.Qt.AlignmentFlag.AlignVCenter,

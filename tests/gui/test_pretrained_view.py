@@ -175,3 +175,21 @@ def test_on_the_real_model_the_example_shows_him_looking_at_dog(qtbot):
     assert lines.query_label() == "him"
     key, width, _alpha = max(lines.lines(), key=lambda line: line[1])
     assert lines._labels[key] == "dog" and width == pytest.approx(best.score * MAX_LINE_PX)
+
+
+def test_long_texts_are_max_pooled_in_the_thumbnails_and_say_so(qtbot):
+    from gui.pretrained_view import MAX_THUMB_CELLS, max_pooled
+
+    words = tuple(f"w{i}" for i in range(150))
+    pieces = Pieces(ids=tuple(range(152)), pieces=("[CLS]",) + words + ("[SEP]",),
+                    special=(True,) + (False,) * 150 + (True,))
+    panel = ready_panel(qtbot, Recorder(lambda text: made_up_gallery(3, pieces)))
+    view = panel.gallery_view
+    assert f"max-pooled to {MAX_THUMB_CELLS}" in view.note
+    assert view._images[0][0].width() == MAX_THUMB_CELLS
+    weights = panel.gallery.attn_weights.numpy()
+    pooled = max_pooled(weights, MAX_THUMB_CELLS)
+    edges = np.linspace(0, 152, MAX_THUMB_CELLS + 1).astype(int)
+    # each pooled cell is the largest weight of its block
+    assert pooled[1, 2, 3, 4] == weights[1, 2, edges[3]:edges[4], edges[4]:edges[5]].max()
+    assert pooled.shape == (6, 12, MAX_THUMB_CELLS, MAX_THUMB_CELLS)
