@@ -101,6 +101,10 @@ def export_parser() -> argparse.ArgumentParser:
 
 
 def run_export(argv: list[str]) -> int:
+    from core.pretrained_cli import wants_pretrained
+    if wants_pretrained(argv):  # stage 5 (the real model) has its own options
+        from core.pretrained_cli import run
+        return run(argv)
     try:
         return _run_export(argv)
     except KeyboardInterrupt:  # Ctrl-C: the export is atomic, so nothing half-written is left

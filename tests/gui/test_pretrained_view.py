@@ -1,0 +1,195 @@
+"""The pretrained views (head gallery, token lines), built offscreen on made-up weights whose
+every number is known, so the pixels and line widths can be checked against them."""
+import threading
+
+import numpy as np
+import pytest
+import torch
+from PySide6 import QtCore, QtGui
+
+from core.minilm import Pieces
+from core.pretrained import Gallery
+from gui.pretrained_view import MAX_LINE_PX, SPECIAL_NOTE, PretrainedPanel, _lut
+
+PIECES = Pieces(ids=(101, 1, 2, 3, 4, 102), pieces=("[CLS]", "the", "dog", "bit", "him", "[SEP]"),
+                special=(True, False, False, False, False, True))
+
+
+def made_up_gallery(seed: int = 0, pieces: Pieces = PIECES) -> Gallery:
+    """(6, 12, T, T) rows that sum to 1, every head different."""
+    gen = torch.Generator().manual_seed(seed)
+    t = len(pieces)
+    logits = torch.randn(6, 12, t, t, generator=gen) * 3
+    return Gallery(pieces, torch.softmax(logits, dim=-1))
+
+
+class Recorder:
+    """A compute function that remembers the thread it ran on."""
+
+    def __init__(self, result_for=None):
+        self.threads = []
+        self.result_for = result_for or (lambda text: made_up_gallery())
+
+    def __call__(self, text):
+        self.threads.append(threading.current_thread())
+        return self.result_for(text)
+
+
+def ready_panel(qtbot, compute, text="the dog bit him"):
+    panel = PretrainedPanel(compute)
+    qtbot.addWidget(panel)
+    panel.resize(1366, 768)
+    panel.show()
+    with qtbot.waitSignal(panel.loader.ready, timeout=10_000):
+        panel.set_text(text)
+    return panel
+
+
+def test_the_gallery_is_computed_off_the_ui_thread_and_draws_every_weight(qtbot):
+    compute = Recorder()
+    panel = ready_panel(qtbot, compute)
+    assert compute.threads and all(t is not threading.main_thread() for t in compute.threads)
+    view = panel.gallery_view
+    assert view.grid() == (6, 12)
+    image = view.grab().toImage()
+    lut = _lut()
+    weights = panel.gallery.attn_weights.numpy()
+    t = weights.shape[-1]
+    for layer, head in [(0, 0), (2, 4), (5, 11)]:
+        rect = view.thumbnail_rect(layer, head)
+        for i, j in [(0, 0), (3, 1), (5, 4)]:
+            x = int(rect.left() + (j + 0.5) * rect.width() / t)
+            y = int(rect.top() + (i + 0.5) * rect.height() / t)
+            expected = lut[int(round(float(weights[layer, head, i, j]) * 255))]
+            got = QtGui.QColor(image.pixel(x, y))
+            assert (got.red(), got.green(), got.blue()) == tuple(int(v) for v in expected)
+
+
+def test_thumbnails_fit_the_area_and_stay_square(qtbot):
+    panel = ready_panel(qtbot, Recorder())
+    view = panel.gallery_view
+    first, last = view.thumbnail_rect(0, 0), view.thumbnail_rect(5, 11)
+    assert first.width() == first.height() and first.width() > 20
+    assert last.right() < view.width() and last.bottom() < view.height()
+    view.resize(view.width() // 2, view.height())
+    assert view.thumbnail_rect(5, 11).right() < view.width()
+
+
+def test_a_click_on_a_thumbnail_emits_its_layer_and_head_and_shows_its_lines(qtbot):
+    panel = ready_panel(qtbot, Recorder())
+    centre = panel.gallery_view.thumbnail_rect(3, 7).center().toPoint()
+    with qtbot.waitSignal(panel.head_clicked, timeout=2000) as sig:
+        qtbot.mouseClick(panel.gallery_view, QtCore.Qt.MouseButton.LeftButton, pos=centre)
+    assert sig.args == [3, 7]
+    lines = panel.lines_view
+    query = lines.query
+    assert lines.query_label() == "him"                               # the last word by default
+    row = panel.gallery.attn_weights[3, 7, query].numpy()
+    widths = [w for _k, w, _a in lines.lines()]
+    alphas = [a for _k, _w, a in lines.lines()]
+    assert widths == pytest.approx(list(row * MAX_LINE_PX))            # width = weight
+    assert alphas == [int(round(float(w) * 255)) for w in row]         # opacity = weight
+
+
+def test_token_lines_are_drawn_where_the_weight_is_and_nowhere_else(qtbot):
+    panel = ready_panel(qtbot, Recorder())
+    lines = panel.lines_view
+    weights = np.zeros((6, 6), dtype=np.float32)
+    weights[4] = [0.0, 0.0, 0.75, 0.25, 0.0, 0.0]                     # "him": dog 0.75, bit 0.25
+    lines.set_weights(weights, PIECES.pieces, query=4)
+    image = lines.grab().toImage()
+    _top, _row, left_x, right_x = lines._rows()
+
+    def midpoint_darkness(key: int) -> int:
+        x = (left_x + 4 + right_x - 4) / 2
+        y = (lines.row_y(4) + lines.row_y(key)) / 2
+        c = QtGui.QColor(image.pixel(int(x), int(round(y))))
+        return 255 * 3 - (c.red() + c.green() + c.blue())
+
+    assert midpoint_darkness(2) > midpoint_darkness(3) > 0           # heavier weight: darker line
+    assert midpoint_darkness(0) == 0 and midpoint_darkness(5) == 0   # weight 0: nothing drawn
+
+
+def test_clicking_a_query_token_moves_the_lines(qtbot):
+    panel = ready_panel(qtbot, Recorder())
+    lines = panel.lines_view
+    _top, _row, left_x, _r = lines._rows()
+    with qtbot.waitSignal(lines.query_changed, timeout=2000):
+        qtbot.mouseClick(lines, QtCore.Qt.MouseButton.LeftButton, pos=QtCore.QPoint(int(left_x) - 10, int(lines.row_y(2))))
+    assert lines.query == 2
+
+
+def test_hide_special_shows_the_renormalised_weights_and_says_so(qtbot):
+    panel = ready_panel(qtbot, Recorder())
+    panel.hide_special.setChecked(True)
+    shown, labels = panel.gallery.no_special()
+    assert labels == ("the", "dog", "bit", "him")
+    assert np.array_equal(panel.gallery_view._weights, shown.numpy())
+    assert SPECIAL_NOTE in panel.gallery_view.note and SPECIAL_NOTE in panel.lines_view.title
+    assert panel.lines_view.query_label() == "him"                    # the same piece, at its new index
+    row = shown[0, 0, labels.index("him")].numpy()
+    assert [w for _k, w, _a in panel.lines_view.lines()] == pytest.approx(list(row * MAX_LINE_PX))
+
+
+def test_the_latest_text_wins(qtbot):
+    release = threading.Event()
+
+    def result_for(text):
+        if text == "slow":
+            release.wait(10)
+            return made_up_gallery(1)
+        return made_up_gallery(2)
+
+    panel = PretrainedPanel(Recorder(result_for))
+    qtbot.addWidget(panel)
+    panel.set_text("slow")
+    with qtbot.waitSignal(panel.loader.ready, timeout=10_000):
+        panel.set_text("fast")
+    release.set()
+    panel.loader.wait()
+    qtbot.wait(50)                                                    # a stale result would arrive now
+    assert torch.equal(panel.gallery.attn_weights, made_up_gallery(2).attn_weights)
+
+
+def test_a_failure_is_one_status_line(qtbot):
+    def broken(text):
+        raise ValueError("text: makes 600 WordPiece pieces with [CLS] and [SEP]; the model takes at most 512\nmore")
+
+    panel = PretrainedPanel(broken)
+    qtbot.addWidget(panel)
+    with qtbot.waitSignal(panel.status, timeout=5000, check_params_cb=lambda m: "512" in m) as sig:
+        panel.set_text("long")
+    assert "\n" not in sig.args[0]
+    panel.loader.wait()
+
+
+def test_on_the_real_model_the_example_shows_him_looking_at_dog(qtbot):
+    from core.pretrained import find_query_key_head, gallery
+    from core.pretrained_config import EXAMPLE_TEXT
+
+    panel = ready_panel(qtbot, lambda text: gallery(text, device="cpu"), EXAMPLE_TEXT)
+    panel.hide_special.setChecked(True)
+    best = find_query_key_head(panel.gallery, "him", "dog")          # found by a scan, not hard-coded
+    panel.select(best.layer, best.head)
+    lines = panel.lines_view
+    assert lines.query_label() == "him"
+    key, width, _alpha = max(lines.lines(), key=lambda line: line[1])
+    assert lines._labels[key] == "dog" and width == pytest.approx(best.score * MAX_LINE_PX)
+
+
+def test_long_texts_are_max_pooled_in_the_thumbnails_and_say_so(qtbot):
+    from gui.pretrained_view import MAX_THUMB_CELLS, max_pooled
+
+    words = tuple(f"w{i}" for i in range(150))
+    pieces = Pieces(ids=tuple(range(152)), pieces=("[CLS]",) + words + ("[SEP]",),
+                    special=(True,) + (False,) * 150 + (True,))
+    panel = ready_panel(qtbot, Recorder(lambda text: made_up_gallery(3, pieces)))
+    view = panel.gallery_view
+    assert f"max-pooled to {MAX_THUMB_CELLS}" in view.note
+    assert view._images[0][0].width() == MAX_THUMB_CELLS
+    weights = panel.gallery.attn_weights.numpy()
+    pooled = max_pooled(weights, MAX_THUMB_CELLS)
+    edges = np.linspace(0, 152, MAX_THUMB_CELLS + 1).astype(int)
+    # each pooled cell is the largest weight of its block
+    assert pooled[1, 2, 3, 4] == weights[1, 2, edges[3]:edges[4], edges[4]:edges[5]].max()
+    assert pooled.shape == (6, 12, MAX_THUMB_CELLS, MAX_THUMB_CELLS)
