@@ -118,7 +118,10 @@ def run_export(argv: list[str]) -> int:
         return _run_export(argv)
     except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM: the export is atomic, nothing half-written is left
         what = "terminated" if isinstance(exc, Terminated) else "interrupted"
-        print(f"{PROG} export: {what}; nothing was written", file=sys.stderr)
+        if getattr(exc, "completed", None) is not None:  # it came after the last file was in place
+            print(f"{PROG} export: {what} after the export to {exc.completed} was complete", file=sys.stderr)
+        else:
+            print(f"{PROG} export: {what}; nothing was written", file=sys.stderr)
         return 143 if isinstance(exc, Terminated) else 130
     finally:
         if previous is not None:

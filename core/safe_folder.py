@@ -22,7 +22,7 @@ until it is undone, then delivered.
 """
 from __future__ import annotations
 
-import errno
+import functools
 import json
 import os
 import shutil
@@ -384,9 +384,27 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+@functools.lru_cache(maxsize=1)
+def _syncfs() -> Callable[[int], int] | None:
+    try:  # Linux: one call writes back the whole filesystem's dirty data, ~100× fewer waits
+        import ctypes
+        return ctypes.CDLL(None, use_errno=True).syncfs
+    except (OSError, AttributeError):
+        return None
+
+
 def _fsync_files(root: Path, files: list[str]) -> None:
     """Make the new set durable before the journal says it is complete (a power cut, not only a kill)."""
-    for rel in files:
+    fd = _open_dir(root)
+    if _syncfs() is not None and fd is not None:
+        try:
+            if _syncfs()(fd) == 0:
+                return
+        finally:
+            os.close(fd)
+    elif fd is not None:
+        os.close(fd)
+    for rel in files:  # elsewhere: file by file (slow on a busy disk: ~5 ms each)
         try:
             fd = os.open(root / rel, os.O_RDONLY)
         except OSError:
@@ -431,9 +449,21 @@ def replace_export(out: str | Path, write: Callable[[Path], list[str]],
     ``write`` gets an empty folder, writes the new set into it and returns the relative paths
     written (manifest.json among them). If it raises, or anything fails before the switch-over
     completes, ``out`` is left exactly as it was (folders this call created removed again).
-    ``note(line)`` receives one line per sweep of a dead export's leftovers.
+    ``note(line)`` receives one line per sweep of a dead export's leftovers. A KeyboardInterrupt
+    (Ctrl-C, or SIGTERM made one) that arrives once the new set is in place carries
+    ``completed = out``: the export was written all the same.
     """
     out = Path(out)
+    state = {"done": False}
+    try:
+        return _replace(out, write, cancelled, note or (lambda line: None), state)
+    except KeyboardInterrupt as exc:
+        if state["done"]:
+            exc.completed = out
+        raise
+
+
+def _replace(out: Path, write, cancelled, say, state: dict) -> Path:
     try:
         is_file = out.exists() and not out.is_dir()
     except OSError as exc:  # e.g. a name too long for the file system
@@ -446,10 +476,8 @@ def replace_export(out: str | Path, write: Callable[[Path], list[str]],
     except OSError as exc:
         remove_empty(created)
         raise FolderError(f"cannot create {short(out)}: {exc.strerror or exc}") from None
-    say = note or (lambda line: None)
     work = None
     work_fd = None
-    done = False
     try:
         with _folder_lock(out, cancelled):
             for line in sweep(out) + sweep_legacy(out):
@@ -467,23 +495,23 @@ def replace_export(out: str | Path, write: Callable[[Path], list[str]],
             for line in sweep(out):
                 say(line)
             plan = _plan(out, work, files)
-            _switch(out, work, plan)
-        done = True
+            _switch(out, work, plan, state)
     finally:
         with _signals_held():
             if work_fd is not None:
                 os.close(work_fd)
-            if work is not None and (done or not os.path.lexists(work / JOURNAL)):
+            if work is not None and (state["done"] or not os.path.lexists(work / JOURNAL)):
                 try:
                     _discard(work)
                 except OSError:
                     pass  # debris: the next export sweeps it
-            if not done:
+            if not state["done"]:
                 remove_empty(created)
     return out
 
 
-def _switch(out: Path, work: Path, plan: dict) -> None:
+def _switch(out: Path, work: Path, plan: dict, state: dict) -> None:
+    """Forward by the journal; undone on any error or a signal before the last rename."""
     stopped = False
     with _signals_held() as pending:
         _write_journal(work, plan)
@@ -495,6 +523,9 @@ def _switch(out: Path, work: Path, plan: dict) -> None:
             if not isinstance(exc, Stopped):
                 raise
             stopped = True
+        else:
+            os.unlink(work / JOURNAL)  # settled: the rest of the work folder is plain debris now
+            state["done"] = True
     if stopped:  # the signal's own handler did not raise (e.g. ignored): still not written
         raise KeyboardInterrupt()
 
