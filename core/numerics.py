@@ -60,7 +60,8 @@ def summarize_notes(notes: list[dict], limit: int = 5) -> list[str]:
         for note in group:
             counts[note["value"]] = counts.get(note["value"], 0) + note["count"]
         what = ", ".join(f"{n} {v}" for v, n in counts.items())
-        lines.append(f"{stage}.{name} holds {what} (exported as such): {group[0]['why']}")
+        why = "; ".join(dict.fromkeys(note["why"] for note in group))
+        lines.append(f"{stage}.{name} holds {what} (exported as such): {why}")
     if len(lines) > limit:
         rest = len(lines) - limit
         lines = lines[:limit] + [f"… and {rest} more intermediate{'s' if rest > 1 else ''} with undefined values"]
