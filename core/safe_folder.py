@@ -41,6 +41,7 @@ except ImportError:  # Windows: no flock; work folders of live exports are then 
 
 WORK_PREFIX = ".attention-stepper-export-"
 MANIFEST = "manifest.json"
+EXPORT_SUFFIXES = (".csv", ".npy", ".npz")   # the only files an export writes besides manifest.json
 JOURNAL = "journal.json"
 UNDO = "undo"               # present: the switch described by the journal is being undone
 LOCK_WAIT_S = 60.0          # another export's switch-over takes milliseconds; this is a hung one
@@ -175,9 +176,12 @@ def listed_files(folder: Path) -> list[str]:
         entries = data.get("tensors", []) if isinstance(data, dict) else []
     except (OSError, ValueError):
         return files  # not ours or damaged: only manifest.json itself is replaced
+    if not isinstance(entries, list):
+        return files
     for entry in entries:
         rel = _safe_rel(entry.get("file")) if isinstance(entry, dict) else None
-        if rel and rel not in files:
+        # only what an export writes: a manifest from elsewhere never gets the user's files deleted
+        if rel and rel.endswith(EXPORT_SUFFIXES) and rel not in files:
             files.append(rel)
     return files
 
@@ -365,7 +369,7 @@ def sweep_legacy(folder: Path) -> list[str]:
 
 def _only_export_files(path: Path) -> bool:
     for dirpath, _dirs, files in os.walk(path):
-        if any(not f.endswith((".csv", ".npy", ".npz", ".json")) for f in files):
+        if any(not f.endswith((*EXPORT_SUFFIXES, ".json")) for f in files):
             return False
     return True
 

@@ -19,6 +19,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -164,6 +165,41 @@ def test_sigterm_and_ctrl_c_at_every_step_leave_the_old_set_and_no_debris(mode, 
             assert line["result"] == "interrupted after completing" and got == "new"
         follow_up(folder, leftovers=False)
     assert {line["result"] for line in lines} == {"interrupted", "interrupted after completing"}
+
+
+def test_concurrent_exports_into_one_folder_leave_one_complete_set(tmp_path):
+    """B runs its whole export while A is writing: B's sweeps leave A's (live, locked) work folder
+    alone, A then replaces B's set as a whole."""
+    folder = make_target(tmp_path / "target")
+    a_writing, b_done = threading.Event(), threading.Event()
+    writer = write_set("third", OLD)
+
+    def slow_writer(path: Path) -> list[str]:
+        a_writing.set()
+        assert b_done.wait(CHILD_TIMEOUT_S)
+        return writer(path)
+
+    a = threading.Thread(target=replace_export, args=(folder, slow_writer))
+    a.start()
+    assert a_writing.wait(CHILD_TIMEOUT_S)
+    notes: list[str] = []
+    replace_export(folder, write_set("new", NEW), note=notes.append)
+    assert notes == [] and which_set(folder) == "new" and len(work_folders(folder)) == 1   # A's, untouched
+    b_done.set()
+    a.join(CHILD_TIMEOUT_S)
+    assert which_set(folder) == "third" and work_folders(folder) == []
+
+
+def test_a_foreign_manifest_never_gets_other_files_deleted(tmp_path):
+    """A manifest.json that is not an export's (or lists other kinds of files) only has itself replaced."""
+    folder = tmp_path / "target"
+    folder.mkdir()
+    (folder / "thesis.tex").write_text("years of work\n")
+    (folder / "manifest.json").write_text(json.dumps({"tensors": [{"file": "thesis.tex"}, {"file": "../x.csv"}]}))
+    (tmp_path / "x.csv").write_text("outside\n")
+    replace_export(folder, write_set("new", NEW))
+    assert (folder / "thesis.tex").read_text() == "years of work\n" and (tmp_path / "x.csv").exists()
+    assert json.loads((folder / "manifest.json").read_text())["tag"] == "new"
 
 
 # ----------------------------------------------------------------------------- the real command line
