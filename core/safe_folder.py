@@ -10,7 +10,8 @@ deleted. Work folders are flock-ed by their owner while it lives; the next expor
 others (dead exports) and says so in one line.
 
 Invariant, whatever kills the process and when:
-- a work folder without journal.json: ``DIR`` holds the complete old set; the folder is debris.
+- a work folder without journal.json: ``DIR`` holds one complete set (the old one before the
+  journal is written, the new one once the switch removed it); the work folder is debris.
 - a work folder with journal.json: a switch is under way: forward (retire the old set into
   old/, install new/) or, if the file ``undo`` is there too, back. Each step is one rename whose
   done-ness is read from the folders themselves, so the next export finishes it idempotently.
