@@ -100,16 +100,36 @@ def export_parser() -> argparse.ArgumentParser:
     return p
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, handled like Ctrl-C: the export cleans up and leaves the earlier files intact."""
+
+
+def _on_sigterm(signum, frame):
+    raise Terminated()
+
+
 def run_export(argv: list[str]) -> int:
-    from core.pretrained_cli import wants_pretrained
-    if wants_pretrained(argv):  # stage 5 (the real model) has its own options
-        from core.pretrained_cli import run
-        return run(argv)
+    import signal
+    import threading
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
+        from core.pretrained_cli import wants_pretrained
+        if wants_pretrained(argv):  # stage 5 (the real model) has its own options
+            from core.pretrained_cli import run
+            return run(argv)
         return _run_export(argv)
-    except KeyboardInterrupt:  # Ctrl-C: the export is atomic, so nothing half-written is left
-        print(f"{PROG} export: interrupted; nothing was written", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM: the export is atomic, nothing half-written is left
+        what = "terminated" if isinstance(exc, Terminated) else "interrupted"
+        if getattr(exc, "completed", None) is not None:  # it came after the last file was in place
+            print(f"{PROG} export: {what} after the export to {exc.completed} was complete", file=sys.stderr)
+        else:
+            print(f"{PROG} export: {what}; nothing was written", file=sys.stderr)
+        return 143 if isinstance(exc, Terminated) else 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def _run_export(argv: list[str]) -> int:
@@ -138,14 +158,20 @@ def _run_export(argv: list[str]) -> int:
         if "can't allocate memory" not in str(exc):   # torch's CPU allocator: RuntimeError, not MemoryError
             raise
         parser.exit(2, f"{parser.prog}: error: out of memory while computing the trace; reduce the tokens, --d-out or --batch\n")
+    swept: list[str] = []
     try:
-        out = export_trace(trace, args.out, fmt=args.format)
+        out = export_trace(trace, args.out, fmt=args.format, note=swept.append)
     except ExportError as exc:
         parser.exit(2, f"{parser.prog}: error: --out: {exc}\n")
     except out_of_memory:
         parser.exit(2, f"{parser.prog}: error: out of memory while writing the export; reduce the tokens, --d-out or --batch\n")
-    for note in trace.notes:  # after the export, so that a failed one shows its error line alone
+    from core.numerics import summarize_notes, undefined_value_notes
+    for note in swept:  # after the export, so that a failed one shows its error line alone
         print(f"note: {note}", file=sys.stderr)
+    for note in trace.notes:
+        print(f"note: {note}", file=sys.stderr)
+    for line in summarize_notes(undefined_value_notes(trace)):
+        print(f"note: {line}; listed under \"notes\" in manifest.json", file=sys.stderr)
     n = sum(1 for _ in trace)
     shown = str(out).encode("utf-8", "backslashreplace").decode("utf-8")   # a folder name that is not UTF-8
     print(f"wrote {n} intermediates of {len(trace.stages)} stages to {shown} "

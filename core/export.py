@@ -4,9 +4,11 @@ CSV layout: a header row of column labels (first cell: the row axis), then one r
 row label. float32 values are written with 9 significant digits and float64 with 17, so
 reading them back gives the same number; −inf is written as ``-inf``.
 
-Writing is atomic at the folder level: files go to a hidden temporary folder beside the
-target and are moved into place only when all are written, so a failed or cancelled
-export leaves the target as it was.
+Writing is atomic at the folder level on any filesystem (core.safe_folder): files go to a
+hidden work folder inside the target and replace the earlier export's set in one journaled
+switch-over, so a failed, cancelled or killed export leaves the complete old set (or, once the
+switch-over began, the next export completes it). Non-numbers (nan, inf) are written as such
+and listed under ``notes`` in the manifest (core.numerics).
 """
 from __future__ import annotations
 
@@ -14,13 +16,14 @@ import io
 import itertools
 import json
 import os
-import shutil
 import tempfile
 from pathlib import Path
 from typing import Callable, Iterable
 
 import numpy as np
 
+from core.numerics import undefined_value_notes
+from core.safe_folder import FolderError, replace_export, short
 from core.trace import Intermediate, Trace
 
 MANIFEST_VERSION = 1
@@ -99,74 +102,24 @@ def count_slices(trace: Trace) -> int:
 
 def export_trace(trace: Trace, out_dir: str | Path, fmt: str = "csv",
                  progress: Callable[[int, int], None] | None = None,
-                 cancelled: Callable[[], bool] | None = None) -> Path:
+                 cancelled: Callable[[], bool] | None = None,
+                 note: Callable[[str], None] | None = None) -> Path:
     """Write the trace to ``out_dir`` (created if missing). fmt: "csv", "npy" or "npz".
 
     ``progress(done, total)`` is called after each file; ``cancelled()`` is polled and, when
-    true, the export stops with ExportCancelled and leaves ``out_dir`` untouched.
+    true, the export stops with ExportCancelled and leaves ``out_dir`` untouched. The earlier
+    export in ``out_dir`` is replaced as a whole (core.safe_folder: staged inside the folder,
+    journaled switch-over); ``note(line)`` gets one line per leftover of a dead export swept.
     """
     if fmt not in ("csv", "npy", "npz"):
         raise ExportError(f"format must be csv, npy or npz, got {fmt!r}")
-    out = Path(out_dir)
     try:
-        is_file = out.exists() and not out.is_dir()
-    except OSError as exc:  # e.g. a name too long for the file system
-        raise ExportError(f"cannot use {_short(out)}: {exc.strerror or exc}") from None
-    if is_file:
-        raise ExportError(f"{_short(out)} is a file; choose a folder to export into")
-    parent = out.parent if str(out.parent) else Path(".")
-    created = _missing_ancestors(parent)  # folders this export creates; removed again if it fails
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
+        return replace_export(out_dir, lambda folder: _write_all(trace, folder, fmt, progress, cancelled),
+                              cancelled=cancelled, note=note)
+    except FolderError as exc:
+        raise ExportError(str(exc)) from None
     except OSError as exc:
-        _remove_empty(created)
-        raise ExportError(f"cannot create {_short(parent)}: {exc.strerror or exc}") from None
-    try:
-        staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=parent))
-    except OSError as exc:
-        _remove_empty(created)
-        raise ExportError(f"cannot write into {_short(parent)}: {exc.strerror or exc}") from None
-    done = False
-    try:
-        files = _write_all(trace, staging, fmt, progress, cancelled)
-        _move_into(staging, out, files)
-        done = True
-    except ExportCancelled:
-        raise
-    except OSError as exc:
-        raise ExportError(f"cannot write the export to {_short(out)}: {exc.strerror or exc}") from None
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-        if not done:
-            _remove_empty(created)
-    return out
-
-
-def _short(path: Path, limit: int = 100) -> str:
-    """A path shortened for a one-line message (its end, where the name is)."""
-    text = str(path)
-    return text if len(text) <= limit else "…" + text[-(limit - 1):]
-
-
-def _missing_ancestors(folder: Path) -> list[Path]:
-    """``folder`` and its ancestors that do not exist yet, deepest first."""
-    missing = []
-    try:
-        while not folder.exists() and folder != folder.parent:
-            missing.append(folder)
-            folder = folder.parent
-    except OSError:
-        pass
-    return missing
-
-
-def _remove_empty(folders: list[Path]) -> None:
-    """Remove the folders (deepest first) that are still empty; never anything with files in it."""
-    for folder in folders:
-        try:
-            folder.rmdir()
-        except OSError:
-            continue  # not empty (or gone): leave it
+        raise ExportError(f"cannot write the export to {short(Path(out_dir))}: {exc.strerror or exc}") from None
 
 
 def _write_all(trace, staging: Path, fmt, progress, cancelled) -> list[str]:
@@ -222,57 +175,12 @@ def _write_all(trace, staging: Path, fmt, progress, cancelled) -> list[str]:
         "tokens": list(trace.tokens),
         "format": fmt,
         "tensors": tensors,
+        # where a value is not a number (e.g. 0/0 for a padding token) and why; [] when none
+        "notes": undefined_value_notes(trace),
     }
     (staging / "manifest.json").write_text(json.dumps(manifest, indent=1), encoding="utf-8")
     written.append("manifest.json")
     return written
-
-
-def _move_into(staging: Path, out: Path, files: list[str]) -> None:
-    """Move the finished files into ``out``; on failure, remove what was moved."""
-    created_root = not out.exists()
-    out.mkdir(parents=True, exist_ok=True)
-    moved: list[Path] = []
-    replaced: list[tuple[Path, Path]] = []
-    try:
-        backup = Path(tempfile.mkdtemp(prefix=f".{out.name}.backup-", dir=out.parent))
-    except BaseException:
-        if created_root:
-            _remove_empty([out])
-        raise
-    restored = True
-    made: list[Path] = []  # folders this export created inside out (the user's own are never removed)
-    try:
-        for rel in files:
-            src, dst = staging / rel, out / rel
-            for folder in reversed(_missing_ancestors(dst.parent)):
-                folder.mkdir()
-                made.append(folder)
-            if dst.exists():
-                keep = backup / rel
-                keep.parent.mkdir(parents=True, exist_ok=True)
-                os.replace(dst, keep)
-                replaced.append((keep, dst))
-            os.replace(src, dst)
-            moved.append(dst)
-    except BaseException:
-        for dst in moved:
-            dst.unlink(missing_ok=True)
-        for keep, dst in replaced:
-            try:
-                os.replace(keep, dst)
-            except OSError:
-                restored = False  # keep the backup folder: it holds the user's earlier file
-        _remove_empty(list(reversed(made)))
-        if created_root and out.exists() and not any(out.iterdir()):
-            out.rmdir()
-        if not restored:
-            raise ExportError(f"the export to {out} failed and some earlier files could not be put back; "
-                              f"they are in {backup}") from None
-        raise
-    finally:
-        if restored:
-            shutil.rmtree(backup, ignore_errors=True)
 
 
 def write_matrix_csv(item: Intermediate, index: list[int], path: str | Path) -> Path:

@@ -1,7 +1,7 @@
 """File-menu actions: export the matrix under focus or the whole trace as CSV, save a PNG.
 
 Each function asks for a path with QFileDialog (tests patch it), writes through core.export
-(atomic: temporary name, then rename) and returns a one-line message for the status bar.
+(atomic: temporary name, then rename; whole exports through core.safe_folder) and returns a one-line message for the status bar.
 Errors come back as messages, never as tracebacks.
 """
 from __future__ import annotations
@@ -61,13 +61,21 @@ class ExportJob(QtCore.QThread):
         self._cancel.set()
 
     def run(self) -> None:
-        from core.export import ExportCancelled, ExportError, export_trace
+        from core.export import ExportCancelled, ExportError, count_slices, export_trace
+        from core.numerics import undefined_value_notes
+        swept: list[str] = []
         try:
             out = export_trace(self.trace, self.folder, fmt=self.fmt,
                                progress=lambda done, total: self.progress.emit(done, total),
-                               cancelled=self._cancel.is_set)
-            n = sum(1 for _ in Path(out).rglob(f"*.{self.fmt}"))
+                               cancelled=self._cancel.is_set, note=swept.append)
+            # the export's own files (the folder may hold the user's too)
+            n = {"csv": count_slices(self.trace), "npy": sum(1 for _ in self.trace), "npz": 1}[self.fmt]
             msg = f"Exported the whole trace ({n} {self.fmt.upper()} files and manifest.json) to {out}"
+            undefined = sum(note["count"] for note in undefined_value_notes(self.trace))
+            if undefined:
+                msg += f"; {undefined} undefined values (nan/inf) kept as such, see notes in manifest.json"
+            if swept:
+                msg += "; " + "; ".join(swept)
         except ExportCancelled:
             msg = "Export cancelled; the folder was left as it was"
         except ExportError as exc:

@@ -8,20 +8,19 @@ Layout (all under the target folder):
 - ``run.npz``: the whole run, for opening again without retraining;
 - ``manifest.json``: settings, probe tokens and a list of tensors like the export's.
 CSV values are formatted by core.export's helpers (9 significant digits for float32, 17 for
-float64). Files go to a temporary folder and are moved into place when all are written (the
-export's procedure), so a failed or cancelled write leaves no partial files.
+float64). Files are staged and switched into place by core.safe_folder (the export's procedure), so a
+failed, cancelled or killed write leaves no partial files.
 """
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
-from core.export import ExportCancelled, ExportError, _missing_ancestors, _move_into, _remove_empty, slice_csv
+from core.export import ExportCancelled, ExportError, slice_csv
+from core.safe_folder import FolderError, replace_export
 from core.train.runfile import save_run
 from core.train.runner import TrainRun
 
@@ -53,33 +52,28 @@ def snapshots_csv(run: TrainRun) -> str:
 
 
 def write_run_folder(run: TrainRun, out_dir: str | Path, fmt: str = "csv",
-                     cancelled: Callable[[], bool] | None = None) -> tuple[Path, int]:
-    """Write the run into ``out_dir`` (created if missing); returns (folder, files written)."""
+                     cancelled: Callable[[], bool] | None = None,
+                     note: Callable[[str], None] | None = None) -> tuple[Path, int]:
+    """Write the run into ``out_dir`` (created if missing) as the export does; returns (folder, files written).
+
+    The switch-over is core.safe_folder's: staged inside the folder, journaled, a run written there
+    before is replaced whole and the user's other files are never touched.
+    """
     if fmt not in ("csv", "npy"):
         raise ExportError(f"format must be csv or npy, got {fmt!r}")
-    out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise ExportError(f"{out} is a file; choose a folder")
-    parent = out.parent if str(out.parent) else Path(".")
-    created = _missing_ancestors(parent)
+    written: list[str] = []
+
+    def write(staging: Path) -> list[str]:
+        written[:] = _write_all(run, staging, fmt, cancelled)
+        return written
+
     try:
-        parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=parent))
+        out = replace_export(out_dir, write, cancelled, note)
+    except FolderError as exc:
+        raise ExportError(str(exc)) from None
     except OSError as exc:
-        _remove_empty(created)
-        raise ExportError(f"cannot write into {parent}: {exc.strerror or exc}") from None
-    done = False
-    try:
-        files = _write_all(run, staging, fmt, cancelled)
-        _move_into(staging, out, files)
-        done = True
-    except OSError as exc:
-        raise ExportError(f"cannot write {out}: {exc.strerror or exc}") from None
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-        if not done:
-            _remove_empty(created)
-    return out, len(files)
+        raise ExportError(f"cannot write {out_dir}: {exc.strerror or exc}") from None
+    return out, len(written)
 
 
 def _write_all(run: TrainRun, staging: Path, fmt: str, cancelled) -> list[str]:
@@ -115,6 +109,7 @@ def _write_all(run: TrainRun, staging: Path, fmt: str, cancelled) -> list[str]:
     written.append("run.npz")
     manifest = {"version": MANIFEST_VERSION, "kind": "train", "settings": run.settings.to_dict(),
                 "device": run.device, "tokens": tokens, "format": fmt, "loss_log": "loss.csv",
-                "snapshots": "snapshots.csv", "run": "run.npz", "tensors": tensors}
+                "snapshots": "snapshots.csv", "run": "run.npz", "tensors": tensors,
+                "files": ["loss.csv", "snapshots.csv", "run.npz"]}
     put("manifest.json", json.dumps(manifest, indent=1))
     return written

@@ -127,5 +127,7 @@ def test_edited_weights_reach_the_causal_stage_but_not_the_multihead_one():
     assert torch.allclose(full["causal", "attn_scores"].tensor,
                           build_trace(cfg, only=("causal",), weights_override=edited)["causal", "attn_scores"].tensor)
     plain = build_trace(cfg, only=("multihead",))
-    assert torch.equal(full["multihead", "queries"].tensor, plain["multihead", "queries"].tensor)
+    # not bit for bit: a full trace may take the multi-head projections through the shared path
+    # (see the test above), whose kernels may round differently on another CPU; the edit (×2) is far bigger
+    assert torch.allclose(full["multihead", "queries"].tensor, plain["multihead", "queries"].tensor, atol=1e-6, rtol=0)
     assert not torch.allclose(full["causal", "attn_scores"].tensor, build_trace(cfg)["causal", "attn_scores"].tensor)

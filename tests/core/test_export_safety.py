@@ -18,6 +18,7 @@ import core.export
 from core import AttentionConfig, build_trace
 from core.export import (ExportCancelled, ExportError, count_slices, export_trace, read_csv_slice,
                          write_matrix_csv, write_text_atomic)
+from core.safe_folder import WORK_PREFIX, sweep
 from tests.core.snapshots import existing_target, snapshot
 
 DISK_FULL = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
@@ -213,22 +214,26 @@ def test_interrupt_while_writing_leaves_nothing(traces, tmp_path, monkeypatch):
 
 def test_a_file_that_cannot_be_put_back_is_kept_not_deleted(traces, tmp_path, monkeypatch):
     """If renames keep failing even while rolling back, the user's earlier files stay in the
-    backup folder (named in the message) instead of being deleted."""
+    work folder's old/ (named in the message) instead of being deleted, and the next export
+    (its sweep) puts them back."""
     target = existing_target(tmp_path)
     (target / "simplified").mkdir()
     (target / "simplified" / "inputs.csv").write_text("my edited inputs\n")  # the first file an export writes
     original = snapshot(target)
-    # renames: 1 old inputs.csv -> backup, 2 new inputs.csv -> target, 3 and later fail (the restore too)
+    # renames: 1 the journal, 2 old manifest.json -> old/, 3 and later fail (the undo too)
     monkeypatch.setattr(core.export.os, "replace", fail_nth(os.replace, 3, DISK_FULL, and_after=True))
     with pytest.raises(ExportError) as info:
         export_trace(traces["book"], target)
     message = str(info.value)
-    assert ".backup-" in message and "could not be put back" in message
-    backup = Path(message.rsplit("they are in ", 1)[1])
-    assert backup.is_dir()
+    assert WORK_PREFIX in message and "could not be put back" in message
+    backup = Path(message.rsplit("they are in ", 1)[1].split(" (the next export")[0])
+    assert backup.is_dir() and backup.parent.parent == target
     recovered = {**snapshot(target), **{k: v for k, v in snapshot(backup).items() if v is not None}}
     for rel, content in original.items():
         assert recovered.get(rel) == content, f"{rel} was lost"
+    monkeypatch.undo()
+    assert any("undid its switch-over" in line for line in sweep(target))
+    assert snapshot(target) == original
 
 
 def test_target_is_a_file(traces, tmp_path):

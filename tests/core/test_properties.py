@@ -196,15 +196,22 @@ def check_trace(trace, cfg: AttentionConfig, T: int, check_finite: bool = True) 
     if p == 0.0:
         assert (keep == 1).all()
     aw = trace["causal", "attn_weights"].tensor
+    # exact by construction: the same two elementwise IEEE operations as steps.apply_dropout
+    # (correctly rounded on every CPU, vectorised or not)
     assert torch.equal(trace["causal", "dropped_weights"].tensor, aw * keep / (1.0 - p))
     # approach A equals approach B
     assert torch.allclose(trace["causal", "renormalized_weights"].tensor, aw, atol=tol * 10, rtol=0)
-    # the stacked copies are copies (dropout draws a different mask per copy)
+    # the stacked copies are copies (dropout draws a different mask per copy). Not bit for bit:
+    # x @ W folds the batch into one (b·T) × d_in GEMM, and BLAS kernels treat rows at different
+    # positions of M differently (tail tiles, AVX-512 vs AVX2): on AMD EPYC the copies of
+    # multihead.context_vecs differ by 1 ulp. A few ulps of the largest value per step allowed.
     if cfg.batch > 1:
         for key in [("causal", "attn_weights"), ("multihead", "context_vecs"), ("multihead", "wrapper_context_vecs")] \
                 + ([("causal", "context_vecs")] if p == 0.0 else []):
             t = trace[key].tensor
-            assert all(torch.equal(t[0], t[i]) for i in range(cfg.batch)), key
+            atol = 64 * torch.finfo(t.dtype).eps * max(1.0, t.abs().max().item())
+            for i in range(1, cfg.batch):
+                torch.testing.assert_close(t[i], t[0], rtol=0, atol=atol, msg=lambda m: f"{key}: {m}")
 
 
 def run_property(kw: dict, inputs: Inputs | None = None):
@@ -233,6 +240,9 @@ def run_property(kw: dict, inputs: Inputs | None = None):
               causal=False, dropout=0.0, dropout_seed=0, qkv_bias=True, batch=1, device="cpu", dtype="float64"))
 @example(dict(embeddings="random", text="?", d_in=1, d_out=3, num_heads=2, init="rand", seed=0,
               causal=True, dropout=math.nan, dropout_seed=0, qkv_bias=False, batch=1, device="cpu", dtype="float32"))
+# issue 10: its batch copies of multihead.context_vecs differ by 1 ulp on some CPUs (AMD EPYC)
+@example(dict(embeddings="random", text=" 0 ", d_in=1, d_out=5, num_heads=1, init="rand", seed=0,
+              causal=False, dropout=0.0, dropout_seed=0, qkv_bias=False, batch=2, device="cpu", dtype="float32"))
 def test_config_and_trace_either_hold_their_invariants_or_raise_config_error(kw):
     cfg, result = run_property(kw)
     event("refused: " + result.field if isinstance(result, ConfigError) else "trace")

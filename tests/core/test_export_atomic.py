@@ -1,0 +1,350 @@
+"""Exports that survive any kill, on any filesystem (issue 10).
+
+An export is stopped by kill -9, SIGTERM or SIGINT right before each filesystem step it takes
+(writing, the journaled switch-over, the clean-up: tests/core/export_child.py). After each, the
+folder must hold exactly one complete set, old or new (manifest.json listing exactly the export
+files beside it, each with that set's bytes), the user's own files untouched; only a kill -9
+during the switch-over may leave no manifest.json at all, with a journal that the next export's
+sweep completes. The next export then sweeps whatever was left, says so in one line, and leaves
+its own set and nothing hidden. Also: staging never leaves the target folder (a mounted disk's
+root inside a read-only parent, a symlink to another filesystem), and batch 2 then batch 1
+leaves no stale file.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from core import AttentionConfig, build_trace
+from core.export import count_slices, export_trace
+from core.safe_folder import JOURNAL, WORK_PREFIX, replace_export, sweep
+from tests.core.export_child import NEW, OLD, write_set
+from tests.core.snapshots import snapshot
+
+pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs POSIX signals and fork")
+
+ROOT = Path(__file__).resolve().parents[2]
+USER_FILES = {"notes.txt": b"my notes\n", "causal/mine.txt": b"keep me\n", "trainable/drafts/idea.md": b"x\n"}
+CHILD_TIMEOUT_S = 60
+
+
+def make_target(folder: Path) -> Path:
+    """A folder with the user's own files and the "old" export (batch 2: more files than "new")."""
+    for rel, data in USER_FILES.items():
+        (folder / rel).parent.mkdir(parents=True, exist_ok=True)
+        (folder / rel).write_bytes(data)
+    replace_export(folder, write_set("old", OLD))
+    return folder
+
+
+def run_child(mode: str, root: Path, points: list[int]) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "tests.core.export_child", mode, str(root),
+                             *map(str, points)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+
+
+def results(proc: subprocess.Popen) -> tuple[list[dict], str]:
+    out, err = proc.communicate(timeout=CHILD_TIMEOUT_S)
+    return [json.loads(line) for line in out.splitlines() if line.startswith("{")], err
+
+
+def visible(folder: Path) -> dict[str, bytes | None]:
+    return {rel: v for rel, v in snapshot(folder).items() if not rel.startswith(WORK_PREFIX)}
+
+
+def work_folders(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.name.startswith(WORK_PREFIX))
+
+
+def which_set(folder: Path) -> str:
+    """'old' or 'new' when the folder holds exactly that complete set plus the user's files."""
+    seen = visible(folder)
+    for rel, data in USER_FILES.items():
+        assert seen.get(rel) == data, f"the user's {rel} was touched"
+    manifest = json.loads(seen.pop("manifest.json"))
+    tag, listed = manifest["tag"], [t["file"] for t in manifest["tensors"]]
+    assert listed == {"old": OLD, "new": NEW, "third": OLD}[tag]
+    files = {rel for rel, v in seen.items() if v is not None and rel not in USER_FILES}
+    assert files == set(listed), f"{tag}: files beside the manifest differ from its list"
+    for rel in listed:
+        assert seen[rel] == f"{tag},{rel}\n".encode(), f"{rel} is not from the {tag} set"
+    folders = {rel for rel, v in seen.items() if v is None}
+    needed = {str(p) for rel in [*listed, *USER_FILES] for p in Path(rel).parents if str(p) != "."}
+    assert folders == needed, "a folder was left behind or removed"
+    return tag
+
+
+def export_length(root: Path) -> int:
+    make_target(root / "n0" / "target")
+    (line,), _ = results(run_child("none", root, [0]))
+    assert line["result"] == "complete" and which_set(root / "n0" / "target") == "new"
+    return line["steps"]
+
+
+def follow_up(folder: Path, leftovers: bool) -> None:
+    """The next export sweeps (one line when there was something) and leaves its own set only."""
+    notes: list[str] = []
+    replace_export(folder, write_set("third", OLD), note=notes.append)
+    assert len(notes) == (1 if leftovers else 0), notes
+    if leftovers:
+        assert notes[0].startswith("swept 1 leftover of an interrupted export")
+    assert work_folders(folder) == []
+    assert which_set(folder) == "third"
+
+
+@pytest.fixture
+def scratch(tmp_path):
+    """A folder on /dev/shm where there is one: the kill points are the same on any disk, and a
+    disk's fsync waits (~4 per export, 150 exports a test) would make the test slow on a busy machine."""
+    shm = Path("/dev/shm")
+    if not (shm.is_dir() and os.access(shm, os.W_OK)):
+        yield tmp_path
+        return
+    folder = Path(tempfile.mkdtemp(prefix="attention-stepper-test-", dir=shm))
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
+def steps(scratch) -> int:
+    return export_length(scratch / "length")
+
+
+def test_every_kill_9_leaves_one_complete_set_and_the_next_export_sweeps(steps, scratch):
+    tmp_path = scratch
+    points = list(range(1, steps + 1))
+    for n in points:
+        make_target(tmp_path / f"n{n}" / "target")
+    lines, err = results(run_child("kill9", tmp_path, points))
+    assert err == "" and lines == [{"n": n, "result": "killed"} for n in points]
+    outcomes = {"old": 0, "new": 0, "mid-switch": 0}
+    for n in points:
+        folder = tmp_path / f"n{n}" / "target"
+        work = work_folders(folder)
+        assert len(work) <= 1
+        if not (folder / "manifest.json").exists():
+            # killed mid-switch: no manifest describes the mixed files; the journal says what to finish
+            assert work and (work[0] / JOURNAL).exists(), f"step {n}: no manifest and no journal"
+            outcomes["mid-switch"] += 1
+            assert len(sweep(folder)) == 1
+            assert which_set(folder) in ("old", "new")
+            work = []
+        else:
+            outcomes[which_set(folder)] += 1
+        follow_up(folder, leftovers=bool(work))
+    assert all(outcomes.values()), outcomes   # the points cover writing, the switch-over and after
+
+
+@pytest.mark.parametrize("mode", ["term", "int"])
+def test_sigterm_and_ctrl_c_at_every_step_leave_the_old_set_and_no_debris(mode, steps, scratch):
+    tmp_path = scratch
+    points = list(range(1, steps + 1))
+    for n in points:
+        make_target(tmp_path / f"n{n}" / "target")
+    lines, err = results(run_child(mode, tmp_path, points))
+    assert err == "" and [line["n"] for line in lines] == points
+    for line in lines:
+        folder = tmp_path / f"n{line['n']}" / "target"
+        assert work_folders(folder) == [], f"step {line['n']}: debris left"
+        got = which_set(folder)
+        if line["result"] == "interrupted":
+            assert got == "old", f"step {line['n']}: 'nothing was written' but the folder changed"
+        else:  # the signal came after the last file was in place: written, and said so
+            assert line["result"] == "interrupted after completing" and got == "new"
+        follow_up(folder, leftovers=False)
+    assert {line["result"] for line in lines} == {"interrupted", "interrupted after completing"}
+
+
+def test_concurrent_exports_into_one_folder_leave_one_complete_set(tmp_path):
+    """B runs its whole export while A is writing: B's sweeps leave A's (live, locked) work folder
+    alone, A then replaces B's set as a whole."""
+    folder = make_target(tmp_path / "target")
+    a_writing, b_done = threading.Event(), threading.Event()
+    writer = write_set("third", OLD)
+
+    def slow_writer(path: Path) -> list[str]:
+        a_writing.set()
+        assert b_done.wait(CHILD_TIMEOUT_S)
+        return writer(path)
+
+    a = threading.Thread(target=replace_export, args=(folder, slow_writer))
+    a.start()
+    assert a_writing.wait(CHILD_TIMEOUT_S)
+    notes: list[str] = []
+    replace_export(folder, write_set("new", NEW), note=notes.append)
+    assert notes == [] and which_set(folder) == "new" and len(work_folders(folder)) == 1   # A's, untouched
+    b_done.set()
+    a.join(CHILD_TIMEOUT_S)
+    assert which_set(folder) == "third" and work_folders(folder) == []
+
+
+def test_a_foreign_manifest_never_gets_other_files_deleted(tmp_path):
+    """A manifest.json that is not an export's (or lists other kinds of files) only has itself replaced."""
+    folder = tmp_path / "target"
+    folder.mkdir()
+    (folder / "thesis.tex").write_text("years of work\n")
+    (folder / "manifest.json").write_text(json.dumps({"tensors": [{"file": "thesis.tex"}, {"file": "../x.csv"}]}))
+    (tmp_path / "x.csv").write_text("outside\n")
+    replace_export(folder, write_set("new", NEW))
+    assert (folder / "thesis.tex").read_text() == "years of work\n" and (tmp_path / "x.csv").exists()
+    assert json.loads((folder / "manifest.json").read_text())["tag"] == "new"
+
+
+# ----------------------------------------------------------------------------- the real command line
+
+@pytest.fixture(scope="module")
+def traces():
+    return {b: build_trace(AttentionConfig(device="cpu", batch=b, num_heads=2, d_out=4)) for b in (2, 1)}
+
+
+
+def cli(*args: str, **kwargs) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "main.py", "export", *args], cwd=ROOT, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kwargs)
+
+
+def wait_for_staged_files(folder: Path, proc: subprocess.Popen, at_least: int) -> None:
+    deadline = time.monotonic() + CHILD_TIMEOUT_S
+    while time.monotonic() < deadline and proc.poll() is None:
+        staged = [p for w in work_folders(folder) for p in (w / "new").rglob("*.csv")] if folder.exists() else []
+        if len(staged) >= at_least:
+            return
+        time.sleep(0.005)
+    pytest.fail("the export finished (or hung) before it was stopped; make it bigger")
+
+
+BIG = ["--embeddings", "random", "--text", " ".join(f"t{i}" for i in range(40)), "--batch", "6", "--heads", "4",
+       "--d-out", "8", "--d-in", "8"]   # ~1,000 CSV files: long enough to be stopped while writing
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "kill-9"])
+def test_real_export_stopped_while_writing(sig, traces, scratch):
+    folder = scratch / "target"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("mine\n")
+    export_trace(traces[1], folder)
+    before = snapshot(folder)
+    proc = cli("--out", str(folder), *BIG)
+    wait_for_staged_files(folder, proc, at_least=20)
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=CHILD_TIMEOUT_S)
+    if sig == signal.SIGTERM:
+        assert proc.returncode == 143
+        assert err.splitlines() == ["python main.py export: terminated; nothing was written"]
+        assert snapshot(folder) == before           # the old set, and no debris
+        return
+    assert proc.returncode == -signal.SIGKILL
+    assert visible(folder) == before and len(work_folders(folder)) == 1  # old set intact + debris
+    again = cli("--out", str(folder), "--batch", "2")
+    out, err = again.communicate(timeout=CHILD_TIMEOUT_S)
+    assert again.returncode == 0
+    assert len(err.splitlines()) == 1 and err.startswith("note: swept 1 leftover of an interrupted export")
+    assert work_folders(folder) == [] and (folder / "notes.txt").read_text() == "mine\n"
+    manifest = json.loads((folder / "manifest.json").read_text())
+    exported = {p.relative_to(folder).as_posix() for p in folder.rglob("*.csv")}
+    assert exported == {t["file"] for t in manifest["tensors"]}
+
+
+# ----------------------------------------------------------------------------- other filesystems
+
+def assert_exactly(trace, folder: Path, user: dict[str, bytes]) -> None:
+    """The folder holds this trace's export and the user's files, nothing else."""
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert len(manifest["tensors"]) == count_slices(trace)
+    files = {rel for rel, v in snapshot(folder).items() if v is not None}
+    assert files == {t["file"] for t in manifest["tensors"]} | {"manifest.json"} | set(user)
+    for rel, data in user.items():
+        assert (folder / rel).read_bytes() == data
+
+
+def test_batch_2_then_batch_1_leaves_no_stale_file(traces, tmp_path):
+    folder = tmp_path / "out"
+    folder.mkdir()
+    (folder / "causal").mkdir()
+    (folder / "causal" / "mine.csv").write_bytes(b"keep,me\n")
+    export_trace(traces[2], folder)
+    export_trace(traces[1], folder)
+    assert_exactly(traces[1], folder, {"causal/mine.csv": b"keep,me\n"})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_out_is_a_symlink_to_a_folder_on_another_filesystem(traces, tmp_path):
+    shm = Path("/dev/shm")
+    if not shm.is_dir() or not os.access(shm, os.W_OK) or shm.stat().st_dev == tmp_path.stat().st_dev:
+        pytest.skip("no writable /dev/shm on another filesystem than the temporary folder")
+    elsewhere = Path(os.path.realpath(shm)) / f"attention-stepper-test-{os.getpid()}-{time.monotonic_ns()}"
+    elsewhere.mkdir()
+    try:
+        (elsewhere / "notes.txt").write_bytes(b"mine\n")
+        link = tmp_path / "out"
+        link.symlink_to(elsewhere, target_is_directory=True)
+        export_trace(traces[2], link)
+        export_trace(traces[1], link)
+        assert_exactly(traces[1], elsewhere, {"notes.txt": b"mine\n"})
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]   # nothing staged beside the link
+    finally:
+        shutil.rmtree(elsewhere, ignore_errors=True)
+
+
+def test_writable_target_in_an_unwritable_parent(traces, tmp_path):
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        pytest.skip("root ignores folder permissions; test_export_onto_a_mounted_disk covers it (read-only mount)")
+    parent = tmp_path / "parent"
+    (parent / "out").mkdir(parents=True)
+    parent.chmod(0o555)
+    try:
+        export_trace(traces[2], parent / "out")
+        export_trace(traces[1], parent / "out")
+        assert_exactly(traces[1], parent / "out", {})
+    finally:
+        parent.chmod(0o755)
+
+
+MOUNTED = r"""
+set -e
+mount -t tmpfs tmpfs "$P"
+mkdir "$P/out"
+mount -t tmpfs tmpfs "$P/out"          # the target is the root of its own disk ...
+echo mine > "$P/out/notes.txt"
+mount -o remount,ro "$P"               # ... inside a parent that nobody may write, root included
+"$PY" -c 'import sys; from core.cli import run_export
+for batch in ("2", "1"):
+    assert run_export(["--out", sys.argv[1], "--batch", batch, "--heads", "2", "--d-out", "4"]) == 0' "$P/out" >/dev/null
+"$PY" -c 'import json, os, sys; print(json.dumps(sorted(os.path.relpath(os.path.join(d, f), sys.argv[1])
+                                         for d, _, fs in os.walk(sys.argv[1]) for f in fs)))' "$P/out"
+cat "$P/out/manifest.json"
+"""
+
+
+def test_export_onto_a_mounted_disk(traces, tmp_path):
+    """--out at the root of a mounted tmpfs whose parent is read-only: staged inside, no cross-device move."""
+    if shutil.which("unshare") is None:
+        pytest.skip("no unshare command to mount a private tmpfs")
+    probe = subprocess.run(["unshare", "-m", "--propagation", "private", "true"], capture_output=True)
+    if probe.returncode != 0:
+        pytest.skip(f"mounting is not allowed here: {probe.stderr.decode(errors='replace').strip()}")
+    point = tmp_path / "mnt"
+    point.mkdir()
+    run = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c", MOUNTED], cwd=ROOT,
+                         capture_output=True, text=True, timeout=CHILD_TIMEOUT_S,
+                         env={**os.environ, "P": str(point), "PY": sys.executable})
+    if run.returncode != 0 and "mount:" in run.stderr and "export" not in run.stderr:
+        pytest.skip(f"mounting a tmpfs is not allowed here: {run.stderr.strip().splitlines()[0]}")
+    assert run.returncode == 0, run.stderr
+    listing_line, manifest_text = run.stdout.split("\n", 1)
+    listing, manifest = set(json.loads(listing_line)), json.loads(manifest_text)
+    assert listing == {t["file"] for t in manifest["tensors"]} | {"manifest.json", "notes.txt"}
+    assert len(manifest["tensors"]) == count_slices(traces[1])
+    assert list(point.iterdir()) == []   # the mounts were private to that process
