@@ -102,3 +102,21 @@ def test_a_cancelled_or_failed_write_leaves_no_partial_files(tmp_path, monkeypat
     with pytest.raises(Exception, match="No space left"):
         train_folder.write_run_folder(run, tmp_path / "c")
     assert folder_snapshot(tmp_path) == {}
+
+
+def test_a_second_run_into_the_same_folder_replaces_the_first_whole(tmp_path):
+    """The run folder goes through the export's switch-over: fewer snapshots leave no stale file,
+    the user's own files stay, and no work folder is left behind."""
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    assert main.main(["train", "--task", "induction", "--out", str(out), *ARGS]) == 0
+    first = {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()}
+    fewer = [a if a != "12" else "4" for a in ARGS]                      # --steps 4: snapshots 0 and 4
+    assert main.main(["train", "--task", "induction", "--out", str(out), *fewer]) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    listed = {e["file"] for e in manifest["tensors"]} | set(manifest["files"]) | {"manifest.json"}
+    now = {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()}
+    assert now == listed | {"notes.txt"} and len(now) < len(first)
+    assert (out / "notes.txt").read_text() == "mine"
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]
