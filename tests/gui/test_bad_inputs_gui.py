@@ -19,7 +19,7 @@ import pytest
 from PySide6 import QtCore, QtTest, QtWidgets
 
 from core import build_trace
-from tests.core.snapshots import snapshot
+from tests.core.snapshots import fail_nth_file_write, snapshot
 from tests.core.test_bad_inputs import _fail_nth, make_input_files
 from tests.gui.conftest import TRACE_TIMEOUT_MS
 from tests.gui.helpers import expected_maps, shown_maps
@@ -458,9 +458,9 @@ def test_export_all_to_a_bad_target(good, qtbot, capfd, tmp_path, monkeypatch, k
     if kind == "read-only":
         monkeypatch.setattr(core.export.tempfile, "mkdtemp", refuse)
     elif kind == "read-only-midway":
-        monkeypatch.setattr(Path, "write_text", _fail_nth(Path.write_text, 7, READ_ONLY))
+        fail_nth_file_write(monkeypatch, 7, READ_ONLY)
     elif kind == "disk-full":
-        monkeypatch.setattr(Path, "write_text", _fail_nth(Path.write_text, 12, DISK_FULL))
+        fail_nth_file_write(monkeypatch, 12, DISK_FULL)
     elif kind == "disk-full-on-rename":
         monkeypatch.setattr(core.export.os, "replace", _fail_nth(os.replace, 9, DISK_FULL))
     c, before = good.controller, screen(good)
