@@ -29,7 +29,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from core import memory
+from core import buffers, memory
 from core.config import AttentionConfig
 from core.device import resolve_device
 from core.inputs import resolve_inputs
@@ -81,7 +81,7 @@ class CostRow:
     fused_peak_bytes: int | None       # peak memory above the start, fused forward
     tt_map_bytes: int                  # one T × T float32 map
     tt_heads_bytes: int                # the per-head T × T maps of one intermediate (h × T × T)
-    tt_kept_bytes: int | None          # every T × T intermediate the trace keeps
+    tt_kept_bytes: int | None          # the storages of the T × T intermediates the trace keeps
     estimate_bytes: int                # the memory guard's estimate for this trace
     memory_method: str                 # how the peaks were measured
     note: str = ""                     # e.g. why a size was skipped
@@ -158,8 +158,7 @@ class CostRunner:
                            tt_kept_bytes=None, note=f"skipped: {exc}", **base)
         inputs = resolve_inputs(cfg)
         trace = build_trace(cfg, inputs)  # warm-up, and the weights for the fused forward
-        kept = sum(it.tensor.numel() * it.tensor.element_size() for it in trace
-                   if tuple(it.axes[-2:]) == TT_AXES and it.is_ready)
+        kept = kept_tt_bytes(trace)
         mh = trace.stages["multihead"]
         weights = {k: mh[k].tensor for k in ("W_query", "W_key", "W_value", "W_out", "b_out")}
         x = trace["simplified", "inputs"].tensor.unsqueeze(0)  # (T, d_in) -> (1, T, d_in)
@@ -188,10 +187,21 @@ class CostRunner:
             for name, fn in (("fused", run_fused), ("trace", run_trace)):
                 if cancelled and cancelled():
                     raise CostCancelled()
+                buffers.clear()  # a fresh trace's memory, not buffers pooled by the runs before
                 peaks[name] = peak_bytes(fn, device)
         return CostRow(trace_ms=statistics.median(times["trace"]), fused_ms=statistics.median(times["fused"]),
                        trace_peak_bytes=peaks["trace"], fused_peak_bytes=peaks["fused"], tt_kept_bytes=kept,
                        **base)
+
+
+def kept_tt_bytes(trace) -> int:
+    """Bytes of the storages behind the trace's computed T × T intermediates, each storage once."""
+    storages = {}
+    for it in trace:
+        if tuple(it.axes[-2:]) == TT_AXES and it.is_ready:
+            storage = it.tensor.untyped_storage()
+            storages[(storage.device, storage.data_ptr())] = storage.nbytes()
+    return sum(storages.values())
 
 
 def peak_bytes(fn: Callable[[], object], device: str) -> int | None:

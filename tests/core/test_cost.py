@@ -37,8 +37,11 @@ def test_rows_hold_the_sizes_and_the_guards_estimate():
         assert row.tt_heads_bytes == 4 * T * T * 4
         assert row.estimate_bytes == memory.estimate_bytes(cfg, T)
         trace = build_trace(cfg)
-        kept = sum(it.tensor.numel() * 4 for it in trace if it.axes[-2:] == ("query", "key") and it.is_ready)
-        assert row.tt_kept_bytes == kept
+        tt = [it.tensor for it in trace if it.axes[-2:] == ("query", "key") and it.is_ready]
+        # each kept map's memory once (a map that is a view of another's storage is not counted twice)
+        unique = {t.untyped_storage().data_ptr(): t.untyped_storage().nbytes() for t in tt}
+        assert row.tt_kept_bytes == sum(unique.values())
+        assert sum(unique.values()) >= (len(tt) - 3) * T * T * 4  # not a count of pointers alone
         assert row.trace_ms > 0 and row.fused_ms > 0
         assert row.ratio == pytest.approx(row.trace_ms / row.fused_ms)
         assert row.memory_method == cost.memory_method("cpu")
@@ -67,8 +70,8 @@ def test_cpu_peak_counts_a_known_allocation():
         return float(t[-1])
 
     peak = cost.peak_bytes(allocate, "cpu")
-    # the allocation itself, plus at most some allocator and interpreter slack
-    assert size <= peak <= size + 32 * 2**20
+    # the allocation, less pages the heap already held (a few KB), plus at most some slack
+    assert size - 2**20 <= peak <= size + 32 * 2**20
 
 
 def test_rows_csv_round_trip():
