@@ -133,6 +133,8 @@ class CostView(QtWidgets.QWidget):
             plot.setMouseEnabled(x=False, y=False)
             plot.setMenuEnabled(False)
             plot.addLegend(offset=(8, 8), labelTextSize="8pt")
+            # one labelled tick per measured size (the log axis' own minor labels pile up)
+            plot.getAxis("bottom").setTicks([[(float(np.log10(t)), str(t)) for t in s.tokens], []])
         self.curves = {
             "trace_ms": self.time_plot.plot([], [], pen=TRACE_PEN, symbol="o", symbolSize=6,
                                             symbolBrush="#1f77b4", name="full trace"),
@@ -151,6 +153,7 @@ class CostView(QtWidgets.QWidget):
         self.table = QtWidgets.QTableWidget(0, len(COLUMNS), objectName="costTable")
         self.table.setHorizontalHeaderLabels(list(COLUMNS))
         self.table.verticalHeader().setVisible(False)
+        self.table.verticalHeader().setDefaultSectionSize(self.table.fontMetrics().height() + 6)
         self.table.setEditTriggers(QtWidgets.QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.horizontalHeader().setSectionResizeMode(QtWidgets.QHeaderView.ResizeMode.ResizeToContents)
         self.table.horizontalHeader().setStretchLastSection(True)
@@ -169,8 +172,8 @@ class CostView(QtWidgets.QWidget):
         lower_layout.addWidget(self.method)
         lower_layout.addWidget(self.explain)
         split.addWidget(lower)
-        split.setStretchFactor(0, 3)
-        split.setStretchFactor(1, 2)
+        split.setStretchFactor(0, 1)
+        split.setStretchFactor(1, 1)
         layout = QtWidgets.QVBoxLayout(self)
         layout.addLayout(bar)
         layout.addWidget(self.status)
@@ -203,6 +206,16 @@ class CostView(QtWidgets.QWidget):
     def wait(self, ms: int = 600000) -> bool:
         """Block until the worker has stopped (tests, closing)."""
         return self.worker.wait(ms) if self.worker is not None else True
+
+    def set_rows(self, rows: list[CostRow]) -> None:
+        """Show rows measured earlier (e.g. read back from a CSV) as if just measured."""
+        self.rows = []
+        self.table.setRowCount(0)
+        for row in rows:
+            self._on_row(row)
+        self.progress.setRange(0, max(len(rows), 1))
+        self.progress.setValue(len(rows))
+        self._set_running(self.is_running())
 
     def _set_running(self, running: bool) -> None:
         self.run_button.setEnabled(not running)
