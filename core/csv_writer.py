@@ -161,17 +161,21 @@ def _python_rows(arr: np.ndarray, labels: list[str]) -> bytes:
 def _float32_rows(arr: np.ndarray, labels: list[bytes]) -> bytes:
     """Rows of a float32 array (each ``label,`` first) as CSV bytes, formatted by numpy."""
     rows, cols = arr.shape
+    head = -(-max(len(s) for s in labels) // 8)  # label words per row
+    # one uint64 matrix per chunk: each row's label (zero-padded), then its cells' records
+    words = np.zeros((rows, head + 4 * cols), dtype="<u8")
+    text = np.frombuffer(b"".join(s.ljust(8 * head, b"\0") for s in labels), dtype="<u8")
+    words[:, :head] = text.reshape(rows, head)
+    rec = words[:, head:].reshape(rows, cols, 4)  # a view: (rows, 4·cols) -> (rows, cols, 4)
     with np.errstate(invalid="ignore"):  # signalling NaN payloads warn when widened; they print as nan
-        rec = _records(np.ascontiguousarray(arr).reshape(-1))  # (rows·cols,) -> (rows·cols, 4) words
-    rec[:, 3] |= _SEP_COMMA
-    rec.reshape(rows, cols, 4)[:, -1, 3] ^= _SEP_COMMA ^ _SEP_NEWLINE
-    # values never print a line break, so the text splits into rows at the separators
-    text = rec.tobytes().translate(None, b"\0").split(b"\n")
-    return b"".join(label + row + b"\n" for label, row in zip(labels, text))
+        _records(np.ascontiguousarray(arr), rec)
+    rec[:, :, 3] |= _SEP_COMMA
+    rec[:, -1, 3] ^= _SEP_COMMA ^ _SEP_NEWLINE
+    return words.tobytes().translate(None, b"\0")
 
 
-def _records(values: np.ndarray) -> np.ndarray:
-    """One record of four little-endian uint64 words (32 bytes) per float32 value.
+def _records(values: np.ndarray, rec: np.ndarray) -> None:
+    """Fill ``rec[..., 0:4]`` with one record of four little-endian uint64 words (32 bytes) per value.
 
     Byte slots in print order, 0 where nothing is printed:
     word 0: sign, '0', '.', 0, 0, 0 (the lead of 0.000ddd), d0, '.'
@@ -186,7 +190,7 @@ def _records(values: np.ndarray) -> np.ndarray:
     y = _scale(ax, 8 - exp10)
     off = (y < 1e8) | (y >= 1e9)
     if off.any():  # next to a power of ten, or subnormal: exact exponent for those few
-        idx = np.flatnonzero(off)
+        idx = np.nonzero(off)
         e = np.floor(np.log10(ax[idx])).astype(np.int32)
         ys = _scale(ax[idx], 8 - e)
         e += (ys >= 1e9).astype(np.int32) - (ys < 1e8).astype(np.int32)
@@ -199,15 +203,14 @@ def _records(values: np.ndarray) -> np.ndarray:
     hi, lo = np.divmod(rest, np.uint32(10000))
     trailing = np.where(lo != 0, _TRAILING[lo], _TRAILING[hi] + 4)
     key = (exp10 + 64) * 10 + (9 - trailing)   # (decimal exponent, significant digits)
-    rec = np.empty((values.size, 4), dtype="<u8")  # little-endian whatever the machine: bytes in slot order
-    rec[:, 0] = _SIGN[neg.view(np.uint8)] | _WORD0[key] | (lead.astype(np.uint64) + _ZERO) << np.uint64(48)
-    rec[:, 1] = _GROUP_WORDS[hi] & _KEEP1[key] | _DOT1[key]
-    rec[:, 2] = _GROUP_WORDS[lo] & _KEEP2[key] | _WORD2[key]
-    rec[:, 3] = _WORD3[key]
+    # rec is little-endian ("<u8") whatever the machine: its bytes are in slot order
+    rec[..., 0] = _SIGN[neg.view(np.uint8)] | _WORD0[key] | (lead.astype(np.uint64) + _ZERO) << np.uint64(48)
+    rec[..., 1] = _GROUP_WORDS[hi] & _KEEP1[key] | _DOT1[key]
+    rec[..., 2] = _GROUP_WORDS[lo] & _KEEP2[key] | _WORD2[key]
+    rec[..., 3] = _WORD3[key]
     _fill_special(rec, values, neg, regular)
-    for i in np.flatnonzero(regular & ~exact):  # near a tie: Python's correctly rounded %
+    for i in zip(*np.nonzero(regular & ~exact)):  # near a tie: Python's correctly rounded %
         _put(rec, i, "%.9g" % float(values[i]))
-    return rec
 
 
 def _scale(ax: np.ndarray, k: np.ndarray) -> np.ndarray:
