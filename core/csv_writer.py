@@ -8,9 +8,10 @@ per-cell writer. For float32 the digits come from one vectorised pass per chunk 
    ``y`` lies in [1e8, 1e9) within a few float64 roundings (< 1e-6) of the exact value;
    the nine digits are ``rint(y)`` unless ``y`` is that close to a tie (x.5) or to 1e9 —
    those few cells are formatted by Python's own ``%`` (correctly rounded, ties to even).
-2. Each cell becomes a fixed record of bytes in print order (sign, "0.000" lead, digits
-   with a '.' slot after each, exponent, separator); bytes a cell does not print are 0.
-3. Dropping the zero bytes of a chunk (one boolean index) gives the chunk's text.
+2. Each cell becomes a 32-byte record of bytes in print order (sign, "0.000" lead, digits
+   with a '.' slot after each, exponent, separator), built from small lookup tables with
+   uint64 operations; bytes a cell does not print are 0. Each row starts with its label.
+3. Dropping the zero bytes of the chunk (``bytes.translate``) gives the chunk's text.
 
 Chunks of rows are formatted on two threads (numpy releases the GIL in its loops) and
 written in order, so memory stays bounded by a few chunks, never a whole slice.
