@@ -29,7 +29,7 @@ import numpy as np
 
 # Cells per chunk: big enough that numpy's per-call overhead vanishes, small enough that the
 # temporaries (~100 bytes per cell) stay a few MB.
-CHUNK_CELLS = 1 << 16
+CHUNK_CELLS = 1 << 17
 THREADS = 2
 _ZERO, _MINUS, _DOT, _E, _PLUS = ord("0"), ord("-"), ord("."), ord("e"), ord("+")
 
