@@ -24,6 +24,7 @@ import numpy as np
 
 from core.numerics import undefined_value_notes
 from core.safe_folder import FolderError, replace_export, short
+from core import csv_writer
 from core.trace import Intermediate, Trace
 
 MANIFEST_VERSION = 1
@@ -161,7 +162,7 @@ def _write_all(trace, staging: Path, fmt, progress, cancelled) -> list[str]:
                 if cancelled and cancelled():
                     raise ExportCancelled()
                 rel = slice_filename(item, index)
-                (staging / rel).write_text(slice_csv(arr, rows, cols, corner), encoding="utf-8")
+                csv_writer.write_slice(staging / rel, arr, rows, cols, corner)
                 written.append(rel)
                 tensors.append({"stage": item.stage, "name": item.name, "index": index,
                                 "shape": list(arr.shape), "file": rel})

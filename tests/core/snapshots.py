@@ -76,3 +76,24 @@ def fail_nth(real, n: int, error: OSError):
 
     wrapped.calls = calls
     return wrapped
+
+
+def fail_nth_file_write(monkeypatch, n: int, error: BaseException) -> None:
+    """The export's n-th file write (1-based: a CSV slice, then the manifest) raises ``error``.
+
+    CSV slices are streamed by core.csv_writer.write_slice, the manifest by Path.write_text:
+    both are counted, in the order the export writes them.
+    """
+    import core.csv_writer
+    calls = {"n": 0}
+
+    def failing(real):
+        def wrapped(*args, **kwargs):
+            calls["n"] += 1
+            if calls["n"] == n:
+                raise error
+            return real(*args, **kwargs)
+        return wrapped
+
+    monkeypatch.setattr(Path, "write_text", failing(Path.write_text))
+    monkeypatch.setattr(core.csv_writer, "write_slice", failing(core.csv_writer.write_slice))

@@ -18,7 +18,7 @@ import torch
 
 from core import cli
 from core.config import MAX_TEXT_CHARS, MAX_TOKENS
-from tests.core.snapshots import existing_target, fail_nth as _fail_nth, make_input_files, snapshot
+from tests.core.snapshots import existing_target, fail_nth as _fail_nth, fail_nth_file_write, make_input_files, snapshot
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -256,7 +256,7 @@ def test_write_fails_midway(existing, error, words, nth, tmp_path, capsys, monke
     them): the n-th file write fails. Message, exit 2, the target exactly as it was."""
     target = existing_target(tmp_path) if existing else tmp_path / "target"
     before = snapshot(tmp_path)
-    monkeypatch.setattr(Path, "write_text", _fail_nth(Path.write_text, nth, error))
+    fail_nth_file_write(monkeypatch, nth, error)
     code, out, err = run_in_process(["--out", str(target)], capsys)
     assert_one_clear_line(code, err, "--out", words)
     assert snapshot(tmp_path) == before
@@ -292,7 +292,7 @@ def test_cannot_create_the_staging_folder(tmp_path, capsys, monkeypatch):
 
 
 def test_failed_export_removes_the_parent_folders_it_created(tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(Path, "write_text", _fail_nth(Path.write_text, 3, DISK_FULL))
+    fail_nth_file_write(monkeypatch, 3, DISK_FULL)
     before = snapshot(tmp_path)
     code, out, err = run_in_process(["--out", str(tmp_path / "new" / "deeper" / "target")], capsys)
     assert_one_clear_line(code, err, "--out", ("no space left",))
@@ -366,7 +366,7 @@ def test_ctrl_c_is_one_line_and_leaves_nothing(where, tmp_path, capsys, monkeypa
     if where == "compute":
         monkeypatch.setattr(core.trace, "build_trace", interrupt)
     elif where == "write":                    # the export's first file
-        monkeypatch.setattr(Path, "write_text", _fail_nth(Path.write_text, 1, KeyboardInterrupt()))
+        fail_nth_file_write(monkeypatch, 1, KeyboardInterrupt())
     else:
         monkeypatch.setattr(core.export.os, "replace", _fail_nth(os.replace, 6, KeyboardInterrupt()))
     code, out, err = run_in_process(["--out", str(target)], capsys)

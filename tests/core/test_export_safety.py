@@ -19,7 +19,7 @@ from core import AttentionConfig, build_trace
 from core.export import (ExportCancelled, ExportError, count_slices, export_trace, read_csv_slice,
                          write_matrix_csv, write_text_atomic)
 from core.safe_folder import WORK_PREFIX, sweep
-from tests.core.snapshots import existing_target, snapshot
+from tests.core.snapshots import existing_target, fail_nth_file_write, snapshot
 
 DISK_FULL = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
@@ -160,7 +160,7 @@ def test_write_failure_midway_leaves_the_target_as_it_was(existing, nth, traces,
         nth = count_slices(trace) + 1  # the manifest is written last
     target = existing_target(tmp_path) if existing else tmp_path / "target"
     before = snapshot(tmp_path)
-    monkeypatch.setattr(Path, "write_text", fail_nth(Path.write_text, nth, DISK_FULL))
+    fail_nth_file_write(monkeypatch, nth, DISK_FULL)
     with pytest.raises(ExportError, match="No space left on device"):
         export_trace(trace, target)
     assert snapshot(tmp_path) == before
@@ -206,7 +206,7 @@ def test_interrupt_while_moving_rolls_back(nth, traces, tmp_path, monkeypatch):
 def test_interrupt_while_writing_leaves_nothing(traces, tmp_path, monkeypatch):
     target = existing_target(tmp_path)
     before = snapshot(tmp_path)
-    monkeypatch.setattr(Path, "write_text", fail_nth(Path.write_text, 5, KeyboardInterrupt()))
+    fail_nth_file_write(monkeypatch, 5, KeyboardInterrupt())
     with pytest.raises(KeyboardInterrupt):
         export_trace(traces["book"], target)
     assert snapshot(tmp_path) == before
@@ -246,7 +246,7 @@ def test_target_is_a_file(traces, tmp_path):
 
 def test_failed_export_removes_created_parent_folders(traces, tmp_path, monkeypatch):
     before = snapshot(tmp_path)
-    monkeypatch.setattr(Path, "write_text", fail_nth(Path.write_text, 2, DISK_FULL))
+    fail_nth_file_write(monkeypatch, 2, DISK_FULL)
     with pytest.raises(ExportError):
         export_trace(traces["book"], tmp_path / "a" / "b" / "target")
     assert snapshot(tmp_path) == before

@@ -11,7 +11,7 @@ from PySide6 import QtCore, QtGui, QtWidgets
 import pytest
 
 from core.export import read_csv_slice
-from tests.core.snapshots import fail_nth as _fail_nth, snapshot
+from tests.core.snapshots import fail_nth as _fail_nth, fail_nth_file_write, snapshot
 from tests.gui.fixtures import (assert_kept, bad_file_target, DISK_FULL, export_all, no_partials,
                                 no_traceback, READ_ONLY, screen, step_index, TRACE_TIMEOUT_MS)
 
@@ -158,9 +158,9 @@ def test_export_all_to_a_bad_target(good, qtbot, capfd, tmp_path, monkeypatch, k
     if kind == "read-only":
         monkeypatch.setattr(core.export.tempfile, "mkdtemp", refuse)
     elif kind == "read-only-midway":
-        monkeypatch.setattr(Path, "write_text", _fail_nth(Path.write_text, 7, READ_ONLY))
+        fail_nth_file_write(monkeypatch, 7, READ_ONLY)
     elif kind == "disk-full":
-        monkeypatch.setattr(Path, "write_text", _fail_nth(Path.write_text, 12, DISK_FULL))
+        fail_nth_file_write(monkeypatch, 12, DISK_FULL)
     elif kind == "disk-full-on-rename":
         monkeypatch.setattr(core.export.os, "replace", _fail_nth(os.replace, 9, DISK_FULL))
     c, before = good.controller, screen(good)
