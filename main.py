@@ -16,6 +16,8 @@ USAGE = __doc__.split("\n\n", 1)[1]
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    from core.engine.malloc import tune_malloc
+    tune_malloc()                      # before torch allocates its first tensor
     if argv[:1] == ["export"]:
         from core.cli import run_export
         return run_export(argv[1:])

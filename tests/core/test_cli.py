@@ -1,4 +1,4 @@
-"""The bad-input catalogue of the headless export (issue 6): every bad option or file ends in
+"""core.cli: the bad-input catalogue of the headless export (issue 6): every bad option or file ends in
 exit status 2, exactly one line on stderr that names the option, no traceback, and nothing
 written: no output folder, no half-written files, no hidden ``.partial-``/``.backup-`` folders.
 
