@@ -1,7 +1,8 @@
 """The trace: every intermediate of every stage for one config, in the chapter's order.
 
-``build_trace(config)`` draws the weights as the book does, runs the stage functions and
-wraps each tensor with its vocabulary entry (symbol, formula, axes and axis labels). The
+``build_trace(config)`` draws the weights as the book does, runs each stage's forward
+(core/stages/, or its tuned twin in core/engine/: chosen in ``_forward``) and wraps each
+tensor with its term from the stage table (symbol, formula, axes and axis labels). The
 trace is read-only: look intermediates up with ``trace["causal", "attn_weights"]``.
 """
 from __future__ import annotations
@@ -15,12 +16,12 @@ import numpy as np
 import torch
 
 from core import weights
-from core.engine import cache, fast
-from core.engine.lazy import Lazy
-from core.stages import causal, multihead, simplified, trainable
 from core.config import AttentionConfig
 from core.device import resolve_device
+from core.engine import cache, fast
+from core.engine.lazy import Lazy
 from core.inputs import Inputs, resolve_inputs
+from core.stages import causal, multihead, simplified, trainable
 from core.stages.schema import Term
 from core.vocabulary import STAGES, VOCABULARY
 

@@ -10,7 +10,7 @@ import torch
 
 from core.stages.causal import mask_line
 from core.stages.schema import Stage, term
-from core.stages.trainable import ROLES, draw_lines, proj_line, project, weights, _to
+from core.stages.trainable import ROLES, draw_lines, proj_line, project, weights, widen
 from core.weights import Projection
 
 TERMS = {
@@ -159,8 +159,8 @@ def code(cfg) -> list[tuple[str | None, str]]:
     if cfg.qkv_bias:
         c += [(f"b_{r}", f"# b_{r}: drawn above") for r in ROLES]
     c += [(None, "out_proj = nn.Linear(d_out, d_out)"),
-          ("W_out", f"W_out = out_proj.weight.T.detach(){_to(cfg)}"),
-          ("b_out", f"b_out = out_proj.bias.detach(){_to(cfg)}"),
+          ("W_out", f"W_out = out_proj.weight.T.detach(){widen(cfg)}"),
+          ("b_out", f"b_out = out_proj.bias.detach(){widen(cfg)}"),
           ("queries", f"queries = ({proj_line('query', 'batch', cfg)}).view(b, T, {h}, {hd}).transpose(1, 2)"
                       "  # (b, T, d_out) -> (b, T, h, hd) -> (b, h, T, hd)"),
           ("keys", f"keys = ({proj_line('key', 'batch', cfg)}).view(b, T, {h}, {hd}).transpose(1, 2)"),

@@ -63,14 +63,14 @@ def forward(inputs: torch.Tensor, qkv: dict[str, Projection]) -> dict[str, torch
     }
 
 
-def _to(cfg) -> str:
+def widen(cfg) -> str:
     """float64 traces draw the book's float32 weights, then widen them."""
     return ".double()" if cfg.dtype == "float64" else ""
 
 
 def draw_lines(cfg, d_out, prefix: str = "") -> list[str]:
     """Lines that draw W_query/W_key/W_value (and biases) as the book does, after manual_seed."""
-    to = _to(cfg)
+    to = widen(cfg)
     lines = [f"torch.manual_seed({cfg.seed})"]
     for role in ROLES:
         if cfg.init == "rand":

@@ -18,6 +18,7 @@ import torch
 
 from core import cli
 from core.config import MAX_TEXT_CHARS, MAX_TOKENS
+from tests.core.bad_files import fail_nth, make_input_files
 from tests.core.snapshots import existing_target, snapshot
 
 REPO = Path(__file__).resolve().parents[2]
@@ -61,39 +62,6 @@ def assert_one_clear_line(code: int, err: str, option: str, words: tuple[str, ..
 @pytest.fixture
 def files(tmp_path) -> dict[str, str]:
     return make_input_files(tmp_path)
-
-
-def make_input_files(root: Path) -> dict[str, str]:
-    """Bad (and one good) embeddings CSVs in root/inputs; name -> path."""
-    d = root / "inputs"
-    d.mkdir()
-    contents = {
-        "empty": "",
-        "blank_lines": "\n \n\t\n",
-        "header_only": "token,d0,d1\n",
-        "ragged": "a,1,2\nb,3\n",
-        "no_values": "a\nb\n",
-        "non_number": "a,1,2\nb,3,x\n",
-        "nan": "a,1,nan\nb,1,2\n",
-        "inf": "a,1,2\nb,inf,2\n",
-        "minus_inf": "a,-inf,2\nb,1,2\n",
-        "no_label": "a,1,2\n,3,4\n",
-        "width2": "token,d0,d1\na,0.1,0.2\nb,0.3,0.4\n",
-        "huge_field": "a," + "1" * 200_000 + "\n",
-        "huge_value": "a,1,2\nb,3,1e300\n",
-    }
-    paths = {}
-    for name, text in contents.items():
-        p = d / f"{name}.csv"
-        p.write_text(text, encoding="utf-8")
-        paths[name] = str(p)
-    p = d / "latin1.csv"
-    p.write_bytes(b"\xff\xfe caf\xe9,1,2\n")
-    paths["latin1"] = str(p)
-    paths["missing"] = str(d / "missing.csv")
-    paths["folder"] = str(d)
-    paths["name_too_long"] = str(d / ("x" * 5000 + ".csv"))
-    return paths
 
 
 # Each row: id, argv (``{name}`` is replaced by the path of that input file), the option the
@@ -259,20 +227,6 @@ def test_out_is_an_existing_file_in_a_real_process(tmp_path):
     assert snapshot(tmp_path) == before
 
 
-def _fail_nth(real, n: int, error: OSError):
-    """A wrapper of ``real`` whose n-th call (1-based) raises ``error``; the others pass."""
-    calls = {"n": 0}
-
-    def wrapped(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == n:
-            raise error
-        return real(*args, **kwargs)
-
-    wrapped.calls = calls
-    return wrapped
-
-
 READ_ONLY = OSError(errno.EACCES, os.strerror(errno.EACCES))
 DISK_FULL = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
@@ -286,7 +240,7 @@ def test_write_fails_midway(existing, error, words, nth, tmp_path, capsys, monke
     them): the n-th file write fails. Message, exit 2, the target exactly as it was."""
     target = existing_target(tmp_path) if existing else tmp_path / "target"
     before = snapshot(tmp_path)
-    monkeypatch.setattr(Path, "write_text", _fail_nth(Path.write_text, nth, error))
+    monkeypatch.setattr(Path, "write_text", fail_nth(Path.write_text, nth, error))
     code, out, err = run_in_process(["--out", str(target)], capsys)
     assert_one_clear_line(code, err, "--out", words)
     assert snapshot(tmp_path) == before
@@ -301,7 +255,7 @@ def test_rename_fails_midway(existing, nth, tmp_path, capsys, monkeypatch):
 
     target = existing_target(tmp_path) if existing else tmp_path / "target"
     before = snapshot(tmp_path)
-    monkeypatch.setattr(core.export.os, "replace", _fail_nth(os.replace, nth, DISK_FULL))
+    monkeypatch.setattr(core.export.os, "replace", fail_nth(os.replace, nth, DISK_FULL))
     code, out, err = run_in_process(["--out", str(target)], capsys)
     assert_one_clear_line(code, err, "--out", ("no space left",))
     assert snapshot(tmp_path) == before
@@ -322,7 +276,7 @@ def test_cannot_create_the_staging_folder(tmp_path, capsys, monkeypatch):
 
 
 def test_failed_export_removes_the_parent_folders_it_created(tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(Path, "write_text", _fail_nth(Path.write_text, 3, DISK_FULL))
+    monkeypatch.setattr(Path, "write_text", fail_nth(Path.write_text, 3, DISK_FULL))
     before = snapshot(tmp_path)
     code, out, err = run_in_process(["--out", str(tmp_path / "new" / "deeper" / "target")], capsys)
     assert_one_clear_line(code, err, "--out", ("no space left",))
@@ -396,9 +350,9 @@ def test_ctrl_c_is_one_line_and_leaves_nothing(where, tmp_path, capsys, monkeypa
     if where == "compute":
         monkeypatch.setattr(core.trace, "build_trace", interrupt)
     elif where == "write":                    # the export's first file
-        monkeypatch.setattr(Path, "write_text", _fail_nth(Path.write_text, 1, KeyboardInterrupt()))
+        monkeypatch.setattr(Path, "write_text", fail_nth(Path.write_text, 1, KeyboardInterrupt()))
     else:
-        monkeypatch.setattr(core.export.os, "replace", _fail_nth(os.replace, 6, KeyboardInterrupt()))
+        monkeypatch.setattr(core.export.os, "replace", fail_nth(os.replace, 6, KeyboardInterrupt()))
     code, out, err = run_in_process(["--out", str(target)], capsys)
     assert code == 130
     assert err.splitlines() == ["python main.py export: interrupted; nothing was written"]

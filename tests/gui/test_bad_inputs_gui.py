@@ -20,7 +20,7 @@ from PySide6 import QtCore, QtTest, QtWidgets
 
 from core import build_trace
 from tests.core.snapshots import snapshot
-from tests.core.test_bad_inputs import _fail_nth, make_input_files
+from tests.core.bad_files import fail_nth as _fail_nth, make_input_files
 from tests.gui.conftest import TRACE_TIMEOUT_MS
 from tests.gui.helpers import expected_maps, shown_maps
 from tests.gui.test_window import step_index

@@ -46,7 +46,7 @@ from core import build_trace
 from core.book import book_config
 from core.config import AttentionConfig
 from gui.steps import step_numbers
-from tests.core.test_bad_inputs import make_input_files
+from tests.core.bad_files import make_input_files
 from tests.gui.conftest import TRACE_TIMEOUT_MS, open_window
 from tests.gui.helpers import expected_maps, shown_maps
 
