@@ -127,8 +127,8 @@ class Cell:
         return self.item.labels[-1][j]
 
     # ---- building the answer -----------------------------------------------------------------
-    f = staticmethod(lambda v: _f(v))
-    ratio = staticmethod(lambda a, b: _ratio(a, b))
+    f = staticmethod(_f)                 # a number as the inspector prints it
+    ratio = staticmethod(_ratio)         # a / b as torch computes it (±inf, nan)
 
     @staticmethod
     def sum(row: np.ndarray) -> float:

@@ -3,7 +3,7 @@ no aliasing, the global RNG untouched, edited weights), over several configs."""
 import pytest
 import torch
 
-from core import build_trace
+from core import AttentionConfig, build_trace
 from tests.core.references import VARIED_CONFIGS as CONFIGS
 
 WEIGHTS = [("simplified", "attn_weights"), ("trainable", "attn_weights"), ("causal", "attn_weights"),
