@@ -5,10 +5,11 @@ A fresh 50 MB tensor costs ~9 ms of page faults before a single value is written
 caching allocator, the pool keeps the big buffers of earlier traces and hands one out again
 only when it is free. (Start-up tuning of glibc's malloc is in core/engine/malloc.py.)
 
-Ownership is explicit, with public API only: the pool allocates each buffer as a numpy
-array it keeps, and hands out ``torch.from_numpy`` of a fresh view of it. Every tensor, view
-or numpy array made from what was handed out keeps that view alive (torch's storage holds
-it), so the buffer is free exactly when a weak reference to the view is dead.
+Ownership is explicit, with public API only: the pool allocates each buffer with torch.empty
+(so it gets torch's huge pages) and keeps it; it lends out ``torch.from_numpy`` of a fresh
+numpy array over that memory. Every tensor, view or numpy array made from what was lent keeps
+that array alive (torch's storage holds it), so the buffer is free exactly when a weak
+reference to the array is dead.
 """
 from __future__ import annotations
 
@@ -25,8 +26,8 @@ MAX_POOL_BYTES = 1 * 2**30     # never keep more than this in the pool
 
 @dataclass(eq=False)
 class _Buffer:
-    memory: np.ndarray                                  # what the pool owns (1-D)
-    lent: weakref.ref | None = None                     # the view handed out last, while alive
+    memory: torch.Tensor                                # what the pool owns (1-D, CPU)
+    lent: weakref.ref | None = None                     # the array lent out last, while alive
 
     @property
     def free(self) -> bool:
@@ -34,7 +35,7 @@ class _Buffer:
 
     @property
     def nbytes(self) -> int:
-        return self.memory.nbytes
+        return self.memory.numel() * self.memory.element_size()
 
 
 class BufferPool:
@@ -49,23 +50,22 @@ class BufferPool:
     def empty(self, shape: tuple[int, ...], dtype: torch.dtype, device) -> torch.Tensor:
         """Like torch.empty; large CPU float buffers come from a free earlier one when possible."""
         numel = int(np.prod(shape, dtype=np.int64))
-        np_dtype = {torch.float32: np.float32, torch.float64: np.float64}.get(dtype)
-        if (np_dtype is None or torch.device(device).type != "cpu"
-                or numel * np.dtype(np_dtype).itemsize < self.min_bytes):
+        if (dtype not in (torch.float32, torch.float64) or torch.device(device).type != "cpu"
+                or numel * torch.empty((), dtype=dtype).element_size() < self.min_bytes):
             return torch.empty(shape, dtype=dtype, device=device)
         with self._lock:
             buf = next((b for b in self._buffers
-                        if b.free and b.memory.dtype == np_dtype and b.memory.size == numel), None)
+                        if b.free and b.memory.dtype == dtype and b.memory.numel() == numel), None)
             if buf is None:
-                buf = _Buffer(np.empty(numel, dtype=np_dtype))
+                buf = _Buffer(torch.empty(numel, dtype=dtype))
                 self._buffers.append(buf)
                 self._trim(keep=buf)
-            lent = buf.memory.view()               # a new array object: alive while anything uses it
+            lent = buf.memory.numpy()              # a new array object over the memory: alive while anything uses it
             buf.lent = weakref.ref(lent)
             return torch.from_numpy(lent).view(shape)
 
     def _trim(self, keep: _Buffer) -> None:
-        """Forget the oldest free buffers beyond the budget (numpy frees them)."""
+        """Forget the oldest free buffers beyond the budget (torch frees them)."""
         total = sum(b.nbytes for b in self._buffers)
         for b in list(self._buffers):
             if total <= self.max_bytes:
@@ -80,7 +80,7 @@ class BufferPool:
 
     def owns(self, t: torch.Tensor) -> bool:
         """Whether ``t``'s memory is one of the pool's buffers."""
-        return any(b.memory.ctypes.data == t.untyped_storage().data_ptr() for b in self._buffers)
+        return any(b.memory.data_ptr() == t.untyped_storage().data_ptr() for b in self._buffers)
 
     def clear(self) -> None:
         with self._lock:
