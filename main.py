@@ -59,6 +59,8 @@ def _problem(argv: list[str]) -> str | None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    from core.engine.malloc import tune_malloc
+    tune_malloc()                      # before torch allocates its first tensor
     if argv[:1] in (["-h"], ["--help"]):
         print("usage:\n" + USAGE.rstrip() + f"\n\nRun '{PROG} export --help' for the export options.")
         return 0

@@ -9,7 +9,6 @@ import os
 os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
 
 from core.config import BOOK_TEXT, AttentionConfig, ConfigError
-from core.vocabulary import STAGES, STAGE_TITLES, VOCABULARY
 
 
 def __getattr__(name):
@@ -18,6 +17,9 @@ def __getattr__(name):
     if name in ("Intermediate", "Trace", "build_trace"):
         from core import trace
         return getattr(trace, name)
+    if name in ("STAGES", "STAGE_TITLES", "VOCABULARY"):   # read from the stage table (torch)
+        from core import vocabulary
+        return getattr(vocabulary, name)
     raise AttributeError(f"module 'core' has no attribute {name!r}")
 
 

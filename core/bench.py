@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from core.config import AttentionConfig
+from core.engine.malloc import tune_malloc
 from core.inputs import resolve_inputs
 from core.trace import build_trace
 
@@ -126,6 +127,7 @@ def main(argv=None) -> int:
     p.add_argument("--repeats", type=int, default=7)
     p.add_argument("--json", metavar="FILE")
     args = p.parse_args(argv)
+    tune_malloc()                      # as the app does at start-up
     results = run(tuple(args.tokens), args.device, args.repeats)
     out = {"trace_vs_fused": results, "device": args.device, "torch": torch.__version__}
     if args.device == "cuda" and torch.cuda.is_available():

@@ -29,7 +29,8 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from core import buffers, memory
+from core import memory
+from core.engine import buffers
 from core.config import AttentionConfig
 from core.device import resolve_device
 from core.inputs import resolve_inputs

@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from core import stages, steps
+from core.stages import multihead, simplified
 from core.trace import Trace
 from core.weights import Projection
 
@@ -21,7 +21,7 @@ def masking_approaches(trace: Trace) -> tuple[torch.Tensor, torch.Tensor]:
 def softmax_naive_vs_torch(trace: Trace) -> tuple[torch.Tensor, torch.Tensor]:
     """The book's softmax_naive vs torch.softmax on the simplified stage's scores."""
     scores = trace["simplified", "attn_scores"].tensor
-    return steps.softmax_naive(scores), trace["simplified", "attn_weights"].tensor
+    return simplified.softmax_naive(scores), trace["simplified", "attn_weights"].tensor
 
 
 def _batched(t: torch.Tensor, batch: int) -> torch.Tensor:
@@ -44,7 +44,7 @@ def fused_from_wrapper(trace: Trace) -> tuple[torch.Tensor, torch.Tensor]:
         qkv[role] = Projection(W, None if b is None else b.tensor.reshape(-1))  # (h, hd) -> (d_out,)
     out_proj = Projection(mh["W_out"].tensor, mh["b_out"].tensor)
     mask = trace["causal", "mask"].tensor
-    fused = stages.fused(xb, qkv, out_proj, cfg.num_heads, mask)["context_concat"]
+    fused = multihead.fused(xb, qkv, out_proj, cfg.num_heads, mask)["context_concat"]
     wrapped = _batched(mh["wrapper_context_vecs"].tensor, cfg.batch)
     return fused.squeeze(0) if cfg.batch == 1 else fused, wrapped.squeeze(0) if cfg.batch == 1 else wrapped
 
@@ -60,7 +60,7 @@ def trace_vs_sdpa(trace: Trace) -> tuple[torch.Tensor, torch.Tensor]:
     q, k, v = tr["queries"].tensor, tr["keys"].tensor, tr["values"].tensor     # (T, d_out)
     ref = F.scaled_dot_product_attention(q.unsqueeze(0), k.unsqueeze(0), v.unsqueeze(0),
                                          is_causal=cfg.causal).squeeze(0)       # (T, d_out)
-    ours = steps.mix(_batched(trace["causal", "attn_weights"].tensor, cfg.batch)[0], v)
+    ours = _batched(trace["causal", "attn_weights"].tensor, cfg.batch)[0] @ v
     return ours, ref
 
 

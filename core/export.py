@@ -25,6 +25,7 @@ import numpy as np
 from core.numerics import undefined_value_notes
 from core.safe_folder import FolderError, replace_export, short
 from core import csv_writer
+from core.stages.schema import LEAD_KINDS
 from core.trace import Intermediate, Trace
 
 MANIFEST_VERSION = 1
@@ -67,29 +68,51 @@ def _cell(text: str) -> str:
     return text
 
 
+def export_lead(item: Intermediate) -> int:
+    """How many leading batch/head axes an export enumerates: one file per batch item and head.
+
+    Read off the term's axes (core.stages.schema.LEAD_KINDS), keeping at least one axis per
+    slice: (b, h, T, T) weights give T×T files, (h, hd) per-head biases one row per head,
+    like the (h, d_in, hd) per-head weights.
+    """
+    lead = 0
+    while lead < len(item.axes) - 1 and item.axes[lead] in LEAD_KINDS:
+        lead += 1
+    return lead
+
+
 def slices(item: Intermediate) -> Iterable[tuple[list[int], np.ndarray]]:
-    """(leading indices, 2-D or 1-D slice) for every slice of an intermediate."""
+    """(leading indices, 2-D or 1-D slice) for every exported slice of an intermediate."""
     arr = item.numpy()
-    lead = item.lead_axes()
+    lead = export_lead(item)
     for index in itertools.product(*(range(n) for n in arr.shape[:lead])):
         yield list(index), arr[index]
 
 
 def slice_filename(item: Intermediate, index: list[int]) -> str:
+    """``stage/name_b0_h1.csv``: the leading indices, each after its axis' initial."""
     parts = [item.name] + [f"{kind[0]}{i}" for kind, i in zip(item.axes, index)]
     return f"{item.stage}/{'_'.join(parts)}.{'csv'}"
 
 
-def slice_labels(item: Intermediate) -> tuple[tuple[str, ...], tuple[str, ...], str]:
-    """(row labels, column labels, corner cell) of the displayed slice."""
-    if len(item.axes) == 1 or item.tensor.dim() == 1:
+def slice_labels(item: Intermediate, lead: int | None = None) -> tuple[tuple[str, ...], tuple[str, ...], str]:
+    """(row labels, column labels, corner cell) of a slice after ``lead`` leading indices
+    (default: the displayed slice, ``item.lead_axes()``)."""
+    lead = item.lead_axes() if lead is None else lead
+    if len(item.axes) - lead == 1:
         return (item.name,), item.labels[-1], item.axes[-1]
     return item.labels[-2], item.labels[-1], f"{item.axes[-2]}\\{item.axes[-1]}"
 
 
+def manifest_entry(item: Intermediate, index: list[int], shape, file: str, **extra) -> dict:
+    """One manifest row: the slice's ``shape`` beside the intermediate's ``full_shape``."""
+    return {"stage": item.stage, "name": item.name, "index": list(index), "shape": list(shape),
+            "full_shape": list(item.shape), "axes": list(item.axes), "file": file, **extra}
+
+
 def _entries(trace: Trace):
     for item in trace:
-        rows, cols, corner = slice_labels(item)
+        rows, cols, corner = slice_labels(item, export_lead(item))
         for index, arr in slices(item):
             yield item, index, arr, rows, cols, corner
 
@@ -97,7 +120,8 @@ def _entries(trace: Trace):
 def count_slices(trace: Trace) -> int:
     total = 0
     for item in trace:
-        total += int(np.prod(item.shape[:item.lead_axes()], dtype=np.int64)) if item.lead_axes() else 1
+        lead = export_lead(item)
+        total += int(np.prod(item.shape[:lead], dtype=np.int64)) if lead else 1
     return total
 
 
@@ -136,8 +160,7 @@ def _write_all(trace, staging: Path, fmt, progress, cancelled) -> list[str]:
             if cancelled and cancelled():
                 raise ExportCancelled()
             npz_arrays[f"{item.stage}/{item.name}"] = item.numpy()
-            tensors.append({"stage": item.stage, "name": item.name, "index": [], "shape": list(item.shape),
-                            "axes": list(item.axes), "file": "trace.npz", "key": f"{item.stage}/{item.name}"})
+            tensors.append(manifest_entry(item, [], item.shape, "trace.npz", key=f"{item.stage}/{item.name}"))
             done += 1
             if progress:
                 progress(done, total)
@@ -151,21 +174,20 @@ def _write_all(trace, staging: Path, fmt, progress, cancelled) -> list[str]:
                 rel = f"{item.stage}/{item.name}.npy"
                 np.save(staging / rel, item.numpy())
                 written.append(rel)
-                tensors.append({"stage": item.stage, "name": item.name, "index": [], "shape": list(item.shape),
-                                "axes": list(item.axes), "file": rel})
-                done += int(np.prod(item.shape[:item.lead_axes()], dtype=np.int64)) if item.lead_axes() else 1
+                tensors.append(manifest_entry(item, [], item.shape, rel))
+                lead = export_lead(item)
+                done += int(np.prod(item.shape[:lead], dtype=np.int64)) if lead else 1
                 if progress:
                     progress(done, total)
                 continue
-            rows, cols, corner = slice_labels(item)
+            rows, cols, corner = slice_labels(item, export_lead(item))
             for index, arr in slices(item):
                 if cancelled and cancelled():
                     raise ExportCancelled()
                 rel = slice_filename(item, index)
                 csv_writer.write_slice(staging / rel, arr, rows, cols, corner)
                 written.append(rel)
-                tensors.append({"stage": item.stage, "name": item.name, "index": index,
-                                "shape": list(arr.shape), "file": rel})
+                tensors.append(manifest_entry(item, index, arr.shape, rel))
                 done += 1
                 if progress:
                     progress(done, total)

@@ -1,7 +1,8 @@
 """Estimate a trace's memory before computing it, and refuse configs that would not fit.
 
-The estimate counts every intermediate the trace keeps (they all stay alive for the
-learner) plus the temporaries of the largest step, in the trace's dtype.
+The estimate counts every intermediate of the stage table (they all stay alive for the
+learner; sizes read off each term's axes) plus the temporaries of the largest step, in the
+trace's dtype.
 """
 from __future__ import annotations
 
@@ -30,21 +31,31 @@ def num_tokens(cfg: AttentionConfig) -> int:
         return len(tokenize(cfg.text))
 
 
+def term_elements(cfg: AttentionConfig, tokens: int) -> dict[tuple[str, str], int]:
+    """Elements of every intermediate of the stage table (core.stages.STAGES), read off its axes."""
+    from core.stages import STAGES
+
+    size = {"token": tokens, "query": tokens, "key": tokens, "in": cfg.d_in, "out": cfg.d_out,
+            "hd": cfg.d_out // cfg.num_heads, "head": cfg.num_heads}
+    out = {}
+    for stage in STAGES.values():
+        for name, term in stage.terms.items():
+            if term.optional and not cfg.qkv_bias:
+                continue
+            n = cfg.batch if term.batched else 1
+            for axis in term.axes:
+                n *= size[axis]
+            out[stage.name, name] = n
+    return out
+
+
 def estimate_bytes(cfg: AttentionConfig, tokens: int | None = None) -> int:
     """Bytes the full trace keeps alive, plus the peak temporaries."""
     T = num_tokens(cfg) if tokens is None else tokens
-    b, h, d_in, d_out = cfg.batch, cfg.num_heads, cfg.d_in, cfg.d_out
+    b, h, d_out = cfg.batch, cfg.num_heads, cfg.d_out
     item = 8 if cfg.dtype == "float64" else 4
-    tt = T * T
-    elems = (
-        T * d_in + 4 * tt + T * d_in                       # simplified
-        + 3 * d_in * d_out + 3 * T * d_out + 3 * tt + T * d_out   # trainable
-        + tt + 7 * b * tt + b * T * d_out                  # causal (7 T×T tensors per batch item)
-        + 3 * d_in * d_out + b * T * d_out                 # wrapper
-        + 3 * d_in * d_out + 3 * b * T * d_out + 3 * b * h * tt + b * h * T * (d_out // h)
-        + 2 * b * T * d_out + d_out * d_out + d_out        # fused
-    )
-    temporaries = 3 * b * max(h, 1) * tt + 3 * b * T * d_out  # scaling / softmax / projection temporaries
+    elems = sum(term_elements(cfg, T).values())
+    temporaries = 3 * b * max(h, 1) * T * T + 3 * b * T * d_out  # scaling / softmax / projection temporaries
     return int((elems + temporaries) * item)
 
 

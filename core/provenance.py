@@ -1,6 +1,6 @@
 """Where does this number come from? The arithmetic behind any cell of the trace.
 
-``explain_cell(trace, stage, name, index)`` returns the cell's value, the formula with the
+``explain_cell(trace, stage, name, index)`` runs the stage's rule (core/stages/*.py) and returns the cell's value, the formula with the
 row/column labels filled in, the actual terms (e.g. the query row, the key row, their
 element-wise products and the sum), the value recomputed from those terms (it equals the
 cell), and the cells of other intermediates that feed it (for highlighting). Pure numpy on
@@ -93,187 +93,148 @@ def _softmax_lines(row: np.ndarray, j: int, labels, what: str):
     return value, lines
 
 
-def explain_cell(trace: Trace, stage: str, name: str, index) -> Explanation:
-    """Explain one cell; ``index`` is the full index (leading batch/head indices included)."""
-    item = trace[stage, name]
-    index = tuple(int(i) for i in index)
-    arr = item.numpy()
-    value = float(arr[index])
-    axes = item.axes
-    lead = index[:-2] if len(index) >= 2 else ()
-    cfg = trace.config
-    tok = trace.labels
-    lead_axes = axes[:len(lead)]
-    b = lead[lead_axes.index("batch")] if "batch" in lead_axes else None
-    h = lead[lead_axes.index("head")] if "head" in lead_axes else None
-    i, j = (index[-2], index[-1]) if len(index) >= 2 else (None, index[-1])
+class Cell:
+    """One clicked cell, and the arithmetic a stage's ``explain`` rule builds its answer from.
 
-    def get(st, nm, bi=None, hi=None):
-        it = trace[st, nm]
+    The rules live in the stage files (core/stages/*.py, ``explain(cell)``); this class gives
+    them the cell's position (i, j, batch b, head h), the trace's numbers (``get``) and the
+    pieces of an explanation (``dot``, ``softmax``, ``mix``, ``done``…), so that a rule states
+    only which numbers make the cell.
+    """
+
+    def __init__(self, trace: Trace, stage: str, name: str, index: tuple[int, ...]):
+        self.trace, self.stage, self.name, self.index = trace, stage, name, index
+        self.item = item = trace[stage, name]
+        self.value = float(item.numpy()[index])
+        self.cfg = trace.config
+        self.tok = trace.labels
+        self.lead = index[:-2] if len(index) >= 2 else ()
+        lead_axes = item.axes[:len(self.lead)]
+        self.b = self.lead[lead_axes.index("batch")] if "batch" in lead_axes else None
+        self.h = self.lead[lead_axes.index("head")] if "head" in lead_axes else None
+        self.i, self.j = (index[-2], index[-1]) if len(index) >= 2 else (None, index[-1])
+        self.head = f"⁽{self.h}⁾" if self.h is not None else ""     # superscript for per-head names
+
+    # ---- reading the trace -------------------------------------------------------------------
+    def get(self, stage: str, name: str, bi: int | None = None, hi: int | None = None) -> np.ndarray:
+        """The (2-D or 1-D) slice of ``stage.name`` for batch ``bi`` and head ``hi``."""
+        it = self.trace[stage, name]
         a = it.numpy()
-        sel = []
-        for ax in it.axes[:it.lead_axes()]:
-            sel.append(bi if ax == "batch" else hi)
-        return a[tuple(sel)] if sel else a
+        sel = tuple(bi if ax == "batch" else hi for ax in it.axes[:it.lead_axes()])
+        return a[sel] if sel else a
 
-    def done(kind, formula, lines, recomputed, sources=(), products=()):
-        return Explanation(stage, name, index, value, kind, formula, tuple(lines), tuple(products),
-                           float(recomputed), tuple(sources))
+    def col_label(self, j: int) -> str:
+        return self.item.labels[-1][j]
 
-    head = f"⁽{h}⁾" if h is not None else ""
-    key = (stage, name)
-    # ---- given values --------------------------------------------------------------------------
-    if name == "inputs":
-        return done("given", f"x_{tok[i]}[{item.labels[-1][j]}] = {_f(value)}",
-                    ["an embedding value: the input, not computed"], value)
-    if name.startswith(("W_", "b_", "wrapper_W_", "wrapper_b_")):
-        how = ("torch.rand" if cfg.init == "rand" else "nn.Linear's init") if name != "W_out" and name != "b_out" \
-            else "nn.Linear's init (out_proj)"
-        return done("given", f"{name}{list(index)} = {_f(value)}",
-                    [f"a weight drawn by {how} after torch.manual_seed({cfg.seed}); learned in training"], value)
-    if name == "mask":
-        return done("mask", f"mask[{tok[i]}, {tok[j]}] = {int(value)}",
-                    [f"{tok[i]} may attend to {tok[j]}" if value else f"{tok[j]} comes after {tok[i]}: hidden"], value)
-    if name == "dropout_mask":
-        return done("dropout", f"dropout_mask[{tok[i]}, {tok[j]}] = {int(value)}",
-                    [("kept" if value else "dropped") + f": drawn with p = {cfg.dropout} after "
-                     f"torch.manual_seed({cfg.dropout_seed})"], value)
-    # ---- projections: X W (+ b) ---------------------------------------------------------------
-    if key in {("trainable", "queries"), ("trainable", "keys"), ("trainable", "values"),
-               ("multihead", "queries"), ("multihead", "keys"), ("multihead", "values")}:
-        role = {"queries": "query", "keys": "key", "values": "value"}[name]
-        x = get("simplified", "inputs")[i]
-        col = j if stage == "trainable" else h * cfg.head_dim + j
-        W = trace[stage, f"W_{role}"].numpy()
+    # ---- building the answer -----------------------------------------------------------------
+    f = staticmethod(_f)                 # a number as the inspector prints it
+    ratio = staticmethod(_ratio)         # a / b as torch computes it (±inf, nan)
+
+    @staticmethod
+    def sum(row: np.ndarray) -> float:
+        return float(row.sum(dtype=np.float64))
+
+    @staticmethod
+    def underflowed(row: np.ndarray) -> bool:
+        """Whether softmax underflowed the row's largest kept weight (core.stages.causal.renormalize)."""
+        info = np.finfo(row.dtype)
+        return bool(row.max() < info.tiny / info.eps)
+
+    @staticmethod
+    def source(stage, name, lead, rows, cols) -> Source:
+        return Source(stage, name, tuple(lead), rows, cols)
+
+    def dot(self, a, b, a_name, b_name, dims):
+        return _dot_lines(a, b, a_name, b_name, dims)
+
+    def softmax(self, row, j, what):
+        return _softmax_lines(row, j, self.tok, what)
+
+    def done(self, kind, formula, lines, recomputed, sources=(), products=()) -> Explanation:
+        return Explanation(self.stage, self.name, self.index, self.value, kind, formula, tuple(lines),
+                           tuple(products), float(recomputed), tuple(sources))
+
+    # ---- rules shared by several stages ------------------------------------------------------
+    def is_weight(self) -> bool:
+        return self.name.startswith(("W_", "b_", "wrapper_W_", "wrapper_b_"))
+
+    def weight(self) -> Explanation:
+        """A drawn weight or bias: given, not computed."""
+        cfg = self.cfg
+        how = "nn.Linear's init (out_proj)" if self.name in ("W_out", "b_out") else \
+            ("torch.rand" if cfg.init == "rand" else "nn.Linear's init")
+        return self.done("given", f"{self.name}{list(self.index)} = {_f(self.value)}",
+                         [f"a weight drawn by {how} after torch.manual_seed({cfg.seed}); learned in training"],
+                         self.value)
+
+    def projection(self, col: int) -> Explanation:
+        """queries/keys/values[i, j] = x_i · W[:, col] (+ b[col]); col: the column of the stage's W."""
+        role = {"queries": "query", "keys": "key", "values": "value"}[self.name]
+        tok, i, stage = self.tok, self.i, self.stage
+        x = self.get("simplified", "inputs")[i]
+        W = self.get(stage, f"W_{role}")
         products, total, lines = _dot_lines(x, W[:, col], f"x_{tok[i]}", f"W_{role}[:, {col}]", ("input dims",))
         srcs = [Source("simplified", "inputs", (), (i,), None), Source(stage, f"W_{role}", (), None, (col,))]
-        if cfg.qkv_bias:
-            bias = float(trace[stage, f"b_{role}"].numpy()[col])
+        if self.cfg.qkv_bias:
+            bias = float(self.get(stage, f"b_{role}")[col])
             total += bias
             lines += (f"+ bias b_{role}[{col}] = {_f(bias)} → {_f(total)}",)
             srcs.append(Source(stage, f"b_{role}", (), None, (col,)))
-        formula = f"{name}{head}[{tok[i]}, {item.labels[-1][j]}] = x_{tok[i]} · W_{role}[:, {col}]"
-        if stage == "multihead":
-            lines = (f"head {h} uses columns {h * cfg.head_dim}…{(h + 1) * cfg.head_dim - 1} of W_{role}",) + lines
-        return done("dot", formula, lines, total, srcs, products)
-    # ---- scores: q · k ---------------------------------------------------------------------------
-    if name == "attn_scores":
-        if stage == "simplified":
-            x = get("simplified", "inputs")
-            products, total, lines = _dot_lines(x[i], x[j], f"x_{tok[i]}", f"x_{tok[j]}", ("input dims",))
-            srcs = [Source("simplified", "inputs", (), (i, j), None)]
-            return done("dot", f"ω[{tok[i]}, {tok[j]}] = x_{tok[i]} · x_{tok[j]}", lines, total, srcs, products)
-        src_stage = "multihead" if stage == "multihead" else "trainable"
-        q = get(src_stage, "queries", b, h)
-        k = get(src_stage, "keys", b, h)
+        formula = f"{self.name}{self.head}[{tok[i]}, {self.col_label(self.j)}] = x_{tok[i]} · W_{role}[:, {col}]"
+        if self.h is not None:
+            hd = self.cfg.head_dim
+            lines = (f"head {self.h} uses columns {self.h * hd}…{(self.h + 1) * hd - 1} of W_{role}",) + lines
+        return self.done("dot", formula, lines, total, srcs, products)
+
+    def score(self, src_stage: str, lead_src: tuple[int, ...]) -> Explanation:
+        """score[i, j] = q_i · k_j, with the queries and keys of ``src_stage``."""
+        tok, i, j, head = self.tok, self.i, self.j, self.head
+        q = self.get(src_stage, "queries", self.b, self.h)
+        k = self.get(src_stage, "keys", self.b, self.h)
         products, total, lines = _dot_lines(q[i], k[j], f"q{head}_{tok[i]}", f"k{head}_{tok[j]}", ("dims",))
-        lead_src = lead if src_stage == "multihead" else ()
         srcs = [Source(src_stage, "queries", lead_src, (i,), None), Source(src_stage, "keys", lead_src, (j,), None)]
-        return done("dot", f"score{head}[{tok[i]}, {tok[j]}] = q{head}_{tok[i]} · k{head}_{tok[j]}", lines, total,
-                    srcs, products)
-    if name == "scaled_scores":
-        d_k = cfg.d_out
-        raw = float(get("trainable", "attn_scores")[i, j])
-        return done("scale", f"scaled[{tok[i]}, {tok[j]}] = score / √d_k",
-                    [f"{_f(raw)} / √{d_k} = {_f(raw)} / {_f(math.sqrt(d_k))} = {_f(raw / math.sqrt(d_k))}"],
-                    raw / math.sqrt(d_k), [Source("trainable", "attn_scores", (), (i,), (j,))])
-    if name == "masked_scores":
-        raw = float(get(stage, "attn_scores", b, h)[i, j])
-        hidden = bool(get("causal", "mask")[i, j] == 0)
+        return self.done("dot", f"score{head}[{tok[i]}, {tok[j]}] = q{head}_{tok[i]} · k{head}_{tok[j]}", lines,
+                         total, srcs, products)
+
+    def masked(self) -> Explanation:
+        """masked[i, j]: the score, or −∞ where the causal mask hides it."""
+        tok, i, j = self.tok, self.i, self.j
+        raw = float(self.get(self.stage, "attn_scores", self.b, self.h)[i, j])
+        hidden = bool(self.get("causal", "mask")[i, j] == 0)
         lines = [f"{tok[j]} comes after {tok[i]}: set to −∞ so softmax gives it weight 0"] if hidden else \
             [f"{tok[j]} is not in the future of {tok[i]}: the score is kept, {_f(raw)}"]
-        return done("mask", f"masked{head}[{tok[i]}, {tok[j]}]", lines, float("-inf") if hidden else raw,
-                    [Source(stage, "attn_scores", lead, (i,), (j,)), Source("causal", "mask", (), (i,), (j,))])
-    # ---- softmax weights -------------------------------------------------------------------------
-    if name == "attn_weights_sumnorm":
-        row = get("simplified", "attn_scores")[i]
-        total = float(row.sum(dtype=np.float64))
-        ratio = _ratio(float(row[j]), total)
-        return done("ratio", f"ω[{tok[i]}, {tok[j]}] / Σ ω[{tok[i]}, :]",
-                    [f"row sum = {' + '.join(_f(v) for v in row[:8])}{' + …' if len(row) > 8 else ''} = {_f(total)}",
-                     f"{_f(float(row[j]))} / {_f(total)} = {_f(ratio)}"]
-                    + (["the row sums to 0: the naive normalisation is undefined here (softmax is not)"] if total == 0 else []),
-                    ratio, [Source("simplified", "attn_scores", (), (i,), None)])
-    if name == "attn_weights" and stage in ("simplified", "trainable"):
-        src = "attn_scores" if stage == "simplified" else "scaled_scores"
-        row = get(stage, src)[i]
-        v, lines = _softmax_lines(row, j, tok, src)
-        return done("softmax", f"softmax({src}[{tok[i]}, :])[{tok[j]}]", lines, v, [Source(stage, src, (), (i,), None)])
-    if name == "attn_weights":  # causal / multihead: softmax(masked / √d_k)
-        d_k = cfg.head_dim if stage == "multihead" else cfg.d_out
-        row = get(stage, "masked_scores", b, h)[i] / math.sqrt(d_k)
+        return self.done("mask", f"masked{self.head}[{tok[i]}, {tok[j]}]", lines, float("-inf") if hidden else raw,
+                         [Source(self.stage, "attn_scores", self.lead, (i,), (j,)),
+                          Source("causal", "mask", (), (i,), (j,))])
+
+    def masked_softmax(self, d_k: int) -> Explanation:
+        """softmax(masked[i, :] / √d_k)[j]."""
+        tok, i, j = self.tok, self.i, self.j
+        row = self.get(self.stage, "masked_scores", self.b, self.h)[i] / math.sqrt(d_k)
         v, lines = _softmax_lines(row, j, tok, f"masked scores / √{d_k}")
-        return done("softmax", f"softmax(masked{head}[{tok[i]}, :] / √{d_k})[{tok[j]}]", lines, v,
-                    [Source(stage, "masked_scores", lead, (i,), None)])
-    if name == "masked_simple":
-        w = float(get("trainable", "attn_weights")[i, j])
-        m = float(get("causal", "mask")[i, j])
-        return done("mask", f"softmax(scores/√d_k)[{tok[i]}, {tok[j]}] × mask",
-                    [f"{_f(w)} × {int(m)} = {_f(w * m)}"], w * m,
-                    [Source("trainable", "attn_weights", (), (i,), (j,)), Source("causal", "mask", (), (i,), (j,))])
-    if name == "renormalized_weights":
-        row = get("causal", "masked_simple", b)[i]
-        total = float(row.sum(dtype=np.float64))
-        info = np.finfo(row.dtype)
-        if row.max() < info.tiny / info.eps:  # kept weights underflowed: the trace took approach B's row (steps.renormalize)
-            scaled = get("causal", "masked_scores", b)[i] / math.sqrt(cfg.d_out)
-            v, lines = _softmax_lines(scaled, j, tok, f"masked scores / √{cfg.d_out}")
-            return done("softmax", f"softmax(masked[{tok[i]}, :] / √{cfg.d_out})[{tok[j]}]",
-                        [f"softmax underflowed every kept weight of this row to 0 (row sum {_f(total)}: the scores "
-                         "lie far apart), so (A ⊙ M) / row sum is 0/0; shown is approach B's weight, the same number",
-                         *lines], v, [Source("causal", "masked_scores", lead, (i,), None)])
-        return done("ratio", f"(A ⊙ M)[{tok[i]}, {tok[j]}] / row sum",
-                    [f"row sum = {_f(total)} (the future's weight is gone, so rows no longer sum to 1)",
-                     f"{_f(float(row[j]))} / {_f(total)} = {_f(float(row[j]) / total)}"],
-                    float(row[j]) / total, [Source("causal", "masked_simple", lead, (i,), None)])
-    if name == "dropped_weights":
-        w = float(get("causal", "attn_weights", b)[i, j])
-        keep = float(get("causal", "dropout_mask", b)[i, j])
-        p = cfg.dropout
-        return done("dropout", f"A[{tok[i]}, {tok[j]}] × D / (1 − p)",
-                    [f"{_f(w)} × {int(keep)} / (1 − {p}) = {_f(w * keep / (1 - p))}"], w * keep / (1 - p),
-                    [Source("causal", "attn_weights", lead, (i,), (j,)), Source("causal", "dropout_mask", lead, (i,), (j,))])
-    # ---- context vectors: weights row × value column ---------------------------------------------
-    if name in ("context_vecs", "context_heads") and not (stage == "multihead" and name == "context_vecs"):
-        if stage == "simplified":
-            w, vals, vname, wsrc, vsrc = get(stage, "attn_weights")[i], get(stage, "inputs")[:, j], "x", \
-                Source(stage, "attn_weights", (), (i,), None), Source(stage, "inputs", (), None, (j,))
-        elif stage == "trainable":
-            w, vals, vname = get(stage, "attn_weights")[i], get(stage, "values")[:, j], "v"
-            wsrc, vsrc = Source(stage, "attn_weights", (), (i,), None), Source(stage, "values", (), None, (j,))
-        elif stage == "causal":
-            w, vals, vname = get(stage, "dropped_weights", b)[i], get("trainable", "values")[:, j], "v"
-            wsrc, vsrc = Source(stage, "dropped_weights", lead, (i,), None), Source("trainable", "values", (), None, (j,))
-        else:
-            w, vals, vname = get(stage, "attn_weights", b, h)[i], get(stage, "values", b, h)[:, j], f"v{head}"
-            wsrc, vsrc = Source(stage, "attn_weights", lead, (i,), None), Source(stage, "values", lead, None, (j,))
-        products, total, lines = _dot_lines(w, vals, f"weights[{tok[i]}, :]", f"{vname}[:, {item.labels[-1][j]}]",
+        return self.done("softmax", f"softmax(masked{self.head}[{tok[i]}, :] / √{d_k})[{tok[j]}]", lines, v,
+                         [Source(self.stage, "masked_scores", self.lead, (i,), None)])
+
+    def mix(self, weights_row, value_col, vname: str, wsrc: Source, vsrc: Source) -> Explanation:
+        """z_i[j] = Σ_k weight[i, k] · v_k[j]."""
+        tok, i = self.tok, self.i
+        label = self.col_label(self.j)
+        products, total, lines = _dot_lines(weights_row, value_col, f"weights[{tok[i]}, :]", f"{vname}[:, {label}]",
                                             ("tokens",))
-        return done("dot", f"z{head}_{tok[i]}[{item.labels[-1][j]}] = Σ_j weight[{tok[i]}, j] · {vname}_j", lines,
-                    total, [wsrc, vsrc], products)
-    if name == "context_concat":
-        hd = cfg.head_dim
-        src_h, c = divmod(j, hd)
-        v = float(get("multihead", "context_heads", b, src_h)[i, c])
-        lead_src = ((b,) if b is not None else ()) + (src_h,)
-        return done("concat", f"concat[{tok[i]}, {j}] = context_heads[head {src_h}][{tok[i]}, {c}]",
-                    [f"column {j} = head {src_h}'s dim {c} (view/transpose puts the heads side by side)"], v,
-                    [Source("multihead", "context_heads", lead_src, (i,), (c,))])
-    if key == ("multihead", "context_vecs"):
-        cat = get("multihead", "context_concat", b)[i]
-        W = trace["multihead", "W_out"].numpy()[:, j]
-        products, total, lines = _dot_lines(cat, W, f"concat[{tok[i]}, :]", f"W_out[:, {j}]", ("dims",))
-        bias = float(trace["multihead", "b_out"].numpy()[j])
-        total += bias
-        lines += (f"+ out_proj bias b_out[{j}] = {_f(bias)} → {_f(total)}",)
-        return done("dot", f"z[{tok[i]}, {j}] = concat[{tok[i]}, :] · W_out[:, {j}] + b_out[{j}]", lines, total,
-                    [Source("multihead", "context_concat", lead, (i,), None), Source("multihead", "W_out", (), None, (j,)),
-                     Source("multihead", "b_out", (), None, (j,))], products)
-    if name == "wrapper_context_vecs":
-        hd = cfg.head_dim
-        src_h, c = divmod(j, hd)
-        return done("concat", f"wrapper[{tok[i]}, {j}] = head {src_h}'s CausalAttention output, dim {c}",
-                    [f"the wrapper runs {cfg.num_heads} independent heads and concatenates their outputs",
-                     f"column {j} comes from head {src_h} (its own W_query/W_key/W_value)"], value,
-                    [Source("multihead", "wrapper_W_query", (src_h,), None, (c,))])
-    return done("value", f"{name}{list(index)} = {_f(value)}", [], value)
+        return self.done("dot", f"z{self.head}_{tok[i]}[{label}] = Σ_j weight[{tok[i]}, j] · {vname}_j", lines,
+                         total, [wsrc, vsrc], products)
+
+
+def explain_cell(trace: Trace, stage: str, name: str, index) -> Explanation:
+    """Explain one cell; ``index`` is the full index (leading batch/head indices included).
+
+    The rule is the stage's (core/stages/<stage>.py, ``explain``); a cell no rule covers
+    gets its value.
+    """
+    from core.stages import STAGES
+
+    cell = Cell(trace, stage, name, tuple(int(i) for i in index))
+    explained = STAGES[stage].explain(cell)
+    if explained is not None:
+        return explained
+    return cell.done("value", f"{name}{list(cell.index)} = {_f(cell.value)}", [], cell.value)

@@ -1,6 +1,7 @@
 """The torch code beside the math: the book-style lines behind every intermediate.
 
-``stage_code(config, stage)`` lists (name, line) pairs in the order the chapter writes them,
+``stage_code(config, stage)`` lists (name, line) pairs in the order the chapter writes them (each
+stage file's ``code``),
 so a view can show the lines and highlight the one that produces the shown matrix.
 ``snippet(trace, stage, name)`` returns a runnable script (torch only) that rebuilds the
 inputs, draws the weights as the book does and prints that intermediate; its numbers equal
@@ -10,125 +11,17 @@ from __future__ import annotations
 
 from core.config import AttentionConfig
 from core.trace import Trace
+from core.stages import STAGES
+from core.stages.multihead import FUSED_START, WRAPPER_START
 from core.vocabulary import VOCABULARY
 
-ROLES = ("query", "key", "value")
-WRAPPER_START = "# --- MultiHeadAttentionWrapper: independent causal heads ---"
-FUSED_START = "# --- MultiHeadAttention: fused projections, split into heads ---"
 # Longest inputs written into a snippet literally (beyond: a note, and the first rows).
 MAX_LITERAL_TOKENS = 256
 
 
-def _draw_lines(cfg: AttentionConfig, d_out: int, prefix: str = "") -> list[str]:
-    """Lines that draw W_query/W_key/W_value (and biases) as the book does, after manual_seed."""
-    to = _to(cfg)
-    lines = [f"torch.manual_seed({cfg.seed})"]
-    for role in ROLES:
-        if cfg.init == "rand":
-            lines.append(f"{prefix}W_{role} = torch.rand(d_in, {d_out}){to}")
-            if cfg.qkv_bias:
-                lines.append(f"{prefix}b_{role} = torch.rand({d_out}){to}")
-        else:
-            lines.append(f"_layer = nn.Linear(d_in, {d_out}, bias={cfg.qkv_bias})")
-            lines.append(f"{prefix}W_{role} = _layer.weight.T.detach(){to}" +
-                         (f"; {prefix}b_{role} = _layer.bias.detach(){to}" if cfg.qkv_bias else ""))
-    return lines
-
-
-def _to(cfg: AttentionConfig) -> str:
-    """float64 traces draw the book's float32 weights, then widen them."""
-    return ".double()" if cfg.dtype == "float64" else ""
-
-
-def _proj(role: str, src: str, cfg: AttentionConfig, prefix: str = "") -> str:
-    return f"{src} @ {prefix}W_{role}" + (f" + {prefix}b_{role}" if cfg.qkv_bias else "")
-
-
 def stage_code(cfg: AttentionConfig, stage: str) -> list[tuple[str | None, str]]:
-    """(intermediate name or None, line) for one stage, book style."""
-    c: list[tuple[str | None, str]] = []
-    if stage == "simplified":
-        c += [("attn_scores", "attn_scores = inputs @ inputs.T"),
-              ("attn_weights_sumnorm", "attn_weights_sumnorm = attn_scores / attn_scores.sum(dim=-1, keepdim=True)"),
-              ("attn_weights", "attn_weights = torch.softmax(attn_scores, dim=-1)"),
-              ("context_vecs", "context_vecs = attn_weights @ inputs")]
-        return c
-    if stage in ("trainable", "causal"):
-        c += [(None, line) for line in _draw_lines(cfg, cfg.d_out)]
-        for role in ROLES:
-            c.append((f"W_{role}", f"# W_{role}: drawn above"))
-        if cfg.qkv_bias:
-            c += [(f"b_{role}", f"# b_{role}: drawn above") for role in ROLES]
-    if stage == "trainable":
-        c += [("queries", f"queries = {_proj('query', 'inputs', cfg)}"),
-              ("keys", f"keys = {_proj('key', 'inputs', cfg)}"),
-              ("values", f"values = {_proj('value', 'inputs', cfg)}"),
-              ("attn_scores", "attn_scores = queries @ keys.T"),
-              ("scaled_scores", "scaled_scores = attn_scores / keys.shape[-1] ** 0.5"),
-              ("attn_weights", "attn_weights = torch.softmax(scaled_scores, dim=-1)"),
-              ("context_vecs", "context_vecs = attn_weights @ values")]
-        return c
-    tril = "torch.tril(torch.ones(T, T))" if cfg.causal else "torch.ones(T, T)  # causal off: attend everywhere"
-    if stage == "causal":
-        p = cfg.dropout
-        c += [(None, f"batch = torch.stack([inputs] * {cfg.batch})  # (b, T, d_in)"),
-              (None, f"queries = {_proj('query', 'batch', cfg)}"),
-              (None, f"keys = {_proj('key', 'batch', cfg)}"),
-              (None, f"values = {_proj('value', 'batch', cfg)}"),
-              ("attn_scores", "attn_scores = queries @ keys.transpose(1, 2)"),
-              (None, "T = attn_scores.shape[-1]"),
-              ("mask", f"mask = {tril}"),
-              ("masked_scores", "masked_scores = attn_scores.masked_fill(mask == 0, -torch.inf)"),
-              ("attn_weights", "attn_weights = torch.softmax(masked_scores / keys.shape[-1] ** 0.5, dim=-1)"),
-              ("masked_simple", "masked_simple = torch.softmax(attn_scores / keys.shape[-1] ** 0.5, dim=-1) * mask"),
-              ("renormalized_weights", "renormalized_weights = masked_simple / masked_simple.sum(dim=-1, keepdim=True)"),
-              (None, f"torch.manual_seed({cfg.dropout_seed})"),
-              ("dropout_mask", "dropout_mask = torch.empty(attn_weights.shape).bernoulli_(1 - p)  # what nn.Dropout(p) draws"
-               if p > 0 else "dropout_mask = torch.ones(attn_weights.shape)  # p = 0: nothing dropped"),
-              ("dropped_weights", "dropped_weights = attn_weights * dropout_mask / (1 - p)"),
-              ("context_vecs", "context_vecs = dropped_weights @ values")]
-        return c
-    # multihead: the wrapper, then the fused implementation
-    h, hd = cfg.num_heads, cfg.head_dim
-    c += [(None, f"batch = torch.stack([inputs] * {cfg.batch})  # (b, T, d_in)"),
-          (None, "b, T, _ = batch.shape"),
-          ("mask", f"mask = {tril}"),
-          (None, WRAPPER_START),
-          (None, f"torch.manual_seed({cfg.seed})"),
-          (None, "heads = []"),
-          (None, f"for _ in range({h}):")]
-    for line in _draw_lines(cfg, hd)[1:]:
-        c.append((None, "    " + line))
-    c += [(None, "    heads.append((W_query, W_key, W_value" + (", b_query, b_key, b_value))" if cfg.qkv_bias else "))")),
-          ("wrapper_W_query", "wrapper_W_query = torch.stack([hw[0] for hw in heads])  # (h, d_in, hd)"),
-          ("wrapper_W_key", "wrapper_W_key = torch.stack([hw[1] for hw in heads])"),
-          ("wrapper_W_value", "wrapper_W_value = torch.stack([hw[2] for hw in heads])")]
-    if cfg.qkv_bias:
-        c += [(f"wrapper_b_{r}", f"wrapper_b_{r} = torch.stack([hw[{3 + k}] for hw in heads])") for k, r in enumerate(ROLES)]
-    bias = (lambda r, k: f" + hw[{3 + k}]") if cfg.qkv_bias else (lambda r, k: "")
-    c += [(None, "def causal_head(hw):"),
-          (None, f"    q, k, v = batch @ hw[0]{bias('query', 0)}, batch @ hw[1]{bias('key', 1)}, batch @ hw[2]{bias('value', 2)}"),
-          (None, "    s = (q @ k.transpose(1, 2)).masked_fill(mask == 0, -torch.inf)"),
-          (None, "    return torch.softmax(s / k.shape[-1] ** 0.5, dim=-1) @ v"),
-          ("wrapper_context_vecs", "wrapper_context_vecs = torch.cat([causal_head(hw) for hw in heads], dim=-1)"),
-          (None, FUSED_START)]
-    c += [(None, line) for line in _draw_lines(cfg, cfg.d_out)]
-    c += [(f"W_{r}", f"# W_{r}: drawn above") for r in ROLES]
-    if cfg.qkv_bias:
-        c += [(f"b_{r}", f"# b_{r}: drawn above") for r in ROLES]
-    c += [(None, "out_proj = nn.Linear(d_out, d_out)"),
-          ("W_out", f"W_out = out_proj.weight.T.detach(){_to(cfg)}"),
-          ("b_out", f"b_out = out_proj.bias.detach(){_to(cfg)}"),
-          ("queries", f"queries = ({_proj('query', 'batch', cfg)}).view(b, T, {h}, {hd}).transpose(1, 2)  # (b, h, T, hd)"),
-          ("keys", f"keys = ({_proj('key', 'batch', cfg)}).view(b, T, {h}, {hd}).transpose(1, 2)"),
-          ("values", f"values = ({_proj('value', 'batch', cfg)}).view(b, T, {h}, {hd}).transpose(1, 2)"),
-          ("attn_scores", "attn_scores = queries @ keys.transpose(2, 3)  # (b, h, T, T)"),
-          ("masked_scores", "masked_scores = attn_scores.masked_fill(mask == 0, -torch.inf)"),
-          ("attn_weights", "attn_weights = torch.softmax(masked_scores / keys.shape[-1] ** 0.5, dim=-1)"),
-          ("context_heads", "context_heads = attn_weights @ values  # (b, h, T, hd)"),
-          ("context_concat", "context_concat = context_heads.transpose(1, 2).contiguous().view(b, T, d_out)"),
-          ("context_vecs", "context_vecs = context_concat @ W_out + b_out")]
-    return c
+    """(intermediate name or None, line) for one stage, book style: the stage file's ``code``."""
+    return STAGES[stage].code(cfg)
 
 
 def _inputs_literal(trace: Trace) -> list[str]:

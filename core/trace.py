@@ -1,7 +1,8 @@
 """The trace: every intermediate of every stage for one config, in the chapter's order.
 
-``build_trace(config)`` draws the weights as the book does, runs the stage functions and
-wraps each tensor with its vocabulary entry (symbol, formula, axes and axis labels). The
+``build_trace(config)`` draws the weights as the book does, runs each stage's forward
+(core/stages/, or its tuned twin in core/engine/: chosen in ``_forward``) and wraps each
+tensor with its term from the stage table (symbol, formula, axes and axis labels). The
 trace is read-only: look intermediates up with ``trace["causal", "attn_weights"]``.
 """
 from __future__ import annotations
@@ -14,12 +15,15 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from core import stages, steps, weights
+from core import weights
 from core.config import AttentionConfig
 from core.device import resolve_device
-from core.lazy import Lazy
+from core.engine import cache, fast
+from core.engine.lazy import Lazy
 from core.inputs import Inputs, resolve_inputs
-from core.vocabulary import STAGES, VOCABULARY, Term
+from core.stages import causal, multihead, simplified, trainable
+from core.stages.schema import Term
+from core.vocabulary import STAGES, VOCABULARY
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -131,9 +135,15 @@ def _numbered_labels(kind: str, size: int) -> tuple[str, ...]:
 
 
 def _wrap(stage: str, named: dict[str, torch.Tensor | Lazy], batch: int, token_labels) -> dict[str, Intermediate]:
+    terms = VOCABULARY[stage]
+    unknown = set(named) - set(terms)
+    if unknown:
+        raise AssertionError(f"{stage}: {sorted(unknown)} are not in the stage's TERMS")
     out = {}
-    for name, tensor in named.items():
-        term = VOCABULARY[stage][name]
+    for name, term in terms.items():             # the stage table's order, whatever the forward's
+        if name not in named:
+            continue                             # e.g. the biases, without qkv_bias
+        tensor = named[name]
         axes = term.axes
         if term.batched:
             if batch == 1:
@@ -167,68 +177,75 @@ def _check_overrides(override: dict | None, config: AttentionConfig) -> dict[str
     return out
 
 
-@functools.lru_cache(maxsize=4)
-def _causal_mask(num_tokens: int, causal: bool, device: str, dtype: torch.dtype) -> torch.Tensor:
-    """The (T, T) mask, built once per size: 4 MB at 1024 tokens, read-only like every trace tensor."""
-    return steps.causal_mask(num_tokens, causal, device=device, dtype=dtype)
+@dataclass(frozen=True)
+class _Run:
+    """What the stages' forwards take, for one trace."""
+
+    config: AttentionConfig
+    x: torch.Tensor                  # (T, d_in)
+    xb: torch.Tensor                 # (b, T, d_in): the book's torch.stack of copies, as a view
+    mask: torch.Tensor               # (T, T), 1 = may attend
+    device: str
+    dtype: torch.dtype
+    overrides: dict[str, torch.Tensor]
+
+    @property
+    def draw(self) -> tuple:
+        c = self.config
+        return (c.init, c.seed, c.d_in, c.d_out, c.qkv_bias, self.device, self.dtype)
+
+    def qkv(self) -> dict[str, weights.Projection]:
+        """W_query, W_key, W_value of the trainable and causal stages (edited ones in place of the drawn)."""
+        return {r: weights.Projection(self.overrides[r].to(self.device, self.dtype), p.b) if r in self.overrides else p
+                for r, p in cache.qkv(*self.draw).items()}
+
+    def dropout_mask(self) -> torch.Tensor:
+        c, num_tokens = self.config, self.x.shape[0]
+        return cache.dropout_mask((c.batch, num_tokens, num_tokens), c.dropout, c.dropout_seed, self.device, self.dtype)
+
+    def heads(self):
+        c = self.config
+        return cache.wrapper_heads(c.init, c.seed, c.d_in, c.head_dim, c.num_heads, c.qkv_bias, self.device, self.dtype)
 
 
-@functools.lru_cache(maxsize=4)
-def _additive_mask(num_tokens: int, causal: bool, device: str, dtype: torch.dtype) -> torch.Tensor:
-    """0 kept / −∞ hidden, (T, T): what the multi-head softmax adds to the scaled scores."""
-    return steps.additive_mask(_causal_mask(num_tokens, causal, device, dtype))
+def _forward(stage: str, run: _Run, shared: dict, use_engine: bool) -> dict:
+    """One stage's named tensors: the chapter's forward (core/stages/), or the engine's tuned one.
 
-
-@functools.lru_cache(maxsize=1)
-def _dropout_keep(shape: tuple[int, ...], p: float, seed: int, device: str, dtype: torch.dtype) -> torch.Tensor:
-    """The (b, T, T) keep mask, drawn on the CPU as the book draws it, then moved (kept for the next trace)."""
-    return weights.draw_dropout_mask(shape, p, seed).to(device, dtype)
-
-
-# Weights moved to the trace's device and dtype are kept too (the draws themselves are cached in
-# core.weights): on a GPU, copying ~40 weight matrices per parameter change costs more than the trace.
-@functools.lru_cache(maxsize=8)
-def _qkv_on(init: str, seed: int, d_in: int, d_out: int, bias: bool, device: str,
-            dtype: torch.dtype) -> dict[str, weights.Projection]:
-    drawn = weights.draw_qkv(init, seed, d_in, d_out, bias)
-    return {r: p.to(device, dtype) for r, p in drawn.items()}
-
-
-@functools.lru_cache(maxsize=4)
-def _wrapper_on(init: str, seed: int, d_in: int, head_dim: int, num_heads: int, bias: bool, device: str,
-                dtype: torch.dtype) -> tuple[list[dict[str, weights.Projection]], dict[str, torch.Tensor]]:
-    heads = weights.draw_wrapper_heads(init, seed, d_in, head_dim, num_heads, bias)
-    heads = [{r: p.to(device, dtype) for r, p in h.items()} for h in heads]
-    return heads, stages.stack_heads(heads)
-
-
-@functools.lru_cache(maxsize=8)
-def _same_first_layers(*draw: object) -> bool:
-    """Whether MultiHeadAttention's W_query, W_key, W_value (and biases) are the trainable stage's.
-
-    draw: (init, seed, d_in, d_out, bias, device, dtype), as _qkv_on and _fused_on take them.
+    The one place where the path is chosen. Both give the same numbers (tests/core/engine/).
+    ``shared`` collects the trainable stage's Q, K, V and scores for the engine to reuse.
     """
-    mine = _qkv_on(*draw)
-    fused, _out = _fused_on(*draw)
-
-    def same(a, b) -> bool:
-        return (a is None and b is None) or (a is not None and b is not None and torch.equal(a, b))
-    return all(same(mine[r].W, fused[r].W) and same(mine[r].b, fused[r].b) for r in weights.ROLES)
-
-
-@functools.lru_cache(maxsize=4)
-def _fused_on(init: str, seed: int, d_in: int, d_out: int, bias: bool, device: str,
-              dtype: torch.dtype) -> tuple[dict[str, weights.Projection], weights.Projection]:
-    qkv, out_proj = weights.draw_fused(init, seed, d_in, d_out, bias)
-    return {r: p.to(device, dtype) for r, p in qkv.items()}, out_proj.to(device, dtype)
+    cfg = run.config
+    if stage == "simplified":
+        return simplified.forward(run.x)
+    if stage == "trainable":
+        named = trainable.forward(run.x, run.qkv())
+        shared.update({k: named[k] for k in ("queries", "keys", "values", "attn_scores")})
+        return named
+    if not use_engine:
+        if stage == "causal":
+            return causal.forward(run.xb, run.qkv(), run.mask, run.dropout_mask(), cfg.dropout)
+        heads, _stacked = run.heads()
+        fqkv, out_proj = cache.fused(*run.draw)
+        return multihead.forward(run.xb, heads, fqkv, out_proj, cfg.num_heads, run.mask)
+    if stage == "causal":
+        # same inputs, same weights (one draw, one override): the batch's copies are views of the trainable ones
+        return fast.causal(run.xb, run.qkv(), run.mask, run.dropout_mask(), cfg.dropout, shared or None)
+    heads, stacked = run.heads()
+    fqkv, out_proj = cache.fused(*run.draw)
+    reuse = shared if shared and not run.overrides and cache.same_first_layers(*run.draw) else None
+    additive = cache.additive_mask(run.x.shape[0], cfg.causal, run.device, run.dtype)
+    return {**fast.wrapper(run.xb, heads, run.mask, stacked),
+            **fast.fused(run.xb, fqkv, out_proj, cfg.num_heads, run.mask, cfg.causal, additive, reuse)}
 
 
 def build_trace(config: AttentionConfig, inputs: Inputs | None = None,
-                only: tuple[str, ...] = STAGES, weights_override: dict | None = None) -> Trace:
+                only: tuple[str, ...] = STAGES, weights_override: dict | None = None,
+                use_engine: bool = True) -> Trace:
     """Compute the stages in ``only`` (all by default) for ``config``.
 
     ``inputs`` overrides the config's embeddings source (the GUI's edited table); its width
     must equal config.d_in. Raises ConfigError for problems with the inputs.
+    ``use_engine``: the tuned paths of core.engine (default) or the stages' plain forwards.
     """
     from core.config import MAX_ABS_EMBEDDING, ConfigError
 
@@ -241,50 +258,19 @@ def build_trace(config: AttentionConfig, inputs: Inputs | None = None,
                                         f"-{MAX_ABS_EMBEDDING:g} and {MAX_ABS_EMBEDDING:g}")
     device, note = resolve_device(config.device)
     dtype = DTYPES[config.dtype]
-    token_labels = inp.labels
     num_tokens = len(inp.tokens)
-    b = config.batch
     x = inp.shared_tensor(dtype, device)                                      # (T, d_in)
     # The book stacks copies: torch.stack((inputs, inputs)). expand is a copy-free view.
-    xb = x.unsqueeze(0).expand(b, num_tokens, config.d_in)                    # (b, T, d_in)
-    mask = _causal_mask(num_tokens, config.causal, device, dtype)                 # (T, T), shared
-
-    overrides = _check_overrides(weights_override, config)
-
-    def qkv(d_out):
-        on = _qkv_on(config.init, config.seed, config.d_in, d_out, config.qkv_bias, device, dtype)
-        return {r: weights.Projection(overrides[r].to(device, dtype), p.b) if r in overrides else p
-                for r, p in on.items()}
+    xb = x.unsqueeze(0).expand(config.batch, num_tokens, config.d_in)         # (T, d_in) -> (b, T, d_in)
+    mask = cache.causal_mask(num_tokens, config.causal, device, dtype)        # (T, T), shared
+    run = _Run(config, x, xb, mask, device, dtype, _check_overrides(weights_override, config))
 
     result: dict[str, dict[str, Intermediate]] = {}
-    # The causal stage and MultiHeadAttention start with the very projections of the trainable
-    # stage (same inputs; same seed, so the same first three layers are drawn): when that stage
-    # ran, they use its Q, K, V (and the causal stage its scores) instead of computing them again.
-    shared = None
+    shared: dict[str, torch.Tensor] = {}
     with torch.no_grad():
         for stage in STAGES:
-            if stage not in only:
-                continue
-            if stage == "simplified":
-                named = stages.simplified(x)
-            elif stage == "trainable":
-                named = stages.trainable(x, qkv(config.d_out))
-                shared = {k: named[k] for k in ("queries", "keys", "values", "attn_scores")}
-            elif stage == "causal":
-                keep = _dropout_keep((b, num_tokens, num_tokens), config.dropout, config.dropout_seed, device, dtype)
-                named = stages.causal(xb, qkv(config.d_out), mask, keep, config.dropout, shared)
-            else:
-                heads, stacked = _wrapper_on(config.init, config.seed, config.d_in, config.head_dim,
-                                             config.num_heads, config.qkv_bias, device, dtype)
-                draw = (config.init, config.seed, config.d_in, config.d_out, config.qkv_bias, device, dtype)
-                fqkv, out_proj = _fused_on(*draw)
-                additive = _additive_mask(num_tokens, config.causal, device, dtype)
-                named = {
-                    **stages.wrapper(xb, heads, mask, stacked),
-                    **stages.fused(xb, fqkv, out_proj, config.num_heads, mask, config.causal, additive,
-                                   shared if not overrides and _same_first_layers(*draw) else None),
-                }
-            result[stage] = _wrap(stage, named, b, token_labels)
+            if stage in only:
+                result[stage] = _wrap(stage, _forward(stage, run, shared, use_engine), config.batch, inp.labels)
     if device.startswith("cuda"):
         torch.cuda.synchronize()
     elapsed = (time.perf_counter() - started) * 1000.0

@@ -3,6 +3,7 @@
 These classes follow the book's listings (in-place masked_fill_ included) so the tests can
 seed, build, run and compare against the app's trace without trusting the app's code.
 """
+import numpy as np
 import torch
 from torch import nn
 
@@ -114,3 +115,13 @@ class MultiHeadAttention(nn.Module):
         context_vec = (attn_weights @ values).transpose(1, 2)
         context_vec = context_vec.contiguous().view(b, num_tokens, self.d_out)
         return self.out_proj(context_vec)
+
+
+def same_4dp(actual, expected):
+    """Equal to 4 decimals (and far closer: the app runs the same float32 ops)."""
+    a = np.asarray(actual.detach() if isinstance(actual, torch.Tensor) else actual, dtype=np.float64)
+    e = np.asarray(expected.detach() if isinstance(expected, torch.Tensor) else expected, dtype=np.float64)
+    assert a.shape == e.shape
+    finite = np.isfinite(e)
+    assert np.array_equal(np.isfinite(a), finite) and np.array_equal(a[~finite], e[~finite])
+    assert np.max(np.abs(a[finite] - e[finite]), initial=0.0) <= 5e-5, f"\n{a}\n!=\n{e}"

@@ -1,4 +1,7 @@
-"""Headless export: CLI options, CSV layout, manifest, and a bit-for-bit float32 round trip."""
+"""core.export: CSV layout and formatting, the manifest (from the stage table), the CLI, bit-for-bit round trips.
+
+(Atomic writing, cancelling and failures: test_export_safety.py.)
+"""
 import json
 import subprocess
 import sys
@@ -9,7 +12,8 @@ import pytest
 
 from core import AttentionConfig, build_trace
 from core.cli import run_export
-from core.export import export_trace, read_csv_slice, slice_csv
+from core.export import export_trace, format_value, read_csv_slice, slice_csv
+from core.stages import STAGES
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -136,3 +140,89 @@ def test_bad_option_exits_2_with_one_line(tmp_path):
     assert res.returncode == 2
     assert res.stderr.count("\n") == 1 and "--heads" in res.stderr and "divisible" in res.stderr
     assert not (tmp_path / "o").exists()
+
+
+# ---- cell formatting ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("dtype,digits", [(np.float32, 9), (np.float64, 17)])
+def test_slice_csv_cells_match_format_value(dtype, digits):
+    rng = np.random.default_rng(0)
+    arr = (rng.standard_normal((7, 5)) * 10.0 ** rng.integers(-40, 30, (7, 5))).astype(dtype)
+    arr[0, :4] = [-np.inf, np.inf, np.nan, -0.0]
+    arr[1, 0] = np.finfo(dtype).tiny / 8          # a subnormal
+    text = slice_csv(arr, [f"r{i}" for i in range(7)], [f"c{j}" for j in range(5)], "row\\col")
+    lines = text.splitlines()
+    assert lines[0] == "row\\col,c0,c1,c2,c3,c4"
+    for i, line in enumerate(lines[1:]):
+        cells = line.split(",")
+        assert cells[0] == f"r{i}"
+        assert cells[1:] == [format_value(v, digits) for v in arr[i]]
+
+
+def test_slice_csv_one_row_and_empty():
+    assert slice_csv(np.array([1.5, -2.0], dtype=np.float32), ["b"], ["x", "y"]) == ",x,y\nb,1.5,-2\n"
+    assert slice_csv(np.zeros((2, 0), dtype=np.float32), ["a", "b"], []) == "\na,\nb,\n"
+
+
+# ---- the manifest: complete, regular, from the stage table ------------------------------------------
+
+FULL = AttentionConfig(embeddings="random", text="a b c d", d_in=3, d_out=4, num_heads=2, qkv_bias=True,
+                       batch=2, dropout=0.5)
+
+
+def test_manifest_lists_every_term_of_the_stage_table_in_its_order(tmp_path):
+    trace = build_trace(FULL)
+    export_trace(trace, tmp_path / "out")
+    tensors = load_manifest(tmp_path / "out")["tensors"]
+    names = list(dict.fromkeys((t["stage"], t["name"]) for t in tensors))
+    assert names == [(s.name, n) for s in STAGES.values() for n in s.terms]         # every term, table order
+    for t in tensors:
+        item = trace[t["stage"], t["name"]]
+        assert t["full_shape"] == list(item.shape) and t["axes"] == list(item.axes)
+        assert t["shape"] == list(item.shape[len(t["index"]):])                   # the slice after its index
+        assert (tmp_path / "out" / t["file"]).is_file()
+
+
+def test_per_head_weights_biases_and_the_wrappers_weights_are_split_by_head(tmp_path):
+    trace = build_trace(FULL)
+    export_trace(trace, tmp_path / "out")
+    rows = {(t["stage"], t["name"], tuple(t["index"])): t for t in load_manifest(tmp_path / "out")["tensors"]}
+    for role in ("query", "key", "value"):
+        for h in range(2):
+            w = rows["multihead", f"wrapper_W_{role}", (h,)]
+            b = rows["multihead", f"wrapper_b_{role}", (h,)]
+            assert (w["file"], w["shape"]) == (f"multihead/wrapper_W_{role}_h{h}.csv", [3, 2])
+            assert (b["file"], b["shape"], b["full_shape"]) == (f"multihead/wrapper_b_{role}_h{h}.csv", [2], [2, 2])
+            labels, cols, values = read_csv_slice(tmp_path / "out" / b["file"])
+            assert labels == [f"wrapper_b_{role}"] and cols == ["d0", "d1"]
+            assert np.array_equal(values[0], trace["multihead", f"wrapper_b_{role}"].numpy()[h])
+    for bi in range(2):
+        for h in range(2):
+            t = rows["multihead", "wrapper_attn_weights", (bi, h)]
+            assert t["file"] == f"multihead/wrapper_attn_weights_b{bi}_h{h}.csv" and t["shape"] == [4, 4]
+
+
+def test_the_causal_stage_exports_its_own_projections(tmp_path):
+    trace = build_trace(FULL)
+    export_trace(trace, tmp_path / "out")
+    out = tmp_path / "out"
+    for name in ("W_query", "W_key", "W_value", "b_query", "b_key", "b_value"):
+        _r, _c, values = read_csv_slice(out / f"causal/{name}.csv")
+        assert np.array_equal(values.reshape(trace["causal", name].shape), trace["trainable", name].numpy())
+    for name in ("queries", "keys", "values"):
+        for bi in range(2):
+            labels, _c, values = read_csv_slice(out / f"causal/{name}_b{bi}.csv")
+            assert labels == ["a", "b", "c", "d"]
+            assert np.array_equal(values, trace["trainable", name].numpy())   # the batch holds copies of X
+
+
+def test_file_names_of_earlier_exports_are_kept(tmp_path):
+    """Names whose meaning did not change keep their files (scripts read them)."""
+    export_trace(build_trace(FULL), tmp_path / "out")
+    files = {t["file"] for t in load_manifest(tmp_path / "out")["tensors"]}
+    assert {"simplified/inputs.csv", "simplified/attn_scores.csv", "trainable/W_query.csv", "trainable/b_query.csv",
+            "trainable/context_vecs.csv", "causal/mask.csv", "causal/attn_weights_b1.csv",
+            "causal/renormalized_weights_b0.csv", "causal/dropout_mask_b1.csv", "multihead/wrapper_W_query_h1.csv",
+            "multihead/wrapper_context_vecs_b0.csv", "multihead/queries_b1_h0.csv", "multihead/attn_weights_b0_h1.csv",
+            "multihead/context_concat_b1.csv", "multihead/W_out.csv", "multihead/b_out.csv",
+            "multihead/context_vecs_b0.csv"} <= files

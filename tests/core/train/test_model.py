@@ -4,7 +4,6 @@ import pytest
 import torch
 from torch import nn
 
-from core import steps
 from core.train.model import MultiHeadAttention, build_model, layer_weights
 from core.weights import Projection
 
@@ -68,7 +67,7 @@ def test_layer_equals_the_books_class_and_the_multihead_stage(d_in, d_out, T, h,
         w = layer_weights(ours)
         stage = stage4_fused(x, {"query": Projection(w["W_query"]), "key": Projection(w["W_key"]),
                                  "value": Projection(w["W_value"])},
-                             Projection(w["W_out"], w["b_out"]), h, steps.causal_mask(T, True))
+                             Projection(w["W_out"], w["b_out"]), h, causal_mask(T, True))
     # same operations in the same order as the book's class: float32 rounding can differ only in
     # how a fused kernel sums a row, far below 1e-6 at these sizes
     assert (context_vecs - expected).abs().max().item() <= 1e-6

@@ -1,4 +1,4 @@
-"""The bad-input catalogue of the headless export (issue 6): every bad option or file ends in
+"""core.cli: the bad-input catalogue of the headless export (issue 6): every bad option or file ends in
 exit status 2, exactly one line on stderr that names the option, no traceback, and nothing
 written: no output folder, no half-written files, no hidden ``.partial-``/``.backup-`` folders.
 
@@ -18,7 +18,7 @@ import torch
 
 from core import cli
 from core.config import MAX_TEXT_CHARS, MAX_TOKENS
-from tests.core.snapshots import existing_target, fail_nth as _fail_nth, fail_nth_file_write, make_input_files, snapshot
+from tests.core.snapshots import existing_target, fail_nth, fail_nth_file_write, make_input_files, snapshot
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -271,7 +271,7 @@ def test_rename_fails_midway(existing, nth, tmp_path, capsys, monkeypatch):
 
     target = existing_target(tmp_path) if existing else tmp_path / "target"
     before = snapshot(tmp_path)
-    monkeypatch.setattr(core.export.os, "replace", _fail_nth(os.replace, nth, DISK_FULL))
+    monkeypatch.setattr(core.export.os, "replace", fail_nth(os.replace, nth, DISK_FULL))
     code, out, err = run_in_process(["--out", str(target)], capsys)
     assert_one_clear_line(code, err, "--out", ("no space left",))
     assert snapshot(tmp_path) == before
@@ -368,7 +368,7 @@ def test_ctrl_c_is_one_line_and_leaves_nothing(where, tmp_path, capsys, monkeypa
     elif where == "write":                    # the export's first file
         fail_nth_file_write(monkeypatch, 1, KeyboardInterrupt())
     else:
-        monkeypatch.setattr(core.export.os, "replace", _fail_nth(os.replace, 6, KeyboardInterrupt()))
+        monkeypatch.setattr(core.export.os, "replace", fail_nth(os.replace, 6, KeyboardInterrupt()))
     code, out, err = run_in_process(["--out", str(target)], capsys)
     assert code == 130
     assert err.splitlines() == ["python main.py export: interrupted; nothing was written"]

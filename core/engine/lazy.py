@@ -1,4 +1,8 @@
-"""A derived intermediate: computed on first access, from tensors the trace already holds."""
+"""A derived intermediate: computed on first access, from tensors the trace already holds.
+
+The engine makes the heavy, rarely looked-at intermediates (the multi-head masked scores,
+the wrapper) derived: an explicit opt-out of computing them on every parameter change.
+"""
 from __future__ import annotations
 
 import threading

@@ -4,7 +4,9 @@ import gc
 import numpy as np
 import torch
 
-from core import AttentionConfig, build_trace, buffers
+from core import AttentionConfig, build_trace
+from core.engine import buffers
+from core.engine.buffers import BufferPool
 
 CFG = AttentionConfig(embeddings="random", text=" ".join(f"w{i}" for i in range(512)), d_in=8, d_out=12,
                       num_heads=12, device="cpu")  # 12 × 512 × 512 floats = 12 MB per T×T tensor
@@ -45,7 +47,7 @@ def test_memory_of_a_dropped_trace_is_reused_with_correct_values():
 def test_small_tensors_bypass_the_pool():
     buffers.clear()
     t = buffers.empty((4, 4), torch.float32, "cpu")
-    assert t.shape == (4, 4) and not buffers._pool
+    assert t.shape == (4, 4) and buffers.POOL.pooled_bytes == 0 and not buffers.POOL.owns(t)
 
 
 def test_scores_and_weights_never_share_memory():
@@ -55,18 +57,44 @@ def test_scores_and_weights_never_share_memory():
     assert torch.isfinite(a["multihead", "attn_scores"].tensor).all()   # not overwritten by −inf weights' input
 
 
-def test_the_pool_forgets_free_buffers_of_other_shapes_beyond_its_budget(monkeypatch):
+def test_the_pool_forgets_free_buffers_of_other_shapes_beyond_its_budget():
     """Regression: evicting a buffer compared tensors with == (list.remove) and raised when an
     earlier pooled buffer had another shape (seen in `main.py bench`: 2048 then 1024 tokens)."""
-    buffers.clear()
-    monkeypatch.setattr(buffers, "MAX_POOL_BYTES", 3 * buffers.MIN_BYTES)
-    n = buffers.MIN_BYTES // 4                                   # float32 elements of MIN_BYTES
-    kept = buffers.empty((2, n), torch.float32, "cpu")           # in use: must stay pooled
+    mib = 2**20
+    pool = BufferPool(min_bytes=mib, max_bytes=3 * mib)
+    n = mib // 4                                                 # float32 elements of 1 MiB
+    kept = pool.empty((2, n), torch.float32, "cpu")              # in use: must stay pooled
     for shape in [(n,), (3, n), (4, n), (5, n)]:                 # new sizes, each dropped right away
-        t = buffers.empty(shape, torch.float32, "cpu")
+        t = pool.empty(shape, torch.float32, "cpu")
         assert t.shape == shape
         del t
-    total = sum(t.numel() * t.element_size() for t in buffers._pool)
-    assert total <= 2 * buffers.MIN_BYTES + 5 * buffers.MIN_BYTES   # the one in use + the newest
-    assert any(t.data_ptr() == kept.data_ptr() for t in buffers._pool)
-    buffers.clear()
+    assert pool.pooled_bytes <= 2 * mib + 5 * mib                # the one in use + the newest
+    assert pool.owns(kept)
+
+
+def test_a_buffer_is_lent_again_only_when_nothing_refers_to_it():
+    """Tensors, views and numpy arrays made from a lent buffer all keep it in use."""
+    mib = 2**20
+    pool = BufferPool(min_bytes=mib, max_bytes=64 * mib)
+    shape = (4, mib // 16)                                       # 1 MiB of float32
+    for keep in (lambda t: t, lambda t: t[1:], lambda t: t.numpy(), lambda t: t.view(-1).numpy()[5:]):
+        first = pool.empty(shape, torch.float32, "cpu")
+        held = keep(first)
+        ptr = first.data_ptr()
+        del first
+        gc.collect()
+        second = pool.empty(shape, torch.float32, "cpu")
+        assert second.data_ptr() != ptr                           # still referred to: not lent again
+        del held
+        gc.collect()
+        third = pool.empty(shape, torch.float32, "cpu")
+        assert third.data_ptr() == ptr                            # free again: reused
+        del second, third
+        pool.clear()
+
+
+def test_no_private_torch_api_in_the_engine():
+    from pathlib import Path
+    engine = Path(buffers.__file__).parent
+    for path in engine.glob("*.py"):
+        assert "torch._C" not in path.read_text(), path.name

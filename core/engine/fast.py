@@ -1,0 +1,107 @@
+"""The engine's forwards for the causal and multi-head stages: the stages' numbers, faster.
+
+Two ideas on top of core.engine.kernels:
+- sharing: the causal stage and MultiHeadAttention start with the very projections of the
+  trainable stage when their weights are the same (same inputs, same seed): the batch's
+  copies are then views of the trainable Q, K, V (and, for the causal stage, scores);
+- derived: the multi-head masked scores and the whole wrapper are computed on first look
+  (core.engine.lazy), not on every parameter change.
+Each function returns what its stage's ``forward`` returns (tests/core/engine/test_fast.py).
+"""
+from __future__ import annotations
+
+import torch
+
+from core.engine import kernels
+from core.engine.lazy import Lazy
+from core.stages import causal as causal_stage
+from core.stages import multihead as multihead_stage
+from core.stages.trainable import project, weights
+from core.weights import Projection
+
+NAMES = {"query": "queries", "key": "keys", "value": "values"}
+
+
+def batched(t: torch.Tensor, b: int) -> torch.Tensor:
+    """One sequence's (T, ·) tensor as the batch of b identical copies: (T, ·) -> (b, T, ·), a view."""
+    return t.unsqueeze(0).expand(b, *t.shape)
+
+
+def causal(batch: torch.Tensor, qkv: dict[str, Projection], mask: torch.Tensor, dropout_mask: torch.Tensor,
+           p: float, shared: dict[str, torch.Tensor] | None) -> dict[str, torch.Tensor]:
+    """causal_stage.forward, with Q, K, V and the scores taken from ``shared`` (the trainable stage's)."""
+    if shared is None:
+        return causal_stage.forward(batch, qkv, mask, dropout_mask, p)
+    b = batch.shape[0]
+    queries, keys, values = (batched(shared[NAMES[r]], b) for r in ("query", "key", "value"))   # (b, T, d_out)
+    attn_scores = batched(shared["attn_scores"], b)                                # (T, T) -> (b, T, T)
+    masked_scores = attn_scores.masked_fill(mask == 0, -torch.inf)                 # (b, T, T)
+    attn_weights = torch.softmax(masked_scores / keys.shape[-1] ** 0.5, dim=-1)    # (b, T, T)
+    masked_simple = torch.softmax(attn_scores / keys.shape[-1] ** 0.5, dim=-1) * mask
+    renormalized_weights = causal_stage.renormalize(masked_simple, fallback=attn_weights)
+    dropped_weights = attn_weights * dropout_mask / (1 - p)
+    context_vecs = dropped_weights @ values                                        # (b, T, d_out)
+    return {
+        **weights(qkv), "queries": queries, "keys": keys, "values": values, "mask": mask,
+        "attn_scores": attn_scores, "masked_scores": masked_scores, "attn_weights": attn_weights,
+        "masked_simple": masked_simple, "renormalized_weights": renormalized_weights,
+        "dropout_mask": dropout_mask, "dropped_weights": dropped_weights, "context_vecs": context_vecs,
+    }
+
+
+def wrapper(batch: torch.Tensor, heads: list[dict[str, Projection]], mask: torch.Tensor,
+            stacked: dict[str, torch.Tensor]) -> dict:
+    """multihead_stage.wrapper with its outputs derived: the wrapper is a second implementation,
+    shown for comparison, so it is computed when first looked at."""
+    b, num_tokens, _ = batch.shape
+    h = len(heads)
+    d_out = sum(p["value"].W.shape[1] for p in heads)
+    memo: dict[str, torch.Tensor] = {}
+
+    def run() -> dict[str, torch.Tensor]:
+        if not memo:
+            memo.update(multihead_stage.wrapper(batch, heads, mask))
+        return memo
+
+    return {**stacked,
+            "wrapper_attn_weights": Lazy(lambda: run()["wrapper_attn_weights"], (b, h, num_tokens, num_tokens)),
+            "wrapper_context_vecs": Lazy(lambda: run()["wrapper_context_vecs"], (b, num_tokens, d_out))}
+
+
+def fused(batch: torch.Tensor, qkv: dict[str, Projection], out_proj: Projection, num_heads: int,
+          mask: torch.Tensor, is_causal: bool, additive: torch.Tensor | None,
+          shared: dict[str, torch.Tensor] | None) -> dict:
+    """multihead_stage.fused, tuned.
+
+    is_causal: the mask is the lower triangle (the weights are 0 above the diagonal);
+    additive: kernels.additive_mask(mask), when the caller keeps it;
+    shared: the trainable stage's (T, d_out) queries, keys and values when its weights are these.
+    """
+    b, num_tokens, _ = batch.shape
+
+    def split(role: str) -> torch.Tensor:
+        x = project(batch, qkv[role]) if shared is None else batched(shared[NAMES[role]], b)   # (b, T, d_out)
+        # (b, T, d_out) -> (b, T, h, hd) -> (b, h, T, hd)
+        return x.view(b, num_tokens, num_heads, -1).transpose(1, 2)
+
+    queries, keys, values = split("query"), split("key"), split("value")          # (b, h, T, hd)
+    attn_scores = kernels.scores(queries, keys)                                   # (b, h, T, T)
+    # h·T² floats each (50 MB at 1024 tokens × 12 heads): the masked scores are derived on first
+    # look, the weights computed with one buffer.
+    masked_scores = Lazy(lambda: attn_scores.masked_fill(mask == 0, -torch.inf), attn_scores.shape)
+    attn_weights = kernels.masked_softmax(attn_scores, mask, keys.shape[-1], additive)   # (b, h, T, T)
+    h, hd = num_heads, values.shape[-1]
+    if is_causal:
+        merged = torch.empty(b, num_tokens, h, hd, dtype=values.dtype, device=values.device)  # (b, T, h, hd)
+        # written through its (b, h, T, hd) transpose, so merging the heads below is a view, not a copy
+        context_heads = kernels.mix_causal(attn_weights, values, merged.transpose(1, 2))    # (b, h, T, hd)
+    else:
+        context_heads = attn_weights @ values                                              # (b, h, T, hd)
+    # (b, h, T, hd) -> (b, T, h, hd) -> (b, T, d_out)
+    context_concat = context_heads.transpose(1, 2).contiguous().view(b, num_tokens, h * hd)
+    context_vecs = project(context_concat, out_proj)                                        # (b, T, d_out)
+    return {
+        **weights(qkv), "queries": queries, "keys": keys, "values": values, "attn_scores": attn_scores,
+        "masked_scores": masked_scores, "attn_weights": attn_weights, "context_heads": context_heads,
+        "context_concat": context_concat, "W_out": out_proj.W, "b_out": out_proj.b, "context_vecs": context_vecs,
+    }

@@ -1,0 +1,22 @@
+"""The stages of chapter 3, one file each, and ``STAGES``: the table everything else reads.
+
+Each stage file (simplified.py, trainable.py, causal.py, multihead.py) holds, for its
+section of the chapter:
+- ``TERMS``: name -> Term (symbol, formula, meaning, axes) for each intermediate, in order;
+- ``forward(...)``: the chapter's lines, returning those intermediates by name;
+- ``code(cfg)``: the code panel's lines, each tagged with the intermediate it makes;
+- ``explain(cell)``: the inspector's arithmetic for a clicked cell.
+
+The trace, the export (file names, manifest order), the vocabulary, the memory estimate and
+the GUI read ``STAGES``; adding an intermediate means adding it to one stage file.
+Files here import only torch, math and core.weights (tests/core/stages/test_contract.py).
+"""
+from __future__ import annotations
+
+from core.stages import causal, multihead, simplified, trainable
+from core.stages.schema import LEAD_KINDS, Stage, Term
+
+# name -> Stage, in the chapter's order
+STAGES: dict[str, Stage] = {s.STAGE.name: s.STAGE for s in (simplified, trainable, causal, multihead)}
+
+__all__ = ["LEAD_KINDS", "STAGES", "Stage", "Term", "causal", "multihead", "simplified", "trainable"]

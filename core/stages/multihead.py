@@ -1,0 +1,227 @@
+"""Section 3.6: multi-head attention, two ways.
+
+MultiHeadAttentionWrapper runs independent CausalAttention heads and concatenates their
+outputs; MultiHeadAttention projects once per role, splits the result into heads with
+view/transpose, attends per head, merges the heads back and applies out_proj.
+"""
+from __future__ import annotations
+
+import torch
+
+from core.stages.causal import mask_line
+from core.stages.schema import Stage, term
+from core.stages.trainable import ROLES, draw_lines, proj_line, project, weights, widen
+from core.weights import Projection
+
+TERMS = {
+    "wrapper_W_query": term("W_q⁽ʰ⁾", "W_q⁽ʰ⁾", "the wrapper's per-head query weights", "head", "in", "hd"),
+    "wrapper_W_key": term("W_k⁽ʰ⁾", "W_k⁽ʰ⁾", "the wrapper's per-head key weights", "head", "in", "hd"),
+    "wrapper_W_value": term("W_v⁽ʰ⁾", "W_v⁽ʰ⁾", "the wrapper's per-head value weights", "head", "in", "hd"),
+    "wrapper_b_query": term("b_q⁽ʰ⁾", "b_q⁽ʰ⁾", "the wrapper's per-head query bias", "head", "hd", optional=True),
+    "wrapper_b_key": term("b_k⁽ʰ⁾", "b_k⁽ʰ⁾", "the wrapper's per-head key bias", "head", "hd", optional=True),
+    "wrapper_b_value": term("b_v⁽ʰ⁾", "b_v⁽ʰ⁾", "the wrapper's per-head value bias", "head", "hd", optional=True),
+    "wrapper_attn_weights": term("A_wrap⁽ʰ⁾", "softmax(ω⁽ʰ⁾_masked / √hd), head h's own W",
+                                 "each wrapper head's causal attention weights (no dropout)",
+                                 "head", "query", "key", batched=True, shown=False),
+    "wrapper_context_vecs": term("Z_wrap", "concat(head₁(X), …, head_h(X))",
+                                 "wrapper output: independent causal heads concatenated", "token", "out", batched=True),
+    "W_query": term("W_q", "W_q", "fused query projection (all heads side by side)", "in", "out"),
+    "W_key": term("W_k", "W_k", "fused key projection (all heads side by side)", "in", "out"),
+    "W_value": term("W_v", "W_v", "fused value projection (all heads side by side)", "in", "out"),
+    "b_query": term("b_q", "b_q", "fused query bias", "out", optional=True),
+    "b_key": term("b_k", "b_k", "fused key bias", "out", optional=True),
+    "b_value": term("b_v", "b_v", "fused value bias", "out", optional=True),
+    "queries": term("Q⁽ʰ⁾", "(X W_q).view(T, h, hd).transpose", "per-head queries", "head", "token", "hd", batched=True),
+    "keys": term("K⁽ʰ⁾", "(X W_k).view(T, h, hd).transpose", "per-head keys", "head", "token", "hd", batched=True),
+    "values": term("V⁽ʰ⁾", "(X W_v).view(T, h, hd).transpose", "per-head values", "head", "token", "hd", batched=True),
+    "attn_scores": term("ω⁽ʰ⁾", "Q⁽ʰ⁾ K⁽ʰ⁾ᵀ", "per-head scores", "head", "query", "key", batched=True),
+    "masked_scores": term("ω⁽ʰ⁾_masked", "ω⁽ʰ⁾, −∞ above the diagonal", "per-head masked scores",
+                          "head", "query", "key", batched=True),
+    "attn_weights": term("A⁽ʰ⁾", "softmax(ω⁽ʰ⁾_masked / √hd)", "per-head attention weights",
+                         "head", "query", "key", batched=True),
+    "context_heads": term("Z⁽ʰ⁾", "A⁽ʰ⁾ V⁽ʰ⁾", "per-head context vectors", "head", "token", "hd", batched=True),
+    "context_concat": term("Z_cat", "Z⁽ʰ⁾.transpose.view(T, d_out)", "heads merged back side by side",
+                           "token", "out", batched=True),
+    "W_out": term("W_o", "W_o", "output projection weights (out_proj.weight.T)", "out", "out"),
+    "b_out": term("b_o", "b_o", "output projection bias", "out"),
+    "context_vecs": term("Z", "Z = Z_cat W_o + b_o", "fused output after out_proj", "token", "out", batched=True),
+}
+
+WRAPPER_START = "# --- MultiHeadAttentionWrapper: independent causal heads ---"
+FUSED_START = "# --- MultiHeadAttention: fused projections, split into heads ---"
+
+
+def causal_head(batch: torch.Tensor, qkv: dict[str, Projection], mask: torch.Tensor):
+    """One CausalAttention head in eval mode (no dropout): its weights (b, T, T) and output (b, T, hd)."""
+    queries = project(batch, qkv["query"])                                   # (b, T, d_in) -> (b, T, hd)
+    keys = project(batch, qkv["key"])                                        # (b, T, d_in) -> (b, T, hd)
+    values = project(batch, qkv["value"])                                    # (b, T, d_in) -> (b, T, hd)
+    attn_scores = queries @ keys.transpose(1, 2)                             # (b, T, T)
+    attn_scores = attn_scores.masked_fill(mask == 0, -torch.inf)             # (b, T, T)
+    attn_weights = torch.softmax(attn_scores / keys.shape[-1] ** 0.5, dim=-1)   # (b, T, T)
+    return attn_weights, attn_weights @ values                               # (b, T, T), (b, T, hd)
+
+
+def stack_heads(heads: list[dict[str, Projection]]) -> dict[str, torch.Tensor]:
+    """The wrapper's per-head weights as (h, d_in, hd) stacks (and biases as (h, hd)), by name."""
+    out = {f"wrapper_W_{role}": torch.stack([h[role].W for h in heads]) for role in ROLES}   # (h, d_in, hd)
+    out.update({f"wrapper_b_{role}": torch.stack([h[role].b for h in heads])                  # (h, hd)
+                for role in ROLES if heads[0][role].b is not None})
+    return out
+
+
+def wrapper(batch: torch.Tensor, heads: list[dict[str, Projection]], mask: torch.Tensor) -> dict[str, torch.Tensor]:
+    """MultiHeadAttentionWrapper: [CausalAttention(d_in, hd) for _ in range(h)], outputs concatenated."""
+    per_head = [causal_head(batch, h, mask) for h in heads]                  # h × ((b, T, T), (b, T, hd))
+    return {
+        **stack_heads(heads),
+        "wrapper_attn_weights": torch.stack([w for w, _ in per_head], dim=1),     # h × (b, T, T) -> (b, h, T, T)
+        "wrapper_context_vecs": torch.cat([z for _, z in per_head], dim=-1),      # h × (b, T, hd) -> (b, T, d_out)
+    }
+
+
+def fused(batch: torch.Tensor, qkv: dict[str, Projection], out_proj: Projection, num_heads: int,
+          mask: torch.Tensor) -> dict[str, torch.Tensor]:
+    """MultiHeadAttention.forward (no dropout). batch: (b, num_tokens, d_in); mask: (T, T), 1 = may attend."""
+    b, num_tokens, d_in = batch.shape
+    d_out = qkv["query"].W.shape[1]
+    head_dim = d_out // num_heads
+    keys = project(batch, qkv["key"])                                        # (b, num_tokens, d_out)
+    queries = project(batch, qkv["query"])
+    values = project(batch, qkv["value"])
+    # (b, num_tokens, d_out) -> (b, num_tokens, num_heads, head_dim)
+    keys = keys.view(b, num_tokens, num_heads, head_dim)
+    values = values.view(b, num_tokens, num_heads, head_dim)
+    queries = queries.view(b, num_tokens, num_heads, head_dim)
+    # (b, num_tokens, num_heads, head_dim) -> (b, num_heads, num_tokens, head_dim)
+    keys = keys.transpose(1, 2)
+    queries = queries.transpose(1, 2)
+    values = values.transpose(1, 2)
+    attn_scores = queries @ keys.transpose(2, 3)                             # (b, num_heads, T, T)
+    masked_scores = attn_scores.masked_fill(mask == 0, -torch.inf)           # (b, num_heads, T, T)
+    attn_weights = torch.softmax(masked_scores / keys.shape[-1] ** 0.5, dim=-1)   # (b, num_heads, T, T)
+    context_heads = attn_weights @ values                                    # (b, num_heads, T, head_dim)
+    # (b, num_heads, T, head_dim) -> (b, T, num_heads, head_dim) -> (b, T, d_out)
+    context_concat = context_heads.transpose(1, 2).contiguous().view(b, num_tokens, d_out)
+    context_vecs = project(context_concat, out_proj)                         # (b, T, d_out)
+    return {
+        **weights(qkv),
+        "queries": queries,
+        "keys": keys,
+        "values": values,
+        "attn_scores": attn_scores,
+        "masked_scores": masked_scores,
+        "attn_weights": attn_weights,
+        "context_heads": context_heads,
+        "context_concat": context_concat,
+        "W_out": out_proj.W,
+        "b_out": out_proj.b,
+        "context_vecs": context_vecs,
+    }
+
+
+def forward(batch: torch.Tensor, heads: list[dict[str, Projection]], qkv: dict[str, Projection],
+            out_proj: Projection, num_heads: int, mask: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Both implementations of section 3.6 on the same batch: the wrapper's terms, then the fused ones."""
+    return {**wrapper(batch, heads, mask), **fused(batch, qkv, out_proj, num_heads, mask)}
+
+
+def code(cfg) -> list[tuple[str | None, str]]:
+    h, hd = cfg.num_heads, cfg.head_dim
+    c: list[tuple[str | None, str]] = [
+        (None, f"batch = torch.stack([inputs] * {cfg.batch})  # (b, T, d_in)"),
+        (None, "b, T, _ = batch.shape"),
+        ("mask", f"mask = {mask_line(cfg)}"),
+        (None, WRAPPER_START),
+        (None, f"torch.manual_seed({cfg.seed})"),
+        (None, "heads = []"),
+        (None, f"for _ in range({h}):")]
+    c += [(None, "    " + line) for line in draw_lines(cfg, hd)[1:]]
+    c += [(None, "    heads.append((W_query, W_key, W_value" + (", b_query, b_key, b_value))" if cfg.qkv_bias else "))")),
+          ("wrapper_W_query", "wrapper_W_query = torch.stack([hw[0] for hw in heads])  # (h, d_in, hd)"),
+          ("wrapper_W_key", "wrapper_W_key = torch.stack([hw[1] for hw in heads])"),
+          ("wrapper_W_value", "wrapper_W_value = torch.stack([hw[2] for hw in heads])")]
+    if cfg.qkv_bias:
+        c += [(f"wrapper_b_{r}", f"wrapper_b_{r} = torch.stack([hw[{3 + k}] for hw in heads])  # (h, hd)")
+              for k, r in enumerate(ROLES)]
+    bias = [f" + hw[{3 + k}]" if cfg.qkv_bias else "" for k in range(3)]
+    c += [(None, "def causal_head(hw):"),
+          (None, f"    q, k, v = batch @ hw[0]{bias[0]}, batch @ hw[1]{bias[1]}, batch @ hw[2]{bias[2]}"),
+          (None, "    s = (q @ k.transpose(1, 2)).masked_fill(mask == 0, -torch.inf)"),
+          (None, "    w = torch.softmax(s / k.shape[-1] ** 0.5, dim=-1)"),
+          (None, "    return w, w @ v"),
+          (None, "per_head = [causal_head(hw) for hw in heads]"),
+          ("wrapper_attn_weights", "wrapper_attn_weights = torch.stack([w for w, _ in per_head], dim=1)  # (b, h, T, T)"),
+          ("wrapper_context_vecs", "wrapper_context_vecs = torch.cat([z for _, z in per_head], dim=-1)"),
+          (None, FUSED_START)]
+    c += [(None, line) for line in draw_lines(cfg, cfg.d_out)]
+    c += [(f"W_{r}", f"# W_{r}: drawn above") for r in ROLES]
+    if cfg.qkv_bias:
+        c += [(f"b_{r}", f"# b_{r}: drawn above") for r in ROLES]
+    c += [(None, "out_proj = nn.Linear(d_out, d_out)"),
+          ("W_out", f"W_out = out_proj.weight.T.detach(){widen(cfg)}"),
+          ("b_out", f"b_out = out_proj.bias.detach(){widen(cfg)}"),
+          ("queries", f"queries = ({proj_line('query', 'batch', cfg)}).view(b, T, {h}, {hd}).transpose(1, 2)"
+                      "  # (b, T, d_out) -> (b, T, h, hd) -> (b, h, T, hd)"),
+          ("keys", f"keys = ({proj_line('key', 'batch', cfg)}).view(b, T, {h}, {hd}).transpose(1, 2)"),
+          ("values", f"values = ({proj_line('value', 'batch', cfg)}).view(b, T, {h}, {hd}).transpose(1, 2)"),
+          ("attn_scores", "attn_scores = queries @ keys.transpose(2, 3)  # (b, h, T, T)"),
+          ("masked_scores", "masked_scores = attn_scores.masked_fill(mask == 0, -torch.inf)"),
+          ("attn_weights", "attn_weights = torch.softmax(masked_scores / keys.shape[-1] ** 0.5, dim=-1)"),
+          ("context_heads", "context_heads = attn_weights @ values  # (b, h, T, hd)"),
+          ("context_concat", "context_concat = context_heads.transpose(1, 2).contiguous().view(b, T, d_out)"
+                             "  # (b, h, T, hd) -> (b, T, h, hd) -> (b, T, d_out)"),
+          ("context_vecs", "context_vecs = context_concat @ W_out + b_out")]
+    return c
+
+
+def explain(c):
+    tok, i, j, name, lead, cfg = c.tok, c.i, c.j, c.name, c.lead, c.cfg
+    hd = cfg.head_dim
+    if c.is_weight():
+        return c.weight()
+    if name in ("queries", "keys", "values"):
+        return c.projection(c.h * hd + j)
+    if name == "attn_scores":
+        return c.score("multihead", lead)
+    if name == "masked_scores":
+        return c.masked()
+    if name == "attn_weights":
+        return c.masked_softmax(hd)
+    if name == "context_heads":
+        return c.mix(c.get("multihead", "attn_weights", c.b, c.h)[i], c.get("multihead", "values", c.b, c.h)[:, j],
+                     f"v{c.head}", c.source("multihead", "attn_weights", lead, (i,), None),
+                     c.source("multihead", "values", lead, None, (j,)))
+    if name == "context_concat":
+        src_h, col = divmod(j, hd)
+        value = float(c.get("multihead", "context_heads", c.b, src_h)[i, col])
+        lead_src = ((c.b,) if c.b is not None else ()) + (src_h,)
+        return c.done("concat", f"concat[{tok[i]}, {j}] = context_heads[head {src_h}][{tok[i]}, {col}]",
+                      [f"column {j} = head {src_h}'s dim {col} (view/transpose puts the heads side by side)"], value,
+                      [c.source("multihead", "context_heads", lead_src, (i,), (col,))])
+    if name == "context_vecs":
+        cat = c.get("multihead", "context_concat", c.b)[i]
+        W = c.get("multihead", "W_out")[:, j]
+        products, total, lines = c.dot(cat, W, f"concat[{tok[i]}, :]", f"W_out[:, {j}]", ("dims",))
+        bias = float(c.get("multihead", "b_out")[j])
+        total += bias
+        lines += (f"+ out_proj bias b_out[{j}] = {c.f(bias)} → {c.f(total)}",)
+        return c.done("dot", f"z[{tok[i]}, {j}] = concat[{tok[i]}, :] · W_out[:, {j}] + b_out[{j}]", lines, total,
+                      [c.source("multihead", "context_concat", lead, (i,), None),
+                       c.source("multihead", "W_out", (), None, (j,)), c.source("multihead", "b_out", (), None, (j,))],
+                      products)
+    if name == "wrapper_context_vecs":
+        src_h, col = divmod(j, hd)
+        return c.done("concat", f"wrapper[{tok[i]}, {j}] = head {src_h}'s CausalAttention output, dim {col}",
+                      [f"the wrapper runs {cfg.num_heads} independent heads and concatenates their outputs",
+                       f"column {j} comes from head {src_h} (its own W_query/W_key/W_value)"], c.value,
+                      [c.source("multihead", "wrapper_W_query", (src_h,), None, (col,))])
+    if name == "wrapper_attn_weights":
+        return c.done("softmax", f"wrapper head {c.h}: A[{tok[i]}, {tok[j]}] = {c.f(c.value)}",
+                      [f"head {c.h} is a CausalAttention(d_in, {hd}) with its own W_query/W_key/W_value: "
+                       f"softmax of its masked scores / √{hd}"], c.value,
+                      [c.source("multihead", "wrapper_W_query", (c.h,), None, None)])
+    return None
+
+
+STAGE = Stage("multihead", "Multi-head attention", "3.6", TERMS, forward, code, explain, batched=True)

@@ -1,0 +1,48 @@
+"""What the STAGES table holds: one Term per intermediate, one Stage per section of chapter 3.
+
+A Term is everything the app knows about one intermediate: its symbol and formula (GUI
+labels, the explanation pane), its meaning, its axes (the shape: labels, export file names,
+the memory estimate). Its torch line lives in its stage's ``code`` and its inspector rule
+in its stage's ``explain``, in the same file as the term.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+# Axis kinds, and what each one's size is: "token"/"query"/"key" = T (labelled by the tokens),
+# "in" = d_in, "out" = d_out, "hd" = head_dim, "head" = h, "batch" = b (added at run time to
+# batched terms when batch > 1).
+AXIS_KINDS = ("token", "query", "key", "in", "out", "hd", "head", "batch")
+LEAD_KINDS = ("batch", "head")   # leading axes enumerated into one exported slice each
+
+
+@dataclass(frozen=True)
+class Term:
+    """One intermediate of one stage (DESIGN.md's vocabulary)."""
+
+    symbol: str                 # short math symbol, e.g. "ω"
+    formula: str                # how it is made, e.g. "ω = Q Kᵀ"
+    meaning: str                # one line for tooltips and the export's documentation
+    axes: tuple[str, ...]       # axis kinds, e.g. ("head", "query", "key")
+    batched: bool = False       # gains a leading "batch" axis when batch > 1
+    shown: bool = True          # a step of the window draws it (False: exported, not drawn)
+    optional: bool = False      # present only for some configs (the qkv biases)
+
+
+def term(symbol, formula, meaning, *axes, batched=False, shown=True, optional=False) -> Term:
+    return Term(symbol, formula, meaning, tuple(axes), batched, shown, optional)
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One stage: its terms in the chapter's order, the book's forward, code lines and rules."""
+
+    name: str                                    # "causal"
+    title: str                                   # shown in the navigator
+    section: str                                 # the chapter's section, e.g. "3.5"
+    terms: dict[str, Term]                       # name -> term, in the trace's order
+    forward: Callable[..., dict]                 # the chapter's lines: tensors in, named tensors out
+    code: Callable[..., list]                    # code(cfg) -> [(name or None, torch line), ...]
+    explain: Callable[..., object]               # explain(cell) -> Explanation or None (see core.provenance)
+    batched: bool = False                        # its tensors gain a leading batch axis when batch > 1

@@ -1,0 +1,68 @@
+"""The stage files' contract: they import only torch, math and core.weights (and each other),
+and each stage's table, forward, code lines and inspector rules agree with one another."""
+import ast
+from pathlib import Path
+
+import pytest
+
+from core import AttentionConfig, build_trace
+from core.stages import STAGES
+
+STAGES_DIR = Path(__file__).resolve().parents[3] / "core" / "stages"
+# what a stage file may import: the chapter's own tools, the weights, the stage package itself,
+# and the language's own helpers (annotations, dataclasses, typing)
+ALLOWED = {"torch", "math", "core.weights", "core.stages", "__future__", "dataclasses", "typing"}
+
+
+def _imports(path: Path) -> list[str]:
+    tree = ast.parse(path.read_text(), filename=str(path))
+    names = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names += [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            names.append("." * node.level + (node.module or ""))
+    return names
+
+
+def _allowed(name: str) -> bool:
+    return name.startswith(".") or any(name == a or name.startswith(a + ".") for a in ALLOWED)
+
+
+def test_stage_files_import_only_torch_math_and_the_weights():
+    offenders = [f"{p.name}: {n}" for p in sorted(STAGES_DIR.glob("*.py")) for n in _imports(p) if not _allowed(n)]
+    assert offenders == []
+
+
+def test_the_contract_check_catches_a_forbidden_import(tmp_path):
+    bad = tmp_path / "bad.py"
+    bad.write_text("import numpy as np\nfrom core.engine import kernels\nimport torch\n")
+    assert [n for n in _imports(bad) if not _allowed(n)] == ["numpy", "core.engine"]
+
+
+def test_the_table_lists_the_chapters_stages_in_order():
+    assert list(STAGES) == ["simplified", "trainable", "causal", "multihead"]
+    assert [s.section for s in STAGES.values()] == ["3.3", "3.4", "3.5", "3.6"]
+
+
+CONFIGS = [AttentionConfig(), AttentionConfig(qkv_bias=True, d_out=4, num_heads=2, batch=2, dropout=0.5)]
+
+
+@pytest.mark.parametrize("cfg", CONFIGS, ids=["default", "bias-batch-dropout"])
+@pytest.mark.parametrize("use_engine", [True, False], ids=["engine", "plain"])
+def test_every_term_is_computed_and_every_computed_tensor_is_a_term(cfg, use_engine):
+    trace = build_trace(cfg, use_engine=use_engine)
+    for name, stage in STAGES.items():
+        want = [n for n, t in stage.terms.items() if cfg.qkv_bias or not t.optional]
+        assert list(trace.stages[name]) == want, name
+
+
+@pytest.mark.parametrize("cfg", CONFIGS, ids=["default", "bias-batch-dropout"])
+def test_every_term_has_its_code_line_and_every_tagged_line_a_term(cfg):
+    earlier: set[str] = set()
+    for name, stage in STAGES.items():
+        tagged = {n for n, _line in stage.code(cfg) if n is not None}
+        terms = {n for n, t in stage.terms.items() if (cfg.qkv_bias or not t.optional) and n != "inputs"}
+        assert terms - tagged == set(), name                  # each term has its line
+        assert tagged - terms <= earlier, name                # other lines: an earlier stage's term (the mask)
+        earlier |= set(stage.terms)
