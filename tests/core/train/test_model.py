@@ -7,10 +7,8 @@ from torch import nn
 from core.train.model import MultiHeadAttention, build_model, layer_weights
 from core.weights import Projection
 
-try:  # the stepper's multihead stage (core/stages.py, or the core/stages/ package after the split)
-    from core.stages import fused as stage4_fused
-except ImportError:  # pragma: no cover - layout in flux
-    from core.stages.multihead import fused as stage4_fused
+from core.stages.causal import causal_mask
+from core.stages.multihead import fused as stage4_fused
 
 
 class BookMultiHeadAttention(nn.Module):
