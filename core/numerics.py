@@ -29,23 +29,27 @@ def undefined_value_notes(trace) -> list[dict]:
     slice's leading (batch/head) indices as in the manifest's ``tensors`` and ``value`` is
     ``"nan"``, ``"inf"`` or ``"-inf"``. Empty when every value is a number (the usual case).
     """
+    return [note for item in trace for note in item_notes(item)]
+
+
+def item_notes(item) -> list[dict]:
+    """The notes of one intermediate (see ``undefined_value_notes``)."""
     notes = []
-    for item in trace:
-        arr = item.numpy()
-        if arr.dtype.kind != "f" or arr.size == 0 or np.isfinite(arr).all():
-            continue
-        lead = item.lead_axes()
-        kinds = [("nan", np.isnan(arr)), ("inf", np.isposinf(arr))]
-        if item.name not in EXPECTED_NEG_INF:
-            kinds.append(("-inf", np.isneginf(arr)))
-        for index in np.ndindex(*arr.shape[:lead]):
-            for value, where in kinds:
-                count = int(where[index].sum())
-                if count:
-                    why = _WHY.get(item.name) if value == "nan" else None
-                    notes.append({"stage": item.stage, "name": item.name, "index": list(index),
-                                  "value": value, "count": count,
-                                  "why": why or (_WHY_NAN if value == "nan" else _WHY_INF)})
+    arr = item.numpy()
+    if arr.dtype.kind != "f" or arr.size == 0 or np.isfinite(arr).all():
+        return notes
+    lead = item.lead_axes()
+    kinds = [("nan", np.isnan(arr)), ("inf", np.isposinf(arr))]
+    if item.name not in EXPECTED_NEG_INF:
+        kinds.append(("-inf", np.isneginf(arr)))
+    for index in np.ndindex(*arr.shape[:lead]):
+        for value, where in kinds:
+            count = int(where[index].sum())
+            if count:
+                why = _WHY.get(item.name) if value == "nan" else None
+                notes.append({"stage": item.stage, "name": item.name, "index": list(index),
+                              "value": value, "count": count,
+                              "why": why or (_WHY_NAN if value == "nan" else _WHY_INF)})
     return notes
 
 

@@ -5,6 +5,7 @@ import html
 
 from PySide6 import QtWidgets
 
+from core.numerics import item_notes, summarize_notes
 from gui.texts import is_book, step_texts
 
 AXIS_SYMBOLS = {"batch": "b", "head": "h", "query": "T", "key": "T", "token": "T",
@@ -25,6 +26,16 @@ def shapes_html(step, trace) -> str:
             name = f"{panel.label}"
         lines.append(f"<code>{html.escape(name)}</code>: {axes} = {shape}")
     return "<p>" + "<br>".join(lines) + "</p>"
+
+
+def undefined_html(step, trace) -> str:
+    """A visible warning when a matrix the step shows holds nan/inf (never a bare nan on screen)."""
+    notes = [note for panel in step.panels if panel.key in trace for note in item_notes(trace[panel.key])]
+    if not notes:
+        return ""
+    lines = "<br>".join(html.escape(line) for line in summarize_notes(notes))
+    return (f"<p style='background: #fff3cd; color: #664d03; padding: 4px;'><b>⚠ Undefined values</b> "
+            f"(drawn as empty cells, exported as written):<br>{lines}</p>")
 
 
 class ExplanationView(QtWidgets.QTextBrowser):
@@ -56,6 +67,7 @@ def explanation_html(step, trace, book: bool, source: str) -> str:
     cfg = trace.config
     return (
         f"<h3>{html.escape(texts.title)}</h3>"
+        f"{undefined_html(step, trace)}"
         f"<p>{texts.text}</p>"
         f"<p style='background: #f4f4f4; padding: 4px;'>"   # a monospace font draws ⁱ like ¹
         f"{html.escape(texts.formula)}</p>"
