@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +45,8 @@ def embeddings_csv(tokens, labels, array) -> str:
 
 class InputsEditor(RefreshWhenShown, QtWidgets.QWidget):
     message = QtCore.Signal(str)      # status-bar text (refusals, imports, exports)
+    imported = QtCore.Signal(str)     # an import finished: "" when applied, else why not
+    _read = QtCore.Signal(int, str, object, str)   # (request, path, Inputs or None, error) from the reader
 
     def __init__(self, controller, parent: QtWidgets.QWidget | None = None):
         super().__init__(parent)
@@ -52,6 +55,8 @@ class InputsEditor(RefreshWhenShown, QtWidgets.QWidget):
         self._filling = False
         self._stale = True
         self.too_large: set[str] = set()      # tables left empty: the matrix is too large to edit here
+        self._imports = 0                     # the latest import request (an older one is dropped)
+        self._read.connect(self._on_read, QtCore.Qt.ConnectionType.QueuedConnection)
         self.tabs = QtWidgets.QTabWidget(objectName="inputsTabs")
         self.tabs.setStyleSheet("QTabBar::tab { padding: 3px 10px 5px 10px; }")   # room for the _ of W_query
         self.embeddings = self._table("embeddingsTable",
@@ -253,24 +258,48 @@ class InputsEditor(RefreshWhenShown, QtWidgets.QWidget):
         self.message.emit("Inputs reset to the preset")
 
     def import_csv(self, path: str | None = None) -> None:
+        """Read embeddings from a CSV file on a reader thread (a FIFO or a 64 MiB file never blocks
+        the window); ``imported`` says when it is applied or refused. The latest import wins."""
         if path is None:
             path, _ = QtWidgets.QFileDialog.getOpenFileName(self, "Import embeddings", "", "CSV files (*.csv);;All files (*)")
             if not path:
                 return
+        self._imports += 1
+        self.note.setText(f"Reading {Path(path).name}…")
+        self.note.setStyleSheet("")
+        threading.Thread(target=self._load, args=(self._imports, str(path)), name="csv-reader", daemon=True).start()
+
+    def _load(self, number: int, path: str) -> None:      # on the reader thread
         from core.inputs import load_embeddings_csv
+        inp, error = None, ""
         try:
             inp = load_embeddings_csv(path)
         except ValueError as exc:
-            self.message.emit(f"Import failed: {exc}")
-            self.note.setText(f"Import failed: {exc}")
-            self.note.setStyleSheet("color: #b00020;")
+            error = str(exc)
+        except Exception as exc:      # never a traceback for the learner
+            error = f"{path} cannot be read as embeddings ({type(exc).__name__}: {exc})"
+        try:
+            self._read.emit(number, path, inp, error)
+        except RuntimeError:          # the window was closed meanwhile
+            pass
+
+    def _on_read(self, number: int, path: str, inp, error: str) -> None:
+        if number != self._imports:   # a newer import replaced this one
             return
+        if inp is None:
+            self.message.emit(f"Import failed: {error}")
+            self.note.setText(f"Import failed: {error}")
+            self.note.setStyleSheet("color: #b00020;")
+            self.imported.emit(error)
+            return
+        self.note.setText("")
         d_in = self.controller.shown_config().get("d_in")
         if inp.width == d_in:
             self.controller.set_edits(inputs=inp)
         else:                         # another width: the CSV becomes the embeddings source
             self.controller.set_params(embeddings=str(path), d_in=inp.width)
         self.message.emit(f"Imported {len(inp.tokens)} tokens × {inp.width} from {Path(path).name}")
+        self.imported.emit("")
 
     def export_csv(self, path: str | None = None) -> str:
         trace = self.controller.trace

@@ -242,7 +242,9 @@ CSV_ROWS = [
 
 def no_partials(root: Path) -> None:
     """No temporary or backup file of an atomic write is left under ``root``."""
-    left = [p for p in root.rglob("*") if ".partial-" in p.name or ".backup-" in p.name or p.name.endswith(".tmp")]
+    from core.safe_folder import WORK_PREFIX
+    left = [p for p in root.rglob("*") if ".partial-" in p.name or ".backup-" in p.name or p.name.endswith(".tmp")
+            or p.name.startswith(WORK_PREFIX)]
     assert left == []
 
 

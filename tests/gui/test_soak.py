@@ -45,6 +45,7 @@ from PySide6 import QtCore, QtWidgets
 from core import build_trace
 from core.book import book_config
 from core.config import AttentionConfig
+from core.safe_folder import WORK_PREFIX
 from gui.steps import step_numbers
 from tests.core.snapshots import make_input_files
 from tests.gui.fixtures import TRACE_TIMEOUT_MS, open_window
@@ -321,7 +322,8 @@ class Soak:
         """
         found: list[str] = []
         for root, dirs, files in os.walk(self.tmp):
-            dirs[:] = sorted(d for d in dirs if d != "lessons" and ".partial-" not in d and ".backup-" not in d)
+            dirs[:] = sorted(d for d in dirs if d != "lessons" and ".partial-" not in d and ".backup-" not in d
+                             and not d.startswith(WORK_PREFIX))
             found += [os.path.join(root, f) for f in sorted(files) if f.endswith(".json")]
             if len(found) >= limit:
                 break

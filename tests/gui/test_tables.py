@@ -112,7 +112,10 @@ def test_bad_import_is_a_message(window, qtbot, tmp_path):
     trace = c.trace
     bad = tmp_path / "bad.csv"
     bad.write_text("token,a,b\nx,1,oops\n")
-    open_editor(window).import_csv(str(bad))
+    editor = open_editor(window)
+    with qtbot.waitSignal(editor.imported, timeout=TRACE_TIMEOUT_MS) as blocker:
+        editor.import_csv(str(bad))                    # read on a reader thread, refused on the UI thread
+    assert "not a number" in blocker.args[0]
     assert "Import failed" in open_editor(window).note.text() and "not a number" in open_editor(window).note.text()
     assert c.trace is trace and not c.is_busy()
 
@@ -184,7 +187,8 @@ def test_bad_embeddings_csv_in_edit_inputs_import(good, qtbot, capfd, tmp_path, 
     monkeypatch.setattr(QtWidgets.QFileDialog, "getOpenFileName", lambda *a, **k: (files[name], ""))
     busy = []
     c.busy.connect(busy.append)
-    editor.buttons["import"].click()
+    with qtbot.waitSignal(editor.imported, timeout=TRACE_TIMEOUT_MS):
+        editor.buttons["import"].click()
     assert messages and messages[-1].startswith("Import failed:") and words in messages[-1]
     assert words in editor.note.text()
     assert busy == []                                  # nothing was recomputed
@@ -226,3 +230,48 @@ def test_export_embeddings_csv_to_a_bad_target(good, qtbot, capfd, tmp_path, mon
     no_partials(tmp_path)
     assert_kept(good, qtbot, before)
     no_traceback(capfd)
+
+
+def test_a_fifo_as_the_embeddings_csv_never_blocks_the_ui_thread(window, qtbot, tmp_path):
+    """The CSV is checked (a regular file of bounded size) and read on a reader thread."""
+    import os
+    import threading
+    if not hasattr(os, "mkfifo"):
+        pytest.skip("no named pipes here")
+    fifo = tmp_path / "x.csv"
+    os.mkfifo(fifo)
+    released = threading.Event()
+
+    def release():              # if something opened it for reading, a writer unblocks it after 20 s
+        if not released.wait(20):
+            try:
+                fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+            except OSError:
+                return
+            os.write(fd, b"a,1,2,3\n")
+            os.close(fd)
+
+    threading.Thread(target=release, daemon=True).start()
+    editor, c = open_editor(window), window.controller
+    trace = c.trace
+    try:
+        with qtbot.waitSignal(editor.imported, timeout=TRACE_TIMEOUT_MS) as blocker:
+            editor.import_csv(str(fifo))
+            assert editor.note.text() == "Reading x.csv…"     # the UI thread went on at once
+    finally:
+        released.set()
+    assert "named pipe" in blocker.args[0] and c.trace is trace
+
+
+def test_only_the_latest_of_two_imports_is_applied(window, qtbot, tmp_path):
+    editor, c = open_editor(window), window.controller
+    first, second = tmp_path / "first.csv", tmp_path / "second.csv"
+    first.write_text("a,0.1,0.2,0.3\nb,0.4,0.5,0.6\n")
+    second.write_text("x,0.7,0.8,0.9\ny,0.1,0.1,0.1\nz,0.2,0.2,0.2\n")
+    done = []
+    editor.imported.connect(done.append)
+    with qtbot.waitSignal(c.trace_changed, timeout=TRACE_TIMEOUT_MS):
+        editor.import_csv(str(first))
+        editor.import_csv(str(second))
+    qtbot.waitUntil(lambda: not c.is_busy(), timeout=TRACE_TIMEOUT_MS)
+    assert done == [""] and c.trace.tokens == ("x", "y", "z")
