@@ -27,6 +27,7 @@ QKS = QtGui.QKeySequence
 Area = QtCore.Qt.DockWidgetArea
 DOCK_STATE_KEY = "window/docks"
 DOCK_STATE_VERSION = 1
+MIN_MAPS_HEIGHT = 300        # px the step maps keep whatever docks are open
 # the docks: key -> (action name, title, area); the bottom ones share one tabbed area
 DOCKS = {
     "inspector": ("show_inspector", "Cell inspector", Area.RightDockWidgetArea),
@@ -39,6 +40,18 @@ DOCKS = {
 
 def _seq(*keys) -> list[QtGui.QKeySequence]:
     return [k if isinstance(k, QtGui.QKeySequence) else QKS(k) for k in keys]
+
+
+def _scrolling(widget: QtWidgets.QWidget) -> QtWidgets.QScrollArea:
+    """``widget`` in a frameless scroll area: a dock whose content needs more room than it has
+    scrolls, instead of pushing the step maps aside or growing the window (and its width stays
+    what the learner set, step after step)."""
+    area = QtWidgets.QScrollArea(objectName=f"{widget.objectName() or 'dock'}Scroll")
+    area.setWidgetResizable(True)
+    area.setFrameShape(QtWidgets.QFrame.Shape.NoFrame)
+    area.setWidget(widget)
+    area.setMinimumSize(60, 60)
+    return area
 
 
 class MainWindow(QtWidgets.QMainWindow):
@@ -70,6 +83,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.placeholder.setFont(f)
         self.stack = QtWidgets.QStackedWidget()
         self.stack.addWidget(self.placeholder)
+        self.stack.setMinimumHeight(MIN_MAPS_HEIGHT)   # docks never squash the maps to strips
 
         self.splitter = QtWidgets.QSplitter(QtCore.Qt.Orientation.Horizontal)
         self.splitter.addWidget(self.navigator)
@@ -97,13 +111,17 @@ class MainWindow(QtWidgets.QMainWindow):
         m = self.model
         m.trace_changed.connect(self._on_trace)
         m.step_changed.connect(lambda _i: self._update_status())
-        m.hover_changed.connect(lambda text: self.statusBar().showMessage(text.split("\n")[0], 8000))
+        m.hover_changed.connect(self._on_hover)
         m.focus_changed.connect(self._on_focus)
         m.cell_clicked.connect(lambda *_a: self.docks["inspector"].show() if self.docks else None)
         controller.busy.connect(lambda b: self.busy_label.setText("computing…" if b else ""))
         controller.error.connect(self._on_error)
         controller.notice.connect(lambda text: self.statusBar().showMessage(text, 10000))
         self._restore_geometry()
+        from gui.focus import FocusFrame
+        from gui.keys import install_step_keys
+        self.focus_frame = FocusFrame(self, fallback=self.navigator)   # where the keys go, visibly
+        self._step_keys = install_step_keys(self)       # stepping keys wherever the focus is
 
     # ---- actions and menus: the one registry ----------------------------------------------
     def _action(self, name: str, text: str, slot, shortcuts=(), tip: str = "",
@@ -202,12 +220,33 @@ class MainWindow(QtWidgets.QMainWindow):
             dock = self.docks.get(key)
             if dock is None:
                 return
+            if not checked and dock.isVisible() and dock.visibleRegion().isEmpty():
+                checked = True                 # open but behind another tab: asking raises it
+                self.actions[name].setChecked(True)
             if checked:
-                dock.show()
-                dock.raise_()
+                self.show_dock(key)
             else:
                 dock.close()
         return self._action(name, title, toggle, [shortcut], tip, checkable=True)
+
+    def show_dock(self, key: str) -> QtWidgets.QDockWidget:
+        """Open the dock ``key`` in front of its tab group, without growing the window."""
+        dock = self.docks[key]
+        size = self.size()
+        dock.show()
+        dock.raise_()
+        QtCore.QTimer.singleShot(0, dock.raise_)   # a freshly tabified dock gets its tab on the next pass
+        if self.dockWidgetArea(dock) == Area.BottomDockWidgetArea:   # a third of the height, the maps keep the rest
+            self.resizeDocks([dock], [max(160, self.height() // 3)], QtCore.Qt.Orientation.Vertical)
+        self._keep_size(size)
+        return dock
+
+    def _keep_size(self, size: QtCore.QSize) -> None:
+        """Undo a growth of the window that opening a dock caused (the docks give way instead)."""
+        def shrink() -> None:
+            if not (self.isMaximized() or self.isFullScreen()) and self.size() != size:
+                self.resize(size)
+        QtCore.QTimer.singleShot(0, shrink)
 
     def _build_docks(self) -> None:
         """The explaining tools (they import pyqtgraph): created once the window is on screen."""
@@ -227,7 +266,7 @@ class MainWindow(QtWidgets.QMainWindow):
         for key, (name, title, area) in DOCKS.items():
             dock = QtWidgets.QDockWidget(title, self)
             dock.setObjectName(f"{name}Dock")
-            dock.setWidget(widgets[key])
+            dock.setWidget(_scrolling(widgets[key]))
             dock.setAllowedAreas(Area.AllDockWidgetAreas)
             self.addDockWidget(area, dock)
             act = self.actions[name]
@@ -241,6 +280,7 @@ class MainWindow(QtWidgets.QMainWindow):
             d[key].hide()
         self.resizeDocks([d["inspector"]], [330], QtCore.Qt.Orientation.Horizontal)
         self.resizeDocks([d["inspector"], d["code"]], [420, 320], QtCore.Qt.Orientation.Vertical)
+        self.start_state = self.saveState(DOCK_STATE_VERSION)     # what View → Starting layout restores
         state = self.settings.value(DOCK_STATE_KEY)
         if isinstance(state, (QtCore.QByteArray, bytes)):
             self.restoreState(state, DOCK_STATE_VERSION)     # a stale or foreign state is ignored
@@ -264,6 +304,16 @@ class MainWindow(QtWidgets.QMainWindow):
         self.navigator.setFocus()        # arrow keys step; the text field takes them only when clicked
         if self.model.has_trace:
             self.stack.setCurrentWidget(self.step_view)
+
+    def _on_hover(self, text: str) -> None:
+        """The hovered cell's first line in the status bar; cleared (only a hover line, not another
+        message) when the model drops the hover because the input, step or settings changed."""
+        bar = self.statusBar()
+        if text:
+            self._hover_line = text.split("\n")[0]
+            bar.showMessage(self._hover_line, 8000)
+        elif bar.currentMessage() and bar.currentMessage() == getattr(self, "_hover_line", None):
+            bar.clearMessage()
 
     def _on_focus(self) -> None:
         focused = self.model.focused()
@@ -371,5 +421,6 @@ class MainWindow(QtWidgets.QMainWindow):
             self.export_job.cancel()
             self.export_job.wait()
         self.save_settings()
+        QtWidgets.QApplication.instance().removeEventFilter(self._step_keys)
         self.controller.shutdown()
         event.accept()
