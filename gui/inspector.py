@@ -111,9 +111,10 @@ class Inspector(QtWidgets.QWidget):
         index, mode, trace = self.origin
         step = self.model.steps[index]
         cfg = trace.config
-        preset = (f"Book preset, section {step.section}" if mode == "book" else "own settings")
+        preset = (f"Book preset, § {self.model.section_title(step.section)}" if mode == "book" else "own settings")
+        heads = f", {cfg.num_heads} head{'s' if cfg.num_heads != 1 else ''}" if step.stage == "multihead" else ""
         return (f"Step {step_numbers()[index]} {step.title} · {preset} · {len(trace.tokens)} tokens, "
-                f"d_in {cfg.d_in}, d_out {cfg.d_out}, {cfg.num_heads} head{'s' if cfg.num_heads != 1 else ''}")
+                f"d_in {cfg.d_in}, d_out {cfg.d_out}{heads}")
 
     def _on_step(self) -> None:
         """Another step: keep the cell while that step is drawn from the same trace (frame its

@@ -27,6 +27,9 @@ QKS = QtGui.QKeySequence
 Area = QtCore.Qt.DockWidgetArea
 DOCK_STATE_KEY = "window/docks"
 DOCK_STATE_VERSION = 1
+TOUR_KEY = "help/tour_shown"
+START_SIZE = (1400, 860)     # the first window, unless the screen's available area is smaller
+SPLITTER_SIZES = (250, 880, 270)     # navigator | step | explanation
 MIN_MAPS_HEIGHT = 300        # px the step maps keep whatever docks are open
 # the docks: key -> (action name, title, area); the bottom ones share one tabbed area
 DOCKS = {
@@ -40,6 +43,17 @@ DOCKS = {
 
 def _seq(*keys) -> list[QtGui.QKeySequence]:
     return [k if isinstance(k, QtGui.QKeySequence) else QKS(k) for k in keys]
+
+
+def starting_size(available: QtCore.QSize) -> QtCore.QSize:
+    """The first window's size: START_SIZE, shrunk to the screen's available area less the
+    window frame (title bar ~32 px, borders), so the Back/Next bar and status bar are on screen."""
+    return QtCore.QSize(min(START_SIZE[0], available.width() - 16), min(START_SIZE[1], available.height() - 40))
+
+
+def _available(widget: QtWidgets.QWidget | None = None) -> QtCore.QRect:
+    screen = (widget.screen() if widget is not None else None) or QtGui.QGuiApplication.primaryScreen()
+    return screen.availableGeometry() if screen is not None else QtCore.QRect(0, 0, *START_SIZE)
 
 
 def _scrolling(widget: QtWidgets.QWidget) -> QtWidgets.QScrollArea:
@@ -64,7 +78,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.settings = settings if settings is not None else QtCore.QSettings()
         self.model = controller.model
         self.setWindowTitle("Attention Stepper")
-        self.resize(1400, 860)
+        self.resize(starting_size(_available()))
         self.step_view = None
         self.export_job = None
         self.docks: dict[str, QtWidgets.QDockWidget] = {}     # filled by finish_setup
@@ -90,7 +104,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.splitter.addWidget(self.stack)
         self.splitter.addWidget(self.explanation)
         self.splitter.setStretchFactor(1, 1)
-        self.splitter.setSizes([250, 880, 270])
+        self.splitter.setSizes(list(SPLITTER_SIZES))
         central = QtWidgets.QWidget()
         lay = QtWidgets.QVBoxLayout(central)
         lay.setContentsMargins(0, 0, 0, 0)
@@ -184,16 +198,25 @@ class MainWindow(QtWidgets.QMainWindow):
                   ["Ctrl+Shift+R"], "Drop every edit of the embeddings and weights"),
             ],
             "&Present": [
-                A("font_larger", "Larger text", p.larger, ["Ctrl+=", "Ctrl++"], "Make every text larger (for a projector)"),
-                A("font_smaller", "Smaller text", p.smaller, ["Ctrl+-"], "Make every text smaller"),
-                A("font_reset", "Normal text size", p.reset_font, ["Ctrl+0"], "Back to the normal text size"),
+                A("font_larger", "Larger text", lambda: self._zoom(p.larger), ["Ctrl+=", "Ctrl++"],
+                  "Make every text larger (for a projector)"),
+                A("font_smaller", "Smaller text", lambda: self._zoom(p.smaller), ["Ctrl+-"], "Make every text smaller"),
+                A("reset_layout", "Starting layout", self.reset_layout, ["Ctrl+0"],
+                  "Back to the starting window size, docks and text size"),
                 None,
                 A("play", "Play", p.toggle, ["F5"], "Advance one step every few seconds (F5 pauses)"),
             ],
             "&Help": [
-                A("about", "About Attention Stepper", self.about, ["F1"]),
+                A("shortcuts", "Keyboard shortcuts", self.show_shortcuts, ["F1", "Ctrl+/"],
+                  "Every action of the window with its keys"),
+                A("tour", "Tour of the window", lambda: self.start_tour(), ["Shift+F1"],
+                  "A short tour: navigator, a map, hover, the inspector, the code panel, Book"),
+                None,
+                A("about", "About Attention Stepper", self.about, ["Ctrl+F1"]),
             ],
         }
+        self.menu_actions = {title.replace("&", ""): [a for a in entries if a is not None]
+                             for title, entries in menus.items()}      # the shortcuts sheet lists these
         for title, entries in menus.items():
             menu = self.menuBar().addMenu(title)
             menu.setToolTipsVisible(True)
@@ -241,6 +264,15 @@ class MainWindow(QtWidgets.QMainWindow):
         self._keep_size(size)
         return dock
 
+    def _default_docks(self) -> None:
+        """The starting docks: inspector over code on the right, the bottom tabs closed."""
+        d = self.docks
+        for key, (name, _title, _area) in DOCKS.items():
+            d[key].setVisible(key in ("inspector", "code"))
+            self.actions[name].setChecked(key in ("inspector", "code"))
+        self.resizeDocks([d["inspector"]], [330], QtCore.Qt.Orientation.Horizontal)
+        self.resizeDocks([d["inspector"], d["code"]], [420, 320], QtCore.Qt.Orientation.Vertical)
+
     def _keep_size(self, size: QtCore.QSize) -> None:
         """Undo a growth of the window that opening a dock caused (the docks give way instead)."""
         def shrink() -> None:
@@ -276,11 +308,8 @@ class MainWindow(QtWidgets.QMainWindow):
         self.splitDockWidget(d["inspector"], d["code"], QtCore.Qt.Orientation.Vertical)
         self.tabifyDockWidget(d["inputs"], d["equivalences"])
         self.tabifyDockWidget(d["equivalences"], d["scaling"])
-        for key in ("inputs", "equivalences", "scaling"):
-            d[key].hide()
-        self.resizeDocks([d["inspector"]], [330], QtCore.Qt.Orientation.Horizontal)
-        self.resizeDocks([d["inspector"], d["code"]], [420, 320], QtCore.Qt.Orientation.Vertical)
-        self.start_state = self.saveState(DOCK_STATE_VERSION)     # what View → Starting layout restores
+        self._default_docks()
+        self.start_state = self.saveState(DOCK_STATE_VERSION)     # what Present → Starting layout restores
         state = self.settings.value(DOCK_STATE_KEY)
         if isinstance(state, (QtCore.QByteArray, bytes)):
             self.restoreState(state, DOCK_STATE_VERSION)     # a stale or foreign state is ignored
@@ -382,6 +411,56 @@ class MainWindow(QtWidgets.QMainWindow):
             "from dot products to causal multi-head attention, with the numbers of chapter 3 of "
             "<i>Build a Large Language Model (From Scratch)</i> by S. Raschka.</p>"
             "<p>Keys: → / PageDown next, ← / PageUp back, Home / End. Hover a cell for its meaning.</p>")
+
+    # ---- layout ------------------------------------------------------------------------------
+    def _zoom(self, change) -> None:
+        """Present mode's larger/smaller text, in the same window size (the content re-flows)."""
+        size = self.size()
+        change()
+        self._keep_size(size)
+
+    def fit_to(self, available: QtCore.QRect) -> None:
+        """The starting size within ``available`` (a screen's available area), placed inside it."""
+        size = starting_size(available.size())
+        self.resize(size)
+        frame = self.frameGeometry()
+        frame.moveCenter(available.center())
+        frame.moveTopLeft(QtCore.QPoint(max(frame.left(), available.left()), max(frame.top(), available.top())))
+        self.move(frame.topLeft())
+
+    def reset_layout(self) -> None:
+        """View → Starting layout (Ctrl+0): the first window's size, docks, panes and text size."""
+        self.presenter.reset_font()
+        if self.isMaximized() or self.isFullScreen():
+            self.showNormal()
+        if self.docks:
+            self.restoreState(self.start_state, DOCK_STATE_VERSION)     # areas and tab order
+            self._default_docks()
+        self.splitter.setSizes(list(SPLITTER_SIZES))
+        self.fit_to(_available(self))
+
+    def show_shortcuts(self) -> None:
+        from gui.help import shortcuts_dialog
+        dialog = shortcuts_dialog(self, self.menu_actions)
+        dialog.show()
+        self.shortcuts_sheet = dialog
+
+    def start_tour(self, settings_key: bool = True):
+        """The first-run tour (Help → Tour of the window); remembered as seen in QSettings."""
+        from gui.help import Tour
+        if getattr(self, "tour", None) is not None:
+            self.tour.close()
+        self.tour = Tour(self)
+        self.tour.start()
+        if settings_key:
+            self.settings.setValue(TOUR_KEY, True)
+        return self.tour
+
+    def maybe_start_tour(self):
+        """On the very first start only (python main.py; never in tests, which do not call it)."""
+        if self.settings.value(TOUR_KEY, False) in (True, "true"):
+            return None
+        return self.start_tour()
 
     # ---- settings --------------------------------------------------------------------------
     def _restore_geometry(self) -> None:
