@@ -133,9 +133,7 @@ class Inspector(QtWidgets.QWidget):
             return
         index, mode, _old = self.origin
         m = self.model
-        if m.traces_mode != mode:
-            self.clear("the preset changed")
-            return
+        was = self.origin_text()
         trace = m.trace_for(m.steps[index])
         stage, name, cell = self.cell
         if trace is None or m.trace is not trace or (stage, name) not in trace:
@@ -145,8 +143,13 @@ class Inspector(QtWidgets.QWidget):
         if len(cell) != len(shape) or any(i >= n for i, n in zip(cell, shape)):
             self.clear("the new settings have no such cell")
             return
-        self.origin = (index, mode, trace)
-        self._explain("")
+        self.origin = (index, m.traces_mode, trace)
+        note = ""
+        if m.traces_mode != mode:          # said, not silent: the same cell under the other preset
+            note = (f"<p style='color:#a05a00'>The preset changed: this cell is now recomputed under "
+                    f"{'the Book preset' if m.traces_mode == 'book' else 'your own settings'} "
+                    f"(it was {html.escape(was)}).</p>")
+        self._explain(note)
 
     def clear(self, reason: str = "") -> None:
         """Forget the cell (it belongs to another trace); say which one it was and why it went."""

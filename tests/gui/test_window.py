@@ -61,7 +61,7 @@ def test_inspector_names_its_step_and_preset_and_clears_on_another_section(windo
         assert "value =" not in text
 
 
-def test_inspector_follows_an_edit_under_the_same_preset_and_clears_on_a_preset_change(window, qtbot):
+def test_inspector_follows_an_edit_and_says_when_the_preset_changed(window, qtbot):
     c = window.controller
     _custom(window, qtbot)
     go_to(window, qtbot, "trainable.weights_softmax")
@@ -76,8 +76,12 @@ def test_inspector_follows_an_edit_under_the_same_preset_and_clears_on_a_preset_
     assert insp.cell is not None
     assert insp.explanation.value == pytest.approx(float(data.maps[0].values[2, 1]), abs=1e-6)
     assert insp.explanation.value != pytest.approx(before, abs=1e-6)
-    wait_trace(window, qtbot, c.use_book)
-    assert insp.cell is None and "the preset changed" in insp.text.toPlainText()
+    wait_trace(window, qtbot, c.use_book)                  # another preset: said, not silent
+    text = insp.text.toPlainText()
+    assert "The preset changed" in text and "under the Book preset" in text and "was Step 2.6" in text
+    _panel, data = shown(window, "trainable", "attn_weights")
+    assert "Book preset, § 3.4" in text
+    assert insp.explanation.value == pytest.approx(float(data.maps[0].values[2, 1]), abs=1e-6)
 
 
 # ---- keys and focus -------------------------------------------------------------------------------
