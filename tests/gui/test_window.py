@@ -195,7 +195,7 @@ def test_the_first_window_fits_the_screens_available_area(qtbot, settings_file, 
     win.close()
 
 
-def test_ctrl_0_restores_the_starting_layout(window, qtbot, monkeypatch):
+def test_ctrl_0_restores_the_starting_layout(window, qtbot, monkeypatch, normal_text):
     import gui.main_window as mw
     monkeypatch.setattr(mw, "_available", lambda *_a: QtCore.QRect(0, 0, 1366, 728))
     app = QtWidgets.QApplication.instance()
@@ -214,7 +214,13 @@ def test_ctrl_0_restores_the_starting_layout(window, qtbot, monkeypatch):
     assert window.actions["show_inspector"].isChecked() and not window.actions["show_equivalences"].isChecked()
 
 
-def test_present_mode_keeps_the_window_size(window, qtbot):
+@pytest.fixture
+def normal_text(window):
+    yield
+    window.presenter.reset_font()           # the application font is shared with the next tests
+
+
+def test_present_mode_keeps_the_window_size(window, qtbot, normal_text):
     app = QtWidgets.QApplication.instance()
     size, base = window.size(), app.font().pointSizeF()
     for _ in range(3):
@@ -223,6 +229,16 @@ def test_present_mode_keeps_the_window_size(window, qtbot):
     qtbot.wait(50)
     assert app.font().pointSizeF() > base * 1.4
     assert window.size() == size
+
+    def title_points(panel) -> list[float]:
+        return [float(panel._title.opts["size"][:-2])] + [
+            float(m.plot.titleLabel.opts["size"][:-2]) for m in panel.maps if m.plot.titleLabel.text]
+
+    panel = window.step_view.panels[0]
+    assert min(title_points(panel)) > 9 * 1.4               # the titles drawn before grew too
+    window.controller.next()                                 # and the ones drawn after
+    QtWidgets.QApplication.processEvents()
+    assert min(title_points(window.step_view.panels[0])) > 9 * 1.4
     assert window.step_bar.counter.width() >= window.step_bar.counter.fontMetrics().horizontalAdvance(
         f"{len(window.controller.steps)} / {len(window.controller.steps)}")
 
