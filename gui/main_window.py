@@ -30,6 +30,7 @@ DOCK_STATE_VERSION = 1
 TOUR_KEY = "help/tour_shown"
 START_SIZE = (1400, 860)     # the first window, unless the screen's available area is smaller
 SPLITTER_SIZES = (250, 880, 270)     # navigator | step | explanation
+MIN_SIDE_DOCK_WIDTH = 220   # px of the inspector and code docks
 MIN_MAPS_HEIGHT = 300        # px the step maps keep whatever docks are open
 # the docks: key -> (action name, title, area); the bottom ones share one tabbed area
 DOCKS = {
@@ -299,6 +300,8 @@ class MainWindow(QtWidgets.QMainWindow):
             dock = QtWidgets.QDockWidget(title, self)
             dock.setObjectName(f"{name}Dock")
             dock.setWidget(_scrolling(widgets[key]))
+            if area == Area.RightDockWidgetArea:        # readable, however narrow the window gets
+                dock.widget().setMinimumWidth(MIN_SIDE_DOCK_WIDTH)
             dock.setAllowedAreas(Area.AllDockWidgetAreas)
             self.addDockWidget(area, dock)
             act = self.actions[name]
