@@ -283,3 +283,24 @@ def test_the_tour_points_at_each_part_and_is_remembered(window, qtbot):
     assert tour.isVisible()
     tour.skip.click()
     assert not tour.isVisible()
+
+
+@pytest.mark.parametrize("env, shown", [("1", True), ("0", False)])
+def test_the_tour_opens_by_itself_only_on_the_first_start(window, qtbot, monkeypatch, env, shown):
+    from gui.app import tour_after_first_trace
+    from gui.help import Tour
+    from gui.main_window import TOUR_KEY
+    c = window.controller
+    monkeypatch.setenv("ATTENTION_STEPPER_TOUR", env)
+    tour_after_first_trace(window, c)                       # what run_app does on start
+    wait_trace(window, qtbot, lambda: c.set_params(seed=7))
+    qtbot.wait(50)
+    tour = window.findChild(Tour)
+    assert (tour is not None and tour.isVisible()) == shown
+    assert (window.settings.value(TOUR_KEY) in (True, "true")) == shown
+    if shown:
+        tour.close()
+        tour_after_first_trace(window, c)                   # the next start: remembered, not again
+        wait_trace(window, qtbot, lambda: c.set_params(seed=8))
+        qtbot.wait(50)
+        assert not window.findChild(Tour).isVisible()
