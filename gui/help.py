@@ -31,12 +31,11 @@ def shortcuts_html(menu_actions: dict[str, list[QtGui.QAction]]) -> str:
     out = ["<h3>Keyboard shortcuts</h3>",
            "<p>The stepping keys (← → PageUp PageDown Home End) work wherever the focus is, except while "
            "typing in a text field, a spin box or a table; the focused widget has a blue frame.</p>"]
+    out.append("<table cellspacing='0' cellpadding='3'>")      # one table: the columns line up
     menu = None
     for m, text, keys, tip in shortcut_rows(menu_actions):
         if m != menu:
-            if menu is not None:
-                out.append("</table>")
-            out.append(f"<h4>{html.escape(m)}</h4><table cellspacing='0' cellpadding='3'>")
+            out.append(f"<tr><td colspan='3'><b><big>{html.escape(m)}</big></b></td></tr>")
             menu = m
         out.append(f"<tr><td><b>{html.escape(keys) or '—'}</b></td><td>{html.escape(text)}</td>"
                    f"<td style='color:#555'>{html.escape(tip) if tip != text else ''}</td></tr>")
