@@ -59,6 +59,20 @@ def freeze_gc_after_first_trace(controller) -> None:
     controller.trace_changed.connect(once)
 
 
+def tour_after_first_trace(window, controller) -> None:
+    """The first-run tour, once the maps and docks it points at exist; only on the first start
+    (QSettings remembers it) and never where ATTENTION_STEPPER_TOUR=0 (the real-window test)."""
+    import os
+    if os.environ.get("ATTENTION_STEPPER_TOUR", "1") == "0":
+        return
+
+    def once() -> None:
+        controller.trace_changed.disconnect(once)
+        from PySide6 import QtCore
+        QtCore.QTimer.singleShot(0, window.maybe_start_tour)     # after the maps are drawn
+    controller.trace_changed.connect(once)
+
+
 def run_app(argv: list[str]) -> int:
     from PySide6 import QtCore, QtWidgets
 
@@ -72,6 +86,7 @@ def run_app(argv: list[str]) -> int:
     app.aboutToQuit.connect(controller.shutdown)      # however the app ends, stop the worker
     window.show()
     freeze_gc_after_first_trace(controller)
+    tour_after_first_trace(window, controller)
     import os
     if os.environ.get("ATTENTION_STEPPER_STARTUP_PROBE"):   # python main.py bench: time the start-up
         from tools.startup_probe import install

@@ -20,6 +20,7 @@ from pyqtgraph import functions as fn
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from gui.matrices import MatrixData, format_value
+from gui.present import pt
 
 MAX_TEXT_CELLS = 12      # print values in the cells when rows and columns are both ≤ 12
 MAX_DISPLAY = 512        # larger matrices are displayed downsampled
@@ -320,7 +321,7 @@ class _Map:
         # setTitle/setLabel re-layout the plot: only call them when the text changes
         texts = (m.title, data.row_axis, data.col_axis)
         if texts != self._texts:
-            self.plot.setTitle(m.title or None, size="9pt", color="#333")
+            self.plot.setTitle(m.title or None, size=pt(9), color="#333")
             self._title_key = None            # MatrixPanel.set_focused styles it again
             self.plot.getAxis("left").setLabel(data.row_axis, color="#555")
             self.plot.getAxis("top").setLabel(data.col_axis, color="#555")
@@ -513,7 +514,7 @@ class MatrixPanel(pg.GraphicsLayoutWidget):
             if getattr(m, "_title_key", None) == (title, chosen):
                 continue
             m._title_key = (title, chosen)
-            m.plot.setTitle(f"▶ {title}" if chosen else title, size="9pt",
+            m.plot.setTitle(f"▶ {title}" if chosen else title, size=pt(9),
                             color="#2f6fd0" if chosen else "#333", bold=chosen)
 
     def set_matrix(self, data: MatrixData) -> None:
@@ -528,7 +529,7 @@ class MatrixPanel(pg.GraphicsLayoutWidget):
         self.data = data
         if data.title != getattr(self, "_title_text", None):
             self._title_text = data.title
-            self._title.setText(data.title, size="10pt", bold=True)
+            self._title.setText(data.title, size=pt(10), bold=True)
         for k, m in enumerate(self.maps):
             m.set_data(data, k, cmap)
         if tuple(self.bar.levels()) != tuple(data.levels):

@@ -7,6 +7,11 @@ cells that feed the clicked one: it sets the model's ``marks`` (the step view fr
 its heatmaps: orange the sources, blue the clicked cell) and frames them in its own small
 heatmaps of the sources the step does not show. After an edit the same cell is explained
 again with the new numbers.
+
+The numbers always come from one trace: the one of the step where the cell was clicked. The panel
+names that step, the preset (the Book section, or the own settings) and the sizes; a step drawn
+from another trace (another Book section) or another preset clears the panel instead of
+recomputing the cell under different settings.
 """
 from __future__ import annotations
 
@@ -48,6 +53,7 @@ class Inspector(QtWidgets.QWidget):
         self.model = model
         self.explanation = None            # the Explanation shown
         self.cell: tuple | None = None     # (stage, name, index) of the clicked cell
+        self.origin: tuple | None = None   # (step index, traces mode, trace) the cell was clicked on
 
         self.text = QtWidgets.QTextBrowser(objectName="inspectorText")
         self.text.setHtml("<p style='color:#555'>Click any cell of a matrix to see how its number is made.</p>")
@@ -80,7 +86,7 @@ class Inspector(QtWidgets.QWidget):
 
         model.cell_clicked.connect(self.inspect)
         model.trace_changed.connect(self._on_trace)
-        model.step_changed.connect(lambda _i: self._on_trace())   # frame the sources on the new step
+        model.step_changed.connect(lambda _i: self._on_step())
 
     # ---- explaining ------------------------------------------------------------------------
     def inspect(self, data, map_index: int, row: int, col: int) -> None:
@@ -94,22 +100,72 @@ class Inspector(QtWidgets.QWidget):
             note = (f"<p><b>Difference cell</b>: {html.escape(data.title)}; here {d:.3e}. "
                     f"Below: the first matrix's cell.</p>")
         self.cell = (data.key[0], data.key[1], index)
+        self.origin = (self.model.index, self.model.traces_mode, trace)
         self._explain(note)
 
-    def _on_trace(self) -> None:
-        """Explain the same cell again with the new numbers (after an edit)."""
+    def origin_text(self) -> str:
+        """Where the shown numbers come from: step, preset (Book section or own settings), sizes."""
+        if self.origin is None:
+            return ""
+        from gui.steps import step_numbers
+        index, mode, trace = self.origin
+        step = self.model.steps[index]
+        cfg = trace.config
+        preset = (f"Book preset, § {self.model.section_title(step.section)}" if mode == "book" else "own settings")
+        heads = f", {cfg.num_heads} head{'s' if cfg.num_heads != 1 else ''}" if step.stage == "multihead" else ""
+        return (f"Step {step_numbers()[index]} {step.title} · {preset} · {len(trace.tokens)} tokens, "
+                f"d_in {cfg.d_in}, d_out {cfg.d_out}{heads}")
+
+    def _on_step(self) -> None:
+        """Another step: keep the cell while that step is drawn from the same trace (frame its
+        sources there), else clear: its numbers would come from other settings."""
         if self.cell is None:
             return
-        trace = self.model.trace
-        stage, name, index = self.cell
-        if trace is None or (stage, name) not in trace:
-            return
-        shape = trace[stage, name].shape
-        if len(index) != len(shape) or any(i >= n for i, n in zip(index, shape)):
-            self.cell = None
-            self._clear_marks()
+        if self.model.trace is not self.origin[2]:
+            self.clear("this step is computed from another Book section")
             return
         self._explain("")
+
+    def _on_trace(self) -> None:
+        """New traces (an edit, new settings): explain the same cell again with the new numbers
+        when it still exists under the same preset, else clear."""
+        if self.cell is None:
+            return
+        index, mode, _old = self.origin
+        m = self.model
+        was = self.origin_text()
+        trace = m.trace_for(m.steps[index])
+        stage, name, cell = self.cell
+        if trace is None or m.trace is not trace or (stage, name) not in trace:
+            self.clear("this step is computed from another Book section")
+            return
+        shape = trace[stage, name].shape
+        if len(cell) != len(shape) or any(i >= n for i, n in zip(cell, shape)):
+            self.clear("the new settings have no such cell")
+            return
+        self.origin = (index, m.traces_mode, trace)
+        note = ""
+        if m.traces_mode != mode:          # said, not silent: the same cell under the other preset
+            note = (f"<p style='color:#a05a00'>The preset changed: this cell is now recomputed under "
+                    f"{'the Book preset' if m.traces_mode == 'book' else 'your own settings'} "
+                    f"(it was {html.escape(was)}).</p>")
+        self._explain(note)
+
+    def clear(self, reason: str = "") -> None:
+        """Forget the cell (it belongs to another trace); say which one it was and why it went."""
+        was = ""
+        if self.cell is not None:
+            stage, name, index = self.cell
+            was = (f"<p style='color:#555'>The cell {html.escape(stage)}.{html.escape(name)}"
+                   f"[{', '.join(map(str, index))}] was clicked on {html.escape(self.origin_text())}; "
+                   f"{html.escape(reason)}, so it is not explained here.</p>")
+        self.cell = self.origin = self.explanation = None
+        self.text.setHtml(was + "<p style='color:#555'>Click any cell of a matrix to see how its number is made.</p>")
+        self.table.setRowCount(0)
+        self.table.hide()
+        self.source_datas = []
+        self.source_host.hide()
+        self._clear_marks()
 
     def _explain(self, note: str) -> None:
         from core.provenance import explain_cell
@@ -142,7 +198,9 @@ class Inspector(QtWidgets.QWidget):
                                           and e.name in ("W_query", "W_key", "W_value"))
         if e.kind == "given" and editable:
             note += "<p style='color:#555'>Change it in View → Edit inputs (Ctrl+I): every step follows.</p>"
-        return (f"{note}<p><b>{html.escape(e.formula)}</b></p>"
+        origin = (f"<p style='color:#555; font-size:small'>from {html.escape(self.origin_text())}</p>"
+                  if self.origin else "")
+        return (f"{origin}{note}<p><b>{html.escape(e.formula)}</b></p>"
                 f"<p>value = <b>{_f(e.value, 8)}</b> <span style='color:#777'>({where})</span></p>"
                 f"<p style='font-family: monospace; white-space: pre-wrap;'>{lines}</p>{check}"
                 + (f"<p style='color:#555'>fed by: {html.escape(srcs)} "

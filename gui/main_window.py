@@ -27,6 +27,11 @@ QKS = QtGui.QKeySequence
 Area = QtCore.Qt.DockWidgetArea
 DOCK_STATE_KEY = "window/docks"
 DOCK_STATE_VERSION = 1
+TOUR_KEY = "help/tour_shown"
+START_SIZE = (1400, 860)     # the first window, unless the screen's available area is smaller
+SPLITTER_SIZES = (250, 880, 270)     # navigator | step | explanation
+MIN_SIDE_DOCK_WIDTH = 220   # px of the inspector and code docks
+MIN_MAPS_HEIGHT = 300        # px the step maps keep whatever docks are open
 # the docks: key -> (action name, title, area); the bottom ones share one tabbed area
 DOCKS = {
     "inspector": ("show_inspector", "Cell inspector", Area.RightDockWidgetArea),
@@ -41,6 +46,29 @@ def _seq(*keys) -> list[QtGui.QKeySequence]:
     return [k if isinstance(k, QtGui.QKeySequence) else QKS(k) for k in keys]
 
 
+def starting_size(available: QtCore.QSize) -> QtCore.QSize:
+    """The first window's size: START_SIZE, shrunk to the screen's available area less the
+    window frame (title bar ~32 px, borders), so the Back/Next bar and status bar are on screen."""
+    return QtCore.QSize(min(START_SIZE[0], available.width() - 16), min(START_SIZE[1], available.height() - 40))
+
+
+def _available(widget: QtWidgets.QWidget | None = None) -> QtCore.QRect:
+    screen = (widget.screen() if widget is not None else None) or QtGui.QGuiApplication.primaryScreen()
+    return screen.availableGeometry() if screen is not None else QtCore.QRect(0, 0, *START_SIZE)
+
+
+def _scrolling(widget: QtWidgets.QWidget) -> QtWidgets.QScrollArea:
+    """``widget`` in a frameless scroll area: a dock whose content needs more room than it has
+    scrolls, instead of pushing the step maps aside or growing the window (and its width stays
+    what the learner set, step after step)."""
+    area = QtWidgets.QScrollArea(objectName=f"{widget.objectName() or 'dock'}Scroll")
+    area.setWidgetResizable(True)
+    area.setFrameShape(QtWidgets.QFrame.Shape.NoFrame)
+    area.setWidget(widget)
+    area.setMinimumSize(60, 60)
+    return area
+
+
 class MainWindow(QtWidgets.QMainWindow):
     export_finished = QtCore.Signal(str)     # message of a finished "Export all" (tests wait on it)
 
@@ -51,7 +79,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.settings = settings if settings is not None else QtCore.QSettings()
         self.model = controller.model
         self.setWindowTitle("Attention Stepper")
-        self.resize(1400, 860)
+        self.resize(starting_size(_available()))
         self.step_view = None
         self.export_job = None
         self.docks: dict[str, QtWidgets.QDockWidget] = {}     # filled by finish_setup
@@ -70,13 +98,14 @@ class MainWindow(QtWidgets.QMainWindow):
         self.placeholder.setFont(f)
         self.stack = QtWidgets.QStackedWidget()
         self.stack.addWidget(self.placeholder)
+        self.stack.setMinimumHeight(MIN_MAPS_HEIGHT)   # docks never squash the maps to strips
 
         self.splitter = QtWidgets.QSplitter(QtCore.Qt.Orientation.Horizontal)
         self.splitter.addWidget(self.navigator)
         self.splitter.addWidget(self.stack)
         self.splitter.addWidget(self.explanation)
         self.splitter.setStretchFactor(1, 1)
-        self.splitter.setSizes([250, 880, 270])
+        self.splitter.setSizes(list(SPLITTER_SIZES))
         central = QtWidgets.QWidget()
         lay = QtWidgets.QVBoxLayout(central)
         lay.setContentsMargins(0, 0, 0, 0)
@@ -97,13 +126,17 @@ class MainWindow(QtWidgets.QMainWindow):
         m = self.model
         m.trace_changed.connect(self._on_trace)
         m.step_changed.connect(lambda _i: self._update_status())
-        m.hover_changed.connect(lambda text: self.statusBar().showMessage(text.split("\n")[0], 8000))
+        m.hover_changed.connect(self._on_hover)
         m.focus_changed.connect(self._on_focus)
         m.cell_clicked.connect(lambda *_a: self.docks["inspector"].show() if self.docks else None)
         controller.busy.connect(lambda b: self.busy_label.setText("computing…" if b else ""))
         controller.error.connect(self._on_error)
         controller.notice.connect(lambda text: self.statusBar().showMessage(text, 10000))
         self._restore_geometry()
+        from gui.focus import FocusFrame
+        from gui.keys import install_step_keys
+        self.focus_frame = FocusFrame(self, fallback=self.navigator)   # where the keys go, visibly
+        self._step_keys = install_step_keys(self)       # stepping keys wherever the focus is
 
     # ---- actions and menus: the one registry ----------------------------------------------
     def _action(self, name: str, text: str, slot, shortcuts=(), tip: str = "",
@@ -166,16 +199,25 @@ class MainWindow(QtWidgets.QMainWindow):
                   ["Ctrl+Shift+R"], "Drop every edit of the embeddings and weights"),
             ],
             "&Present": [
-                A("font_larger", "Larger text", p.larger, ["Ctrl+=", "Ctrl++"], "Make every text larger (for a projector)"),
-                A("font_smaller", "Smaller text", p.smaller, ["Ctrl+-"], "Make every text smaller"),
-                A("font_reset", "Normal text size", p.reset_font, ["Ctrl+0"], "Back to the normal text size"),
+                A("font_larger", "Larger text", lambda: self._zoom(p.larger), ["Ctrl+=", "Ctrl++"],
+                  "Make every text larger (for a projector)"),
+                A("font_smaller", "Smaller text", lambda: self._zoom(p.smaller), ["Ctrl+-"], "Make every text smaller"),
+                A("reset_layout", "Starting layout", self.reset_layout, ["Ctrl+0"],
+                  "Back to the starting window size, docks and text size"),
                 None,
                 A("play", "Play", p.toggle, ["F5"], "Advance one step every few seconds (F5 pauses)"),
             ],
             "&Help": [
-                A("about", "About Attention Stepper", self.about, ["F1"]),
+                A("shortcuts", "Keyboard shortcuts", self.show_shortcuts, ["F1", "Ctrl+/"],
+                  "Every action of the window with its keys"),
+                A("tour", "Tour of the window", lambda: self.start_tour(), ["Shift+F1"],
+                  "A short tour: navigator, a map, hover, the inspector, the code panel, Book"),
+                None,
+                A("about", "About Attention Stepper", self.about, ["Ctrl+F1"]),
             ],
         }
+        self.menu_actions = {title.replace("&", ""): [a for a in entries if a is not None]
+                             for title, entries in menus.items()}      # the shortcuts sheet lists these
         for title, entries in menus.items():
             menu = self.menuBar().addMenu(title)
             menu.setToolTipsVisible(True)
@@ -202,12 +244,42 @@ class MainWindow(QtWidgets.QMainWindow):
             dock = self.docks.get(key)
             if dock is None:
                 return
+            if not checked and dock.isVisible() and dock.visibleRegion().isEmpty():
+                checked = True                 # open but behind another tab: asking raises it
+                self.actions[name].setChecked(True)
             if checked:
-                dock.show()
-                dock.raise_()
+                self.show_dock(key)
             else:
                 dock.close()
         return self._action(name, title, toggle, [shortcut], tip, checkable=True)
+
+    def show_dock(self, key: str) -> QtWidgets.QDockWidget:
+        """Open the dock ``key`` in front of its tab group, without growing the window."""
+        dock = self.docks[key]
+        size = self.size()
+        dock.show()
+        dock.raise_()
+        QtCore.QTimer.singleShot(0, dock.raise_)   # a freshly tabified dock gets its tab on the next pass
+        if self.dockWidgetArea(dock) == Area.BottomDockWidgetArea:   # a third of the height, the maps keep the rest
+            self.resizeDocks([dock], [max(160, self.height() // 3)], QtCore.Qt.Orientation.Vertical)
+        self._keep_size(size)
+        return dock
+
+    def _default_docks(self) -> None:
+        """The starting docks: inspector over code on the right, the bottom tabs closed."""
+        d = self.docks
+        for key, (name, _title, _area) in DOCKS.items():
+            d[key].setVisible(key in ("inspector", "code"))
+            self.actions[name].setChecked(key in ("inspector", "code"))
+        self.resizeDocks([d["inspector"]], [330], QtCore.Qt.Orientation.Horizontal)
+        self.resizeDocks([d["inspector"], d["code"]], [420, 320], QtCore.Qt.Orientation.Vertical)
+
+    def _keep_size(self, size: QtCore.QSize) -> None:
+        """Undo a growth of the window that opening a dock caused (the docks give way instead)."""
+        def shrink() -> None:
+            if not (self.isMaximized() or self.isFullScreen()) and self.size() != size:
+                self.resize(size)
+        QtCore.QTimer.singleShot(0, shrink)
 
     def _build_docks(self) -> None:
         """The explaining tools (they import pyqtgraph): created once the window is on screen."""
@@ -227,7 +299,9 @@ class MainWindow(QtWidgets.QMainWindow):
         for key, (name, title, area) in DOCKS.items():
             dock = QtWidgets.QDockWidget(title, self)
             dock.setObjectName(f"{name}Dock")
-            dock.setWidget(widgets[key])
+            dock.setWidget(_scrolling(widgets[key]))
+            if area == Area.RightDockWidgetArea:        # readable, however narrow the window gets
+                dock.widget().setMinimumWidth(MIN_SIDE_DOCK_WIDTH)
             dock.setAllowedAreas(Area.AllDockWidgetAreas)
             self.addDockWidget(area, dock)
             act = self.actions[name]
@@ -237,10 +311,8 @@ class MainWindow(QtWidgets.QMainWindow):
         self.splitDockWidget(d["inspector"], d["code"], QtCore.Qt.Orientation.Vertical)
         self.tabifyDockWidget(d["inputs"], d["equivalences"])
         self.tabifyDockWidget(d["equivalences"], d["scaling"])
-        for key in ("inputs", "equivalences", "scaling"):
-            d[key].hide()
-        self.resizeDocks([d["inspector"]], [330], QtCore.Qt.Orientation.Horizontal)
-        self.resizeDocks([d["inspector"], d["code"]], [420, 320], QtCore.Qt.Orientation.Vertical)
+        self._default_docks()
+        self.start_state = self.saveState(DOCK_STATE_VERSION)     # what Present → Starting layout restores
         state = self.settings.value(DOCK_STATE_KEY)
         if isinstance(state, (QtCore.QByteArray, bytes)):
             self.restoreState(state, DOCK_STATE_VERSION)     # a stale or foreign state is ignored
@@ -264,6 +336,16 @@ class MainWindow(QtWidgets.QMainWindow):
         self.navigator.setFocus()        # arrow keys step; the text field takes them only when clicked
         if self.model.has_trace:
             self.stack.setCurrentWidget(self.step_view)
+
+    def _on_hover(self, text: str) -> None:
+        """The hovered cell's first line in the status bar; cleared (only a hover line, not another
+        message) when the model drops the hover because the input, step or settings changed."""
+        bar = self.statusBar()
+        if text:
+            self._hover_line = text.split("\n")[0]
+            bar.showMessage(self._hover_line, 8000)
+        elif bar.currentMessage() and bar.currentMessage() == getattr(self, "_hover_line", None):
+            bar.clearMessage()
 
     def _on_focus(self) -> None:
         focused = self.model.focused()
@@ -333,6 +415,56 @@ class MainWindow(QtWidgets.QMainWindow):
             "<i>Build a Large Language Model (From Scratch)</i> by S. Raschka.</p>"
             "<p>Keys: → / PageDown next, ← / PageUp back, Home / End. Hover a cell for its meaning.</p>")
 
+    # ---- layout ------------------------------------------------------------------------------
+    def _zoom(self, change) -> None:
+        """Present mode's larger/smaller text, in the same window size (the content re-flows)."""
+        size = self.size()
+        change()
+        self._keep_size(size)
+
+    def fit_to(self, available: QtCore.QRect) -> None:
+        """The starting size within ``available`` (a screen's available area), placed inside it."""
+        size = starting_size(available.size())
+        self.resize(size)
+        frame = self.frameGeometry()
+        frame.moveCenter(available.center())
+        frame.moveTopLeft(QtCore.QPoint(max(frame.left(), available.left()), max(frame.top(), available.top())))
+        self.move(frame.topLeft())
+
+    def reset_layout(self) -> None:
+        """View → Starting layout (Ctrl+0): the first window's size, docks, panes and text size."""
+        self.presenter.reset_font()
+        if self.isMaximized() or self.isFullScreen():
+            self.showNormal()
+        if self.docks:
+            self.restoreState(self.start_state, DOCK_STATE_VERSION)     # areas and tab order
+            self._default_docks()
+        self.splitter.setSizes(list(SPLITTER_SIZES))
+        self.fit_to(_available(self))
+
+    def show_shortcuts(self) -> None:
+        from gui.help import shortcuts_dialog
+        dialog = shortcuts_dialog(self, self.menu_actions)
+        dialog.show()
+        self.shortcuts_sheet = dialog
+
+    def start_tour(self, settings_key: bool = True):
+        """The first-run tour (Help → Tour of the window); remembered as seen in QSettings."""
+        from gui.help import Tour
+        if getattr(self, "tour", None) is not None:
+            self.tour.close()
+        self.tour = Tour(self)
+        self.tour.start()
+        if settings_key:
+            self.settings.setValue(TOUR_KEY, True)
+        return self.tour
+
+    def maybe_start_tour(self):
+        """On the very first start only (python main.py; never in tests, which do not call it)."""
+        if self.settings.value(TOUR_KEY, False) in (True, "true"):
+            return None
+        return self.start_tour()
+
     # ---- settings --------------------------------------------------------------------------
     def _restore_geometry(self) -> None:
         geo = self.settings.value("window/geometry")
@@ -371,5 +503,6 @@ class MainWindow(QtWidgets.QMainWindow):
             self.export_job.cancel()
             self.export_job.wait()
         self.save_settings()
+        QtWidgets.QApplication.instance().removeEventFilter(self._step_keys)
         self.controller.shutdown()
         event.accept()

@@ -74,6 +74,7 @@ class StepBar(QtWidgets.QWidget):
         for b in (self.back, self.next):
             b.setFocusPolicy(QtCore.Qt.FocusPolicy.NoFocus)   # keys stay with the window
         self.counter = QtWidgets.QLabel(objectName="stepCounter")
+        self.counter.setAlignment(QtCore.Qt.AlignmentFlag.AlignCenter)
         self.title = QtWidgets.QLabel(objectName="stepBarTitle")
         self.back.clicked.connect(model.back)
         self.next.clicked.connect(model.next)
@@ -85,6 +86,18 @@ class StepBar(QtWidgets.QWidget):
         lay.addWidget(self.next)
         model.step_changed.connect(self._on_step)
         self._on_step(model.index)
+        self._fix_counter_width()
+
+    def _fix_counter_width(self) -> None:
+        """The counter as wide as its widest text ("33 / 33"), so Back/Next never move under the
+        mouse when "9 / 33" becomes "10 / 33"."""
+        n = len(self.model.steps)
+        self.counter.setFixedWidth(self.counter.fontMetrics().horizontalAdvance(f"{n} / {n}") + 12)
+
+    def changeEvent(self, event) -> None:
+        super().changeEvent(event)
+        if event.type() == QtCore.QEvent.Type.FontChange:    # present mode: a larger counter text
+            self._fix_counter_width()
 
     def _on_step(self, index: int) -> None:
         n = len(self.model.steps)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from PySide6 import QtGui, QtWidgets
 
 from gui.controller import BOOK_TEXT
+from gui.elided import ElidedLabel
 
 INT32_MAX = 2**31 - 1
 BOOK, OWN = "Book sentence", "Own text"
@@ -106,18 +107,16 @@ class ParamPanel(QtWidgets.QWidget):
                 lay.addWidget(w, 3 if w is self.text else (2 if w is self.mode else 0))
                 name = fields.get(id(w))
                 if name and name not in ("example",):
-                    err = QtWidgets.QLabel(objectName=f"error_{name}")
+                    err = ElidedLabel(objectName=f"error_{name}")      # one line, never a jump
                     err.setStyleSheet("color: #c0392b;")
-                    err.setWordWrap(True)
                     err.setVisible(False)
                     self.errors[name] = err
                     lay.addWidget(err, 2)
             lay.addStretch(1)
             grid.addLayout(lay)
-        self.general_error = QtWidgets.QLabel(objectName="error_general")
+        self.general_error = ElidedLabel(objectName="error_general")
         self.general_error.setStyleSheet("color: #c0392b;")
         self.general_error.setVisible(False)
-        self.general_error.setWordWrap(True)
         grid.addWidget(self.general_error)
         self.setEnabled(False)     # until the first trace tells us the book's configs
 

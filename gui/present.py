@@ -1,6 +1,7 @@
 """Present mode: larger or smaller text (Ctrl+= / Ctrl+-) and Play/Pause auto-advance.
 
-The font size changes the application font (every label, table and menu follows); Play
+The font size changes the application font (every label, table and menu follows, and the map
+titles, which pyqtgraph sizes in points of their own: :func:`pt`); Play
 steps forward every ``interval`` seconds and stops at the last step.
 """
 from __future__ import annotations
@@ -8,6 +9,31 @@ from __future__ import annotations
 from PySide6 import QtCore, QtGui, QtWidgets
 
 MIN_POINTS, MAX_POINTS = 7.0, 32.0
+_base_points: float | None = None      # the application font's size before any zoom
+
+
+def pt(points: float) -> str:
+    """A pyqtgraph text size ("9pt") scaled like the application font: map titles drawn with it
+    grow and shrink with present mode (a literal "9pt" stayed put while everything else grew)."""
+    app = QtWidgets.QApplication.instance()
+    if not _base_points or app is None:
+        return f"{points:g}pt"
+    return f"{points * app.font().pointSizeF() / _base_points:.1f}pt"
+
+
+def _rescale_graphics_texts(factor: float) -> None:
+    """Scale the pyqtgraph labels already drawn (map and panel titles), which carry their own size."""
+    import sys
+    pg = sys.modules.get("pyqtgraph")
+    if pg is None:                         # no map drawn yet
+        return
+    for view in QtWidgets.QApplication.instance().allWidgets():
+        if not isinstance(view, pg.GraphicsView) or view.scene() is None:
+            continue
+        for item in view.scene().items():
+            size = item.opts.get("size") if isinstance(item, pg.LabelItem) else None
+            if isinstance(size, str) and size.endswith("pt"):
+                item.setText(item.text, size=f"{float(size[:-2]) * factor:.1f}pt")
 
 
 class Presenter(QtCore.QObject):
@@ -21,6 +47,8 @@ class Presenter(QtCore.QObject):
         self.timer.timeout.connect(self._tick)
         app = QtWidgets.QApplication.instance()
         self.base_points = app.font().pointSizeF() if app else 10.0
+        global _base_points
+        _base_points = _base_points or self.base_points
         self.interval_box = QtWidgets.QDoubleSpinBox(objectName="playInterval")
         self.interval_box.setRange(0.5, 60.0)
         self.interval_box.setSingleStep(0.5)
@@ -48,6 +76,7 @@ class Presenter(QtCore.QObject):
             if wf.pointSizeF() > 0:
                 wf.setPointSizeF(max(1.0, wf.pointSizeF() * actual))
                 w.setFont(wf)
+        _rescale_graphics_texts(actual)
         return size
 
     def larger(self) -> float:

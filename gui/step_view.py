@@ -20,6 +20,7 @@ from gui.view_model import ViewModel, frames_for
 
 PANELS_PER_ROW = 3
 MAX_SPARE_PANELS = 12    # hidden panels kept for reuse (their images released)
+HOVER_HINT = "Hover a cell to see what it is; click a matrix to pick it for File → Export matrix."
 
 
 def _grid_shape(d: MatrixData) -> tuple[int, int]:
@@ -84,7 +85,7 @@ class StepView(QtWidgets.QWidget):
         self.grid.setContentsMargins(0, 0, 0, 0)
         self.grid.setSpacing(6)
 
-        self.hover = QtWidgets.QLabel("Hover a cell to see what it is; click a matrix to pick it for File → Export matrix.", objectName="hoverInfo")
+        self.hover = QtWidgets.QLabel(HOVER_HINT, objectName="hoverInfo")
         self.hover.setWordWrap(True)
         self.hover.setTextInteractionFlags(QtCore.Qt.TextInteractionFlag.TextSelectableByMouse)
         self.hover.setMinimumHeight(self.hover.fontMetrics().lineSpacing() * 3)
@@ -99,7 +100,7 @@ class StepView(QtWidgets.QWidget):
         model.shown_changed.connect(self.refresh)
         model.focus_changed.connect(self._show_focus)
         model.marks_changed.connect(self._show_marks)
-        model.hover_changed.connect(self.hover.setText)
+        model.hover_changed.connect(lambda text: self.hover.setText(text or HOVER_HINT))   # "": cleared
         self.refresh()
 
     @property

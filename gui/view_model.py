@@ -197,6 +197,7 @@ class ViewModel:
         self.step_changed.emit(index)
         self._emit_clamped(clamped)
         self.shown_changed.emit()
+        self._clear_hover()
 
     def next(self) -> None:
         self.go(self.index + 1)
@@ -219,15 +220,18 @@ class ViewModel:
         self.trace_changed.emit()
         self._emit_clamped(clamped)
         self.shown_changed.emit()
+        self._clear_hover()
 
     def set_config(self, config) -> None:
         """The config the parameter panel shows (a frozen AttentionConfig); always emits."""
         self.config = config
         self.config_changed.emit(config)
+        self._clear_hover()
 
     def set_mode(self, mode: str) -> None:
         self.mode = mode
         self.mode_changed.emit(mode)
+        self._clear_hover()
 
     def set_section_titles(self, titles: dict[str, str]) -> None:
         self.section_titles = dict(titles)
@@ -241,6 +245,7 @@ class ViewModel:
         self._resolve()
         self.head_changed.emit(self.head)        # (None if the step has no such head)
         self.shown_changed.emit()
+        self._clear_hover()
 
     def set_batch_index(self, batch_index: int) -> None:
         batch_index = max(0, int(batch_index))
@@ -250,6 +255,7 @@ class ViewModel:
         self._resolve()
         self.batch_changed.emit(self.batch_index)
         self.shown_changed.emit()
+        self._clear_hover()
 
     def set_focus(self, matrix: int, map_index: int) -> None:
         """Pick matrix ``matrix`` (its map ``map_index``) as the one under focus."""
@@ -266,6 +272,12 @@ class ViewModel:
     def set_hover(self, text: str) -> None:
         self.hover = text
         self.hover_changed.emit(text)
+
+    def _clear_hover(self) -> None:
+        """The hovered cell belonged to what was on screen before: its text must not outlive it
+        (a hover line naming a token the new input does not have)."""
+        if self.hover:
+            self.set_hover("")
 
     def set_marks(self, marks) -> None:
         marks = tuple(marks)

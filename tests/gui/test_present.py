@@ -15,7 +15,7 @@ def test_present_mode_font_and_play(window, qtbot):
         window.actions["font_smaller"].trigger()
         assert app.font().pointSizeF() < base
     finally:
-        window.actions["font_reset"].trigger()
+        window.actions["reset_layout"].trigger()
     assert abs(app.font().pointSizeF() - base) < 0.2
     p = window.presenter
     c.first()

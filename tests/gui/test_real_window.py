@@ -38,7 +38,8 @@ def xserver(tmp_path):
 
 
 def test_main_launches_steps_with_right_and_quits_with_ctrl_q(xserver, tmp_path):
-    env = dict(os.environ, DISPLAY=xserver, QT_QPA_PLATFORM="xcb", XDG_CONFIG_HOME=str(tmp_path / "config"))
+    env = dict(os.environ, DISPLAY=xserver, QT_QPA_PLATFORM="xcb", XDG_CONFIG_HOME=str(tmp_path / "config"),
+               ATTENTION_STEPPER_TOUR="0")
     app = subprocess.Popen([sys.executable, "main.py"], cwd=ROOT, env=env,
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:

@@ -346,7 +346,7 @@ class Soak:
             if acts:
                 r.choice(acts).trigger()
         elif what == "font":
-            name = r.choice(["font_larger", "font_smaller", "font_reset", "font_reset"])
+            name = r.choice(["font_larger", "font_smaller", "reset_layout", "reset_layout"])
             if name in win.actions:
                 win.actions[name].trigger()
         elif what == "about":

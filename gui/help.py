@@ -1,0 +1,179 @@
+"""Help: the keyboard-shortcuts sheet, generated from the window's action registry, and the tour.
+
+:func:`shortcut_rows` reads the menus' actions as they are (text, keys, tip), so the sheet can never
+list a key the window does not have, or miss one it has. :class:`Tour` is a short, skippable walk
+through the window: a bubble inside the window beside a blue-framed widget (the navigator, a map,
+the hover line, the inspector, the code panel, Book), with Back / Next / Skip. It takes no keyboard
+focus, so the stepping keys keep working while it is open; Esc skips it.
+"""
+from __future__ import annotations
+
+import html
+
+from PySide6 import QtCore, QtGui, QtWidgets
+
+from gui.focus import FRAME_COLOR
+
+NATIVE = QtGui.QKeySequence.SequenceFormat.NativeText
+
+
+def shortcut_rows(menu_actions: dict[str, list[QtGui.QAction]]) -> list[tuple[str, str, str, str]]:
+    """(menu, action, keys, what it does) for every action of every menu, in menu order."""
+    rows = []
+    for menu, actions in menu_actions.items():
+        for act in actions:
+            keys = ", ".join(k.toString(NATIVE) for k in act.shortcuts())
+            rows.append((menu, act.text().replace("&", "").rstrip("…"), keys, act.statusTip()))
+    return rows
+
+
+def shortcuts_html(menu_actions: dict[str, list[QtGui.QAction]]) -> str:
+    out = ["<h3>Keyboard shortcuts</h3>",
+           "<p>The stepping keys (← → PageUp PageDown Home End) work wherever the focus is, except while "
+           "typing in a text field, a spin box or a table; the focused widget has a blue frame.</p>"]
+    out.append("<table cellspacing='0' cellpadding='3'>")      # one table: the columns line up
+    menu = None
+    for m, text, keys, tip in shortcut_rows(menu_actions):
+        if m != menu:
+            out.append(f"<tr><td colspan='3'><b><big>{html.escape(m)}</big></b></td></tr>")
+            menu = m
+        out.append(f"<tr><td><b>{html.escape(keys) or '—'}</b></td><td>{html.escape(text)}</td>"
+                   f"<td style='color:#555'>{html.escape(tip) if tip != text else ''}</td></tr>")
+    out.append("</table>")
+    return "".join(out)
+
+
+def shortcuts_dialog(parent: QtWidgets.QWidget, menu_actions) -> QtWidgets.QDialog:
+    """Help → Keyboard shortcuts: a non-modal sheet (it may stay open beside the window)."""
+    dialog = QtWidgets.QDialog(parent, objectName="shortcutsSheet")
+    dialog.setWindowTitle("Keyboard shortcuts")
+    dialog.setAttribute(QtCore.Qt.WidgetAttribute.WA_DeleteOnClose)
+    text = QtWidgets.QTextBrowser(objectName="shortcutsText")
+    text.setHtml(shortcuts_html(menu_actions))
+    close = QtWidgets.QDialogButtonBox(QtWidgets.QDialogButtonBox.StandardButton.Close)
+    close.rejected.connect(dialog.close)
+    lay = QtWidgets.QVBoxLayout(dialog)
+    lay.addWidget(text)
+    lay.addWidget(close)
+    dialog.resize(640, 560)
+    return dialog
+
+
+# ---- the tour ------------------------------------------------------------------------------------
+def tour_stops(window) -> list[tuple[str, QtWidgets.QWidget | None, str]]:
+    """(name, widget to point at, text) of each stop; the widgets are the window's own."""
+    sv = window.step_view
+    panels = [p for p in (getattr(sv, "panels", None) or []) if p.isVisible()]
+    docks = window.docks
+    return [
+        ("navigator", window.navigator,
+         "<b>The chapter's steps.</b> Click one, or step with → / ← (PageDown / PageUp, Home / End) "
+         "from anywhere in the window. Back and Next are also at the bottom."),
+        ("map", panels[0] if panels else window.stack,
+         "<b>A map</b> of the step: one heatmap per matrix, rows and columns labelled with the tokens. "
+         "Click a matrix to pick it for File → Export matrix (Ctrl+E)."),
+        ("hover", getattr(sv, "hover", None),
+         "<b>Hover</b> a cell: what it is (which dot product, which weight) and its exact value show here."),
+        ("inspector", docks.get("inspector"),
+         "<b>Click a cell</b>: the cell inspector shows the arithmetic that makes its number and frames "
+         "the cells it comes from (View → Cell inspector, Ctrl+Shift+I)."),
+        ("code", docks.get("code"),
+         "<b>The code</b>: the chapter's torch lines behind the matrix under focus; copy them and run "
+         "them to get the same numbers (Ctrl+Shift+C)."),
+        ("book", window.params.book,
+         "<b>Book</b> (Ctrl+B) restores the chapter's settings, so every number matches the book. Type "
+         "your own text or change the sizes here: every step follows. Help → Tour of the window shows "
+         "this tour again."),
+    ]
+
+
+class Tour(QtWidgets.QFrame):
+    """The tour's bubble (a child of the window) and the frame around the widget it points at."""
+
+    finished = QtCore.Signal()
+
+    def __init__(self, window):
+        super().__init__(window)
+        self.window_ = window
+        self.setObjectName("tour")
+        self.setFrameShape(QtWidgets.QFrame.Shape.Box)
+        self.setAutoFillBackground(True)
+        self.setStyleSheet("#tour { background: #fffbe6; border: 2px solid %s; border-radius: 6px; }"
+                           % FRAME_COLOR.name())
+        self.stops = tour_stops(window)
+        self.at = 0
+        self.text = QtWidgets.QLabel(objectName="tourText")
+        self.text.setWordWrap(True)
+        self.counter = QtWidgets.QLabel(objectName="tourCounter")
+        self.back = QtWidgets.QPushButton("Back", objectName="tourBack")
+        self.next = QtWidgets.QPushButton("Next", objectName="tourNext")
+        self.skip = QtWidgets.QPushButton("Skip tour", objectName="tourSkip")
+        for b in (self.back, self.next, self.skip):
+            b.setFocusPolicy(QtCore.Qt.FocusPolicy.NoFocus)      # the stepping keys stay with the window
+        self.back.clicked.connect(lambda: self.show_stop(self.at - 1))
+        self.next.clicked.connect(lambda: self.show_stop(self.at + 1) if self.at + 1 < len(self.stops)
+                                  else self.close())
+        self.skip.clicked.connect(self.close)
+        buttons = QtWidgets.QHBoxLayout()
+        buttons.addWidget(self.counter)
+        buttons.addStretch(1)
+        for b in (self.skip, self.back, self.next):
+            buttons.addWidget(b)
+        lay = QtWidgets.QVBoxLayout(self)
+        lay.addWidget(self.text)
+        lay.addLayout(buttons)
+        self.pointer = QtWidgets.QRubberBand(QtWidgets.QRubberBand.Shape.Rectangle, window)
+        self.pointer.setObjectName("tourPointer")
+        self.escape = QtGui.QShortcut(QtGui.QKeySequence(QtCore.Qt.Key.Key_Escape), window, self.close)
+        self.hide()
+
+    @property
+    def target(self) -> QtWidgets.QWidget | None:
+        return self.stops[self.at][1] if self.stops else None
+
+    def start(self) -> None:
+        self.show_stop(0)
+
+    def show_stop(self, at: int) -> None:
+        self.at = max(0, min(at, len(self.stops) - 1))
+        name, widget, text = self.stops[self.at]
+        self.text.setText(text)
+        self.counter.setText(f"{self.at + 1} / {len(self.stops)}")
+        self.back.setEnabled(self.at > 0)
+        self.next.setText("Next" if self.at + 1 < len(self.stops) else "Done")
+        win = self.window_
+        if isinstance(widget, QtWidgets.QDockWidget) and not widget.isVisible():
+            win.show_dock(next(k for k, d in win.docks.items() if d is widget))
+        self.setFixedWidth(min(380, max(240, win.width() // 4)))
+        self.adjustSize()
+        self._place(widget)
+        self.show()
+        self.raise_()
+
+    def _place(self, widget) -> None:
+        """Frame ``widget`` and put the bubble beside it (right, else left, else below), in the window."""
+        win = self.window_
+        if widget is None or not widget.isVisible():
+            self.pointer.hide()
+            self.move((win.width() - self.width()) // 2, (win.height() - self.height()) // 2)
+            return
+        r = QtCore.QRect(widget.mapTo(win, QtCore.QPoint(0, 0)), widget.size()) & win.rect()
+        self.pointer.setGeometry(r.adjusted(-3, -3, 3, 3))
+        self.pointer.show()
+        self.pointer.raise_()
+        w, h = self.width(), self.height()
+        if r.right() + 12 + w <= win.width():
+            x = r.right() + 12
+        elif r.left() - 12 - w >= 0:
+            x = r.left() - 12 - w
+        else:
+            x = max(0, min(r.center().x() - w // 2, win.width() - w))
+        y = r.top() if x != r.center().x() - w // 2 else r.bottom() + 12
+        y = max(0, min(y, win.height() - h))
+        self.move(x, y)
+
+    def closeEvent(self, event) -> None:
+        self.pointer.hide()
+        self.escape.setEnabled(False)
+        super().closeEvent(event)
+        self.finished.emit()
