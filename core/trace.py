@@ -167,6 +167,39 @@ def _check_overrides(override: dict | None, config: AttentionConfig) -> dict[str
     return out
 
 
+MULTIHEAD_WEIGHTS = ("W_query", "W_key", "W_value", "W_out", "b_out")
+
+
+def _check_multihead(override: dict | None, config: AttentionConfig) -> dict[str, torch.Tensor]:
+    """MultiHeadAttention's own weights (e.g. a trained layer's, from core.train): W_query, W_key,
+    W_value (d_in × d_out), W_out (d_out × d_out), b_out (d_out,), all five or none."""
+    from core.config import MAX_ABS_EMBEDDING, ConfigError
+
+    if not override:
+        return {}
+    missing = [n for n in MULTIHEAD_WEIGHTS if n not in override]
+    unknown = [n for n in override if n not in MULTIHEAD_WEIGHTS]
+    if unknown:
+        raise ConfigError(f"multihead.{unknown[0]}", "is not a weight of MultiHeadAttention")
+    if missing:
+        raise ConfigError(f"multihead.{missing[0]}", "is missing; give all of " + ", ".join(MULTIHEAD_WEIGHTS))
+    if config.qkv_bias:
+        raise ConfigError("qkv_bias", "must be off for MultiHeadAttention loaded without query/key/value biases")
+    shapes = {"W_query": (config.d_in, config.d_out), "W_key": (config.d_in, config.d_out),
+              "W_value": (config.d_in, config.d_out), "W_out": (config.d_out, config.d_out), "b_out": (config.d_out,)}
+    out = {}
+    for name, shape in shapes.items():
+        arr = np.asarray(override[name], dtype=np.float64)
+        if arr.shape != shape:
+            raise ConfigError(f"multihead.{name}", f"must have shape {' × '.join(map(str, shape))}, got "
+                                                   f"{' × '.join(map(str, arr.shape))}")
+        if not (np.abs(arr) <= MAX_ABS_EMBEDDING).all():
+            raise ConfigError(f"multihead.{name}", f"every weight must be a finite number between "
+                                                   f"-{MAX_ABS_EMBEDDING:g} and {MAX_ABS_EMBEDDING:g}")
+        out[name] = torch.tensor(arr, dtype=torch.float32)   # float32, as the trained model keeps them
+    return out
+
+
 @functools.lru_cache(maxsize=4)
 def _causal_mask(num_tokens: int, causal: bool, device: str, dtype: torch.dtype) -> torch.Tensor:
     """The (T, T) mask, built once per size: 4 MB at 1024 tokens, read-only like every trace tensor."""
@@ -224,11 +257,15 @@ def _fused_on(init: str, seed: int, d_in: int, d_out: int, bias: bool, device: s
 
 
 def build_trace(config: AttentionConfig, inputs: Inputs | None = None,
-                only: tuple[str, ...] = STAGES, weights_override: dict | None = None) -> Trace:
+                only: tuple[str, ...] = STAGES, weights_override: dict | None = None,
+                multihead_override: dict | None = None) -> Trace:
     """Compute the stages in ``only`` (all by default) for ``config``.
 
     ``inputs`` overrides the config's embeddings source (the GUI's edited table); its width
-    must equal config.d_in. Raises ConfigError for problems with the inputs.
+    must equal config.d_in. ``weights_override``: edited W_query/W_key/W_value of the trainable
+    and causal stages; ``multihead_override``: all five weights of the fused MultiHeadAttention
+    (the "multihead" stage's W_query, W_key, W_value, W_out, b_out, e.g. a trained layer's).
+    Raises ConfigError for problems with the inputs or weights.
     """
     from core.config import MAX_ABS_EMBEDDING, ConfigError
 
@@ -250,6 +287,7 @@ def build_trace(config: AttentionConfig, inputs: Inputs | None = None,
     mask = _causal_mask(num_tokens, config.causal, device, dtype)                 # (T, T), shared
 
     overrides = _check_overrides(weights_override, config)
+    fused_override = _check_multihead(multihead_override, config)
 
     def qkv(d_out):
         on = _qkv_on(config.init, config.seed, config.d_in, d_out, config.qkv_bias, device, dtype)
@@ -278,11 +316,16 @@ def build_trace(config: AttentionConfig, inputs: Inputs | None = None,
                                              config.num_heads, config.qkv_bias, device, dtype)
                 draw = (config.init, config.seed, config.d_in, config.d_out, config.qkv_bias, device, dtype)
                 fqkv, out_proj = _fused_on(*draw)
+                if fused_override:      # a trained layer's weights replace the drawn ones
+                    fqkv = {r: weights.Projection(fused_override[f"W_{r}"].to(device, dtype)) for r in weights.ROLES}
+                    out_proj = weights.Projection(fused_override["W_out"].to(device, dtype),
+                                                  fused_override["b_out"].to(device, dtype))
                 additive = _additive_mask(num_tokens, config.causal, device, dtype)
                 named = {
                     **stages.wrapper(xb, heads, mask, stacked),
                     **stages.fused(xb, fqkv, out_proj, config.num_heads, mask, config.causal, additive,
-                                   shared if not overrides and _same_first_layers(*draw) else None),
+                                   shared if not (overrides or fused_override) and _same_first_layers(*draw)
+                                   else None),
                 }
             result[stage] = _wrap(stage, named, b, token_labels)
     if device.startswith("cuda"):
