@@ -89,6 +89,7 @@ class TrainView(QtWidgets.QWidget):
     """Train, watch and scrub. ``settings``: what the form starts with; ``train_fn``: core's train."""
 
     run_changed = Signal(object)   # the finished or opened TrainRun (None while training)
+    open_in_stepper = Signal(object, int, int)   # (TrainRun, snapshot index, layer): show it as stage 4
 
     def __init__(self, settings: TrainSettings | None = None, train_fn: Callable | None = None, parent=None):
         super().__init__(parent)
@@ -195,6 +196,22 @@ class TrainView(QtWidgets.QWidget):
         timeline.addWidget(self.play_button)
         timeline.addWidget(self.slider, 1)
         timeline.addWidget(self.step_label)
+        # what to do with the shown snapshot: open one layer in the stepper, export every head
+        self.layer_box = QtWidgets.QComboBox(enabled=False)
+        self.layer_box.setToolTip("The layer to open in the stepper")
+        self.stepper_button = QtWidgets.QPushButton("Open in stepper", enabled=False)
+        self.stepper_button.setToolTip("Step through this layer of the shown snapshot as stage 4 (multi-head "
+                                       "attention): its trained W_query, W_key, W_value, W_out on the probe")
+        self.stepper_button.clicked.connect(self._open_in_stepper)
+        self.export_button = QtWidgets.QPushButton("Export snapshot as CSV…", enabled=False)
+        self.export_button.setToolTip("Write every head's attn_weights of the shown snapshot as CSV, with manifest.json")
+        self.export_button.clicked.connect(self._export_dialog)
+        snapshot_row = QtWidgets.QHBoxLayout()
+        snapshot_row.addWidget(QtWidgets.QLabel("layer"))
+        snapshot_row.addWidget(self.layer_box)
+        snapshot_row.addWidget(self.stepper_button)
+        snapshot_row.addStretch(1)
+        snapshot_row.addWidget(self.export_button)
 
         self.maps = pg.GraphicsLayoutWidget()
         self.maps.setBackground("w")
@@ -206,6 +223,7 @@ class TrainView(QtWidgets.QWidget):
         right.addLayout(timeline)
         right.addWidget(self.maps, 5)
         right.addWidget(self.hover_label)
+        right.addLayout(snapshot_row)
         root = QtWidgets.QHBoxLayout(self)
         root.addWidget(left)
         root.addLayout(right, 1)
@@ -324,6 +342,8 @@ class TrainView(QtWidgets.QWidget):
         self.cancel_button.setEnabled(running)
         self.open_button.setEnabled(not running)
         self.save_button.setEnabled(not running and self.run is not None)
+        for w in (self.layer_box, self.stepper_button, self.export_button):
+            w.setEnabled(not running and self.run is not None)
         self.task_box.setEnabled(not running)
         for w in self.fields.values():
             w.setEnabled(not running)
@@ -390,6 +410,13 @@ class TrainView(QtWidgets.QWidget):
         self.slider.setEnabled(True)
         self.play_button.setEnabled(len(self.snapshots) > 1)
         self.save_button.setEnabled(not self.training)
+        with QtCore.QSignalBlocker(self.layer_box):
+            self.layer_box.clear()
+            for layer in range(s.num_layers):
+                self.layer_box.addItem(f"layer {layer}", layer)
+            self.layer_box.setCurrentIndex(s.num_layers - 1)     # the last layer: where induction heads live
+        for w in (self.layer_box, self.stepper_button, self.export_button):
+            w.setEnabled(not self.training)
         self._redraw_curves(force=True)
         self.show_snapshot(len(self.snapshots) - 1)
         self.run_changed.emit(run)
@@ -498,6 +525,34 @@ class TrainView(QtWidgets.QWidget):
     def _stop_playing(self) -> None:
         self._play_timer.stop()
         self.play_button.setText("Play")
+
+    # ---- the shown snapshot: to the stepper, to CSV ------------------------------------------
+    def _open_in_stepper(self) -> None:
+        if self.run is not None and not self.training:
+            self.open_in_stepper.emit(self.run, self.current_index(), int(self.layer_box.currentData() or 0))
+
+    def export_snapshot_to(self, folder: str) -> bool:
+        """Write every head's attn_weights of the shown snapshot into ``folder`` (atomic)."""
+        from core.export import ExportError
+        from core.train.folder import write_snapshot_folder
+        if self.run is None:
+            return False
+        try:
+            out, n = write_snapshot_folder(self.run, self.current_index(), folder)
+        except ExportError as exc:
+            self._say(f"export: {exc}", error=True)
+            return False
+        self._say(f"wrote {n} files of step {self.run.snapshots[self.current_index()].step} to {out}")
+        return True
+
+    def _export_dialog(self) -> None:
+        if self.run is None:
+            return
+        step = self.run.snapshots[self.current_index()].step
+        folder = QtWidgets.QFileDialog.getSaveFileName(self, "Export snapshot as CSV (a folder)",
+                                                       f"{self.run.settings.task}_step_{step:06d}")[0]
+        if folder:
+            self.export_snapshot_to(folder)
 
     # ---- files --------------------------------------------------------------------------------
     def save_run_to(self, path: str) -> bool:

@@ -57,6 +57,20 @@ def write_run_folder(run: TrainRun, out_dir: str | Path, fmt: str = "csv",
     """Write the run into ``out_dir`` (created if missing); returns (folder, files written)."""
     if fmt not in ("csv", "npy"):
         raise ExportError(f"format must be csv or npy, got {fmt!r}")
+    return _write_folder(out_dir, lambda staging: _write_all(run, staging, fmt, cancelled))
+
+
+def write_snapshot_folder(run: TrainRun, index: int, out_dir: str | Path) -> tuple[Path, int]:
+    """Write one snapshot (the Train view's "Export snapshot as CSV…") into ``out_dir``: every head's
+    attn_weights as CSV (probe tokens as labels) and a manifest; returns (folder, files written)."""
+    if not 0 <= index < len(run.snapshots):
+        raise ExportError(f"snapshot must be in 0..{len(run.snapshots) - 1}, got {index}")
+    return _write_folder(out_dir, lambda staging: _write_snapshot(run, index, staging))
+
+
+def _write_folder(out_dir: str | Path, write: Callable[[Path], list[str]]) -> tuple[Path, int]:
+    """Write into a staging folder beside ``out_dir``, then move the files into place (the export's
+    procedure: a failed write leaves no partial files)."""
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise ExportError(f"{out} is a file; choose a folder")
@@ -70,7 +84,7 @@ def write_run_folder(run: TrainRun, out_dir: str | Path, fmt: str = "csv",
         raise ExportError(f"cannot write into {parent}: {exc.strerror or exc}") from None
     done = False
     try:
-        files = _write_all(run, staging, fmt, cancelled)
+        files = write(staging)
         _move_into(staging, out, files)
         done = True
     except OSError as exc:
@@ -80,6 +94,32 @@ def write_run_folder(run: TrainRun, out_dir: str | Path, fmt: str = "csv",
         if not done:
             _remove_empty(created)
     return out, len(files)
+
+
+def _put(staging: Path, written: list[str], rel: str, text: str) -> None:
+    (staging / rel).parent.mkdir(parents=True, exist_ok=True)
+    (staging / rel).write_text(text, encoding="utf-8")
+    written.append(rel)
+
+
+def _write_snapshot(run: TrainRun, index: int, staging: Path) -> list[str]:
+    snap = run.snapshots[index]
+    tokens = list(run.probe_tokens)
+    written: list[str] = []
+    tensors = []
+    for layer in range(snap.attn_weights.shape[0]):
+        for head in range(snap.attn_weights.shape[1]):
+            rel = f"attn_weights_{_head_label(layer, head)}.csv"
+            _put(staging, written, rel, slice_csv(snap.attn_weights[layer, head], tokens, tokens,   # (T, T)
+                                                  corner="query\\key"))
+            tensors.append({"stage": "train", "name": "attn_weights", "step": snap.step, "index": [layer, head],
+                            "axes": ["layer", "head"], "shape": list(snap.attn_weights.shape[2:]), "file": rel,
+                            "score": None if np.isnan(snap.scores[layer, head]) else float(snap.scores[layer, head])})
+    manifest = {"version": MANIFEST_VERSION, "kind": "train_snapshot", "settings": run.settings.to_dict(),
+                "device": run.device, "tokens": tokens, "format": "csv", "step": snap.step,
+                "snapshot": index, "loss": snap.loss, "accuracy": snap.accuracy, "tensors": tensors}
+    _put(staging, written, "manifest.json", json.dumps(manifest, indent=1))
+    return written
 
 
 def _write_all(run: TrainRun, staging: Path, fmt: str, cancelled) -> list[str]:
