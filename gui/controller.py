@@ -47,7 +47,7 @@ class Controller(QObject):
         self.weights: dict = {}                   # edited W_query/W_key/W_value, custom only
         self.applied_edits: tuple = (None, {})    # (inputs, weights) behind the trace on screen
         self.multihead: dict = {}                 # stage 4's own weights (a trained snapshot's), custom only
-        self.multihead_source = None              # what they are, e.g. "induction run, step 250, layer 1"
+        self.multihead_source = None              # where they come from (core.train.stepper.StepperSource)
         self.applied_multihead: tuple = ({}, None)  # (multihead, source) behind the trace on screen
         self._requested_multihead: tuple = ({}, None)
         self._requested_edits: tuple = (None, {})
@@ -227,7 +227,7 @@ class Controller(QObject):
         self._submit(Request(0, "book", None, first=self.step.section))
 
     def restore(self, mode: str, params: dict | None, inputs=None, weights: dict | None = None,
-                multihead: dict | None = None, multihead_source: str | None = None) -> None:
+                multihead: dict | None = None, multihead_source=None) -> None:
         """Start from saved settings (QSettings, a lesson, a training snapshot); falls back to the
         book if they fail. ``multihead``: stage 4's own W_query, W_key, W_value, W_out, b_out."""
         if mode == CUSTOM and isinstance(params, dict) and params:

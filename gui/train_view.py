@@ -576,12 +576,24 @@ class TrainView(QtWidgets.QWidget):
         except RunFileError as exc:
             self._say(str(exc), error=True)       # the run on screen stays as it was
             return False
+        self.show_run(run)
+        self._say(f"opened {path}")
+        return True
+
+    def show_run(self, run, index: int | None = None) -> bool:
+        """Show a finished run (opened from a file or a lesson) at snapshot ``index`` (default: the
+        last); refused (False) while a training runs."""
+        if self.training:
+            return False
         self._stop_playing()
         self.set_settings(run.settings)
         self._adopt(run)
         self.progress_bar.setRange(0, run.settings.steps)
         self.progress_bar.setValue(run.settings.steps)
-        self._say(f"opened {path}")
+        if index is not None and 0 <= index < len(run.snapshots):
+            self.slider.setValue(index)
+        self._say(f"{run.settings.task} run of {run.settings.steps} steps, {len(run.snapshots)} snapshots "
+                  "(opened, not retrained)")
         return True
 
     def _save_dialog(self) -> None:

@@ -36,10 +36,6 @@ def show_train(window) -> None:
     view.activateWindow()
 
 
-def source_text(run, index: int, layer: int) -> str:
-    return f"{run.settings.task} run, step {run.snapshots[index].step}, layer {layer}"
-
-
 def open_in_stepper(window, run, index: int, layer: int) -> str:
     """Step through layer ``layer`` of snapshot ``index`` as stage 4; returns the status message."""
     from core.train.stepper import stepper_source
@@ -47,9 +43,8 @@ def open_in_stepper(window, run, index: int, layer: int) -> str:
     controller = window.controller
     step = next((i for i, s in enumerate(controller.steps) if s.id == STEPPER_STEP), controller.index)
     controller.go(step)
-    controller.restore("custom", src.config.to_dict(), src.inputs, {}, multihead=src.multihead,
-                       multihead_source=source_text(run, index, layer))
-    message = (f"Stage 4 now uses the trained {source_text(run, index, layer)}: its W_query, W_key, W_value "
+    controller.restore("custom", src.config.to_dict(), src.inputs, {}, multihead=src.multihead, multihead_source=src)
+    message = (f"Stage 4 now uses the trained {src}: its W_query, W_key, W_value "
                "and W_out on the probe sequence (stages 1–3 keep drawn weights)")
     window.statusBar().showMessage(message, 15000)
     window.raise_()

@@ -16,13 +16,22 @@ from core.config import AttentionConfig
 from core.inputs import Inputs
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class StepperSource:
     config: AttentionConfig
     inputs: Inputs                      # (T, d_model): the residual stream entering the layer
     multihead: dict[str, np.ndarray]    # W_query, W_key, W_value, W_out (d × d), b_out (d,)
-    step: int                           # the snapshot's training step
+    run: object                         # the TrainRun it comes from (a lesson saves it)
+    index: int                          # the snapshot's index in run.snapshots
     layer: int
+
+    @property
+    def step(self) -> int:
+        """The snapshot's training step."""
+        return self.run.snapshots[self.index].step
+
+    def __str__(self) -> str:
+        return f"{self.run.settings.task} run, step {self.step}, layer {self.layer}"
 
 
 def stepper_source(run, index: int, layer: int) -> StepperSource:
@@ -37,4 +46,4 @@ def stepper_source(run, index: int, layer: int) -> StepperSource:
                              dropout=0.0, qkv_bias=False, batch=1, device="cpu", dtype="float32")
     # float32 values widened to float64 exactly: the trace's float32 tensor gets the trained numbers back
     inputs = Inputs(tokens, w.pop("inputs").astype(np.float64))
-    return StepperSource(config, inputs, w, run.snapshots[index].step, layer)
+    return StepperSource(config, inputs, w, run, index, layer)

@@ -89,3 +89,40 @@ def test_closing_the_app_while_training_leaves_no_thread(window, qtbot):
     qtbot.waitUntil(lambda: view.progress_bar.value() > 2, timeout=TRACE_TIMEOUT_MS)
     window.close()
     assert thread.isFinished() and not view.isVisible()
+
+
+def test_a_lesson_saved_with_the_run_reopens_it_without_retraining(window, qtbot, run, tmp_path, monkeypatch):
+    from gui.lessons import save_lesson
+    from tests.gui.fixtures import open_lesson_and_wait
+    c = window.controller
+    view = train_window.train_view(window)
+    view._adopt(run)
+    view.slider.setValue(3)
+    view.layer_box.setCurrentIndex(1)
+    wait_trace(window, qtbot, view.stepper_button.click)
+    expected = c.trace["multihead", "attn_weights"].numpy()
+    message = save_lesson(window, str(tmp_path / "trained.json"))
+    assert "trained.run.npz" in message and (tmp_path / "trained.run.npz").is_file()
+    # a fresh Train view and the book, then the lesson: no training may run
+    window.train_view.deleteLater()
+    window.train_view = None
+    wait_trace(window, qtbot, c.use_book)
+    import core.train.runner as runner
+    monkeypatch.setattr(runner, "train", lambda *a, **k: pytest.fail("the lesson retrained its run"))
+    with qtbot.waitSignal(c.trace_changed, timeout=TRACE_TIMEOUT_MS):
+        assert open_lesson_and_wait(window, qtbot, tmp_path / "trained.json") == ""
+    qtbot.waitUntil(lambda: not c.is_busy(), timeout=TRACE_TIMEOUT_MS)
+    assert c.step.id == "multihead.weights"
+    np.testing.assert_array_equal(c.trace["multihead", "attn_weights"].numpy(), expected)
+    reopened = window.train_view
+    assert reopened.run is not None and reopened.current_index() == 3
+    assert np.array_equal(reopened.run.snapshots[3].attn_weights, run.snapshots[3].attn_weights)
+    # the NPZ gone: one line in the status bar, the lesson (settings, inputs, step) still opens
+    (tmp_path / "trained.run.npz").unlink()
+    wait_trace(window, qtbot, c.use_book)
+    with qtbot.waitSignal(c.trace_changed, timeout=TRACE_TIMEOUT_MS):
+        assert open_lesson_and_wait(window, qtbot, tmp_path / "trained.json") == ""
+    qtbot.waitUntil(lambda: not c.is_busy(), timeout=TRACE_TIMEOUT_MS)
+    status = window.statusBar().currentMessage()
+    assert "trained.run.npz is missing beside the lesson" in status and "\n" not in status
+    assert c.mode == "custom" and c.trace.inputs.tokens == run.probe_tokens and not c.multihead
