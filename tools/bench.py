@@ -251,7 +251,8 @@ def report(res: dict, file=sys.stdout) -> None:
     p(f"Attention Stepper benchmark — torch {res['torch']} on {res['device']}, "
       f"{res['machine'].get('cpus')} CPUs ({res['machine'].get('cpu', '?')}), load {res['machine'].get('load_avg_1m', '?')}"
       + ("  [--quick: smaller sizes, not the targets' conditions]" if res.get("quick") else ""))
-    p("(1) trace vs fused forward (medians)")
+    if "trace_vs_fused" in res:
+        p("(1) trace vs fused forward (medians)")
     for n, r in res.get("trace_vs_fused", {}).items():
         t = TARGETS["trace_ratio"].get(int(n))
         p(f"    {n:>5} tokens: fused {r['fused_ms']:8.1f} ms  trace {r['trace_ms']:8.1f} ms  ratio {r['ratio']:5.2f}"
