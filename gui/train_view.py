@@ -26,6 +26,7 @@ from core.train.settings import (DEVICES, MAX_BATCH, MAX_D_MODEL, MAX_HEADS, MAX
 
 PLAY_INTERVAL_MS = 120     # one snapshot per tick while playing
 REDRAW_INTERVAL_MS = 100   # loss curves redrawn at most this often while training
+HOVER_HINT = "rows: queries, columns: keys (the probe's positions) · hover a cell for its tokens and weight"
 
 # (field, label, minimum, maximum) of the whole-number settings, in the form's order
 _INT_FIELDS = (("vocab_size", "vocabulary", 2, MAX_VOCAB), ("seq_len", "tokens n", 2, MAX_SEQ_LEN),
@@ -206,23 +207,22 @@ class TrainView(QtWidgets.QWidget):
         self.export_button = QtWidgets.QPushButton("Export snapshot as CSV…", enabled=False)
         self.export_button.setToolTip("Write every head's attn_weights of the shown snapshot as CSV, with manifest.json")
         self.export_button.clicked.connect(self._export_dialog)
+        self.hover_label = QtWidgets.QLabel(HOVER_HINT)
+        self.hover_label.setTextFormat(QtCore.Qt.TextFormat.PlainText)
+        self.hover_label.setMinimumWidth(100)        # a long hover text never widens the window
         snapshot_row = QtWidgets.QHBoxLayout()
-        snapshot_row.addWidget(QtWidgets.QLabel("layer"))
+        snapshot_row.addWidget(self.hover_label, 1)       # the hovered cell, or how to read the maps
         snapshot_row.addWidget(self.layer_box)
         snapshot_row.addWidget(self.stepper_button)
-        snapshot_row.addStretch(1)
         snapshot_row.addWidget(self.export_button)
 
         self.maps = pg.GraphicsLayoutWidget()
         self.maps.setBackground("w")
-        self.hover_label = QtWidgets.QLabel(" ")
-        self.hover_label.setTextFormat(QtCore.Qt.TextFormat.PlainText)
 
         right = QtWidgets.QVBoxLayout()
         right.addWidget(self.loss_plot, 2)
         right.addLayout(timeline)
         right.addWidget(self.maps, 5)
-        right.addWidget(self.hover_label)
         right.addLayout(snapshot_row)
         root = QtWidgets.QHBoxLayout(self)
         root.addWidget(left)
@@ -499,7 +499,7 @@ class TrainView(QtWidgets.QWidget):
 
     def _hover(self, layer: int, head: int, cell: tuple[int, int] | None) -> None:
         if cell is None or not self.snapshots:
-            self.hover_label.setText(" ")
+            self.hover_label.setText(HOVER_HINT)
             return
         row, col = cell
         value = float(self.snapshots[self.slider.value()].attn_weights[layer, head, row, col])
