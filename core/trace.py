@@ -95,6 +95,7 @@ class Trace:
     stages: dict[str, dict[str, Intermediate]]    # stage -> name -> intermediate, in order
     compute_ms: float
     notes: tuple[str, ...] = ()                   # e.g. "cuda is not available; using cpu"
+    multihead_given: bool = False                 # stage 4's fused weights came from multihead_override
 
     def __getitem__(self, key: tuple[str, str]) -> Intermediate:
         stage, name = key
@@ -331,4 +332,4 @@ def build_trace(config: AttentionConfig, inputs: Inputs | None = None,
     if device.startswith("cuda"):
         torch.cuda.synchronize()
     elapsed = (time.perf_counter() - started) * 1000.0
-    return Trace(config, inp, device, result, elapsed, (note,) if note else ())
+    return Trace(config, inp, device, result, elapsed, (note,) if note else (), bool(fused_override))

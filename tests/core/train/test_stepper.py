@@ -62,3 +62,26 @@ def test_a_bad_multihead_override_names_the_weight(run):
                     multihead_override={**src.multihead, "W_key": np.full((16, 16), np.nan)})
     with pytest.raises(IndexError, match="snapshot must be in 0..2"):
         stepper_source(run, 3, 0)
+
+
+def test_a_snippet_of_the_trained_stage_writes_its_weights_in_and_prints_the_same_numbers(run):
+    import os
+    import subprocess
+    import sys
+    import tempfile
+
+    from core.snippets import snippet
+    src = stepper_source(run, 2, 1)
+    trace = build_trace(src.config, inputs=src.inputs, multihead_override=src.multihead)
+    code = snippet(trace, "multihead", "attn_weights")
+    assert code.count("given (a trained layer's)") == 5      # W_query, W_key, W_value, W_out, b_out
+    script = code.replace("print(attn_weights.squeeze(0))",
+                          "import numpy as np, sys; np.save(sys.argv[1], attn_weights.squeeze(0).numpy())")
+    with tempfile.TemporaryDirectory() as d:
+        path = os.path.join(d, "w.npy")
+        proc = subprocess.run([sys.executable, "-c", script, path], capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        # the snippet's book-style softmax vs the stage's, float32: a few ulps
+        np.testing.assert_allclose(np.load(path), trace["multihead", "attn_weights"].numpy(), atol=1e-6, rtol=0)
+    # the wrapper's snippet keeps its drawn heads: only the fused MultiHeadAttention was given weights
+    assert "given" not in snippet(trace, "multihead", "wrapper_context_vecs")
