@@ -3,7 +3,9 @@
 Left: the task (one paragraph each), its settings, Start / Pause / Cancel, progress, Save / Open run.
 Right: the loss curve with a marker at the current snapshot, the timeline (slider + Play) and
 every head's attn_weights on the probe sequence, one map per layer × head; hovering a cell
-names its query and key tokens and its value.
+names its query and key tokens and its value. Below: a layer to "Open in stepper" (the
+``open_in_stepper`` signal; gui.train_window shows that layer of the snapshot as stage 4) and
+"Export snapshot as CSV…" (every head of the shown snapshot, core.train.folder).
 
 Training runs on a QThread (``core.train.runner.train``); snapshots and progress come back as
 queued signals, and the curves are redrawn at most every 100 ms, so the UI thread stays free.
