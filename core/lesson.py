@@ -30,6 +30,45 @@ class LessonError(Exception):
     """A lesson file that cannot be read; the message says why."""
 
 
+RUN_SUFFIX = ".run.npz"
+
+
+@dataclass(frozen=True)
+class RunRef:
+    """A training run saved beside the lesson (core.train.lessonrun): ``file`` in the lesson's
+    folder, its run-file ``version``, and the snapshot and layer the stepper's stage 4 shows (or None)."""
+
+    file: str
+    version: int
+    snapshot: int | None = None
+    layer: int | None = None
+
+    def to_dict(self) -> dict:
+        return {"file": self.file, "version": self.version, "snapshot": self.snapshot, "layer": self.layer}
+
+
+def _run_ref(raw, source: str) -> RunRef:
+    if not isinstance(raw, dict):
+        raise LessonError(f"{source}: run must map \"file\", \"version\", \"snapshot\" and \"layer\"")
+    name = raw.get("file")
+    if not isinstance(name, str) or not name.endswith(RUN_SUFFIX) or "/" in name or "\\" in name \
+            or name.startswith(".") or len(name) > 255 or not_text(name):
+        raise LessonError(f"{source}: run: file must be a file name ending in {RUN_SUFFIX} beside the lesson, "
+                          f"got {shown_value(name)}")
+    numbers = {}
+    for key, low, optional in (("version", 1, False), ("snapshot", 0, True), ("layer", 0, True)):
+        value = raw.get(key)
+        if value is None and optional:
+            numbers[key] = None
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value < 10**6:
+            raise LessonError(f"{source}: run: {key} must be a whole number ≥ {low}, got {shown_value(value)}")
+        numbers[key] = value
+    if (numbers["snapshot"] is None) != (numbers["layer"] is None):
+        raise LessonError(f"{source}: run: snapshot and layer go together (both or neither)")
+    return RunRef(name, numbers["version"], numbers["snapshot"], numbers["layer"])
+
+
 @dataclass(frozen=True)
 class Lesson:
     config: AttentionConfig
@@ -37,6 +76,7 @@ class Lesson:
     weights: dict[str, np.ndarray] = field(default_factory=dict)  # edited W_query/W_key/W_value
     step: str = ""                                            # step id shown when saved
     title: str = ""
+    run: RunRef | None = None                                 # a training run saved beside it
 
     def to_json(self) -> str:
         data = {
@@ -49,6 +89,8 @@ class Lesson:
             "weights": {k: np.asarray(v, dtype=np.float64).tolist() for k, v in self.weights.items()},
             "step": self.step,
         }
+        if self.run is not None:
+            data["run"] = self.run.to_dict()
         text = json.dumps(data, indent=1, ensure_ascii=False)
         if not_text(text):      # a CSV path with bytes that are not UTF-8: written as \udcXX escapes
             text = json.dumps(data, indent=1)
@@ -168,7 +210,8 @@ def parse_lesson(text: str, source: str = "lesson") -> Lesson:
             raise LessonError(f"{source}: weights: {exc} (d_in × d_out = {config.d_in} × {config.d_out})") from None
     step = _text_field(data, "step", MAX_STEP_CHARS, source)
     title = _text_field(data, "title", MAX_TITLE_CHARS, source)
-    return Lesson(config, inputs, weights, step, title)
+    run = None if data.get("run") is None else _run_ref(data["run"], source)
+    return Lesson(config, inputs, weights, step, title, run)
 
 
 def load_lesson(path: str | Path) -> Lesson:

@@ -33,6 +33,31 @@ def _inputs_literal(trace: Trace) -> list[str]:
     return note + ["inputs = torch.tensor(["] + body + [f"], dtype={'torch.float64' if trace.config.dtype == 'float64' else 'torch.float32'})"]
 
 
+def _literal(arr) -> str:
+    """A float32 array as a torch.tensor literal (repr of each float32 value read back exactly)."""
+    import numpy as np
+    a = np.asarray(arr)
+    if a.ndim == 1:
+        body = ", ".join(repr(float(v)) for v in a)
+    else:
+        body = ", ".join("[" + ", ".join(repr(float(v)) for v in row) + "]" for row in a)
+    return f"torch.tensor([{body}], dtype=torch.float32)"
+
+
+def _given_fused_weights(trace: Trace, out: list[str]) -> list[str]:
+    """The fused lines with the weights the trace was given (a trained layer's) written in,
+    instead of drawn from the seed."""
+    given = {f"W_{r}": trace["multihead", f"W_{r}"].numpy() for r in ROLES}
+    given.update(W_out=trace["multihead", "W_out"].numpy(), b_out=trace["multihead", "b_out"].numpy())
+    replaced = []
+    for line in out:
+        for wname, arr in given.items():
+            if line == f"# {wname}: drawn above" or line.startswith(f"{wname} = out_proj."):
+                line = f"{wname} = {_literal(arr)}  # given (a trained layer's)"
+        replaced.append(line)
+    return replaced
+
+
 def snippet(trace: Trace, stage: str, name: str) -> str:
     """A runnable script that prints ``stage.name`` with the trace's numbers."""
     cfg = trace.config
@@ -60,6 +85,8 @@ def snippet(trace: Trace, stage: str, name: str) -> str:
         out, found = [], True
     if not found:
         raise KeyError(f"{stage}.{name} has no line in the stage's code")
+    if stage == "multihead" and getattr(trace, "multihead_given", False) and not name.startswith("wrapper_"):
+        out = _given_fused_weights(trace, out)
     lines += out
     batched = VOCABULARY[stage][name].batched and cfg.batch == 1
     lines += [f"print({name}{'.squeeze(0)' if batched else ''})"]

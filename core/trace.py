@@ -99,6 +99,7 @@ class Trace:
     stages: dict[str, dict[str, Intermediate]]    # stage -> name -> intermediate, in order
     compute_ms: float
     notes: tuple[str, ...] = ()                   # e.g. "cuda is not available; using cpu"
+    multihead_given: bool = False                 # stage 4's fused weights came from multihead_override
 
     def __getitem__(self, key: tuple[str, str]) -> Intermediate:
         stage, name = key
@@ -177,6 +178,39 @@ def _check_overrides(override: dict | None, config: AttentionConfig) -> dict[str
     return out
 
 
+MULTIHEAD_WEIGHTS = ("W_query", "W_key", "W_value", "W_out", "b_out")
+
+
+def _check_multihead(override: dict | None, config: AttentionConfig) -> dict[str, torch.Tensor]:
+    """MultiHeadAttention's own weights (e.g. a trained layer's, from core.train): W_query, W_key,
+    W_value (d_in × d_out), W_out (d_out × d_out), b_out (d_out,), all five or none."""
+    from core.config import MAX_ABS_EMBEDDING, ConfigError
+
+    if not override:
+        return {}
+    missing = [n for n in MULTIHEAD_WEIGHTS if n not in override]
+    unknown = [n for n in override if n not in MULTIHEAD_WEIGHTS]
+    if unknown:
+        raise ConfigError(f"multihead.{unknown[0]}", "is not a weight of MultiHeadAttention")
+    if missing:
+        raise ConfigError(f"multihead.{missing[0]}", "is missing; give all of " + ", ".join(MULTIHEAD_WEIGHTS))
+    if config.qkv_bias:
+        raise ConfigError("qkv_bias", "must be off for MultiHeadAttention loaded without query/key/value biases")
+    shapes = {"W_query": (config.d_in, config.d_out), "W_key": (config.d_in, config.d_out),
+              "W_value": (config.d_in, config.d_out), "W_out": (config.d_out, config.d_out), "b_out": (config.d_out,)}
+    out = {}
+    for name, shape in shapes.items():
+        arr = np.asarray(override[name], dtype=np.float64)
+        if arr.shape != shape:
+            raise ConfigError(f"multihead.{name}", f"must have shape {' × '.join(map(str, shape))}, got "
+                                                   f"{' × '.join(map(str, arr.shape))}")
+        if not (np.abs(arr) <= MAX_ABS_EMBEDDING).all():
+            raise ConfigError(f"multihead.{name}", f"every weight must be a finite number between "
+                                                   f"-{MAX_ABS_EMBEDDING:g} and {MAX_ABS_EMBEDDING:g}")
+        out[name] = torch.tensor(arr, dtype=torch.float32)   # float32, as the trained model keeps them
+    return out
+
+
 @dataclass(frozen=True)
 class _Run:
     """What the stages' forwards take, for one trace."""
@@ -188,6 +222,7 @@ class _Run:
     device: str
     dtype: torch.dtype
     overrides: dict[str, torch.Tensor]
+    fused_override: dict[str, torch.Tensor]   # MultiHeadAttention's own five weights (a trained layer's), or {}
 
     @property
     def draw(self) -> tuple:
@@ -207,6 +242,14 @@ class _Run:
         c = self.config
         return cache.wrapper_heads(c.init, c.seed, c.d_in, c.head_dim, c.num_heads, c.qkv_bias, self.device, self.dtype)
 
+    def fused(self) -> tuple[dict[str, weights.Projection], weights.Projection]:
+        """MultiHeadAttention's query/key/value and out_proj: drawn, or a trained layer's when given."""
+        if not self.fused_override:
+            return cache.fused(*self.draw)
+        o = {k: v.to(self.device, self.dtype) for k, v in self.fused_override.items()}
+        return ({r: weights.Projection(o[f"W_{r}"]) for r in weights.ROLES},
+                weights.Projection(o["W_out"], o["b_out"]))
+
 
 def _forward(stage: str, run: _Run, shared: dict, use_engine: bool) -> dict:
     """One stage's named tensors: the chapter's forward (core/stages/), or the engine's tuned one.
@@ -225,14 +268,15 @@ def _forward(stage: str, run: _Run, shared: dict, use_engine: bool) -> dict:
         if stage == "causal":
             return causal.forward(run.xb, run.qkv(), run.mask, run.dropout_mask(), cfg.dropout)
         heads, _stacked = run.heads()
-        fqkv, out_proj = cache.fused(*run.draw)
+        fqkv, out_proj = run.fused()
         return multihead.forward(run.xb, heads, fqkv, out_proj, cfg.num_heads, run.mask)
     if stage == "causal":
         # same inputs, same weights (one draw, one override): the batch's copies are views of the trainable ones
         return fast.causal(run.xb, run.qkv(), run.mask, run.dropout_mask(), cfg.dropout, shared or None)
     heads, stacked = run.heads()
-    fqkv, out_proj = cache.fused(*run.draw)
-    reuse = shared if shared and not run.overrides and cache.same_first_layers(*run.draw) else None
+    fqkv, out_proj = run.fused()
+    reuse = (shared if shared and not run.overrides and not run.fused_override and cache.same_first_layers(*run.draw)
+             else None)
     additive = cache.additive_mask(run.x.shape[0], cfg.causal, run.device, run.dtype)
     return {**fast.wrapper(run.xb, heads, run.mask, stacked),
             **fast.fused(run.xb, fqkv, out_proj, cfg.num_heads, run.mask, cfg.causal, additive, reuse)}
@@ -240,11 +284,14 @@ def _forward(stage: str, run: _Run, shared: dict, use_engine: bool) -> dict:
 
 def build_trace(config: AttentionConfig, inputs: Inputs | None = None,
                 only: tuple[str, ...] = STAGES, weights_override: dict | None = None,
-                use_engine: bool = True) -> Trace:
+                multihead_override: dict | None = None, use_engine: bool = True) -> Trace:
     """Compute the stages in ``only`` (all by default) for ``config``.
 
     ``inputs`` overrides the config's embeddings source (the GUI's edited table); its width
-    must equal config.d_in. Raises ConfigError for problems with the inputs.
+    must equal config.d_in. ``weights_override``: edited W_query/W_key/W_value of the trainable
+    and causal stages; ``multihead_override``: all five weights of the fused MultiHeadAttention
+    (the "multihead" stage's W_query, W_key, W_value, W_out, b_out, e.g. a trained layer's).
+    Raises ConfigError for problems with the inputs or weights.
     ``use_engine``: the tuned paths of core.engine (default) or the stages' plain forwards.
     """
     from core.config import MAX_ABS_EMBEDDING, ConfigError
@@ -263,7 +310,8 @@ def build_trace(config: AttentionConfig, inputs: Inputs | None = None,
     # The book stacks copies: torch.stack((inputs, inputs)). expand is a copy-free view.
     xb = x.unsqueeze(0).expand(config.batch, num_tokens, config.d_in)         # (T, d_in) -> (b, T, d_in)
     mask = cache.causal_mask(num_tokens, config.causal, device, dtype)        # (T, T), shared
-    run = _Run(config, x, xb, mask, device, dtype, _check_overrides(weights_override, config))
+    run = _Run(config, x, xb, mask, device, dtype, _check_overrides(weights_override, config),
+               _check_multihead(multihead_override, config))
 
     result: dict[str, dict[str, Intermediate]] = {}
     shared: dict[str, torch.Tensor] = {}
@@ -274,4 +322,4 @@ def build_trace(config: AttentionConfig, inputs: Inputs | None = None,
     if device.startswith("cuda"):
         torch.cuda.synchronize()
     elapsed = (time.perf_counter() - started) * 1000.0
-    return Trace(config, inp, device, result, elapsed, (note,) if note else ())
+    return Trace(config, inp, device, result, elapsed, (note,) if note else (), bool(run.fused_override))

@@ -26,6 +26,7 @@ BOOK_TEXT = "Your journey starts with one step"   # core.config.BOOK_TEXT (a tes
 INPUT_FIELDS = ("embeddings", "text", "d_in")     # a change drops edited embeddings
 WEIGHT_FIELDS = ("d_in", "d_out", "init", "seed")          # a change drops edited weights
 EDIT_FIELDS = ("embeddings", "W_query", "W_key", "W_value")  # errors an edit can cause
+MULTIHEAD_FIELDS = ("d_in", "d_out", "num_heads", "qkv_bias")  # a change drops stage 4's trained weights
 
 
 class Controller(QObject):
@@ -45,6 +46,10 @@ class Controller(QObject):
         self.inputs = None                        # edited embeddings (core.inputs.Inputs), custom only
         self.weights: dict = {}                   # edited W_query/W_key/W_value, custom only
         self.applied_edits: tuple = (None, {})    # (inputs, weights) behind the trace on screen
+        self.multihead: dict = {}                 # stage 4's own weights (a trained snapshot's), custom only
+        self.multihead_source = None              # where they come from (core.train.stepper.StepperSource)
+        self.applied_multihead: tuple = ({}, None)  # (multihead, source) behind the trace on screen
+        self._requested_multihead: tuple = ({}, None)
         self._requested_edits: tuple = (None, {})
         self.sections: dict[str, dict] = {}       # book section -> config dict (from the worker)
         self.cuda_available = False
@@ -162,6 +167,8 @@ class Controller(QObject):
             self.inputs = None                    # new embeddings source: edits no longer apply
         if self.mode != CUSTOM or any(params.get(f) != base.get(f) for f in WEIGHT_FIELDS):
             self.weights = {}
+        if self.mode != CUSTOM or any(params.get(f) != base.get(f) for f in MULTIHEAD_FIELDS):
+            self.multihead, self.multihead_source = {}, None   # the trained layer no longer fits
         self.params = params
         if self.mode != CUSTOM:
             self.model.set_mode(CUSTOM)
@@ -173,7 +180,9 @@ class Controller(QObject):
 
     def _custom_request(self, params: dict) -> Request:
         self._requested_edits = (self.inputs, dict(self.weights))
-        return Request(0, CUSTOM, dict(params), inputs=self.inputs, weights=dict(self.weights) or None)
+        self._requested_multihead = (dict(self.multihead), self.multihead_source)
+        return Request(0, CUSTOM, dict(params), inputs=self.inputs, weights=dict(self.weights) or None,
+                       multihead=dict(self.multihead) or None)
 
     def set_edits(self, inputs=None, weights: dict | None = None) -> None:
         """Recompute the shown config with edited embeddings and/or W_query/W_key/W_value.
@@ -195,6 +204,7 @@ class Controller(QObject):
         """Drop edited embeddings and weights (back to the config's preset)."""
         self.inputs = None
         self.weights = {}
+        self.multihead, self.multihead_source = {}, None
         if self.mode == CUSTOM and self.params is not None:
             self._submit(self._custom_request(self.params))
 
@@ -207,6 +217,7 @@ class Controller(QObject):
         self.params = None
         self.inputs = None
         self.weights = {}
+        self.multihead, self.multihead_source = {}, None
         self.error_cleared.emit()
         if self._book_traces:
             self._last_id += 1           # drop any custom result still in flight
@@ -215,12 +226,16 @@ class Controller(QObject):
             return
         self._submit(Request(0, "book", None, first=self.step.section))
 
-    def restore(self, mode: str, params: dict | None, inputs=None, weights: dict | None = None) -> None:
-        """Start from saved settings (QSettings, a lesson); falls back to the book if they fail."""
+    def restore(self, mode: str, params: dict | None, inputs=None, weights: dict | None = None,
+                multihead: dict | None = None, multihead_source=None) -> None:
+        """Start from saved settings (QSettings, a lesson, a training snapshot); falls back to the
+        book if they fail. ``multihead``: stage 4's own W_query, W_key, W_value, W_out, b_out."""
         if mode == CUSTOM and isinstance(params, dict) and params:
             self.params = dict(params)
             self.inputs = inputs
             self.weights = dict(weights or {})
+            self.multihead = dict(multihead or {})
+            self.multihead_source = multihead_source if self.multihead else None
             self.model.set_mode(CUSTOM)
             self._submit(self._custom_request(self.params))
         else:
@@ -265,8 +280,9 @@ class Controller(QObject):
         self._set_busy(False)
         if result.error is not None:
             field, message = result.error
-            if field in EDIT_FIELDS or not field:   # a refused edit: keep the edits behind the trace
+            if field in EDIT_FIELDS or not field or field.startswith("multihead."):   # a refused edit: keep the last
                 self.inputs, self.weights = self.applied_edits[0], dict(self.applied_edits[1])
+                self.multihead, self.multihead_source = dict(self.applied_multihead[0]), self.applied_multihead[1]
             self.error.emit(field, message)
             if not self.model.has_trace and result.mode == CUSTOM:
                 self.use_book()             # restored settings failed: show the book instead
@@ -275,6 +291,7 @@ class Controller(QObject):
             self._book_traces = result.traces
         if result.mode == CUSTOM:
             self.applied_edits = self._requested_edits
+            self.applied_multihead = self._requested_multihead
         self.error_cleared.emit()
         for note in result.notes:
             self.notice.emit(note)
@@ -283,6 +300,7 @@ class Controller(QObject):
     def _install(self, mode: str, traces: dict) -> None:
         if mode == "book":
             self.applied_edits = (None, {})       # the book's traces carry no edits
+            self.applied_multihead = ({}, None)
         self.model.set_traces(mode, traces, weights=self.applied_edits[1])
         self._show_config()
 

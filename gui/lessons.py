@@ -1,7 +1,10 @@
 """Lessons: File → Save lesson… / Open lesson…, and ``python main.py LESSON.json``.
 
 A lesson (``core.lesson``, versioned JSON) holds the settings behind the current step, the
-edited embeddings and weights, and the step. Opening one reads and checks the whole file
+edited embeddings and weights, and the step. With a training run in the Train window (or a
+snapshot shown as stage 4) it is saved with that run as ``LESSON.run.npz`` beside the JSON
+(core.train.lessonrun); opening the lesson reopens the run without retraining, and a missing or
+damaged run file is one line in the status bar while the lesson itself opens. Opening one reads and checks the whole file
 first, off the UI thread: a malformed file gives a message and leaves the open lesson untouched.
 """
 from __future__ import annotations
@@ -29,6 +32,18 @@ def current_lesson(controller, title: str = ""):
     return Lesson(config, inputs, dict(weights), controller.step.id, title)
 
 
+def lesson_run(window) -> tuple:
+    """(run, snapshot, layer) to save with the lesson: the run stage 4 shows a snapshot of, else
+    the Train window's run with no snapshot; (None, None, None) when there is no run."""
+    source = window.controller.applied_multihead[1] if window.controller.trace is not None else None
+    if source is not None:
+        return source.run, source.index, source.layer
+    view = getattr(window, "train_view", None)
+    if view is not None and view.run is not None:
+        return view.run, None, None
+    return None, None, None
+
+
 def save_lesson(window, path: str | None = None) -> str:
     """Write the lesson; returns the status message (empty when the dialog was cancelled)."""
     from core.lesson import LessonError, save_lesson as write
@@ -38,25 +53,45 @@ def save_lesson(window, path: str | None = None) -> str:
             return ""
         if not Path(path).suffix:
             path += ".json"
+    run, snapshot, layer = lesson_run(window)
     try:
-        written = write(current_lesson(window.controller, Path(path).stem), path)
+        if run is None:
+            written = write(current_lesson(window.controller, Path(path).stem), path)
+        else:
+            from core.train.lessonrun import save_lesson_with_run
+            written, npz = save_lesson_with_run(current_lesson(window.controller, Path(path).stem), run, path,
+                                                snapshot, layer)
+            return f"Saved the lesson to {written}, its training run to {npz.name}"
     except LessonError as exc:
         return f"Could not save the lesson: {exc}"
     return f"Saved the lesson to {written}"
 
 
-def apply_lesson(controller, lesson) -> None:
-    """Show a checked lesson: its step, its settings and edits (computed off the UI thread)."""
+def apply_lesson(controller, lesson, run=None, window=None) -> None:
+    """Show a checked lesson: its step, its settings and edits (computed off the UI thread); with
+    its training run, the run in the Train window and, if saved so, a snapshot's layer as stage 4."""
     index = next((i for i, s in enumerate(controller.steps) if s.id == lesson.step), controller.index)
     controller.go(index)
-    controller.restore("custom", lesson.config.to_dict(), lesson.inputs, lesson.weights)
+    multihead, source = {}, None
+    if run is not None:
+        ref = lesson.run
+        if ref is not None and ref.snapshot is not None and ref.snapshot < len(run.snapshots) \
+                and ref.layer < run.settings.num_layers:
+            from core.train.stepper import stepper_source
+            source = stepper_source(run, ref.snapshot, ref.layer)
+            multihead = source.multihead
+        if window is not None:
+            from gui import train_window
+            train_window.train_view(window).show_run(run, None if source is None else source.index)
+    controller.restore("custom", lesson.config.to_dict(), lesson.inputs, lesson.weights, multihead=multihead,
+                       multihead_source=source)
 
 
 class LessonOpener(QtCore.QObject):
     """Opens lesson files for one window: read and checked on a worker thread (a FIFO, a slow disk
     or a 16 MiB file never blocks the UI), applied on the UI thread. The latest open wins."""
 
-    _read = QtCore.Signal(int, object, str)      # (request number, Lesson or None, message)
+    _read = QtCore.Signal(int, object, str)      # (request number, (Lesson, run, note) or None, message)
 
     def __init__(self, window):
         super().__init__(window)
@@ -78,20 +113,24 @@ class LessonOpener(QtCore.QObject):
 
     def _load(self, number: int, path: str) -> None:      # on the reader thread
         from core.lesson import LessonError, load_lesson
-        lesson, message = None, ""
+        lesson, message, run, note = None, "", None, ""
         try:
             lesson = load_lesson(path)
+            if lesson.run is not None:
+                from core.train.lessonrun import open_lesson_run
+                run, note = open_lesson_run(lesson, path)
         except LessonError as exc:
             message = str(exc)
         except Exception as exc:      # never a traceback for the learner
             message = f"{path} cannot be opened as a lesson ({type(exc).__name__}: {exc})"
         try:
-            self._read.emit(number, lesson, message)
+            self._read.emit(number, None if lesson is None else (lesson, run, note), message)
         except RuntimeError:          # the window was closed meanwhile
             pass
 
-    def _on_read(self, number: int, lesson, message: str) -> None:
+    def _on_read(self, number: int, read, message: str) -> None:
         path, show_box, on_done = self._pending.pop(number)
+        lesson, run, note = read if read is not None else (None, None, "")
         if number != self._latest:    # a newer open replaced this one
             return
         window = self.window
@@ -104,9 +143,10 @@ class LessonOpener(QtCore.QObject):
                 box.setAttribute(QtCore.Qt.WidgetAttribute.WA_DeleteOnClose)
                 box.open()
         else:
-            apply_lesson(window.controller, lesson)
+            apply_lesson(window.controller, lesson, run, window)
             window.statusBar().showMessage(f"Opened lesson {Path(path).name}"
-                                           + (f": {lesson.title}" if lesson.title else ""), 10000)
+                                           + (f": {lesson.title}" if lesson.title else "")
+                                           + (f"; {note}" if note else ""), 15000 if note else 10000)
         if on_done is not None:
             on_done(message)
 

@@ -16,7 +16,7 @@ import json
 
 from PySide6 import QtCore, QtGui, QtWidgets
 
-from gui import exporting, lessons
+from gui import exporting, lessons, train_window
 from gui.explain import ExplanationView
 from gui.navigator import Navigator, StepBar
 from gui.params import ParamPanel
@@ -85,6 +85,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.docks: dict[str, QtWidgets.QDockWidget] = {}     # filled by finish_setup
         self.inspector = self.code_panel = self.inputs_editor = None
         self.equivalences = self.scaling_view = None
+        self.train_view = None                              # gui.train_window: made on first use
 
         self.params = ParamPanel(controller)
         self.navigator = Navigator(self.model)
@@ -194,6 +195,8 @@ class MainWindow(QtWidgets.QMainWindow):
                                   "Difference heatmaps of the chapter's equal implementations, with max |diff|"),
                 self._dock_action("scaling", "Ctrl+Shift+K",
                                   "Remove the 1/√d_k scaling and see how peaked softmax gets as d_k grows"),
+                A("train", "Train attention…", lambda: train_window.show_train(self), ["Ctrl+Shift+T"],
+                  "Train the chapter's MultiHeadAttention on a toy task and watch its heads learn"),
                 A("reset_inputs", "Reset inputs to the preset",
                   lambda: self.inputs_editor.reset() if self.inputs_editor is not None else None,
                   ["Ctrl+Shift+R"], "Drop every edit of the embeddings and weights"),
@@ -504,5 +507,6 @@ class MainWindow(QtWidgets.QMainWindow):
             self.export_job.wait()
         self.save_settings()
         QtWidgets.QApplication.instance().removeEventFilter(self._step_keys)
+        train_window.shutdown(self)              # cancel a training: no thread left running
         self.controller.shutdown()
         event.accept()

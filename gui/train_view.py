@@ -3,7 +3,9 @@
 Left: the task (one paragraph each), its settings, Start / Pause / Cancel, progress, Save / Open run.
 Right: the loss curve with a marker at the current snapshot, the timeline (slider + Play) and
 every head's attn_weights on the probe sequence, one map per layer × head; hovering a cell
-names its query and key tokens and its value.
+names its query and key tokens and its value. Below: a layer to "Open in stepper" (the
+``open_in_stepper`` signal; gui.train_window shows that layer of the snapshot as stage 4) and
+"Export snapshot as CSV…" (every head of the shown snapshot, core.train.folder).
 
 Training runs on a QThread (``core.train.runner.train``); snapshots and progress come back as
 queued signals, and the curves are redrawn at most every 100 ms, so the UI thread stays free.
@@ -26,6 +28,7 @@ from core.train.settings import (DEVICES, MAX_BATCH, MAX_D_MODEL, MAX_HEADS, MAX
 
 PLAY_INTERVAL_MS = 120     # one snapshot per tick while playing
 REDRAW_INTERVAL_MS = 100   # loss curves redrawn at most this often while training
+HOVER_HINT = "rows: queries, columns: keys (the probe's positions) · hover a cell for its tokens and weight"
 
 # (field, label, minimum, maximum) of the whole-number settings, in the form's order
 _INT_FIELDS = (("vocab_size", "vocabulary", 2, MAX_VOCAB), ("seq_len", "tokens n", 2, MAX_SEQ_LEN),
@@ -89,6 +92,7 @@ class TrainView(QtWidgets.QWidget):
     """Train, watch and scrub. ``settings``: what the form starts with; ``train_fn``: core's train."""
 
     run_changed = Signal(object)   # the finished or opened TrainRun (None while training)
+    open_in_stepper = Signal(object, int, int)   # (TrainRun, snapshot index, layer): show it as stage 4
 
     def __init__(self, settings: TrainSettings | None = None, train_fn: Callable | None = None, parent=None):
         super().__init__(parent)
@@ -195,17 +199,33 @@ class TrainView(QtWidgets.QWidget):
         timeline.addWidget(self.play_button)
         timeline.addWidget(self.slider, 1)
         timeline.addWidget(self.step_label)
+        # what to do with the shown snapshot: open one layer in the stepper, export every head
+        self.layer_box = QtWidgets.QComboBox(enabled=False)
+        self.layer_box.setToolTip("The layer to open in the stepper")
+        self.stepper_button = QtWidgets.QPushButton("Open in stepper", enabled=False)
+        self.stepper_button.setToolTip("Step through this layer of the shown snapshot as stage 4 (multi-head "
+                                       "attention): its trained W_query, W_key, W_value, W_out on the probe")
+        self.stepper_button.clicked.connect(self._open_in_stepper)
+        self.export_button = QtWidgets.QPushButton("Export snapshot as CSV…", enabled=False)
+        self.export_button.setToolTip("Write every head's attn_weights of the shown snapshot as CSV, with manifest.json")
+        self.export_button.clicked.connect(self._export_dialog)
+        self.hover_label = QtWidgets.QLabel(HOVER_HINT)
+        self.hover_label.setTextFormat(QtCore.Qt.TextFormat.PlainText)
+        self.hover_label.setMinimumWidth(100)        # a long hover text never widens the window
+        snapshot_row = QtWidgets.QHBoxLayout()
+        snapshot_row.addWidget(self.hover_label, 1)       # the hovered cell, or how to read the maps
+        snapshot_row.addWidget(self.layer_box)
+        snapshot_row.addWidget(self.stepper_button)
+        snapshot_row.addWidget(self.export_button)
 
         self.maps = pg.GraphicsLayoutWidget()
         self.maps.setBackground("w")
-        self.hover_label = QtWidgets.QLabel(" ")
-        self.hover_label.setTextFormat(QtCore.Qt.TextFormat.PlainText)
 
         right = QtWidgets.QVBoxLayout()
         right.addWidget(self.loss_plot, 2)
         right.addLayout(timeline)
         right.addWidget(self.maps, 5)
-        right.addWidget(self.hover_label)
+        right.addLayout(snapshot_row)
         root = QtWidgets.QHBoxLayout(self)
         root.addWidget(left)
         root.addLayout(right, 1)
@@ -324,6 +344,8 @@ class TrainView(QtWidgets.QWidget):
         self.cancel_button.setEnabled(running)
         self.open_button.setEnabled(not running)
         self.save_button.setEnabled(not running and self.run is not None)
+        for w in (self.layer_box, self.stepper_button, self.export_button):
+            w.setEnabled(not running and self.run is not None)
         self.task_box.setEnabled(not running)
         for w in self.fields.values():
             w.setEnabled(not running)
@@ -390,6 +412,13 @@ class TrainView(QtWidgets.QWidget):
         self.slider.setEnabled(True)
         self.play_button.setEnabled(len(self.snapshots) > 1)
         self.save_button.setEnabled(not self.training)
+        with QtCore.QSignalBlocker(self.layer_box):
+            self.layer_box.clear()
+            for layer in range(s.num_layers):
+                self.layer_box.addItem(f"layer {layer}", layer)
+            self.layer_box.setCurrentIndex(s.num_layers - 1)     # the last layer: where induction heads live
+        for w in (self.layer_box, self.stepper_button, self.export_button):
+            w.setEnabled(not self.training)
         self._redraw_curves(force=True)
         self.show_snapshot(len(self.snapshots) - 1)
         self.run_changed.emit(run)
@@ -472,7 +501,7 @@ class TrainView(QtWidgets.QWidget):
 
     def _hover(self, layer: int, head: int, cell: tuple[int, int] | None) -> None:
         if cell is None or not self.snapshots:
-            self.hover_label.setText(" ")
+            self.hover_label.setText(HOVER_HINT)
             return
         row, col = cell
         value = float(self.snapshots[self.slider.value()].attn_weights[layer, head, row, col])
@@ -499,6 +528,34 @@ class TrainView(QtWidgets.QWidget):
         self._play_timer.stop()
         self.play_button.setText("Play")
 
+    # ---- the shown snapshot: to the stepper, to CSV ------------------------------------------
+    def _open_in_stepper(self) -> None:
+        if self.run is not None and not self.training:
+            self.open_in_stepper.emit(self.run, self.current_index(), int(self.layer_box.currentData() or 0))
+
+    def export_snapshot_to(self, folder: str) -> bool:
+        """Write every head's attn_weights of the shown snapshot into ``folder`` (atomic)."""
+        from core.export import ExportError
+        from core.train.folder import write_snapshot_folder
+        if self.run is None:
+            return False
+        try:
+            out, n = write_snapshot_folder(self.run, self.current_index(), folder)
+        except ExportError as exc:
+            self._say(f"export: {exc}", error=True)
+            return False
+        self._say(f"wrote {n} files of step {self.run.snapshots[self.current_index()].step} to {out}")
+        return True
+
+    def _export_dialog(self) -> None:
+        if self.run is None:
+            return
+        step = self.run.snapshots[self.current_index()].step
+        folder = QtWidgets.QFileDialog.getSaveFileName(self, "Export snapshot as CSV (a folder)",
+                                                       f"{self.run.settings.task}_step_{step:06d}")[0]
+        if folder:
+            self.export_snapshot_to(folder)
+
     # ---- files --------------------------------------------------------------------------------
     def save_run_to(self, path: str) -> bool:
         from core.train.runfile import RunFileError, save_run
@@ -521,12 +578,24 @@ class TrainView(QtWidgets.QWidget):
         except RunFileError as exc:
             self._say(str(exc), error=True)       # the run on screen stays as it was
             return False
+        self.show_run(run)
+        self._say(f"opened {path}")
+        return True
+
+    def show_run(self, run, index: int | None = None) -> bool:
+        """Show a finished run (opened from a file or a lesson) at snapshot ``index`` (default: the
+        last); refused (False) while a training runs."""
+        if self.training:
+            return False
         self._stop_playing()
         self.set_settings(run.settings)
         self._adopt(run)
         self.progress_bar.setRange(0, run.settings.steps)
         self.progress_bar.setValue(run.settings.steps)
-        self._say(f"opened {path}")
+        if index is not None and 0 <= index < len(run.snapshots):
+            self.slider.setValue(index)
+        self._say(f"{run.settings.task} run of {run.settings.steps} steps, {len(run.snapshots)} snapshots "
+                  "(opened, not retrained)")
         return True
 
     def _save_dialog(self) -> None:

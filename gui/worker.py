@@ -24,6 +24,7 @@ class Request:
     first: str | None = None    # book: the section to compute (and deliver) first
     inputs: object = None       # custom: edited embeddings (core.inputs.Inputs) or None
     weights: dict | None = None  # custom: edited W_query/W_key/W_value (d_in × d_out arrays)
+    multihead: dict | None = None  # custom: stage 4's own five weights (a trained layer's), or None
 
 
 @dataclass
@@ -79,7 +80,8 @@ def compute(req: Request, partial: Callable[[Result], None] | None = None,
                 if tokens == 0:
                     raise ConfigError("embeddings", "the inputs need at least one token")
             check_memory(cfg, tokens)
-            out.traces = {"custom": build_trace(cfg, inputs=req.inputs, weights_override=req.weights or None)}
+            out.traces = {"custom": build_trace(cfg, inputs=req.inputs, weights_override=req.weights or None,
+                                                  multihead_override=req.multihead or None)}
         out.notes = tuple(dict.fromkeys(n for t in out.traces.values() for n in t.notes))
     except ConfigError as exc:
         out.error = (exc.field, exc.message)

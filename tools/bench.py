@@ -1,6 +1,6 @@
 """``python main.py bench [--quick] [--json FILE]``: how fast the app is, against its targets.
 
-Five parts, each a median over repeats after a warm-up, all in this process except (4):
+Seven parts, each a median over repeats after a warm-up, all in this process except (4):
 
 1. trace vs fused forward (core.bench: the multi-head trace against three projections,
    ``F.scaled_dot_product_attention`` and out_proj, alternated) at 64, 1024, 2048 tokens;
@@ -11,7 +11,12 @@ Five parts, each a median over repeats after a warm-up, all in this process exce
    1024-token trace computes on the worker;
 4. process start → window shown, and → first heatmap drawn: ``python main.py`` in fresh
    subprocesses with ``ATTENTION_STEPPER_STARTUP_PROBE`` set (tools.startup_probe);
-5. export of the full trace at 1024 tokens, as CSV and as NPY.
+5. export of the full trace at 1024 tokens, as CSV and as NPY;
+6. training (core.train.bench): optimiser steps per second and the time until a second-layer
+   head of the default induction run has an induction score ≥ 0.5, then the longest the Train
+   view's UI thread is blocked while that run trains and draws in it (tools.train_bench);
+7. the pretrained model (core.pretrained.bench): load time and memory, one layer's forward
+   trace and the all-heads gallery.
 
 ``--quick`` is a smoke run (fewer repeats, smaller sizes: its figures are not the targets').
 The trace half alone runs without PySide6: ``python -m core.bench``.
@@ -37,6 +42,8 @@ TARGETS = {
     "ui_block_ms": 50.0,
     "window_s": 0.8,
     "first_heatmap_s": 2.2,
+    "time_to_induction_s": 20.0,    # issue 14: the default run shows the pattern within 20 s on 2 cores
+    "train_ui_block_ms": 50.0,
 }
 STEP_ID = "multihead.weights"       # 12 per-head T × T maps, the all-heads view
 
@@ -244,7 +251,8 @@ def report(res: dict, file=sys.stdout) -> None:
     p(f"Attention Stepper benchmark — torch {res['torch']} on {res['device']}, "
       f"{res['machine'].get('cpus')} CPUs ({res['machine'].get('cpu', '?')}), load {res['machine'].get('load_avg_1m', '?')}"
       + ("  [--quick: smaller sizes, not the targets' conditions]" if res.get("quick") else ""))
-    p("(1) trace vs fused forward (medians)")
+    if "trace_vs_fused" in res:
+        p("(1) trace vs fused forward (medians)")
     for n, r in res.get("trace_vs_fused", {}).items():
         t = TARGETS["trace_ratio"].get(int(n))
         p(f"    {n:>5} tokens: fused {r['fused_ms']:8.1f} ms  trace {r['trace_ms']:8.1f} ms  ratio {r['ratio']:5.2f}"
@@ -272,11 +280,32 @@ def report(res: dict, file=sys.stdout) -> None:
         p(f"(5) export of the full trace at {e['tokens']} tokens: "
           + ", ".join(f"{fmt.upper()} {e[fmt]:.2f} s ({e[f'{fmt}_files']} files, {e[f'{fmt}_mb']:.0f} MB)"
                       for fmt in ("csv", "npy", "npz") if fmt in e))
+    if "training" in res:
+        d = res["training"]
+        t = d["time_to_induction_s"]
+        p(f"(6) training the default induction run ({d['settings']['num_layers']} layers × "
+          f"{d['settings']['num_heads']} heads, d {d['settings']['d_model']}, batch {d['settings']['batch_size']}, "
+          f"medians of {d['repeats']}): {d['steps_per_s']:.0f} steps/s; induction pattern "
+          + ("not reached" if t is None else f"at step {d['step_to_induction']:.0f} after {t:.2f} s"
+             f"  target ≤ {TARGETS['time_to_induction_s']:g}  {_mark(t <= TARGETS['time_to_induction_s'])}"))
+        if "train_ui_block_ms" in res:
+            v = res["train_ui_block_ms"]
+            p(f"    Train view: longest UI-thread block while it trains and draws {v:.1f} ms  "
+              f"target ≤ {TARGETS['train_ui_block_ms']:g}  {_mark(v <= TARGETS['train_ui_block_ms'])}")
+    if "pretrained" in res:
+        d = res["pretrained"]
+        load = "loaded earlier in this process" if d["load_s"] is None else f"load {d['load_s']:.2f} s"
+        mem = "" if d["load_rss_mb"] is None else (f", +{d['load_rss_mb']:.0f} MB resident "
+                                                    f"(+{d['rss_after_first_forward_mb']:.0f} MB after a forward)")
+        p(f"(7) pretrained {d['model']}: {load}{mem}, weights {d['weights_mb']:.0f} MB; "
+          f"one layer's trace {d['layer_trace_median_ms']:.1f} ms, all heads {d['gallery_median_ms']:.1f} ms "
+          f"({d['pieces']} pieces, medians)")
     for note in res.get("skipped", []):
         p(f"    skipped: {note}")
 
 
-PARTS = {"1": "trace vs fused", "2": "redraw", "3": "UI block", "4": "start-up", "5": "export"}
+PARTS = {"1": "trace vs fused", "2": "redraw", "3": "UI block", "4": "start-up", "5": "export", "6": "training",
+         "7": "pretrained"}
 
 
 def parts_problem(text: str) -> str | None:
@@ -320,7 +349,7 @@ def run_bench(argv: list[str]) -> int:
     p = _OneLineParser(prog="python main.py bench", description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="a fast smoke run (smaller sizes, fewer repeats)")
     p.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
-    p.add_argument("--parts", default="1,2,3,4,5", help="which parts to run (default: all), e.g. 1,4")
+    p.add_argument("--parts", default=",".join(PARTS), help="which parts to run (default: all), e.g. 1,4")
     args = p.parse_args(argv)
     for option, problem in (("--parts", parts_problem(args.parts)),
                             ("--json", None if args.json is None else json_target_problem(args.json))):
@@ -339,7 +368,7 @@ def run_bench(argv: list[str]) -> int:
     if "1" in parts:
         tokens = (64, 512) if q else (64, 1024, 2048)
         res["trace_vs_fused"] = core_bench.run(tokens, "cpu", repeats=2 if q else 7)
-    gui_parts = parts & {"2", "3", "4"}
+    gui_parts = parts & {"2", "3", "4", "6"}
     if gui_parts:
         try:
             import PySide6  # noqa: F401
@@ -364,6 +393,22 @@ def run_bench(argv: list[str]) -> int:
         res.update(startup(1 if q else 5))
     if "5" in parts:
         res["export_s"] = export(64 if q else 1024)
+    if "6" in parts:
+        from core.train.bench import bench_training
+        res["training"] = bench_training(repeats=1 if q else 3)
+        res["time_to_induction_s"] = res["training"]["time_to_induction_s"]
+        res["train_steps_per_s"] = res["training"]["steps_per_s"]
+        if "6" in gui_parts:
+            from tools.train_bench import train_ui_block_ms
+            res["train_view"] = train_ui_block_ms()
+            res["train_ui_block_ms"] = res["train_view"]["ui_block_max_ms"]
+    if "7" in parts:
+        try:
+            from core.pretrained import bench as pretrained_bench
+            res["pretrained"] = pretrained_bench(repeats=2 if q else 7)
+            res["pretrained_load_s"] = res["pretrained"]["load_s"]
+        except Exception as exc:     # the model package missing or broken: the other parts stand
+            res["skipped"].append(f"pretrained ({type(exc).__name__}: {exc})")
     res["bench_s"] = round(time.perf_counter() - started, 1)
     if not res["skipped"]:
         del res["skipped"]

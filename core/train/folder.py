@@ -54,26 +54,63 @@ def snapshots_csv(run: TrainRun) -> str:
 def write_run_folder(run: TrainRun, out_dir: str | Path, fmt: str = "csv",
                      cancelled: Callable[[], bool] | None = None,
                      note: Callable[[str], None] | None = None) -> tuple[Path, int]:
-    """Write the run into ``out_dir`` (created if missing) as the export does; returns (folder, files written).
-
-    The switch-over is core.safe_folder's: staged inside the folder, journaled, a run written there
-    before is replaced whole and the user's other files are never touched.
-    """
+    """Write the run into ``out_dir`` (created if missing) as the export does; returns (folder, files written)."""
     if fmt not in ("csv", "npy"):
         raise ExportError(f"format must be csv or npy, got {fmt!r}")
+    return _write_folder(out_dir, lambda staging: _write_all(run, staging, fmt, cancelled), cancelled, note)
+
+
+def write_snapshot_folder(run: TrainRun, index: int, out_dir: str | Path) -> tuple[Path, int]:
+    """Write one snapshot (the Train view's "Export snapshot as CSV…") into ``out_dir``: every head's
+    attn_weights as CSV (probe tokens as labels) and a manifest; returns (folder, files written)."""
+    if not 0 <= index < len(run.snapshots):
+        raise ExportError(f"snapshot must be in 0..{len(run.snapshots) - 1}, got {index}")
+    return _write_folder(out_dir, lambda staging: _write_snapshot(run, index, staging))
+
+
+def _write_folder(out_dir: str | Path, write: Callable[[Path], list[str]], cancelled=None,
+                  note: Callable[[str], None] | None = None) -> tuple[Path, int]:
+    """The switch-over is core.safe_folder's: staged inside the folder, journaled; a run written
+    there before is replaced whole and the user's other files are never touched."""
     written: list[str] = []
 
-    def write(staging: Path) -> list[str]:
-        written[:] = _write_all(run, staging, fmt, cancelled)
+    def staged(staging: Path) -> list[str]:
+        written[:] = write(staging)
         return written
 
     try:
-        out = replace_export(out_dir, write, cancelled, note)
+        out = replace_export(out_dir, staged, cancelled, note)
     except FolderError as exc:
         raise ExportError(str(exc)) from None
     except OSError as exc:
         raise ExportError(f"cannot write {out_dir}: {exc.strerror or exc}") from None
     return out, len(written)
+
+
+def _put(staging: Path, written: list[str], rel: str, text: str) -> None:
+    (staging / rel).parent.mkdir(parents=True, exist_ok=True)
+    (staging / rel).write_text(text, encoding="utf-8")
+    written.append(rel)
+
+
+def _write_snapshot(run: TrainRun, index: int, staging: Path) -> list[str]:
+    snap = run.snapshots[index]
+    tokens = list(run.probe_tokens)
+    written: list[str] = []
+    tensors = []
+    for layer in range(snap.attn_weights.shape[0]):
+        for head in range(snap.attn_weights.shape[1]):
+            rel = f"attn_weights_{_head_label(layer, head)}.csv"
+            _put(staging, written, rel, slice_csv(snap.attn_weights[layer, head], tokens, tokens,   # (T, T)
+                                                  corner="query\\key"))
+            tensors.append({"stage": "train", "name": "attn_weights", "step": snap.step, "index": [layer, head],
+                            "axes": ["layer", "head"], "shape": list(snap.attn_weights.shape[2:]), "file": rel,
+                            "score": None if np.isnan(snap.scores[layer, head]) else float(snap.scores[layer, head])})
+    manifest = {"version": MANIFEST_VERSION, "kind": "train_snapshot", "settings": run.settings.to_dict(),
+                "device": run.device, "tokens": tokens, "format": "csv", "step": snap.step,
+                "snapshot": index, "loss": snap.loss, "accuracy": snap.accuracy, "tensors": tensors}
+    _put(staging, written, "manifest.json", json.dumps(manifest, indent=1))
+    return written
 
 
 def _write_all(run: TrainRun, staging: Path, fmt: str, cancelled) -> list[str]:

@@ -51,12 +51,30 @@ def test_bench_parts_subset(tmp_path):
     assert "trace_vs_fused" in res and "export_s" in res and "redraw_ms" not in res and "window_s" not in res
 
 
+def test_bench_training_and_pretrained_parts(tmp_path):
+    """Parts 6 and 7 alone: training step rate, time to the induction pattern and the Train view's
+    UI block; the pretrained model's load time, memory and forward times (numbers, not targets)."""
+    res = _bench(tmp_path, "--quick", "--parts", "6,7", timeout=900)
+    assert "trace_vs_fused" not in res and "redraw_ms" not in res
+    t = res["training"]
+    assert t["steps_per_s"] > 0 and t["repeats"] == 1 and t["settings"]["task"] == "induction"
+    # the default run reaches the pattern (issue 14's measured sketch: ~250 steps)
+    assert 0 < res["time_to_induction_s"] == t["time_to_induction_s"] and 0 < t["step_to_induction"] <= 250
+    assert res["train_steps_per_s"] == t["steps_per_s"] and res["train_ui_block_ms"] > 0
+    from core.train.runner import snapshot_steps
+    from core.train.settings import defaults_for
+    assert res["train_view"]["snapshots_drawn"] == len(snapshot_steps(defaults_for("induction")))
+    p = res["pretrained"]
+    assert p["load_s"] > 0 and p["load_in_this_call"] and p["weights_mb"] > 10
+    assert p["layer_trace_median_ms"] > 0 and p["gallery_median_ms"] > 0 and res["pretrained_load_s"] == p["load_s"]
+
+
 @pytest.mark.parametrize("argv, words", [
     (["--json", "{tmp}/missing/bench.json"], "--json: the folder {tmp}/missing does not exist"),
     (["--json", "{tmp}"], "--json: {tmp} is a folder; name a file in it"),
     (["--json", "{tmp}/afile/bench.json"], "--json: {tmp}/afile is not a folder"),
     (["--json", ""], "--json: is empty"),
-    (["--parts", "7"], "--parts: unknown part '7'; the parts are 1 (trace vs fused), 2 (redraw)"),
+    (["--parts", "8"], "--parts: unknown part '8'; the parts are 1 (trace vs fused), 2 (redraw)"),
     (["--parts", "1,x"], "--parts: unknown part 'x'"),
     (["--parts", ""], "--parts: names no part"),
 ])

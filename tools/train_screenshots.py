@@ -1,6 +1,6 @@
 """Screenshots of the Train view at the start, middle and end of a default induction run.
 
-    python -m gui.train_screenshots --out screenshots-tmp [--size 1366x768]
+    python -m tools.train_screenshots --out screenshots-tmp [--size 1366x768]
 
 Trains in the view's own thread, as a learner would, then scrubs the timeline to the first,
 middle and last snapshot and saves one PNG each (offscreen Qt works).
@@ -14,7 +14,7 @@ from pathlib import Path
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m gui.train_screenshots")
+    p = argparse.ArgumentParser(prog="python -m tools.train_screenshots")
     p.add_argument("--out", required=True)
     p.add_argument("--size", default="1366x768")
     args = p.parse_args(argv)

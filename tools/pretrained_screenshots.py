@@ -1,4 +1,4 @@
-"""Render the pretrained views to PNG, offscreen: ``python -m gui.pretrained_screenshots --out DIR``.
+"""Render the pretrained views to PNG, offscreen: ``python -m tools.pretrained_screenshots --out DIR``.
 
 Writes the head gallery with the token lines (the ready example, layer 2 head 4 chosen: "him"
 looks at "dog"), the same with [CLS]/[SEP] hidden, and the token lines of layer 0 head 2 (the
@@ -13,7 +13,7 @@ from pathlib import Path
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m gui.pretrained_screenshots", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m tools.pretrained_screenshots", description=__doc__.splitlines()[0])
     p.add_argument("--out", required=True, help="folder for the PNG files")
     p.add_argument("--size", default="1366x768", help="window size, WxH (default: 1366x768)")
     p.add_argument("--text", default=None, help="the sentence (default: the ready example)")
