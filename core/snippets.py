@@ -10,6 +10,7 @@ the trace's.
 from __future__ import annotations
 
 from core.config import AttentionConfig
+from core.weights import ROLES
 from core.trace import Trace
 from core.stages import STAGES
 from core.stages.multihead import FUSED_START, WRAPPER_START
