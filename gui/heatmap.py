@@ -24,7 +24,12 @@ from gui.matrices import MatrixData, format_value
 MAX_TEXT_CELLS = 12      # print values in the cells when rows and columns are both ≤ 12
 MAX_DISPLAY = 512        # larger matrices are displayed downsampled
 MIN_DISPLAY = 128        # … to about one sample per screen pixel, never fewer than this a side
-MAX_TICKS = 24           # label at most this many rows/columns per axis
+MAX_TICKS = 32           # label at most this many rows/columns per axis (every token up to 32)
+MIN_TEXT_PX = 8          # cell values are never printed smaller than this
+VALUE_CELL = 36          # a cell that prints "−0.1234" at MIN_TEXT_PX (see _cell_text_size)
+THUMBNAIL_MAPS = 5       # a grid of this many maps or more is drawn as thumbnails
+LABEL_CHARS = 14         # longer row/column labels are elided (the hover names them in full)
+SQUARE_RATIO = 8         # cells are square unless the matrix is more oblong than this
 HATCH = QtGui.QColor(150, 150, 150)
 
 
@@ -44,7 +49,8 @@ def _elide(text: str, chars: int) -> str:
 def _fitted_ticks(labels, cell_px: float, fm: QtGui.QFontMetrics, widest: int | None) -> list:
     """Tick labels that do not overlap: every k-th label, elided to the room k cells give.
 
-    ``widest`` (pixels of the widest label) marks the horizontal axis; None the vertical one.
+    ``widest`` (pixels of the widest label) marks a horizontal axis of upright labels; None a
+    vertical axis, or a horizontal one whose labels are rotated (one text line a label).
     """
     avg = max(fm.averageCharWidth(), 1)
     cell_px = max(cell_px, 1e-6)        # a downsampled map's cells are well under a pixel
@@ -54,8 +60,96 @@ def _fitted_ticks(labels, cell_px: float, fm: QtGui.QFontMetrics, widest: int | 
     else:
         need = fm.height() + 1
     every = max(1, math.ceil(need / cell_px), math.ceil(len(labels) / MAX_TICKS))
-    chars = max(3, int((every * cell_px - 8) // avg)) if horizontal else 10**6
+    chars = max(3, int((every * cell_px - 8) // avg)) if horizontal else LABEL_CHARS
     return [(i + 0.5, _elide(str(labels[i]), chars)) for i in range(0, len(labels), every)]
+
+
+def label_cell(fm: QtGui.QFontMetrics | None = None) -> int:
+    """The smallest cell (px) that holds one label per row (or rotated column)."""
+    fm = fm or QtGui.QFontMetrics(QtGui.QFont())
+    return fm.height() + 2
+
+
+def _widest(labels, fm: QtGui.QFontMetrics) -> int:
+    return max((fm.horizontalAdvance(_elide(str(t), LABEL_CHARS)) for t in labels), default=0)
+
+
+def prints_values(data: MatrixData) -> bool:
+    """Whether the panel prints the values in its cells (small maps, not thumbnails)."""
+    rows, cols = data.shape
+    return (rows <= MAX_TEXT_CELLS and cols <= MAX_TEXT_CELLS and rows * cols > 0
+            and not is_thumbnails(data))
+
+
+def is_thumbnails(data: MatrixData) -> bool:
+    """Many heads side by side are drawn as thumbnails: no values, thinned labels, the grid
+    fits its area; a click on one opens that head large."""
+    return len(data.maps) >= THUMBNAIL_MAPS
+
+
+def min_cell(data: MatrixData) -> tuple[int, int]:
+    """(width, height) in px below which a cell of ``data`` is not drawn: room for its value
+    when values are printed, for one label a row/column where there are ≤ MAX_TICKS of them."""
+    if is_thumbnails(data):
+        return 1, 1
+    if prints_values(data):
+        return VALUE_CELL, VALUE_CELL
+    rows, cols = data.shape
+    lab = label_cell()
+    return (lab if cols <= MAX_TICKS else 1), (lab if rows <= MAX_TICKS else 1)
+
+
+def rotates_columns(data: MatrixData, fm: QtGui.QFontMetrics | None = None) -> bool:
+    """Column labels are drawn rotated (reading upwards) when the widest one is wider than the
+    smallest cell it gets: decided from the data, not the current size, so a resize never
+    flips it (which would change the axis height and the cells again)."""
+    fm = fm or QtGui.QFontMetrics(QtGui.QFont())
+    return _widest(data.col_labels, fm) + 6 > min_cell(data)[0]
+
+
+def square_cells(data: MatrixData) -> bool:
+    rows, cols = data.shape
+    return (not is_thumbnails(data) and rows > 0 and cols > 0
+            and max(rows, cols) <= SQUARE_RATIO * min(rows, cols))
+
+
+def panel_min_size(data: MatrixData, max_cols: int | None = None) -> tuple[int, int]:
+    """(width, height) a MatrixPanel needs to draw ``data`` with cells of at least
+    :func:`min_cell` (an estimate that errs on the large side: titles, axes, colour bar)."""
+    fm = QtGui.QFontMetrics(QtGui.QFont())
+    n = len(data.maps)
+    ncols, nrows = grid_shape(n, max_cols)
+    rows, cols = data.shape
+    cw, ch = min_cell(data)
+    line = fm.height()
+    if is_thumbnails(data):
+        per_w, per_h = 64, 64 + line + 4
+        return ncols * per_w + 80, nrows * per_h + 2 * line + 20
+    left = _widest(data.row_labels, fm) + 8 + line + 4        # tick labels, gap, axis label
+    top = (_widest(data.col_labels, fm) if rotates_columns(data, fm) else line) + 8 + line + 4
+    title = line + 8 if any(m.title for m in data.maps) else 0
+    map_w = cols * cw + left + 6
+    map_h = rows * ch + top + title + 4
+    width = ncols * map_w + 80                    # + colour bar and its axis
+    height = nrows * map_h + line + 16            # + the panel's title
+    return int(width), int(height)
+
+
+def grid_shape(n: int, max_cols: int | None = None) -> tuple[int, int]:
+    """(columns, rows) of the grid of ``n`` maps in one panel (at most ``max_cols`` columns:
+    heads stacked when the step is narrow, rather than a sideways scroll)."""
+    ncols = n if n <= 4 else math.ceil(math.sqrt(n))
+    if max_cols:
+        ncols = max(1, min(ncols, max_cols))
+    return ncols, math.ceil(n / max(ncols, 1))
+
+
+def fit_grid_cols(data: MatrixData, width: int) -> int:
+    """The most columns of maps (up to the default) whose panel fits ``width`` px; 1 if none."""
+    ncols, _ = grid_shape(len(data.maps))
+    while ncols > 1 and panel_min_size(data, ncols)[0] > width:
+        ncols -= 1
+    return ncols
 
 
 def _tick_list(labels: tuple[str, ...]) -> list[tuple[float, str]]:
@@ -73,7 +167,47 @@ class _Axis(pg.AxisItem):
     def __init__(self, orientation: str):
         self._geometry = None
         self._rect = QtCore.QRectF()
+        self.rotated = False              # top axis: labels drawn reading upwards
+        self.drawn: list[tuple[QtCore.QRectF, str]] = []   # tick texts last painted (item coords)
         super().__init__(orientation)
+
+    def set_rotated(self, rotated: bool, height: int | None) -> None:
+        """Rotate the tick labels of a top axis; ``height``: the room they need (None: auto)."""
+        if rotated != self.rotated or height != self.fixedHeight:
+            self.rotated = rotated
+            self.setHeight(height)
+            self.picture = None
+            self.update()
+
+    def drawPicture(self, p, axisSpec, tickSpecs, textSpecs) -> None:
+        if not self.rotated:
+            super().drawPicture(p, axisSpec, tickSpecs, textSpecs)
+            self.drawn = [(QtCore.QRectF(rect), text) for rect, _flags, text in textSpecs]
+            return
+        super().drawPicture(p, axisSpec, tickSpecs, [])
+        # pyqtgraph lays labels out upright (and drops those wider than their room): draw
+        # each one turned 90°, its end at the axis line, centred on its column
+        lo, hi = self.range
+        span = (hi - lo) or 1.0
+        width = self.boundingRect().width()
+        bottom = self.boundingRect().bottom() - 3
+        fm = QtGui.QFontMetrics(self.style.get("tickFont") or QtGui.QFont())
+        p.setPen(self.textPen())
+        drawn = []
+        for level in (self._tickLevels or []):
+            for x, text in level:
+                if not lo <= x <= hi:
+                    continue
+                cx = (x - lo) / span * width
+                w, h = fm.horizontalAdvance(text), fm.height()
+                p.save()
+                p.translate(cx, bottom)
+                p.rotate(-90)
+                p.drawText(QtCore.QRectF(0, -h / 2, w + 2, h),
+                           int(QtCore.Qt.AlignmentFlag.AlignLeft | QtCore.Qt.AlignmentFlag.AlignVCenter), text)
+                p.restore()
+                drawn.append((QtCore.QRectF(cx - h / 2, bottom - w, h, w), text))
+        self.drawn = drawn
 
     def setStyle(self, **kwargs) -> None:
         self._geometry = None             # the tick length and label overlap change the rect
@@ -283,6 +417,8 @@ class _Map:
         self._pending_texts = None            # (data, k, cmap) whose cell texts wait until readable
         self._shown = None                    # (data, k) drawn (redrawn when a resize changes the stride)
         self._setting = False
+        self._square = False                  # cells kept square (aspect locked)
+        self.thumbnail = False                # one of many heads: no values, a click opens it
         p.vb.sigTransformChanged.connect(self.fit_text)   # after a resize has updated the view
 
     def _stride(self, rows: int, cols: int) -> int:
@@ -312,11 +448,22 @@ class _Map:
             self._set_image(data, k)
         finally:
             self._setting = False
-        if self.shape != (rows, cols):
+        square = square_cells(data)
+        if self.shape != (rows, cols) or square != self._square:
             self.hatch.setRect(0, 0, cols, rows)
+            self._square = square
+            self.plot.vb.setAspectLocked(square, 1.0)
             self.plot.setRange(xRange=(0, cols), yRange=(0, rows), padding=0)
             self.plot.disableAutoRange()
             self.shape = (rows, cols)
+        self.thumbnail = is_thumbnails(data)
+        fm = QtGui.QFontMetrics(QtGui.QFont())
+        rotated = rotates_columns(data, fm) and not self.thumbnail
+        top = self.plot.getAxis("top")
+        height = _widest(data.col_labels, fm) + 10 + (fm.height() if data.col_axis else 0) if rotated else None
+        if rotated != top.rotated or height != top.fixedHeight:
+            top.set_rotated(rotated, height)
+            self._fitted = None
         # setTitle/setLabel re-layout the plot: only call them when the text changes
         texts = (m.title, data.row_axis, data.col_axis)
         if texts != self._texts:
@@ -358,7 +505,7 @@ class _Map:
     def _set_texts(self, data: MatrixData, k: int, cmap: pg.ColorMap) -> None:
         m = data.maps[k]
         rows, cols = m.values.shape
-        want = rows * cols if rows <= MAX_TEXT_CELLS and cols <= MAX_TEXT_CELLS else 0
+        want = rows * cols if prints_values(data) else 0
         if want and self.cells is None:
             self.cells = _CellTexts()
             self.plot.addItem(self.cells)
@@ -376,7 +523,7 @@ class _Map:
         # resize makes them readable (fit_text), not on every redraw.
         self._pending_texts = (data, k, cmap)
         size = self._cell_text_size()
-        if size is None or size >= 7:
+        if size is None or size >= MIN_TEXT_PX - 1:
             self._fill_texts()
 
     def _cell_text_size(self) -> int | None:
@@ -431,14 +578,15 @@ class _Map:
             if cols:
                 if self._widest is None:
                     self._widest = max(fm.horizontalAdvance(str(t)) for t in cols)
-                self._set_ticks("top", [_fitted_ticks(cols, cell_w, fm, self._widest)])
+                rotated = self.plot.getAxis("top").rotated
+                self._set_ticks("top", [_fitted_ticks(cols, cell_w, fm, None if rotated else self._widest)])
             if rows:
                 self._set_ticks("left", [_fitted_ticks(rows, cell_h, fm, None)])
             self._fitted = (px_w, px_h, self.labels, self._widest)
         if not self._ncells:
             return
         size = int(min(14, (cell_w - 3) / 3.9, cell_h / 1.5))
-        visible = size >= 7
+        visible = size >= MIN_TEXT_PX - 1
         if visible:
             self._fill_texts()
         if (size, visible) == self._text_size:
@@ -476,6 +624,7 @@ class MatrixPanel(pg.GraphicsLayoutWidget):
         self.maps: list[_Map] = []
         self.bar: pg.ColorBarItem | None = None
         self._layout_key = None
+        self._grid_cols = None
         self._kind = None
         self._title = pg.LabelItem(justify="center", color=(20, 20, 20))
         self._frames: list[tuple] = []      # (plot, rect item, Frame) drawn by mark()
@@ -516,12 +665,14 @@ class MatrixPanel(pg.GraphicsLayoutWidget):
             m.plot.setTitle(f"▶ {title}" if chosen else title, size="9pt",
                             color="#2f6fd0" if chosen else "#333", bold=chosen)
 
-    def set_matrix(self, data: MatrixData) -> None:
+    def set_matrix(self, data: MatrixData, grid_cols: int | None = None) -> None:
+        """Draw ``data``; ``grid_cols``: at most this many maps side by side."""
         n = len(data.maps)
         cmap = colormap(data.kind)
-        if n != self._layout_key:
-            self._rebuild(n, data.kind)
+        if n != self._layout_key or grid_cols != self._grid_cols:
+            self._rebuild(n, data.kind, grid_cols)
             self._layout_key = n
+            self._grid_cols = grid_cols
         elif data.kind != self._kind:
             self.bar.setColorMap(cmap)          # same grid, other colours: no rebuild
         self._kind = data.kind
@@ -531,16 +682,18 @@ class MatrixPanel(pg.GraphicsLayoutWidget):
             self._title.setText(data.title, size="10pt", bold=True)
         for k, m in enumerate(self.maps):
             m.set_data(data, k, cmap)
+        size = panel_min_size(data, grid_cols)
+        if (self.minimumWidth(), self.minimumHeight()) != size:
+            self.setMinimumSize(*size)
         if tuple(self.bar.levels()) != tuple(data.levels):
             # the images got these levels in setImage; the bar's axis re-renders on every setLevels
             self.bar.setLevels(data.levels)
 
-    def _rebuild(self, n: int, kind: str) -> None:
+    def _rebuild(self, n: int, kind: str, max_cols: int | None = None) -> None:
         self.mark([])                   # frames belong to the old grid's plots
         self.ci.clear()
         self.maps = []
-        ncols = n if n <= 4 else math.ceil(math.sqrt(n))
-        nrows = math.ceil(n / ncols)
+        ncols, nrows = grid_shape(n, max_cols)
         self.ci.addItem(self._title, row=0, col=0, colspan=ncols + 1)
         for k in range(n):
             self.maps.append(_Map(self.ci, 1 + k // ncols, k % ncols))

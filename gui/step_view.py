@@ -12,7 +12,7 @@ import time
 
 from PySide6 import QtCore, QtWidgets
 
-from gui.heatmap import MatrixPanel
+from gui.heatmap import MatrixPanel, fit_grid_cols, panel_min_size
 from gui.matrices import MatrixData
 from gui.steps import step_numbers
 from gui.texts import is_book, title_and_formula
@@ -83,6 +83,12 @@ class StepView(QtWidgets.QWidget):
         self.grid = QtWidgets.QGridLayout(self.grid_host)
         self.grid.setContentsMargins(0, 0, 0, 0)
         self.grid.setSpacing(6)
+        # The maps never shrink below what their labels and values need (heatmap.min_cell):
+        # when the step does not fit, it scrolls.
+        self.scroll = QtWidgets.QScrollArea(objectName="stepMaps")
+        self.scroll.setWidgetResizable(True)
+        self.scroll.setFrameShape(QtWidgets.QFrame.Shape.NoFrame)
+        self.scroll.setWidget(self.grid_host)
 
         self.hover = QtWidgets.QLabel("Hover a cell to see what it is; click a matrix to pick it for File → Export matrix.", objectName="hoverInfo")
         self.hover.setWordWrap(True)
@@ -93,7 +99,7 @@ class StepView(QtWidgets.QWidget):
         lay.addWidget(self.title)
         lay.addWidget(self.formula)
         lay.addLayout(opts)
-        lay.addWidget(self.grid_host, 1)
+        lay.addWidget(self.scroll, 1)
         lay.addWidget(self.hover)
 
         model.shown_changed.connect(self.refresh)
@@ -125,8 +131,7 @@ class StepView(QtWidgets.QWidget):
             self.formula.setText(formula)
         self._drawn = datas
         self._ensure_panels(datas)
-        for panel, data in zip(self.panels, datas):
-            panel.set_matrix(data)
+        self._draw_panels()
         self._show_focus()
         self._show_marks()
 
@@ -183,9 +188,19 @@ class StepView(QtWidgets.QWidget):
             self.grid.addWidget(p, k // per_row, k % per_row)
             p.show()
             # a row slice (one query) stays short instead of stretching one row tall
-            p.setMaximumHeight(_grid_shape(d)[0] * (d.shape[0] * 70 + 50) + 70 if d.shape[0] <= 2 else 16777215)
+            p.setMaximumHeight(max(_grid_shape(d)[0] * (d.shape[0] * 70 + 50) + 70, panel_min_size(d)[1])
+                               if d.shape[0] <= 2 else 16777215)
         for c in range(min(per_row, n)):
             self.grid.setColumnStretch(c, max(_width_weight(datas[k]) for k in range(c, n, per_row)))
+
+    def _draw_panels(self) -> None:
+        """Give each panel its matrix, its heads stacked when side by side they would not fit."""
+        width = max(self.scroll.viewport().width(), 300)
+        self._grid_cols = []
+        for panel, data in zip(self.panels, self._drawn):
+            cols = fit_grid_cols(data, width)
+            self._grid_cols.append(cols)
+            panel.set_matrix(data, cols)
 
     def _new_panel(self) -> MatrixPanel:
         p = MatrixPanel(self.grid_host)
@@ -196,23 +211,38 @@ class StepView(QtWidgets.QWidget):
         return p
 
     def _choose_per_row(self, datas: list[MatrixData]) -> int:
-        """Panels per row that give the largest cells (so values stay printable)."""
+        """Panels per row: among the arrangements whose panels get their minimum size without
+        a horizontal scroll bar, the one that needs no vertical one and gives the largest cells."""
         n = len(datas)
         if n <= 1:
             return 1
-        W = max(self.grid_host.width(), 500)
-        H = max(self.grid_host.height(), 350)
-        best, best_size = 1, -1.0
+        viewport = self.scroll.viewport().size()
+        W = max(viewport.width(), 300)
+        H = max(viewport.height(), 200)
+        mins = [panel_min_size(d, fit_grid_cols(d, W)) for d in datas]
+        spacing = self.grid.spacing()
+        best, best_score = 1, None
         for per_row in range(1, n + 1):
-            rows = math.ceil(n / per_row)
-            size = min(_cell_font(d, W / per_row, H / rows) for d in datas)
-            if size > best_size + 0.25:
-                best, best_size = per_row, size
+            rows = [list(range(r, min(n, r + per_row))) for r in range(0, n, per_row)]
+            width = max(sum(mins[k][0] for k in row) + spacing * (len(row) - 1) for row in rows)
+            if per_row > 1 and width > W:
+                break                             # wider rows only get wider
+            height = sum(max(mins[k][1] for k in row) for row in rows) + spacing * (len(rows) - 1)
+            size = min(_cell_font(d, W / per_row, H / len(rows)) for d in datas)
+            score = (height <= H, size)
+            if best_score is None or score[0] > best_score[0] or (
+                    score[0] == best_score[0] and size > best_score[1] + 0.25):
+                best, best_score = per_row, score
         return best
 
     def resizeEvent(self, event) -> None:
         super().resizeEvent(event)
-        if not self._drawn or self._choose_per_row(self._drawn) == self._per_row:
+        if not self._drawn:
+            return
+        width = max(self.scroll.viewport().width(), 300)
+        if [fit_grid_cols(d, width) for d in self._drawn] != getattr(self, "_grid_cols", None):
+            self._draw_panels()
+        if self._choose_per_row(self._drawn) == self._per_row:
             return
         # A new arrangement changes the panels' minimum sizes, which can resize this view
         # again; at some sizes the two arrangements would take turns for ever. Past a few
@@ -223,6 +253,7 @@ class StepView(QtWidgets.QWidget):
             return
         self._relayouts.append(now)
         self._ensure_panels(self._drawn)
+        self._draw_panels()
 
     # ---- selectors, hover, focus, marks: the learner's choices go to the model ---------------
     def _on_head(self, index: int) -> None:
