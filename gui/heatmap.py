@@ -128,10 +128,10 @@ def panel_min_size(data: MatrixData, max_cols: int | None = None) -> tuple[int, 
     left = _widest(data.row_labels, fm) + 8 + line + 4        # tick labels, gap, axis label
     top = (_widest(data.col_labels, fm) if rotates_columns(data, fm) else line) + 8 + line + 4
     title = line + 8 if any(m.title for m in data.maps) else 0
-    map_w = cols * cw + left + 6
-    map_h = rows * ch + top + title + 4
+    map_w = cols * cw + left + 16                 # + pyqtgraph's spacing and margins
+    map_h = rows * ch + top + title + 16
     width = ncols * map_w + 80                    # + colour bar and its axis
-    height = nrows * map_h + line + 16            # + the panel's title
+    height = nrows * map_h + line + 28            # + the panel's title
     return int(width), int(height)
 
 
@@ -305,6 +305,7 @@ class _CellTexts(QtWidgets.QGraphicsItem):
         self._font = QtGui.QFont()
         self._cells: list[tuple[str, QtGui.QColor]] = []
         self._layouts: list | None = None  # (QTextLayout, text width, line height) per cell
+        self.drawn: list[tuple[QtCore.QRectF, str]] = []
 
     @property
     def texts(self) -> list[str]:
@@ -361,11 +362,14 @@ class _CellTexts(QtWidgets.QGraphicsItem):
         cols = self._shape[1]
         painter.save()
         painter.resetTransform()          # text in screen pixels, as TextItem draws it
-        for n, ((_text, color), (layout, width, height)) in enumerate(zip(self._cells, self._layouts)):
+        drawn = []
+        for n, ((text, color), (layout, width, height)) in enumerate(zip(self._cells, self._layouts)):
             i, j = divmod(n, cols)
             c = to_device.map(QtCore.QPointF(j + 0.5, i + 0.5))
             painter.setPen(color)
             layout.draw(painter, QtCore.QPointF(c.x() - width / 2, c.y() - height / 2))
+            drawn.append((QtCore.QRectF(c.x() - width / 2, c.y() - height / 2, width, height), text))
+        self.drawn = drawn                # (device rect, text) last painted: the layout test reads them
         painter.restore()
 
 
@@ -463,6 +467,13 @@ class _Map:
         height = _widest(data.col_labels, fm) + 10 + (fm.height() if data.col_axis else 0) if rotated else None
         if rotated != top.rotated or height != top.fixedHeight:
             top.set_rotated(rotated, height)
+            self._fitted = None
+        # the row labels' room, fixed from the data: pyqtgraph widens an axis only after a paint
+        # has dropped the labels that did not fit
+        left = self.plot.getAxis("left")
+        width = _widest(data.row_labels, fm) + 10 + (fm.height() + 2 if data.row_axis else 0)
+        if left.fixedWidth != width:
+            left.setWidth(width)
             self._fitted = None
         # setTitle/setLabel re-layout the plot: only call them when the text changes
         texts = (m.title, data.row_axis, data.col_axis)
