@@ -87,13 +87,36 @@ def is_thumbnails(data: MatrixData) -> bool:
     return len(data.maps) >= THUMBNAIL_MAPS
 
 
+def value_chars(data: MatrixData) -> int:
+    """Characters of the longest value the cells print ("−190.9510": 9; "0.2029": 6)."""
+    if data.kind == "binary":
+        return 1
+    if data.kind == "diff":
+        return 8
+    lo, hi = math.inf, -math.inf
+    for m in data.maps:
+        v = np.asarray(m.values, dtype=np.float64)
+        fin = v[np.isfinite(v)]
+        if fin.size:
+            lo, hi = min(lo, float(fin.min())), max(hi, float(fin.max()))
+    if lo > hi:
+        return 6
+    return max(len(f"{lo:.4f}"), len(f"{hi:.4f}"), 6)
+
+
+def text_factor(data: MatrixData) -> float:
+    """Text width per pixel of font size for the longest value (~0.62 px a character)."""
+    return 0.62 * value_chars(data)
+
+
 def min_cell(data: MatrixData) -> tuple[int, int]:
     """(width, height) in px below which a cell of ``data`` is not drawn: room for its value
     when values are printed, for one label a row/column where there are ≤ MAX_TICKS of them."""
     if is_thumbnails(data):
         return 1, 1
     if prints_values(data):
-        return VALUE_CELL, VALUE_CELL
+        side = max(VALUE_CELL, math.ceil(text_factor(data) * MIN_TEXT_PX + 3))
+        return side, side
     rows, cols = data.shape
     lab = label_cell()
     return (lab if cols <= MAX_TICKS else 1), (lab if rows <= MAX_TICKS else 1)
@@ -126,13 +149,31 @@ def panel_min_size(data: MatrixData, max_cols: int | None = None) -> tuple[int, 
         per_w, per_h = 64, 64 + line + 4
         return ncols * per_w + 80, nrows * per_h + 2 * line + 20
     left = _widest(data.row_labels, fm) + 8 + line + 4        # tick labels, gap, axis label
-    top = (_widest(data.col_labels, fm) if rotates_columns(data, fm) else line) + 8 + line + 4
+    top = (_widest(data.col_labels, fm) + 4 if rotates_columns(data, fm) else line) + 8 + line + 4
     title = line + 8 if any(m.title for m in data.maps) else 0
     map_w = cols * cw + left + 16                 # + pyqtgraph's spacing and margins
     map_h = rows * ch + top + title + 16
-    width = ncols * map_w + 80                    # + colour bar and its axis
+    width = ncols * map_w + 100                   # + colour bar, its axis and caption
     height = nrows * map_h + line + 28            # + the panel's title
     return int(width), int(height)
+
+
+def bar_caption(data: MatrixData) -> str:
+    """What the colour bar says about its scale: shared with the step's other maps, or per row."""
+    if data.extra.get("row_scaled"):
+        return "per row: ÷ row max"
+    if data.extra.get("shared_scale"):
+        return "shared scale"
+    return ""
+
+
+def row_scaled(img: np.ndarray) -> np.ndarray:
+    """Each row divided by its largest (finite, unmasked) value: auto-contrast for weights, so a
+    long causal map shows each row's structure instead of one flat triangle."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        top = np.nanmax(np.where(np.isfinite(img), img, np.nan), axis=1, keepdims=True) if img.size else img
+        out = img / np.where(top > 0, top, 1.0)
+    return out.astype(img.dtype, copy=False)
 
 
 def grid_shape(n: int, max_cols: int | None = None) -> tuple[int, int]:
@@ -189,8 +230,9 @@ class _Axis(pg.AxisItem):
         # each one turned 90°, its end at the axis line, centred on its column
         lo, hi = self.range
         span = (hi - lo) or 1.0
-        width = self.boundingRect().width()
-        bottom = self.boundingRect().bottom() - 3
+        own = self.mapRectFromParent(self.geometry())   # the bounding rect reaches past it
+        width = own.width()
+        bottom = own.bottom() - 7          # clear of the first row's label, centred on its row
         fm = QtGui.QFontMetrics(self.style.get("tickFont") or QtGui.QFont())
         p.setPen(self.textPen())
         drawn = []
@@ -198,7 +240,7 @@ class _Axis(pg.AxisItem):
             for x, text in level:
                 if not lo <= x <= hi:
                     continue
-                cx = (x - lo) / span * width
+                cx = own.left() + (x - lo) / span * width
                 w, h = fm.horizontalAdvance(text), fm.height()
                 p.save()
                 p.translate(cx, bottom)
@@ -378,7 +420,9 @@ class _CellTexts(QtWidgets.QGraphicsItem):
 _LAYOUTS: dict[tuple[int, str], tuple] = {}    # "0" fills masked cells
 _MASKED_TEXT = QtGui.QColor(70, 70, 70)
 MARK_PENS = {"source": (QtGui.QColor(255, 140, 0), 2.5),     # cells that feed the clicked one
-             "clicked": (QtGui.QColor(47, 111, 208), 3.5)}   # the clicked cell
+             "clicked": (QtGui.QColor(47, 111, 208), 3.5),   # the clicked cell
+             "hover": (QtGui.QColor(0, 160, 70), 2.0),       # the row/column the hovered cell is made of
+             "hovered": (QtGui.QColor(0, 160, 70), 3.0)}     # the hovered cell
 _LIGHT_TEXT = QtGui.QColor(255, 255, 255)
 _DARK_TEXT = QtGui.QColor(0, 0, 0)
 
@@ -422,6 +466,7 @@ class _Map:
         self._shown = None                    # (data, k) drawn (redrawn when a resize changes the stride)
         self._setting = False
         self._square = False                  # cells kept square (aspect locked)
+        self._text_factor = 3.9               # text width per px of font size (longest value)
         self.thumbnail = False                # one of many heads: no values, a click opens it
         p.vb.sigTransformChanged.connect(self.fit_text)   # after a resize has updated the view
 
@@ -441,7 +486,10 @@ class _Map:
         rows, cols = m.values.shape
         self._shown = (data, k)
         self.stride = self._stride(rows, cols)
-        self.image.setImage(m.display(self.stride), autoLevels=False, levels=data.levels)
+        img = m.display(self.stride)
+        if data.extra.get("row_scaled"):
+            img = row_scaled(img)
+        self.image.setImage(img, autoLevels=False, levels=data.levels)
         self.image.setRect(QtCore.QRectF(0, 0, cols, rows))
 
     def set_data(self, data: MatrixData, k: int, cmap: pg.ColorMap) -> None:
@@ -457,31 +505,39 @@ class _Map:
             self.hatch.setRect(0, 0, cols, rows)
             self._square = square
             self.plot.vb.setAspectLocked(square, 1.0)
-            self.plot.setRange(xRange=(0, cols), yRange=(0, rows), padding=0)
             self.plot.disableAutoRange()
             self.shape = (rows, cols)
-        self.thumbnail = is_thumbnails(data)
+        # every time: an aspect-locked view widens its target range on resizes, which would
+        # stay when the next matrix of the same shape is not locked
+        self.plot.vb.setRange(xRange=(0, cols), yRange=(0, rows), padding=0)
+        self.thumbnail = thumb = is_thumbnails(data)
         fm = QtGui.QFontMetrics(QtGui.QFont())
-        rotated = rotates_columns(data, fm) and not self.thumbnail
+        rotated = rotates_columns(data, fm) and not thumb
         top = self.plot.getAxis("top")
-        height = _widest(data.col_labels, fm) + 10 + (fm.height() if data.col_axis else 0) if rotated else None
+        left = self.plot.getAxis("left")
+        for ax in (top, left):              # thumbnails: the map and its title only (hover names cells)
+            if ax.style["showValues"] == thumb:
+                ax.setStyle(showValues=not thumb)
+                self._fitted = None
+        height = (2 if thumb else _widest(data.col_labels, fm) + 14 + (fm.height() if data.col_axis else 0)
+                  if rotated else None)
         if rotated != top.rotated or height != top.fixedHeight:
             top.set_rotated(rotated, height)
             self._fitted = None
         # the row labels' room, fixed from the data: pyqtgraph widens an axis only after a paint
         # has dropped the labels that did not fit
-        left = self.plot.getAxis("left")
-        width = _widest(data.row_labels, fm) + 10 + (fm.height() + 2 if data.row_axis else 0)
+        width = 2 if thumb else _widest(data.row_labels, fm) + 10 + (fm.height() + 2 if data.row_axis else 0)
         if left.fixedWidth != width:
             left.setWidth(width)
             self._fitted = None
         # setTitle/setLabel re-layout the plot: only call them when the text changes
-        texts = (m.title, data.row_axis, data.col_axis)
+        thumb = is_thumbnails(data)
+        texts = (m.title, data.row_axis, data.col_axis, thumb)
         if texts != self._texts:
             self.plot.setTitle(m.title or None, size="9pt", color="#333")
             self._title_key = None            # MatrixPanel.set_focused styles it again
-            self.plot.getAxis("left").setLabel(data.row_axis, color="#555")
-            self.plot.getAxis("top").setLabel(data.col_axis, color="#555")
+            self.plot.getAxis("left").setLabel(None if thumb else data.row_axis, color="#555")
+            self.plot.getAxis("top").setLabel(None if thumb else data.col_axis, color="#555")
             self._texts = texts
         if (data.row_labels, data.col_labels) != self.labels:
             self.labels = (data.row_labels, data.col_labels)
@@ -530,6 +586,7 @@ class _Map:
             self._pending_texts = None
             return
         self.cells.set_shape(rows, cols)
+        self._text_factor = text_factor(data)
         # Cells too small to print in (e.g. 12 heads side by side): fill the texts once a
         # resize makes them readable (fit_text), not on every redraw.
         self._pending_texts = (data, k, cmap)
@@ -542,7 +599,7 @@ class _Map:
         px_w, px_h = self.plot.vb.viewPixelSize()
         if px_w <= 0 or px_h <= 0:
             return None
-        return int(min(14, (1.0 / px_w - 3) / 3.9, 1.0 / px_h / 1.5))
+        return int(min(14, (1.0 / px_w - 3) / self._text_factor, 1.0 / px_h / 1.5))
 
     def _fill_texts(self) -> None:
         if self._pending_texts is None:
@@ -556,8 +613,11 @@ class _Map:
         shown = np.isfinite(values)
         if m.masked is not None:
             shown &= ~np.asarray(m.masked, dtype=bool).ravel()
+        colours = values
+        if data.extra.get("row_scaled"):          # the text's colour follows the cell's colour
+            colours = row_scaled(m.display()).astype(np.float64).ravel()
         # the cell colours of all shown cells at once (ColorMap.map per value is ~10 µs)
-        rgb = cmap.map((values[shown] - lo) / span, mode="byte")
+        rgb = cmap.map((colours[shown] - lo) / span, mode="byte")
         dark = iter((0.299 * rgb[:, 0] + 0.587 * rgb[:, 1] + 0.114 * rgb[:, 2] < 140).tolist())
         cells = []
         for v, ok in zip(values.tolist(), shown.tolist()):
@@ -596,7 +656,7 @@ class _Map:
             self._fitted = (px_w, px_h, self.labels, self._widest)
         if not self._ncells:
             return
-        size = int(min(14, (cell_w - 3) / 3.9, cell_h / 1.5))
+        size = int(min(14, (cell_w - 3) / self._text_factor, cell_h / 1.5))
         visible = size >= MIN_TEXT_PX - 1
         if visible:
             self._fill_texts()
@@ -626,7 +686,10 @@ class MatrixPanel(pg.GraphicsLayoutWidget):
     """One matrix of a step (all its heads), with one colour bar and hover tooltips."""
 
     hovered = QtCore.Signal(str)
+    hovered_cell = QtCore.Signal(int, int, int)      # map index, row, column (-1s: none)
     cell_clicked = QtCore.Signal(int, int, int)     # map index, row, column
+    thumbnail_clicked = QtCore.Signal(int, int, int)  # a head among many: open it large
+    map_opened = QtCore.Signal(int)                 # double-click: the map on its own, zoomable
 
     def __init__(self, parent: QtWidgets.QWidget | None = None):
         super().__init__(parent, show=False)
@@ -640,6 +703,12 @@ class MatrixPanel(pg.GraphicsLayoutWidget):
         self._title = pg.LabelItem(justify="center", color=(20, 20, 20))
         self._frames: list[tuple] = []      # (plot, rect item, Frame) drawn by mark()
         self.setMinimumSize(160, 140)
+        self._hovered = None                # (map, row, column) under the mouse
+        self.open_button = QtWidgets.QToolButton(self, objectName="openMap", text="⤢")
+        self.open_button.setToolTip("Open this map on its own, full-window, with zoom (or double-click a map)")
+        self.open_button.setAutoRaise(True)
+        self.open_button.clicked.connect(lambda: self.map_opened.emit(self._focused_map))
+        self._focused_map = 0
         self.set_focused(False)
         self.scene().sigMouseMoved.connect(self._on_move)
         self.scene().sigMouseClicked.connect(self._on_click)
@@ -655,9 +724,18 @@ class MatrixPanel(pg.GraphicsLayoutWidget):
             m.image.clear()
             m._shown = None
 
+    def resizeEvent(self, event) -> None:
+        super().resizeEvent(event)
+        b = getattr(self, "open_button", None)      # pyqtgraph resizes during __init__
+        if b is None:
+            return
+        b.move(self.width() - b.sizeHint().width() - 4, 4)
+        b.raise_()
+
     def set_focused(self, focused: bool, map_index: int | None = None, frame: bool = True) -> None:
         """Mark the matrix under focus (what File → Export matrix writes): a blue frame around
         the panel and, in a grid of heads, the chosen head's title in blue."""
+        self._focused_map = map_index if focused and map_index is not None else 0
         # setStyleSheet re-polishes and setTitle re-lays out the plots: only when they change
         style = "border: 2px solid #2f6fd0;" if focused and frame else "border: 2px solid transparent;"
         if style != getattr(self, "_style", None):
@@ -696,6 +774,10 @@ class MatrixPanel(pg.GraphicsLayoutWidget):
         size = panel_min_size(data, grid_cols)
         if (self.minimumWidth(), self.minimumHeight()) != size:
             self.setMinimumSize(*size)
+        caption = bar_caption(data)
+        if caption != getattr(self, "_caption", None):
+            self._caption = caption
+            self.bar.getAxis("right").setLabel(caption or None, color="#555")
         if tuple(self.bar.levels()) != tuple(data.levels):
             # the images got these levels in setImage; the bar's axis re-renders on every setLevels
             self.bar.setLevels(data.levels)
@@ -757,12 +839,24 @@ class MatrixPanel(pg.GraphicsLayoutWidget):
         hit = self.cell_at(scene_pos)
         if hit is None or self.data is None:
             QtWidgets.QToolTip.hideText()
+            if self._hovered is not None:
+                self._hovered = None
+                self.hovered_cell.emit(-1, -1, -1)
             return
         text = self.describe(*hit)
         QtWidgets.QToolTip.showText(QtGui.QCursor.pos(), text, self)
         self.hovered.emit(text)
+        if hit != self._hovered:
+            self._hovered = hit
+            self.hovered_cell.emit(*hit)
 
     def _on_click(self, event) -> None:
         hit = self.cell_at(event.scenePos())
-        if hit is not None:
+        if hit is None:
+            return
+        if event.double():
+            self.map_opened.emit(hit[0])
+        elif self.maps[hit[0]].thumbnail:
+            self.thumbnail_clicked.emit(*hit)
+        else:
             self.cell_clicked.emit(*hit)

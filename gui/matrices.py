@@ -8,7 +8,7 @@ The exact values stay here; only the display copy replaces masked cells with NaN
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -209,3 +209,28 @@ def resolve_panel(panel: Panel, trace, batch_index: int = 0) -> MatrixData | Non
         row_axis=axes[-2] if len(axes) >= 2 else "", col_axis=col_axis,
         kind=kind, levels=levels, template=template, row_offset=r0, extra=extra,
     )
+
+
+def share_levels(pairs: list[tuple[Panel, MatrixData]]) -> list[MatrixData]:
+    """One colour scale for the panels of a step that are meant to be compared (the same
+    ``Panel.scale`` name): the union of their levels, symmetric when any is signed, so equal
+    numbers get equal colours (2.5's scaled scores look paler than the raw ones, as they are).
+    Marked ``extra["shared_scale"]`` for the colour bar's caption."""
+    groups: dict[str, list[int]] = {}
+    for k, (panel, _data) in enumerate(pairs):
+        if panel.scale:
+            groups.setdefault(panel.scale, []).append(k)
+    out = [data for _panel, data in pairs]
+    for members in groups.values():
+        if len(members) < 2:
+            continue
+        datas = [out[k] for k in members]
+        lo = min(d.levels[0] for d in datas)
+        hi = max(d.levels[1] for d in datas)
+        kinds = {d.kind for d in datas}
+        if "signed" in kinds:
+            top = max(abs(lo), abs(hi)) or 1.0
+            lo, hi = -top, top
+        for k in members:
+            out[k] = replace(out[k], levels=(lo, hi), extra={**out[k].extra, "shared_scale": True})
+    return out

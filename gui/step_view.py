@@ -7,6 +7,7 @@ by side, or one in detail), the batch-item selector, hover and click (the clicke
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 
@@ -16,9 +17,14 @@ from gui.heatmap import MatrixPanel, fit_grid_cols, panel_min_size
 from gui.matrices import MatrixData
 from gui.steps import step_numbers
 from gui.texts import is_book, title_and_formula
-from gui.view_model import ViewModel, frames_for
+from gui.view_model import Mark, ViewModel, frames_for
 
 PANELS_PER_ROW = 3
+ROW_SCALE_KEY = "view/weights_per_row"     # QSettings: weights coloured per row (remembered)
+
+
+def _settings() -> QtCore.QSettings:
+    return QtCore.QSettings()
 MAX_SPARE_PANELS = 12    # hidden panels kept for reuse (their images released)
 
 
@@ -45,11 +51,36 @@ def _cell_font(d: MatrixData, width: float, height: float) -> float:
     return min(cell_w / 3.9, cell_h / 1.5)
 
 
+def hover_marks(model: ViewModel, k: int, m: int, row: int, col: int) -> tuple[Mark, ...]:
+    """Marks (roles "hover"/"hovered") for the sources of cell (row, col) of map ``m`` of the
+    shown matrix ``k``: the query row and key row of a score, the weights row and value column
+    of a context vector… Empty when the cell has no sources on record or cannot be explained."""
+    from core.provenance import explain_cell
+    from gui.inspector import full_index
+    trace = model.trace
+    if trace is None or k >= len(model.shown):
+        return ()
+    data = model.shown[k]
+    if data.key not in trace or data.extra.get("max_abs_diff") is not None:
+        return ()
+    try:
+        index = full_index(data, m, row, col, trace)
+        e = explain_cell(trace, data.key[0], data.key[1], index)
+    except Exception:          # hover must never fail: no frames then
+        return ()
+    opt = (lambda seq: None if seq is None else tuple(int(v) for v in seq))
+    marks = [Mark(s.stage, s.name, tuple(s.lead), opt(s.rows), opt(s.cols), "hover") for s in e.sources]
+    lead = tuple(data.maps[m].index)
+    marks.append(Mark(data.key[0], data.key[1], lead, (row + data.row_offset,), (col,), "hovered"))
+    return tuple(marks)
+
+
 class StepView(QtWidgets.QWidget):
     def __init__(self, model: ViewModel, parent: QtWidgets.QWidget | None = None):
         super().__init__(parent)
         self.model = model
         self.panels: list[MatrixPanel] = []
+        self.hover_marks: tuple[Mark, ...] = ()   # what the hovered cell is made of (framed green)
         self._spare: list[MatrixPanel] = []
         self._drawn: list[MatrixData] = []    # what the panels were last given (for relayouts)
         self._per_row = 1
@@ -74,10 +105,17 @@ class StepView(QtWidgets.QWidget):
         self.batch_box.setToolTip("Which sequence of the batch to show")
         self.batch_box.valueChanged.connect(self._on_batch)
         self.batch_label = QtWidgets.QLabel("batch item:")
+        self.row_scale = QtWidgets.QCheckBox("weights: per-row colours", objectName="rowScale")
+        self.row_scale.setToolTip("Colour attention weights per row (each row ÷ its largest weight) "
+                                  "instead of on the fixed [0, 1] scale: long causal maps show their "
+                                  "structure. The cells still print the exact weights.")
+        self.row_scale.setChecked(_settings().value(ROW_SCALE_KEY, False, type=bool))
+        self.row_scale.toggled.connect(self._on_row_scale)
         opts = QtWidgets.QHBoxLayout()
         for w in (self.head_label, self.head_box, self.batch_label, self.batch_box):
             opts.addWidget(w)
         opts.addStretch(1)
+        opts.addWidget(self.row_scale)
 
         self.grid_host = QtWidgets.QWidget()
         self.grid = QtWidgets.QGridLayout(self.grid_host)
@@ -103,6 +141,7 @@ class StepView(QtWidgets.QWidget):
         lay.addWidget(self.hover)
 
         model.shown_changed.connect(self.refresh)
+        model.step_changed.connect(self._on_step)
         model.focus_changed.connect(self._show_focus)
         model.marks_changed.connect(self._show_marks)
         model.hover_changed.connect(self.hover.setText)
@@ -121,7 +160,7 @@ class StepView(QtWidgets.QWidget):
         trace = m.trace
         title, formula = title_and_formula(step, trace, is_book(m)) if trace else (step.title, "")
         self.title.setText(f"{step_numbers()[m.index]}  {title}")
-        datas = list(m.shown)
+        datas = [self._scaled(d) for d in m.shown]
         if trace is None:                 # this step's trace is still being computed
             self.formula.setText("Computing…")
         elif m.draw_error is not None:
@@ -206,8 +245,13 @@ class StepView(QtWidgets.QWidget):
         p = MatrixPanel(self.grid_host)
         # panels are reused at other positions: look the index up when the signal comes
         p.hovered.connect(lambda text, p=p: self._on_hover(self.panels.index(p), text) if p in self.panels else None)
+        p.hovered_cell.connect(lambda m, r, c, p=p: self._on_hover_cell(self.panels.index(p), m, r, c)
+                               if p in self.panels else None)
         p.cell_clicked.connect(lambda m, r, c, p=p: self._on_click(self.panels.index(p), m, r, c)
                                if p in self.panels else None)
+        p.thumbnail_clicked.connect(lambda m, r, c, p=p: self.open_head(self.panels.index(p), m, r, c)
+                                    if p in self.panels else None)
+        p.map_opened.connect(lambda m, p=p: self.open_map(self.panels.index(p), m) if p in self.panels else None)
         return p
 
     def _choose_per_row(self, datas: list[MatrixData]) -> int:
@@ -255,6 +299,16 @@ class StepView(QtWidgets.QWidget):
         self._ensure_panels(self._drawn)
         self._draw_panels()
 
+    def _scaled(self, d: MatrixData) -> MatrixData:
+        """Weights on the per-row scale when the learner chose it (the values stay exact)."""
+        if self.row_scale.isChecked() and d.kind == "prob":
+            return dataclasses.replace(d, extra={**d.extra, "row_scaled": True}, levels=(0.0, 1.0))
+        return d
+
+    def _on_row_scale(self, on: bool) -> None:
+        _settings().setValue(ROW_SCALE_KEY, bool(on))
+        self.refresh()
+
     # ---- selectors, hover, focus, marks: the learner's choices go to the model ---------------
     def _on_head(self, index: int) -> None:
         self.model.set_head(None if index <= 0 else index - 1)
@@ -268,13 +322,43 @@ class StepView(QtWidgets.QWidget):
     def _on_click(self, k: int, m: int, row: int, col: int) -> None:
         self.model.click(k, m, row, col)
 
+    def open_head(self, k: int, m: int, row: int, col: int) -> None:
+        """A click on one of many heads: that head large (the model's head), its cell inspected."""
+        head = self.model.shown[k].maps[m].head if k < len(self.model.shown) else None
+        if head is None:
+            self.model.click(k, m, row, col)
+            return
+        self.model.set_head(head)
+        self.model.click(k, 0, row, col)
+
+    def open_map(self, k: int, m: int) -> None:
+        """One map on its own, as large as the window, with zoom (hover and click still work)."""
+        from gui.map_window import MapWindow
+        if k >= len(self.model.shown):
+            return
+        win = MapWindow(self.model, k, m, self.window(), transform=self._scaled)
+        win.show()
+        self.map_windows = [w for w in getattr(self, "map_windows", []) if w.isVisible()] + [win]
+
     def _show_focus(self) -> None:
         k, m = self.model.focus
         for i, p in enumerate(self.panels):
             p.set_focused(self.model.focus_picked and i == k, m, frame=len(self.panels) > 1)
 
+    def _on_step(self, _index: int) -> None:
+        self.hover_marks = ()
+        self.scroll.verticalScrollBar().setValue(0)
+        self.scroll.horizontalScrollBar().setValue(0)
+
+    def _on_hover_cell(self, k: int, m: int, row: int, col: int) -> None:
+        """Show the operation: frame, in the step's maps, the row and column (or the cells) the
+        hovered cell is made of (core.provenance's sources of that cell)."""
+        self.hover_marks = hover_marks(self.model, k, m, row, col) if m >= 0 else ()
+        self._show_marks()
+
     def _show_marks(self) -> None:
-        """Frame the cells the model marks (the inspector's sources and clicked cell)."""
-        marks = self.model.marks
+        """Frame the cells the model marks (the inspector's sources and clicked cell) and what
+        the hovered cell is made of."""
+        marks = tuple(self.model.marks) + tuple(self.hover_marks)
         for p, d in zip(self.panels, self._drawn):
             p.mark(frames_for(marks, d) if marks else [])
