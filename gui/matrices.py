@@ -135,6 +135,8 @@ def resolve_panel(panel: Panel, trace, batch_index: int = 0) -> MatrixData | Non
             return None
         raise KeyError(f"{panel.key[0]}.{panel.key[1]} is not in the trace")
     item = trace[panel.key]
+    if panel.merge:
+        return _merged_heads(panel, item, trace, batch_index)
     mask = trace["causal", "mask"].numpy() if ("causal", "mask") in trace else None
     arr = item.numpy()
     axes = list(item.axes)
@@ -234,3 +236,29 @@ def share_levels(pairs: list[tuple[Panel, MatrixData]]) -> list[MatrixData]:
         for k in members:
             out[k] = replace(out[k], levels=(lo, hi), extra={**out[k].extra, "shared_scale": True})
     return out
+
+
+def _merged_heads(panel: Panel, item, trace, batch_index: int) -> MatrixData:
+    """A per-head (b, h, T, hd) intermediate as the (T, d_out) matrix the heads were split from
+    (or are merged into): head h is columns h·hd … (h+1)·hd − 1, with lines between the heads.
+    The same numbers, only arranged as before ``.view``/``.transpose`` (4.4) or after the merge."""
+    arr = item.numpy()
+    lead: tuple[int, ...] = ()
+    if tuple(item.axes[:2]) == ("batch", "head") and arr.ndim == 4:
+        lead = (min(batch_index, arr.shape[0] - 1),)
+        arr = arr[lead[0]]                                                       # (b, h, T, hd) -> (h, T, hd)
+    elif item.axes[0] != "head" or arr.ndim != 3:
+        raise KeyError(f"{item.stage}.{item.name} has no head axis to merge")
+    h, t, hd = arr.shape
+    values = arr.transpose(1, 0, 2).reshape(t, h * hd)                           # (h, T, hd) -> (T, h·hd)
+    lo, hi = _value_range([MapData(values, None)])
+    kind, levels = _kind_and_levels(item.name, lo, hi, False)
+    extra = {"head_width": hd, "merged_heads": hd} if h > 1 else {"merged_heads": hd}
+    return MatrixData(
+        key=panel.key, title=f"{panel.label or item.symbol} · (T, d_out) before the split",
+        symbol=panel.label or item.symbol, meaning=item.term.meaning,
+        maps=[MapData(values, None, "", lead)],
+        row_labels=tuple(item.labels[-2]), col_labels=tuple(f"out{j}" for j in range(h * hd)),
+        row_axis=item.axes[-2], col_axis=f"d_out  (│ between heads, hd = {hd})" if h > 1 else "d_out",
+        kind=kind, levels=levels, template="", extra=extra,
+    )

@@ -320,7 +320,23 @@ class StepView(QtWidgets.QWidget):
         self.model.set_hover(text)
 
     def _on_click(self, k: int, m: int, row: int, col: int) -> None:
-        self.model.click(k, m, row, col)
+        self.model.click(*self._per_head_cell(k, m, row, col))
+
+    def _per_head_cell(self, k: int, m: int, row: int, col: int) -> tuple[int, int, int, int]:
+        """A cell of a merged (T, d_out) map as the same number in the step's per-head map
+        (what the inspector explains); any other cell as it is."""
+        shown = self.model.shown
+        if k >= len(shown) or "merged_heads" not in shown[k].extra:
+            return k, m, row, col
+        hd = shown[k].extra["merged_heads"]
+        head, c = divmod(col, hd)
+        lead = tuple(shown[k].maps[m].index) + (head,)
+        for k2, d in enumerate(shown):
+            if d.key == shown[k].key and k2 != k:
+                for m2, mp in enumerate(d.maps):
+                    if tuple(mp.index) == lead:
+                        return k2, m2, row, c
+        return k, m, row, col
 
     def open_head(self, k: int, m: int, row: int, col: int) -> None:
         """A click on one of many heads: that head large (the model's head), its cell inspected."""
@@ -353,7 +369,7 @@ class StepView(QtWidgets.QWidget):
     def _on_hover_cell(self, k: int, m: int, row: int, col: int) -> None:
         """Show the operation: frame, in the step's maps, the row and column (or the cells) the
         hovered cell is made of (core.provenance's sources of that cell)."""
-        self.hover_marks = hover_marks(self.model, k, m, row, col) if m >= 0 else ()
+        self.hover_marks = hover_marks(self.model, *self._per_head_cell(k, m, row, col)) if m >= 0 else ()
         self._show_marks()
 
     def _show_marks(self) -> None:
