@@ -766,13 +766,15 @@ class MatrixPanel(pg.GraphicsLayoutWidget):
             self.bar.setColorMap(cmap)          # same grid, other colours: no rebuild
         self._kind = data.kind
         self.data = data
-        if data.title != getattr(self, "_title_text", None):
-            self._title_text = data.title
-            self._title.setText(data.title, size="10pt", bold=True)
+        title = data.title + ("   (click a head to open it)" if is_thumbnails(data) else "")
+        if title != getattr(self, "_title_text", None):
+            self._title_text = title
+            self._title.setText(title, size="10pt", bold=True)
         for k, m in enumerate(self.maps):
             m.set_data(data, k, cmap)
         size = panel_min_size(data, grid_cols)
-        if (self.minimumWidth(), self.minimumHeight()) != size:
+        if size != getattr(self, "base_min", None):      # (the step view may grow it: see StepView)
+            self.base_min = size
             self.setMinimumSize(*size)
         caption = bar_caption(data)
         if caption != getattr(self, "_caption", None):

@@ -13,7 +13,7 @@ import time
 
 from PySide6 import QtCore, QtWidgets
 
-from gui.heatmap import MatrixPanel, fit_grid_cols, panel_min_size
+from gui.heatmap import MatrixPanel, fit_grid_cols, grid_shape, panel_min_size, square_cells
 from gui.matrices import MatrixData
 from gui.steps import step_numbers
 from gui.texts import is_book, title_and_formula
@@ -48,6 +48,8 @@ def _cell_font(d: MatrixData, width: float, height: float) -> float:
     cell_h = (height - 50 - gr * 55) / max(gr * rows, 1)
     if rows <= 2:                      # short panels do not use the height
         cell_h = min(cell_h, 60)
+    if square_cells(d):                # square cells: the smaller side is the cell
+        return min(cell_w, cell_h) / 3.9
     return min(cell_w / 3.9, cell_h / 1.5)
 
 
@@ -168,6 +170,7 @@ class StepView(QtWidgets.QWidget):
         else:
             self._update_selectors()
             self.formula.setText(formula)
+        self.row_scale.setVisible(any(d.kind == "prob" for d in m.shown))
         self._drawn = datas
         self._ensure_panels(datas)
         self._draw_panels()
@@ -234,12 +237,36 @@ class StepView(QtWidgets.QWidget):
 
     def _draw_panels(self) -> None:
         """Give each panel its matrix, its heads stacked when side by side they would not fit."""
-        width = max(self.scroll.viewport().width(), 300)
+        width, height = self._room()
         self._grid_cols = []
         for panel, data in zip(self.panels, self._drawn):
             cols = fit_grid_cols(data, width)
             self._grid_cols.append(cols)
             panel.set_matrix(data, cols)
+        # When the step scrolls anyway, a panel of square cells is not squeezed to its minimum
+        # height (a 64-token map 70 px tall in a 450 px wide panel): it gets the height its
+        # width gives it, up to the visible height.
+        per_row = max(self._per_row, 1)
+        rows = [self.panels[r:r + per_row] for r in range(0, len(self.panels), per_row)]
+        needed = sum(max(p.base_min[1] for p in row) for row in rows)
+        for panel, data, cols in zip(self.panels, self._drawn, self._grid_cols):
+            base_w, base_h = panel.base_min
+            grow = 0.0
+            if per_row == 1 and needed > height and square_cells(data):
+                r, c = data.shape
+                gc, gr = grid_shape(len(data.maps), cols)
+                grow = max(0.0, width / per_row - base_w) * (r * gr) / max(c * gc, 1)
+            target = int(min(base_h + grow, max(base_h, height * 0.95), max(base_h, panel.maximumHeight())))
+            if panel.minimumHeight() != target:
+                panel.setMinimumHeight(target)
+
+    def _room(self) -> tuple[int, int]:
+        """The maps' area (px), less a vertical scroll bar whether or not it shows now: the
+        arrangement must not depend on the scroll bar it causes (they would take turns)."""
+        vp = self.scroll.viewport().size()
+        bar = self.scroll.verticalScrollBar()
+        width = vp.width() - (0 if bar.isVisible() else bar.sizeHint().width())
+        return max(width, 300), max(vp.height(), 200)
 
     def _new_panel(self) -> MatrixPanel:
         p = MatrixPanel(self.grid_host)
@@ -260,9 +287,7 @@ class StepView(QtWidgets.QWidget):
         n = len(datas)
         if n <= 1:
             return 1
-        viewport = self.scroll.viewport().size()
-        W = max(viewport.width(), 300)
-        H = max(viewport.height(), 200)
+        W, H = self._room()
         mins = [panel_min_size(d, fit_grid_cols(d, W)) for d in datas]
         spacing = self.grid.spacing()
         best, best_score = 1, None
@@ -283,7 +308,7 @@ class StepView(QtWidgets.QWidget):
         super().resizeEvent(event)
         if not self._drawn:
             return
-        width = max(self.scroll.viewport().width(), 300)
+        width = self._room()[0]
         if [fit_grid_cols(d, width) for d in self._drawn] != getattr(self, "_grid_cols", None):
             self._draw_panels()
         if self._choose_per_row(self._drawn) == self._per_row:

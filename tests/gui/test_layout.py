@@ -175,7 +175,7 @@ def test_every_step_is_legible(layout_window, case):
         win.resize(w, h)
         for i, step in enumerate(c.steps):
             c.go(i)
-            for _ in range(2):        # the panels' new minimum sizes post a second layout request
+            for _ in range(3):        # new minimum sizes post layout requests of the panels, then the scroll area
                 QtWidgets.QApplication.processEvents()
             image = win.step_view.grab()      # paints every panel (what check_step reads)
             image.save(str(out / f"{case}_{w}x{h}_{numbers[i]}_{step.id.split('.')[1]}.png"), "PNG")
