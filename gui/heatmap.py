@@ -796,6 +796,9 @@ class MatrixPanel(pg.GraphicsLayoutWidget):
                                    width=14, rounding=1e-6)
         self.bar.setImageItem([m.image for m in self.maps])
         self.bar.getAxis("right").setTextPen(pg.mkPen(20, 20, 20))
+        # with a caption pyqtgraph would rescale the ticks ("shared scale (x0.001)", 300 for 0.3)
+        self.bar.getAxis("right").enableAutoSIPrefix(False)
+        self._caption = None
         self.ci.addItem(self.bar, row=1, col=ncols, rowspan=nrows)
 
     # ---- frames around cells (the inspector's, through the view model's marks) -----------------

@@ -200,3 +200,13 @@ def test_split_step_shows_the_matrix_before_the_view(qtbot):
     model.cell_clicked.connect(lambda d, m, r, c: clicked.append((d.key, d.maps[m].head, r, c, d.maps[m].values[r, c])))
     view.panels[0].cell_clicked.emit(0, 3, 5)                   # column 5 = head 2, column 1
     assert clicked == [(("multihead", "queries"), 2, 3, 1, merged.maps[0].values[3, 5])]
+
+
+def test_the_colour_bar_caption_keeps_the_numbers_unscaled(qtbot):
+    """4.5 (scores within ±0.31): with a caption, pyqtgraph's axis would print 300 for 0.3
+    and "(x0.001)" after the caption."""
+    model = _model(build_trace(book_config("fused")), "multihead.scores")
+    view = _view(qtbot, model)
+    axis = view.panels[0].bar.getAxis("right")
+    assert axis.labelText == "shared scale" and axis.autoSIPrefixScale == 1.0
+    assert "x0.0" not in axis.labelString()
