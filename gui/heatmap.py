@@ -240,8 +240,9 @@ class _Axis(pg.AxisItem):
             for x, text in level:
                 if not lo <= x <= hi:
                     continue
-                cx = own.left() + (x - lo) / span * width
                 w, h = fm.horizontalAdvance(text), fm.height()
+                # a label on a 1 px column at the edge stays whole (not clipped by the axis)
+                cx = min(max(own.left() + (x - lo) / span * width, own.left() + h / 2), own.right() - h / 2)
                 p.save()
                 p.translate(cx, bottom)
                 p.rotate(-90)

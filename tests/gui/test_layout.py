@@ -150,6 +150,11 @@ def check_step(win) -> list[str]:
                 problems.append(f"{where}[{k}]: map {cells} cut off by its panel {view}")
             if thumbs:
                 continue
+            top = m.plot.getAxis("top")
+            own = top.mapRectFromParent(top.geometry()).adjusted(-0.5, -0.5, 0.5, 0.5)
+            clipped = [t for r, t in top.drawn if top.rotated and not own.contains(r)]
+            if clipped:
+                problems.append(f"{where}[{k}]: column labels {clipped[:3]} cut by the axis' edge")
             for name, labels in (("left", data.row_labels), ("top", data.col_labels)):
                 drawn = len(m.plot.getAxis(name).drawn)
                 if len(labels) <= MAX_TICKS and drawn != len(labels):
