@@ -236,13 +236,19 @@ class _Axis(pg.AxisItem):
         fm = QtGui.QFontMetrics(self.style.get("tickFont") or QtGui.QFont())
         p.setPen(self.textPen())
         drawn = []
+        h = fm.height()
         for level in (self._tickLevels or []):
-            for x, text in level:
-                if not lo <= x <= hi:
-                    continue
-                w, h = fm.horizontalAdvance(text), fm.height()
-                # a label on a 1 px column at the edge stays whole (not clipped by the axis)
-                cx = min(max(own.left() + (x - lo) / span * width, own.left() + h / 2), own.right() - h / 2)
+            spots = [(own.left() + (x - lo) / span * width, text) for x, text in level if lo <= x <= hi]
+            for n, (cx, text) in enumerate(spots):
+                w = fm.horizontalAdvance(text)
+                # a label on a 1 px column at the edge is moved in to stay whole, or left out
+                # when moved it would touch its neighbour (the hover still names the column)
+                inside = min(max(cx, own.left() + h / 2), own.right() - h / 2)
+                if inside != cx:
+                    near = [spots[i][0] for i in (n - 1, n + 1) if 0 <= i < len(spots)]
+                    if any(abs(inside - c) < h + 1 for c in near):
+                        continue
+                    cx = inside
                 p.save()
                 p.translate(cx, bottom)
                 p.rotate(-90)
