@@ -25,7 +25,12 @@ from gui.present import pt
 MAX_TEXT_CELLS = 12      # print values in the cells when rows and columns are both ≤ 12
 MAX_DISPLAY = 512        # larger matrices are displayed downsampled
 MIN_DISPLAY = 128        # … to about one sample per screen pixel, never fewer than this a side
-MAX_TICKS = 24           # label at most this many rows/columns per axis
+MAX_TICKS = 32           # label at most this many rows/columns per axis (every token up to 32)
+MIN_TEXT_PX = 8          # cell values are never printed smaller than this
+VALUE_CELL = 36          # a cell that prints "−0.1234" at MIN_TEXT_PX (see _cell_text_size)
+THUMBNAIL_MAPS = 5       # a grid of this many maps or more is drawn as thumbnails
+LABEL_CHARS = 14         # longer row/column labels are elided (the hover names them in full)
+SQUARE_RATIO = 8         # cells are square unless the matrix is more oblong than this
 HATCH = QtGui.QColor(150, 150, 150)
 
 
@@ -45,7 +50,8 @@ def _elide(text: str, chars: int) -> str:
 def _fitted_ticks(labels, cell_px: float, fm: QtGui.QFontMetrics, widest: int | None) -> list:
     """Tick labels that do not overlap: every k-th label, elided to the room k cells give.
 
-    ``widest`` (pixels of the widest label) marks the horizontal axis; None the vertical one.
+    ``widest`` (pixels of the widest label) marks a horizontal axis of upright labels; None a
+    vertical axis, or a horizontal one whose labels are rotated (one text line a label).
     """
     avg = max(fm.averageCharWidth(), 1)
     cell_px = max(cell_px, 1e-6)        # a downsampled map's cells are well under a pixel
@@ -55,8 +61,137 @@ def _fitted_ticks(labels, cell_px: float, fm: QtGui.QFontMetrics, widest: int | 
     else:
         need = fm.height() + 1
     every = max(1, math.ceil(need / cell_px), math.ceil(len(labels) / MAX_TICKS))
-    chars = max(3, int((every * cell_px - 8) // avg)) if horizontal else 10**6
+    chars = max(3, int((every * cell_px - 8) // avg)) if horizontal else LABEL_CHARS
     return [(i + 0.5, _elide(str(labels[i]), chars)) for i in range(0, len(labels), every)]
+
+
+def label_cell(fm: QtGui.QFontMetrics | None = None) -> int:
+    """The smallest cell (px) that holds one label per row (or rotated column)."""
+    fm = fm or QtGui.QFontMetrics(QtGui.QFont())
+    return fm.height() + 2
+
+
+def _widest(labels, fm: QtGui.QFontMetrics) -> int:
+    return max((fm.horizontalAdvance(_elide(str(t), LABEL_CHARS)) for t in labels), default=0)
+
+
+def prints_values(data: MatrixData) -> bool:
+    """Whether the panel prints the values in its cells (small maps, not thumbnails)."""
+    rows, cols = data.shape
+    return (rows <= MAX_TEXT_CELLS and cols <= MAX_TEXT_CELLS and rows * cols > 0
+            and not is_thumbnails(data))
+
+
+def is_thumbnails(data: MatrixData) -> bool:
+    """Many heads side by side are drawn as thumbnails: no values, thinned labels, the grid
+    fits its area; a click on one opens that head large."""
+    return len(data.maps) >= THUMBNAIL_MAPS
+
+
+def value_chars(data: MatrixData) -> int:
+    """Characters of the longest value the cells print ("−190.9510": 9; "0.2029": 6)."""
+    if data.kind == "binary":
+        return 1
+    if data.kind == "diff":
+        return 8
+    lo, hi = math.inf, -math.inf
+    for m in data.maps:
+        v = np.asarray(m.values, dtype=np.float64)
+        fin = v[np.isfinite(v)]
+        if fin.size:
+            lo, hi = min(lo, float(fin.min())), max(hi, float(fin.max()))
+    if lo > hi:
+        return 6
+    return max(len(f"{lo:.4f}"), len(f"{hi:.4f}"), 6)
+
+
+def text_factor(data: MatrixData) -> float:
+    """Text width per pixel of font size for the longest value (~0.62 px a character)."""
+    return 0.62 * value_chars(data)
+
+
+def min_cell(data: MatrixData) -> tuple[int, int]:
+    """(width, height) in px below which a cell of ``data`` is not drawn: room for its value
+    when values are printed, for one label a row/column where there are ≤ MAX_TICKS of them."""
+    if is_thumbnails(data):
+        return 1, 1
+    if prints_values(data):
+        side = max(VALUE_CELL, math.ceil(text_factor(data) * MIN_TEXT_PX + 3))
+        return side, side
+    rows, cols = data.shape
+    lab = label_cell()
+    return (lab if cols <= MAX_TICKS else 1), (lab if rows <= MAX_TICKS else 1)
+
+
+def rotates_columns(data: MatrixData, fm: QtGui.QFontMetrics | None = None) -> bool:
+    """Column labels are drawn rotated (reading upwards) when the widest one is wider than the
+    smallest cell it gets: decided from the data, not the current size, so a resize never
+    flips it (which would change the axis height and the cells again)."""
+    fm = fm or QtGui.QFontMetrics(QtGui.QFont())
+    return _widest(data.col_labels, fm) + 6 > min_cell(data)[0]
+
+
+def square_cells(data: MatrixData) -> bool:
+    rows, cols = data.shape
+    return (not is_thumbnails(data) and rows > 0 and cols > 0
+            and max(rows, cols) <= SQUARE_RATIO * min(rows, cols))
+
+
+def panel_min_size(data: MatrixData, max_cols: int | None = None) -> tuple[int, int]:
+    """(width, height) a MatrixPanel needs to draw ``data`` with cells of at least
+    :func:`min_cell` (an estimate that errs on the large side: titles, axes, colour bar)."""
+    fm = QtGui.QFontMetrics(QtGui.QFont())
+    n = len(data.maps)
+    ncols, nrows = grid_shape(n, max_cols)
+    rows, cols = data.shape
+    cw, ch = min_cell(data)
+    line = fm.height()
+    if is_thumbnails(data):
+        per_w, per_h = 64, 64 + line + 4
+        return ncols * per_w + 80, nrows * per_h + 2 * line + 20
+    left = _widest(data.row_labels, fm) + 8 + line + 4        # tick labels, gap, axis label
+    top = (_widest(data.col_labels, fm) + 4 if rotates_columns(data, fm) else line) + 8 + line + 4
+    title = line + 8 if any(m.title for m in data.maps) else 0
+    map_w = cols * cw + left + 16                 # + pyqtgraph's spacing and margins
+    map_h = rows * ch + top + title + 16
+    width = ncols * map_w + 100                   # + colour bar, its axis and caption
+    height = nrows * map_h + line + 28            # + the panel's title
+    return int(width), int(height)
+
+
+def bar_caption(data: MatrixData) -> str:
+    """What the colour bar says about its scale: shared with the step's other maps, or per row."""
+    if data.extra.get("row_scaled"):
+        return "per row: ÷ row max"
+    if data.extra.get("shared_scale"):
+        return "shared scale"
+    return ""
+
+
+def row_scaled(img: np.ndarray) -> np.ndarray:
+    """Each row divided by its largest (finite, unmasked) value: auto-contrast for weights, so a
+    long causal map shows each row's structure instead of one flat triangle."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        top = np.nanmax(np.where(np.isfinite(img), img, np.nan), axis=1, keepdims=True) if img.size else img
+        out = img / np.where(top > 0, top, 1.0)
+    return out.astype(img.dtype, copy=False)
+
+
+def grid_shape(n: int, max_cols: int | None = None) -> tuple[int, int]:
+    """(columns, rows) of the grid of ``n`` maps in one panel (at most ``max_cols`` columns:
+    heads stacked when the step is narrow, rather than a sideways scroll)."""
+    ncols = n if n <= 4 else math.ceil(math.sqrt(n))
+    if max_cols:
+        ncols = max(1, min(ncols, max_cols))
+    return ncols, math.ceil(n / max(ncols, 1))
+
+
+def fit_grid_cols(data: MatrixData, width: int) -> int:
+    """The most columns of maps (up to the default) whose panel fits ``width`` px; 1 if none."""
+    ncols, _ = grid_shape(len(data.maps))
+    while ncols > 1 and panel_min_size(data, ncols)[0] > width:
+        ncols -= 1
+    return ncols
 
 
 def _tick_list(labels: tuple[str, ...]) -> list[tuple[float, str]]:
@@ -74,7 +209,55 @@ class _Axis(pg.AxisItem):
     def __init__(self, orientation: str):
         self._geometry = None
         self._rect = QtCore.QRectF()
+        self.rotated = False              # top axis: labels drawn reading upwards
+        self.drawn: list[tuple[QtCore.QRectF, str]] = []   # tick texts last painted (item coords)
         super().__init__(orientation)
+
+    def set_rotated(self, rotated: bool, height: int | None) -> None:
+        """Rotate the tick labels of a top axis; ``height``: the room they need (None: auto)."""
+        if rotated != self.rotated or height != self.fixedHeight:
+            self.rotated = rotated
+            self.setHeight(height)
+            self.picture = None
+            self.update()
+
+    def drawPicture(self, p, axisSpec, tickSpecs, textSpecs) -> None:
+        if not self.rotated:
+            super().drawPicture(p, axisSpec, tickSpecs, textSpecs)
+            self.drawn = [(QtCore.QRectF(rect), text) for rect, _flags, text in textSpecs]
+            return
+        super().drawPicture(p, axisSpec, tickSpecs, [])
+        # pyqtgraph lays labels out upright (and drops those wider than their room): draw
+        # each one turned 90°, its end at the axis line, centred on its column
+        lo, hi = self.range
+        span = (hi - lo) or 1.0
+        own = self.mapRectFromParent(self.geometry())   # the bounding rect reaches past it
+        width = own.width()
+        bottom = own.bottom() - 7          # clear of the first row's label, centred on its row
+        fm = QtGui.QFontMetrics(self.style.get("tickFont") or QtGui.QFont())
+        p.setPen(self.textPen())
+        drawn = []
+        h = fm.height()
+        for level in (self._tickLevels or []):
+            spots = [(own.left() + (x - lo) / span * width, text) for x, text in level if lo <= x <= hi]
+            for n, (cx, text) in enumerate(spots):
+                w = fm.horizontalAdvance(text)
+                # a label on a 1 px column at the edge is moved in to stay whole, or left out
+                # when moved it would touch its neighbour (the hover still names the column)
+                inside = min(max(cx, own.left() + h / 2), own.right() - h / 2)
+                if inside != cx:
+                    near = [spots[i][0] for i in (n - 1, n + 1) if 0 <= i < len(spots)]
+                    if any(abs(inside - c) < h + 1 for c in near):
+                        continue
+                    cx = inside
+                p.save()
+                p.translate(cx, bottom)
+                p.rotate(-90)
+                p.drawText(QtCore.QRectF(0, -h / 2, w + 2, h),
+                           int(QtCore.Qt.AlignmentFlag.AlignLeft | QtCore.Qt.AlignmentFlag.AlignVCenter), text)
+                p.restore()
+                drawn.append((QtCore.QRectF(cx - h / 2, bottom - w, h, w), text))
+        self.drawn = drawn
 
     def setStyle(self, **kwargs) -> None:
         self._geometry = None             # the tick length and label overlap change the rect
@@ -172,6 +355,7 @@ class _CellTexts(QtWidgets.QGraphicsItem):
         self._font = QtGui.QFont()
         self._cells: list[tuple[str, QtGui.QColor]] = []
         self._layouts: list | None = None  # (QTextLayout, text width, line height) per cell
+        self.drawn: list[tuple[QtCore.QRectF, str]] = []
 
     @property
     def texts(self) -> list[str]:
@@ -228,11 +412,14 @@ class _CellTexts(QtWidgets.QGraphicsItem):
         cols = self._shape[1]
         painter.save()
         painter.resetTransform()          # text in screen pixels, as TextItem draws it
-        for n, ((_text, color), (layout, width, height)) in enumerate(zip(self._cells, self._layouts)):
+        drawn = []
+        for n, ((text, color), (layout, width, height)) in enumerate(zip(self._cells, self._layouts)):
             i, j = divmod(n, cols)
             c = to_device.map(QtCore.QPointF(j + 0.5, i + 0.5))
             painter.setPen(color)
             layout.draw(painter, QtCore.QPointF(c.x() - width / 2, c.y() - height / 2))
+            drawn.append((QtCore.QRectF(c.x() - width / 2, c.y() - height / 2, width, height), text))
+        self.drawn = drawn                # (device rect, text) last painted: the layout test reads them
         painter.restore()
 
 
@@ -241,7 +428,9 @@ class _CellTexts(QtWidgets.QGraphicsItem):
 _LAYOUTS: dict[tuple[int, str], tuple] = {}    # "0" fills masked cells
 _MASKED_TEXT = QtGui.QColor(70, 70, 70)
 MARK_PENS = {"source": (QtGui.QColor(255, 140, 0), 2.5),     # cells that feed the clicked one
-             "clicked": (QtGui.QColor(47, 111, 208), 3.5)}   # the clicked cell
+             "clicked": (QtGui.QColor(47, 111, 208), 3.5),   # the clicked cell
+             "hover": (QtGui.QColor(0, 160, 70), 2.0),       # the row/column the hovered cell is made of
+             "hovered": (QtGui.QColor(0, 160, 70), 3.0)}     # the hovered cell
 _LIGHT_TEXT = QtGui.QColor(255, 255, 255)
 _DARK_TEXT = QtGui.QColor(0, 0, 0)
 
@@ -284,6 +473,9 @@ class _Map:
         self._pending_texts = None            # (data, k, cmap) whose cell texts wait until readable
         self._shown = None                    # (data, k) drawn (redrawn when a resize changes the stride)
         self._setting = False
+        self._square = False                  # cells kept square (aspect locked)
+        self._text_factor = 3.9               # text width per px of font size (longest value)
+        self.thumbnail = False                # one of many heads: no values, a click opens it
         p.vb.sigTransformChanged.connect(self.fit_text)   # after a resize has updated the view
 
     def _stride(self, rows: int, cols: int) -> int:
@@ -302,7 +494,10 @@ class _Map:
         rows, cols = m.values.shape
         self._shown = (data, k)
         self.stride = self._stride(rows, cols)
-        self.image.setImage(m.display(self.stride), autoLevels=False, levels=data.levels)
+        img = m.display(self.stride)
+        if data.extra.get("row_scaled"):
+            img = row_scaled(img)
+        self.image.setImage(img, autoLevels=False, levels=data.levels)
         self.image.setRect(QtCore.QRectF(0, 0, cols, rows))
 
     def set_data(self, data: MatrixData, k: int, cmap: pg.ColorMap) -> None:
@@ -313,18 +508,44 @@ class _Map:
             self._set_image(data, k)
         finally:
             self._setting = False
-        if self.shape != (rows, cols):
+        square = square_cells(data)
+        if self.shape != (rows, cols) or square != self._square:
             self.hatch.setRect(0, 0, cols, rows)
-            self.plot.setRange(xRange=(0, cols), yRange=(0, rows), padding=0)
+            self._square = square
+            self.plot.vb.setAspectLocked(square, 1.0)
             self.plot.disableAutoRange()
             self.shape = (rows, cols)
+        # every time: an aspect-locked view widens its target range on resizes, which would
+        # stay when the next matrix of the same shape is not locked
+        self.plot.vb.setRange(xRange=(0, cols), yRange=(0, rows), padding=0)
+        self.thumbnail = thumb = is_thumbnails(data)
+        fm = QtGui.QFontMetrics(QtGui.QFont())
+        rotated = rotates_columns(data, fm) and not thumb
+        top = self.plot.getAxis("top")
+        left = self.plot.getAxis("left")
+        for ax in (top, left):              # thumbnails: the map and its title only (hover names cells)
+            if ax.style["showValues"] == thumb:
+                ax.setStyle(showValues=not thumb)
+                self._fitted = None
+        height = (2 if thumb else _widest(data.col_labels, fm) + 14 + (fm.height() if data.col_axis else 0)
+                  if rotated else None)
+        if rotated != top.rotated or height != top.fixedHeight:
+            top.set_rotated(rotated, height)
+            self._fitted = None
+        # the row labels' room, fixed from the data: pyqtgraph widens an axis only after a paint
+        # has dropped the labels that did not fit
+        width = 2 if thumb else _widest(data.row_labels, fm) + 10 + (fm.height() + 2 if data.row_axis else 0)
+        if left.fixedWidth != width:
+            left.setWidth(width)
+            self._fitted = None
         # setTitle/setLabel re-layout the plot: only call them when the text changes
-        texts = (m.title, data.row_axis, data.col_axis)
+        thumb = is_thumbnails(data)
+        texts = (m.title, data.row_axis, data.col_axis, thumb)
         if texts != self._texts:
             self.plot.setTitle(m.title or None, size=pt(9), color="#333")
             self._title_key = None            # MatrixPanel.set_focused styles it again
-            self.plot.getAxis("left").setLabel(data.row_axis, color="#555")
-            self.plot.getAxis("top").setLabel(data.col_axis, color="#555")
+            self.plot.getAxis("left").setLabel(None if thumb else data.row_axis, color="#555")
+            self.plot.getAxis("top").setLabel(None if thumb else data.col_axis, color="#555")
             self._texts = texts
         if (data.row_labels, data.col_labels) != self.labels:
             self.labels = (data.row_labels, data.col_labels)
@@ -359,7 +580,7 @@ class _Map:
     def _set_texts(self, data: MatrixData, k: int, cmap: pg.ColorMap) -> None:
         m = data.maps[k]
         rows, cols = m.values.shape
-        want = rows * cols if rows <= MAX_TEXT_CELLS and cols <= MAX_TEXT_CELLS else 0
+        want = rows * cols if prints_values(data) else 0
         if want and self.cells is None:
             self.cells = _CellTexts()
             self.plot.addItem(self.cells)
@@ -373,11 +594,12 @@ class _Map:
             self._pending_texts = None
             return
         self.cells.set_shape(rows, cols)
+        self._text_factor = text_factor(data)
         # Cells too small to print in (e.g. 12 heads side by side): fill the texts once a
         # resize makes them readable (fit_text), not on every redraw.
         self._pending_texts = (data, k, cmap)
         size = self._cell_text_size()
-        if size is None or size >= 7:
+        if size is None or size >= MIN_TEXT_PX - 1:
             self._fill_texts()
 
     def _cell_text_size(self) -> int | None:
@@ -385,7 +607,7 @@ class _Map:
         px_w, px_h = self.plot.vb.viewPixelSize()
         if px_w <= 0 or px_h <= 0:
             return None
-        return int(min(14, (1.0 / px_w - 3) / 3.9, 1.0 / px_h / 1.5))
+        return int(min(14, (1.0 / px_w - 3) / self._text_factor, 1.0 / px_h / 1.5))
 
     def _fill_texts(self) -> None:
         if self._pending_texts is None:
@@ -399,8 +621,11 @@ class _Map:
         shown = np.isfinite(values)
         if m.masked is not None:
             shown &= ~np.asarray(m.masked, dtype=bool).ravel()
+        colours = values
+        if data.extra.get("row_scaled"):          # the text's colour follows the cell's colour
+            colours = row_scaled(m.display()).astype(np.float64).ravel()
         # the cell colours of all shown cells at once (ColorMap.map per value is ~10 µs)
-        rgb = cmap.map((values[shown] - lo) / span, mode="byte")
+        rgb = cmap.map((colours[shown] - lo) / span, mode="byte")
         dark = iter((0.299 * rgb[:, 0] + 0.587 * rgb[:, 1] + 0.114 * rgb[:, 2] < 140).tolist())
         cells = []
         for v, ok in zip(values.tolist(), shown.tolist()):
@@ -432,14 +657,15 @@ class _Map:
             if cols:
                 if self._widest is None:
                     self._widest = max(fm.horizontalAdvance(str(t)) for t in cols)
-                self._set_ticks("top", [_fitted_ticks(cols, cell_w, fm, self._widest)])
+                rotated = self.plot.getAxis("top").rotated
+                self._set_ticks("top", [_fitted_ticks(cols, cell_w, fm, None if rotated else self._widest)])
             if rows:
                 self._set_ticks("left", [_fitted_ticks(rows, cell_h, fm, None)])
             self._fitted = (px_w, px_h, self.labels, self._widest)
         if not self._ncells:
             return
-        size = int(min(14, (cell_w - 3) / 3.9, cell_h / 1.5))
-        visible = size >= 7
+        size = int(min(14, (cell_w - 3) / self._text_factor, cell_h / 1.5))
+        visible = size >= MIN_TEXT_PX - 1
         if visible:
             self._fill_texts()
         if (size, visible) == self._text_size:
@@ -468,7 +694,10 @@ class MatrixPanel(pg.GraphicsLayoutWidget):
     """One matrix of a step (all its heads), with one colour bar and hover tooltips."""
 
     hovered = QtCore.Signal(str)
+    hovered_cell = QtCore.Signal(int, int, int)      # map index, row, column (-1s: none)
     cell_clicked = QtCore.Signal(int, int, int)     # map index, row, column
+    thumbnail_clicked = QtCore.Signal(int, int, int)  # a head among many: open it large
+    map_opened = QtCore.Signal(int)                 # double-click: the map on its own, zoomable
 
     def __init__(self, parent: QtWidgets.QWidget | None = None):
         super().__init__(parent, show=False)
@@ -477,10 +706,17 @@ class MatrixPanel(pg.GraphicsLayoutWidget):
         self.maps: list[_Map] = []
         self.bar: pg.ColorBarItem | None = None
         self._layout_key = None
+        self._grid_cols = None
         self._kind = None
         self._title = pg.LabelItem(justify="center", color=(20, 20, 20))
         self._frames: list[tuple] = []      # (plot, rect item, Frame) drawn by mark()
         self.setMinimumSize(160, 140)
+        self._hovered = None                # (map, row, column) under the mouse
+        self.open_button = QtWidgets.QToolButton(self, objectName="openMap", text="⤢")
+        self.open_button.setToolTip("Open this map on its own, full-window, with zoom (or double-click a map)")
+        self.open_button.setAutoRaise(True)
+        self.open_button.clicked.connect(lambda: self.map_opened.emit(self._focused_map))
+        self._focused_map = 0
         self.set_focused(False)
         self.scene().sigMouseMoved.connect(self._on_move)
         self.scene().sigMouseClicked.connect(self._on_click)
@@ -496,9 +732,18 @@ class MatrixPanel(pg.GraphicsLayoutWidget):
             m.image.clear()
             m._shown = None
 
+    def resizeEvent(self, event) -> None:
+        super().resizeEvent(event)
+        b = getattr(self, "open_button", None)      # pyqtgraph resizes during __init__
+        if b is None:
+            return
+        b.move(self.width() - b.sizeHint().width() - 4, 4)
+        b.raise_()
+
     def set_focused(self, focused: bool, map_index: int | None = None, frame: bool = True) -> None:
         """Mark the matrix under focus (what File → Export matrix writes): a blue frame around
         the panel and, in a grid of heads, the chosen head's title in blue."""
+        self._focused_map = map_index if focused and map_index is not None else 0
         # setStyleSheet re-polishes and setTitle re-lays out the plots: only when they change
         style = "border: 2px solid #2f6fd0;" if focused and frame else "border: 2px solid transparent;"
         if style != getattr(self, "_style", None):
@@ -517,31 +762,41 @@ class MatrixPanel(pg.GraphicsLayoutWidget):
             m.plot.setTitle(f"▶ {title}" if chosen else title, size=pt(9),
                             color="#2f6fd0" if chosen else "#333", bold=chosen)
 
-    def set_matrix(self, data: MatrixData) -> None:
+    def set_matrix(self, data: MatrixData, grid_cols: int | None = None) -> None:
+        """Draw ``data``; ``grid_cols``: at most this many maps side by side."""
         n = len(data.maps)
         cmap = colormap(data.kind)
-        if n != self._layout_key:
-            self._rebuild(n, data.kind)
+        if n != self._layout_key or grid_cols != self._grid_cols:
+            self._rebuild(n, data.kind, grid_cols)
             self._layout_key = n
+            self._grid_cols = grid_cols
         elif data.kind != self._kind:
             self.bar.setColorMap(cmap)          # same grid, other colours: no rebuild
         self._kind = data.kind
         self.data = data
-        if data.title != getattr(self, "_title_text", None):
-            self._title_text = data.title
-            self._title.setText(data.title, size=pt(10), bold=True)
+        title = data.title + ("   (click a head to open it)" if is_thumbnails(data) else "")
+        if title != getattr(self, "_title_text", None):
+            self._title_text = title
+            self._title.setText(title, size=pt(10), bold=True)
         for k, m in enumerate(self.maps):
             m.set_data(data, k, cmap)
+        size = panel_min_size(data, grid_cols)
+        if size != getattr(self, "base_min", None):      # (the step view may grow it: see StepView)
+            self.base_min = size
+            self.setMinimumSize(*size)
+        caption = bar_caption(data)
+        if caption != getattr(self, "_caption", None):
+            self._caption = caption
+            self.bar.getAxis("right").setLabel(caption or None, color="#555")
         if tuple(self.bar.levels()) != tuple(data.levels):
             # the images got these levels in setImage; the bar's axis re-renders on every setLevels
             self.bar.setLevels(data.levels)
 
-    def _rebuild(self, n: int, kind: str) -> None:
+    def _rebuild(self, n: int, kind: str, max_cols: int | None = None) -> None:
         self.mark([])                   # frames belong to the old grid's plots
         self.ci.clear()
         self.maps = []
-        ncols = n if n <= 4 else math.ceil(math.sqrt(n))
-        nrows = math.ceil(n / ncols)
+        ncols, nrows = grid_shape(n, max_cols)
         self.ci.addItem(self._title, row=0, col=0, colspan=ncols + 1)
         for k in range(n):
             self.maps.append(_Map(self.ci, 1 + k // ncols, k % ncols))
@@ -549,6 +804,9 @@ class MatrixPanel(pg.GraphicsLayoutWidget):
                                    width=14, rounding=1e-6)
         self.bar.setImageItem([m.image for m in self.maps])
         self.bar.getAxis("right").setTextPen(pg.mkPen(20, 20, 20))
+        # with a caption pyqtgraph would rescale the ticks ("shared scale (x0.001)", 300 for 0.3)
+        self.bar.getAxis("right").enableAutoSIPrefix(False)
+        self._caption = None
         self.ci.addItem(self.bar, row=1, col=ncols, rowspan=nrows)
 
     # ---- frames around cells (the inspector's, through the view model's marks) -----------------
@@ -594,12 +852,24 @@ class MatrixPanel(pg.GraphicsLayoutWidget):
         hit = self.cell_at(scene_pos)
         if hit is None or self.data is None:
             QtWidgets.QToolTip.hideText()
+            if self._hovered is not None:
+                self._hovered = None
+                self.hovered_cell.emit(-1, -1, -1)
             return
         text = self.describe(*hit)
         QtWidgets.QToolTip.showText(QtGui.QCursor.pos(), text, self)
         self.hovered.emit(text)
+        if hit != self._hovered:
+            self._hovered = hit
+            self.hovered_cell.emit(*hit)
 
     def _on_click(self, event) -> None:
         hit = self.cell_at(event.scenePos())
-        if hit is not None:
+        if hit is None:
+            return
+        if event.double():
+            self.map_opened.emit(hit[0])
+        elif self.maps[hit[0]].thumbnail:
+            self.thumbnail_clicked.emit(*hit)
+        else:
             self.cell_clicked.emit(*hit)

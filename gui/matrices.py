@@ -8,7 +8,7 @@ The exact values stay here; only the display copy replaces masked cells with NaN
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -135,6 +135,8 @@ def resolve_panel(panel: Panel, trace, batch_index: int = 0) -> MatrixData | Non
             return None
         raise KeyError(f"{panel.key[0]}.{panel.key[1]} is not in the trace")
     item = trace[panel.key]
+    if panel.merge:
+        return _merged_heads(panel, item, trace, batch_index)
     mask = trace["causal", "mask"].numpy() if ("causal", "mask") in trace else None
     arr = item.numpy()
     axes = list(item.axes)
@@ -208,4 +210,55 @@ def resolve_panel(panel: Panel, trace, batch_index: int = 0) -> MatrixData | Non
         row_labels=tuple(row_labels[r0:r1]), col_labels=tuple(col_labels),
         row_axis=axes[-2] if len(axes) >= 2 else "", col_axis=col_axis,
         kind=kind, levels=levels, template=template, row_offset=r0, extra=extra,
+    )
+
+
+def share_levels(pairs: list[tuple[Panel, MatrixData]]) -> list[MatrixData]:
+    """One colour scale for the panels of a step that are meant to be compared (the same
+    ``Panel.scale`` name): the union of their levels, symmetric when any is signed, so equal
+    numbers get equal colours (2.5's scaled scores look paler than the raw ones, as they are).
+    Marked ``extra["shared_scale"]`` for the colour bar's caption."""
+    groups: dict[str, list[int]] = {}
+    for k, (panel, _data) in enumerate(pairs):
+        if panel.scale:
+            groups.setdefault(panel.scale, []).append(k)
+    out = [data for _panel, data in pairs]
+    for members in groups.values():
+        if len(members) < 2:
+            continue
+        datas = [out[k] for k in members]
+        lo = min(d.levels[0] for d in datas)
+        hi = max(d.levels[1] for d in datas)
+        kinds = {d.kind for d in datas}
+        if "signed" in kinds:
+            top = max(abs(lo), abs(hi)) or 1.0
+            lo, hi = -top, top
+        for k in members:
+            out[k] = replace(out[k], levels=(lo, hi), extra={**out[k].extra, "shared_scale": True})
+    return out
+
+
+def _merged_heads(panel: Panel, item, trace, batch_index: int) -> MatrixData:
+    """A per-head (b, h, T, hd) intermediate as the (T, d_out) matrix the heads were split from
+    (or are merged into): head h is columns h·hd … (h+1)·hd − 1, with lines between the heads.
+    The same numbers, only arranged as before ``.view``/``.transpose`` (4.4) or after the merge."""
+    arr = item.numpy()
+    lead: tuple[int, ...] = ()
+    if tuple(item.axes[:2]) == ("batch", "head") and arr.ndim == 4:
+        lead = (min(batch_index, arr.shape[0] - 1),)
+        arr = arr[lead[0]]                                                       # (b, h, T, hd) -> (h, T, hd)
+    elif item.axes[0] != "head" or arr.ndim != 3:
+        raise KeyError(f"{item.stage}.{item.name} has no head axis to merge")
+    h, t, hd = arr.shape
+    values = arr.transpose(1, 0, 2).reshape(t, h * hd)                           # (h, T, hd) -> (T, h·hd)
+    lo, hi = _value_range([MapData(values, None)])
+    kind, levels = _kind_and_levels(item.name, lo, hi, False)
+    extra = {"head_width": hd, "merged_heads": hd} if h > 1 else {"merged_heads": hd}
+    return MatrixData(
+        key=panel.key, title=f"{panel.label or item.symbol} · (T, d_out) before the split",
+        symbol=panel.label or item.symbol, meaning=item.term.meaning,
+        maps=[MapData(values, None, "", lead)],
+        row_labels=tuple(item.labels[-2]), col_labels=tuple(f"out{j}" for j in range(h * hd)),
+        row_axis=item.axes[-2], col_axis=f"d_out  (│ between heads, hd = {hd})" if h > 1 else "d_out",
+        kind=kind, levels=levels, template="", extra=extra,
     )

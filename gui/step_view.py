@@ -7,18 +7,24 @@ by side, or one in detail), the batch-item selector, hover and click (the clicke
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 
 from PySide6 import QtCore, QtWidgets
 
-from gui.heatmap import MatrixPanel
+from gui.heatmap import MatrixPanel, fit_grid_cols, grid_shape, panel_min_size, square_cells
 from gui.matrices import MatrixData
 from gui.steps import step_numbers
 from gui.texts import is_book, title_and_formula
-from gui.view_model import ViewModel, frames_for
+from gui.view_model import Mark, ViewModel, frames_for
 
 PANELS_PER_ROW = 3
+ROW_SCALE_KEY = "view/weights_per_row"     # QSettings: weights coloured per row (remembered)
+
+
+def _settings() -> QtCore.QSettings:
+    return QtCore.QSettings()
 MAX_SPARE_PANELS = 12    # hidden panels kept for reuse (their images released)
 HOVER_HINT = "Hover a cell to see what it is; click a matrix to pick it for File → Export matrix."
 
@@ -43,7 +49,33 @@ def _cell_font(d: MatrixData, width: float, height: float) -> float:
     cell_h = (height - 50 - gr * 55) / max(gr * rows, 1)
     if rows <= 2:                      # short panels do not use the height
         cell_h = min(cell_h, 60)
+    if square_cells(d):                # square cells: the smaller side is the cell
+        return min(cell_w, cell_h) / 3.9
     return min(cell_w / 3.9, cell_h / 1.5)
+
+
+def hover_marks(model: ViewModel, k: int, m: int, row: int, col: int) -> tuple[Mark, ...]:
+    """Marks (roles "hover"/"hovered") for the sources of cell (row, col) of map ``m`` of the
+    shown matrix ``k``: the query row and key row of a score, the weights row and value column
+    of a context vector… Empty when the cell has no sources on record or cannot be explained."""
+    from core.provenance import explain_cell
+    from gui.inspector import full_index
+    trace = model.trace
+    if trace is None or k >= len(model.shown):
+        return ()
+    data = model.shown[k]
+    if data.key not in trace or data.extra.get("max_abs_diff") is not None:
+        return ()
+    try:
+        index = full_index(data, m, row, col, trace)
+        e = explain_cell(trace, data.key[0], data.key[1], index)
+    except Exception:          # hover must never fail: no frames then
+        return ()
+    opt = (lambda seq: None if seq is None else tuple(int(v) for v in seq))
+    marks = [Mark(s.stage, s.name, tuple(s.lead), opt(s.rows), opt(s.cols), "hover") for s in e.sources]
+    lead = tuple(data.maps[m].index)
+    marks.append(Mark(data.key[0], data.key[1], lead, (row + data.row_offset,), (col,), "hovered"))
+    return tuple(marks)
 
 
 class StepView(QtWidgets.QWidget):
@@ -51,6 +83,7 @@ class StepView(QtWidgets.QWidget):
         super().__init__(parent)
         self.model = model
         self.panels: list[MatrixPanel] = []
+        self.hover_marks: tuple[Mark, ...] = ()   # what the hovered cell is made of (framed green)
         self._spare: list[MatrixPanel] = []
         self._drawn: list[MatrixData] = []    # what the panels were last given (for relayouts)
         self._per_row = 1
@@ -75,15 +108,28 @@ class StepView(QtWidgets.QWidget):
         self.batch_box.setToolTip("Which sequence of the batch to show")
         self.batch_box.valueChanged.connect(self._on_batch)
         self.batch_label = QtWidgets.QLabel("batch item:")
+        self.row_scale = QtWidgets.QCheckBox("weights: per-row colours", objectName="rowScale")
+        self.row_scale.setToolTip("Colour attention weights per row (each row ÷ its largest weight) "
+                                  "instead of on the fixed [0, 1] scale: long causal maps show their "
+                                  "structure. The cells still print the exact weights.")
+        self.row_scale.setChecked(_settings().value(ROW_SCALE_KEY, False, type=bool))
+        self.row_scale.toggled.connect(self._on_row_scale)
         opts = QtWidgets.QHBoxLayout()
         for w in (self.head_label, self.head_box, self.batch_label, self.batch_box):
             opts.addWidget(w)
         opts.addStretch(1)
+        opts.addWidget(self.row_scale)
 
         self.grid_host = QtWidgets.QWidget()
         self.grid = QtWidgets.QGridLayout(self.grid_host)
         self.grid.setContentsMargins(0, 0, 0, 0)
         self.grid.setSpacing(6)
+        # The maps never shrink below what their labels and values need (heatmap.min_cell):
+        # when the step does not fit, it scrolls.
+        self.scroll = QtWidgets.QScrollArea(objectName="stepMaps")
+        self.scroll.setWidgetResizable(True)
+        self.scroll.setFrameShape(QtWidgets.QFrame.Shape.NoFrame)
+        self.scroll.setWidget(self.grid_host)
 
         self.hover = QtWidgets.QLabel(HOVER_HINT, objectName="hoverInfo")
         self.hover.setWordWrap(True)
@@ -94,10 +140,11 @@ class StepView(QtWidgets.QWidget):
         lay.addWidget(self.title)
         lay.addWidget(self.formula)
         lay.addLayout(opts)
-        lay.addWidget(self.grid_host, 1)
+        lay.addWidget(self.scroll, 1)
         lay.addWidget(self.hover)
 
         model.shown_changed.connect(self.refresh)
+        model.step_changed.connect(self._on_step)
         model.focus_changed.connect(self._show_focus)
         model.marks_changed.connect(self._show_marks)
         model.hover_changed.connect(lambda text: self.hover.setText(text or HOVER_HINT))   # "": cleared
@@ -116,7 +163,7 @@ class StepView(QtWidgets.QWidget):
         trace = m.trace
         title, formula = title_and_formula(step, trace, is_book(m)) if trace else (step.title, "")
         self.title.setText(f"{step_numbers()[m.index]}  {title}")
-        datas = list(m.shown)
+        datas = [self._scaled(d) for d in m.shown]
         if trace is None:                 # this step's trace is still being computed
             self.formula.setText("Computing…")
         elif m.draw_error is not None:
@@ -124,10 +171,10 @@ class StepView(QtWidgets.QWidget):
         else:
             self._update_selectors()
             self.formula.setText(formula)
+        self.row_scale.setVisible(any(d.kind == "prob" for d in m.shown))
         self._drawn = datas
         self._ensure_panels(datas)
-        for panel, data in zip(self.panels, datas):
-            panel.set_matrix(data)
+        self._draw_panels()
         self._show_focus()
         self._show_marks()
 
@@ -184,36 +231,88 @@ class StepView(QtWidgets.QWidget):
             self.grid.addWidget(p, k // per_row, k % per_row)
             p.show()
             # a row slice (one query) stays short instead of stretching one row tall
-            p.setMaximumHeight(_grid_shape(d)[0] * (d.shape[0] * 70 + 50) + 70 if d.shape[0] <= 2 else 16777215)
+            p.setMaximumHeight(max(_grid_shape(d)[0] * (d.shape[0] * 70 + 50) + 70, panel_min_size(d)[1])
+                               if d.shape[0] <= 2 else 16777215)
         for c in range(min(per_row, n)):
             self.grid.setColumnStretch(c, max(_width_weight(datas[k]) for k in range(c, n, per_row)))
+
+    def _draw_panels(self) -> None:
+        """Give each panel its matrix, its heads stacked when side by side they would not fit."""
+        width, height = self._room()
+        self._grid_cols = []
+        for panel, data in zip(self.panels, self._drawn):
+            cols = fit_grid_cols(data, width)
+            self._grid_cols.append(cols)
+            panel.set_matrix(data, cols)
+        # When the step scrolls anyway, a panel of square cells is not squeezed to its minimum
+        # height (a 64-token map 70 px tall in a 450 px wide panel): it gets the height its
+        # width gives it, up to the visible height.
+        per_row = max(self._per_row, 1)
+        rows = [self.panels[r:r + per_row] for r in range(0, len(self.panels), per_row)]
+        needed = sum(max(p.base_min[1] for p in row) for row in rows)
+        for panel, data, cols in zip(self.panels, self._drawn, self._grid_cols):
+            base_w, base_h = panel.base_min
+            grow = 0.0
+            if per_row == 1 and needed > height and square_cells(data):
+                r, c = data.shape
+                gc, gr = grid_shape(len(data.maps), cols)
+                grow = max(0.0, width / per_row - base_w) * (r * gr) / max(c * gc, 1)
+            target = int(min(base_h + grow, max(base_h, height * 0.95), max(base_h, panel.maximumHeight())))
+            if panel.minimumHeight() != target:
+                panel.setMinimumHeight(target)
+
+    def _room(self) -> tuple[int, int]:
+        """The maps' area (px), less a vertical scroll bar whether or not it shows now: the
+        arrangement must not depend on the scroll bar it causes (they would take turns)."""
+        vp = self.scroll.viewport().size()
+        bar = self.scroll.verticalScrollBar()
+        width = vp.width() - (0 if bar.isVisible() else bar.sizeHint().width())
+        return max(width, 300), max(vp.height(), 200)
 
     def _new_panel(self) -> MatrixPanel:
         p = MatrixPanel(self.grid_host)
         # panels are reused at other positions: look the index up when the signal comes
         p.hovered.connect(lambda text, p=p: self._on_hover(self.panels.index(p), text) if p in self.panels else None)
+        p.hovered_cell.connect(lambda m, r, c, p=p: self._on_hover_cell(self.panels.index(p), m, r, c)
+                               if p in self.panels else None)
         p.cell_clicked.connect(lambda m, r, c, p=p: self._on_click(self.panels.index(p), m, r, c)
                                if p in self.panels else None)
+        p.thumbnail_clicked.connect(lambda m, r, c, p=p: self.open_head(self.panels.index(p), m, r, c)
+                                    if p in self.panels else None)
+        p.map_opened.connect(lambda m, p=p: self.open_map(self.panels.index(p), m) if p in self.panels else None)
         return p
 
     def _choose_per_row(self, datas: list[MatrixData]) -> int:
-        """Panels per row that give the largest cells (so values stay printable)."""
+        """Panels per row: among the arrangements whose panels get their minimum size without
+        a horizontal scroll bar, the one that needs no vertical one and gives the largest cells."""
         n = len(datas)
         if n <= 1:
             return 1
-        W = max(self.grid_host.width(), 500)
-        H = max(self.grid_host.height(), 350)
-        best, best_size = 1, -1.0
+        W, H = self._room()
+        mins = [panel_min_size(d, fit_grid_cols(d, W)) for d in datas]
+        spacing = self.grid.spacing()
+        best, best_score = 1, None
         for per_row in range(1, n + 1):
-            rows = math.ceil(n / per_row)
-            size = min(_cell_font(d, W / per_row, H / rows) for d in datas)
-            if size > best_size + 0.25:
-                best, best_size = per_row, size
+            rows = [list(range(r, min(n, r + per_row))) for r in range(0, n, per_row)]
+            width = max(sum(mins[k][0] for k in row) + spacing * (len(row) - 1) for row in rows)
+            if per_row > 1 and width > W:
+                break                             # wider rows only get wider
+            height = sum(max(mins[k][1] for k in row) for row in rows) + spacing * (len(rows) - 1)
+            size = min(_cell_font(d, W / per_row, H / len(rows)) for d in datas)
+            score = (height <= H, size)
+            if best_score is None or score[0] > best_score[0] or (
+                    score[0] == best_score[0] and size > best_score[1] + 0.25):
+                best, best_score = per_row, score
         return best
 
     def resizeEvent(self, event) -> None:
         super().resizeEvent(event)
-        if not self._drawn or self._choose_per_row(self._drawn) == self._per_row:
+        if not self._drawn:
+            return
+        width = self._room()[0]
+        if [fit_grid_cols(d, width) for d in self._drawn] != getattr(self, "_grid_cols", None):
+            self._draw_panels()
+        if self._choose_per_row(self._drawn) == self._per_row:
             return
         # A new arrangement changes the panels' minimum sizes, which can resize this view
         # again; at some sizes the two arrangements would take turns for ever. Past a few
@@ -224,6 +323,17 @@ class StepView(QtWidgets.QWidget):
             return
         self._relayouts.append(now)
         self._ensure_panels(self._drawn)
+        self._draw_panels()
+
+    def _scaled(self, d: MatrixData) -> MatrixData:
+        """Weights on the per-row scale when the learner chose it (the values stay exact)."""
+        if self.row_scale.isChecked() and d.kind == "prob":
+            return dataclasses.replace(d, extra={**d.extra, "row_scaled": True}, levels=(0.0, 1.0))
+        return d
+
+    def _on_row_scale(self, on: bool) -> None:
+        _settings().setValue(ROW_SCALE_KEY, bool(on))
+        self.refresh()
 
     # ---- selectors, hover, focus, marks: the learner's choices go to the model ---------------
     def _on_head(self, index: int) -> None:
@@ -236,15 +346,61 @@ class StepView(QtWidgets.QWidget):
         self.model.set_hover(text)
 
     def _on_click(self, k: int, m: int, row: int, col: int) -> None:
-        self.model.click(k, m, row, col)
+        self.model.click(*self._per_head_cell(k, m, row, col))
+
+    def _per_head_cell(self, k: int, m: int, row: int, col: int) -> tuple[int, int, int, int]:
+        """A cell of a merged (T, d_out) map as the same number in the step's per-head map
+        (what the inspector explains); any other cell as it is."""
+        shown = self.model.shown
+        if k >= len(shown) or "merged_heads" not in shown[k].extra:
+            return k, m, row, col
+        hd = shown[k].extra["merged_heads"]
+        head, c = divmod(col, hd)
+        lead = tuple(shown[k].maps[m].index) + (head,)
+        for k2, d in enumerate(shown):
+            if d.key == shown[k].key and k2 != k:
+                for m2, mp in enumerate(d.maps):
+                    if tuple(mp.index) == lead:
+                        return k2, m2, row, c
+        return k, m, row, col
+
+    def open_head(self, k: int, m: int, row: int, col: int) -> None:
+        """A click on one of many heads: that head large (the model's head), its cell inspected."""
+        head = self.model.shown[k].maps[m].head if k < len(self.model.shown) else None
+        if head is None:
+            self.model.click(k, m, row, col)
+            return
+        self.model.set_head(head)
+        self.model.click(k, 0, row, col)
+
+    def open_map(self, k: int, m: int) -> None:
+        """One map on its own, as large as the window, with zoom (hover and click still work)."""
+        from gui.map_window import MapWindow
+        if k >= len(self.model.shown):
+            return
+        win = MapWindow(self.model, k, m, self.window(), transform=self._scaled)
+        win.show()
+        self.map_windows = [w for w in getattr(self, "map_windows", []) if w.isVisible()] + [win]
 
     def _show_focus(self) -> None:
         k, m = self.model.focus
         for i, p in enumerate(self.panels):
             p.set_focused(self.model.focus_picked and i == k, m, frame=len(self.panels) > 1)
 
+    def _on_step(self, _index: int) -> None:
+        self.hover_marks = ()
+        self.scroll.verticalScrollBar().setValue(0)
+        self.scroll.horizontalScrollBar().setValue(0)
+
+    def _on_hover_cell(self, k: int, m: int, row: int, col: int) -> None:
+        """Show the operation: frame, in the step's maps, the row and column (or the cells) the
+        hovered cell is made of (core.provenance's sources of that cell)."""
+        self.hover_marks = hover_marks(self.model, *self._per_head_cell(k, m, row, col)) if m >= 0 else ()
+        self._show_marks()
+
     def _show_marks(self) -> None:
-        """Frame the cells the model marks (the inspector's sources and clicked cell)."""
-        marks = self.model.marks
+        """Frame the cells the model marks (the inspector's sources and clicked cell) and what
+        the hovered cell is made of."""
+        marks = tuple(self.model.marks) + tuple(self.hover_marks)
         for p, d in zip(self.panels, self._drawn):
             p.mark(frames_for(marks, d) if marks else [])

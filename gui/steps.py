@@ -29,6 +29,8 @@ class Panel:
     label: str = ""                                  # title override (used by diff panels)
     optional: bool = False                           # skip when the trace lacks it (biases)
     grid: str | None = None                          # "head" or "batch": draw this axis as a grid
+    scale: str = ""                                  # panels with the same name share one colour scale
+    merge: bool = False                              # per-head (b, h, T, hd) drawn as (T, d_out)
 
     @property
     def is_diff(self) -> bool:
@@ -63,7 +65,8 @@ def _panel(d: dict) -> Panel:
         return Panel(key=a, diff=(a, b), label=d.get("label", ""))
     rows = tuple(d["rows"]) if "rows" in d else None
     return Panel(key=_key(d["m"]), rows=rows, label=d.get("label", ""),
-                 optional=bool(d.get("optional", False)), grid=d.get("grid"))
+                 optional=bool(d.get("optional", False)), grid=d.get("grid"), scale=d.get("scale", ""),
+                 merge=bool(d.get("merge", False)))
 
 
 @lru_cache(maxsize=1)

@@ -18,7 +18,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Callable
 
-from gui.matrices import MatrixData, resolve_panel
+from gui.matrices import MatrixData, resolve_panel, share_levels
 from gui.steps import Step, load_steps
 
 CUSTOM = "custom"
@@ -307,7 +307,8 @@ class ViewModel:
             self.shown = ()
             return
         try:
-            datas = [d for d in (resolve_panel(p, trace, self.batch_index) for p in self.step.panels) if d]
+            pairs = [(p, resolve_panel(p, trace, self.batch_index)) for p in self.step.panels]
+            datas = share_levels([(p, d) for p, d in pairs if d])
         except Exception as exc:   # a step that cannot be drawn must not take the app down
             self.draw_error = str(exc)
             self.shown = ()

@@ -57,6 +57,9 @@ def expected_maps(panel, trace, batch_index: int = 0) -> list[np.ndarray]:
     """The display arrays of one panel: one per head (or batch item), masked cells NaN."""
     item = trace[panel.key]
     arr = item.numpy().astype(np.float64)
+    if getattr(panel, "merge", False):       # the heads' columns side by side: (T, h·hd)
+        heads = arr[batch_index] if item.axes[0] == "batch" else arr
+        return [np.concatenate(list(heads), axis=1).astype(np.float32)]
     if panel.diff:
         arr = arr - trace[panel.diff[1]].numpy().astype(np.float64)
     axes = list(item.axes)

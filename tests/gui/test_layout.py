@@ -1,0 +1,189 @@
+"""Every step stays legible: rendered offscreen at 1366×768 and 1920×1080 for the Book preset, a
+10-token own text, d_out 768 with 12 heads and 64 tokens, each map is checked for what a learner
+must be able to read.
+
+For each map: inside its panel (the step scrolls, so the panels only have to be inside the
+scrolled area), its colour bar visible, every row/column label drawn where there are ≤ 32 of them,
+its values printed where it is ≤ 12×12 (thumbnails of many heads excepted: a click opens one large),
+and no two texts of the step (tick labels, axis labels, titles, cell values) overlapping.
+The images go to ``$STEPPER_LAYOUT_SHOTS`` (default ``screenshots-tmp/layout/``) to be looked at.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PySide6 import QtCore, QtWidgets
+
+from gui.heatmap import MAX_TEXT_CELLS, MAX_TICKS, is_thumbnails
+from gui.steps import step_numbers
+from tests.gui.fixtures import ROOT, TRACE_TIMEOUT_MS, wait_until
+
+SIZES = [(1366, 768), (1920, 1080)]
+TEN = "The old dog chased the quick fox which bit him today"
+CASES = {
+    "book": None,
+    "ten_tokens": dict(embeddings="random", text=TEN, d_in=3, d_out=2, num_heads=2, seed=123),
+    "heads12": dict(embeddings="random", text="Your journey starts with one step", d_in=768, d_out=768,
+                    num_heads=12, seed=123),
+    "tokens64": dict(embeddings="random", text=" ".join(f"w{i}" for i in range(64)), d_in=3, d_out=2,
+                     num_heads=2, seed=123),
+}
+COMMON = dict(device="cpu", dtype="float32", batch=1, dropout=0.0, dropout_seed=123, init="linear",
+              causal=True, qkv_bias=False)
+
+
+def shots_dir() -> Path:
+    path = Path(os.environ.get("STEPPER_LAYOUT_SHOTS", ROOT / "screenshots-tmp" / "layout"))
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@pytest.fixture(scope="module")
+def layout_window(qapp, tmp_path_factory):
+    """One window for every case and size (a window per case would triple the run time)."""
+    from gui.app import make_window, start
+    settings = QtCore.QSettings(str(tmp_path_factory.mktemp("settings") / "stepper.ini"),
+                                QtCore.QSettings.Format.IniFormat)
+    controller, win = make_window(settings)
+    win.resize(*SIZES[0])
+    win.show()
+    start(win, controller)
+    wait_until(lambda: controller.has_trace and not controller.is_busy())
+    yield win
+    win.close()
+
+
+def _load(win, case: str) -> None:
+    c = win.controller
+    params = CASES[case]
+    if params is None:
+        if c.mode != "book" or c.model.traces_mode != "book":
+            c.use_book()
+    else:
+        c.restore("custom", {**c.shown_config(), **COMMON, **params})
+    deadline = QtCore.QDeadlineTimer(TRACE_TIMEOUT_MS)
+    want = "book" if params is None else "custom"
+    while not deadline.hasExpired():
+        QtWidgets.QApplication.processEvents(QtCore.QEventLoop.ProcessEventsFlag.AllEvents, 50)
+        if c.model.traces_mode == want and not c.is_busy() and c.model.has_trace:
+            cfg = c.model.trace.config
+            if params is None or all(getattr(cfg, k) == v for k, v in params.items() if hasattr(cfg, k)):
+                return
+    raise AssertionError(f"{case}: no trace")
+
+
+def _rect_in(widget, rect: QtCore.QRectF, target) -> QtCore.QRectF:
+    top_left = widget.mapTo(target, QtCore.QPoint(0, 0))
+    return rect.translated(top_left.x(), top_left.y())
+
+
+def _scene_rect(panel, item, rect: QtCore.QRectF | None = None) -> QtCore.QRectF:
+    """An item's rect (default: its bounding rect; a text item's without the document margin,
+    which is blank) in the panel's viewport pixels."""
+    if rect is None:
+        rect = item.boundingRect()
+        if isinstance(item, QtWidgets.QGraphicsTextItem):
+            m = item.document().documentMargin()
+            rect = rect.adjusted(m, m, -m, -m)
+    r = item.mapRectToScene(rect)
+    return QtCore.QRectF(panel.mapFromScene(r).boundingRect())
+
+
+def _texts(panel) -> list[tuple[QtCore.QRectF, str]]:
+    """Every text the panel drew (viewport pixels): tick labels, axis labels, titles, values."""
+    out = []
+    if panel._title.isVisible() and panel._title.text:
+        out.append((_scene_rect(panel, panel._title.item), panel._title.text))
+    for m in panel.maps:
+        p = m.plot
+        if p.titleLabel.isVisible() and p.titleLabel.text:
+            out.append((_scene_rect(panel, p.titleLabel.item), p.titleLabel.text))
+        for name in ("left", "top"):
+            ax = p.getAxis(name)
+            if ax.label.isVisible() and ax.labelText:
+                out.append((_scene_rect(panel, ax.label), ax.labelText))
+            out.extend((_scene_rect(panel, ax, r), t) for r, t in ax.drawn)
+        if m.cells is not None and m.cells.isVisible():
+            out.extend(m.cells.drawn)
+    return out
+
+
+def _overlaps(rects: list[tuple[QtCore.QRectF, str]]) -> list[tuple[str, str]]:
+    if len(rects) < 2:
+        return []
+    # text boxes are ~1 px generous (font ascent/descent): overlaps under 1.5 px are not visible
+    a = np.array([[r.left() + 0.75, r.top() + 0.75, r.right() - 0.75, r.bottom() - 0.75] for r, _t in rects])
+    hit = ((a[:, None, 0] < a[None, :, 2]) & (a[None, :, 0] < a[:, None, 2])
+           & (a[:, None, 1] < a[None, :, 3]) & (a[None, :, 1] < a[:, None, 3]))
+    np.fill_diagonal(hit, False)
+    i, j = np.nonzero(np.triu(hit))
+    def show(k):
+        r, t = rects[k]
+        return f"{t!r} ({r.left():.0f}, {r.top():.0f}, {r.width():.0f}×{r.height():.0f})"
+    return [(show(x), show(y)) for x, y in zip(i[:5], j[:5])]
+
+
+def check_step(win) -> list[str]:
+    """What is wrong with the step on screen (empty: nothing)."""
+    sv = win.step_view
+    host = sv.grid_host
+    problems: list[str] = []
+    texts: list[tuple[QtCore.QRectF, str]] = []
+    for panel, data in zip(sv.panels, sv.datas):
+        where = f"{data.key[0]}.{data.key[1]}"
+        panel.grab()          # paints the whole panel, scrolled out of view or not (what is read below)
+        geo = QtCore.QRectF(panel.geometry())
+        if not QtCore.QRectF(host.rect()).adjusted(-0.5, -0.5, 0.5, 0.5).contains(geo):
+            problems.append(f"{where}: panel {geo} outside the scrolled area {host.rect()}")
+        view = QtCore.QRectF(panel.viewport().rect()).adjusted(-0.5, -0.5, 0.5, 0.5)
+        bar = _scene_rect(panel, panel.bar)
+        if bar.width() < 8 or not view.contains(bar):
+            problems.append(f"{where}: colour bar {bar} not visible in {view}")
+        thumbs = is_thumbnails(data)
+        for k, m in enumerate(panel.maps):
+            rows, cols = m.shape
+            cells = _scene_rect(panel, m.image)      # (a big map's image is downsampled)
+            if not view.contains(cells):
+                problems.append(f"{where}[{k}]: map {cells} cut off by its panel {view}")
+            if thumbs:
+                continue
+            top = m.plot.getAxis("top")
+            own = top.mapRectFromParent(top.geometry()).adjusted(-0.5, -0.5, 0.5, 0.5)
+            clipped = [t for r, t in top.drawn if top.rotated and not own.contains(r)]
+            if clipped:
+                problems.append(f"{where}[{k}]: column labels {clipped[:3]} cut by the axis' edge")
+            for name, labels in (("left", data.row_labels), ("top", data.col_labels)):
+                drawn = len(m.plot.getAxis(name).drawn)
+                if len(labels) <= MAX_TICKS and drawn != len(labels):
+                    problems.append(f"{where}[{k}]: {drawn} of {len(labels)} {name} labels drawn")
+            if rows <= MAX_TEXT_CELLS and cols <= MAX_TEXT_CELLS:
+                if not (m.cells is not None and m.cells.isVisible() and len(m.cells.drawn) == rows * cols):
+                    problems.append(f"{where}[{k}]: values of the {rows}×{cols} map not drawn")
+        texts.extend((_rect_in(panel.viewport(), r, host), t) for r, t in _texts(panel))
+    for a, b in _overlaps(texts):
+        problems.append(f"texts overlap: {a} and {b}")
+    return problems
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_every_step_is_legible(layout_window, case):
+    win = layout_window
+    c = win.controller
+    _load(win, case)
+    out = shots_dir()
+    problems = []
+    numbers = step_numbers()
+    for w, h in SIZES:
+        win.resize(w, h)
+        for i, step in enumerate(c.steps):
+            c.go(i)
+            for _ in range(3):        # new minimum sizes post layout requests of the panels, then the scroll area
+                QtWidgets.QApplication.processEvents()
+            image = win.step_view.grab()      # paints every panel (what check_step reads)
+            image.save(str(out / f"{case}_{w}x{h}_{numbers[i]}_{step.id.split('.')[1]}.png"), "PNG")
+            problems += [f"{w}x{h} {numbers[i]} {step.id}: {p}" for p in check_step(win)]
+    c.go(0)
+    assert not problems, "\n".join(problems[:40]) + f"\n… {len(problems)} problems"

@@ -1,0 +1,212 @@
+"""Legible maps (issue 12): shared colour scales, per-row colours for weights, thumbnails of many
+heads that open one head, a map on its own with zoom, hover framing what a cell is made of,
+minimum cell sizes and rotated column labels."""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+from PySide6 import QtCore, QtWidgets
+
+from core.book import book_config
+from core.config import AttentionConfig
+from core.trace import build_trace
+from gui.heatmap import MatrixPanel, is_thumbnails, min_cell, panel_min_size, prints_values
+from gui.matrices import MapData, MatrixData
+from gui.view_model import CUSTOM, ViewModel
+
+
+def _model(trace, step_id: str, mode: str = "book") -> ViewModel:
+    model = ViewModel()
+    traces = {step.section: trace for step in model.steps} if mode == "book" else {CUSTOM: trace}
+    model.set_traces(mode, traces)
+    model.go([s.id for s in model.steps].index(step_id))
+    return model
+
+
+@pytest.fixture(scope="module")
+def v1_trace():
+    return build_trace(book_config("v1"))
+
+
+@pytest.fixture(scope="module")
+def six_heads():
+    return build_trace(AttentionConfig(embeddings="random", text="a b c d e f", d_in=4, d_out=12,
+                                       num_heads=6, seed=3))
+
+
+def _view(qtbot, model):
+    from gui.step_view import StepView
+    view = StepView(model)
+    qtbot.addWidget(view)
+    view.resize(900, 700)
+    view.show()
+    QtWidgets.QApplication.processEvents()
+    return view
+
+
+def test_raw_and_scaled_scores_share_one_scale(qtbot, v1_trace):
+    """2.5: the raw and the scaled scores on one colour scale (the scaled ones look paler, as
+    they are √d_k times smaller); the colour bar says so."""
+    model = _model(v1_trace, "trainable.scaled")
+    raw, scaled = model.shown
+    top = float(np.abs(v1_trace["trainable", "attn_scores"].numpy()).max())
+    assert raw.levels == scaled.levels == (-top, top)
+    assert float(np.abs(scaled.maps[0].values).max()) < top / 1.4       # √d_k = √2: paler
+    view = _view(qtbot, model)
+    for panel in view.panels:
+        assert panel.bar.getAxis("right").labelText == "shared scale"
+
+
+def test_unrelated_panels_keep_their_own_scales(v1_trace):
+    """2.3: Q, K and V are not compared cell by cell: each keeps its own scale."""
+    model = _model(v1_trace, "trainable.qkv")
+    for d in model.shown:
+        top = float(np.abs(d.maps[0].values).max())
+        assert d.levels == (-top, top) and "shared_scale" not in d.extra
+
+
+def test_weights_per_row_colours_are_remembered(qtbot, v1_trace):
+    from gui.step_view import ROW_SCALE_KEY
+    model = _model(v1_trace, "trainable.weights_softmax")
+    view = _view(qtbot, model)
+    weights = next(p for p, d in zip(view.panels, view.datas) if d.key == ("trainable", "attn_weights"))
+    exact = v1_trace["trainable", "attn_weights"].numpy()
+    np.testing.assert_array_equal(weights.maps[0].image.image, exact.astype(np.float32))   # fixed [0, 1]
+    view.row_scale.setChecked(True)
+    img = np.asarray(weights.maps[0].image.image, dtype=np.float64)
+    np.testing.assert_allclose(img, exact / exact.max(axis=1, keepdims=True), rtol=1e-6)  # float32 division
+    assert weights.bar.getAxis("right").labelText.startswith("per row")
+    assert weights.maps[0].texts[:6] == [f"{v:.4f}" for v in exact[0]]       # the values stay exact
+    assert QtCore.QSettings().value(ROW_SCALE_KEY, type=bool) is True
+    again = _view(qtbot, model)
+    assert again.row_scale.isChecked()
+
+
+def test_many_heads_are_thumbnails_and_a_click_opens_one(qtbot, six_heads):
+    model = _model(six_heads, "multihead.weights", mode="custom")
+    view = _view(qtbot, model)
+    panel = view.panels[0]
+    assert len(panel.maps) == 6 and all(m.thumbnail for m in panel.maps)
+    assert panel.maps[0].texts == []                      # no values in a thumbnail
+    clicked = []
+    model.cell_clicked.connect(lambda d, m, r, c: clicked.append((d.maps[m].head, r, c)))
+    panel.thumbnail_clicked.emit(4, 2, 1)
+    assert model.head == 4
+    assert len(view.panels[0].maps) == 1 and not view.panels[0].maps[0].thumbnail
+    assert clicked == [(4, 2, 1)]                          # and the inspector gets that cell
+
+
+def test_a_map_on_its_own_zooms_and_keeps_hover_and_click(qtbot, v1_trace):
+    from gui.map_window import MapWindow
+    model = _model(v1_trace, "trainable.scores")
+    view = _view(qtbot, model)
+    k = [d.key for d in view.datas].index(("trainable", "attn_scores"))
+    view.open_map(k, 0)
+    win = view.map_windows[-1]
+    qtbot.addWidget(win)
+    assert isinstance(win, MapWindow) and win.panel.data.key == ("trainable", "attn_scores")
+    before = win.panel.size()
+    win.zoom_in.click()
+    win.zoom_in.click()
+    QtWidgets.QApplication.processEvents()
+    assert win.panel.width() > before.width() * 1.5 and win.zoom == pytest.approx(2.25)
+    hovered = []
+    model.hover_changed.connect(hovered.append)
+    scene = win.panel.maps[0].plot.vb.mapViewToScene(QtCore.QPointF(3.5, 1.5))
+    win.panel._on_move(scene)
+    score = v1_trace["trainable", "attn_scores"].numpy()[1, 3]
+    assert f"{score:.4f}" in hovered[-1]
+    clicked = []
+    model.cell_clicked.connect(lambda d, m, r, c: clicked.append((d.key, r, c)))
+    win.panel.cell_clicked.emit(0, 1, 3)
+    assert clicked == [(("trainable", "attn_scores"), 1, 3)]
+    win.fit.click()
+    assert win.zoom == 1.0
+
+
+def test_hovering_a_score_frames_its_query_and_key_rows(qtbot, v1_trace):
+    """2.4: ω[2, 4] = q⁽²⁾ · k⁽⁴⁾: hovering it frames row 2 of Q and row 4 of K."""
+    model = _model(v1_trace, "trainable.scores")
+    view = _view(qtbot, model)
+    keys = [d.key for d in view.datas]
+    k = keys.index(("trainable", "attn_scores"))
+    view.panels[k].hovered_cell.emit(0, 2, 4)
+    q = view.panels[keys.index(("trainable", "queries"))].marked()
+    kk = view.panels[keys.index(("trainable", "keys"))].marked()
+    assert [(f.y, f.h, f.role) for f in q] and all(f.role == "hover" for f in q)
+    assert {f.y for f in q} == {2} and sum(f.w for f in q) == v1_trace["trainable", "queries"].shape[-1]
+    assert {f.y for f in kk} == {4}
+    assert [(f.x, f.y) for f in view.panels[k].marked() if f.role == "hovered"] == [(4, 2)]
+    view.panels[k].hovered_cell.emit(-1, -1, -1)            # the mouse left: no frames
+    assert view.panels[k].marked() == []
+
+
+def _data(rows: int, cols: int, maps: int = 1, labels=None) -> MatrixData:
+    rng = np.random.default_rng(0)
+    labels = labels or tuple(f"tok{i}" for i in range(max(rows, cols)))
+    return MatrixData(key=("trainable", "attn_scores"), title="ω", symbol="ω", meaning="scores",
+                      maps=[MapData(rng.normal(size=(rows, cols)), None, f"head {h}" if maps > 1 else "")
+                            for h in range(maps)],
+                      row_labels=labels[:rows], col_labels=labels[:cols], row_axis="query", col_axis="key",
+                      kind="signed", levels=(-3.0, 3.0))
+
+
+@pytest.mark.parametrize("size", [(300, 200), (1200, 900)])
+def test_a_small_map_prints_every_value_and_label_at_any_panel_size(qtbot, size):
+    """A 10×10 map with word labels: the panel never gets smaller than the cells its values and
+    labels need (the step view scrolls instead); columns are rotated, not dropped."""
+    words = ("The", "old", "dog", "chased", "the", "quick", "fox", "which", "bit", "him")
+    data = _data(10, 10, labels=words)
+    assert prints_values(data) and min_cell(data)[0] >= 36
+    panel = MatrixPanel()
+    qtbot.addWidget(panel)
+    panel.set_matrix(data)
+    panel.resize(*size)
+    panel.show()
+    panel.grab()
+    assert panel.width() >= panel_min_size(data)[0] and panel.height() >= panel_min_size(data)[1]
+    m = panel.maps[0]
+    assert m.plot.getAxis("top").rotated
+    assert [t for _r, t in m.plot.getAxis("top").drawn] == list(words)
+    assert [t for _r, t in m.plot.getAxis("left").drawn] == list(words)
+    assert len(m.texts) == 100 and m.cells.isVisible()
+    assert min(m.cells.drawn[0][0].height(), m.cells.font().pixelSize()) >= 8
+
+
+def test_twelve_heads_are_thumbnails_that_fit_a_small_panel():
+    data = _data(6, 6, maps=12)
+    assert is_thumbnails(data) and not prints_values(data)
+    w, h = panel_min_size(data)
+    assert w <= 500 and h <= 400
+
+
+def test_split_step_shows_the_matrix_before_the_view(qtbot):
+    """4.4: X W_q as the (T, d_out) matrix it is before .view/.transpose, heads side by side
+    with lines between them; a click on one of its cells is the same number in the head's map."""
+    trace = build_trace(AttentionConfig(embeddings="random", text="a b c d e", d_in=3, d_out=6,
+                                        num_heads=3, seed=4))
+    model = _model(trace, "multihead.split", mode="custom")
+    merged = model.shown[0]
+    X = trace["simplified", "inputs"].numpy().astype(np.float64)
+    W = trace["multihead", "W_query"].numpy().astype(np.float64)
+    # float32 products against a float64 reference: agree to ~1e-6 relative
+    np.testing.assert_allclose(merged.maps[0].values, X @ W, rtol=1e-5, atol=1e-6)
+    assert merged.shape == (5, 6) and merged.extra["head_width"] == 2
+    view = _view(qtbot, model)
+    assert len(view.panels[0].maps[0].separators) == 2          # lines between the 3 heads
+    clicked = []
+    model.cell_clicked.connect(lambda d, m, r, c: clicked.append((d.key, d.maps[m].head, r, c, d.maps[m].values[r, c])))
+    view.panels[0].cell_clicked.emit(0, 3, 5)                   # column 5 = head 2, column 1
+    assert clicked == [(("multihead", "queries"), 2, 3, 1, merged.maps[0].values[3, 5])]
+
+
+def test_the_colour_bar_caption_keeps_the_numbers_unscaled(qtbot):
+    """4.5 (scores within ±0.31): with a caption, pyqtgraph's axis would print 300 for 0.3
+    and "(x0.001)" after the caption."""
+    model = _model(build_trace(book_config("fused")), "multihead.scores")
+    view = _view(qtbot, model)
+    axis = view.panels[0].bar.getAxis("right")
+    assert axis.labelText == "shared scale" and axis.autoSIPrefixScale == 1.0
+    assert "x0.0" not in axis.labelString()
