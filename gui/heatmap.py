@@ -137,24 +137,49 @@ def square_cells(data: MatrixData) -> bool:
             and max(rows, cols) <= SQUARE_RATIO * min(rows, cols))
 
 
+def title_width(text: str, points: float, bold: bool = False) -> int:
+    """Width (px) of a pyqtgraph title (LabelItem) of ``points`` pt, scaled like present mode
+    (:func:`gui.present.pt`): its text plus the text item's document margin. A layout never
+    shrinks a title below this, so a panel narrower than its title pushes the colour bar out."""
+    if not text:
+        return 0
+    font = QtGui.QFont()
+    font.setPointSizeF(float(pt(points)[:-2]))
+    font.setBold(bold)
+    return math.ceil(QtGui.QFontMetricsF(font).horizontalAdvance(text)) + 2 * 4 + 2
+
+
+PANEL_FRAME = 2           # px of MatrixPanel's focus border, each side (set_focused)
+
+
+def panel_title(data: MatrixData) -> str:
+    return data.title + ("   (click a head to open it)" if is_thumbnails(data) else "")
+
+
 def panel_min_size(data: MatrixData, max_cols: int | None = None) -> tuple[int, int]:
     """(width, height) a MatrixPanel needs to draw ``data`` with cells of at least
-    :func:`min_cell` (an estimate that errs on the large side: titles, axes, colour bar)."""
+    :func:`min_cell` (an estimate that errs on the large side: titles, axes, colour bar).
+    No narrower than its titles: pyqtgraph's layout does not shrink a title, it pushes the
+    colour bar out of the panel instead."""
     fm = QtGui.QFontMetrics(QtGui.QFont())
     n = len(data.maps)
     ncols, nrows = grid_shape(n, max_cols)
     rows, cols = data.shape
     cw, ch = min_cell(data)
     line = fm.height()
+    # the panel's title spans the grid and the bar (+ the layout's margins and the focus frame)
+    title_w = title_width(panel_title(data), 10, bold=True) + 18 + 2 * PANEL_FRAME
+    # a map's title (bold with "▶ " when its head is chosen: set_focused) sits over its cells
+    map_title = max((title_width(f"▶ {m.title}", 9, bold=True) for m in data.maps if m.title), default=0)
     if is_thumbnails(data):
-        per_w, per_h = 64, 64 + line + 4
-        return ncols * per_w + 80, nrows * per_h + 2 * line + 20
+        per_w, per_h = max(64, map_title), 64 + line + 4
+        return max(ncols * per_w + 80, title_w), nrows * per_h + 2 * line + 20
     left = _widest(data.row_labels, fm) + 8 + line + 4        # tick labels, gap, axis label
     top = (_widest(data.col_labels, fm) + 4 if rotates_columns(data, fm) else line) + 8 + line + 4
     title = line + 8 if any(m.title for m in data.maps) else 0
-    map_w = cols * cw + left + 16                 # + pyqtgraph's spacing and margins
+    map_w = max(cols * cw, map_title) + left + 16     # + pyqtgraph's spacing and margins
     map_h = rows * ch + top + title + 16
-    width = ncols * map_w + 100                   # + colour bar, its axis and caption
+    width = max(ncols * map_w + 100, title_w)         # + colour bar, its axis and caption
     height = nrows * map_h + line + 28            # + the panel's title
     return int(width), int(height)
 
@@ -745,7 +770,8 @@ class MatrixPanel(pg.GraphicsLayoutWidget):
         the panel and, in a grid of heads, the chosen head's title in blue."""
         self._focused_map = map_index if focused and map_index is not None else 0
         # setStyleSheet re-polishes and setTitle re-lays out the plots: only when they change
-        style = "border: 2px solid #2f6fd0;" if focused and frame else "border: 2px solid transparent;"
+        colour = "#2f6fd0" if focused and frame else "transparent"
+        style = f"border: {PANEL_FRAME}px solid {colour};"
         if style != getattr(self, "_style", None):
             self._style = style
             self.setStyleSheet(style)
@@ -774,7 +800,7 @@ class MatrixPanel(pg.GraphicsLayoutWidget):
             self.bar.setColorMap(cmap)          # same grid, other colours: no rebuild
         self._kind = data.kind
         self.data = data
-        title = data.title + ("   (click a head to open it)" if is_thumbnails(data) else "")
+        title = panel_title(data)
         if title != getattr(self, "_title_text", None):
             self._title_text = title
             self._title.setText(title, size=pt(10), bold=True)

@@ -175,6 +175,28 @@ def test_a_small_map_prints_every_value_and_label_at_any_panel_size(qtbot, size)
     assert min(m.cells.drawn[0][0].height(), m.cells.font().pixelSize()) >= 8
 
 
+@pytest.mark.parametrize("rows, cols, maps", [(64, 64, 1), (64, 1, 2), (6, 6, 12)])
+def test_at_its_minimum_size_a_panel_keeps_its_colour_bar(qtbot, rows, cols, maps):
+    """A title wider than the maps (3.5's "A_renorm − A   max |diff| = …", 4.4's long head
+    titles): pyqtgraph does not shrink a title, it pushes the colour bar out of the panel, so
+    the panel's minimum width counts its titles (the step view then scrolls instead)."""
+    data = dataclasses.replace(_data(rows, cols, maps), title="A_renorm − A   max |diff| = 5.96e-08 · long")
+    data = dataclasses.replace(data, maps=[dataclasses.replace(m, title=f"batch 0 · head {k} of many")
+                                           for k, m in enumerate(data.maps)])
+    panel = MatrixPanel()
+    qtbot.addWidget(panel)
+    panel.set_matrix(data)
+    panel.resize(*panel_min_size(data))
+    panel.show()
+    panel.grab()
+    view = QtCore.QRectF(panel.viewport().rect()).adjusted(-0.5, -0.5, 0.5, 0.5)
+    bar = QtCore.QRectF(panel.mapFromScene(panel.bar.mapRectToScene(panel.bar.boundingRect())).boundingRect())
+    assert bar.width() >= 8 and view.contains(bar), (bar, view)
+    for m in panel.maps:
+        cells = QtCore.QRectF(panel.mapFromScene(m.image.mapRectToScene(m.image.boundingRect())).boundingRect())
+        assert view.contains(cells), (cells, view)
+
+
 def test_twelve_heads_are_thumbnails_that_fit_a_small_panel():
     data = _data(6, 6, maps=12)
     assert is_thumbnails(data) and not prints_values(data)
