@@ -5,7 +5,6 @@ import html
 
 from PySide6 import QtWidgets
 
-from core.numerics import item_notes, summarize_notes
 from gui.texts import is_book, step_texts
 
 AXIS_SYMBOLS = {"batch": "b", "head": "h", "query": "T", "key": "T", "token": "T",
@@ -30,6 +29,7 @@ def shapes_html(step, trace) -> str:
 
 def undefined_html(step, trace) -> str:
     """A visible warning when a matrix the step shows holds nan/inf (never a bare nan on screen)."""
+    from core.numerics import item_notes, summarize_notes     # not at start-up: the window opens before core
     notes = [note for panel in step.panels if panel.key in trace for note in item_notes(trace[panel.key])]
     if not notes:
         return ""
