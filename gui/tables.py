@@ -43,6 +43,8 @@ def embeddings_csv(tokens, labels, array) -> str:
 
 
 class InputsEditor(RefreshWhenShown, QtWidgets.QWidget):
+
+    needs = ("simplified",)   # read by refresh() (a partial trace may lack them)
     message = QtCore.Signal(str)      # status-bar text (refusals, imports, exports)
 
     def __init__(self, controller, parent: QtWidgets.QWidget | None = None):
@@ -105,7 +107,7 @@ class InputsEditor(RefreshWhenShown, QtWidgets.QWidget):
     # ---- showing the trace -------------------------------------------------------------------
     def refresh(self) -> None:
         trace = self.controller.trace
-        if trace is None:
+        if trace is None or not self._ready():
             return
         self._stale = False
         self.too_large = set()

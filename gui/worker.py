@@ -24,6 +24,7 @@ class Request:
     first: str | None = None    # book: the section to compute (and deliver) first
     inputs: object = None       # custom: edited embeddings (core.inputs.Inputs) or None
     weights: dict | None = None  # custom: edited W_query/W_key/W_value (d_in × d_out arrays)
+    stages: tuple[str, ...] = ()  # custom: the stages on screen, computed (and delivered) first
 
 
 @dataclass
@@ -52,7 +53,8 @@ def compute(req: Request, partial: Callable[[Result], None] | None = None,
         from core.config import AttentionConfig, ConfigError
         from core.device import cuda_available
         from core.memory import MemoryBudgetError, check_memory
-        from core.trace import build_trace
+        from core.trace import build_trace, build_trace_in_steps
+        from core.vocabulary import STAGES
     except Exception as exc:  # a broken torch install: say so, do not crash
         return Result(req.id, req.mode, error=("", f"cannot load the attention core: {exc}"))
     sections = {key: cfg.to_dict() for key, (_desc, cfg) in BOOK_SECTIONS.items()}
@@ -79,7 +81,16 @@ def compute(req: Request, partial: Callable[[Result], None] | None = None,
                 if tokens == 0:
                     raise ConfigError("embeddings", "the inputs need at least one token")
             check_memory(cfg, tokens)
-            out.traces = {"custom": build_trace(cfg, inputs=req.inputs, weights_override=req.weights or None)}
+            # the stages on screen first (delivered through ``partial``), then the rest; a newer
+            # request stops it between the two (the partial trace is then never completed)
+            for trace in build_trace_in_steps(cfg, inputs=req.inputs, first=req.stages,
+                                              weights_override=req.weights or None):
+                out.traces = {"custom": trace}
+                if len(trace.stages) < len(STAGES):
+                    if partial is not None:
+                        partial(dataclasses.replace(out, traces=dict(out.traces), partial=True))
+                    if cancelled():
+                        break
         out.notes = tuple(dict.fromkeys(n for t in out.traces.values() for n in t.notes))
     except ConfigError as exc:
         out.error = (exc.field, exc.message)

@@ -44,4 +44,4 @@ def install(app, window, controller) -> None:
             QtCore.QTimer.singleShot(0, heatmap_drawn)   # after the views' own slots
 
     QtCore.QTimer.singleShot(0, shown)
-    controller.trace_changed.connect(on_trace)
+    controller.model.trace_changed.connect(on_trace)   # the first (partial) trace drawn
