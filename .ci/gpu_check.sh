@@ -39,7 +39,8 @@ for n in (1024, 8192):
     full = next(steps)
     t2 = time.perf_counter()
     on_device = all(i.tensor.device.type == "cuda" for i in full)   # nothing copied to the host by the trace
-    same = all(torch.equal(i.tensor, build_trace(cfg)[i.key].tensor) for i in full)
+    ref = build_trace(cfg)
+    same = all(torch.equal(i.tensor, ref[i.key].tensor) for i in full)
     print(f"{n} tokens: visible stage {1000 * (t1 - t0):.1f} ms, every stage {1000 * (t2 - t0):.1f} ms, "
           f"stages first {list(first.stages)}, all on cuda {on_device}, equal to build_trace {same}")
 PY
