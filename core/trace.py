@@ -4,6 +4,8 @@
 (core/stages/, or its tuned twin in core/engine/: chosen in ``_forward``) and wraps each
 tensor with its term from the stage table (symbol, formula, axes and axis labels). The
 trace is read-only: look intermediates up with ``trace["causal", "attn_weights"]``.
+``build_trace_in_steps(config, first=stage)`` gives the same trace in two parts: the stage on
+screen (with what it reads, ``NEEDS``) first, then all; the window draws the first at once.
 """
 from __future__ import annotations
 

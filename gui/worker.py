@@ -45,8 +45,10 @@ def compute(req: Request, partial: Callable[[Result], None] | None = None,
     """Build the trace(s) a request asks for (runs on the worker thread).
 
     In book mode the ``req.first`` section is delivered first through ``partial`` (the first
-    heatmap appears without waiting for the other sections); ``cancelled()`` is polled between
-    sections so a newer request does not wait for a stale one.
+    heatmap appears without waiting for the other sections); in custom mode the stages in
+    ``req.stages`` (the step on screen) are, as a trace holding only those. ``cancelled()`` is
+    polled between sections (and after the custom partial) so a newer request does not wait
+    for a stale one; a cancelled custom result holds only the partial trace.
     """
     try:
         from core.book import BOOK_SECTIONS
