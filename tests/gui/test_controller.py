@@ -267,16 +267,18 @@ def test_a_change_draws_the_visible_stage_first_then_the_full_trace(window, qtbo
     c.go(step_index(c, "multihead.weights"))
     seen = []                                  # (stages of the trace, what the step view draws) per event
 
-    def on_trace():
+    def on_shown():                            # after the step view's own slot: what it now draws
         t = c.model.traces.get("custom")
+        drawn = [d.key for d in window.step_view.datas]
         seen.append((tuple(t.stages) if t is not None else (), c.model.trace is not None,
-                     len(window.step_view.datas)))
-    c.model.trace_changed.connect(on_trace)
+                     bool(drawn) and all(k[0] == "multihead" for k in drawn)
+                     and all(m.values.shape == (5, 5) for d in window.step_view.datas for m in d.maps[:1])))
+    c.model.shown_changed.connect(on_shown)
     try:
         with qtbot.waitSignal(c.trace_changed, timeout=TRACE_TIMEOUT_MS):
-            c.set_params(num_heads=3, d_out=6, d_in=3)
+            c.set_params(num_heads=3, d_out=6, d_in=3, text="a b c d e", embeddings="random")   # 5 tokens: not the old 6
     finally:
-        c.model.trace_changed.disconnect(on_trace)
+        c.model.shown_changed.disconnect(on_shown)
     full = build_trace(c.trace.config)
     assert [s[0] for s in seen] == [("trainable", "multihead"), tuple(full.stages)]
     assert seen[0][1] and seen[0][2]           # the visible step is drawn from the partial trace
