@@ -107,11 +107,27 @@ def test_every_step_of_a_custom_config_equals_the_core(window, qtbot):
 def test_an_invalid_change_drops_the_result_still_in_flight(window, qtbot):
     c = window.controller
     trace = c.trace
-    # the worker still delivers the stale result; the controller (connected first) drops it
-    with qtbot.waitSignal(c._worker.done, timeout=TRACE_TIMEOUT_MS):
+    # the worker still delivers the stale result (a partial one, then the final); the controller
+    # (connected first) drops both. A QObject slot, so it runs queued on this thread like the
+    # controller's (a bare callable would run on the worker thread, racing the second emit).
+    class Seen(QtCore.QObject):
+        def __init__(self):
+            super().__init__()
+            self.results = []
+
+        @QtCore.Slot(object)
+        def add(self, result):
+            self.results.append(result)
+
+    seen = Seen()
+    c._worker.done.connect(seen.add)
+    try:
         c.set_params(d_out=4, num_heads=2)      # valid, computing…
         c.set_params(num_heads=3)               # …then invalid: its error must stay on screen
         assert window.params.errors["num_heads"].isVisibleTo(window)
+        qtbot.waitUntil(lambda: any(not r.partial for r in seen.results), timeout=TRACE_TIMEOUT_MS)
+    finally:
+        c._worker.done.disconnect(seen.add)
     assert not c.is_busy()
     assert c.trace is trace
     assert window.params.errors["num_heads"].isVisibleTo(window)
