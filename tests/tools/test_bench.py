@@ -63,7 +63,7 @@ def test_bench_parts_subset(tmp_path):
 def test_bad_bench_options_stop_before_measuring(argv, words, tmp_path, capsys, monkeypatch):
     """Checked before the minutes of measuring (a bad --json lost every figure at the end;
     an unknown part measured nothing and exited 0)."""
-    from gui import bench
+    from tools import bench
     (tmp_path / "afile").write_text("keep")
     monkeypatch.setattr(bench, "machine", lambda: pytest.fail("measuring started"))
     with pytest.raises(SystemExit) as exit_info:
