@@ -33,7 +33,7 @@ def opened(monkeypatch) -> list:
     (["-platform", "offscreen"], "unknown option '-platform'"),
     (["lesson.json", "--quick"], "unknown option '--quick'"),
     (["a.json", "b.json"], "one lesson at a time; got 2 arguments"),
-    (["hello"], "unknown command 'hello': the commands are export, bench, and a lesson is a .json file"),
+    (["hello"], "unknown command 'hello': the commands are export, train, bench, and a lesson is a .json file"),
     (["caf\udce9"], "unknown command 'caf\\udce9'"),
 ])
 def test_a_word_that_is_no_command_or_lesson_is_one_line_and_exit_2(argv, line, opened, capsys, tmp_path, monkeypatch):

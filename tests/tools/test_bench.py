@@ -77,7 +77,7 @@ def test_a_read_only_json_target_is_refused_before_measuring(tmp_path, capsys, m
     import errno
     import tempfile
 
-    from gui import bench
+    from tools import bench
 
     def refuse(*a, **k):      # tests run as root, where chmod would not stop the write
         raise PermissionError(errno.EACCES, os.strerror(errno.EACCES))
