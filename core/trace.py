@@ -4,6 +4,8 @@
 (core/stages/, or its tuned twin in core/engine/: chosen in ``_forward``) and wraps each
 tensor with its term from the stage table (symbol, formula, axes and axis labels). The
 trace is read-only: look intermediates up with ``trace["causal", "attn_weights"]``.
+``build_trace_in_steps(config, first=stage)`` gives the same trace in two parts: the stage on
+screen (with what it reads, ``NEEDS``) first, then all; the window draws the first at once.
 """
 from __future__ import annotations
 
@@ -282,21 +284,23 @@ def _forward(stage: str, run: _Run, shared: dict, use_engine: bool) -> dict:
             **fast.fused(run.xb, fqkv, out_proj, cfg.num_heads, run.mask, cfg.causal, additive, reuse)}
 
 
-def build_trace(config: AttentionConfig, inputs: Inputs | None = None,
-                only: tuple[str, ...] = STAGES, weights_override: dict | None = None,
-                multihead_override: dict | None = None, use_engine: bool = True) -> Trace:
-    """Compute the stages in ``only`` (all by default) for ``config``.
+# What each stage's forward reads from another: the engine reuses the trainable stage's Q, K, V
+# (and scores) in causal and multihead, so those stages are computed after it.
+NEEDS: dict[str, tuple[str, ...]] = {"simplified": (), "trainable": (), "causal": ("trainable",),
+                                     "multihead": ("trainable",)}
 
-    ``inputs`` overrides the config's embeddings source (the GUI's edited table); its width
-    must equal config.d_in. ``weights_override``: edited W_query/W_key/W_value of the trainable
-    and causal stages; ``multihead_override``: all five weights of the fused MultiHeadAttention
-    (the "multihead" stage's W_query, W_key, W_value, W_out, b_out, e.g. a trained layer's).
-    Raises ConfigError for problems with the inputs or weights.
-    ``use_engine``: the tuned paths of core.engine (default) or the stages' plain forwards.
-    """
+
+def stage_order(first: tuple[str, ...] | str = ()) -> tuple[str, ...]:
+    """Every stage, those in ``first`` (with what they need, in chapter order) ahead of the rest."""
+    first = (first,) if isinstance(first, str) else tuple(first)
+    wanted = {s for f in first for s in (f, *NEEDS.get(f, ()))}
+    return tuple(s for s in STAGES if s in wanted) + tuple(s for s in STAGES if s not in wanted)
+
+
+def _prepare(config: AttentionConfig, inputs: Inputs | None, weights_override: dict | None,
+             multihead_override: dict | None = None):
     from core.config import MAX_ABS_EMBEDDING, ConfigError
 
-    started = time.perf_counter()
     inp = inputs if inputs is not None else resolve_inputs(config)
     if inp.width != config.d_in:
         raise ConfigError("d_in", f"the inputs have {inp.width} values per token but d_in is {config.d_in}")
@@ -312,14 +316,63 @@ def build_trace(config: AttentionConfig, inputs: Inputs | None = None,
     mask = cache.causal_mask(num_tokens, config.causal, device, dtype)        # (T, T), shared
     run = _Run(config, x, xb, mask, device, dtype, _check_overrides(weights_override, config),
                _check_multihead(multihead_override, config))
+    return inp, run, note
 
+
+def build_trace_in_steps(config: AttentionConfig, inputs: Inputs | None = None,
+                         first: tuple[str, ...] | str = (), weights_override: dict | None = None,
+                         multihead_override: dict | None = None, use_engine: bool = True) -> Iterator[Trace]:
+    """The trace in two parts: first the stages in ``first`` (and what they need), then all.
+
+    Yields a partial Trace holding only those stages (what the window draws first), then the
+    full one, which is ``build_trace``'s: the same forwards run on the same inputs, weights and
+    shared Q/K/V, only in another order (tests/core/test_trace.py checks they are equal). The
+    caller may stop after the first (a newer change came). Raises ConfigError like build_trace.
+    """
+    started = time.perf_counter()
+    inp, run, note = _prepare(config, inputs, weights_override, multihead_override)
+    order = stage_order(first)
+    head = {s for f in ((first,) if isinstance(first, str) else first) for s in (f, *NEEDS.get(f, ()))}
+    result: dict[str, dict[str, Intermediate]] = {}
+    shared: dict[str, torch.Tensor] = {}
+    notes = (note,) if note else ()
+
+    def snapshot() -> Trace:
+        if run.device.startswith("cuda"):
+            torch.cuda.synchronize()
+        elapsed = (time.perf_counter() - started) * 1000.0
+        ordered = {s: result[s] for s in STAGES if s in result}   # the chapter's order, whatever the run's
+        return Trace(config, inp, run.device, ordered, elapsed, notes, bool(run.fused_override))
+
+    for i, stage in enumerate(order):
+        with torch.no_grad():
+            result[stage] = _wrap(stage, _forward(stage, run, shared, use_engine), config.batch, inp.labels)
+        if head and stage in head and not any(s in head for s in order[i + 1:]) and i + 1 < len(order):
+            yield snapshot()                      # the visible stage(s): draw them now
+    yield snapshot()
+
+
+def build_trace(config: AttentionConfig, inputs: Inputs | None = None,
+                only: tuple[str, ...] = STAGES, weights_override: dict | None = None,
+                multihead_override: dict | None = None, use_engine: bool = True) -> Trace:
+    """Compute the stages in ``only`` (all by default) for ``config``.
+
+    ``inputs`` overrides the config's embeddings source (the GUI's edited table); its width
+    must equal config.d_in. ``weights_override``: edited W_query/W_key/W_value of the trainable
+    and causal stages; ``multihead_override``: all five weights of the fused MultiHeadAttention
+    (the "multihead" stage's W_query, W_key, W_value, W_out, b_out, e.g. a trained layer's).
+    Raises ConfigError for problems with the inputs or weights.
+    ``use_engine``: the tuned paths of core.engine (default) or the stages' plain forwards.
+    """
+    started = time.perf_counter()
+    inp, run, note = _prepare(config, inputs, weights_override, multihead_override)
     result: dict[str, dict[str, Intermediate]] = {}
     shared: dict[str, torch.Tensor] = {}
     with torch.no_grad():
         for stage in STAGES:
             if stage in only:
                 result[stage] = _wrap(stage, _forward(stage, run, shared, use_engine), config.batch, inp.labels)
-    if device.startswith("cuda"):
+    if run.device.startswith("cuda"):
         torch.cuda.synchronize()
     elapsed = (time.perf_counter() - started) * 1000.0
-    return Trace(config, inp, device, result, elapsed, (note,) if note else (), bool(run.fused_override))
+    return Trace(config, inp, run.device, result, elapsed, (note,) if note else (), bool(run.fused_override))

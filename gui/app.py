@@ -2,7 +2,9 @@
 
 The window is shown before torch is imported (the controller's worker imports ``core`` in
 the background) and before pyqtgraph is imported (the heatmap view is created right after
-the window is on screen); a "Computing…" placeholder shows until the first trace arrives.
+the window is on screen). On the book's first step its numbers, the inputs X, are drawn at
+once (gui.first_step: no torch needed) with "Loading torch…" in the status bar; elsewhere a
+"Computing…" placeholder shows until the first trace arrives.
 """
 from __future__ import annotations
 
@@ -31,6 +33,7 @@ def start(window, controller, lesson: str | None = None) -> None:
         mode, params, step = window.saved_config()
         if controller.index == 0:          # unless the learner already moved (keys work at once)
             controller.go(step)
+        show_first_step(window, controller, mode, params)
         controller.restore(mode, params)
 
     def after_lesson(message: str) -> None:
@@ -43,6 +46,49 @@ def start(window, controller, lesson: str | None = None) -> None:
     else:
         from_settings()
     window.finish_setup()
+
+
+LOADING = "Loading torch…"
+
+
+def show_first_step(window, controller, mode: str, params: dict | None) -> None:
+    """Draw the inputs step's numbers now, before torch loads (they need no computing).
+
+    Only on the book's inputs step (gui.first_step.preview_inputs says when); the status bar
+    says "Loading torch…" until the first trace is in. The preview goes when that trace (or an
+    error) arrives, or when the learner moves to another step (its numbers would be the wrong ones).
+    """
+    if "torch" not in sys.modules and not window.statusBar().currentMessage():   # never over a message
+        window.statusBar().showMessage(LOADING)
+    from gui.first_step import InputsPreview, preview_inputs
+    inputs = preview_inputs(mode, params, controller.index)
+    model = controller.model
+
+    def done(*_args) -> None:
+        if window.statusBar().currentMessage() == LOADING:
+            window.statusBar().clearMessage()
+        model.trace_changed.disconnect(done)
+        model.step_changed.disconnect(done)
+        controller.error.disconnect(done)
+        preview = getattr(window, "inputs_preview", None)
+        if preview is not None:
+            window.inputs_preview = None
+            if window.stack.currentWidget() is preview:
+                window.stack.setCurrentWidget(window.step_view if model.has_trace else window.placeholder)
+            window.stack.removeWidget(preview)
+            preview.deleteLater()
+
+    model.trace_changed.connect(done)
+    model.step_changed.connect(done)
+    controller.error.connect(done)
+    if inputs is None or model.has_trace:
+        return
+    window.inputs_preview = InputsPreview(inputs)
+    window.stack.addWidget(window.inputs_preview)
+    window.stack.setCurrentWidget(window.inputs_preview)
+    from PySide6 import QtWidgets
+    QtWidgets.QApplication.processEvents()   # the stack's show/layout events, so that the paint below
+    window.inputs_preview.repaint()          # puts it on screen now, before torch's and pyqtgraph's imports
 
 
 def freeze_gc_after_first_trace(controller) -> None:

@@ -30,7 +30,8 @@ MULTIHEAD_FIELDS = ("d_in", "d_out", "num_heads", "qkv_bias")  # a change drops 
 
 
 class Controller(QObject):
-    trace_changed = Signal()            # model.trace_changed: new traces are in place
+    trace_changed = Signal()            # a request's traces are complete and in place (the model's
+                                        # trace_changed also fires for the partial one drawn first)
     step_changed = Signal(int)          # model.step_changed: index into steps
     config_changed = Signal(object)     # model.config_changed: the AttentionConfig the panel shows
     mode_changed = Signal(str)          # model.mode_changed: "book" or "custom"
@@ -65,7 +66,6 @@ class Controller(QObject):
         m = self.model
         m.step_changed.connect(self._on_step)
         m.step_changed.connect(self.step_changed.emit)
-        m.trace_changed.connect(self.trace_changed.emit)
         m.config_changed.connect(self.config_changed.emit)
         m.mode_changed.connect(self.mode_changed.emit)
 
@@ -181,8 +181,10 @@ class Controller(QObject):
     def _custom_request(self, params: dict) -> Request:
         self._requested_edits = (self.inputs, dict(self.weights))
         self._requested_multihead = (dict(self.multihead), self.multihead_source)
+        from gui.view_model import step_stages
         return Request(0, CUSTOM, dict(params), inputs=self.inputs, weights=dict(self.weights) or None,
-                       multihead=dict(self.multihead) or None)
+                       multihead=dict(self.multihead) or None,
+                       stages=step_stages(self.model.step))    # the step on screen first
 
     def set_edits(self, inputs=None, weights: dict | None = None) -> None:
         """Recompute the shown config with edited embeddings and/or W_query/W_key/W_value.
@@ -274,8 +276,10 @@ class Controller(QObject):
         self.cuda_available = result.cuda_available
         if result.id != self._last_id:
             return                          # a newer request is on its way: the latest wins
-        if result.partial:                  # the current step's section, the rest follows
-            self._install(result.mode, result.traces)
+        if result.partial:                  # the current step's section (or stages), the rest follows
+            if result.mode == CUSTOM:
+                self.applied_edits = self._requested_edits
+            self._install(result.mode, result.traces, complete=False)
             return
         self._set_busy(False)
         if result.error is not None:
@@ -297,12 +301,14 @@ class Controller(QObject):
             self.notice.emit(note)
         self._install(result.mode, result.traces)
 
-    def _install(self, mode: str, traces: dict) -> None:
+    def _install(self, mode: str, traces: dict, complete: bool = True) -> None:
         if mode == "book":
             self.applied_edits = (None, {})       # the book's traces carry no edits
             self.applied_multihead = ({}, None)
         self.model.set_traces(mode, traces, weights=self.applied_edits[1])
         self._show_config()
+        if complete:
+            self.trace_changed.emit()
 
     def shutdown(self) -> None:
         """Stop the worker thread (call before the application quits)."""

@@ -78,6 +78,8 @@ def matrix_data(c: Comparison, d: np.ndarray, diff: float, trace) -> MatrixData:
 
 
 class EquivalenceView(RefreshWhenShown, QtWidgets.QWidget):
+
+    needs = ("simplified", "trainable", "causal", "multihead")   # read by refresh() (a partial trace may lack them)
     def __init__(self, model, parent: QtWidgets.QWidget | None = None):
         super().__init__(parent)
         self.setObjectName("equivalences")

@@ -81,6 +81,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.setWindowTitle("Attention Stepper")
         self.resize(starting_size(_available()))
         self.step_view = None
+        self.cost_view = None                   # View → Cost of attention (its own window, made on demand)
         self.export_job = None
         self.docks: dict[str, QtWidgets.QDockWidget] = {}     # filled by finish_setup
         self.inspector = self.code_panel = self.inputs_editor = None
@@ -197,6 +198,8 @@ class MainWindow(QtWidgets.QMainWindow):
                                   "Remove the 1/√d_k scaling and see how peaked softmax gets as d_k grows"),
                 A("train", "Train attention…", lambda: train_window.show_train(self), ["Ctrl+Shift+T"],
                   "Train the chapter's MultiHeadAttention on a toy task and watch its heads learn"),
+                A("cost", "Cost of attention…", self.show_cost, ["Ctrl+Shift+M"],
+                  "Measure how time and memory grow with the tokens (T²), trace beside fused attention"),
                 A("reset_inputs", "Reset inputs to the preset",
                   lambda: self.inputs_editor.reset() if self.inputs_editor is not None else None,
                   ["Ctrl+Shift+R"], "Drop every edit of the embeddings and weights"),
@@ -501,7 +504,32 @@ class MainWindow(QtWidgets.QMainWindow):
         self.settings.setValue("config/step", c.index)
         self.settings.sync()
 
+    def cost_device(self) -> str:
+        """The device selected in the parameters, as the Cost view takes it (cpu, cuda or auto)."""
+        device = str(getattr(self.model.config, "device", "cpu") or "cpu")
+        return "cuda" if device.startswith("cuda") else device if device in ("cpu", "auto") else "cpu"
+
+    def show_cost(self) -> None:
+        """View → Cost of attention: its own window, kept (its measurements stay) and re-raised;
+        made anew for another device when it is not measuring."""
+        device = self.cost_device()
+        view = self.cost_view
+        if view is not None and view.runner.settings.device != device and not view.is_running():
+            view.close()
+            view.deleteLater()
+            view = None
+        if view is None:
+            from core.cost import CostRunner, CostSettings   # torch: the Cost view measures it
+            from gui.cost_view import CostView
+            view = self.cost_view = CostView(CostRunner(CostSettings(device=device)))
+            view.resize(1000, 640)
+        view.show()
+        view.raise_()
+        view.activateWindow()
+
     def closeEvent(self, event: QtGui.QCloseEvent) -> None:
+        if self.cost_view is not None:           # its own window: cancel a run and wait for its thread
+            self.cost_view.close()
         if self.export_job is not None:          # cancel: the export leaves no partial files
             self.export_job.cancel()
             self.export_job.wait()

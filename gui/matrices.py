@@ -137,7 +137,13 @@ def resolve_panel(panel: Panel, trace, batch_index: int = 0) -> MatrixData | Non
     item = trace[panel.key]
     if panel.merge:
         return _merged_heads(panel, item, trace, batch_index)
-    mask = trace["causal", "mask"].numpy() if ("causal", "mask") in trace else None
+    if ("causal", "mask") in trace:
+        mask = trace["causal", "mask"].numpy()
+    elif panel.key[0] == "multihead" and getattr(trace.config, "causal", False):
+        # a partial trace (the visible stage first) has no causal stage yet: the same (T, T) mask
+        mask = np.tri(len(trace.tokens), dtype=bool)
+    else:
+        mask = None
     arr = item.numpy()
     axes = list(item.axes)
     n_lead = sum(1 for a in axes[:2] if a in ("batch", "head"))

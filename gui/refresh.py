@@ -10,18 +10,27 @@ class RefreshWhenShown:
     """
 
     _stale = True
+    needs: tuple[str, ...] = ()      # the trace stages refresh() reads beyond the step's own
+    _watched = None
 
     def watch_trace(self, model) -> None:
         """Observe a :class:`gui.view_model.ViewModel`'s trace and step."""
+        self._watched = model
         model.trace_changed.connect(self._on_trace)
         model.step_changed.connect(lambda _i: self._on_trace())
 
+    def _ready(self) -> bool:
+        """False while the trace on screen is a partial one (the visible stage first) that lacks
+        a stage this view reads: it stays stale until the full trace arrives (never an error)."""
+        trace = self._watched.trace if self._watched is not None else None
+        return trace is None or all(s in trace.stages for s in self.needs)
+
     def _on_trace(self) -> None:
         self._stale = True
-        if self.isVisible():
+        if self.isVisible() and self._ready():
             self.refresh()
 
     def showEvent(self, event) -> None:
         super().showEvent(event)
-        if self._stale:
+        if self._stale and self._ready():
             self.refresh()

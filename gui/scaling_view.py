@@ -39,6 +39,8 @@ def weights(trace, scaled: bool) -> np.ndarray:
 
 
 class ScalingView(RefreshWhenShown, QtWidgets.QWidget):
+
+    needs = ("trainable",)   # read by refresh() (a partial trace may lack them)
     def __init__(self, model, parent: QtWidgets.QWidget | None = None):
         super().__init__(parent)
         self.setObjectName("scalingView")

@@ -44,6 +44,8 @@ def embeddings_csv(tokens, labels, array) -> str:
 
 
 class InputsEditor(RefreshWhenShown, QtWidgets.QWidget):
+
+    needs = ("simplified",)   # read by refresh() (a partial trace may lack them)
     message = QtCore.Signal(str)      # status-bar text (refusals, imports, exports)
     imported = QtCore.Signal(str)     # an import finished: "" when applied, else why not
     _read = QtCore.Signal(int, str, object, str)   # (request, path, Inputs or None, error) from the reader
@@ -110,7 +112,7 @@ class InputsEditor(RefreshWhenShown, QtWidgets.QWidget):
     # ---- showing the trace -------------------------------------------------------------------
     def refresh(self) -> None:
         trace = self.controller.trace
-        if trace is None:
+        if trace is None or not self._ready():
             return
         self._stale = False
         self.too_large = set()

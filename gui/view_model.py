@@ -105,6 +105,12 @@ def _only_head(data: MatrixData, head: int) -> MatrixData:
     return dataclasses.replace(data, maps=maps) if maps else data
 
 
+def step_stages(step: Step) -> tuple[str, ...]:
+    """The trace stages a step's panels read (what must be computed before it can be drawn)."""
+    keys = [p.key for p in step.panels] + [k for p in step.panels if p.diff for k in p.diff]
+    return tuple(dict.fromkeys(k[0] for k in keys))
+
+
 class ViewModel:
     """What the window shows. Attributes are read-only for views; change them with the methods.
 
@@ -165,9 +171,10 @@ class ViewModel:
         step = step or self.step
         if not self.traces:
             return None
-        if self.traces_mode == "book":
-            return self.traces.get(step.section)
-        return self.traces.get(CUSTOM)
+        trace = self.traces.get(step.section) if self.traces_mode == "book" else self.traces.get(CUSTOM)
+        if trace is not None and not all(s in trace.stages for s in step_stages(step)):
+            return None          # a partial trace (the visible stage first): this step's is still computing
+        return trace
 
     @property
     def trace(self):

@@ -25,6 +25,7 @@ class Request:
     inputs: object = None       # custom: edited embeddings (core.inputs.Inputs) or None
     weights: dict | None = None  # custom: edited W_query/W_key/W_value (d_in × d_out arrays)
     multihead: dict | None = None  # custom: stage 4's own five weights (a trained layer's), or None
+    stages: tuple[str, ...] = ()  # custom: the stages on screen, computed (and delivered) first
 
 
 @dataclass
@@ -45,15 +46,18 @@ def compute(req: Request, partial: Callable[[Result], None] | None = None,
     """Build the trace(s) a request asks for (runs on the worker thread).
 
     In book mode the ``req.first`` section is delivered first through ``partial`` (the first
-    heatmap appears without waiting for the other sections); ``cancelled()`` is polled between
-    sections so a newer request does not wait for a stale one.
+    heatmap appears without waiting for the other sections); in custom mode the stages in
+    ``req.stages`` (the step on screen) are, as a trace holding only those. ``cancelled()`` is
+    polled between sections (and after the custom partial) so a newer request does not wait
+    for a stale one; a cancelled custom result holds only the partial trace.
     """
     try:
         from core.book import BOOK_SECTIONS
         from core.config import AttentionConfig, ConfigError
         from core.device import cuda_available
         from core.memory import MemoryBudgetError, check_memory
-        from core.trace import build_trace
+        from core.trace import build_trace, build_trace_in_steps
+        from core.vocabulary import STAGES
     except Exception as exc:  # a broken torch install: say so, do not crash
         return Result(req.id, req.mode, error=("", f"cannot load the attention core: {exc}"))
     sections = {key: cfg.to_dict() for key, (_desc, cfg) in BOOK_SECTIONS.items()}
@@ -80,8 +84,17 @@ def compute(req: Request, partial: Callable[[Result], None] | None = None,
                 if tokens == 0:
                     raise ConfigError("embeddings", "the inputs need at least one token")
             check_memory(cfg, tokens)
-            out.traces = {"custom": build_trace(cfg, inputs=req.inputs, weights_override=req.weights or None,
-                                                  multihead_override=req.multihead or None)}
+            # the stages on screen first (delivered through ``partial``), then the rest; a newer
+            # request stops it between the two (the partial trace is then never completed)
+            for trace in build_trace_in_steps(cfg, inputs=req.inputs, first=req.stages,
+                                              weights_override=req.weights or None,
+                                              multihead_override=req.multihead or None):
+                out.traces = {"custom": trace}
+                if len(trace.stages) < len(STAGES):
+                    if partial is not None:
+                        partial(dataclasses.replace(out, traces=dict(out.traces), partial=True))
+                    if cancelled():
+                        break
         out.notes = tuple(dict.fromkeys(n for t in out.traces.values() for n in t.notes))
     except ConfigError as exc:
         out.error = (exc.field, exc.message)

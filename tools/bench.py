@@ -5,8 +5,11 @@ Seven parts, each a median over repeats after a warm-up, all in this process exc
 1. trace vs fused forward (core.bench: the multi-head trace against three projections,
    ``F.scaled_dot_product_attention`` and out_proj, alternated) at 64, 1024, 2048 tokens;
 2. redraw: a parameter change (the seed) through the real controller, worker and widgets
-   (offscreen), timed from the result's arrival on the UI thread to the window repainted,
-   at 6, 64 and 1024 tokens, GPT-2 sizes (d_in = d_out = 768, 12 heads), all-heads view;
+   (offscreen), timed from the change to the step on screen repainted (the headline,
+   ``change_to_redrawn_ms``: the visible stage is computed first, the rest follows in the
+   background) and, beside it, from the result's arrival on the UI thread to the repaint
+   (``redraw_ms``), at 6, 64 and 1024 tokens, GPT-2 sizes (d_in = d_out = 768, 12 heads),
+   all-heads view; ``full_trace_ms``: change → every stage in;
 3. the longest the UI thread is blocked (gaps of a 2 ms QTimer heartbeat) while a
    1024-token trace computes on the worker;
 4. process start → window shown, and → first heatmap drawn: ``python main.py`` in fresh
@@ -38,10 +41,11 @@ ROOT = Path(__file__).resolve().parent.parent
 
 TARGETS = {
     "trace_ratio": {1024: 1.5, 2048: 2.0},
-    "redraw_ms": {6: 16.0, 64: 16.0, 1024: 150.0},
+    "change_to_redrawn_ms": {6: 16.0, 64: 16.0, 1024: 150.0},   # the headline: what a user feels
     "ui_block_ms": 50.0,
-    "window_s": 0.8,
-    "first_heatmap_s": 2.2,
+    "window_s": 0.5,
+    "first_heatmap_s": 1.0,
+    "export_csv_s": 5.0,
     "time_to_induction_s": 20.0,    # issue 14: the default run shows the pattern within 20 s on 2 cores
     "train_ui_block_ms": 50.0,
 }
@@ -96,12 +100,14 @@ class _Harness:
 
     def _on_done(self, result) -> None:
         t0 = time.perf_counter()
-        current = result.id == self.controller._last_id and not result.partial
+        current = result.id == self.controller._last_id
         self.controller._on_done(result)
-        if current:
+        if current and self.last is None:           # the first result drawn: the visible stage's
             self.flush_paint()                      # pyqtgraph renders the images in paint
             t1 = time.perf_counter()
-            self.last = {"arrived": t0, "drawn": t1, "error": result.error}
+            self.last = {"arrived": t0, "drawn": t1, "error": result.error, "partial": result.partial}
+        if current and not result.partial:
+            self.complete = t0
 
     def wait(self, until, timeout_s: float = 120.0) -> None:
         deadline = time.perf_counter() + timeout_s
@@ -113,10 +119,12 @@ class _Harness:
     def change(self, params: dict) -> dict:
         """Apply a parameter change; return the timings once the step is redrawn."""
         self.last = None
+        self.complete = None
         t_submit = time.perf_counter()
         self.controller.set_params(**params)
         self.wait(lambda: self.last is not None)
-        out = dict(self.last, submitted=t_submit)
+        self.wait(lambda: self.complete is not None)   # the rest, in the background (not in the headline)
+        out = dict(self.last, submitted=t_submit, complete=self.complete)
         if out["error"]:
             raise RuntimeError(f"the benchmark's trace failed: {out['error'][1]}")
         return out
@@ -151,17 +159,23 @@ class _Harness:
 def redraw(h: _Harness, tokens: int, repeats: int, warmup: int = 1) -> dict:
     h.setup(tokens)
     seeds = [124, 123]
-    times, totals = [], []
+    times, totals, fulls, partial = [], [], [], []
     for k in range(warmup + repeats):
         r = h.change({"seed": seeds[k % 2]})
         if k >= warmup:
             times.append((r["drawn"] - r["arrived"]) * 1000.0)
             totals.append((r["drawn"] - r["submitted"]) * 1000.0)
+            fulls.append((r["complete"] - r["submitted"]) * 1000.0)
+            partial.append(r["partial"])
     sv = h.window.step_view
     return {
         "tokens": tokens, "heads": len(sv.panels[0].maps) if sv.panels else 0, "step": STEP_ID,
         "redraw_ms": round(statistics.median(times), 2), "redraw_all_ms": [round(t, 1) for t in times],
         "change_to_redrawn_ms": round(statistics.median(totals), 1),
+        "change_to_redrawn_all_ms": [round(t, 1) for t in totals],
+        "full_trace_ms": round(statistics.median(fulls), 1),     # change -> every stage in (background)
+        "visible_stage_first": all(partial),
+        "load_avg_1m": round(os.getloadavg()[0], 2),
         "images_rendered": h.images_rendered(),
     }
 
@@ -199,7 +213,7 @@ def ui_block(h: _Harness, tokens: int, repeats: int, interval_ms: int = 2) -> di
 # ---- (4): start-up in fresh processes ------------------------------------------------------------
 def startup(repeats: int, timeout_s: float = 60.0) -> dict:
     from tools.startup_probe import ENV, PREFIX
-    shown, heat = [], []
+    shown, heat, trace_heat, before_torch = [], [], [], []
     for _ in range(repeats):
         with tempfile.TemporaryDirectory(prefix="stepper-bench-start-") as home:
             env = dict(os.environ, XDG_CONFIG_HOME=home, **{ENV: "1"})   # fresh settings: the book's step 1
@@ -213,8 +227,13 @@ def startup(repeats: int, timeout_s: float = 60.0) -> dict:
         t = json.loads(line[len(PREFIX):])
         shown.append(t["window_shown"] - t0)
         heat.append(t["first_heatmap"] - t0)
+        trace_heat.append(t["trace_heatmap"] - t0)
+        before_torch.append(not t.get("torch_loaded_at_first_heatmap", 1.0))
     return {"window_s": round(statistics.median(shown), 3), "first_heatmap_s": round(statistics.median(heat), 3),
-            "window_runs_s": [round(v, 3) for v in shown], "first_heatmap_runs_s": [round(v, 3) for v in heat]}
+            "trace_heatmap_s": round(statistics.median(trace_heat), 3),      # the first trace's heatmaps
+            "first_heatmap_before_torch": all(before_torch),
+            "window_runs_s": [round(v, 3) for v in shown], "first_heatmap_runs_s": [round(v, 3) for v in heat],
+            "load_avg_1m": round(os.getloadavg()[0], 2)}
 
 
 # ---- (5): export -----------------------------------------------------------------------------
@@ -259,12 +278,13 @@ def report(res: dict, file=sys.stdout) -> None:
           + (f"  target ≤ {t:g}  {_mark(r['ratio'] <= t)}" if t else "")
           + f"   (all stages {r['trace_all_stages_ms']:.1f} ms)")
     if "redraw_ms" in res:
-        p("(2) parameter change → step redrawn (result arrival → window painted, medians)")
-        for n, v in res["redraw_ms"].items():
-            t = TARGETS["redraw_ms"].get(int(n))
-            d = res["redraw"][n]
+        p("(2) parameter change → step redrawn, end to end through the real widgets (medians)")
+        for n, d in res["redraw"].items():
+            v = d["change_to_redrawn_ms"]
+            t = TARGETS["change_to_redrawn_ms"].get(int(n))
             p(f"    {n:>5} tokens × {d['heads']} heads: {v:7.1f} ms" + (f"  target ≤ {t:g}  {_mark(v <= t)}" if t else "")
-              + f"   (change → redrawn incl. compute {d['change_to_redrawn_ms']:.0f} ms)")
+              + f"   (result arrival → painted {d['redraw_ms']:.1f} ms; every stage in {d['full_trace_ms']:.0f} ms;"
+              + f" load {d.get('load_avg_1m', '?')})")
     if "ui_block_ms" in res:
         d = res["ui_block"]
         v = res["ui_block_ms"]
@@ -274,10 +294,12 @@ def report(res: dict, file=sys.stdout) -> None:
     if "window_s" in res:
         p(f"(4) start → window shown {res['window_s']:.3f} s  target ≤ {TARGETS['window_s']:g}  "
           f"{_mark(res['window_s'] <= TARGETS['window_s'])};  → first heatmap {res['first_heatmap_s']:.3f} s  "
-          f"target ≤ {TARGETS['first_heatmap_s']:g}  {_mark(res['first_heatmap_s'] <= TARGETS['first_heatmap_s'])}")
+          f"target ≤ {TARGETS['first_heatmap_s']:g}  {_mark(res['first_heatmap_s'] <= TARGETS['first_heatmap_s'])}"
+          + (f";  → the trace's heatmaps {res['trace_heatmap_s']:.3f} s" if "trace_heatmap_s" in res else ""))
     if "export_s" in res:
         e = res["export_s"]
-        p(f"(5) export of the full trace at {e['tokens']} tokens: "
+        csv_ok = _mark(e["csv"] <= TARGETS["export_csv_s"]) if "csv" in e and e["tokens"] >= 1024 else ""
+        p(f"(5) export of the full trace at {e['tokens']} tokens (CSV target ≤ {TARGETS['export_csv_s']:g} s {csv_ok}): "
           + ", ".join(f"{fmt.upper()} {e[fmt]:.2f} s ({e[f'{fmt}_files']} files, {e[f'{fmt}_mb']:.0f} MB)"
                       for fmt in ("csv", "npy", "npz") if fmt in e))
     if "training" in res:

@@ -91,3 +91,21 @@ def test_edited_weights_reach_the_causal_stage_but_not_the_multihead_one():
     # (see the test above), whose kernels may round differently on another CPU; the edit (×2) is far bigger
     assert torch.allclose(full["multihead", "queries"].tensor, plain["multihead", "queries"].tensor, atol=1e-6, rtol=0)
     assert not torch.allclose(full["causal", "attn_scores"].tensor, build_trace(cfg)["causal", "attn_scores"].tensor)
+
+
+@pytest.mark.parametrize("first", ["simplified", "trainable", "causal", "multihead"])
+@pytest.mark.parametrize("cfg", CONFIGS[:3], ids=lambda c: f"T{len(c.text.split())}-h{c.num_heads}-b{c.batch}")
+def test_visible_stage_first_then_the_same_full_trace(cfg, first):
+    """The GUI's order (the stage on screen, with what it reads, then the rest) ends in build_trace's
+    numbers, bit for bit: the same forwards on the same inputs, weights and shared Q/K/V."""
+    from core.trace import NEEDS, build_trace_in_steps
+    parts = list(build_trace_in_steps(cfg, first=first))
+    assert len(parts) == 2
+    assert set(parts[0].stages) == {first, *NEEDS[first]}
+    full = build_trace(cfg)
+    assert list(parts[1].stages) == list(full.stages)          # every stage, in the chapter's order
+    assert [i.key for i in parts[1]] == [i.key for i in full]
+    for item in full:
+        assert torch.equal(item.tensor, parts[1][item.key].tensor), item.key
+    for item in parts[0]:                          # the part drawn first is the final trace's, not a copy
+        assert parts[1][item.key] is item

@@ -75,7 +75,7 @@ def test_book_delivers_the_current_steps_section_first(qtbot):
     try:
         c.go(len(c.steps) - 1)                      # multihead.out_proj: section "fused"
         seen = []
-        c.trace_changed.connect(lambda: seen.append(sorted(c.model.traces)))
+        c.model.trace_changed.connect(lambda: seen.append(sorted(c.model.traces)))   # the model: the partial one too
         c.use_book()
         qtbot.waitUntil(lambda: not c.is_busy(), timeout=TRACE_TIMEOUT_MS)
         assert seen[0] == ["fused"]
@@ -107,11 +107,27 @@ def test_every_step_of_a_custom_config_equals_the_core(window, qtbot):
 def test_an_invalid_change_drops_the_result_still_in_flight(window, qtbot):
     c = window.controller
     trace = c.trace
-    # the worker still delivers the stale result; the controller (connected first) drops it
-    with qtbot.waitSignal(c._worker.done, timeout=TRACE_TIMEOUT_MS):
+    # the worker still delivers the stale result (a partial one, then the final); the controller
+    # (connected first) drops both. A QObject slot, so it runs queued on this thread like the
+    # controller's (a bare callable would run on the worker thread, racing the second emit).
+    class Seen(QtCore.QObject):
+        def __init__(self):
+            super().__init__()
+            self.results = []
+
+        @QtCore.Slot(object)
+        def add(self, result):
+            self.results.append(result)
+
+    seen = Seen()
+    c._worker.done.connect(seen.add)
+    try:
         c.set_params(d_out=4, num_heads=2)      # valid, computing…
         c.set_params(num_heads=3)               # …then invalid: its error must stay on screen
         assert window.params.errors["num_heads"].isVisibleTo(window)
+        qtbot.waitUntil(lambda: any(not r.partial for r in seen.results), timeout=TRACE_TIMEOUT_MS)
+    finally:
+        c._worker.done.disconnect(seen.add)
     assert not c.is_busy()
     assert c.trace is trace
     assert window.params.errors["num_heads"].isVisibleTo(window)
@@ -250,6 +266,7 @@ def test_out_of_memory_anyway_is_a_message(good, qtbot, capfd, monkeypatch, erro
         raise error
 
     monkeypatch.setattr(core.trace, "build_trace", fail)
+    monkeypatch.setattr(core.trace, "build_trace_in_steps", fail)   # the custom path: visible stage first
     c, before = good.controller, screen(good)
     with qtbot.waitSignal(c.error, timeout=TRACE_TIMEOUT_MS):
         c.set_params(seed=6)                               # valid: the worker tries, allocation fails
@@ -257,3 +274,44 @@ def test_out_of_memory_anyway_is_a_message(good, qtbot, capfd, monkeypatch, erro
     assert words in good.statusBar().currentMessage()
     assert_kept(good, qtbot, before)
     no_traceback(capfd)
+
+
+def test_a_change_draws_the_visible_stage_first_then_the_full_trace(window, qtbot):
+    """After a change only the stage on screen (with what it reads) is computed before the first
+    paint; the others follow, equal bit for bit to build_trace (the same code path runs)."""
+    c = window.controller
+    c.go(step_index(c, "multihead.weights"))
+    seen = []                                  # (stages of the trace, what the step view draws) per event
+
+    def on_shown():                            # after the step view's own slot: what it now draws
+        t = c.model.traces.get("custom")
+        drawn = [d.key for d in window.step_view.datas]
+        seen.append((tuple(t.stages) if t is not None else (), c.model.trace is not None,
+                     bool(drawn) and all(k[0] == "multihead" for k in drawn)
+                     and all(m.values.shape == (5, 5) for d in window.step_view.datas for m in d.maps[:1])))
+    c.model.shown_changed.connect(on_shown)
+    try:
+        with qtbot.waitSignal(c.trace_changed, timeout=TRACE_TIMEOUT_MS):
+            c.set_params(num_heads=3, d_out=6, d_in=3, text="a b c d e", embeddings="random")   # 5 tokens: not the old 6
+    finally:
+        c.model.shown_changed.disconnect(on_shown)
+    full = build_trace(c.trace.config)
+    assert [s[0] for s in seen] == [("trainable", "multihead"), tuple(full.stages)]
+    assert seen[0][1] and seen[0][2]           # the visible step is drawn from the partial trace
+    for item in full:
+        assert np.array_equal(item.numpy(), c.trace[item.key].numpy(), equal_nan=True), item.key
+    # a step of a stage not yet computed shows "Computing…" (no stale numbers), then its maps
+    c.model.set_traces("custom", {"custom": build_trace(c.trace.config, only=("trainable", "multihead"))})
+    c.go(step_index(c, "causal.mask"))
+    assert c.model.trace is None and c.model.shown == () and window.step_view.formula.text() == "Computing…"
+    c.model.set_traces("custom", {"custom": full})
+    assert c.model.shown and window.step_view.datas
+
+
+def test_a_newer_change_stops_the_background_stages(window, qtbot):
+    from gui.worker import Request, compute
+    req = Request(1, "custom", {**window.controller.shown_config(), "num_heads": 1}, stages=("simplified",))
+    delivered = []
+    out = compute(req, partial=delivered.append, cancelled=lambda: True)
+    assert [tuple(r.traces["custom"].stages) for r in delivered] == [("simplified",)]
+    assert tuple(out.traces["custom"].stages) == ("simplified",)      # the rest was never computed

@@ -79,6 +79,7 @@ def test_menus_carry_shortcuts(window):
     assert len(keys) == len(set(keys)), sorted(keys)            # no shortcut does two things
     titles = [a.text() for a in window.menuBar().actions()]
     assert titles == ["&File", "&View", "&Present", "&Help"]
+    assert acts["cost"].shortcut() == QtGui.QKeySequence("Ctrl+Shift+M")
 
 
 def test_ctrl_q_closes_cleanly(window, qtbot):
@@ -126,3 +127,23 @@ def test_window_opens_on_the_book_example(window):
     assert window.params.book.isChecked()
     devices = [window.params.device.itemData(i) for i in range(window.params.device.count())]
     assert devices == (["cpu", "cuda"] if c.cuda_available else ["cpu"])
+
+
+def test_cost_view_opens_from_the_view_menu_is_kept_and_stops_with_the_window(window, qtbot):
+    """View → Cost of attention (Ctrl+Shift+M): its own window on the selected device, the same one
+    re-raised, and closing the main window cancels a run and leaves no thread running."""
+    act = window.actions["cost"]
+    assert act in [a for m in window.menuBar().actions() if m.text() == "&View" for a in m.menu().actions()]
+    act.trigger()
+    view = window.cost_view
+    assert view is not None and view.isVisible() and view.isWindow()
+    assert view.runner.settings.device == window.cost_device() == window.model.config.device   # book: "auto"
+    act.trigger()
+    assert window.cost_view is view                              # kept: its measurements stay
+    with qtbot.waitSignal(view.progressed, timeout=60000):
+        view.run_button.click()
+    assert view.is_running()
+    worker = view.worker
+    window.close()
+    assert not worker.isRunning() and not view.isVisible()
+    assert not window.controller._worker.isRunning()
