@@ -224,7 +224,7 @@ class InputsEditor(RefreshWhenShown, QtWidgets.QWidget):
     def current_inputs(self):
         from core.inputs import Inputs
         if self._stale or "embeddingsTable" in self.too_large:    # the table is not filled: the trace's
-            return self.controller.trace.inputs
+            return self.controller.model.inputs
         t = self.embeddings
         tokens = [str(t.item(i, 0).data(ROLE_VALUE)) for i in range(t.rowCount())]
         return Inputs(tokens, self.table_values(t).reshape(len(tokens), max(t.columnCount() - 1, 0)))
@@ -238,6 +238,8 @@ class InputsEditor(RefreshWhenShown, QtWidgets.QWidget):
 
     def add_token(self, token: str | None = None) -> None:
         inp = self.current_inputs()
+        if inp is None:                     # before the first trace: nothing to add to yet
+            return
         tok = token or f"token{len(inp.tokens) + 1}"
         arr = np.vstack([inp.array, np.zeros((1, inp.width))])
         from core.inputs import Inputs
@@ -245,6 +247,8 @@ class InputsEditor(RefreshWhenShown, QtWidgets.QWidget):
 
     def remove_token(self, row: int | None = None) -> None:
         inp = self.current_inputs()
+        if inp is None:
+            return
         if len(inp.tokens) <= 1:
             self.message.emit("The inputs need at least one token")
             return
@@ -304,8 +308,10 @@ class InputsEditor(RefreshWhenShown, QtWidgets.QWidget):
         self.imported.emit("")
 
     def export_csv(self, path: str | None = None) -> str:
-        trace = self.controller.trace
+        # any trace on screen that holds the inputs (a partial one may not have the simplified stage yet)
+        trace = next((t for t in self.controller.model.traces.values() if "simplified" in t.stages), None)
         if trace is None:
+            self.message.emit("The inputs are still being computed; export them in a moment")
             return ""
         if path is None:
             path, _ = QtWidgets.QFileDialog.getSaveFileName(self, "Export embeddings", "inputs.csv", "CSV files (*.csv)")

@@ -166,6 +166,13 @@ class ViewModel:
     def has_trace(self) -> bool:
         return bool(self.traces)
 
+    @property
+    def inputs(self):
+        """The token embeddings the traces on screen were computed from (every trace, partial or
+        not, holds them); None before the first trace."""
+        trace = self.trace_for() or next(iter(self.traces.values()), None)
+        return trace.inputs if trace is not None else None
+
     def trace_for(self, step: Step | None = None):
         """The trace ``step`` (default: the current one) is drawn from; None before the first."""
         step = step or self.step

@@ -275,3 +275,20 @@ def test_only_the_latest_of_two_imports_is_applied(window, qtbot, tmp_path):
         editor.import_csv(str(second))
     qtbot.waitUntil(lambda: not c.is_busy(), timeout=TRACE_TIMEOUT_MS)
     assert done == [""] and c.trace.tokens == ("x", "y", "z")
+
+
+def test_token_buttons_work_while_only_the_visible_stage_is_computed(window, qtbot):
+    """With the visible stage first, the current step's trace can be missing for a moment
+    (controller.trace is None): Add/Remove token use the inputs every trace holds (the soak found
+    an AttributeError here)."""
+    from gui.view_model import CUSTOM
+    c, editor = window.controller, open_editor(window)
+    wait_trace(window, qtbot, lambda: c.set_params(embeddings="random", text="a b c", d_in=3))
+    full = c.model.traces[CUSTOM]
+    partial = build_trace(full.config, only=("multihead",))            # a trace without the step's stage
+    go_to(window, qtbot, "simplified.scores")
+    c.model.traces = {CUSTOM: partial}
+    editor._stale = True                   # as when the editor was hidden: the table is not filled
+    assert c.trace is None and c.model.inputs.tokens == ("a", "b", "c")
+    wait_trace(window, qtbot, lambda: editor.remove_token())
+    assert c.trace.tokens == ("a", "b")
