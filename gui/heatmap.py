@@ -235,6 +235,7 @@ class _Axis(pg.AxisItem):
         self._geometry = None
         self._rect = QtCore.QRectF()
         self.rotated = False              # top axis: labels drawn reading upwards
+        self.data_end: float | None = None   # where the matrix ends (columns/rows); None: whole axis
         self.drawn: list[tuple[QtCore.QRectF, str]] = []   # tick texts last painted (item coords)
         super().__init__(orientation)
 
@@ -246,7 +247,55 @@ class _Axis(pg.AxisItem):
             self.picture = None
             self.update()
 
+    def data_span(self) -> tuple[float, float]:
+        """The part of the axis (0..1 from its left/top end) beside the matrix's cells: a square
+        map leaves spare room after its cells (see _AnchoredViewBox), where no line or title goes."""
+        lo, hi = sorted(self.range)
+        if self.data_end is None or hi <= lo:
+            return 0.0, 1.0
+        span = hi - lo
+        a = min(max((0.0 - lo) / span, 0.0), 1.0)
+        b = min(max((self.data_end - lo) / span, 0.0), 1.0)
+        return a, max(a, b)
+
+    def set_data_end(self, end: float | None) -> None:
+        if end != self.data_end:
+            self.data_end = end
+            self.picture = None
+            self.resizeEvent()
+            self.update()
+
+    def linkedViewChanged(self, view, newRange=None) -> None:
+        super().linkedViewChanged(view, newRange)
+        if self.data_end is not None:
+            self.resizeEvent()           # the axis title stays centred over the cells
+
+    def resizeEvent(self, ev=None) -> None:
+        super().resizeEvent(ev)
+        if self.label is None or self.data_end is None:
+            return
+        # pyqtgraph centres the title on the whole axis: centre it on the cells instead
+        a, b = self.data_span()
+        br = self.label.boundingRect()
+        pos = self.label.pos()
+        if self.orientation == "top":
+            pos.setX(int(self.size().width() * (a + b) / 2 - br.width() / 2))
+        elif self.orientation == "left":     # the map's y axis is inverted: 0 at the top
+            pos.setY(int(self.size().height() * (a + b) / 2 + br.width() / 2))
+        self.label.setPos(pos)
+
     def drawPicture(self, p, axisSpec, tickSpecs, textSpecs) -> None:
+        if self.data_end is not None:
+            # the axis line runs beside the cells only, not over the spare room after them
+            pen, p1, p2 = axisSpec
+            a, b = self.data_span()
+            if self.orientation == "top":
+                x0, x1 = sorted((p1.x(), p2.x()))
+                p1, p2 = QtCore.QPointF(x0 + a * (x1 - x0), p1.y()), QtCore.QPointF(x0 + b * (x1 - x0), p2.y())
+            elif self.orientation == "left":
+                y0, y1 = sorted((p1.y(), p2.y()))
+                p1, p2 = QtCore.QPointF(p1.x(), y0 + a * (y1 - y0)), QtCore.QPointF(p2.x(), y0 + b * (y1 - y0))
+            axisSpec = (pen, p1, p2)
         if not self.rotated:
             super().drawPicture(p, axisSpec, tickSpecs, textSpecs)
             self.drawn = [(QtCore.QRectF(rect), text) for rect, _flags, text in textSpecs]
@@ -460,11 +509,72 @@ _LIGHT_TEXT = QtGui.QColor(255, 255, 255)
 _DARK_TEXT = QtGui.QColor(0, 0, 0)
 
 
+class _AnchoredViewBox(pg.ViewBox):
+    """A view box whose aspect lock widens the view range after the target, not around it.
+
+    pyqtgraph keeps square cells in a roomy panel by widening the range on both sides, which
+    centres the cells and leaves an empty band between the row labels and the first column
+    (or the column labels and the first row). Here the range keeps its start, so the cells
+    sit against the left and top axes and the spare room lies to the right or below; the
+    scale (pixels per cell) is pyqtgraph's own."""
+
+    def updateViewRange(self, forceX=False, forceY=False) -> None:
+        before = [list(r) for r in self.state["viewRange"]]
+        blocked = self.blockSignals(True)     # announce the anchored range only, once
+        try:
+            super().updateViewRange(forceX, forceY)
+        finally:
+            self.blockSignals(blocked)
+        view = self.state["viewRange"]
+        if self.state["aspectLocked"] is not False:
+            for ax in (0, 1):
+                start = self.state["targetRange"][ax][0]
+                width = view[ax][1] - view[ax][0]
+                if width > self.state["targetRange"][ax][1] - start:   # widened: keep the start
+                    view[ax] = [start, start + width]
+        changed = [abs(view[ax][0] - before[ax][0]) > abs(view[ax][1] - view[ax][0]) * 1e-9
+                   or abs(view[ax][1] - before[ax][1]) > abs(view[ax][1] - view[ax][0]) * 1e-9
+                   for ax in (0, 1)]
+        if any(changed):
+            self._matrixNeedsUpdate = True
+            self.update()
+            if changed[0]:
+                self.sigXRangeChanged.emit(self, tuple(view[0]))
+            if changed[1]:
+                self.sigYRangeChanged.emit(self, tuple(view[1]))
+            self.sigRangeChanged.emit(self, view, changed)
+
+
+class _Title(pg.LabelItem):
+    """A map's title, centred over its cells rather than over the whole plot (square cells may
+    leave spare room after them: see _AnchoredViewBox)."""
+
+    def __init__(self, axis: _Axis, parent):
+        self.axis = axis                  # the top axis: where the cells lie along the plot
+        super().__init__("", size="11pt", parent=parent)
+
+    def resizeEvent(self, ev) -> None:
+        super().resizeEvent(ev)
+        if getattr(self, "axis", None) is None or self.axis.data_end is None:
+            return
+        a, b = self.axis.data_span()
+        rect, text = self.rect(), self.itemRect()
+        # centred on the cells, but kept whole inside the plot's width
+        left = rect.left() + rect.width() * (a + b) / 2 - text.width() / 2
+        left = min(max(left, rect.left()), rect.right() - text.width())
+        self.item.moveBy(left - text.left(), 0)
+
+    def follow(self, *_args) -> None:
+        """The view range changed: the cells may now lie elsewhere along the plot."""
+        self.resizeEvent(None)
+
+
 class _Map:
     """One heatmap: plot, image, hatched background and cell texts."""
 
     def __init__(self, layout: pg.GraphicsLayout, row: int, col: int):
-        self.plot: pg.PlotItem = layout.addPlot(row=row, col=col, axisItems={"left": _Axis("left"), "top": _Axis("top")})
+        self.plot: pg.PlotItem = layout.addPlot(row=row, col=col, axisItems={"left": _Axis("left"), "top": _Axis("top")},
+                                            viewBox=_AnchoredViewBox())
         p = self.plot
         p.invertY(True)
         p.setMouseEnabled(x=False, y=False)
@@ -472,6 +582,14 @@ class _Map:
         p.hideButtons()
         p.showAxis("top")
         p.hideAxis("bottom")
+        # pyqtgraph's title label, swapped for one that follows the cells (same layout cell)
+        p.layout.removeItem(p.titleLabel)
+        if p.titleLabel.scene() is not None:
+            p.titleLabel.scene().removeItem(p.titleLabel)
+        p.titleLabel = _Title(p.getAxis("top"), p)
+        p.layout.addItem(p.titleLabel, 0, 1)
+        p.setTitle(None)
+        p.vb.sigRangeChanged.connect(p.titleLabel.follow)
         for name in ("left", "top"):
             ax = p.getAxis(name)
             ax.setPen(pg.mkPen(60, 60, 60))
@@ -538,6 +656,9 @@ class _Map:
             self.hatch.setRect(0, 0, cols, rows)
             self._square = square
             self.plot.vb.setAspectLocked(square, 1.0)
+            # square cells may leave room after them: the axis lines and titles stay beside the cells
+            self.plot.getAxis("top").set_data_end(cols if square else None)
+            self.plot.getAxis("left").set_data_end(rows if square else None)
             self.plot.disableAutoRange()
             self.shape = (rows, cols)
         # every time: an aspect-locked view widens its target range on resizes, which would

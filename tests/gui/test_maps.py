@@ -232,3 +232,37 @@ def test_the_colour_bar_caption_keeps_the_numbers_unscaled(qtbot):
     axis = view.panels[0].bar.getAxis("right")
     assert axis.labelText == "shared scale" and axis.autoSIPrefixScale == 1.0
     assert "x0.0" not in axis.labelString()
+
+
+@pytest.mark.parametrize("size", [(1500, 420), (420, 1100)])
+def test_square_cells_sit_right_beside_their_labels_in_a_roomy_panel(qtbot, size):
+    """Square cells in a panel wider (or taller) than they need: the spare room goes to the
+    right (or below), never between the row labels and the first column, or between the
+    column labels and the first row (a learner would read the labels as detached)."""
+    data = _data(6, 6)
+    data = dataclasses.replace(data, maps=[dataclasses.replace(data.maps[0], title="head 0")])
+    panel = MatrixPanel()
+    qtbot.addWidget(panel)
+    panel.set_matrix(data)
+    panel.resize(*size)
+    panel.show()
+    panel.grab()
+    m = panel.maps[0]
+    cells = m.image.mapRectToScene(m.image.boundingRect())
+    left = m.plot.getAxis("left").sceneBoundingRect()
+    top = m.plot.getAxis("top").sceneBoundingRect()
+    assert abs(cells.width() - cells.height()) <= 1, cells             # still square
+    assert abs(cells.left() - left.right()) <= 3, (cells, left)
+    assert abs(cells.top() - top.bottom()) <= 3, (cells, top)
+    # the spare room exists (the test means something) and lies after the cells
+    box = m.plot.vb.sceneBoundingRect()
+    assert max(box.width() - cells.width(), box.height() - cells.height()) > 100, (box, cells)
+    # a click on the first and the last cell still finds them
+    assert m.cell_at(cells.topLeft() + QtCore.QPointF(2, 2)) == (0, 0)
+    assert m.cell_at(cells.bottomRight() - QtCore.QPointF(2, 2)) == (5, 5)
+    # the axis titles and the map's title are centred on the cells, not on the spare room
+    for item, centre in ((m.plot.getAxis("top").label, cells.center().x()),
+                         (m.plot.titleLabel.item, cells.center().x())):
+        assert abs(item.sceneBoundingRect().center().x() - centre) <= 3, (item.sceneBoundingRect(), cells)
+    label = m.plot.getAxis("left").label
+    assert abs(label.sceneBoundingRect().center().y() - cells.center().y()) <= 3, (label.sceneBoundingRect(), cells)
