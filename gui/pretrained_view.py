@@ -358,6 +358,10 @@ class PretrainedPanel(QtWidgets.QWidget):
     def set_text(self, text: str) -> None:
         self.loader.request(text)
 
+    def show_gallery(self, gallery) -> None:
+        """Show a Gallery computed elsewhere (the window's stage 5 computes it with its trace)."""
+        self._on_ready(gallery)
+
     def select(self, layer: int, head: int) -> None:
         self.layer, self.head = layer, head
         self.gallery_view.set_selected(layer, head)

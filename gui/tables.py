@@ -104,7 +104,7 @@ class InputsEditor(RefreshWhenShown, QtWidgets.QWidget):
 
     # ---- showing the trace -------------------------------------------------------------------
     def refresh(self) -> None:
-        trace = self.controller.trace
+        trace = self.controller.model.chapter_trace()
         if trace is None:
             return
         self._stale = False
@@ -217,7 +217,7 @@ class InputsEditor(RefreshWhenShown, QtWidgets.QWidget):
     def current_inputs(self):
         from core.inputs import Inputs
         if self._stale or "embeddingsTable" in self.too_large:    # the table is not filled: the trace's
-            return self.controller.trace.inputs
+            return self.controller.model.chapter_trace().inputs
         t = self.embeddings
         tokens = [str(t.item(i, 0).data(ROLE_VALUE)) for i in range(t.rowCount())]
         return Inputs(tokens, self.table_values(t).reshape(len(tokens), max(t.columnCount() - 1, 0)))
@@ -273,7 +273,7 @@ class InputsEditor(RefreshWhenShown, QtWidgets.QWidget):
         self.message.emit(f"Imported {len(inp.tokens)} tokens × {inp.width} from {Path(path).name}")
 
     def export_csv(self, path: str | None = None) -> str:
-        trace = self.controller.trace
+        trace = self.controller.model.chapter_trace()
         if trace is None:
             return ""
         if path is None:
