@@ -275,6 +275,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self._build_docks()              # inspector, code, inputs, equivalences, why 1/√d_k
         from gui.pretrained_view import PretrainedPanel
         self.pretrained_panel = PretrainedPanel(lambda _text: None)     # fed by the stage's controller
+        self.pretrained_panel.hide_special.setVisible(False)         # the bar above has the option
         self.pretrained_panel.head_clicked.connect(self.controller.pretrained.open_head)
         self.pretrained_panel.hide_special.toggled.connect(
             lambda on: self.controller.pretrained.set_options(hide_special=bool(on)))
@@ -306,8 +307,11 @@ class MainWindow(QtWidgets.QMainWindow):
         if step.view and self.pretrained_panel is not None:
             self._on_pretrained()
             self.stack.setCurrentWidget(self.pretrained_panel)
-            if step.view == "lines":                 # the token lines wide, the gallery beside
-                self.pretrained_panel.lines_view.setFocus()
+            # the step's own view gets most of the width, the other one stays beside it
+            total = max(self.pretrained_panel.split.width(), 400)
+            big = int(total * 0.75)
+            sizes = [big, total - big] if step.view == "gallery" else [total - big, big]
+            self.pretrained_panel.split.setSizes(sizes)
         elif on_pretrained or self.model.has_trace:
             self.stack.setCurrentWidget(self.step_view)
 

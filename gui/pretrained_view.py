@@ -340,7 +340,7 @@ class PretrainedPanel(QtWidgets.QWidget):
         top = QtWidgets.QHBoxLayout()
         top.addWidget(self.hide_special)
         top.addStretch(1)
-        split = QtWidgets.QSplitter(QtCore.Qt.Orientation.Horizontal)
+        self.split = split = QtWidgets.QSplitter(QtCore.Qt.Orientation.Horizontal)
         split.addWidget(self.gallery_view)
         split.addWidget(self.lines_view)
         split.setStretchFactor(0, 3)

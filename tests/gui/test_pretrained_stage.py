@@ -124,3 +124,23 @@ def test_a_missing_model_package_gives_one_line_naming_what_to_install(qtbot, wi
     qtbot.waitUntil(lambda: bool(messages), timeout=MODEL_TIMEOUT_MS)
     assert messages == [minilm.MISSING] and "\n" not in messages[0] and minilm.DISTRIBUTION in messages[0]
     assert win.model.trace is None and win.step_view.formula.text() == minilm.MISSING
+
+
+def test_inspector_code_panel_and_snippet_work_on_stage5(qtbot, win):
+    import subprocess
+    import sys
+
+    go_and_wait(qtbot, win, "pretrained.weights")
+    win.model.set_head(2)
+    k = next(i for i, d in enumerate(win.model.shown) if d.key == ("pretrained", "attn_weights"))
+    win.model.click(k, 0, 10, 1)                                         # "him" → "the", head 2
+    e = win.inspector.explanation
+    ref = build_pretrained(PretrainedConfig(text=EXAMPLE_TEXT, layer=0, device="cpu"))
+    assert (e.stage, e.name, e.index) == ("pretrained", "attn_weights", (2, 10, 1))
+    # the inspector's softmax of the scaled row, recomputed in float64 from float32 inputs
+    assert e.recomputed == pytest.approx(float(ref["attn_weights"].numpy()[2, 10, 1]), abs=1e-6)
+    assert "softmax" in win.code_panel.highlighted_line()
+    code = win.code_panel.current_snippet()
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert "tensor(" in run.stdout
