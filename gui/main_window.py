@@ -307,11 +307,10 @@ class MainWindow(QtWidgets.QMainWindow):
         if step.view and self.pretrained_panel is not None:
             self._on_pretrained()
             self.stack.setCurrentWidget(self.pretrained_panel)
-            # the step's own view gets most of the width, the other one stays beside it
-            total = max(self.pretrained_panel.split.width(), 400)
-            big = int(total * 0.75)
-            sizes = [big, total - big] if step.view == "gallery" else [total - big, big]
-            self.pretrained_panel.split.setSizes(sizes)
+            # each step its own view, the whole width (at 1366 px both side by side are too narrow)
+            panel = self.pretrained_panel
+            panel.gallery_view.setVisible(step.view == "gallery")
+            panel.lines_view.setVisible(step.view == "lines")
         elif on_pretrained or self.model.has_trace:
             self.stack.setCurrentWidget(self.step_view)
 

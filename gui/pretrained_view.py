@@ -92,7 +92,7 @@ class HeadGallery(QtWidgets.QWidget):
 
     def __init__(self, parent: QtWidgets.QWidget | None = None):
         super().__init__(parent)
-        self.setMinimumSize(320, 200)
+        self.setMinimumSize(200, 150)
         self.setMouseTracking(True)
         self._lut = _lut()
         self._images: list[list[QtGui.QImage]] = []
@@ -213,7 +213,7 @@ class TokenLines(QtWidgets.QWidget):
 
     def __init__(self, parent: QtWidgets.QWidget | None = None):
         super().__init__(parent)
-        self.setMinimumSize(240, 200)
+        self.setMinimumSize(180, 150)
         self._weights: np.ndarray | None = None
         self._labels: tuple[str, ...] = ()
         self.query = 0

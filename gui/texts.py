@@ -269,16 +269,18 @@ def _head_columns(trace, esc) -> str:
 
 
 def _cls_share(trace, esc) -> str:
-    """The pretrained stage: how much weight the average query of this layer puts on [CLS]."""
+    """The pretrained stage: how much weight the average word (a query row that is not
+    [CLS]/[SEP]) of this layer puts on [CLS] and on [SEP]."""
     if ("pretrained", "attn_weights") not in trace:
         return ""
     item = trace["pretrained", "attn_weights"]
     a = item.numpy()                                   # (h, T, T) or (T, T) for one head
-    share = float(a[..., 0].mean())                    # column 0 is [CLS]
-    sep = float(a[..., -1].mean())                     # the last column is [SEP]
-    heads = "the 12 heads" if item.axes[0] == "head" else f"head {trace.config.head}"
-    return (f"in layer {trace.config.layer}, {heads} put on average {share:.0%} of a query's weight on "
-            f"[CLS] and {sep:.0%} on [SEP] (in layers 1–4 the average query parks 55–63 % on [CLS]).")
+    words = [i for i, s in enumerate(trace.pieces.special) if not s]
+    share = float(a[..., words, 0].mean())             # column 0 is [CLS]
+    sep = float(a[..., words, -1].mean())              # the last column is [SEP]
+    heads = "over the 12 heads" if item.axes[0] == "head" else f"in head {trace.config.head}"
+    return (f"in layer {trace.config.layer}, the average word puts {share:.0%} of its weight on [CLS] and "
+            f"{sep:.0%} on [SEP] ({heads}; for the ready example, layers 1–4 park 55–63 % on [CLS]).")
 
 
 BLOCKS = {"cls_share": _cls_share, "query_dots": _query_dots, "query_context": _query_context,

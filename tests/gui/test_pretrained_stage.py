@@ -144,3 +144,31 @@ def test_inspector_code_panel_and_snippet_work_on_stage5(qtbot, win):
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr
     assert "tensor(" in run.stdout
+
+
+def test_the_weights_step_says_how_much_the_average_word_parks_on_cls(qtbot, win):
+    go_and_wait(qtbot, win, "pretrained.weights")
+    win.pretrained_bar.layer.setValue(2)
+    qtbot.waitUntil(lambda: win.model.pretrained.config.layer == 2 and not win.controller.pretrained.busy,
+                    timeout=MODEL_TIMEOUT_MS)
+    a = build_pretrained(PretrainedConfig(text=EXAMPLE_TEXT, layer=2, device="cpu"))["attn_weights"].numpy()
+    share = a[:, 1:-1, 0].mean()                 # the word rows' weight on [CLS], every head
+    assert f"the average word puts {share:.0%} of its weight on [CLS]" in win.explanation.toPlainText()
+
+
+def test_every_stage5_text_renders_without_leftover_fields_and_every_term_has_a_step():
+    import re
+
+    from core.stages import STAGES
+    from gui.steps import load_steps
+    from gui.texts import render
+    steps = [s for s in load_steps() if s.stage == "pretrained"]
+    shown = {p.key for s in steps for p in s.panels}
+    assert {("pretrained", n) for n, t in STAGES["pretrained"].terms.items() if t.shown} - shown == set()
+    assert not STAGES["pretrained"].terms["ff_hidden"].shown      # T × 1536: exported, not drawn
+    for options in ({}, {"hide_special": True, "full_layer": True, "layer": 3}):
+        trace = build_pretrained(PretrainedConfig(text=EXAMPLE_TEXT, device="cpu", **options))
+        for step in steps:
+            for text in (step.heading, step.formula, step.text):
+                out = render(text, trace, escape=True)
+                assert not re.search(r"\{\{|\}\}", out), (step.id, out)
