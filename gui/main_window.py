@@ -109,7 +109,7 @@ class MainWindow(QtWidgets.QMainWindow):
         controller.error.connect(self._on_error)
         controller.notice.connect(lambda text: self.statusBar().showMessage(text, 10000))
         pre = controller.pretrained
-        pre.status.connect(lambda text: self.statusBar().showMessage(text, 10000))
+        # stage 5's progress goes to the permanent status label (_update_status), errors as messages
         pre.error.connect(lambda text: self.statusBar().showMessage(text, 15000))
         m.step_changed.connect(lambda _i: self._show_page())
         m.pretrained_changed.connect(self._on_pretrained)

@@ -138,6 +138,8 @@ def resolve_panel(panel: Panel, trace, batch_index: int = 0) -> MatrixData | Non
     item = trace[panel.key]
     mask = trace["causal", "mask"].numpy() if ("causal", "mask") in trace else None
     arr = item.numpy()
+    if arr.dtype.kind in "iu":                           # token ids (stage 5): drawn as numbers like the rest
+        arr = arr.astype(np.float64)
     axes = list(item.axes)
     n_lead = sum(1 for a in axes[:2] if a in ("batch", "head"))
     if arr.ndim - n_lead == 1:                           # a bias (per head): drawn as one row
