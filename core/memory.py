@@ -33,12 +33,12 @@ def num_tokens(cfg: AttentionConfig) -> int:
 
 def term_elements(cfg: AttentionConfig, tokens: int) -> dict[tuple[str, str], int]:
     """Elements of every intermediate of the stage table (core.stages.STAGES), read off its axes."""
-    from core.stages import STAGES
+    from core.stages import CHAPTER
 
     size = {"token": tokens, "query": tokens, "key": tokens, "in": cfg.d_in, "out": cfg.d_out,
             "hd": cfg.d_out // cfg.num_heads, "head": cfg.num_heads}
     out = {}
-    for stage in STAGES.values():
+    for stage in CHAPTER.values():
         for name, term in stage.terms.items():
             if term.optional and not cfg.qkv_bias:
                 continue

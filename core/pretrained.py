@@ -1,10 +1,9 @@
 """Stage 5, pretrained: the chapter's attention steps inside the real all-MiniLM-L6-v2.
 
-The same lines as the chapter's MultiHeadAttention (Q = X W_q + b_q, view into heads,
-Q Kᵀ, ÷ √hd, softmax, A V, merge, out_proj), with the checkpoint's weights for one encoder
-layer; the hidden states entering that layer are the model's own (embeddings, then the
-layers before it). BERT has no causal mask: every token may attend to every token, so the
-mask is all ones for one sentence (it only hides padding when sentences are batched).
+The stage itself (its terms, the chapter's forward, code lines and inspector rules) is
+core/stages/pretrained.py; this module is the builder around it: it loads the checkpoint
+(core.minilm), tokenises, runs the layers before the chosen one and wraps the stage's
+tensors as a trace. BERT has no causal mask: the mask is all ones for one sentence.
 
 ``build_pretrained(config)`` returns a trace with the intermediates under DESIGN.md's
 names (plus ``token_ids``, the ``mask``, and, as options, the renormalised weights without
@@ -12,125 +11,35 @@ names (plus ``token_ids``, the ``mask``, and, as options, the renormalised weigh
 """
 from __future__ import annotations
 
-import math
 import statistics
 import time
 from dataclasses import dataclass
 from typing import Iterator
 
 import torch
-import torch.nn.functional as F
 
 from core import minilm
 from core.config import ConfigError
 from core.device import resolve_device
 from core.pretrained_config import MAX_PIECES, NUM_HEADS, NUM_LAYERS, PretrainedConfig
 from core.trace import Intermediate, axis_labels
-from core.vocabulary import Term
+from core.stages import pretrained as stage_file
+from core.stages.schema import Term
 
 STAGE = "pretrained"
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
-def _t(symbol, formula, meaning, *axes) -> Term:
-    return Term(symbol, formula, meaning, tuple(axes))
+# The stage's vocabulary lives in the stage table (core/stages/pretrained.py).
+VOCABULARY: dict[str, Term] = stage_file.TERMS
+PER_HEAD = stage_file.PER_HEAD
+# the chapter's forward of the stage, read from its stage file (no second copy here)
+attention, rest_of_layer, without_special = stage_file.attention, stage_file.rest_of_layer, stage_file.without_special
 
-
-# The stage's vocabulary (for core.vocabulary's table). Axes are those of the all-heads trace;
-# with one head chosen, the "head" axis is dropped from the per-head tensors.
-VOCABULARY: dict[str, Term] = {
-    "token_ids": _t("ids", "tokenizer(text)", "WordPiece ids, [CLS] first and [SEP] last", "token"),
-    "inputs": _t("X", "X = hidden states entering the layer", "the layer's input: embeddings (layer 0) or the previous layer's output", "token", "in"),
-    "W_query": _t("W_q", "W_q = query.weight.T", "query projection of all heads side by side (from the checkpoint)", "in", "out"),
-    "W_key": _t("W_k", "W_k = key.weight.T", "key projection of all heads side by side (from the checkpoint)", "in", "out"),
-    "W_value": _t("W_v", "W_v = value.weight.T", "value projection of all heads side by side (from the checkpoint)", "in", "out"),
-    "b_query": _t("b_q", "b_q", "query bias", "out"),
-    "b_key": _t("b_k", "b_k", "key bias", "out"),
-    "b_value": _t("b_v", "b_v", "value bias", "out"),
-    "queries": _t("Q⁽ʰ⁾", "(X W_q + b_q).view(T, h, hd).transpose", "per-head queries", "head", "token", "hd"),
-    "keys": _t("K⁽ʰ⁾", "(X W_k + b_k).view(T, h, hd).transpose", "per-head keys", "head", "token", "hd"),
-    "values": _t("V⁽ʰ⁾", "(X W_v + b_v).view(T, h, hd).transpose", "per-head values", "head", "token", "hd"),
-    "attn_scores": _t("ω⁽ʰ⁾", "Q⁽ʰ⁾ K⁽ʰ⁾ᵀ", "per-head scores", "head", "query", "key"),
-    "scaled_scores": _t("ω⁽ʰ⁾/√hd", "Q⁽ʰ⁾ K⁽ʰ⁾ᵀ / √32", "per-head scores scaled by 1/√hd", "head", "query", "key"),
-    "mask": _t("M", "M = attention_mask (all ones)", "1 where a query may attend: BERT has no causal mask, and one sentence has no padding", "query", "key"),
-    "attn_weights": _t("A⁽ʰ⁾", "softmax(ω⁽ʰ⁾/√hd)", "per-head attention weights", "head", "query", "key"),
-    "attn_weights_no_special": _t("A⁽ʰ⁾ w/o [CLS],[SEP]", "A⁽ʰ⁾ without [CLS]/[SEP], rows renormalised",
-                                  "display option: [CLS]/[SEP] rows and columns hidden, each row divided by what is left", "head", "query", "key"),
-    "context_heads": _t("Z⁽ʰ⁾", "A⁽ʰ⁾ V⁽ʰ⁾", "per-head context vectors", "head", "token", "hd"),
-    "context_concat": _t("Z_cat", "Z⁽ʰ⁾.transpose.view(T, d_out)", "heads merged back side by side", "token", "out"),
-    "W_out": _t("W_o", "W_o = attention.output.dense.weight.T", "output projection (out_proj)", "out", "out"),
-    "b_out": _t("b_o", "b_o", "output projection bias", "out"),
-    "context_vecs": _t("Z", "Z = Z_cat W_o + b_o", "the attention's output (after out_proj, before the residual)", "token", "out"),
-    "attn_residual": _t("X + Z", "X + Z", "full layer: the residual connection around attention", "token", "out"),
-    "attn_normed": _t("LN(X + Z)", "LayerNorm(X + Z)", "full layer: LayerNorm after attention", "token", "out"),
-    "ff_hidden": _t("H", "GELU(LN₁ W_ff_in + b)", "full layer: feed-forward hidden units (1536)", "token", "ff"),
-    "ff_out": _t("F", "H W_ff_out + b", "full layer: feed-forward output", "token", "out"),
-    "layer_output": _t("Y", "LayerNorm(LN₁ + F)", "full layer: the layer's output (the next layer's inputs)", "token", "out"),
-}
-PER_HEAD = ("queries", "keys", "values", "attn_scores", "scaled_scores", "attn_weights",
-            "attn_weights_no_special", "context_heads")
-
-
-# ---- the forward, as the chapter writes it -----------------------------------------------
 
 def embed(emb: minilm.Embeddings, ids: torch.Tensor, eps: float) -> torch.Tensor:
-    """BERT's embeddings: word + position + token type (all 0: one sentence), LayerNorm."""
-    num_tokens = ids.shape[0]
-    positions = torch.arange(num_tokens, device=ids.device)
-    x = emb.word[ids] + emb.position[positions] + emb.token_type[0]          # (T, d_model)
-    return F.layer_norm(x, x.shape[-1:], emb.ln_weight, emb.ln_bias, eps)
-
-
-def attention(x: torch.Tensor, w: minilm.LayerWeights, num_heads: int, mask: torch.Tensor) -> dict[str, torch.Tensor]:
-    """One layer's self-attention, every intermediate kept (the chapter's MultiHeadAttention)."""
-    num_tokens, d_out = x.shape[0], w.W_query.shape[1]
-    head_dim = d_out // num_heads
-    queries = x @ w.W_query + w.b_query                                       # (T, d_in) -> (T, d_out)
-    keys = x @ w.W_key + w.b_key                                              # (T, d_in) -> (T, d_out)
-    values = x @ w.W_value + w.b_value                                        # (T, d_in) -> (T, d_out)
-    # (T, d_out) -> (T, h, hd) -> (h, T, hd)
-    queries = queries.view(num_tokens, num_heads, head_dim).transpose(0, 1)
-    keys = keys.view(num_tokens, num_heads, head_dim).transpose(0, 1)
-    values = values.view(num_tokens, num_heads, head_dim).transpose(0, 1)
-    attn_scores = queries @ keys.transpose(1, 2)                              # (h, T, hd) @ (h, hd, T) -> (h, T, T)
-    scaled_scores = attn_scores / math.sqrt(head_dim)                         # (h, T, T), ÷ √32
-    # a new tensor (not masked_fill_): the learner still sees the scaled scores
-    masked = scaled_scores.masked_fill(mask == 0, float("-inf"))              # (h, T, T)
-    attn_weights = torch.softmax(masked, dim=-1)                              # (h, T, T), rows sum to 1
-    context_heads = attn_weights @ values                                     # (h, T, T) @ (h, T, hd) -> (h, T, hd)
-    context_concat = context_heads.transpose(0, 1).reshape(num_tokens, d_out)  # (h, T, hd) -> (T, h, hd) -> (T, d_out)
-    context_vecs = context_concat @ w.W_out + w.b_out                         # (T, d_out) -> (T, d_out)
-    return {
-        "W_query": w.W_query, "W_key": w.W_key, "W_value": w.W_value,
-        "b_query": w.b_query, "b_key": w.b_key, "b_value": w.b_value,
-        "queries": queries, "keys": keys, "values": values,
-        "attn_scores": attn_scores, "scaled_scores": scaled_scores, "mask": mask,
-        "attn_weights": attn_weights, "context_heads": context_heads, "context_concat": context_concat,
-        "W_out": w.W_out, "b_out": w.b_out, "context_vecs": context_vecs,
-    }
-
-
-def rest_of_layer(x: torch.Tensor, context_vecs: torch.Tensor, w: minilm.LayerWeights, eps: float) -> dict[str, torch.Tensor]:
-    """What BERT does after attention: residual + LayerNorm, feed-forward (GELU), residual + LayerNorm."""
-    attn_residual = x + context_vecs                                          # (T, d_model)
-    attn_normed = F.layer_norm(attn_residual, x.shape[-1:], w.ln_attn_weight, w.ln_attn_bias, eps)
-    ff_hidden = F.gelu(attn_normed @ w.W_ff_in + w.b_ff_in)                   # (T, d_model) -> (T, d_ff)
-    ff_out = ff_hidden @ w.W_ff_out + w.b_ff_out                              # (T, d_ff) -> (T, d_model)
-    layer_output = F.layer_norm(attn_normed + ff_out, x.shape[-1:], w.ln_out_weight, w.ln_out_bias, eps)
-    return {"attn_residual": attn_residual, "attn_normed": attn_normed, "ff_hidden": ff_hidden,
-            "ff_out": ff_out, "layer_output": layer_output}
-
-
-def without_special(attn_weights: torch.Tensor, special: torch.Tensor) -> torch.Tensor:
-    """[CLS]/[SEP] rows and columns removed, each row divided by its remaining sum.
-
-    BERT's heads park much of their weight on [CLS] and [SEP] (a "no-op" target); hiding them
-    and renormalising shows how the rest is shared among the words. Display only: the model
-    itself used attn_weights.
-    """
-    keep = ~special
-    kept = attn_weights[..., keep, :][..., keep]                              # (…, T, T) -> (…, T', T')
-    return kept / kept.sum(dim=-1, keepdim=True)
+    """The model's embeddings for ``ids`` (core.stages.pretrained.embed with the checkpoint's tables)."""
+    return stage_file.embed(emb.word, emb.position, emb.token_type, emb.ln_weight, emb.ln_bias, ids, eps)
 
 
 # ---- running the model --------------------------------------------------------------------
@@ -246,14 +155,9 @@ def build_pretrained(config: PretrainedConfig) -> PretrainedTrace:
         x = hidden_states(model, enc, config.layer, device, dtype)           # (T, d_model)
         _emb, layers = model.on(device, dtype)
         w = layers[config.layer]
-        named: dict[str, torch.Tensor] = {"token_ids": enc.ids, "inputs": x}
-        named.update(attention(x, w, model.config.num_heads, enc.mask))
-        if config.hide_special:
-            named["attn_weights_no_special"] = without_special(named["attn_weights"], enc.special)
-        if config.full_layer:
-            named.update(rest_of_layer(x, named["context_vecs"], w, model.config.layer_norm_eps))
-        order = [n for n in VOCABULARY if n in named]                        # the chapter's order
-        named = {n: named[n] for n in order}
+        named: dict[str, torch.Tensor] = {"token_ids": enc.ids}
+        named.update(stage_file.forward(x, w, model.config.num_heads, enc.mask, enc.special,
+                                   model.config.layer_norm_eps, config.hide_special, config.full_layer))
     if device.startswith("cuda"):
         torch.cuda.synchronize()
     labels = enc.pieces.labels

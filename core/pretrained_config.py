@@ -13,6 +13,7 @@ from core.config import DEVICES, DTYPES, MAX_TEXT_CHARS, ConfigError
 
 NUM_LAYERS = 6
 NUM_HEADS = 12
+D_MODEL = 384
 MAX_PIECES = 512       # position embeddings of the checkpoint: [CLS] and [SEP] included
 # The ready example: layer 0 has a previous-token head; "him" looks back at "dog" in layers 2–3.
 EXAMPLE_TEXT = "The old dog chased the quick fox which bit him"
@@ -32,6 +33,15 @@ class PretrainedConfig:
 
     def __post_init__(self) -> None:
         validate(self)
+
+    # What the chapter's views read off a config (core.trace.Trace's AttentionConfig has
+    # them too): the model's fixed sizes, one sentence (no batch).
+    num_heads = property(lambda self: NUM_HEADS, doc="heads per layer (12)")
+    d_in = property(lambda self: D_MODEL, doc="width entering the layer (384)")
+    d_out = property(lambda self: D_MODEL, doc="width of Q, K, V and the output (384)")
+    head_dim = property(lambda self: D_MODEL // NUM_HEADS, doc="32: the scale is 1/√32")
+    batch = property(lambda self: 1, doc="one sentence")
+    qkv_bias = property(lambda self: True, doc="BERT's projections have biases")
 
     def replace(self, **changes) -> "PretrainedConfig":
         return dataclasses.replace(self, **changes)

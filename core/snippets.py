@@ -61,6 +61,9 @@ def _given_fused_weights(trace: Trace, out: list[str]) -> list[str]:
 
 def snippet(trace: Trace, stage: str, name: str) -> str:
     """A runnable script that prints ``stage.name`` with the trace's numbers."""
+    if stage == "pretrained":              # runs against the installed checkpoint
+        from core.pretrained_snippets import snippet as pretrained_snippet
+        return pretrained_snippet(trace, name)
     cfg = trace.config
     if name not in VOCABULARY[stage]:
         raise KeyError(f"{stage}.{name} is not in the vocabulary")

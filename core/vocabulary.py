@@ -1,11 +1,12 @@
 """DESIGN.md's vocabulary, as read from the stage table (core.stages.STAGES).
 
 Kept for the names the rest of the app already uses: ``STAGES`` (stage names in order),
-``STAGE_TITLES``, ``VOCABULARY[stage][name] -> Term``. Define terms in the stage files.
+``STAGE_TITLES``, ``VOCABULARY[stage][name] -> Term``: the chapter's stages (build_trace computes
+them; the pretrained stage is core.stages.STAGES["pretrained"]). Define terms in the stage files.
 """
 from __future__ import annotations
 
-from core.stages import STAGES as _TABLE
+from core.stages import CHAPTER as _TABLE
 from core.stages.schema import AXIS_KINDS, Term
 
 STAGES: tuple[str, ...] = tuple(_TABLE)

@@ -45,6 +45,8 @@ class CodePanel(QtWidgets.QWidget):
         self._rows: list[tuple[str, str]] | None = None   # the lines on show (see _show_rows)
         self._scrolled: tuple[int, int] | None = None      # scroll bars as refresh left them
         self.title = QtWidgets.QLabel(objectName="codeTitle")
+        # a long name (pretrained.attn_weights_no_special) must not widen the dock, nor the window
+        self.title.setSizePolicy(QtWidgets.QSizePolicy.Policy.Ignored, QtWidgets.QSizePolicy.Policy.Preferred)
         self.code = QtWidgets.QTextBrowser(objectName="codeText")
         self.code.setLineWrapMode(QtWidgets.QTextEdit.LineWrapMode.NoWrap)
         self.code.setUndoRedoEnabled(False)          # lines replaced in place (_show_rows) keep no history

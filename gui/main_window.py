@@ -20,6 +20,7 @@ from gui import exporting, lessons, train_window
 from gui.explain import ExplanationView
 from gui.navigator import Navigator, StepBar
 from gui.params import ParamPanel
+from gui.pretrained_bar import PretrainedBar
 from gui.present import Presenter
 
 Key = QtCore.Qt.Key
@@ -87,6 +88,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.inspector = self.code_panel = self.inputs_editor = None
         self.equivalences = self.scaling_view = None
         self.train_view = None                              # gui.train_window: made on first use
+        self.pretrained_panel = None             # stage 5's gallery and token lines (finish_setup)
 
         self.params = ParamPanel(controller)
         self.navigator = Navigator(self.model)
@@ -113,6 +115,9 @@ class MainWindow(QtWidgets.QMainWindow):
         lay.setContentsMargins(0, 0, 0, 0)
         lay.setSpacing(0)
         lay.addWidget(self.params)
+        self.pretrained_bar = PretrainedBar(controller.pretrained)    # stage 5's controls
+        self.pretrained_bar.setVisible(False)
+        lay.addWidget(self.pretrained_bar)
         lay.addWidget(self.splitter, 1)
         lay.addWidget(self.step_bar)
         self.setCentralWidget(central)
@@ -134,6 +139,11 @@ class MainWindow(QtWidgets.QMainWindow):
         controller.busy.connect(lambda b: self.busy_label.setText("computing…" if b else ""))
         controller.error.connect(self._on_error)
         controller.notice.connect(lambda text: self.statusBar().showMessage(text, 10000))
+        pre = controller.pretrained
+        # stage 5's progress goes to the permanent status label (_update_status), errors as messages
+        pre.error.connect(lambda text: self.statusBar().showMessage(text, 15000))
+        m.step_changed.connect(lambda _i: self._show_page())
+        m.pretrained_changed.connect(self._on_pretrained)
         self._restore_geometry()
         from gui.focus import FocusFrame
         from gui.keys import install_step_keys
@@ -187,6 +197,8 @@ class MainWindow(QtWidgets.QMainWindow):
                 A("last", "Last step", m.last, [Key.Key_End]),
                 None,
                 A("book", "Book preset", c.use_book, ["Ctrl+B"], "Restore the chapter's settings for every step"),
+                A("pretrained_example", "Pretrained model: ready example", self.pretrained_example, ["Ctrl+Shift+P"],
+                  "Stage 5 on “The old dog chased the quick fox which bit him” (loads all-MiniLM-L6-v2 on first use)"),
                 None,
                 self._dock_action("inspector", "Ctrl+Shift+I", "Show how a clicked cell's number is made"),
                 self._dock_action("code", "Ctrl+Shift+C", "Show the torch lines behind the matrix under focus"),
@@ -339,9 +351,15 @@ class MainWindow(QtWidgets.QMainWindow):
         self.step_view = StepView(self.model)
         self.stack.addWidget(self.step_view)
         self._build_docks()              # inspector, code, inputs, equivalences, why 1/√d_k
+        from gui.pretrained_view import PretrainedPanel
+        self.pretrained_panel = PretrainedPanel(lambda _text: None)     # fed by the stage's controller
+        self.pretrained_panel.hide_special.setVisible(False)         # the bar above has the option
+        self.pretrained_panel.head_clicked.connect(self.controller.pretrained.open_head)
+        self.pretrained_panel.hide_special.toggled.connect(
+            lambda on: self.controller.pretrained.set_options(hide_special=bool(on)))
+        self.stack.addWidget(self.pretrained_panel)
         self.navigator.setFocus()        # arrow keys step; the text field takes them only when clicked
-        if self.model.has_trace:
-            self.stack.setCurrentWidget(self.step_view)
+        self._show_page()
 
     def _on_hover(self, text: str) -> None:
         """The hovered cell's first line in the status bar; cleared (only a hover line, not another
@@ -363,14 +381,57 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def _on_trace(self) -> None:
         self.finish_setup()
-        self.stack.setCurrentWidget(self.step_view)
+        self._show_page()
         self._update_status()
+
+    def _show_page(self) -> None:
+        """The step view, stage 5's gallery/token lines, or the placeholder; stage 5's bar."""
+        step = self.model.step
+        on_pretrained = step.stage == "pretrained"
+        self.pretrained_bar.setVisible(on_pretrained)
+        self.params.setVisible(not on_pretrained)      # the chapter's config does not drive stage 5
+        if self.step_view is None:
+            return
+        if step.view and self.pretrained_panel is not None:
+            self._on_pretrained()
+            self.stack.setCurrentWidget(self.pretrained_panel)
+            # each step its own view, the whole width (at 1366 px both side by side are too narrow)
+            panel = self.pretrained_panel
+            panel.gallery_view.setVisible(step.view == "gallery")
+            panel.lines_view.setVisible(step.view == "lines")
+        elif on_pretrained or self.model.has_trace:
+            self.stack.setCurrentWidget(self.step_view)
+
+    def _on_pretrained(self) -> None:
+        """Stage 5's trace, gallery or status changed: the gallery page and the status line."""
+        m, panel = self.model, self.pretrained_panel
+        if panel is not None and m.pretrained_gallery is not None and panel.gallery is not m.pretrained_gallery:
+            panel.show_gallery(m.pretrained_gallery)
+        if panel is not None and m.pretrained is not None:
+            cfg = m.pretrained.config
+            panel.hide_special.blockSignals(True)
+            panel.hide_special.setChecked(cfg.hide_special)
+            panel.hide_special.blockSignals(False)
+            panel.select(cfg.layer, m.head if m.head is not None else panel.head)
+        if m.step.stage == "pretrained":
+            self._update_status()
+
+    def pretrained_example(self) -> None:
+        """Stage 5's first step on the ready example (the model loads in the background)."""
+        self.pretrained_bar.use_example()
+        self.model.go(next(i for i, s in enumerate(self.model.steps) if s.stage == "pretrained"))
 
     def _update_status(self) -> None:
         t = self.model.trace
         if t is None:
+            if self.model.step.stage == "pretrained":
+                self.status_info.setText(self.model.pretrained_status)
             return
         cfg = t.config
+        if self.model.step.stage == "pretrained":
+            self.status_info.setText(f"{t.device.upper()} · all-MiniLM-L6-v2 · {len(t.tokens)} pieces · "
+                                     f"layer {cfg.layer} · trace {t.compute_ms:.1f} ms")
+            return
         self.status_info.setText(
             f"{t.device.upper()} · {len(t.tokens)} tokens · d_out {cfg.d_out} · {cfg.num_heads} heads · "
             f"trace {t.compute_ms:.1f} ms")

@@ -16,7 +16,8 @@ from gui.steps import Panel, cell_templates
 
 # Intermediates whose cells above the diagonal are hidden by the causal mask.
 MASKED_NAMES = {"masked_scores", "attn_weights", "masked_simple", "renormalized_weights", "dropped_weights"}
-WEIGHT_NAMES = {"attn_weights", "attn_weights_sumnorm", "masked_simple", "renormalized_weights"}
+WEIGHT_NAMES = {"attn_weights", "attn_weights_sumnorm", "masked_simple", "renormalized_weights",
+                "attn_weights_no_special"}
 BINARY_NAMES = {"mask", "dropout_mask"}
 # Multi-head matrices whose columns are the heads side by side (out0…out{hd-1} = head 0, …)
 HEAD_COLUMN_NAMES = {"wrapper_context_vecs", "context_concat", "W_query", "W_key", "W_value",
@@ -145,6 +146,8 @@ def resolve_panel(panel: Panel, trace, batch_index: int = 0) -> MatrixData | Non
     else:
         mask = None
     arr = item.numpy()
+    if arr.dtype.kind in "iu":                           # token ids (stage 5): drawn as numbers like the rest
+        arr = arr.astype(np.float64)
     axes = list(item.axes)
     n_lead = sum(1 for a in axes[:2] if a in ("batch", "head"))
     if arr.ndim - n_lead == 1:                           # a bias (per head): drawn as one row
@@ -206,7 +209,7 @@ def resolve_panel(panel: Panel, trace, batch_index: int = 0) -> MatrixData | Non
         extra["max_abs_diff"] = max_diff
     col_axis = axes[-1]
     heads = trace.config.num_heads
-    if item.stage == "multihead" and name in HEAD_COLUMN_NAMES and heads > 1:
+    if item.stage in ("multihead", "pretrained") and name in HEAD_COLUMN_NAMES and heads > 1:
         extra["head_width"] = trace.config.d_out // heads      # lines between the heads' columns
         col_axis = f"{col_axis}  (│ between heads, hd = {extra['head_width']})"
     if panel.rows:

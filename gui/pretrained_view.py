@@ -92,7 +92,7 @@ class HeadGallery(QtWidgets.QWidget):
 
     def __init__(self, parent: QtWidgets.QWidget | None = None):
         super().__init__(parent)
-        self.setMinimumSize(320, 200)
+        self.setMinimumSize(200, 150)
         self.setMouseTracking(True)
         self._lut = _lut()
         self._images: list[list[QtGui.QImage]] = []
@@ -213,7 +213,7 @@ class TokenLines(QtWidgets.QWidget):
 
     def __init__(self, parent: QtWidgets.QWidget | None = None):
         super().__init__(parent)
-        self.setMinimumSize(240, 200)
+        self.setMinimumSize(180, 150)
         self._weights: np.ndarray | None = None
         self._labels: tuple[str, ...] = ()
         self.query = 0
@@ -340,7 +340,7 @@ class PretrainedPanel(QtWidgets.QWidget):
         top = QtWidgets.QHBoxLayout()
         top.addWidget(self.hide_special)
         top.addStretch(1)
-        split = QtWidgets.QSplitter(QtCore.Qt.Orientation.Horizontal)
+        self.split = split = QtWidgets.QSplitter(QtCore.Qt.Orientation.Horizontal)
         split.addWidget(self.gallery_view)
         split.addWidget(self.lines_view)
         split.setStretchFactor(0, 3)
@@ -357,6 +357,10 @@ class PretrainedPanel(QtWidgets.QWidget):
 
     def set_text(self, text: str) -> None:
         self.loader.request(text)
+
+    def show_gallery(self, gallery) -> None:
+        """Show a Gallery computed elsewhere (the window's stage 5 computes it with its trace)."""
+        self._on_ready(gallery)
 
     def select(self, layer: int, head: int) -> None:
         self.layer, self.head = layer, head

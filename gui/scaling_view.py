@@ -96,14 +96,14 @@ class ScalingView(RefreshWhenShown, QtWidgets.QWidget):
         return self.toggle.isChecked()
 
     def refresh(self) -> None:
-        if self.model.trace is None:
+        if self.model.chapter_trace() is None:
             return
         self._stale = False
         self.refresh_weights()
         self.refresh_curves()
 
     def refresh_weights(self) -> None:
-        trace = self.model.trace
+        trace = self.model.chapter_trace()
         if trace is None:
             return
         w = weights(trace, self.scaled)
@@ -123,7 +123,7 @@ class ScalingView(RefreshWhenShown, QtWidgets.QWidget):
             f"({'unscaled' if self.scaled else 'scaled'}: {peak_other:.4f}); uniform would be {1 / len(labels):.4f}")
 
     def refresh_curves(self) -> None:
-        trace = self.model.trace
+        trace = self.model.chapter_trace()
         from core.inputs import Inputs
         from core.scaling import peakedness_curve
         inp = trace.inputs

@@ -164,8 +164,8 @@ class StepView(QtWidgets.QWidget):
         title, formula = title_and_formula(step, trace, is_book(m)) if trace else (step.title, "")
         self.title.setText(f"{step_numbers()[m.index]}  {title}")
         datas = [self._scaled(d) for d in m.shown]
-        if trace is None:                 # this step's trace is still being computed
-            self.formula.setText("Computing…")
+        if trace is None:                 # this step's trace is still being computed (or the model loading)
+            self.formula.setText(m.pretrained_status if step.stage == "pretrained" else "Computing…")
         elif m.draw_error is not None:
             self.formula.setText(f"cannot draw this step: {m.draw_error}")
         else:

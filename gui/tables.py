@@ -111,7 +111,7 @@ class InputsEditor(RefreshWhenShown, QtWidgets.QWidget):
 
     # ---- showing the trace -------------------------------------------------------------------
     def refresh(self) -> None:
-        trace = self.controller.trace
+        trace = self.controller.model.chapter_trace()
         if trace is None or not self._ready():
             return
         self._stale = False

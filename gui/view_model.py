@@ -144,6 +144,11 @@ class ViewModel:
         self.batch_size = 1
         self.batch_selectable = False
         self.draw_error: str | None = None
+        # stage 5 (pretrained): its own trace (core.pretrained.PretrainedTrace, all heads of one
+        # layer), the head gallery (core.pretrained.Gallery) and what the loading is doing
+        self.pretrained = None
+        self.pretrained_gallery = None
+        self.pretrained_status = "Loading the model…"
 
         self.step_changed = Event("step_changed")        # (index)
         self.trace_changed = Event("trace_changed")      # ()  new traces in place
@@ -156,6 +161,7 @@ class ViewModel:
         self.hover_changed = Event("hover_changed")      # (text)
         self.marks_changed = Event("marks_changed")      # ()
         self.cell_clicked = Event("cell_clicked")        # (MatrixData, map index, row, column)
+        self.pretrained_changed = Event("pretrained_changed")  # ()  stage 5's trace, gallery or status
 
     # ---- read ------------------------------------------------------------------------------
     @property
@@ -176,6 +182,8 @@ class ViewModel:
     def trace_for(self, step: Step | None = None):
         """The trace ``step`` (default: the current one) is drawn from; None before the first."""
         step = step or self.step
+        if step.stage == "pretrained":           # the real model's trace (None while it loads)
+            return self.pretrained
         if not self.traces:
             return None
         trace = self.traces.get(step.section) if self.traces_mode == "book" else self.traces.get(CUSTOM)
@@ -235,6 +243,31 @@ class ViewModel:
         self._emit_clamped(clamped)
         self.shown_changed.emit()
         self._clear_hover()
+
+    def chapter_trace(self):
+        """The chapter's trace for the current step, or for the last chapter step while stage 5
+        (pretrained) is on screen: what views that compare the chapter's stages read."""
+        step = self.step
+        if step.stage == "pretrained":
+            step = next((s for s in reversed(self.steps) if s.stage != "pretrained"), step)
+        return self.trace_for(step) if step.stage != "pretrained" else None
+
+    def set_pretrained(self, trace=None, gallery=None, status: str | None = None) -> None:
+        """Stage 5's new trace and gallery (None keeps the one shown) and/or loading status."""
+        if trace is not None:
+            self.pretrained = trace
+        if gallery is not None:
+            self.pretrained_gallery = gallery
+        if status is not None:
+            self.pretrained_status = status
+        on_stage = self.step.stage == "pretrained"
+        clamped = self._resolve() if trace is not None and on_stage else (False, False)
+        self.pretrained_changed.emit()
+        if trace is not None and on_stage:
+            self.trace_changed.emit()
+            self._emit_clamped(clamped)
+        if on_stage:
+            self.shown_changed.emit()
 
     def set_config(self, config) -> None:
         """The config the parameter panel shows (a frozen AttentionConfig); always emits."""
@@ -318,6 +351,10 @@ class ViewModel:
         trace = self.trace
         self.draw_error = None
         if trace is None:                      # this step's trace is still being computed
+            self.shown = ()
+            self.draw_error = self.pretrained_status if self.step.stage == "pretrained" else None
+            return
+        if not self.step.panels:               # a step drawn by its own view (stage 5's gallery): keep the head
             self.shown = ()
             return
         try:

@@ -1,7 +1,7 @@
 """The stages of chapter 3, one file each, and ``STAGES``: the table everything else reads.
 
-Each stage file (simplified.py, trainable.py, causal.py, multihead.py) holds, for its
-section of the chapter:
+Each stage file (simplified.py, trainable.py, causal.py, multihead.py, and pretrained.py:
+the same steps inside the real all-MiniLM-L6-v2) holds, for its section of the chapter:
 - ``TERMS``: name -> Term (symbol, formula, meaning, axes) for each intermediate, in order;
 - ``forward(...)``: the chapter's lines, returning those intermediates by name;
 - ``code(cfg)``: the code panel's lines, each tagged with the intermediate it makes;
@@ -13,10 +13,14 @@ Files here import only torch, math and core.weights (tests/core/stages/test_cont
 """
 from __future__ import annotations
 
-from core.stages import causal, multihead, simplified, trainable
+from core.stages import causal, multihead, pretrained, simplified, trainable
 from core.stages.schema import LEAD_KINDS, Stage, Term
 
 # name -> Stage, in the chapter's order
-STAGES: dict[str, Stage] = {s.STAGE.name: s.STAGE for s in (simplified, trainable, causal, multihead)}
+STAGES: dict[str, Stage] = {s.STAGE.name: s.STAGE for s in (simplified, trainable, causal, multihead, pretrained)}
+# the stages computed from the chapter's AttentionConfig (build_trace); ``pretrained`` runs on
+# the real model's checkpoint instead (core.pretrained.build_pretrained)
+CHAPTER: dict[str, Stage] = {name: s for name, s in STAGES.items() if not s.external}
 
-__all__ = ["LEAD_KINDS", "STAGES", "Stage", "Term", "causal", "multihead", "simplified", "trainable"]
+__all__ = ["CHAPTER", "LEAD_KINDS", "STAGES", "Stage", "Term", "causal", "multihead", "pretrained", "simplified",
+           "trainable"]

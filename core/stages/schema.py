@@ -12,8 +12,8 @@ from typing import Callable
 
 # Axis kinds, and what each one's size is: "token"/"query"/"key" = T (labelled by the tokens),
 # "in" = d_in, "out" = d_out, "hd" = head_dim, "head" = h, "batch" = b (added at run time to
-# batched terms when batch > 1).
-AXIS_KINDS = ("token", "query", "key", "in", "out", "hd", "head", "batch")
+# batched terms when batch > 1); "ff" = the feed-forward width (the pretrained stage only).
+AXIS_KINDS = ("token", "query", "key", "in", "out", "hd", "head", "batch", "ff")
 LEAD_KINDS = ("batch", "head")   # leading axes enumerated into one exported slice each
 
 
@@ -46,3 +46,6 @@ class Stage:
     code: Callable[..., list]                    # code(cfg) -> [(name or None, torch line), ...]
     explain: Callable[..., object]               # explain(cell) -> Explanation or None (see core.provenance)
     batched: bool = False                        # its tensors gain a leading batch axis when batch > 1
+    # its inputs are not the chapter's AttentionConfig (the pretrained model's checkpoint and
+    # text): build_trace, the memory estimate and the chapter's vocabulary leave it out
+    external: bool = False

@@ -413,6 +413,9 @@ class Soak:
         self.settle()
         self.checks += 1
         win, c, sv = self.win, self.c, self.win.step_view
+        chapter = [i for i, s in enumerate(c.steps) if s.stage != "pretrained"]
+        if c.step.stage == "pretrained":   # stage 5 runs the real model (test_pretrained_stage): check the chapter
+            c.go(chapter[-1])
         n = len(c.steps)
         assert win.step_bar.counter.text() == f"{c.index + 1} / {n}"
         assert sv.title.text().startswith(step_numbers()[c.index] + " ")
@@ -436,7 +439,7 @@ class Soak:
                 for k, v in (req.weights or {}).items():
                     np.testing.assert_array_equal(v, c.weights[k])
                 self.check_widgets()
-        steps = range(n) if every_step else [c.index]
+        steps = chapter if every_step else [c.index]
         start = c.index
         for i in steps:
             c.go(i)

@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 
 from core import AttentionConfig, build_trace
-from core.stages import STAGES
+from core.pretrained_config import PretrainedConfig
+from core.stages import CHAPTER, STAGES
 
 STAGES_DIR = Path(__file__).resolve().parents[3] / "core" / "stages"
 # what a stage file may import: the chapter's own tools, the weights, the stage package itself,
@@ -40,9 +41,12 @@ def test_the_contract_check_catches_a_forbidden_import(tmp_path):
     assert [n for n in _imports(bad) if not _allowed(n)] == ["numpy", "core.engine"]
 
 
-def test_the_table_lists_the_chapters_stages_in_order():
-    assert list(STAGES) == ["simplified", "trainable", "causal", "multihead"]
-    assert [s.section for s in STAGES.values()] == ["3.3", "3.4", "3.5", "3.6"]
+def test_the_table_lists_the_chapters_stages_in_order_then_the_pretrained_stage():
+    assert list(STAGES) == ["simplified", "trainable", "causal", "multihead", "pretrained"]
+    assert [s.section for s in STAGES.values()] == ["3.3", "3.4", "3.5", "3.6", "5"]
+    # build_trace computes the chapter's stages; the pretrained one runs on the checkpoint
+    assert list(CHAPTER) == ["simplified", "trainable", "causal", "multihead"]
+    assert [s.external for s in STAGES.values()] == [False] * 4 + [True]
 
 
 CONFIGS = [AttentionConfig(), AttentionConfig(qkv_bias=True, d_out=4, num_heads=2, batch=2, dropout=0.5)]
@@ -52,7 +56,7 @@ CONFIGS = [AttentionConfig(), AttentionConfig(qkv_bias=True, d_out=4, num_heads=
 @pytest.mark.parametrize("use_engine", [True, False], ids=["engine", "plain"])
 def test_every_term_is_computed_and_every_computed_tensor_is_a_term(cfg, use_engine):
     trace = build_trace(cfg, use_engine=use_engine)
-    for name, stage in STAGES.items():
+    for name, stage in CHAPTER.items():
         want = [n for n, t in stage.terms.items() if cfg.qkv_bias or not t.optional]
         assert list(trace.stages[name]) == want, name
 
@@ -60,9 +64,22 @@ def test_every_term_is_computed_and_every_computed_tensor_is_a_term(cfg, use_eng
 @pytest.mark.parametrize("cfg", CONFIGS, ids=["default", "bias-batch-dropout"])
 def test_every_term_has_its_code_line_and_every_tagged_line_a_term(cfg):
     earlier: set[str] = set()
-    for name, stage in STAGES.items():
+    for name, stage in CHAPTER.items():
         tagged = {n for n, _line in stage.code(cfg) if n is not None}
         terms = {n for n, t in stage.terms.items() if (cfg.qkv_bias or not t.optional) and n != "inputs"}
         assert terms - tagged == set(), name                  # each term has its line
         assert tagged - terms <= earlier, name                # other lines: an earlier stage's term (the mask)
         earlier |= set(stage.terms)
+
+
+@pytest.mark.parametrize("options", [{}, {"hide_special": True, "full_layer": True}], ids=["plain", "all-options"])
+def test_the_pretrained_stage_has_a_code_line_for_every_term_it_computes(options):
+    from core.pretrained import build_pretrained    # reads the installed checkpoint
+
+    cfg = PretrainedConfig(text="The dog bit him", layer=1, **options)
+    stage = STAGES["pretrained"]
+    computed = list(build_pretrained(cfg).stages["pretrained"])
+    assert computed == [n for n in stage.terms if n in computed]                  # the table's order
+    assert set(computed) >= {n for n, t in stage.terms.items() if not t.optional}
+    tagged = {n for n, _line in stage.code(cfg) if n is not None}
+    assert set(computed) - tagged == set() and tagged <= set(stage.terms)
