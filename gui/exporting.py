@@ -37,6 +37,8 @@ def export_matrix(parent, model) -> str:
             arr = arr[m.index] if m.index else arr
             rows, cols, corner = slice_labels(item)
             write_text_atomic(path, slice_csv(arr, rows, cols, corner))
+        elif "merged_heads" in data.extra:       # the heads drawn as one (T, d_out) matrix: write it so
+            write_text_atomic(path, slice_csv(m.values, data.row_labels, data.col_labels, f"{item.axes[-2]}\\out"))
         else:
             write_matrix_csv(item, list(m.index), path)
     except ExportError as exc:

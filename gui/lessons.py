@@ -22,7 +22,10 @@ def current_lesson(controller, title: str = ""):
     edits behind the trace on screen (not settings still being computed or refused)."""
     from core.config import AttentionConfig
     from core.lesson import Lesson
-    trace = controller.trace
+    model = controller.model
+    # the chapter's trace on screen (also while stage 5 or a partial trace is shown); the settings
+    # being typed may be refused ones
+    trace = model.chapter_trace() or next(iter(model.traces.values()), None)
     if trace is not None:
         config = trace.config
         inputs, weights = controller.applied_edits

@@ -176,7 +176,7 @@ class ViewModel:
     def inputs(self):
         """The token embeddings the traces on screen were computed from (every trace, partial or
         not, holds them); None before the first trace."""
-        trace = self.trace_for() or next(iter(self.traces.values()), None)
+        trace = self.chapter_trace() or next(iter(self.traces.values()), None)   # never stage 5's model
         return trace.inputs if trace is not None else None
 
     def trace_for(self, step: Step | None = None):

@@ -12,7 +12,7 @@ import pytest
 
 from core.export import read_csv_slice
 from tests.core.snapshots import fail_nth as _fail_nth, fail_nth_file_write, snapshot
-from tests.gui.fixtures import (assert_kept, bad_file_target, DISK_FULL, export_all, no_partials,
+from tests.gui.fixtures import (assert_kept, go_to, bad_file_target, DISK_FULL, export_all, no_partials,
                                 no_traceback, READ_ONLY, screen, step_index, TRACE_TIMEOUT_MS)
 
 
@@ -217,3 +217,22 @@ def test_save_image_to_a_bad_target_leaves_no_partial_file(good, qtbot, capfd, t
     no_partials(tmp_path)
     assert_kept(good, qtbot, before)
     no_traceback(capfd)
+
+
+def test_export_matrix_of_the_merged_heads_panel_writes_the_t_by_d_out_matrix(window, qtbot, tmp_path, monkeypatch):
+    """4.4's first panel draws the per-head queries as the (T, d_out) matrix before the split:
+    Export matrix writes that matrix (the soak found a TypeError here)."""
+    c = window.controller
+    go_to(window, qtbot, "multihead.split")
+    data = c.model.shown[0]
+    assert "merged_heads" in data.extra
+    c.model.set_focus(0, 0)
+    path = tmp_path / "merged.csv"
+    monkeypatch.setattr(QtWidgets.QFileDialog, "getSaveFileName", lambda *a, **k: (str(path), ""))
+    window.actions["export_matrix"].trigger()
+    rows, cols, values = read_csv_slice(path)
+    queries = c.trace["multihead", "queries"].numpy()                 # (b, h, T, hd) or (h, T, hd)
+    q = queries[0] if queries.ndim == 4 else queries
+    expected = q.transpose(1, 0, 2).reshape(q.shape[1], -1)            # (h, T, hd) -> (T, h·hd)
+    assert rows == list(c.trace.tokens) and len(cols) == expected.shape[1]
+    np.testing.assert_array_equal(values, expected)                    # 9 digits read back to the float32
