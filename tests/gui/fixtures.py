@@ -6,6 +6,7 @@ and the learner's gestures: go to a step, find a shown matrix, click a cell, wai
 """
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import subprocess
@@ -15,6 +16,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
+import pytest
 from PySide6 import QtCore, QtTest, QtWidgets
 
 from tests.core.snapshots import fail_nth, snapshot
@@ -281,3 +283,30 @@ def open_lesson_and_wait(window, qtbot, path, show_box: bool = True) -> str:
     open_lesson(window, str(path), show_box, on_done=done.append)
     qtbot.waitUntil(lambda: bool(done), timeout=TRACE_TIMEOUT_MS)
     return done[0]
+
+
+@contextlib.contextmanager
+def watched_fifo(path, payload: bytes, seconds: float = 20):
+    """A named pipe at ``path``; if something opens it for reading (and so would hang), a writer
+    unblocks it after ``seconds`` with ``payload`` (the test then fails on what it read)."""
+    import os
+    import threading
+    if not hasattr(os, "mkfifo"):
+        pytest.skip("no named pipes here")
+    os.mkfifo(path)
+    released = threading.Event()
+
+    def release():
+        if not released.wait(seconds):
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
+            except OSError:
+                return
+            os.write(fd, payload)
+            os.close(fd)
+
+    threading.Thread(target=release, daemon=True).start()
+    try:
+        yield path
+    finally:
+        released.set()

@@ -11,7 +11,7 @@ from PySide6 import QtCore, QtWidgets
 import pytest
 
 from core import build_trace
-from tests.gui.fixtures import (GOOD, assert_kept, go_to, no_traceback, open_editor, open_lesson_and_wait, screen, shown_maps,
+from tests.gui.fixtures import (GOOD, assert_kept, go_to, no_traceback, open_editor, open_lesson_and_wait, screen, watched_fifo, shown_maps,
                                 TRACE_TIMEOUT_MS, wait_trace)
 
 
@@ -251,29 +251,8 @@ def test_bad_lessons_give_a_message_naming_the_field(window, qtbot, tmp_path):
 
 def test_a_fifo_as_the_lesson_never_blocks_the_ui_thread(window, qtbot, tmp_path):
     """Opening a FIFO for reading waits for a writer: on the UI thread that hung the window for ever."""
-    import os
-    import threading
-    if not hasattr(os, "mkfifo"):
-        import pytest
-        pytest.skip("no named pipes here")
-    fifo = tmp_path / "lesson.json"
-    os.mkfifo(fifo)
-    released = threading.Event()
-
-    def release():              # if something opened it, a writer unblocks it after 20 s (the test then fails)
-        if not released.wait(20):
-            try:
-                fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
-            except OSError:
-                return
-            os.write(fd, b"{}")
-            os.close(fd)
-
-    threading.Thread(target=release, daemon=True).start()
-    try:
+    with watched_fifo(tmp_path / "lesson.json", b"{}") as fifo:
         message = open_lesson_and_wait(window, qtbot, fifo, show_box=False)
-    finally:
-        released.set()
     assert "is a named pipe (FIFO), not a file; choose a lesson file" in message
 
 

@@ -10,7 +10,7 @@ from core import build_trace
 from core.inputs import Inputs
 from tests.core.snapshots import make_input_files, snapshot
 from tests.gui.fixtures import (assert_kept, bad_file_target, CSV_ROWS, expected_maps, go_to, no_partials,
-                                no_traceback, open_editor, screen, shown_maps, TRACE_TIMEOUT_MS, wait_trace)
+                                no_traceback, open_editor, screen, shown_maps, TRACE_TIMEOUT_MS, wait_trace, watched_fifo)
 
 
 def assert_steps_show(window, qtbot, ref, step_ids=None) -> None:
@@ -234,32 +234,12 @@ def test_export_embeddings_csv_to_a_bad_target(good, qtbot, capfd, tmp_path, mon
 
 def test_a_fifo_as_the_embeddings_csv_never_blocks_the_ui_thread(window, qtbot, tmp_path):
     """The CSV is checked (a regular file of bounded size) and read on a reader thread."""
-    import os
-    import threading
-    if not hasattr(os, "mkfifo"):
-        pytest.skip("no named pipes here")
-    fifo = tmp_path / "x.csv"
-    os.mkfifo(fifo)
-    released = threading.Event()
-
-    def release():              # if something opened it for reading, a writer unblocks it after 20 s
-        if not released.wait(20):
-            try:
-                fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
-            except OSError:
-                return
-            os.write(fd, b"a,1,2,3\n")
-            os.close(fd)
-
-    threading.Thread(target=release, daemon=True).start()
     editor, c = open_editor(window), window.controller
     trace = c.trace
-    try:
+    with watched_fifo(tmp_path / "x.csv", b"a,1,2,3\n") as fifo:
         with qtbot.waitSignal(editor.imported, timeout=TRACE_TIMEOUT_MS) as blocker:
             editor.import_csv(str(fifo))
             assert editor.note.text() == "Reading x.csv…"     # the UI thread went on at once
-    finally:
-        released.set()
     assert "named pipe" in blocker.args[0] and c.trace is trace
 
 
