@@ -97,3 +97,29 @@ def fail_nth_file_write(monkeypatch, n: int, error: BaseException) -> None:
 
     monkeypatch.setattr(Path, "write_text", failing(Path.write_text))
     monkeypatch.setattr(core.csv_writer, "write_slice", failing(core.csv_writer.write_slice))
+
+
+def message_from_fifo(fifo: Path, load, error: type, payload: bytes) -> str:
+    """Make a named pipe at ``fifo`` and call ``load(fifo)`` on a thread; the message of the
+    ``error`` it raises ("" if none). Opening a FIFO for reading waits for a writer: if ``load``
+    is still stuck after 20 s, a writer unblocks it with ``payload`` so the test fails, not hangs."""
+    import os
+    import threading
+    os.mkfifo(fifo)
+    result: list[str] = []
+
+    def run():
+        try:
+            load(fifo)
+        except error as exc:
+            result.append(str(exc))
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    t.join(20)
+    if t.is_alive():
+        fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+        os.write(fd, payload)
+        os.close(fd)
+        t.join(5)
+    return result[0] if result else ""

@@ -4,12 +4,12 @@ and files checked before they are opened."""
 from __future__ import annotations
 
 import os
-import threading
 
 import pytest
 
 from core.inputs import load_embeddings_csv, parse_embeddings_csv
 from core.tokens import MAX_LABEL_CHARS, unique_labels
+from tests.core.snapshots import message_from_fifo
 
 
 @pytest.mark.parametrize("text, words", [
@@ -83,25 +83,8 @@ def test_not_utf8_names_the_byte(tmp_path):
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no named pipes here")
 def test_a_fifo_is_refused_without_opening_it(tmp_path):
     """Opening a FIFO for reading waits for a writer for ever: it is refused before."""
-    fifo = tmp_path / "pipe.csv"
-    os.mkfifo(fifo)
-    result: list = []
-
-    def load():
-        try:
-            load_embeddings_csv(fifo)
-        except ValueError as exc:
-            result.append(str(exc))
-
-    t = threading.Thread(target=load, daemon=True)
-    t.start()
-    t.join(20)
-    if t.is_alive():                   # unblock the stuck reader so the test fails instead of hanging
-        fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
-        os.write(fd, b"x,1\n")
-        os.close(fd)
-        t.join(5)
-    assert result and "is a named pipe (FIFO), not a file" in result[0]
+    message = message_from_fifo(tmp_path / "pipe.csv", load_embeddings_csv, ValueError, b"x,1\n")
+    assert "is a named pipe (FIFO), not a file" in message
 
 
 def test_a_path_that_is_not_text_is_one_message():

@@ -7,6 +7,7 @@ import pytest
 from core import AttentionConfig, build_trace
 from core.inputs import Inputs
 from core.lesson import Lesson, LessonError, load_lesson, parse_lesson, save_lesson
+from tests.core.snapshots import message_from_fifo
 
 
 def test_lesson_round_trip_reproduces_the_numbers(tmp_path):
@@ -150,24 +151,5 @@ def test_a_csv_path_that_is_not_utf8_round_trips(tmp_path):
 
 @pytest.mark.skipif(not hasattr(__import__("os"), "mkfifo"), reason="no named pipes here")
 def test_a_fifo_as_the_lesson_path_is_refused_without_blocking(tmp_path):
-    import os
-    import threading
-    fifo = tmp_path / "lesson.json"
-    os.mkfifo(fifo)
-    result: list = []
-
-    def load():
-        try:
-            load_lesson(fifo)
-        except LessonError as exc:
-            result.append(str(exc))
-
-    t = threading.Thread(target=load, daemon=True)
-    t.start()
-    t.join(20)
-    if t.is_alive():                   # unblock the stuck reader so the test fails instead of hanging
-        fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
-        os.write(fd, b"{}")
-        os.close(fd)
-        t.join(5)
-    assert result and "is a named pipe (FIFO), not a file; choose a lesson file" in result[0]
+    message = message_from_fifo(tmp_path / "lesson.json", load_lesson, LessonError, b"{}")
+    assert "is a named pipe (FIFO), not a file; choose a lesson file" in message
