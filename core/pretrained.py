@@ -14,7 +14,6 @@ from __future__ import annotations
 import statistics
 import time
 from dataclasses import dataclass
-from typing import Iterator
 
 import torch
 
@@ -22,7 +21,7 @@ from core import minilm
 from core.config import ConfigError
 from core.device import resolve_device
 from core.pretrained_config import MAX_PIECES, NUM_HEADS, NUM_LAYERS, PretrainedConfig
-from core.trace import Intermediate, axis_labels
+from core.trace import Intermediate, TraceLookup, axis_labels
 from core.stages import pretrained as stage_file
 from core.stages.schema import Term
 
@@ -87,7 +86,7 @@ def hidden_states(model: minilm.MiniLM, enc: Encoded, upto: int, device: str, dt
 
 
 @dataclass(frozen=True, eq=False)
-class PretrainedTrace:
+class PretrainedTrace(TraceLookup):
     """The pretrained stage's intermediates, shaped like core.trace.Trace (export reads it)."""
 
     config: PretrainedConfig
@@ -97,17 +96,8 @@ class PretrainedTrace:
     compute_ms: float
     notes: tuple[str, ...] = ()
 
-    def __getitem__(self, key) -> Intermediate:
-        stage, name = key if isinstance(key, tuple) else (STAGE, key)
-        return self.stages[stage][name]
-
-    def __contains__(self, key) -> bool:
-        stage, name = key if isinstance(key, tuple) else (STAGE, key)
-        return stage in self.stages and name in self.stages[stage]
-
-    def __iter__(self) -> Iterator[Intermediate]:
-        for stage in self.stages.values():
-            yield from stage.values()
+    def _key(self, key) -> tuple[str, str]:
+        return key if isinstance(key, tuple) else (STAGE, key)      # a bare name is this stage's
 
     @property
     def tokens(self) -> tuple[str, ...]:

@@ -93,8 +93,30 @@ class Intermediate:
         return max(self.tensor.dim() - 2, 0)
 
 
+class TraceLookup:
+    """Read-only lookup of a trace's intermediates: ``trace[stage, name]``, ``in``, iteration in order.
+    Shared by Trace and the pretrained stage's trace (core.pretrained.PretrainedTrace)."""
+
+    stages: dict[str, dict[str, Intermediate]]
+
+    def _key(self, key) -> tuple[str, str]:
+        return key
+
+    def __getitem__(self, key) -> Intermediate:
+        stage, name = self._key(key)
+        return self.stages[stage][name]
+
+    def __contains__(self, key) -> bool:
+        stage, name = self._key(key)
+        return stage in self.stages and name in self.stages[stage]
+
+    def __iter__(self) -> Iterator[Intermediate]:
+        for stage in self.stages.values():
+            yield from stage.values()
+
+
 @dataclass(frozen=True, eq=False)
-class Trace:
+class Trace(TraceLookup):
     config: AttentionConfig
     inputs: Inputs
     device: str                                   # the device actually used ("cpu", "cuda")
@@ -102,18 +124,6 @@ class Trace:
     compute_ms: float
     notes: tuple[str, ...] = ()                   # e.g. "cuda is not available; using cpu"
     multihead_given: bool = False                 # stage 4's fused weights came from multihead_override
-
-    def __getitem__(self, key: tuple[str, str]) -> Intermediate:
-        stage, name = key
-        return self.stages[stage][name]
-
-    def __contains__(self, key) -> bool:
-        stage, name = key
-        return stage in self.stages and name in self.stages[stage]
-
-    def __iter__(self) -> Iterator[Intermediate]:
-        for stage in self.stages.values():
-            yield from stage.values()
 
     @property
     def tokens(self) -> tuple[str, ...]:
