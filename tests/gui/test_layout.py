@@ -75,6 +75,29 @@ def _load(win, case: str) -> None:
     raise AssertionError(f"{case}: no trace")
 
 
+def _geometries(win) -> tuple:
+    sv = win.step_view
+    return (sv.grid_host.size().toTuple(), tuple(p.geometry().getRect() for p in sv.panels))
+
+
+def _settle(win) -> None:
+    """Wait until the step on screen is final: its trace computed (stage 5's is loaded on its first
+    visit, on a worker), then the layout requests it posts (new minimum sizes of the panels, then
+    of the scrolled area) all handled: two rounds of events in a row change no geometry."""
+    c = win.controller
+    wait_until(lambda: not c.is_busy() and (c.model.step.stage != "pretrained"
+                                            or (not c.pretrained.busy and c.model.pretrained is not None)))
+    before, same = _geometries(win), 0
+    for _ in range(50):
+        QtWidgets.QApplication.processEvents()
+        now = _geometries(win)
+        same = same + 1 if now == before else 0
+        if same >= 2:
+            return
+        before = now
+    raise AssertionError(f"the layout of {c.model.step.id} never settled")
+
+
 def _rect_in(widget, rect: QtCore.QRectF, target) -> QtCore.QRectF:
     top_left = widget.mapTo(target, QtCore.QPoint(0, 0))
     return rect.translated(top_left.x(), top_left.y())
@@ -180,8 +203,7 @@ def test_every_step_is_legible(layout_window, case):
         win.resize(w, h)
         for i, step in enumerate(c.steps):
             c.go(i)
-            for _ in range(3):        # new minimum sizes post layout requests of the panels, then the scroll area
-                QtWidgets.QApplication.processEvents()
+            _settle(win)
             image = win.step_view.grab()      # paints every panel (what check_step reads)
             image.save(str(out / f"{case}_{w}x{h}_{numbers[i]}_{step.id.split('.')[1]}.png"), "PNG")
             problems += [f"{w}x{h} {numbers[i]} {step.id}: {p}" for p in check_step(win)]
