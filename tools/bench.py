@@ -96,6 +96,7 @@ class _Harness:
         from gui.app import freeze_gc_after_first_trace
         freeze_gc_after_first_trace(self.controller)                # as run_app does
         self.last: dict | None = None
+        self._waiting = None                 # (event loop, condition) while wait() runs
         self.step_index = next(i for i, s in enumerate(c.steps) if s.id == STEP_ID)
 
     def _on_done(self, result) -> None:
@@ -108,13 +109,35 @@ class _Harness:
             self.last = {"arrived": t0, "drawn": t1, "error": result.error, "partial": result.partial}
         if current and not result.partial:
             self.complete = t0
+        if self._waiting is not None and self._waiting[1]():
+            self._waiting[0].quit()
 
     def wait(self, until, timeout_s: float = 120.0) -> None:
-        deadline = time.perf_counter() + timeout_s
-        while not until():
-            if time.perf_counter() > deadline:
-                raise TimeoutError("the benchmark's trace did not arrive in time")
-            self.app.processEvents(self.QtCore.QEventLoop.ProcessEventsFlag.WaitForMoreEvents, 50)
+        """Run the event loop as the app does (``exec``) until ``until()``; the result slot ends it.
+
+        Not ``processEvents(WaitForMoreEvents, ms)`` in a loop: PySide6 keeps the GIL while it
+        waits there, so the worker thread stalls between torch ops (measured: a 64-token trace
+        6 ms → 80–170 ms), which the app's own event loop never does.
+        """
+        if until():
+            return
+        QtCore = self.QtCore
+        loop = QtCore.QEventLoop()
+        self._waiting = (loop, until)
+        deadline = QtCore.QTimer(singleShot=True)
+        deadline.timeout.connect(loop.quit)
+        deadline.start(int(timeout_s * 1000))
+        poll = QtCore.QTimer(interval=50)              # conditions no result slot ends
+        poll.timeout.connect(lambda: until() and loop.quit())
+        poll.start()
+        try:
+            loop.exec()
+        finally:
+            self._waiting = None
+            poll.stop()
+            deadline.stop()
+        if not until():
+            raise TimeoutError("the benchmark's trace did not arrive in time")
 
     def change(self, params: dict) -> dict:
         """Apply a parameter change; return the timings once the step is redrawn."""
