@@ -186,7 +186,8 @@ class Controller(QObject):
         from gui.view_model import step_stages
         return Request(0, CUSTOM, dict(params), inputs=self.inputs, weights=dict(self.weights) or None,
                        multihead=dict(self.multihead) or None,
-                       stages=step_stages(self.model.step))    # the step on screen first
+                       stages=step_stages(self.model.step),    # the step on screen first
+                       panels=tuple(self.model.step.panels), batch_index=self.model.batch_index)
 
     def set_edits(self, inputs=None, weights: dict | None = None) -> None:
         """Recompute the shown config with edited embeddings and/or W_query/W_key/W_value.

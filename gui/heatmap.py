@@ -12,6 +12,7 @@ panel with the same layout reuse the items and call ``setImage(autoLevels=False,
 """
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -71,7 +72,18 @@ def label_cell(fm: QtGui.QFontMetrics | None = None) -> int:
     return fm.height() + 2
 
 
-def _widest(labels, fm: QtGui.QFontMetrics) -> int:
+def _widest(labels) -> int:
+    """The widest elided label (px) in the application font."""
+    return _widest_in(tuple(labels), QtGui.QFont().toString())
+
+
+@functools.lru_cache(maxsize=256)
+def _widest_in(labels: tuple, font: str) -> int:
+    """_widest in this font (QFont.toString): measured once per labels and font (a redraw asks
+    ~6 times per map; 12 heads measured 1,000 texts per parameter change)."""
+    qfont = QtGui.QFont()
+    qfont.fromString(font)
+    fm = QtGui.QFontMetrics(qfont)
     return max((fm.horizontalAdvance(_elide(str(t), LABEL_CHARS)) for t in labels), default=0)
 
 
@@ -123,12 +135,11 @@ def min_cell(data: MatrixData) -> tuple[int, int]:
     return (lab if cols <= MAX_TICKS else 1), (lab if rows <= MAX_TICKS else 1)
 
 
-def rotates_columns(data: MatrixData, fm: QtGui.QFontMetrics | None = None) -> bool:
+def rotates_columns(data: MatrixData) -> bool:
     """Column labels are drawn rotated (reading upwards) when the widest one is wider than the
     smallest cell it gets: decided from the data, not the current size, so a resize never
     flips it (which would change the axis height and the cells again)."""
-    fm = fm or QtGui.QFontMetrics(QtGui.QFont())
-    return _widest(data.col_labels, fm) + 6 > min_cell(data)[0]
+    return _widest(data.col_labels) + 6 > min_cell(data)[0]
 
 
 def square_cells(data: MatrixData) -> bool:
@@ -143,8 +154,15 @@ def title_width(text: str, points: float, bold: bool = False) -> int:
     shrinks a title below this, so a panel narrower than its title pushes the colour bar out."""
     if not text:
         return 0
+    return _title_width(text, pt(points), bold, QtGui.QFont().toString())
+
+
+@functools.lru_cache(maxsize=512)
+def _title_width(text: str, size: str, bold: bool, app_font: str) -> int:
+    """title_width for a pyqtgraph size ("9.5pt") and the application font (QFont.toString)."""
     font = QtGui.QFont()
-    font.setPointSizeF(float(pt(points)[:-2]))
+    font.fromString(app_font)
+    font.setPointSizeF(float(size[:-2]))
     font.setBold(bold)
     return math.ceil(QtGui.QFontMetricsF(font).horizontalAdvance(text)) + 2 * 4 + 2
 
@@ -174,8 +192,8 @@ def panel_min_size(data: MatrixData, max_cols: int | None = None) -> tuple[int, 
     if is_thumbnails(data):
         per_w, per_h = max(64, map_title), 64 + line + 4
         return max(ncols * per_w + 80, title_w), nrows * per_h + 2 * line + 20
-    left = _widest(data.row_labels, fm) + 8 + line + 4        # tick labels, gap, axis label
-    top = (_widest(data.col_labels, fm) + 4 if rotates_columns(data, fm) else line) + 8 + line + 4
+    left = _widest(data.row_labels) + 8 + line + 4        # tick labels, gap, axis label
+    top = (_widest(data.col_labels) + 4 if rotates_columns(data) else line) + 8 + line + 4
     title = line + 8 if any(m.title for m in data.maps) else 0
     map_w = max(cols * cw, map_title) + left + 16     # + pyqtgraph's spacing and margins
     map_h = rows * ch + top + title + 16
@@ -217,6 +235,43 @@ def fit_grid_cols(data: MatrixData, width: int) -> int:
     while ncols > 1 and panel_min_size(data, ncols)[0] > width:
         ncols -= 1
     return ncols
+
+
+def _same_array(a: np.ndarray | None, b: np.ndarray | None) -> bool:
+    """Whether two arrays are views of the same memory, laid out alike (trace arrays are never
+    written: the same memory holds the same numbers)."""
+    if a is None or b is None:
+        return a is b
+    return a is b or (a.shape == b.shape and a.dtype == b.dtype and a.strides == b.strides
+                      and a.__array_interface__["data"][0] == b.__array_interface__["data"][0])
+
+
+def same_drawing(a: MatrixData, b: MatrixData) -> bool:
+    """Whether ``b`` draws exactly what ``a`` drew: the same arrays (not merely equal ones),
+    labels, titles, colours and scale. Masks are compared by value (a partial trace builds its
+    own causal mask; the full one reads the causal stage's)."""
+    fields = ("key", "title", "symbol", "meaning", "row_labels", "col_labels", "row_axis", "col_axis",
+              "kind", "levels", "template", "row_offset")
+    if any(getattr(a, f) != getattr(b, f) for f in fields) or len(a.maps) != len(b.maps):
+        return False
+    if set(a.extra) != set(b.extra) or any(not _same_value(a.extra[k], b.extra[k]) for k in a.extra):
+        return False
+    for x, y in zip(a.maps, b.maps):
+        if (x.title, x.index, x.head) != (y.title, y.index, y.head) or not _same_array(x.values, y.values):
+            return False
+        if (x.masked is None) != (y.masked is None) or (
+                x.masked is not None and not _same_array(x.masked, y.masked) and not np.array_equal(x.masked, y.masked)):
+            return False
+    return True
+
+
+def _same_value(x, y) -> bool:
+    if isinstance(x, np.ndarray) or isinstance(y, np.ndarray):
+        return isinstance(x, np.ndarray) and isinstance(y, np.ndarray) and _same_array(x, y)
+    try:
+        return bool(x == y)
+    except (TypeError, ValueError):
+        return False
 
 
 def _tick_list(labels: tuple[str, ...]) -> list[tuple[float, str]]:
@@ -606,6 +661,8 @@ class _Map:
         self._ncells = 0                          # how many cells print their value
         self.separators: list[QtWidgets.QGraphicsLineItem] = []
         self.shape = (0, 0)
+        self._range_for = None                # (rows, cols, square) the view's range was set for
+        self._image_placed = None             # (rows, cols, image shape) the image was scaled for
         self.stride = 1
         self.labels: tuple[tuple[str, ...], tuple[str, ...]] = ((), ())
         self._texts: tuple = ()
@@ -641,7 +698,12 @@ class _Map:
         if data.extra.get("row_scaled"):
             img = row_scaled(img)
         self.image.setImage(img, autoLevels=False, levels=data.levels)
-        self.image.setRect(QtCore.QRectF(0, 0, cols, rows))
+        # setRect scales the image to the cells: again when the cells or the image's size (its
+        # stride) change, not on every redraw (it re-lays the image out)
+        placed = (rows, cols, img.shape)
+        if placed != self._image_placed:
+            self._image_placed = placed
+            self.image.setRect(QtCore.QRectF(0, 0, cols, rows))
 
     def set_data(self, data: MatrixData, k: int, cmap: pg.ColorMap) -> None:
         m = data.maps[k]
@@ -661,26 +723,30 @@ class _Map:
             self.plot.getAxis("left").set_data_end(rows if square else None)
             self.plot.disableAutoRange()
             self.shape = (rows, cols)
-        # every time: an aspect-locked view widens its target range on resizes, which would
-        # stay when the next matrix of the same shape is not locked
-        self.plot.vb.setRange(xRange=(0, cols), yRange=(0, rows), padding=0)
+        # whenever the shape or the lock changes: an aspect-locked view widens its target range
+        # on resizes, which would stay when the next matrix of the same shape is not locked.
+        # Not for the next values of the same matrix (a parameter change): setRange always
+        # re-lays the view out and refits its ticks and texts (~0.3 ms a map).
+        if self._range_for != (rows, cols, square):
+            self._range_for = (rows, cols, square)
+            self.plot.vb.setRange(xRange=(0, cols), yRange=(0, rows), padding=0)
         self.thumbnail = thumb = is_thumbnails(data)
         fm = QtGui.QFontMetrics(QtGui.QFont())
-        rotated = rotates_columns(data, fm) and not thumb
+        rotated = rotates_columns(data) and not thumb
         top = self.plot.getAxis("top")
         left = self.plot.getAxis("left")
         for ax in (top, left):              # thumbnails: the map and its title only (hover names cells)
             if ax.style["showValues"] == thumb:
                 ax.setStyle(showValues=not thumb)
                 self._fitted = None
-        height = (2 if thumb else _widest(data.col_labels, fm) + 14 + (fm.height() if data.col_axis else 0)
+        height = (2 if thumb else _widest(data.col_labels) + 14 + (fm.height() if data.col_axis else 0)
                   if rotated else None)
         if rotated != top.rotated or height != top.fixedHeight:
             top.set_rotated(rotated, height)
             self._fitted = None
         # the row labels' room, fixed from the data: pyqtgraph widens an axis only after a paint
         # has dropped the labels that did not fit
-        width = 2 if thumb else _widest(data.row_labels, fm) + 10 + (fm.height() + 2 if data.row_axis else 0)
+        width = 2 if thumb else _widest(data.row_labels) + 10 + (fm.height() + 2 if data.row_axis else 0)
         if left.fixedWidth != width:
             left.setWidth(width)
             self._fitted = None
@@ -853,6 +919,7 @@ class MatrixPanel(pg.GraphicsLayoutWidget):
         self.bar: pg.ColorBarItem | None = None
         self._layout_key = None
         self._grid_cols = None
+        self._drawing = None                # (grid columns, title size) ``data`` was drawn with
         self._kind = None
         self._title = pg.LabelItem(justify="center", color=(20, 20, 20))
         self._frames: list[tuple] = []      # (plot, rect item, Frame) drawn by mark()
@@ -877,6 +944,8 @@ class MatrixPanel(pg.GraphicsLayoutWidget):
         for m in self.maps:
             m.image.clear()
             m._shown = None
+            m._image_placed = None
+        self._drawing = None
 
     def resizeEvent(self, event) -> None:
         super().resizeEvent(event)
@@ -911,6 +980,13 @@ class MatrixPanel(pg.GraphicsLayoutWidget):
 
     def set_matrix(self, data: MatrixData, grid_cols: int | None = None) -> None:
         """Draw ``data``; ``grid_cols``: at most this many maps side by side."""
+        drawing = (grid_cols, pt(10))
+        if self._drawing == drawing and self.data is not None and same_drawing(self.data, data):
+            # the same numbers again (the full trace after the visible stage's, which holds the
+            # very same arrays): nothing to redraw
+            self.data = data
+            return
+        self._drawing = None
         n = len(data.maps)
         cmap = colormap(data.kind)
         if n != self._layout_key or grid_cols != self._grid_cols:
@@ -938,6 +1014,7 @@ class MatrixPanel(pg.GraphicsLayoutWidget):
         if tuple(self.bar.levels()) != tuple(data.levels):
             # the images got these levels in setImage; the bar's axis re-renders on every setLevels
             self.bar.setLevels(data.levels)
+        self._drawing = drawing
 
     def _rebuild(self, n: int, kind: str, max_cols: int | None = None) -> None:
         self.mark([])                   # frames belong to the old grid's plots

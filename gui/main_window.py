@@ -33,6 +33,7 @@ START_SIZE = (1400, 860)     # the first window, unless the screen's available a
 SPLITTER_SIZES = (250, 880, 270)     # navigator | step | explanation
 MIN_SIDE_DOCK_WIDTH = 220   # px of the inspector and code docks
 MIN_MAPS_HEIGHT = 300        # px the step maps keep whatever docks are open
+BUSY_LABEL_DELAY_MS = 250    # "computing…" shows once a computation has taken this long
 # the docks: key -> (action name, title, area); the bottom ones share one tabbed area
 DOCKS = {
     "inspector": ("show_inspector", "Cell inspector", Area.RightDockWidgetArea),
@@ -136,7 +137,13 @@ class MainWindow(QtWidgets.QMainWindow):
         m.hover_changed.connect(self._on_hover)
         m.focus_changed.connect(self._on_focus)
         m.cell_clicked.connect(lambda *_a: self.docks["inspector"].show() if self.docks else None)
-        controller.busy.connect(lambda b: self.busy_label.setText("computing…" if b else ""))
+        # "computing…" only for a computation that lasts: a quick one would flash it (and lay the
+        # status bar out and repaint it twice per change, inside the change → redrawn time)
+        self._busy_timer = QtCore.QTimer(self, singleShot=True, interval=BUSY_LABEL_DELAY_MS)
+        self._busy_timer.timeout.connect(
+            lambda: self.busy_label.setText("computing…") if self.controller.is_busy() and self.export_job is None
+            else None)
+        controller.busy.connect(self._on_busy)
         controller.error.connect(self._on_error)
         controller.notice.connect(lambda text: self.statusBar().showMessage(text, 10000))
         pre = controller.pretrained
@@ -456,6 +463,14 @@ class MainWindow(QtWidgets.QMainWindow):
         self.export_job = job
         self.busy_label.setText("exporting…")
         job.finished_with.connect(self._on_export_done)
+
+    def _on_busy(self, busy: bool) -> None:
+        if busy:
+            self._busy_timer.start()
+            return
+        self._busy_timer.stop()
+        if self.busy_label.text() == "computing…":
+            self.busy_label.setText("")
 
     def _on_export_done(self, message: str) -> None:
         if self.export_job is not None:

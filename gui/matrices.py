@@ -115,6 +115,29 @@ def _value_range(maps: list[MapData]) -> tuple[float, float]:
     return (lo, hi) if lo <= hi else (0.0, 0.0)
 
 
+def _cached(item, key: tuple, compute):
+    """``compute()``, kept with the intermediate (``Intermediate._cache``) when it has a cache:
+    a trace never changes, and the worker finds the colour range of the step on screen before
+    the result reaches the window (:func:`warm`), 30 ms of a 12-head 1024-token step."""
+    cache = getattr(item, "_cache", None)
+    if cache is None:
+        return compute()
+    if key not in cache:
+        cache[key] = compute()
+    return cache[key]
+
+
+def warm(trace, panels, batch_index: int = 0) -> None:
+    """Resolve ``panels`` for ``trace`` once (on the trace worker), so that what the window
+    then resolves on its own thread is found in the intermediates' caches; never raises (a
+    panel that cannot be drawn is reported when the window draws it)."""
+    for panel in panels:
+        try:
+            resolve_panel(panel, trace, batch_index)
+        except Exception:
+            pass
+
+
 def _kind_and_levels(name: str, lo: float, hi: float, is_diff: bool) -> tuple[str, tuple[float, float]]:
     if is_diff:
         top = max(abs(lo), abs(hi), 1e-6)   # float rounding noise stays near white
@@ -187,8 +210,9 @@ def resolve_panel(panel: Panel, trace, batch_index: int = 0) -> MatrixData | Non
         masked = _masked_cells(item, mask, values.shape[0], values.shape[1], r0)
         maps.append(MapData(values, masked, title, tuple(int(i) for i in idx), head))
     # colour levels from every row (a one-row slice keeps the full matrix's colours)
-    full = [m for m in maps]
-    if panel.rows:
+    def full_range() -> tuple[float, float]:
+        if not panel.rows:
+            return _value_range(maps)
         full = []
         for idx in lead:
             v = arr[idx] if idx else arr
@@ -196,7 +220,9 @@ def resolve_panel(panel: Panel, trace, batch_index: int = 0) -> MatrixData | Non
                 other = trace[panel.diff[1]].numpy()
                 v = v.astype(np.float64) - (other[idx] if idx else other).astype(np.float64)
             full.append(MapData(v, _masked_cells(item, mask, v.shape[0], v.shape[1], 0)))
-    lo, hi = _value_range(full)
+        return _value_range(full)
+    lo, hi = _cached(item, ("value_range", panel.diff if panel.is_diff else None, tuple(lead), mask is not None),
+                     full_range)
     kind, levels = _kind_and_levels(item.name, lo, hi, panel.is_diff)
     name = item.name
     title = f"{item.symbol} · {name}"

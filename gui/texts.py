@@ -84,9 +84,30 @@ def variables(trace) -> dict[str, str]:
     }
     if hasattr(cfg, "layer"):                         # the pretrained stage's layer
         out["layer"] = str(cfg.layer)
-    for i, label in enumerate(trace.labels):
-        out[f"tok{i}"] = short(label)
-    return out
+    return _Tokens(out, trace.labels)
+
+
+class _Tokens(dict):
+    """The variables, and ``tok{i}`` (token i's label, shortened) looked up when a text asks:
+    not 1,024 entries built five times per redraw of a 1024-token step."""
+
+    def __init__(self, values: dict[str, str], labels):
+        super().__init__(values)
+        self._labels = labels
+
+    def _token(self, key: str) -> str | None:
+        if key.startswith("tok") and key[3:].isdigit() and int(key[3:]) < len(self._labels):
+            return short(self._labels[int(key[3:])])
+        return None
+
+    def __contains__(self, key) -> bool:
+        return super().__contains__(key) or (isinstance(key, str) and self._token(key) is not None)
+
+    def __missing__(self, key):
+        value = self._token(key) if isinstance(key, str) else None
+        if value is None:
+            raise KeyError(key)
+        return value
 
 
 def conditions(trace, book: bool) -> dict[str, bool]:

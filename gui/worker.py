@@ -26,6 +26,8 @@ class Request:
     weights: dict | None = None  # custom: edited W_query/W_key/W_value (d_in × d_out arrays)
     multihead: dict | None = None  # custom: stage 4's own five weights (a trained layer's), or None
     stages: tuple[str, ...] = ()  # custom: the stages on screen, computed (and delivered) first
+    panels: tuple = ()          # custom: the step on screen's panels (gui.steps.Panel), prepared here
+    batch_index: int = 0        # ... for this batch item
 
 
 @dataclass
@@ -90,6 +92,8 @@ def compute(req: Request, partial: Callable[[Result], None] | None = None,
                                               weights_override=req.weights or None,
                                               multihead_override=req.multihead or None):
                 out.traces = {"custom": trace}
+                if req.panels:
+                    _prepare_panels(trace, req.panels, req.batch_index)
                 if len(trace.stages) < len(STAGES):
                     if partial is not None:
                         partial(dataclasses.replace(out, traces=dict(out.traces), partial=True))
@@ -117,6 +121,18 @@ def compute(req: Request, partial: Callable[[Result], None] | None = None,
     if out.error:
         out.traces = {}
     return out
+
+
+def _prepare_panels(trace, panels, batch_index: int) -> None:
+    """What the window computes when it draws the step on screen, done here once: the maps'
+    colour ranges and the undefined-value notes (kept with the intermediates), not on the UI
+    thread between the result's arrival and its paint."""
+    from core.numerics import item_notes
+    from gui.matrices import warm
+    warm(trace, panels, batch_index)
+    for panel in panels:
+        if panel.key in trace:
+            item_notes(trace[panel.key])
 
 
 class TraceWorker(QThread):

@@ -315,3 +315,27 @@ def test_a_newer_change_stops_the_background_stages(window, qtbot):
     out = compute(req, partial=delivered.append, cancelled=lambda: True)
     assert [tuple(r.traces["custom"].stages) for r in delivered] == [("simplified",)]
     assert tuple(out.traces["custom"].stages) == ("simplified",)      # the rest was never computed
+
+
+def test_the_worker_prepares_the_step_on_screen(window, qtbot, monkeypatch):
+    """The colour ranges and undefined-value notes of the step on screen are found on the worker
+    and kept with the intermediates: drawing the step then finds them (no second pass over the
+    numbers on the UI thread), and they equal a fresh computation."""
+    from gui import matrices
+    from gui.worker import Request, compute
+    c = window.controller
+    step = c.steps[step_index(c, "multihead.weights")]
+    req = Request(1, "custom", {**c.shown_config(), "num_heads": 2, "d_out": 4}, stages=("multihead",),
+                  panels=tuple(step.panels))
+    delivered = []
+    compute(req, partial=delivered.append)
+    trace = delivered[0].traces["custom"]
+    ranges = []
+    monkeypatch.setattr(matrices, "_value_range", lambda maps: ranges.append(maps) or (0.0, 0.0))
+    prepared = [matrices.resolve_panel(p, trace) for p in step.panels]
+    assert ranges == [] and all(d is not None for d in prepared)          # found, not computed again
+    monkeypatch.undo()
+    fresh = build_trace(trace.config, only=("trainable", "multihead"))
+    for p, d in zip(step.panels, prepared):
+        assert d.levels == matrices.resolve_panel(p, fresh).levels
+        assert "notes" in trace[p.key]._cache

@@ -197,3 +197,84 @@ def test_big_matrix_is_downsampled_but_hover_is_exact(qtbot):
     hit = panel.cell_at(panel.maps[0].plot.vb.mapViewToScene(QtCore.QPointF(col + 0.5, row + 0.5)))
     assert hit == (0, row, col)
     assert panel.describe(*hit).startswith(f"A[t{row}, t{col}] = {values[row, col]:.4f}")
+
+
+def _scores(values: np.ndarray, masked=None, levels=(-3.0, 3.0)) -> MatrixData:
+    labels = tuple(f"t{i}" for i in range(values.shape[-1]))
+    return MatrixData(key=("multihead", "attn_scores"), title="scores", symbol="ω", meaning="a score",
+                      maps=[MapData(v, masked, f"head {h}", (h,), h) for h, v in enumerate(values)],
+                      row_labels=labels, col_labels=labels, row_axis="query", col_axis="key",
+                      kind="signed", levels=levels)
+
+
+def test_the_same_arrays_again_are_not_redrawn_and_new_values_are(qtbot, monkeypatch):
+    """The full trace after the visible stage's holds the very same arrays: the panel keeps its
+    images. New numbers in the same layout (a parameter change) replace the images and texts."""
+    from gui import heatmap
+    from gui.heatmap import same_drawing
+    rng = np.random.default_rng(3)
+    first = rng.standard_normal((2, 5, 5)).astype(np.float32)
+    mask = ~np.tri(5, dtype=bool)
+    panel = MatrixPanel()
+    qtbot.addWidget(panel)
+    panel.resize(700, 400)
+    panel.show()
+    qtbot.waitExposed(panel)
+    panel.set_matrix(_scores(first, mask))
+    calls = []
+    original = heatmap._Map.set_data
+    monkeypatch.setattr(heatmap._Map, "set_data", lambda self, *a: (calls.append(a), original(self, *a))[1])
+    again = _scores(first, mask.copy())              # same arrays; an equal mask built anew
+    assert same_drawing(panel.data, again)
+    panel.set_matrix(again)
+    assert calls == [] and panel.data is again
+    copy = _scores(first.copy(), mask)               # equal numbers in other memory: drawn again
+    assert not same_drawing(panel.data, copy)
+    second = rng.standard_normal((2, 5, 5)).astype(np.float32)
+    panel.set_matrix(_scores(second, mask))
+    assert len(calls) == 2
+    qtbot.wait(20)
+    for h, m in enumerate(panel.maps):
+        shown = m.image.image
+        np.testing.assert_array_equal(np.isnan(shown), mask)
+        np.testing.assert_array_equal(shown[~mask], second[h][~mask])
+        assert m.texts[:2] == [f"{second[h][0, 0]:.4f}", "0"]          # row 0: its value, then masked
+    assert not same_drawing(panel.data, _scores(second, mask, levels=(-4.0, 4.0)))
+
+
+def test_a_released_panel_draws_the_same_data_again(qtbot):
+    values = np.random.default_rng(4).standard_normal((1, 4, 4)).astype(np.float32)
+    panel = MatrixPanel()
+    qtbot.addWidget(panel)
+    panel.resize(500, 400)
+    panel.show()
+    data = _scores(values)
+    panel.set_matrix(data)
+    panel.release_images()                           # hidden for reuse: its images dropped
+    assert panel.maps[0].image.image is None
+    panel.set_matrix(data)
+    np.testing.assert_array_equal(panel.maps[0].image.image, values[0])
+
+
+def test_the_image_covers_its_cells_after_a_resize_changes_the_stride(qtbot):
+    """Regression: the image was scaled to its cells only when the cells changed, so a resize that
+    resampled it (another stride) drew it over and past its panel."""
+    n = 1500
+    values = np.random.default_rng(6).random((n, n)).astype(np.float32)
+    labels = tuple(f"t{i}" for i in range(n))
+    data = MatrixData(key=("trainable", "attn_weights"), title="A", symbol="A", meaning="weights",
+                      maps=[MapData(values, None)], row_labels=labels, col_labels=labels,
+                      row_axis="query", col_axis="key", kind="prob", levels=(0.0, 1.0))
+    panel = MatrixPanel()
+    qtbot.addWidget(panel)
+    panel.resize(1300, 1300)
+    panel.show()
+    qtbot.waitExposed(panel)
+    panel.set_matrix(data)
+    m = panel.maps[0]
+    before = m.stride
+    panel.setMinimumSize(100, 100)              # (a step view lets it shrink: its area scrolls)
+    panel.resize(300, 300)
+    qtbot.waitUntil(lambda: m.stride != before)
+    covered = m.image.mapRectToParent(m.image.boundingRect())
+    assert (covered.width(), covered.height()) == pytest.approx((n, n)), (before, m.stride, covered)

@@ -147,3 +147,21 @@ def test_cost_view_opens_from_the_view_menu_is_kept_and_stops_with_the_window(wi
     window.close()
     assert not worker.isRunning() and not view.isVisible()
     assert not window.controller._worker.isRunning()
+
+
+def test_computing_shows_only_for_a_computation_that_lasts(window, qtbot, monkeypatch):
+    """A quick change never flashes "computing…"; one still running after the delay says so,
+    and the label clears when it ends."""
+    import gui.main_window as mw
+    c = window.controller
+    qtbot.waitUntil(lambda: c.has_trace and not c.is_busy(), timeout=60000)
+    c.busy.emit(True)
+    assert window.busy_label.text() == ""
+    c.busy.emit(False)
+    qtbot.wait(mw.BUSY_LABEL_DELAY_MS + 100)
+    assert window.busy_label.text() == ""                # ended before the delay: never shown
+    monkeypatch.setattr(c, "is_busy", lambda: True)
+    c.busy.emit(True)
+    qtbot.waitUntil(lambda: window.busy_label.text() == "computing…", timeout=2000)
+    c.busy.emit(False)
+    assert window.busy_label.text() == ""
