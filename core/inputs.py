@@ -97,15 +97,18 @@ def book_inputs() -> Inputs:
 def random_inputs(tokens: list[str], d_in: int, seed: int) -> Inputs:
     """One seeded vector in [0, 1) per distinct word (like the book's values), stable across runs."""
     import torch
-    cache: dict[str, torch.Tensor] = {}
-    rows = []
-    for tok in tokens:
-        if tok not in cache:
-            key = zlib.crc32(tok.lower().encode("utf-8"))
-            gen = torch.Generator().manual_seed((seed * 1_000_003 + key) % (2**63))
-            cache[tok] = torch.rand(d_in, generator=gen, dtype=torch.float64)
-        rows.append(cache[tok])
-    return Inputs(tuple(tokens), torch.stack(rows).numpy())  # (T, d_in)
+    gen = torch.Generator()                     # one generator, seeded again per word
+    out = torch.empty(len(tokens), d_in, dtype=torch.float64)   # (T, d_in), rows written in place
+    first: dict[str, int] = {}
+    for i, tok in enumerate(tokens):
+        j = first.setdefault(tok, i)
+        if j != i:                              # a word seen before: its row again
+            out[i] = out[j]
+            continue
+        key = zlib.crc32(tok.lower().encode("utf-8"))
+        gen.manual_seed((seed * 1_000_003 + key) % (2**63))
+        torch.rand(d_in, generator=gen, dtype=torch.float64, out=out[i])
+    return Inputs(tuple(tokens), out.numpy())
 
 
 MAX_CSV_BYTES = 64 * 2**20   # 4096 tokens × 768 values written with full float precision

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 
+import numpy as np
 import pytest
 
 from core.inputs import load_embeddings_csv, parse_embeddings_csv
@@ -90,3 +91,19 @@ def test_a_fifo_is_refused_without_opening_it(tmp_path):
 def test_a_path_that_is_not_text_is_one_message():
     with pytest.raises(ValueError, match="cannot be opened: the name contains characters that are not text"):
         load_embeddings_csv("emb\ud800.csv")
+
+
+def test_random_embeddings_are_one_seeded_draw_per_word():
+    """Each word's row is torch.rand(d_in) from its own generator seeded by (seed, crc32 of the
+    lower-cased word): the same in any text, and repeated words repeat their row exactly."""
+    import zlib
+
+    import torch
+    from core.inputs import random_inputs
+    tokens = ["The", "cat", "the", "dog", "cat", "é"]
+    got = random_inputs(tokens, 5, seed=77).array
+    for i, tok in enumerate(tokens):
+        gen = torch.Generator().manual_seed((77 * 1_000_003 + zlib.crc32(tok.lower().encode("utf-8"))) % (2**63))
+        np.testing.assert_array_equal(got[i], torch.rand(5, generator=gen, dtype=torch.float64).numpy())
+    np.testing.assert_array_equal(got[0], got[2])                          # "The" and "the"
+    np.testing.assert_array_equal(random_inputs(["dog"], 5, seed=77).array[0], got[3])
