@@ -273,7 +273,7 @@ def _forward(stage: str, run: _Run, shared: dict, use_engine: bool) -> dict:
     if stage == "simplified":
         return simplified.forward(run.x)
     if stage == "trainable":
-        named = trainable.forward(run.x, run.qkv())
+        named = fast.trainable(run.x, run.qkv(), shared) if use_engine else trainable.forward(run.x, run.qkv())
         shared.update({k: named[k] for k in ("queries", "keys", "values", "attn_scores")})
         return named
     if not use_engine:
@@ -287,17 +287,22 @@ def _forward(stage: str, run: _Run, shared: dict, use_engine: bool) -> dict:
         return fast.causal(run.xb, run.qkv(), run.mask, run.dropout_mask(), cfg.dropout, shared or None)
     heads, stacked = run.heads()
     fqkv, out_proj = run.fused()
-    reuse = (shared if shared and not run.overrides and not run.fused_override and cache.same_first_layers(*run.draw)
-             else None)
+    shares = not run.overrides and not run.fused_override and cache.same_first_layers(*run.draw)
+    if shares and not shared:
+        # MultiHeadAttention on screen before the trainable stage: its Q, K, V (the trainable
+        # stage's, same weights) are projected now, and the trainable stage takes them later
+        shared.update(fast.projections(run.x, run.qkv()))
+    reuse = shared if shares else None
     additive = cache.additive_mask(run.x.shape[0], cfg.causal, run.device, run.dtype)
     return {**fast.wrapper(run.xb, heads, run.mask, stacked),
             **fast.fused(run.xb, fqkv, out_proj, cfg.num_heads, run.mask, cfg.causal, additive, reuse)}
 
 
 # What each stage's forward reads from another: the engine reuses the trainable stage's Q, K, V
-# (and scores) in causal and multihead, so those stages are computed after it.
+# and scores in the causal stage, so it is computed after it. MultiHeadAttention reuses only
+# Q, K, V, which it projects itself when it comes first (and the trainable stage then reuses).
 NEEDS: dict[str, tuple[str, ...]] = {"simplified": (), "trainable": (), "causal": ("trainable",),
-                                     "multihead": ("trainable",)}
+                                     "multihead": ()}
 
 
 def stage_order(first: tuple[str, ...] | str = ()) -> tuple[str, ...]:

@@ -16,6 +16,7 @@ from core.engine import kernels
 from core.engine.lazy import Lazy
 from core.stages import causal as causal_stage
 from core.stages import multihead as multihead_stage
+from core.stages import trainable as trainable_stage
 from core.stages.trainable import project, weights
 from core.weights import Projection
 
@@ -25,6 +26,21 @@ NAMES = {"query": "queries", "key": "keys", "value": "values"}
 def batched(t: torch.Tensor, b: int) -> torch.Tensor:
     """One sequence's (T, ·) tensor as the batch of b identical copies: (T, ·) -> (b, T, ·), a view."""
     return t.unsqueeze(0).expand(b, *t.shape)
+
+
+def projections(x: torch.Tensor, qkv: dict[str, Projection]) -> dict[str, torch.Tensor]:
+    """The trainable stage's Q, K, V alone, as its forward computes them (T, d_in) -> (T, d_out):
+    projected first when MultiHeadAttention (which shares them) is the stage on screen."""
+    return {NAMES[role]: project(x, qkv[role]) for role in ("query", "key", "value")}
+
+
+def trainable(x: torch.Tensor, qkv: dict[str, Projection], shared: dict[str, torch.Tensor]) -> dict:
+    """trainable_stage.forward, with the Q, K, V that ``projections`` already made (same numbers)."""
+    if not all(name in shared for name in NAMES.values()):
+        return trainable_stage.forward(x, qkv)
+    queries, keys, values = shared["queries"], shared["keys"], shared["values"]     # (T, d_out)
+    return {**weights(qkv), "queries": queries, "keys": keys, "values": values,
+            **trainable_stage.attend(queries, keys, values)}
 
 
 def causal(batch: torch.Tensor, qkv: dict[str, Projection], mask: torch.Tensor, dropout_mask: torch.Tensor,

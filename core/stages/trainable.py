@@ -47,15 +47,22 @@ def forward(inputs: torch.Tensor, qkv: dict[str, Projection]) -> dict[str, torch
     queries = project(inputs, qkv["query"])                                  # (T, d_in) -> (T, d_out)
     keys = project(inputs, qkv["key"])                                       # (T, d_in) -> (T, d_out)
     values = project(inputs, qkv["value"])                                   # (T, d_in) -> (T, d_out)
-    attn_scores = queries @ keys.T                                           # (T, T)
-    scaled_scores = attn_scores / keys.shape[-1] ** 0.5                      # (T, T)
-    attn_weights = torch.softmax(scaled_scores, dim=-1)                      # (T, T)
-    context_vecs = attn_weights @ values                                     # (T, d_out)
     return {
         **weights(qkv),
         "queries": queries,
         "keys": keys,
         "values": values,
+        **attend(queries, keys, values),
+    }
+
+
+def attend(queries: torch.Tensor, keys: torch.Tensor, values: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The attention half of ``forward``: scores, scaling, softmax, context vectors."""
+    attn_scores = queries @ keys.T                                           # (T, T)
+    scaled_scores = attn_scores / keys.shape[-1] ** 0.5                      # (T, T)
+    attn_weights = torch.softmax(scaled_scores, dim=-1)                      # (T, T)
+    context_vecs = attn_weights @ values                                     # (T, d_out)
+    return {
         "attn_scores": attn_scores,
         "scaled_scores": scaled_scores,
         "attn_weights": attn_weights,

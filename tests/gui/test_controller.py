@@ -296,7 +296,7 @@ def test_a_change_draws_the_visible_stage_first_then_the_full_trace(window, qtbo
     finally:
         c.model.shown_changed.disconnect(on_shown)
     full = build_trace(c.trace.config)
-    assert [s[0] for s in seen] == [("trainable", "multihead"), tuple(full.stages)]
+    assert [s[0] for s in seen] == [("multihead",), tuple(full.stages)]     # it projects its Q, K, V itself
     assert seen[0][1] and seen[0][2]           # the visible step is drawn from the partial trace
     for item in full:
         assert np.array_equal(item.numpy(), c.trace[item.key].numpy(), equal_nan=True), item.key
@@ -335,7 +335,7 @@ def test_the_worker_prepares_the_step_on_screen(window, qtbot, monkeypatch):
     prepared = [matrices.resolve_panel(p, trace) for p in step.panels]
     assert ranges == [] and all(d is not None for d in prepared)          # found, not computed again
     monkeypatch.undo()
-    fresh = build_trace(trace.config, only=("trainable", "multihead"))
+    fresh = build_trace(trace.config, only=("multihead",))
     for p, d in zip(step.panels, prepared):
         assert d.levels == matrices.resolve_panel(p, fresh).levels
         assert "notes" in trace[p.key]._cache
