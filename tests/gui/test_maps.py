@@ -266,3 +266,30 @@ def test_square_cells_sit_right_beside_their_labels_in_a_roomy_panel(qtbot, size
         assert abs(item.sceneBoundingRect().center().x() - centre) <= 3, (item.sceneBoundingRect(), cells)
     label = m.plot.getAxis("left").label
     assert abs(label.sceneBoundingRect().center().y() - cells.center().y()) <= 3, (label.sceneBoundingRect(), cells)
+
+
+@pytest.mark.parametrize("cfg", [book_config("causal"), book_config("fused"),
+                                 AttentionConfig(embeddings="random", text="a b c d e f g", d_in=4, d_out=6,
+                                                 num_heads=3, seed=9, dropout=0.5, batch=2)])
+def test_weights_take_the_fixed_scale_without_the_masked_range_pass(cfg, monkeypatch):
+    """Weights whose every value lies in [0, 1] take the [0, 1] scale from one plain min and max;
+    the colours are those the exact range over the unmasked cells gives (checked by forcing it)."""
+    from gui import matrices
+    from gui.steps import load_steps
+    trace = build_trace(cfg)
+    panels = [p for s in load_steps() for p in s.panels if p.key in trace]
+    quick = {p: matrices.resolve_panel(p, trace) for p in panels}
+    weights = [p for p in panels if p.key[1] in matrices.WEIGHT_NAMES and not p.is_diff]
+    assert weights and all(quick[p].levels == (0.0, 1.0) and quick[p].kind == "prob" for p in weights)
+    monkeypatch.setattr(matrices, "_in_unit_interval", lambda *_a: False)
+    fresh = build_trace(cfg)                                        # nothing cached in it
+    for p in panels:
+        exact = matrices.resolve_panel(p, fresh)
+        assert (exact.kind, exact.levels) == (quick[p].kind, quick[p].levels), p.key
+
+
+def test_weights_outside_the_unit_interval_are_not_taken_for_probabilities():
+    from gui.matrices import _in_unit_interval
+    arr = np.array([[[0.2, 0.8], [0.0, 1.0]], [[0.5, 1.5], [0.0, 0.1]]])       # (h, T, T): head 1 has 1.5
+    assert _in_unit_interval(arr, [(0,)]) and not _in_unit_interval(arr, [(0,), (1,)])
+    assert not _in_unit_interval(np.array([[np.nan, 0.5]]), [()])
