@@ -89,6 +89,13 @@ def explanation_html(step, trace, book: bool, source: str) -> str:
         f"{html.escape(texts.formula)}</p>"
         f"<p style='margin-bottom: 0;'><b>Shown</b></p>{shapes_html(step, trace)}"
         f"<p style='color: #555;'>{html.escape(source)}<br>{html.escape(settings_line(trace))}</p>"
-        "<p style='color: #555;'>Hover a cell for its labels, exact value and meaning; "
-        "hatched cells are hidden by the causal mask.</p>"
+        "<p style='color: #555;'>Hover a cell for its labels, exact value and meaning"
+        f"{'; hatched cells are hidden by the causal mask' if _masks(step, trace) else ''}.</p>"
     )
+
+
+def _masks(step, trace) -> bool:
+    """Whether the step draws a map the causal mask hides cells of (the footer's hatching note)."""
+    from gui.matrices import MASKED_NAMES
+    return (getattr(trace.config, "causal", False) and step.stage in ("causal", "multihead")
+            and any(p.key[1] in MASKED_NAMES for p in step.panels))

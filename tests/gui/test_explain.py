@@ -31,3 +31,14 @@ def test_no_note_when_every_value_is_a_number():
     trace = _trace([[0.1, 0.0, 0.0], [0.5, 0.2, 0.1]])
     for step in load_steps():
         assert "Undefined values" not in explanation_html(step, trace, book=False, source="Custom settings")
+
+
+def test_the_hatching_note_only_where_the_mask_hides_cells():
+    trace = _trace([[0.1, 0.0, 0.0], [0.5, 0.2, 0.1]])           # causal by default
+    steps = {s.id: s for s in load_steps()}
+    note = "hatched cells are hidden by the causal mask"
+    assert note in explanation_html(steps["causal.approach_b"], trace, book=False, source="Custom settings")
+    assert note not in explanation_html(steps["trainable.weights"], trace, book=False, source="Custom settings")
+    uncausal = build_trace(AttentionConfig(embeddings="random", text="a b", d_in=3, d_out=2, num_heads=1,
+                                           causal=False))
+    assert note not in explanation_html(steps["causal.approach_b"], uncausal, book=False, source="Custom settings")
