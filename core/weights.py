@@ -41,12 +41,19 @@ def _draw(init: str, d_in: int, d_out: int, bias: bool) -> Projection:
 
 # Drawing is deterministic in its arguments, so draws are cached: a parameter change that
 # does not touch the weights (causal, dropout, text) reuses them. Nothing mutates a weight.
-@functools.lru_cache(maxsize=16)
 def draw_qkv(init: str, seed: int, d_in: int, d_out: int, bias: bool) -> dict[str, Projection]:
     """W_query, W_key, W_value in that order right after manual_seed(seed) (v1, v2, CausalAttention)."""
+    return _draw_qkv_then(init, seed, d_in, d_out, bias)[0]
+
+
+@functools.lru_cache(maxsize=16)
+def _draw_qkv_then(init: str, seed: int, d_in: int, d_out: int, bias: bool) -> tuple[dict[str, Projection], torch.Tensor]:
+    """draw_qkv's weights and the RNG state after them: MultiHeadAttention draws the same three
+    first (same seed), then out_proj, which continues from that state instead of drawing all again."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return {role: _draw(init, d_in, d_out, bias) for role in ROLES}
+        qkv = {role: _draw(init, d_in, d_out, bias) for role in ROLES}
+        return qkv, torch.get_rng_state()
 
 
 @functools.lru_cache(maxsize=8)
@@ -61,9 +68,11 @@ def draw_wrapper_heads(init: str, seed: int, d_in: int, head_dim: int, num_heads
 @functools.lru_cache(maxsize=8)
 def draw_fused(init: str, seed: int, d_in: int, d_out: int, bias: bool) -> tuple[dict[str, Projection], Projection]:
     """MultiHeadAttention: W_query, W_key, W_value (d_in × d_out), then out_proj = nn.Linear(d_out, d_out)."""
+    drawn, after = _draw_qkv_then(init, seed, d_in, d_out, bias)
+    # copies: each stage's intermediates keep their own tensors (a copy costs a tenth of a draw)
+    qkv = {role: Projection(p.W.clone(), None if p.b is None else p.b.clone()) for role, p in drawn.items()}
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        qkv = {role: _draw(init, d_in, d_out, bias) for role in ROLES}
+        torch.set_rng_state(after)
         out = _draw("linear", d_out, d_out, True)
         return qkv, out
 

@@ -89,3 +89,34 @@ def test_wrapper_heads_equal_sdpa_per_head(size, dtype):
     for b in range(cfg.batch):
         assert max_diff(got[b], ref) <= TOL[dtype]
         assert max_diff(got_weights[b], torch.stack(weights)) <= TOL[dtype]
+
+
+@pytest.mark.parametrize("init,bias", [("linear", False), ("linear", True), ("rand", True)])
+def test_fused_weights_are_the_books_draw_after_the_trainable_stages(init, bias):
+    """MultiHeadAttention's four layers are drawn after manual_seed as the book's class draws them,
+    though W_query, W_key, W_value come from the trainable stage's draw (same seed) and only
+    out_proj is drawn on from there; the draw leaves the global RNG alone."""
+    from core.weights import Projection, draw_fused, draw_qkv
+    d_in, d_out, seed = 5, 6, 4321
+    qkv = draw_qkv(init, seed, d_in, d_out, bias)
+    torch.manual_seed(7)
+    fused, out_proj = draw_fused(init, seed, d_in, d_out, bias)
+    assert torch.equal(torch.rand(2), (torch.manual_seed(7), torch.rand(2))[1])
+    torch.manual_seed(seed)
+    if init == "linear":
+        book = MultiHeadAttention(d_in, d_out, 4, 0.0, num_heads=2, qkv_bias=bias)
+        layers = {"query": book.W_query, "key": book.W_key, "value": book.W_value}
+        want = {r: Projection(l.weight.detach().T, None if l.bias is None else l.bias.detach()) for r, l in layers.items()}
+    else:                                # torch.rand weights (and biases) in the same order, then out_proj
+        want = {}
+        for r in ("query", "key", "value"):
+            W = torch.rand(d_in, d_out)
+            want[r] = Projection(W, torch.rand(d_out) if bias else None)
+        book = None
+    out = book.out_proj if book is not None else nn.Linear(d_out, d_out)
+    for r in ("query", "key", "value"):                   # exact: the same draws from the same state
+        assert torch.equal(fused[r].W, want[r].W) and torch.equal(qkv[r].W, want[r].W)
+        assert fused[r].W is not qkv[r].W                 # each stage keeps its own tensors
+        if bias:
+            assert torch.equal(fused[r].b, want[r].b)
+    assert torch.equal(out_proj.W, out.weight.detach().T) and torch.equal(out_proj.b, out.bias.detach())
