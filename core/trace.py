@@ -285,7 +285,6 @@ def _forward(stage: str, run: _Run, shared: dict, use_engine: bool) -> dict:
     if stage == "causal":
         # same inputs, same weights (one draw, one override): the batch's copies are views of the trainable ones
         return fast.causal(run.xb, run.qkv(), run.mask, run.dropout_mask(), cfg.dropout, shared or None)
-    heads, stacked = run.heads()
     fqkv, out_proj = run.fused()
     shares = not run.overrides and not run.fused_override and cache.same_first_layers(*run.draw)
     if shares and not shared:
@@ -294,7 +293,7 @@ def _forward(stage: str, run: _Run, shared: dict, use_engine: bool) -> dict:
         shared.update(fast.projections(run.x, run.qkv()))
     reuse = shared if shares else None
     additive = cache.additive_mask(run.x.shape[0], cfg.causal, run.device, run.dtype)
-    return {**fast.wrapper(run.xb, heads, run.mask, stacked),
+    return {**fast.wrapper(run.xb, run.heads, run.mask, cfg.num_heads, cfg.head_dim, cfg.qkv_bias),
             **fast.fused(run.xb, fqkv, out_proj, cfg.num_heads, run.mask, cfg.causal, additive, reuse)}
 
 

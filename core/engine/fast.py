@@ -10,6 +10,8 @@ Each function returns what its stage's ``forward`` returns (tests/core/engine/te
 """
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 
 from core.engine import kernels
@@ -18,7 +20,7 @@ from core.stages import causal as causal_stage
 from core.stages import multihead as multihead_stage
 from core.stages import trainable as trainable_stage
 from core.stages.trainable import project, weights
-from core.weights import Projection
+from core.weights import ROLES, Projection
 
 NAMES = {"query": "queries", "key": "keys", "value": "values"}
 
@@ -65,23 +67,32 @@ def causal(batch: torch.Tensor, qkv: dict[str, Projection], mask: torch.Tensor, 
     }
 
 
-def wrapper(batch: torch.Tensor, heads: list[dict[str, Projection]], mask: torch.Tensor,
-            stacked: dict[str, torch.Tensor]) -> dict:
-    """multihead_stage.wrapper with its outputs derived: the wrapper is a second implementation,
-    shown for comparison, so it is computed when first looked at."""
-    b, num_tokens, _ = batch.shape
-    h = len(heads)
-    d_out = sum(p["value"].W.shape[1] for p in heads)
-    memo: dict[str, torch.Tensor] = {}
+def wrapper(batch: torch.Tensor, draw: Callable[[], tuple[list[dict[str, Projection]], dict[str, torch.Tensor]]],
+            mask: torch.Tensor, num_heads: int, head_dim: int, bias: bool) -> dict:
+    """multihead_stage.wrapper with everything derived, its weights too: the wrapper is a second
+    implementation, shown for comparison, so its 3·h layers are drawn (``draw()``: the heads and
+    their stacked weights, core.engine.cache.wrapper_heads) and run when first looked at."""
+    b, num_tokens, d_in = batch.shape
+    h, hd = num_heads, head_dim
+    memo: dict[str, object] = {}
+
+    def drawn() -> dict[str, torch.Tensor]:
+        if "heads" not in memo:
+            memo["heads"], memo["stacked"] = draw()
+        return memo["stacked"]
 
     def run() -> dict[str, torch.Tensor]:
-        if not memo:
-            memo.update(multihead_stage.wrapper(batch, heads, mask))
-        return memo
+        if "out" not in memo:
+            drawn()
+            memo["out"] = multihead_stage.wrapper(batch, memo["heads"], mask)
+        return memo["out"]
 
-    return {**stacked,
-            "wrapper_attn_weights": Lazy(lambda: run()["wrapper_attn_weights"], (b, h, num_tokens, num_tokens)),
-            "wrapper_context_vecs": Lazy(lambda: run()["wrapper_context_vecs"], (b, num_tokens, d_out))}
+    out: dict = {f"wrapper_W_{r}": Lazy(lambda r=r: drawn()[f"wrapper_W_{r}"], (h, d_in, hd)) for r in ROLES}
+    if bias:
+        out.update({f"wrapper_b_{r}": Lazy(lambda r=r: drawn()[f"wrapper_b_{r}"], (h, hd)) for r in ROLES})
+    out["wrapper_attn_weights"] = Lazy(lambda: run()["wrapper_attn_weights"], (b, h, num_tokens, num_tokens))
+    out["wrapper_context_vecs"] = Lazy(lambda: run()["wrapper_context_vecs"], (b, num_tokens, h * hd))
+    return out
 
 
 def fused(batch: torch.Tensor, qkv: dict[str, Projection], out_proj: Projection, num_heads: int,

@@ -85,10 +85,14 @@ def test_fast_wrapper_is_derived_and_equals_the_wrapper():
     heads = draw_wrapper_heads(cfg.init, cfg.seed, cfg.d_in, cfg.head_dim, cfg.num_heads, cfg.qkv_bias)
     mask = causal.causal_mask(xb.shape[1])
     want = multihead.wrapper(xb, list(heads), mask)
-    got = fast.wrapper(xb, list(heads), mask, multihead.stack_heads(list(heads)))
+    draws = []
+    got = fast.wrapper(xb, lambda: draws.append(1) or (list(heads), multihead.stack_heads(list(heads))), mask,
+                       cfg.num_heads, cfg.head_dim, cfg.qkv_bias)
+    assert draws == [] and list(got) == list(want)                  # nothing drawn until looked at
     for name, value in want.items():
         other = got[name].compute() if hasattr(got[name], "compute") else got[name]
         assert torch.equal(other, value), name                      # the same code runs: exactly equal
+    assert draws == [1]                                             # drawn once for all of them
 
 
 @pytest.mark.parametrize("cfg", VARIED_CONFIGS, ids=VARIED_IDS)
