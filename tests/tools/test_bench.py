@@ -31,6 +31,7 @@ def _check_figures(res: dict, parts: set[str]) -> None:
     if "2" in parts:
         assert set(res["redraw_ms"]) >= {"6", "64"} and all(v > 0 for v in res["redraw_ms"].values())
         assert all(r["heads"] == 12 and r["images_rendered"] for r in res["redraw"].values())
+        assert all(r["change_to_redrawn_new_seed_ms"] > 0 and r["visible_stage_first"] for r in res["redraw"].values())
     if "3" in parts:
         assert res["ui_block_ms"] >= 0
     if "4" in parts:
