@@ -32,6 +32,18 @@ def _drawn(item, transform) -> QtGui.QImage:
     return target
 
 
+def _shown_panel(qtbot, size: tuple[int, int], data: MatrixData | None = None) -> MatrixPanel:
+    """A MatrixPanel of this size on screen, drawing ``data`` when given."""
+    panel = MatrixPanel()
+    qtbot.addWidget(panel)
+    panel.resize(*size)
+    panel.show()
+    qtbot.waitExposed(panel)
+    if data is not None:
+        panel.set_matrix(data)
+    return panel
+
+
 def _images(rng) -> list[np.ndarray]:
     a = rng.normal(0.0, 1.5, (7, 9)).astype(np.float32)
     masked = a.copy()
@@ -137,12 +149,7 @@ def test_downsampled_display_reports_exact_values_on_hover(qtbot):
     data = MatrixData(key=("multihead", "attn_scores"), title="scores", symbol="ω", meaning="a score",
                       maps=[MapData(values, None, "head 0", (0,), 0)], row_labels=labels, col_labels=labels,
                       row_axis="query", col_axis="key", kind="signed", levels=(-5.0, 5.0))
-    panel = MatrixPanel()
-    qtbot.addWidget(panel)
-    panel.resize(700, 700)
-    panel.show()
-    qtbot.waitExposed(panel)
-    panel.set_matrix(data)
+    panel = _shown_panel(qtbot, (700, 700), data)
     qtbot.wait(50)
     shown = panel.maps[0].image.image
     k = panel.maps[0].stride                                  # about one sample per screen pixel
@@ -215,12 +222,7 @@ def test_the_same_arrays_again_are_not_redrawn_and_new_values_are(qtbot, monkeyp
     rng = np.random.default_rng(3)
     first = rng.standard_normal((2, 5, 5)).astype(np.float32)
     mask = ~np.tri(5, dtype=bool)
-    panel = MatrixPanel()
-    qtbot.addWidget(panel)
-    panel.resize(700, 400)
-    panel.show()
-    qtbot.waitExposed(panel)
-    panel.set_matrix(_scores(first, mask))
+    panel = _shown_panel(qtbot, (700, 400), _scores(first, mask))
     calls = []
     original = heatmap._Map.set_data
     monkeypatch.setattr(heatmap._Map, "set_data", lambda self, *a: (calls.append(a), original(self, *a))[1])
@@ -244,12 +246,8 @@ def test_the_same_arrays_again_are_not_redrawn_and_new_values_are(qtbot, monkeyp
 
 def test_a_released_panel_draws_the_same_data_again(qtbot):
     values = np.random.default_rng(4).standard_normal((1, 4, 4)).astype(np.float32)
-    panel = MatrixPanel()
-    qtbot.addWidget(panel)
-    panel.resize(500, 400)
-    panel.show()
     data = _scores(values)
-    panel.set_matrix(data)
+    panel = _shown_panel(qtbot, (500, 400), data)
     panel.release_images()                           # hidden for reuse: its images dropped
     assert panel.maps[0].image.image is None
     panel.set_matrix(data)
@@ -265,12 +263,7 @@ def test_the_image_covers_its_cells_after_a_resize_changes_the_stride(qtbot):
     data = MatrixData(key=("trainable", "attn_weights"), title="A", symbol="A", meaning="weights",
                       maps=[MapData(values, None)], row_labels=labels, col_labels=labels,
                       row_axis="query", col_axis="key", kind="prob", levels=(0.0, 1.0))
-    panel = MatrixPanel()
-    qtbot.addWidget(panel)
-    panel.resize(1300, 1300)
-    panel.show()
-    qtbot.waitExposed(panel)
-    panel.set_matrix(data)
+    panel = _shown_panel(qtbot, (1300, 1300), data)
     m = panel.maps[0]
     before = m.stride
     panel.setMinimumSize(100, 100)              # (a step view lets it shrink: its area scrolls)
