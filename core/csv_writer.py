@@ -23,13 +23,17 @@ written in order, so memory stays bounded by a few chunks, never a whole slice.
 """
 from __future__ import annotations
 
+import collections
 import concurrent.futures
+import dataclasses
 import fractions
 import functools
 import math
+import shutil
 import struct
+import threading
 from pathlib import Path
-from typing import BinaryIO, Sequence
+from typing import BinaryIO, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -37,6 +41,9 @@ import numpy as np
 # temporaries (~100 bytes per cell) stay a few MB.
 CHUNK_CELLS = 1 << 17
 THREADS = 2
+# Chunks formatted ahead of the one being written (memory: ~1.5 MB of text each, plus the
+# temporaries of the THREADS being formatted).
+AHEAD = 8
 _ZERO, _MINUS, _DOT, _E, _PLUS = ord("0"), ord("-"), ord("."), ord("e"), ord("+")
 
 
@@ -140,43 +147,139 @@ def cell(text) -> str:
     return text
 
 
+@dataclasses.dataclass(frozen=True)
+class SliceFile:
+    """One CSV file to write: ``arr`` (2-D, or 1-D as one row) with its labels, or, when
+    ``same_as`` names an earlier file of the same ``write_files`` call with the same bytes, a copy
+    of that file (the caller vouches that the slice and labels are identical)."""
+    path: Path
+    arr: np.ndarray | None
+    row_labels: Sequence = ()
+    col_labels: Sequence = ()
+    corner: str = ""
+    same_as: Path | None = None
+
+
 def write_slice(path: str | Path, arr: np.ndarray, row_labels: Sequence, col_labels: Sequence,
                 corner: str = "") -> None:
     """Write ``arr`` (2-D, or 1-D as one row) with its labels as CSV to ``path``."""
-    with open(path, "wb") as fh:
-        write_slice_to(fh, arr, row_labels, col_labels, corner)
+    for _ in write_files([SliceFile(Path(path), arr, row_labels, col_labels, corner)]):
+        pass
 
 
 def write_slice_to(fh: BinaryIO, arr: np.ndarray, row_labels: Sequence, col_labels: Sequence,
                    corner: str = "") -> None:
     """Stream the CSV of one slice into a binary file object (see ``write_slice``)."""
+    for _ in _drain(_pieces(fh, arr, row_labels, col_labels, corner), None):
+        pass
+
+
+def write_files(files: Iterable[SliceFile]) -> Iterator[Path]:
+    """Write the files in order, yielding each path once its file is complete and closed.
+
+    Chunks of rows are formatted on the worker threads up to ``AHEAD`` pieces ahead of the
+    file being written — across file boundaries, so small slices are formatted in parallel too —
+    while this thread writes them in order: memory stays bounded by those pieces. ``files`` is
+    consumed lazily (a slice is computed, and cancellation can be checked, as its turn nears);
+    an exception from it or from a chunk stops the writing and propagates.
+    """
+    def pieces():
+        for f in files:
+            if f.same_as is not None:
+                yield ("copy", f.same_as, f.path)
+            else:
+                yield ("open", f.path)
+                yield from _pieces(None, f.arr, f.row_labels, f.col_labels, f.corner)
+                yield ("close", f.path)
+    done: list[Path] = []
+    run = _drain(pieces(), done)
+    try:
+        for _ in run:
+            yield from done
+            done.clear()
+    finally:
+        run.close()
+
+
+def create_file(path: Path) -> BinaryIO:
+    """Open a new file of the export for writing (tests replace it to make a write fail)."""
+    return open(path, "wb")
+
+
+def _pieces(fh, arr, row_labels, col_labels, corner):
+    """The pieces of one slice's CSV: ("bytes", data) or ("chunk", function, args)."""
     arr = np.asarray(arr)
     if arr.ndim == 1:
         arr = arr.reshape(1, -1)  # (n,) -> (1, n)
-    fh.write(_header(str(corner), tuple(map(str, col_labels))))
+    if fh is not None:
+        yield ("file", fh)
+    yield ("bytes", _header(str(corner), tuple(map(str, col_labels))))
     labels = list(_row_cells(tuple(str(label) for label, _ in zip(row_labels, range(arr.shape[0])))))
     arr = arr[:len(labels)]  # rows without a label are not written (as zip() drops them)
     if not labels:
         return
     fast = arr.dtype == np.float32 and arr.shape[1] > 0 and not any("\0" in s for s in labels)
-    chunks = _row_chunks(len(labels), arr.shape[1])
-    if not fast:
-        for start, stop in chunks:
-            fh.write(_python_rows(arr[start:stop], labels[start:stop]))
-        return
-    encoded = list(_encoded(tuple(labels)))
-    if len(chunks) == 1:
-        fh.write(_float32_rows(arr, encoded))
-        return
-    with concurrent.futures.ThreadPoolExecutor(THREADS) as pool:
-        # at most THREADS + 1 chunks formatted ahead of the file: memory stays bounded
-        pending = []
-        for start, stop in chunks:
-            pending.append(pool.submit(_float32_rows, arr[start:stop], encoded[start:stop]))
-            if len(pending) > THREADS:
-                fh.write(pending.pop(0).result())
-        for fut in pending:
-            fh.write(fut.result())
+    if fast:
+        labels = list(_encoded(tuple(labels)))
+    for start, stop in _row_chunks(len(labels), arr.shape[1]):
+        yield ("chunk", _float32_rows if fast else _python_rows, (arr[start:stop], labels[start:stop]))
+
+
+def _drain(pieces, done: list[Path] | None):
+    """A generator running the pieces in order — chunks on the pool, at most AHEAD pieces
+    queued, the rest here — that yields after each file it closes (appended to ``done``)."""
+    queue: collections.deque = collections.deque()
+    source = iter(pieces)
+    fh = opened = None
+    try:
+        while True:
+            while len(queue) < AHEAD:
+                piece = next(source, None)
+                if piece is None:
+                    break
+                if piece[0] == "chunk":
+                    piece = ("future", _pool().submit(piece[1], *piece[2]))
+                queue.append(piece)
+            if not queue:
+                return
+            kind, *args = queue.popleft()
+            if kind == "future":
+                fh.write(args[0].result())
+            elif kind == "bytes":
+                fh.write(args[0])
+            elif kind == "file":
+                fh = args[0]
+            elif kind == "open":
+                fh = opened = create_file(args[0])
+            elif kind == "close":
+                opened.close()
+                fh = opened = None
+                done.append(args[0])
+                yield
+            elif kind == "copy":   # the same bytes as an earlier file: no formatting
+                with open(args[0], "rb") as src, create_file(args[1]) as dst:
+                    shutil.copyfileobj(src, dst, 1 << 20)
+                done.append(args[1])
+                yield
+    finally:
+        for kind, *args in queue:
+            if kind == "future":
+                args[0].cancel()   # one being formatted finishes; its text is dropped
+        if opened is not None:
+            opened.close()
+
+
+_POOL: concurrent.futures.ThreadPoolExecutor | None = None
+_POOL_LOCK = threading.Lock()
+
+
+def _pool() -> concurrent.futures.ThreadPoolExecutor:
+    """The worker threads, started once per process (starting them per file cost ~2 ms each)."""
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None:
+            _POOL = concurrent.futures.ThreadPoolExecutor(THREADS, thread_name_prefix="csv-writer")
+        return _POOL
 
 
 # A trace's slices share their label tuples: cells are quoted and encoded once per tuple.
