@@ -107,6 +107,14 @@ _WORD0 = np.concatenate([_WORD0, _SPECIAL_WORD0 ^ _LEAD[1]])
 _KEEP1, _DOT1, _KEEP2, _WORD2 = (np.concatenate([t, np.zeros(8, np.uint64)]) for t in (_KEEP1, _DOT1, _KEEP2, _WORD2))
 _WORD3 = np.concatenate([_WORD3, np.zeros(8, np.uint64)]) | np.uint64(_SEPARATOR)
 _ONE_BITS = np.uint32(0x3F800000)       # 1.0f
+_KEYS = len(_WORD0)                     # 1288; a negative value's key is key + _KEYS
+# By key: the template record (all but the digits, sign and lead digit of a negative value's
+# included) and the masks keeping the printed digits of words 1 and 2.
+_TEMPLATE = np.concatenate([np.stack([_WORD0, _DOT1, _WORD2, _WORD3], axis=1)] * 2)
+_TEMPLATE[_KEYS:, 0] |= _SIGN[1]
+_TEMPLATE[_KEYS + 1280:] = _TEMPLATE[1280:_KEYS]     # specials carry their own sign
+_MASKS = np.concatenate([np.stack([_KEEP1, _KEEP2], axis=1)] * 2)
+_SIGN_KEY = np.array([0, _KEYS], dtype=np.intp)       # by sign bit
 
 
 def _exp10_of_bits(k: int) -> int:
@@ -314,19 +322,19 @@ def _float32_rows(arr: np.ndarray, labels: list[bytes]) -> np.ndarray:
     """Rows of a float32 array (each ``label,`` first) as CSV bytes (a uint8 array), formatted by numpy."""
     rows, cols = arr.shape
     head = -(-max(len(s) for s in labels) // 8)  # label words per row
-    # one uint64 matrix per chunk: each row's label (zero-padded), then its cells' records
-    words = np.zeros((rows, head + 4 * cols), dtype="<u8")
-    text = np.frombuffer(b"".join(s.ljust(8 * head, b"\0") for s in labels), dtype="<u8")
-    words[:, :head] = text.reshape(rows, head)
-    rec = words[:, head:].reshape(rows, cols, 4)  # a view: (rows, 4·cols) -> (rows, cols, 4)
+    # the cells' records, then one uint64 matrix: each row's label (zero-padded), then its records
+    rec = np.empty((rows, cols, 4), dtype="<u8")
     _records(np.ascontiguousarray(arr), rec)
     rec[:, -1, 3] ^= _COMMA_TO_NEWLINE
+    words = np.empty((rows, head + 4 * cols), dtype="<u8")
+    words[:, :head] = np.frombuffer(b"".join(s.ljust(8 * head, b"\0") for s in labels), dtype="<u8").reshape(rows, head)
+    words[:, head:] = rec.reshape(rows, 4 * cols)
     text = words.view(np.uint8).reshape(-1)   # (rows, 8·(head + 4·cols)) -> (n,): the bytes in order
     return np.compress(text != 0, text)      # numpy drops the unprinted slots without the GIL
 
 
 def _records(values: np.ndarray, rec: np.ndarray) -> None:
-    """Fill ``rec`` (``values.shape + (4,)``, uint64, zeros) with one 32-byte record per value
+    """Fill ``rec`` (``values.shape + (4,)``, uint64, contiguous) with one 32-byte record per value
     of the 2-D float32 ``values``, its separator (',') included.
 
     Byte slots in print order, 0 where nothing is printed:
@@ -347,12 +355,18 @@ def _records(values: np.ndarray, rec: np.ndarray) -> None:
     if width < bits.shape[1]:
         tail = bits[:, width:].view(np.int32)
         rec[:, width:, 0] = _SPECIAL_WORD0[np.searchsorted(_CLASS_EDGES, tail, side="right")]
+        rec[:, width:, 1:3] = 0
         rec[:, width:, 3] = _SEPARATOR
     if width:
         regular = regular[:, :width]
         sane = np.where(regular, bits[:, :width], _ONE_BITS)
         special = _SPECIAL_KEY[np.searchsorted(_CLASS_EDGES, bits[:, :width].view(np.int32), side="right")]
-        _regular_records(sane, sane & np.uint32(0x7FFFFFFF), rec[:, :width], special)
+        if width == bits.shape[1]:
+            _regular_records(sane, sane & np.uint32(0x7FFFFFFF), rec, special)
+        else:
+            part = np.empty((bits.shape[0], width, 4), dtype="<u8")   # contiguous, for _regular_records
+            _regular_records(sane, sane & np.uint32(0x7FFFFFFF), part, special)
+            rec[:, :width] = part
 
 
 def _regular_records(bits: np.ndarray, magnitude: np.ndarray, rec: np.ndarray,
@@ -382,22 +396,19 @@ def _regular_records(bits: np.ndarray, magnitude: np.ndarray, rec: np.ndarray,
         e = key.reshape(-1)[idx] // 10 - 64
         exact = (e >= -4) & (e <= 8) & (r.reshape(-1)[idx] < 1e9)
         near.reshape(-1)[idx[exact]] = False
-    digits = r.astype(np.uint32)
-    lead, rest = np.divmod(digits, np.uint32(100000000))
-    hi, lo = np.divmod(rest, np.uint32(10000))
+    digits = r.astype(np.intp)
+    lead, rest = np.divmod(digits, 100000000)
+    hi, lo = np.divmod(rest, 10000)
     key += np.maximum(_SIG_HI[hi], _SIG_LO[lo])
     if special is not None:
         np.maximum(key, special, out=key)   # special keys (≥ 1280) win over 1.0's
-    w = rec[..., 0]
-    np.bitwise_or(_WORD0[key], _SIGN[bits >> np.uint32(31)], out=w)
-    w ^= _LEAD[np.minimum(lead, np.uint32(9))]
-    w = rec[..., 1]
-    np.bitwise_and(_GROUP_WORDS[hi], _KEEP1[key], out=w)
-    w |= _DOT1[key]
-    w = rec[..., 2]
-    np.bitwise_and(_GROUP_WORDS[lo], _KEEP2[key], out=w)
-    w |= _WORD2[key]
-    rec[..., 3] = _WORD3[key]
+    key += _SIGN_KEY[bits >> np.uint32(31)]
+    flat = rec.reshape(-1, 4)   # (…, 4) -> (n, 4): rec is contiguous
+    np.take(_TEMPLATE, key.reshape(-1), axis=0, out=flat, mode="clip")
+    masks = np.take(_MASKS, key.reshape(-1), axis=0, mode="clip")
+    flat[:, 0] ^= _LEAD[np.minimum(lead, 9).reshape(-1)]
+    flat[:, 1] |= _GROUP_WORDS[hi.reshape(-1)] & masks[:, 0]
+    flat[:, 2] |= _GROUP_WORDS[lo.reshape(-1)] & masks[:, 1]
     if near.any():
         for i in zip(*np.nonzero(near)):  # near a tie: Python's correctly rounded %
             _put(rec, i, "%.9g" % float(bits[i].view(np.float32)))
