@@ -145,6 +145,17 @@ _SCALE_OF_BITS = _POW10[8 - _EXP10_OF_BITS + 64]
 # by Python
 _TIE_MARGIN = 0.5 - 2e-6
 _ROUNDS_TO_1E9 = 1e9 - 0.5
+def _float32_bits_at_least(x: fractions.Fraction) -> np.uint32:
+    """The bits of the smallest float32 ≥ x (x > 0)."""
+    b = int(np.array(float(x), dtype=np.float32).view(np.uint32))
+    while fractions.Fraction(struct.unpack("<f", struct.pack("<I", b))[0]) < x:
+        b += 1
+    return np.uint32(b)
+
+
+# magnitudes in [1e-4, 1e9) have 0 ≤ 8 − e ≤ 12: y is exact for all of them
+_EXACT_LOW = _float32_bits_at_least(fractions.Fraction(1, 10**4))
+_EXACT_HIGH = _float32_bits_at_least(fractions.Fraction(10**9))
 
 
 def cell(text) -> str:
@@ -389,8 +400,9 @@ def _regular_records(bits: np.ndarray, magnitude: np.ndarray, rec: np.ndarray,
         key.reshape(-1)[idx] = (e + 64) * 10
     r = np.rint(y)
     # rint is the correct rounding (ties to even, as %.9g) unless y is within its error of a tie
-    near = np.abs(y - r) >= _TIE_MARGIN
-    near |= r >= 1e9
+    near = r >= 1e9
+    if not _EXACT_LOW <= magnitude.min() <= magnitude.max() < _EXACT_HIGH:  # else: y is exact (below)
+        near |= np.abs(y - r) >= _TIE_MARGIN
     if near.any():  # ... but y is exact where 10^(8−e) is (e ≤ 8) and needs ≤ 53 bits (e ≥ −4)
         idx = np.flatnonzero(near)
         e = key.reshape(-1)[idx] // 10 - 64
