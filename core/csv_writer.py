@@ -29,6 +29,7 @@ import dataclasses
 import fractions
 import functools
 import math
+import os
 import shutil
 import struct
 import threading
@@ -291,6 +292,15 @@ def _drain(pieces, done: list[Path] | None):
 
 _POOL: concurrent.futures.ThreadPoolExecutor | None = None
 _POOL_LOCK = threading.Lock()
+
+
+def _forget_pool() -> None:
+    global _POOL
+    _POOL = None   # a forked child has none of the parent's threads: it starts its own
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool)
 
 
 def _pool() -> concurrent.futures.ThreadPoolExecutor:
