@@ -11,15 +11,17 @@ per-cell writer. For float32 the digits come from one vectorised pass per chunk 
    ``rint(y)`` (ties to even, as ``%``) unless an inexact ``y`` is that close to a tie (x.5) or
    to 1e9 — those few cells are formatted by Python's own ``%`` (correctly rounded).
 2. Each cell becomes a 32-byte record of bytes in print order (sign, "0.000" lead, digits
-   with a '.' slot after each, exponent, separator), built from small lookup tables with
+   with a '.' slot after each, exponent, separator): a template row looked up by the cell's
+   key (sign, exponent, significant digits) with the digits OR-ed in from small tables, all in
    uint64 operations; bytes a cell does not print are 0. Each row starts with its label.
    0, -0, nan and ±inf take their text from the same tables (special keys); columns of a chunk
    that hold nothing else (a causal matrix's masked triangle) skip the digits altogether.
 3. Dropping the zero bytes of the chunk (``np.compress``, which releases the GIL) gives the
    chunk's text, written to the file as it is (no copy to ``bytes``).
 
-Chunks of rows are formatted on two threads (numpy releases the GIL in its loops) and
-written in order, so memory stays bounded by a few chunks, never a whole slice.
+Chunks of rows are formatted on two threads (numpy releases the GIL in its loops) a few
+chunks ahead — across files, with ``write_files`` — and written in order by the caller's
+thread, so memory stays bounded by a few chunks, never a whole slice.
 """
 from __future__ import annotations
 
