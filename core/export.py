@@ -18,7 +18,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
@@ -166,31 +166,30 @@ def _write_all(trace, staging: Path, fmt, progress, cancelled) -> list[str]:
                 progress(done, total)
         np.savez(staging / "trace.npz", **npz_arrays)
         written.append("trace.npz")
-    else:
+    elif fmt == "npy":
         for item in trace:
-            if fmt == "npy":
-                if cancelled and cancelled():
-                    raise ExportCancelled()
-                rel = f"{item.stage}/{item.name}.npy"
-                np.save(staging / rel, item.numpy())
-                written.append(rel)
-                tensors.append(manifest_entry(item, [], item.shape, rel))
-                lead = export_lead(item)
-                done += int(np.prod(item.shape[:lead], dtype=np.int64)) if lead else 1
-                if progress:
-                    progress(done, total)
-                continue
-            rows, cols, corner = slice_labels(item, export_lead(item))
-            for index, arr in slices(item):
-                if cancelled and cancelled():
-                    raise ExportCancelled()
-                rel = slice_filename(item, index)
-                csv_writer.write_slice(staging / rel, arr, rows, cols, corner)
-                written.append(rel)
-                tensors.append(manifest_entry(item, index, arr.shape, rel))
-                done += 1
-                if progress:
-                    progress(done, total)
+            if cancelled and cancelled():
+                raise ExportCancelled()
+            rel = f"{item.stage}/{item.name}.npy"
+            np.save(staging / rel, item.numpy())
+            written.append(rel)
+            tensors.append(manifest_entry(item, [], item.shape, rel))
+            lead = export_lead(item)
+            done += int(np.prod(item.shape[:lead], dtype=np.int64)) if lead else 1
+            if progress:
+                progress(done, total)
+    else:
+        # polled before the first file and after each: the files are formatted a few chunks ahead
+        # of the one being written, but "cancelled" stops before the next file is begun
+        if cancelled and cancelled():
+            raise ExportCancelled()
+        for path in csv_writer.write_files(_csv_files(trace, staging, tensors)):
+            written.append(path.relative_to(staging).as_posix())
+            done += 1
+            if progress:
+                progress(done, total)
+            if cancelled and cancelled():
+                raise ExportCancelled()
     manifest = {
         "version": MANIFEST_VERSION,
         "config": trace.config.to_dict(),
@@ -204,6 +203,37 @@ def _write_all(trace, staging: Path, fmt, progress, cancelled) -> list[str]:
     (staging / "manifest.json").write_text(json.dumps(manifest, indent=1), encoding="utf-8")
     written.append("manifest.json")
     return written
+
+
+def _csv_files(trace, staging: Path, tensors: list) -> Iterator[csv_writer.SliceFile]:
+    """The CSV files of a trace, in order, computed as the writer reaches them; a slice with
+    the same values (bit for bit) and labels as an earlier one (the W_query every stage shows,
+    ``dropped_weights`` without dropout…) is copied from that file instead of formatted again."""
+    earlier: dict[tuple, list[tuple[np.ndarray, Path]]] = {}
+    for item in trace:
+        rows, cols, corner = slice_labels(item, export_lead(item))
+        for index, arr in slices(item):
+            rel = slice_filename(item, index)
+            tensors.append(manifest_entry(item, index, arr.shape, rel))
+            path = staging / rel
+            key = (arr.shape, arr.dtype.str, tuple(rows), tuple(cols), corner, _fingerprint(arr))
+            same = next((p for a, p in earlier.get(key, ()) if _same_bits(a, arr)), None)
+            if same is None:
+                earlier.setdefault(key, []).append((arr, path))
+            yield csv_writer.SliceFile(path, arr, rows, cols, corner, same_as=same)
+
+
+def _fingerprint(arr: np.ndarray) -> bytes:
+    """About 500 of the array's values, spread over it (never a copy of it): equal arrays have
+    equal ones."""
+    step = max(1, round((arr.size / 509) ** (1 / max(arr.ndim, 1))))
+    return np.ascontiguousarray(arr[(slice(None, None, step),) * arr.ndim]).tobytes()
+
+
+def _same_bits(a: np.ndarray, b: np.ndarray) -> bool:
+    """Bit for bit equal (0.0 and -0.0 differ, a nan equals the same nan): the same CSV text."""
+    return a.shape == b.shape and a.dtype == b.dtype and \
+        np.ascontiguousarray(a).tobytes() == np.ascontiguousarray(b).tobytes()
 
 
 def write_matrix_csv(item: Intermediate, index: list[int], path: str | Path) -> Path:

@@ -81,8 +81,9 @@ def fail_nth(real, n: int, error: OSError):
 def fail_nth_file_write(monkeypatch, n: int, error: BaseException) -> None:
     """The export's n-th file write (1-based: a CSV slice, then the manifest) raises ``error``.
 
-    CSV slices are streamed by core.csv_writer.write_slice, the manifest by Path.write_text:
-    both are counted, in the order the export writes them.
+    CSV files are created by core.csv_writer.create_file (a slice formatted or one copied from an
+    identical earlier slice), the manifest by Path.write_text: both are counted, in the order the
+    export writes them.
     """
     import core.csv_writer
     calls = {"n": 0}
@@ -96,7 +97,7 @@ def fail_nth_file_write(monkeypatch, n: int, error: BaseException) -> None:
         return wrapped
 
     monkeypatch.setattr(Path, "write_text", failing(Path.write_text))
-    monkeypatch.setattr(core.csv_writer, "write_slice", failing(core.csv_writer.write_slice))
+    monkeypatch.setattr(core.csv_writer, "create_file", failing(core.csv_writer.create_file))
 
 
 def message_from_fifo(fifo: Path, load, error: type, payload: bytes) -> str:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import math
 
 import numpy as np
 import pytest
@@ -232,3 +233,157 @@ def test_write_slice_writes_a_file(tmp_path):
     arr = np.array([[1.0, -np.inf], [np.nan, 2.5e-8]], dtype=np.float32)
     csv_writer.write_slice(tmp_path / "m.csv", arr, ["a", "b"], ["x", "y"], "q\\k")
     assert (tmp_path / "m.csv").read_bytes() == b"q\\k,x,y\na,1,-inf\nb,nan,2.50000003e-08\n"
+
+
+# ---- the fast path's shortcuts: each one against the reference -------------------------------------
+def test_every_subnormal_exponent_and_its_neighbours():
+    """Subnormals (the exponent table is several decades low there) and the normal values next to them."""
+    bits = np.concatenate([np.arange(1, 1 << 12, dtype=np.uint32), (1 << np.arange(23, dtype=np.uint32)) - 1,
+                           (1 << np.arange(23, dtype=np.uint32)), np.arange(0x7FF000, 0x801000, dtype=np.uint32)])
+    arr = np.concatenate([bits, bits | np.uint32(0x80000000)]).view(np.float32)
+    assert_same(arr[: arr.size // 64 * 64].reshape(-1, 64))
+
+
+def test_a_chunk_of_ties_inside_the_exact_range():
+    """Every magnitude in [1e-4, 1e9): the tie check is skipped, rint's ties to even must match %."""
+    odd = np.arange(1, 512, 2)
+    ties = np.concatenate([n + odd / 512 for n in range(1, 10)]).astype(np.float32)
+    arr = np.concatenate([ties, -ties, ties * 2**10])   # 1.001953125 … 9998.0 …: ten digits, the last a 5
+    assert 1e-4 <= np.abs(arr).min() and np.abs(arr).max() < 1e9
+    assert_same(arr.reshape(-1, 48))
+    # the edges of that range and just outside it, alone in their chunks
+    edge = np.array([1e-4, 1e9], dtype=np.float32)
+    for x in (edge, np.nextafter(edge, np.float32(0)), np.nextafter(edge, np.float32(np.inf))):
+        assert_same(np.concatenate([x, -x, x * 1.5]).reshape(1, -1))
+
+
+def test_causal_chunks_whose_last_columns_hold_no_number():
+    """The masked triangle (-inf above the diagonal, or 0 after the softmax), nan, -0.0 and inf there."""
+    rng = np.random.default_rng(6)
+    scores = rng.standard_normal((70, 70)).astype(np.float32)
+    upper = np.triu(np.ones((70, 70), dtype=bool), 1)
+    for fill in (-np.inf, 0.0, -0.0, np.nan, np.inf):
+        assert_same(np.where(upper, np.float32(fill), scores))
+    mixed = np.where(upper, np.float32(-np.inf), scores)
+    mixed[3, 60:] = [0.0, -0.0, np.nan, -np.nan, np.inf, -np.inf, 0.0, 1e-45, -0.0, 5.0]
+    mixed[5, 69] = np.float32(-np.nan)
+    assert_same(mixed)
+
+
+@pytest.mark.parametrize("chunk_cells", [1, 70, 1 << 16])
+def test_chunks_holding_no_number_at_all(monkeypatch, chunk_cells):
+    monkeypatch.setattr(csv_writer, "CHUNK_CELLS", chunk_cells)
+    for fill in (0.0, -0.0, np.nan, -np.inf):
+        assert_same(np.full((5, 14), fill, dtype=np.float32))
+    arr = np.full((6, 9), -np.inf, dtype=np.float32)
+    arr[5, :3] = [0.5, -0.0, 7.0]           # one row with numbers: the chunks before it hold none
+    assert_same(arr)
+
+
+def test_the_exponent_table_is_never_too_high():
+    """A float32's decimal exponent is the table's by its top 12 bits, or more (then corrected)."""
+    from fractions import Fraction
+    for top in range(0xFF0):
+        for bits in (max(top << 19, 1), (top << 19) | 0x7FFFF):
+            v = Fraction(float(np.uint32(bits).view(np.float32)))
+            e = int(csv_writer._EXP10_OF_BITS[top])
+            assert Fraction(10) ** e <= v, hex(bits)
+
+
+# ---- many files: the pipeline -----------------------------------------------------------------------
+def test_write_files_writes_each_file_in_order_and_copies_the_same_ones(tmp_path):
+    rng = np.random.default_rng(8)
+    arrays = [rng.standard_normal((n, 5)).astype(np.float32) for n in (1, 300, 2, 40)]
+    files = [csv_writer.SliceFile(tmp_path / f"{i}.csv", a, labels(len(a)), labels(5, "c"), "r\\c")
+             for i, a in enumerate(arrays)]
+    files.append(csv_writer.SliceFile(tmp_path / "copy.csv", None, same_as=tmp_path / "1.csv"))
+    done = list(csv_writer.write_files(files))
+    assert done == [f.path for f in files]
+    for f, a in zip(files, arrays):
+        assert f.path.read_bytes() == reference_csv(a, labels(len(a)), labels(5, "c"), "r\\c")
+    assert (tmp_path / "copy.csv").read_bytes() == (tmp_path / "1.csv").read_bytes()
+
+
+def test_write_files_stops_on_an_error_and_closes_its_file(tmp_path, monkeypatch):
+    monkeypatch.setattr(csv_writer, "CHUNK_CELLS", 10)
+    arr = np.ones((50, 5), dtype=np.float32)
+
+    def files():
+        yield csv_writer.SliceFile(tmp_path / "a.csv", arr, labels(50), labels(5))
+        yield csv_writer.SliceFile(tmp_path / "b.csv", arr, labels(50), labels(5))
+        raise RuntimeError("stop here")
+
+    written = []
+    with pytest.raises(RuntimeError, match="stop here"):
+        for path in csv_writer.write_files(files()):
+            written.append(path)
+    assert written == [tmp_path / "a.csv"]   # b's chunks were queued, its file never finished
+    assert (tmp_path / "a.csv").read_bytes() == reference_csv(arr, labels(50), labels(5))
+
+
+def test_at_most_ahead_chunks_are_formatted_before_the_first_write(monkeypatch):
+    """Streaming: a big slice never has all its chunks formatted before it starts to be written."""
+    formatted = []
+    real = csv_writer._float32_rows
+    monkeypatch.setattr(csv_writer, "_float32_rows", lambda a, l: formatted.append(1) or real(a, l))
+    monkeypatch.setattr(csv_writer, "CHUNK_CELLS", 256)
+
+    class Sink(io.RawIOBase):
+        def writable(self):
+            return True
+
+        def write(self, data):
+            seen.append(len(formatted))
+            return len(data)
+
+    seen: list[int] = []
+    arr = np.random.default_rng(9).random((400, 64), dtype=np.float32)   # 100 chunks
+    csv_writer.write_slice_to(Sink(), arr, labels(400), labels(64, "c"))
+    assert len(formatted) == 100
+    # the header, then each chunk as it comes: at most AHEAD pieces queued, THREADS being formatted
+    assert max(n - i for i, n in enumerate(seen)) <= csv_writer.AHEAD + csv_writer.THREADS
+
+
+def test_export_copies_only_bit_identical_slices(tmp_path):
+    """W_query is the same in three stages (copied); -0.0 and 0.0 print differently (formatted)."""
+    from core.export import _csv_files, _same_bits
+    trace = build_trace(TRACES["random_48"])
+    tensors: list = []
+    files = list(_csv_files(trace, tmp_path, tensors))
+    copied = {f.path.relative_to(tmp_path).as_posix(): f.same_as.relative_to(tmp_path).as_posix()
+              for f in files if f.same_as is not None}
+    assert copied["causal/W_query.csv"] == "trainable/W_query.csv"
+    assert copied["multihead/W_query.csv"] == "trainable/W_query.csv"
+    for f in files:
+        if f.same_as is not None:
+            src = next(g for g in files if g.path == f.same_as)
+            assert src.same_as is None and _same_bits(src.arr, f.arr)
+            assert (src.row_labels, src.col_labels, src.corner) == (f.row_labels, f.col_labels, f.corner)
+    assert len(tensors) == len(files)
+    zero = np.zeros((3, 3), dtype=np.float32)
+    assert not _same_bits(zero, -zero) and _same_bits(zero, zero.copy())
+    nan = np.full(4, np.nan, dtype=np.float32)
+    assert _same_bits(nan, nan.copy()) and not _same_bits(nan, -nan)
+
+
+def _near_ties(binade: int, e: int, within: float) -> np.ndarray:
+    """The float32 in [2^binade, 2^(binade+1)) whose exact nine-digit scaling v·10^(8−e) lies
+    within ``within`` of a tie (x.5) without being one: found with exact integer arithmetic.
+
+    v = m·2^-q (m the 24-bit significand), so the fraction of v·10^k is ((m·10^k) mod 2^q) / 2^q."""
+    q, k = 23 - binade, 8 - e
+    assert 0 < q < 64 and k > 0
+    m = np.arange(1 << 23, 1 << 24, dtype=np.uint64)
+    frac = (m * np.uint64(10 ** k % (1 << q))) & np.uint64((1 << q) - 1)   # wraps mod 2^64: fine mod 2^q
+    off_tie = np.abs(frac.astype(np.float64) / 2.0 ** q - 0.5)
+    values = (m.astype(np.float64) * 2.0 ** -q).astype(np.float32)      # exact: 24 bits
+    in_decade = (values >= 10.0 ** e) & (values < 10.0 ** (e + 1))
+    return values[in_decade & (off_tie < within) & (off_tie > 0)]
+
+
+def test_values_next_to_a_tie_where_float64_scaling_is_inexact():
+    """Below 1e-4 y = |v|·10^(8−e) is rounded; these cells go to Python's correctly rounded %."""
+    pairs = [(b, e) for b in range(-40, -28) for e in (math.floor(b * math.log10(2)), math.floor((b + 1) * math.log10(2)))]
+    arr = np.concatenate([_near_ties(b, e, 1e-6) for b, e in dict.fromkeys(pairs)])
+    assert arr.size > 100
+    assert_same(np.concatenate([arr, -arr])[: arr.size // 16 * 32].reshape(-1, 16))
