@@ -17,6 +17,10 @@ import os
 import statistics
 import time
 
+# After show, pyqtgraph lays its plots out again once their axes have measured their tick labels
+# (in the first paint); a single processEvents left that to the first frames of the run.
+SETTLE_MS = 300
+
 
 def train_ui_block_ms(settings=None, size=(1366, 768)) -> dict:
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
@@ -32,7 +36,9 @@ def train_ui_block_ms(settings=None, size=(1366, 768)) -> dict:
     view = TrainView(settings or defaults_for("induction", device="cpu"))
     view.resize(*size)
     view.show()
-    app.processEvents()
+    settle = QtCore.QEventLoop()     # as a learner's window: shown and laid out before Start is pressed
+    QtCore.QTimer.singleShot(SETTLE_MS, settle.quit)
+    settle.exec()
     gc.freeze()          # what the app does after its first trace
     gaps: list[float] = []
     longest_at = [0.0]
