@@ -277,6 +277,7 @@ class TrainView(QtWidgets.QWidget):
         self.task_box.currentIndexChanged.connect(self._task_changed)
         self.set_settings(settings)
         self._build_grid(settings.num_layers, settings.num_heads)
+        self._fit_maps(settings.context_length)
 
     # ---- settings form ------------------------------------------------------------------------
     def set_settings(self, s: TrainSettings) -> None:
@@ -343,6 +344,7 @@ class TrainView(QtWidgets.QWidget):
         self.progress_bar.setRange(0, settings.steps)
         self.progress_bar.setValue(0)
         self._show_empty_grid(settings.num_layers, settings.num_heads)
+        self._fit_maps(settings.context_length)
         self.marker.setVisible(False)
         self.marker_points.setData([], [])
         self._start_loss_range(settings)
@@ -532,6 +534,7 @@ class TrainView(QtWidgets.QWidget):
         self.maps.clear()
         self.images.clear()
         self._plots.clear()
+        self._map_tokens = 0          # the new plots' range: set by _fit_maps
         cmap = pg.colormap.get("viridis")
         for layer in range(layers):
             for head in range(heads):
@@ -555,12 +558,16 @@ class TrainView(QtWidgets.QWidget):
         self.maps.addItem(bar, row=0, col=heads, rowspan=layers)
         self._grid_shape = (layers, heads)
 
-    def _fit_map_range(self, layer: int, head: int, tokens: int) -> None:
-        """A head's plot shows its tokens × tokens map, set when the probe's length changes: with
-        automatic ranging every new image would measure its bounds and range the plot again."""
-        plot = self._plots[(layer, head)]
-        plot.disableAutoRange()
-        plot.setRange(xRange=(0, tokens), yRange=(0, tokens))     # the padding automatic ranging adds
+    def _fit_maps(self, tokens: int) -> None:
+        """Each head's plot shows a tokens × tokens map; set when the probe's length changes (known
+        from the settings before the run starts): with automatic ranging every new image would
+        measure its bounds and range its plot again."""
+        if tokens == self._map_tokens:
+            return
+        for plot in self._plots.values():
+            plot.disableAutoRange()
+            plot.setRange(xRange=(0, tokens), yRange=(0, tokens))     # the padding automatic ranging adds
+        self._map_tokens = tokens
 
     def _set_title(self, layer: int, head: int, title: str) -> None:
         """A head's title, set only when its text changes: each setTitle lays the grid out again."""
@@ -586,10 +593,8 @@ class TrainView(QtWidgets.QWidget):
         layers, heads = snap.attn_weights.shape[:2]
         if self._grid_shape != (layers, heads):
             self._build_grid(layers, heads)
-        tokens = snap.attn_weights.shape[-1]
+        self._fit_maps(snap.attn_weights.shape[-1])
         for (layer, head), image in self.images.items():
-            if image.image is None or image.image.shape != (tokens, tokens):
-                self._fit_map_range(layer, head, tokens)
             image.setImage(snap.attn_weights[layer, head], autoLevels=False, levels=(0.0, 1.0))
             score = float(snap.scores[layer, head])
             title = f"layer {layer} · head {head}" + ("" if math.isnan(score) else f" · {self._score_name} {score:.2f}")
