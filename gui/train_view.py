@@ -7,14 +7,18 @@ names its query and key tokens and its value. Below: a layer to "Open in stepper
 ``open_in_stepper`` signal; gui.train_window shows that layer of the snapshot as stage 4) and
 "Export snapshot as CSV…" (every head of the shown snapshot, core.train.folder).
 
-Training runs on a QThread (``core.train.runner.train``); snapshots and progress come back as
-queued signals, and the curves are redrawn at most every 100 ms, so the UI thread stays free.
+Training runs on a QThread (``core.train.runner.train``); snapshots and progress (batched, ≤ ~30
+signals a second) come back as queued signals. While it trains, a 50 ms frame draws at most one
+thing, the newest snapshot or the grown curves (at most every 100 ms), so the UI thread is never
+busy for long (``python main.py bench --parts 6`` measures it); the loss plot keeps fixed ranges
+and cached axes, so a frame does not redraw them.
 The view takes its settings (and, for tests, the training function) in its constructor and
 reads no other view.
 """
 from __future__ import annotations
 
 import math
+import time
 from typing import Callable
 
 import numpy as np
@@ -27,7 +31,10 @@ from core.train.settings import (DEVICES, MAX_BATCH, MAX_D_MODEL, MAX_HEADS, MAX
                                  TrainSettingsError, defaults_for)
 
 PLAY_INTERVAL_MS = 120     # one snapshot per tick while playing
+FRAME_MS = 50              # while training: at most one redraw (the newest snapshot or the curves) per frame
 REDRAW_INTERVAL_MS = 100   # loss curves redrawn at most this often while training
+START_LOSS_HEADROOM = 1.15  # the loss axis starts this far above ln(vocabulary): random weights start near it
+PROGRESS_INTERVAL_S = 0.033  # the worker sends its per-step losses in batches, at most ~30 per second
 HOVER_HINT = "rows: queries, columns: keys (the probe's positions) · hover a cell for its tokens and weight"
 
 # (field, label, minimum, maximum) of the whole-number settings, in the form's order
@@ -37,12 +44,17 @@ _INT_FIELDS = (("vocab_size", "vocabulary", 2, MAX_VOCAB), ("seq_len", "tokens n
                ("batch_size", "batch", 1, MAX_BATCH), ("snapshot_every", "snapshot every", 1, MAX_STEPS))
 
 
+def loss_axis_top(loss: float) -> float:
+    """The loss axis' top for a largest loss: the next multiple of 0.5 at least 5 % above it."""
+    return 0.5 * math.ceil(max(loss, 0.0) * 1.05 / 0.5 + 1e-9) or 0.5
+
+
 class TrainThread(QThread):
     """Runs one training on its own thread; every signal is queued to the UI thread."""
 
     started_run = Signal(tuple)            # the probe tokens
     snapshot = Signal(object)              # core.train.runner.Snapshot
-    progress = Signal(int, int, float, float, float)  # step, steps, loss, first-half loss, second-half loss
+    progress = Signal(list)                # [(step, steps, loss, first-half loss, second-half loss), …] in order
     finished_run = Signal(object)          # TrainRun
     failed = Signal(str, str)              # (field, message)
     cancelled = Signal()
@@ -53,13 +65,37 @@ class TrainThread(QThread):
         self.settings = settings
         self.control = TrainControl()
         self._train = train_fn
+        self._pending: list[tuple] = []        # progress not sent yet (worker thread only)
+        self._sent_at = 0.0
+
+    def _on_progress(self, *values) -> None:
+        """Called after every step: queue the step's losses, send them in a batch every
+        PROGRESS_INTERVAL_S (one queued signal, not one per step: fewer UI-thread wake-ups), at
+        once for the last step or when paused, so that the bar shows where the run stopped."""
+        self._pending.append(values)
+        now = time.perf_counter()
+        if now - self._sent_at >= PROGRESS_INTERVAL_S or values[0] >= values[1] or self.control.paused:
+            self._flush_progress(now)
+
+    def _flush_progress(self, now: float) -> None:
+        if self._pending:
+            batch, self._pending = self._pending, []
+            self._sent_at = now
+            self.progress.emit(batch)
+
+    def _on_snapshot(self, snap) -> None:
+        self._flush_progress(time.perf_counter())     # the steps up to the snapshot arrive before it
+        self.snapshot.emit(snap)
 
     def run(self) -> None:
         from core.train.runner import TrainCancelled
         try:
-            run = self._train(self.settings, self.control, on_snapshot=self.snapshot.emit,
-                              on_progress=self.progress.emit,
-                              on_start=lambda run: self.started_run.emit(tuple(run.probe_tokens)))
+            try:
+                run = self._train(self.settings, self.control, on_snapshot=self._on_snapshot,
+                                  on_progress=self._on_progress,
+                                  on_start=lambda run: self.started_run.emit(tuple(run.probe_tokens)))
+            finally:
+                self._flush_progress(time.perf_counter())
         except TrainCancelled:
             self.cancelled.emit()
         except TrainSettingsError as exc:
@@ -108,9 +144,12 @@ class TrainView(QtWidgets.QWidget):
         self._plots: dict[tuple[int, int], pg.PlotItem] = {}
         self._history: dict[str, list[float]] = {"step": [], "loss": [], "first": [], "second": []}
         self._curves_dirty = False
+        self._curves_drawn_at = 0.0
+        self._pending_snapshot: int | None = None    # arrived while training, not drawn yet
+        self._last_frame = ""                        # what the last frame drew: "maps" or "curves"
         self._build(settings or defaults_for("induction"))
-        self._redraw_timer = QtCore.QTimer(self, interval=REDRAW_INTERVAL_MS)
-        self._redraw_timer.timeout.connect(self._redraw_curves)
+        self._frame_timer = QtCore.QTimer(self, interval=FRAME_MS)
+        self._frame_timer.timeout.connect(self._frame)
         self._play_timer = QtCore.QTimer(self, interval=PLAY_INTERVAL_MS)
         self._play_timer.timeout.connect(self._play_tick)
 
@@ -189,6 +228,14 @@ class TrainView(QtWidgets.QWidget):
         self.marker_points = pg.ScatterPlotItem(size=8, pen=pg.mkPen((200, 40, 40)), brush=pg.mkBrush(255, 255, 255))
         self.loss_plot.addItem(self.marker_points)
         self.loss_plot.setMinimumHeight(170)
+        # Fixed ranges (see _fit_loss_range) and cached axes: the axes and their grid are drawn
+        # once into a pixmap and only redrawn when the range changes, instead of on every paint
+        # of the plot (the marker moves and the curves grow several times a second while training).
+        self.loss_plot.disableAutoRange()
+        for side in ("bottom", "left"):
+            self.loss_plot.getAxis(side).setCacheMode(QtWidgets.QGraphicsItem.CacheMode.DeviceCoordinateCache)
+        self._loss_range = (0, 0.0)            # (steps, top of the loss axis) shown; see _fit_loss_range
+        self._start_loss_range(settings)
 
         self.play_button = QtWidgets.QPushButton("Play", enabled=False)
         self.play_button.clicked.connect(self.toggle_play)
@@ -233,6 +280,7 @@ class TrainView(QtWidgets.QWidget):
         self.task_box.currentIndexChanged.connect(self._task_changed)
         self.set_settings(settings)
         self._build_grid(settings.num_layers, settings.num_heads)
+        self._fit_maps(settings.context_length)
 
     # ---- settings form ------------------------------------------------------------------------
     def set_settings(self, s: TrainSettings) -> None:
@@ -299,8 +347,10 @@ class TrainView(QtWidgets.QWidget):
         self.progress_bar.setRange(0, settings.steps)
         self.progress_bar.setValue(0)
         self._show_empty_grid(settings.num_layers, settings.num_heads)
+        self._fit_maps(settings.context_length)
         self.marker.setVisible(False)
         self.marker_points.setData([], [])
+        self._start_loss_range(settings)
         self._redraw_curves(force=True)
         self.slider.setEnabled(False)
         self.play_button.setEnabled(False)
@@ -316,7 +366,8 @@ class TrainView(QtWidgets.QWidget):
         self._set_running(True)
         self._say(f"training {TASK_TITLES[settings.task].lower()}…")
         self.run_changed.emit(None)
-        self._redraw_timer.start()
+        self._pending_snapshot = None
+        self._frame_timer.start()
         thread.start()
 
     def toggle_pause(self) -> None:
@@ -350,13 +401,16 @@ class TrainView(QtWidgets.QWidget):
         for w in self.fields.values():
             w.setEnabled(not running)
 
-    def _on_progress(self, step: int, total: int, loss: float, first: float, second: float) -> None:
-        self.progress_bar.setValue(step)
-        self._history["step"].append(step)
-        self._history["loss"].append(loss)
-        self._history["first"].append(first)
-        self._history["second"].append(second)
-        self._curves_dirty = True
+    def _on_progress(self, batch: list) -> None:
+        """A batch of steps' losses (TrainThread); the curves are redrawn by the next frame."""
+        for step, _total, loss, first, second in batch:
+            self._history["step"].append(step)
+            self._history["loss"].append(loss)
+            self._history["first"].append(first)
+            self._history["second"].append(second)
+        if batch:
+            self.progress_bar.setValue(batch[-1][0])
+            self._curves_dirty = True
 
     def _on_started(self, tokens: tuple) -> None:
         self.probe_tokens = tokens
@@ -370,9 +424,29 @@ class TrainView(QtWidgets.QWidget):
         if following:
             with QtCore.QSignalBlocker(self.slider):
                 self.slider.setValue(len(self.snapshots) - 1)
-            self.show_snapshot(len(self.snapshots) - 1)
+            self._pending_snapshot = len(self.snapshots) - 1     # drawn by the next frame
         else:
             self._update_step_label(self.slider.value())
+
+    def _frame(self) -> None:
+        """One frame while training: draw the newest snapshot that arrived (a burst of them is
+        drawn once) or the grown curves, not both, so the maps and the loss plot are not
+        repainted in one pass; they take turns when both are due."""
+        now = time.perf_counter()
+        curves_due = self._curves_dirty and now - self._curves_drawn_at >= REDRAW_INTERVAL_MS / 1000
+        maps_due = self._pending_snapshot is not None
+        if maps_due and not (curves_due and self._last_frame == "maps"):
+            self._draw_pending_snapshot()
+            self._last_frame = "maps"
+        elif curves_due:
+            self._redraw_curves()
+            self._curves_drawn_at = now
+            self._last_frame = "curves"
+
+    def _draw_pending_snapshot(self) -> None:
+        index, self._pending_snapshot = self._pending_snapshot, None
+        if index is not None and index == self.slider.value():     # the learner may have scrubbed since
+            self.show_snapshot(index)
 
     def _on_finished(self, run) -> None:
         self._adopt(run)
@@ -390,7 +464,8 @@ class TrainView(QtWidgets.QWidget):
         thread, self._thread = self._thread, None
         if thread is not None:
             thread.deleteLater()
-        self._redraw_timer.stop()
+        self._frame_timer.stop()
+        self._draw_pending_snapshot()
         self._redraw_curves()
         self._set_running(False)
         self.play_button.setEnabled(len(self.snapshots) > 1)
@@ -404,6 +479,8 @@ class TrainView(QtWidgets.QWidget):
         self._history = {"step": list(range(1, n + 1)), "loss": list(run.history_loss),
                          "first": list(run.history_first), "second": list(run.history_second)}
         s = run.settings
+        self._start_loss_range(s)
+        self._pending_snapshot = None
         if self._grid_shape != (s.num_layers, s.num_heads):
             self._build_grid(s.num_layers, s.num_heads)
         with QtCore.QSignalBlocker(self.slider):
@@ -434,11 +511,33 @@ class TrainView(QtWidgets.QWidget):
         halves = len(h["first"]) == len(steps) and len(steps) and not np.all(np.isnan(h["first"]))
         self.curve_first.setData(steps if halves else [], np.asarray(h["first"]) if halves else [])
         self.curve_second.setData(steps if halves else [], np.asarray(h["second"]) if halves else [])
+        if len(steps):
+            self._fit_loss_range(*(np.nanmax(np.asarray(h[k], dtype=np.float64), initial=0.0)
+                                   for k in ("loss", "first", "second")))
+
+    def _start_loss_range(self, settings: TrainSettings) -> None:
+        """The loss plot's range for a run of these settings, set before it starts: its steps
+        across and a top above ln(vocabulary), the loss of a model that has learned nothing yet;
+        when the form's settings are unchanged, the axes drawn for them are kept."""
+        self._total_steps = settings.steps
+        self._fit_loss_range(START_LOSS_HEADROOM * math.log(settings.vocab_size), fresh=True)
+
+    def _fit_loss_range(self, *losses, fresh: bool = False) -> None:
+        """Steps 0..the run's steps across, 0..a round value above every loss shown so far up
+        (``fresh``: above ``losses`` only): the range changes a few times per run, not on every
+        redraw (each change redraws both axes)."""
+        finite = [float(v) for v in losses if math.isfinite(v)]
+        top = max([0.0 if fresh else self._loss_range[1]] + [loss_axis_top(v) for v in finite])
+        wanted = (self._total_steps, top)
+        if wanted != self._loss_range:
+            self._loss_range = wanted
+            self.loss_plot.setRange(xRange=(0, wanted[0]), yRange=(0, wanted[1] or 1.0), padding=0.02)
 
     def _build_grid(self, layers: int, heads: int) -> None:
         self.maps.clear()
         self.images.clear()
         self._plots.clear()
+        self._map_tokens = 0          # the new plots' range: set by _fit_maps
         cmap = pg.colormap.get("viridis")
         for layer in range(layers):
             for head in range(heads):
@@ -457,8 +556,27 @@ class TrainView(QtWidgets.QWidget):
                 self._plots[(layer, head)] = plot
         bar = pg.ColorBarItem(values=(0.0, 1.0), colorMap=cmap, interactive=False, width=12)
         bar.setImageItem(list(self.images.values()))
+        for side in ("left", "right", "top", "bottom"):   # its frame and ticks never change: drawn once
+            bar.getAxis(side).setCacheMode(QtWidgets.QGraphicsItem.CacheMode.DeviceCoordinateCache)
         self.maps.addItem(bar, row=0, col=heads, rowspan=layers)
         self._grid_shape = (layers, heads)
+
+    def _fit_maps(self, tokens: int) -> None:
+        """Each head's plot shows a tokens × tokens map; set when the probe's length changes (known
+        from the settings before the run starts): with automatic ranging every new image would
+        measure its bounds and range its plot again."""
+        if tokens == self._map_tokens:
+            return
+        for plot in self._plots.values():
+            plot.disableAutoRange()
+            plot.setRange(xRange=(0, tokens), yRange=(0, tokens))     # the padding automatic ranging adds
+        self._map_tokens = tokens
+
+    def _set_title(self, layer: int, head: int, title: str) -> None:
+        """A head's title, set only when its text changes: each setTitle lays the grid out again."""
+        plot = self._plots[(layer, head)]
+        if plot.titleLabel.text != title or not plot.titleLabel.isVisible():
+            plot.setTitle(title, size="8pt")
 
     def _show_empty_grid(self, layers: int, heads: int) -> None:
         """The maps for a new run: the same plots when the shape is unchanged (building them is
@@ -467,7 +585,7 @@ class TrainView(QtWidgets.QWidget):
             self._build_grid(layers, heads)
         for (layer, head), image in self.images.items():
             image.clear()
-            self._plots[(layer, head)].setTitle(f"layer {layer} · head {head}", size="8pt")
+            self._set_title(layer, head, f"layer {layer} · head {head}")
 
     def show_snapshot(self, index: int) -> None:
         """Draw snapshot ``index``: every head's weights, its step on the loss curve, the label."""
@@ -478,15 +596,17 @@ class TrainView(QtWidgets.QWidget):
         layers, heads = snap.attn_weights.shape[:2]
         if self._grid_shape != (layers, heads):
             self._build_grid(layers, heads)
+        self._fit_maps(snap.attn_weights.shape[-1])
         for (layer, head), image in self.images.items():
             image.setImage(snap.attn_weights[layer, head], autoLevels=False, levels=(0.0, 1.0))
             score = float(snap.scores[layer, head])
             title = f"layer {layer} · head {head}" + ("" if math.isnan(score) else f" · {self._score_name} {score:.2f}")
-            self._plots[(layer, head)].setTitle(title, size="8pt")
+            self._set_title(layer, head, title)
         self.marker.setPos(snap.step)
         self.marker.setVisible(True)
         losses = [v for v in (snap.loss, snap.loss_first, snap.loss_second) if not math.isnan(v)]
         self.marker_points.setData([snap.step] * len(losses), losses)
+        self._fit_loss_range(*losses)
         self._update_step_label(index)
 
     def _update_step_label(self, index: int) -> None:

@@ -1,6 +1,7 @@
 """The Train view: a short run, scrubbing, hover, pause/resume, cancel, bad settings, save/open."""
 from __future__ import annotations
 
+import threading
 import time
 
 import numpy as np
@@ -8,8 +9,9 @@ import pytest
 from PySide6 import QtCore
 from PySide6.QtTest import QTest
 
+from core.train.runner import train
 from core.train.settings import defaults_for
-from gui.train_view import TrainView
+from gui.train_view import FRAME_MS, TrainView, loss_axis_top
 
 TIMEOUT_MS = 60_000
 
@@ -141,3 +143,88 @@ def test_save_and_open_a_run(qtbot, view, tmp_path):
     assert not other.open_run_from(str(bad))
     assert "cannot read bad.npz" in other.status.text()
     assert other.slider.value() == 2 and other.run is not None       # what was shown stays
+
+
+def _replaying(run, progress_steps: int = 0):
+    """A train function for the view that replays ``run``: on_start, then (optionally)
+    ``progress_steps`` steps' progress and all its snapshots in one burst, as fast as the worker
+    can call back; then it waits until ``release`` is set. ``burst_sent`` is set after the burst."""
+    burst_sent, release = threading.Event(), threading.Event()
+
+    def train_fn(settings, control, on_snapshot, on_progress, on_start):
+        on_start(run)
+        for step in range(1, progress_steps + 1):
+            on_progress(step, progress_steps, 5.0 - step / progress_steps, float(step), float(-step))
+        for snap in run.snapshots:
+            on_snapshot(snap)
+        burst_sent.set()
+        release.wait(TIMEOUT_MS / 1000)
+        return run
+    return train_fn, burst_sent, release
+
+
+def test_a_burst_of_snapshots_is_drawn_once_at_the_next_frame(qtbot, monkeypatch):
+    run = train(small())                                       # 5 real snapshots
+    train_fn, burst_sent, release = _replaying(run)
+    view = TrainView(small(), train_fn=train_fn)
+    qtbot.addWidget(view)
+    view.show()
+    drawn = []
+    show = view.show_snapshot
+    monkeypatch.setattr(view, "show_snapshot", lambda index: (drawn.append(index), show(index)))
+    view.start()
+    try:
+        assert burst_sent.wait(TIMEOUT_MS / 1000)      # the UI thread waits here: the burst queues up
+        qtbot.waitUntil(lambda: len(view.snapshots) == len(run.snapshots) and bool(drawn), timeout=TIMEOUT_MS)
+        qtbot.wait(3 * FRAME_MS)                        # later frames have nothing new to draw
+        last = len(run.snapshots) - 1
+        assert drawn == [last] and view.slider.value() == last      # one draw, of the newest snapshot
+        for (layer, head), image in view.images.items():
+            assert np.array_equal(image.image, run.snapshots[last].attn_weights[layer, head])
+    finally:
+        release.set()
+        qtbot.waitUntil(lambda: not view.training, timeout=TIMEOUT_MS)
+        view.shutdown()
+
+
+def test_progress_arrives_in_batches_with_every_step(qtbot, monkeypatch):
+    steps = 2000
+    run = train(small())
+    train_fn, burst_sent, release = _replaying(run, progress_steps=steps)
+    view = TrainView(small(steps=steps), train_fn=train_fn)
+    qtbot.addWidget(view)
+    batches = []
+    on_progress = view._on_progress
+    monkeypatch.setattr(view, "_on_progress", lambda batch: (batches.append(len(batch)), on_progress(batch)))
+    view.start()
+    try:
+        assert burst_sent.wait(TIMEOUT_MS / 1000)
+        # while it trains, the curves hold every step, in order (the frames redraw them)
+        def drawn() -> int:
+            x = view.curve_second.getData()[0]
+            return 0 if x is None else len(x)
+        qtbot.waitUntil(lambda: view.progress_bar.value() == steps and drawn() == steps, timeout=TIMEOUT_MS)
+        x, y = view.curve_second.getData()
+        assert np.array_equal(x, np.arange(1, steps + 1)) and np.array_equal(y, -np.arange(1.0, steps + 1))
+        # the worker sent them in far fewer signals than steps (one per PROGRESS_INTERVAL_S:
+        # 2000 callbacks take a few ms, ~1 s on a very slow machine)
+        assert sum(batches) == steps and len(batches) < steps / 10
+    finally:
+        release.set()
+        qtbot.waitUntil(lambda: not view.training, timeout=TIMEOUT_MS)
+        view.shutdown()
+
+
+def test_the_loss_axis_tops_are_round_and_above_the_loss():
+    # exact: multiples of 0.5 are exact in binary floating point
+    assert [loss_axis_top(v) for v in (0.0, 0.3, 4.16, 4.5, 4.8, 9.6)] == [0.5, 0.5, 4.5, 5.0, 5.5, 10.5]
+
+
+def test_the_loss_plot_spans_the_run_and_every_loss(qtbot, view):
+    finish(qtbot, view)
+    run = view.run
+    (x0, x1), (y0, y1) = view.loss_plot.getViewBox().viewRange()
+    assert x0 <= 0 and x1 >= run.settings.steps
+    highest = max(max(run.history_loss), max(run.history_first), max(run.history_second),
+                  max(s.loss for s in run.snapshots))
+    assert y0 <= 0 and y1 >= highest
