@@ -17,6 +17,7 @@ reads no other view.
 """
 from __future__ import annotations
 
+import gc
 import math
 import time
 from typing import Callable
@@ -414,6 +415,12 @@ class TrainView(QtWidgets.QWidget):
 
     def _on_started(self, tokens: tuple) -> None:
         self.probe_tokens = tokens
+        # The first run of a session builds its model through torch._refs, which imports
+        # torch._dynamo and sympy (~200,000 objects) on the training thread; the GUI thread's
+        # collector (gui/gc_guard.py) would then scan them all with every full collection
+        # (25–80 ms pauses). As after the first trace (gui.app.freeze_gc_after_first_trace):
+        # into the permanent generation with them (cheap: the generations' lists are spliced).
+        gc.freeze()
 
     def _on_snapshot(self, snap) -> None:
         following = self.slider.value() >= len(self.snapshots) - 1
