@@ -212,13 +212,16 @@ def resolve_panel(panel: Panel, trace, batch_index: int = 0) -> MatrixData | Non
     r1 = min(r1, arr.shape[-2])
     r0 = min(r0, r1 - 1) if r1 > 0 else 0
     maps = []
+    hidden: dict[tuple[int, ...], np.ndarray | None] = {}
     for idx, title, head in zip(lead, titles, heads):
         values = arr[idx] if idx else arr
         if panel.is_diff:
             other = trace[panel.diff[1]].numpy()
             values = values.astype(np.float64) - (other[idx] if idx else other).astype(np.float64)
         values = values[r0:r1]
-        masked = _masked_cells(item, mask, values.shape[0], values.shape[1], r0)
+        if values.shape not in hidden:        # one mask for every head's map (all the same size)
+            hidden[values.shape] = _masked_cells(item, mask, values.shape[0], values.shape[1], r0)
+        masked = hidden[values.shape]
         maps.append(MapData(values, masked, title, tuple(int(i) for i in idx), head))
     # colour levels from every row (a one-row slice keeps the full matrix's colours)
     def full_range() -> tuple[float, float]:
@@ -232,7 +235,8 @@ def resolve_panel(panel: Panel, trace, batch_index: int = 0) -> MatrixData | Non
                 v = v.astype(np.float64) - (other[idx] if idx else other).astype(np.float64)
             full.append(MapData(v, _masked_cells(item, mask, v.shape[0], v.shape[1], 0)))
         return _value_range(full)
-    if not panel.is_diff and item.name in WEIGHT_NAMES and _in_unit_interval(arr, lead):
+    if (not panel.is_diff and item.name in WEIGHT_NAMES
+            and _cached(item, ("in_unit_interval", tuple(lead)), lambda: _in_unit_interval(arr, lead))):
         lo, hi = 0.0, 1.0             # every cell in [0, 1], hidden ones too: the weights' fixed scale
     else:
         lo, hi = _cached(item, ("value_range", panel.diff if panel.is_diff else None, tuple(lead), mask is not None),

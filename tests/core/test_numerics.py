@@ -117,3 +117,20 @@ def test_notes_are_found_once_per_intermediate(monkeypatch):
     first = numerics.item_notes(item)
     first.append({"mine": True})
     assert numerics.item_notes(item) == [] and scans == ["attn_weights"]
+
+
+@pytest.mark.parametrize("name,values,numbers", [
+    ("attn_weights", [0.5, 1.0], True), ("attn_weights", [0.5, float("nan")], False),
+    ("attn_weights", [float("-inf"), 1.0], False), ("attn_weights", [float("inf"), 1.0], False),
+    ("masked_scores", [float("-inf"), 1.0], True), ("masked_scores", [float("-inf"), float("inf")], False),
+    ("masked_scores", [float("nan"), float("-inf")], False), ("attn_weights", [], True)])
+def test_the_quick_scan_tells_numbers_from_the_rest(name, values, numbers):
+    """The one-pass min/max check behind item_notes: a nan, an inf, or a −inf where −∞ is not
+    the design each send the intermediate to the full count."""
+    import torch
+    from core.numerics import _all_numbers
+
+    class Item:
+        def __init__(self):
+            self.name, self.tensor = name, torch.tensor(values, dtype=torch.float32).reshape(1, -1)
+    assert _all_numbers(Item()) is numbers
