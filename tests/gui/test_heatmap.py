@@ -271,3 +271,15 @@ def test_the_image_covers_its_cells_after_a_resize_changes_the_stride(qtbot):
     qtbot.waitUntil(lambda: m.stride != before)
     covered = m.image.mapRectToParent(m.image.boundingRect())
     assert (covered.width(), covered.height()) == pytest.approx((n, n)), (before, m.stride, covered)
+
+
+def test_the_hatching_is_drawn_only_under_masked_or_undefined_cells(qtbot):
+    values = np.random.default_rng(8).standard_normal((1, 4, 4)).astype(np.float32)
+    panel = _shown_panel(qtbot, (500, 400), _scores(values))
+    assert not panel.maps[0].hatch.isVisible()                      # every cell opaque: nothing shows through
+    panel.set_matrix(_scores(values, ~np.tri(4, dtype=bool)))
+    assert panel.maps[0].hatch.isVisible()                          # the masked triangle
+    undefined = values.copy()
+    undefined[0, 1, 2] = np.nan
+    panel.set_matrix(_scores(undefined))
+    assert panel.maps[0].hatch.isVisible()
