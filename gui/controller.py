@@ -58,6 +58,10 @@ class Controller(QObject):
         self._book_traces: dict[str, object] = {}
         self._last_id = 0
         self._busy = False
+        # what the window showed when a request's visible stage (a partial trace) was drawn: its
+        # last complete traces and the edits they carry, put back if the rest never comes
+        self._complete: tuple | None = None       # (mode, traces, applied_edits, applied_multihead)
+        self._partial_shown = False
         from gui.gc_guard import MainThreadGC
         self._gc = MainThreadGC(self)             # GC on this thread only (a GC on the worker could deadlock)
         self._worker = worker or TraceWorker()
@@ -177,6 +181,7 @@ class Controller(QObject):
         if not self._validate(params):
             self._last_id += 1            # a result still in flight is for older settings: drop it
             self._set_busy(False)
+            self._drop_partial()
             return
         self._submit(self._custom_request(params))
 
@@ -287,6 +292,7 @@ class Controller(QObject):
         self._set_busy(False)
         if result.error is not None:
             field, message = result.error
+            self._drop_partial()
             if field in EDIT_FIELDS or not field or field.startswith("multihead."):   # a refused edit: keep the last
                 self.inputs, self.weights = self.applied_edits[0], dict(self.applied_edits[1])
                 self.multihead, self.multihead_source = dict(self.applied_multihead[0]), self.applied_multihead[1]
@@ -310,8 +316,20 @@ class Controller(QObject):
             self.applied_multihead = ({}, None)
         self.model.set_traces(mode, traces, weights=self.applied_edits[1])
         self._show_config()
+        self._partial_shown = not complete
         if complete:
+            self._complete = (mode, traces, self.applied_edits, self.applied_multihead)
             self.trace_changed.emit()
+
+    def _drop_partial(self) -> None:
+        """The request whose visible stage is on screen will not complete (a refused change came
+        after it, or it failed): show the last complete traces again, not a partial one for good
+        (its other stages' steps would say "Computing…" for ever)."""
+        if not self._partial_shown or self._complete is None:
+            return
+        mode, traces, self.applied_edits, self.applied_multihead = self._complete
+        self._partial_shown = False
+        self.model.set_traces(mode, traces, weights=self.applied_edits[1])
 
     def shutdown(self) -> None:
         """Stop the worker thread (call before the application quits)."""

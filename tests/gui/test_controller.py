@@ -276,6 +276,36 @@ def test_out_of_memory_anyway_is_a_message(good, qtbot, capfd, monkeypatch, erro
     no_traceback(capfd)
 
 
+def test_a_refused_change_after_a_drawn_visible_stage_shows_the_last_complete_trace(window, qtbot):
+    """Regression (the soak, seed 11): a valid change's visible stage was drawn, then a refused
+    change dropped the rest of it, and the window kept the partial trace for good (every other
+    stage's step said "Computing…"). Now the last complete trace comes back."""
+    c = window.controller
+    c.go(step_index(c, "trainable.weights"))
+    before = c.model.traces
+    drawn_partial = []
+    c.model.shown_changed.connect(lambda: drawn_partial.append(len(c.model.traces["custom"].stages) < 4)
+                                  if "custom" in c.model.traces else None)
+    c._worker.done.disconnect(c._on_done)
+    held = []
+    c._worker.done.connect(held.append, QtCore.Qt.ConnectionType.DirectConnection)   # results held back
+    try:
+        c.set_params(batch=3)                                  # valid: computing…
+        qtbot.waitUntil(lambda: any(r.partial for r in held), timeout=TRACE_TIMEOUT_MS)
+        c._on_done(next(r for r in held if r.partial))         # its visible stage drawn
+        assert drawn_partial and drawn_partial[-1] and c.model.trace.config.batch == 3
+        c.set_params(num_heads=7)                              # refused: the rest of batch 3 is dropped
+        assert window.params.errors["num_heads"].isVisibleTo(window)
+    finally:
+        c._worker.done.disconnect(held.append)
+        c._worker.done.connect(c._on_done)
+    assert c.model.traces is before and not c.is_busy()
+    for i, step in enumerate(c.steps):
+        if step.stage != "pretrained":
+            c.go(i)
+            assert c.model.trace is not None, step.id         # no step left "Computing…"
+
+
 def test_a_change_draws_the_visible_stage_first_then_the_full_trace(window, qtbot):
     """After a change only the stage on screen (with what it reads) is computed before the first
     paint; the others follow, equal bit for bit to build_trace (the same code path runs)."""
