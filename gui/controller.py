@@ -117,7 +117,9 @@ class Controller(QObject):
         """The config behind the current step (what the parameter panel shows)."""
         if self.mode == CUSTOM and self.params is not None:
             return dict(self.params)
-        return dict(self.sections.get(self.step.section, {}))
+        # stage 5 has no book section: the chapter's settings are its last section's (a change
+        # made there starts from them, not from nothing)
+        return dict(self.sections.get(self.model.chapter_step().section, {}))
 
     def section_title(self, section: str) -> str:
         return self.model.section_title(section)

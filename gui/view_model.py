@@ -244,12 +244,17 @@ class ViewModel:
         self.shown_changed.emit()
         self._clear_hover()
 
-    def chapter_trace(self):
-        """The chapter's trace for the current step, or for the last chapter step while stage 5
-        (pretrained) is on screen: what views that compare the chapter's stages read."""
+    def chapter_step(self):
+        """The current step, or the last chapter step while stage 5 (pretrained) is on screen."""
         step = self.step
         if step.stage == "pretrained":
             step = next((s for s in reversed(self.steps) if s.stage != "pretrained"), step)
+        return step
+
+    def chapter_trace(self):
+        """The chapter's trace for the current step, or for the last chapter step while stage 5
+        (pretrained) is on screen: what views that compare the chapter's stages read."""
+        step = self.chapter_step()
         return self.trace_for(step) if step.stage != "pretrained" else None
 
     def set_pretrained(self, trace=None, gallery=None, status: str | None = None) -> None:

@@ -9,7 +9,7 @@ import numpy as np
 from PySide6 import QtCore
 import pytest
 
-from core import build_trace
+from core import AttentionConfig, build_trace
 from core.book import book_config
 from tests.core.snapshots import make_input_files
 from tests.gui.fixtures import (assert_kept, CSV_ROWS, expected_maps, no_traceback, open_window, panel_data,
@@ -274,6 +274,21 @@ def test_out_of_memory_anyway_is_a_message(good, qtbot, capfd, monkeypatch, erro
     assert words in good.statusBar().currentMessage()
     assert_kept(good, qtbot, before)
     no_traceback(capfd)
+
+
+def test_a_change_made_on_a_stage_5_step_starts_from_the_chapters_settings(window, qtbot):
+    """Regression (the soak, seed 7): stage 5 has no book section, so a change made there in the
+    Book preset started from nothing ({"batch": 2}: a request without d_in, text, …)."""
+    c = window.controller
+    c.use_book()
+    qtbot.waitUntil(lambda: not c.is_busy() and c.traces_mode == "book", timeout=TRACE_TIMEOUT_MS)
+    last_chapter = max(i for i, s in enumerate(c.steps) if s.stage != "pretrained")
+    c.go(next(i for i, s in enumerate(c.steps) if s.stage == "pretrained"))
+    expected = dict(c.sections[c.steps[last_chapter].section], batch=2)
+    with qtbot.waitSignal(c.trace_changed, timeout=TRACE_TIMEOUT_MS):
+        c.set_params(batch=2)
+    assert c.params == expected
+    assert c.model.trace_for(c.steps[last_chapter]).config == AttentionConfig(**expected)
 
 
 def test_a_refused_change_after_a_drawn_visible_stage_shows_the_last_complete_trace(window, qtbot):
