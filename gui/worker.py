@@ -86,14 +86,16 @@ def compute(req: Request, partial: Callable[[Result], None] | None = None,
                 if tokens == 0:
                     raise ConfigError("embeddings", "the inputs need at least one token")
             check_memory(cfg, tokens)
+            prepared = False
             # the stages on screen first (delivered through ``partial``), then the rest; a newer
             # request stops it between the two (the partial trace is then never completed)
             for trace in build_trace_in_steps(cfg, inputs=req.inputs, first=req.stages,
                                               weights_override=req.weights or None,
                                               multihead_override=req.multihead or None):
                 out.traces = {"custom": trace}
-                if req.panels:
+                if req.panels and not prepared:     # once: the full trace holds the partial's intermediates
                     _prepare_panels(trace, req.panels, req.batch_index)
+                    prepared = True
                 if len(trace.stages) < len(STAGES):
                     if partial is not None:
                         partial(dataclasses.replace(out, traces=dict(out.traces), partial=True))
