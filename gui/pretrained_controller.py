@@ -10,10 +10,11 @@ the view model's ``head`` (the trace holds every head). The latest request wins.
 """
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
 
-from PySide6.QtCore import QObject, QThread, Signal
+from PySide6.QtCore import QObject, Signal
+
+from gui.worker import LatestRequestThread
 
 EXAMPLE_TEXT = "The old dog chased the quick fox which bit him"   # core.pretrained_config.EXAMPLE_TEXT
 
@@ -72,42 +73,20 @@ def compute(options: Options, gallery_text: str | None, progress=lambda _s: None
     return out
 
 
-class _Worker(QThread):
-    """One long-lived thread; a new request replaces the pending one."""
+class _Worker(LatestRequestThread):
+    """Stage 5's worker: the latest (ticket, options, gallery text) wins."""
 
     done = Signal(object)          # Outcome
     progress = Signal(str)
 
-    def __init__(self, parent=None):
-        super().__init__(parent)
-        self._cond = threading.Condition()
-        self._pending: tuple | None = None
-        self._stopping = False
-
     def submit(self, ticket: int, options: Options, gallery_text: str | None) -> None:
-        with self._cond:
-            self._pending = (ticket, options, gallery_text)
-            self._cond.notify()
+        super().submit((ticket, options, gallery_text))
 
-    def stop(self, timeout_ms: int = 30000) -> None:
-        with self._cond:
-            self._stopping = True
-            self._pending = None
-            self._cond.notify()
-        if self.isRunning():
-            self.wait(timeout_ms)
-
-    def run(self) -> None:
-        while True:
-            with self._cond:
-                while self._pending is None and not self._stopping:
-                    self._cond.wait()
-                if self._stopping:
-                    return
-                (ticket, options, text), self._pending = self._pending, None
-            out = compute(options, text, self.progress.emit)
-            out.ticket = ticket
-            self.done.emit(out)
+    def handle(self, request: tuple) -> None:
+        ticket, options, text = request
+        out = compute(options, text, self.progress.emit)
+        out.ticket = ticket
+        self.done.emit(out)
 
 
 class PretrainedController(QObject):

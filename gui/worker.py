@@ -137,20 +137,19 @@ def _prepare_panels(trace, panels, batch_index: int) -> None:
             item_notes(trace[panel.key])
 
 
-class TraceWorker(QThread):
-    """One long-lived thread; a new request replaces the pending one."""
-
-    done = Signal(object)      # Result
+class LatestRequestThread(QThread):
+    """One long-lived thread running one request at a time; a new request replaces the one
+    still pending (the latest wins). Subclasses say what a request does in ``handle``."""
 
     def __init__(self, parent=None):
         super().__init__(parent)
         self._cond = threading.Condition()
-        self._pending: Request | None = None
+        self._pending = None
         self._stopping = False
 
-    def submit(self, req: Request) -> None:
+    def submit(self, request) -> None:
         with self._cond:
-            self._pending = req
+            self._pending = request
             self._cond.notify()
 
     def stop(self, timeout_ms: int = 30000) -> None:
@@ -162,8 +161,16 @@ class TraceWorker(QThread):
             self.wait(timeout_ms)
 
     def _superseded(self) -> bool:
+        """Whether a newer request (or stop) came since the one running."""
         with self._cond:
             return self._pending is not None or self._stopping
+
+    def _stopped(self) -> bool:
+        with self._cond:
+            return self._stopping
+
+    def handle(self, request) -> None:
+        raise NotImplementedError
 
     def run(self) -> None:
         while True:
@@ -172,9 +179,16 @@ class TraceWorker(QThread):
                     self._cond.wait()
                 if self._stopping:
                     return
-                req, self._pending = self._pending, None
-            result = compute(req, partial=self.done.emit, cancelled=self._superseded)
-            with self._cond:
-                if self._stopping:
-                    return
+                request, self._pending = self._pending, None
+            self.handle(request)
+
+
+class TraceWorker(LatestRequestThread):
+    """The trace worker: the latest Request wins; partial results go out as they come."""
+
+    done = Signal(object)      # Result
+
+    def handle(self, req: Request) -> None:
+        result = compute(req, partial=self.done.emit, cancelled=self._superseded)
+        if not self._stopped():
             self.done.emit(result)
