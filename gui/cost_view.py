@@ -14,6 +14,7 @@ import pyqtgraph as pg
 from PySide6 import QtCore, QtWidgets
 
 from core.cost import CostCancelled, CostRow, rows_csv
+from gui.plots import side_by_side
 
 TRACE_PEN = pg.mkPen("#1f77b4", width=2)
 FUSED_PEN = pg.mkPen("#ff7f0e", width=2)
@@ -122,16 +123,9 @@ class CostView(QtWidgets.QWidget):
         for w in (self.run_button, self.cancel_button, self.progress, self.export_button):
             bar.addWidget(w)
 
-        self.plots = pg.GraphicsLayoutWidget(show=False)
-        self.plots.setBackground("w")
-        self.time_plot = self.plots.addPlot(row=0, col=0, title="time (ms)")
-        self.memory_plot = self.plots.addPlot(row=0, col=1, title="peak memory (MiB)")
+        self.plots, (self.time_plot, self.memory_plot) = side_by_side(
+            ["time (ms)", "peak memory (MiB)"], "tokens T", log_y=True)
         for plot in (self.time_plot, self.memory_plot):
-            plot.setLogMode(x=True, y=True)
-            plot.setLabel("bottom", "tokens T")
-            plot.showGrid(x=True, y=True, alpha=0.25)
-            plot.setMouseEnabled(x=False, y=False)
-            plot.setMenuEnabled(False)
             plot.addLegend(offset=(8, 8), labelTextSize="8pt")
             # one labelled tick per measured size (the log axis' own minor labels pile up)
             plot.getAxis("bottom").setTicks([[(float(np.log10(t)), str(t)) for t in s.tokens], []])

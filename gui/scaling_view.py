@@ -14,6 +14,7 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtCore, QtWidgets
 
+from gui.plots import side_by_side
 from gui.refresh import RefreshWhenShown
 from gui.matrices import MapData, MatrixData
 
@@ -61,16 +62,8 @@ class ScalingView(RefreshWhenShown, QtWidgets.QWidget):
         left.addWidget(self.heatmap, 1)
         left.addWidget(self.stats)
 
-        self.plots = pg.GraphicsLayoutWidget(show=False)
-        self.plots.setBackground("w")
-        self.peak_plot = self.plots.addPlot(row=0, col=0, title="mean largest weight per row")
-        self.entropy_plot = self.plots.addPlot(row=0, col=1, title="mean row entropy (nats)")
-        for p in (self.peak_plot, self.entropy_plot):
-            p.setLogMode(x=True, y=False)
-            p.setLabel("bottom", "d_k (log scale)")
-            p.showGrid(x=True, y=True, alpha=0.25)
-            p.setMouseEnabled(x=False, y=False)
-            p.setMenuEnabled(False)
+        self.plots, (self.peak_plot, self.entropy_plot) = side_by_side(
+            ["mean largest weight per row", "mean row entropy (nats)"], "d_k (log scale)", log_y=False)
         self.plots.setMinimumSize(300, 140)
         self.key = QtWidgets.QLabel(
             "<span style='color:#1f77b4'><b>blue</b></span>: your inputs (projected to width d_k) · "
