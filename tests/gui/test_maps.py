@@ -17,6 +17,17 @@ from gui.matrices import MapData, MatrixData
 from gui.view_model import CUSTOM, ViewModel
 
 
+def _painted_panel(qtbot, data: MatrixData, size: tuple[int, int]) -> MatrixPanel:
+    """A MatrixPanel drawing ``data`` at ``size``, shown and painted once."""
+    panel = MatrixPanel()
+    qtbot.addWidget(panel)
+    panel.set_matrix(data)
+    panel.resize(*size)
+    panel.show()
+    panel.grab()
+    return panel
+
+
 def _model(trace, step_id: str, mode: str = "book") -> ViewModel:
     model = ViewModel()
     traces = {step.section: trace for step in model.steps} if mode == "book" else {CUSTOM: trace}
@@ -160,12 +171,7 @@ def test_a_small_map_prints_every_value_and_label_at_any_panel_size(qtbot, size)
     words = ("The", "old", "dog", "chased", "the", "quick", "fox", "which", "bit", "him")
     data = _data(10, 10, labels=words)
     assert prints_values(data) and min_cell(data)[0] >= 36
-    panel = MatrixPanel()
-    qtbot.addWidget(panel)
-    panel.set_matrix(data)
-    panel.resize(*size)
-    panel.show()
-    panel.grab()
+    panel = _painted_panel(qtbot, data, size)
     assert panel.width() >= panel_min_size(data)[0] and panel.height() >= panel_min_size(data)[1]
     m = panel.maps[0]
     assert m.plot.getAxis("top").rotated
@@ -241,12 +247,7 @@ def test_square_cells_sit_right_beside_their_labels_in_a_roomy_panel(qtbot, size
     column labels and the first row (a learner would read the labels as detached)."""
     data = _data(6, 6)
     data = dataclasses.replace(data, maps=[dataclasses.replace(data.maps[0], title="head 0")])
-    panel = MatrixPanel()
-    qtbot.addWidget(panel)
-    panel.set_matrix(data)
-    panel.resize(*size)
-    panel.show()
-    panel.grab()
+    panel = _painted_panel(qtbot, data, size)
     m = panel.maps[0]
     cells = m.image.mapRectToScene(m.image.boundingRect())
     left = m.plot.getAxis("left").sceneBoundingRect()
