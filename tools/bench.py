@@ -110,6 +110,7 @@ class _Harness:
         freeze_gc_after_first_trace(self.controller)                # as run_app does
         self.last: dict | None = None
         self._waiting = None                 # (event loop, condition) while wait() runs
+        self._loop = self._deadline = self._poll = None     # made on the first wait()
         self._flushing = False               # the first result's paint is being flushed
         self.step_index = next(i for i, s in enumerate(c.steps) if s.id == STEP_ID)
 
@@ -143,27 +144,34 @@ class _Harness:
 
         Not ``processEvents(WaitForMoreEvents, ms)`` in a loop: PySide6 keeps the GIL while it
         waits there, so the worker thread stalls between torch ops (measured: a 64-token trace
-        6 ms → 80–170 ms), which the app's own event loop never does.
+        6 ms → 80–170 ms), which the app's own event loop never does. The loop and its two
+        timers are made once: connecting a signal costs ~1 ms of the UI thread in PySide6,
+        which would count in every change (the app's event loop is already running).
         """
         if until():
             return
-        QtCore = self.QtCore
-        loop = QtCore.QEventLoop()
-        self._waiting = (loop, until)
-        deadline = QtCore.QTimer(singleShot=True)
-        deadline.timeout.connect(loop.quit)
-        deadline.start(int(timeout_s * 1000))
-        poll = QtCore.QTimer(interval=50)              # conditions no result slot ends
-        poll.timeout.connect(lambda: until() and loop.quit())
-        poll.start()
+        if self._loop is None:
+            QtCore = self.QtCore
+            self._loop = QtCore.QEventLoop()
+            self._deadline = QtCore.QTimer(singleShot=True)
+            self._deadline.timeout.connect(self._loop.quit)
+            self._poll = QtCore.QTimer(interval=50)           # conditions no result slot ends
+            self._poll.timeout.connect(self._poll_tick)
+        self._waiting = (self._loop, until)
+        self._deadline.start(int(timeout_s * 1000))
+        self._poll.start()
         try:
-            loop.exec()
+            self._loop.exec()
         finally:
             self._waiting = None
-            poll.stop()
-            deadline.stop()
+            self._poll.stop()
+            self._deadline.stop()
         if not until():
             raise TimeoutError("the benchmark's trace did not arrive in time")
+
+    def _poll_tick(self) -> None:
+        if self._waiting is not None and self._waiting[1]():
+            self._waiting[0].quit()
 
     def change(self, params: dict) -> dict:
         """Apply a parameter change; return the timings once the step is redrawn."""
