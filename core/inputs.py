@@ -7,6 +7,7 @@ row, as an embedding table would give it), or a labelled CSV file.
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import math
 import zlib
@@ -95,7 +96,17 @@ def book_inputs() -> Inputs:
 
 
 def random_inputs(tokens: list[str], d_in: int, seed: int) -> Inputs:
-    """One seeded vector in [0, 1) per distinct word (like the book's values), stable across runs."""
+    """One seeded vector in [0, 1) per distinct word (like the book's values), stable across runs.
+
+    The same words, width and seed give the same (read-only) Inputs object again: a parameter
+    change that keeps them (causal, heads, dropout, back to an earlier seed) neither draws them
+    nor converts them to a tensor again (``Inputs.shared_tensor`` is kept with them).
+    """
+    return _random_inputs(tuple(tokens), int(d_in), int(seed))
+
+
+@functools.lru_cache(maxsize=4)       # at most 4 × 4096 × 768 float64 (25 MB) and their float32 tensors
+def _random_inputs(tokens: tuple[str, ...], d_in: int, seed: int) -> Inputs:
     import torch
     gen = torch.Generator()                     # one generator, seeded again per word
     out = torch.empty(len(tokens), d_in, dtype=torch.float64)   # (T, d_in), rows written in place

@@ -107,3 +107,19 @@ def test_random_embeddings_are_one_seeded_draw_per_word():
         np.testing.assert_array_equal(got[i], torch.rand(5, generator=gen, dtype=torch.float64).numpy())
     np.testing.assert_array_equal(got[0], got[2])                          # "The" and "the"
     np.testing.assert_array_equal(random_inputs(["dog"], 5, seed=77).array[0], got[3])
+
+
+def test_random_embeddings_are_kept_for_the_same_words_width_and_seed():
+    """A change that keeps the text, d_in and seed gets the same read-only Inputs (and tensor)
+    back; any of the three changed draws anew, with the values of a fresh draw."""
+    import torch
+    from core.inputs import _random_inputs, random_inputs
+    a = random_inputs(["kept", "words"], 4, seed=5)
+    assert random_inputs(("kept", "words"), 4, seed=5) is a
+    assert a.shared_tensor(torch.float32) is random_inputs(["kept", "words"], 4, 5).shared_tensor(torch.float32)
+    assert not a.array.flags.writeable
+    assert random_inputs(["kept", "words"], 3, 5).array.shape == (2, 3)
+    for other in (random_inputs(["kept", "word"], 4, 5), random_inputs(["kept", "words"], 4, 6)):
+        assert other is not a and not np.array_equal(other.array[1], a.array[1])
+    fresh = _random_inputs.__wrapped__(("kept", "words"), 4, 5)
+    assert fresh is not a and fresh == a
