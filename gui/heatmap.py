@@ -407,10 +407,12 @@ class _Image(pg.ImageItem):
     pyqtgraph maps a float image with NaNs to an RGBA8888 QImage through generic code (~0.1 ms
     a map, more for big ones). Here the same colour indices (the same float arithmetic as
     ``pyqtgraph.functions.rescaleData``) look up an ARGB32 table directly, NaN cells fully
-    transparent. Not premultiplied on purpose: QPainter scales a premultiplied image through
-    its fast path, which rounds cell edges half a pixel differently; a non-premultiplied one
-    takes the same path as pyqtgraph's RGBA8888, so the same pixels reach the screen. Anything
-    else (other image types, translucent colour maps) goes through pyqtgraph's own render.
+    transparent: the same colour in every cell. The image is premultiplied (with opaque colours
+    and transparent NaN cells the words are the same): QPainter scales it through its fast path,
+    ~12× faster than a non-premultiplied one (12 maps of 64 × 64 drawn 100 px wide: 1.4 →
+    0.1 ms a repaint); its nearest-neighbour sampling may put a cell edge one pixel away from
+    where pyqtgraph's own path puts it. Anything else (other image types, translucent colour
+    maps) goes through pyqtgraph's own render.
     """
 
     _lut_key = None
@@ -459,7 +461,7 @@ class _Image(pg.ImageItem):
         argb = lut32[y.astype(np.uint8)]
         if has_nan:
             argb[nan] = 0                          # transparent
-        self.qimage = fn.ndarray_to_qimage(argb, QtGui.QImage.Format.Format_ARGB32)
+        self.qimage = fn.ndarray_to_qimage(argb, QtGui.QImage.Format.Format_ARGB32_Premultiplied)
         self._processingBuffer = None
         self._displayBuffer = None
         self._renderRequired = False
