@@ -263,11 +263,13 @@ class _Run:
                 weights.Projection(o["W_out"], o["b_out"]))
 
 
-def _forward(stage: str, run: _Run, shared: dict, use_engine: bool) -> dict:
+def _forward(stage: str, run: _Run, shared: dict, use_engine: bool, defer: bool = False) -> dict:
     """One stage's named tensors: the chapter's forward (core/stages/), or the engine's tuned one.
 
     The one place where the path is chosen. Both give the same numbers (tests/core/engine/).
     ``shared`` collects the trainable stage's Q, K, V and scores for the engine to reuse.
+    ``defer``: the engine may leave some tensors deferred (core.engine.lazy) for the caller to
+    compute after the stage is drawn (``_compute_deferred``).
     """
     cfg = run.config
     if stage == "simplified":
@@ -289,12 +291,21 @@ def _forward(stage: str, run: _Run, shared: dict, use_engine: bool) -> dict:
     shares = not run.overrides and not run.fused_override and cache.same_first_layers(*run.draw)
     if shares and not shared:
         # MultiHeadAttention on screen before the trainable stage: its Q, K, V (the trainable
-        # stage's, same weights) are projected now, and the trainable stage takes them later
-        shared.update(fast.projections(run.x, run.qkv()))
+        # stage's, same weights) are projected now (V with the context vectors when deferred),
+        # and the trainable stage takes them later
+        shared.update(fast.projections(run.x, run.qkv(), ("query", "key") if defer else ("query", "key", "value")))
     reuse = shared if shares else None
     additive = cache.additive_mask(run.x.shape[0], cfg.causal, run.device, run.dtype)
     return {**fast.wrapper(run.xb, run.heads, run.mask, cfg.num_heads, cfg.head_dim, cfg.qkv_bias),
-            **fast.fused(run.xb, fqkv, out_proj, cfg.num_heads, run.mask, cfg.causal, additive, reuse)}
+            **fast.fused(run.xb, fqkv, out_proj, cfg.num_heads, run.mask, cfg.causal, additive, reuse,
+                         defer=defer, x=run.x)}
+
+
+def _compute_deferred(stage: dict[str, Intermediate]) -> None:
+    """Compute a stage's deferred tensors now (on this thread), so the trace holds them ready."""
+    for item in stage.values():
+        if isinstance(item.source, Lazy) and item.source.deferred:
+            item.tensor
 
 
 # What each stage's forward reads from another: the engine reuses the trainable stage's Q, K, V
@@ -360,9 +371,15 @@ def build_trace_in_steps(config: AttentionConfig, inputs: Inputs | None = None,
 
     for i, stage in enumerate(order):
         with torch.no_grad():
-            result[stage] = _wrap(stage, _forward(stage, run, shared, use_engine), config.batch, inp.labels)
-        if head and stage in head and not any(s in head for s in order[i + 1:]) and i + 1 < len(order):
-            yield snapshot()                      # the visible stage(s): draw them now
+            # the visible stages may defer what their step does not draw (MultiHeadAttention's
+            # V and context vectors when its weights are on screen): computed once delivered
+            result[stage] = _wrap(stage, _forward(stage, run, shared, use_engine, defer=stage in head),
+                                  config.batch, inp.labels)
+        if head and stage in head and not any(s in head for s in order[i + 1:]):
+            if i + 1 < len(order):
+                yield snapshot()                  # the visible stage(s): draw them now
+            for s in head:                        # then what they deferred, before any other stage
+                _compute_deferred(result[s])
     yield snapshot()
 
 

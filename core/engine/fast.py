@@ -10,6 +10,7 @@ Each function returns what its stage's ``forward`` returns (tests/core/engine/te
 """
 from __future__ import annotations
 
+import threading
 from typing import Callable
 
 import torch
@@ -30,10 +31,12 @@ def batched(t: torch.Tensor, b: int) -> torch.Tensor:
     return t.unsqueeze(0).expand(b, *t.shape)
 
 
-def projections(x: torch.Tensor, qkv: dict[str, Projection]) -> dict[str, torch.Tensor]:
-    """The trainable stage's Q, K, V alone, as its forward computes them (T, d_in) -> (T, d_out):
-    projected first when MultiHeadAttention (which shares them) is the stage on screen."""
-    return {NAMES[role]: project(x, qkv[role]) for role in ("query", "key", "value")}
+def projections(x: torch.Tensor, qkv: dict[str, Projection],
+                roles: tuple[str, ...] = ("query", "key", "value")) -> dict[str, torch.Tensor]:
+    """The trainable stage's Q, K, V (or those of ``roles``) alone, as its forward computes them
+    (T, d_in) -> (T, d_out): projected first when MultiHeadAttention (which shares them) is the
+    stage on screen."""
+    return {NAMES[role]: project(x, qkv[role]) for role in roles}
 
 
 def trainable(x: torch.Tensor, qkv: dict[str, Projection], shared: dict[str, torch.Tensor]) -> dict:
@@ -97,38 +100,75 @@ def wrapper(batch: torch.Tensor, draw: Callable[[], tuple[list[dict[str, Project
 
 def fused(batch: torch.Tensor, qkv: dict[str, Projection], out_proj: Projection, num_heads: int,
           mask: torch.Tensor, is_causal: bool, additive: torch.Tensor | None,
-          shared: dict[str, torch.Tensor] | None) -> dict:
+          shared: dict[str, torch.Tensor] | None, defer: bool = False, x: torch.Tensor | None = None) -> dict:
     """multihead_stage.fused, tuned.
 
     is_causal: the mask is the lower triangle (the weights are 0 above the diagonal);
     additive: kernels.additive_mask(mask), when the caller keeps it;
-    shared: the trainable stage's (T, d_out) queries, keys and values when its weights are these.
+    shared: the trainable stage's (T, d_out) queries, keys and values when its weights are these
+    (one missing is projected from ``x``, the (T, d_in) inputs, and added to it);
+    defer: V and the context vectors are deferred (core.engine.lazy): the attention weights,
+    which need only Q and K, are ready first (two of the four d_in × d_out products).
     """
     b, num_tokens, _ = batch.shape
+    h = num_heads
 
     def split(role: str) -> torch.Tensor:
-        x = project(batch, qkv[role]) if shared is None else batched(shared[NAMES[role]], b)   # (b, T, d_out)
+        if shared is None:
+            y = project(batch, qkv[role])                                          # (b, T, d_out)
+        else:
+            if NAMES[role] not in shared:
+                shared[NAMES[role]] = project(x, qkv[role])                        # (T, d_out)
+            y = batched(shared[NAMES[role]], b)                                    # (b, T, d_out)
         # (b, T, d_out) -> (b, T, h, hd) -> (b, h, T, hd)
-        return x.view(b, num_tokens, num_heads, -1).transpose(1, 2)
+        return y.view(b, num_tokens, num_heads, -1).transpose(1, 2)
 
-    queries, keys, values = split("query"), split("key"), split("value")          # (b, h, T, hd)
+    queries, keys = split("query"), split("key")                                  # (b, h, T, hd)
     attn_scores = kernels.scores(queries, keys)                                   # (b, h, T, T)
     # h·T² floats each (50 MB at 1024 tokens × 12 heads): the masked scores are derived on first
     # look, the weights computed with one buffer.
     masked_scores = Lazy(lambda: attn_scores.masked_fill(mask == 0, -torch.inf), attn_scores.shape)
     attn_weights = kernels.masked_softmax(attn_scores, mask, keys.shape[-1], additive)   # (b, h, T, T)
-    h, hd = num_heads, values.shape[-1]
-    if is_causal:
-        merged = torch.empty(b, num_tokens, h, hd, dtype=values.dtype, device=values.device)  # (b, T, h, hd)
-        # written through its (b, h, T, hd) transpose, so merging the heads below is a view, not a copy
-        context_heads = kernels.mix_causal(attn_weights, values, merged.transpose(1, 2))    # (b, h, T, hd)
+
+    def context() -> dict[str, torch.Tensor]:
+        values = split("value")                                                   # (b, h, T, hd)
+        hd = values.shape[-1]
+        if is_causal:
+            merged = torch.empty(b, num_tokens, h, hd, dtype=values.dtype, device=values.device)  # (b, T, h, hd)
+            # written through its (b, h, T, hd) transpose, so merging the heads below is a view, not a copy
+            context_heads = kernels.mix_causal(attn_weights, values, merged.transpose(1, 2))    # (b, h, T, hd)
+        else:
+            context_heads = attn_weights @ values                                              # (b, h, T, hd)
+        # (b, h, T, hd) -> (b, T, h, hd) -> (b, T, d_out)
+        context_concat = context_heads.transpose(1, 2).contiguous().view(b, num_tokens, h * hd)
+        context_vecs = project(context_concat, out_proj)                                        # (b, T, d_out)
+        return {"values": values, "context_heads": context_heads, "context_concat": context_concat,
+                "context_vecs": context_vecs}
+
+    if defer:
+        rest = _once(context)
+        d_out, hd = out_proj.W.shape[0], out_proj.W.shape[0] // h
+        shapes = {"values": (b, h, num_tokens, hd), "context_heads": (b, h, num_tokens, hd),
+                  "context_concat": (b, num_tokens, d_out), "context_vecs": (b, num_tokens, d_out)}
+        later = {name: Lazy(lambda name=name: rest()[name], shape, deferred=True) for name, shape in shapes.items()}
     else:
-        context_heads = attn_weights @ values                                              # (b, h, T, hd)
-    # (b, h, T, hd) -> (b, T, h, hd) -> (b, T, d_out)
-    context_concat = context_heads.transpose(1, 2).contiguous().view(b, num_tokens, h * hd)
-    context_vecs = project(context_concat, out_proj)                                        # (b, T, d_out)
+        later = context()
     return {
-        **weights(qkv), "queries": queries, "keys": keys, "values": values, "attn_scores": attn_scores,
-        "masked_scores": masked_scores, "attn_weights": attn_weights, "context_heads": context_heads,
-        "context_concat": context_concat, "W_out": out_proj.W, "b_out": out_proj.b, "context_vecs": context_vecs,
+        **weights(qkv), "queries": queries, "keys": keys, "values": later["values"], "attn_scores": attn_scores,
+        "masked_scores": masked_scores, "attn_weights": attn_weights, "context_heads": later["context_heads"],
+        "context_concat": later["context_concat"], "W_out": out_proj.W, "b_out": out_proj.b,
+        "context_vecs": later["context_vecs"],
     }
+
+
+def _once(fn: Callable[[], dict]) -> Callable[[], dict]:
+    """``fn()`` computed once, whichever thread asks first (the others wait for it)."""
+    memo: dict = {}
+    lock = threading.Lock()
+
+    def get() -> dict:
+        with lock:
+            if not memo:
+                memo.update(fn())
+        return memo
+    return get

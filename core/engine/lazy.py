@@ -2,6 +2,9 @@
 
 The engine makes the heavy, rarely looked-at intermediates (the multi-head masked scores,
 the wrapper) derived: an explicit opt-out of computing them on every parameter change.
+A *deferred* one is computed anyway, right after the stage on screen has been delivered
+(core.trace.build_trace_in_steps): MultiHeadAttention's V and context vectors wait until its
+attention weights are drawn.
 """
 from __future__ import annotations
 
@@ -14,10 +17,11 @@ import torch
 class Lazy:
     """A tensor of known shape whose value is ``fn()``; squeeze(0) stays lazy."""
 
-    def __init__(self, fn: Callable[[], torch.Tensor], shape: tuple[int, ...]):
+    def __init__(self, fn: Callable[[], torch.Tensor], shape: tuple[int, ...], deferred: bool = False):
         self._fn = fn
         self.shape = torch.Size(shape)
         self.lock = threading.Lock()
+        self.deferred = deferred        # computed after the visible stage is delivered, not on first look
 
     def compute(self) -> torch.Tensor:
         with torch.no_grad():
@@ -30,7 +34,7 @@ class Lazy:
         if self.shape[dim] != 1:
             return self
         shape = tuple(n for i, n in enumerate(self.shape) if i != dim)
-        return Lazy(lambda: self._fn().squeeze(dim), shape)
+        return Lazy(lambda: self._fn().squeeze(dim), shape, self.deferred)
 
     def dim(self) -> int:
         return len(self.shape)

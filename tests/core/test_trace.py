@@ -109,3 +109,41 @@ def test_visible_stage_first_then_the_same_full_trace(cfg, first):
         assert torch.equal(item.tensor, parts[1][item.key].tensor), item.key
     for item in parts[0]:                          # the part drawn first is the final trace's, not a copy
         assert parts[1][item.key] is item
+
+
+DEFERRED = ("values", "context_heads", "context_concat", "context_vecs")
+
+
+@pytest.mark.parametrize("cfg", CONFIGS[:3], ids=lambda c: f"T{len(c.text.split())}-h{c.num_heads}-b{c.batch}")
+def test_multihead_on_screen_defers_v_and_the_context_vectors(cfg):
+    """With MultiHeadAttention on screen, its attention weights are ready when the partial trace
+    is delivered, V and the context vectors not yet (two of the four projections); they are
+    computed before the rest of the trace, without anyone looking, and equal build_trace's."""
+    from core.trace import build_trace_in_steps
+    steps = build_trace_in_steps(cfg, first=("multihead",))
+    partial = next(steps)
+    for name in ("queries", "keys", "attn_scores", "attn_weights"):
+        assert partial["multihead", name].is_ready, name
+    for name in DEFERRED:
+        assert not partial["multihead", name].is_ready, name
+    full = next(steps)
+    assert list(steps) == []
+    reference = build_trace(cfg)
+    for name in DEFERRED:
+        assert full["multihead", name] is partial["multihead", name] and full["multihead", name].is_ready
+        assert torch.equal(full["multihead", name].tensor, reference["multihead", name].tensor), name
+
+
+def test_a_deferred_tensor_read_early_is_computed_once():
+    """The window may read a deferred tensor (another step of the same stage) before the worker
+    computes it: the worker then keeps that tensor, and the trainable stage reuses its V."""
+    from core.trace import build_trace_in_steps
+    cfg = CONFIGS[1]
+    steps = build_trace_in_steps(cfg, first=("multihead",))
+    partial = next(steps)
+    early = partial["multihead", "context_vecs"].tensor
+    full = next(steps)
+    assert full["multihead", "context_vecs"].tensor is early
+    reference = build_trace(cfg)
+    assert torch.equal(early, reference["multihead", "context_vecs"].tensor)
+    assert torch.equal(full["trainable", "values"].tensor, reference["trainable", "values"].tensor)
