@@ -63,9 +63,13 @@ class CodePanel(QtWidgets.QWidget):
         lay.setContentsMargins(4, 4, 4, 4)
         lay.addLayout(top)
         lay.addWidget(self.code, 1)
-        model.shown_changed.connect(self.refresh)       # a new step, trace, head or batch item
+        model.shown_changed.connect(self._on_shown)     # a new step, trace, head or batch item
         model.focus_changed.connect(self.refresh)
         self.refresh()
+
+    def _on_shown(self) -> None:
+        if not self.model.partial_update:      # a partial trace: the full one follows (maps first)
+            self.refresh()
 
     def _current_key(self) -> tuple[str, str] | None:
         """The matrix the learner picked on this step, else the step's last (non-difference) one."""

@@ -316,7 +316,7 @@ class Controller(QObject):
         if mode == "book":
             self.applied_edits = (None, {})       # the book's traces carry no edits
             self.applied_multihead = ({}, None)
-        self.model.set_traces(mode, traces, weights=self.applied_edits[1])
+        self.model.set_traces(mode, traces, weights=self.applied_edits[1], partial=not complete)
         self._show_config()
         self._partial_shown = not complete
         if complete:

@@ -46,8 +46,12 @@ class ExplanationView(QtWidgets.QTextBrowser):
         self.setOpenExternalLinks(False)
         self.setMinimumWidth(240)
         model.step_changed.connect(lambda _i: self.refresh())
-        model.trace_changed.connect(self.refresh)
+        model.trace_changed.connect(self._on_trace)
         self.refresh()
+
+    def _on_trace(self) -> None:
+        if not self.model.partial_update:      # a partial trace: the full one follows (maps first)
+            self.refresh()
 
     def refresh(self) -> None:
         c = self.model

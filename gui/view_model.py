@@ -130,6 +130,10 @@ class ViewModel:
         self.mode = "book"
         self.traces_mode: str | None = None
         self.traces: dict = {}                 # section (or CUSTOM) -> Trace
+        # True while set_traces announces a partial trace (the stages on screen first, the rest
+        # follows): views beside the maps (explanation, code) wait for the full one, so the
+        # maps are drawn first; a step change in between redraws them from the partial trace
+        self.partial_update = False
         self.config = None                     # core.config.AttentionConfig | None
         self.section_titles: dict[str, str] = {}
         self.weights: dict = {}
@@ -233,15 +237,22 @@ class ViewModel:
     def last(self) -> None:
         self.go(len(self.steps) - 1)
 
-    def set_traces(self, mode: str, traces: dict, weights: dict | None = None) -> None:
-        """New traces on screen ("book": section -> trace; "custom": {CUSTOM: trace})."""
+    def set_traces(self, mode: str, traces: dict, weights: dict | None = None, partial: bool = False) -> None:
+        """New traces on screen ("book": section -> trace; "custom": {CUSTOM: trace}).
+
+        ``partial``: the stages on screen only, the full traces follow (``partial_update`` is
+        True while the signals go out)."""
         self.traces = traces
         self.traces_mode = mode
         self.weights = dict(weights or {})
         clamped = self._resolve()
-        self.trace_changed.emit()
-        self._emit_clamped(clamped)
-        self.shown_changed.emit()
+        self.partial_update = partial
+        try:
+            self.trace_changed.emit()
+            self._emit_clamped(clamped)
+            self.shown_changed.emit()
+        finally:
+            self.partial_update = False
         self._clear_hover()
 
     def chapter_step(self):
