@@ -124,6 +124,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.setCentralWidget(central)
 
         self.status_info = QtWidgets.QLabel(objectName="statusInfo")
+        self.status_info.setAlignment(QtCore.Qt.AlignmentFlag.AlignRight | QtCore.Qt.AlignmentFlag.AlignVCenter)
         self.busy_label = QtWidgets.QLabel(objectName="busyLabel")
         self.statusBar().addPermanentWidget(self.busy_label)
         self.statusBar().addPermanentWidget(self.status_info)
@@ -432,16 +433,26 @@ class MainWindow(QtWidgets.QMainWindow):
         t = self.model.trace
         if t is None:
             if self.model.step.stage == "pretrained":
-                self.status_info.setText(self.model.pretrained_status)
+                self._set_status_info(self.model.pretrained_status)
             return
         cfg = t.config
         if self.model.step.stage == "pretrained":
-            self.status_info.setText(f"{t.device.upper()} · all-MiniLM-L6-v2 · {len(t.tokens)} pieces · "
-                                     f"layer {cfg.layer} · trace {t.compute_ms:.1f} ms")
+            self._set_status_info(f"{t.device.upper()} · all-MiniLM-L6-v2 · {len(t.tokens)} pieces · "
+                                  f"layer {cfg.layer} · trace {t.compute_ms:.1f} ms")
             return
-        self.status_info.setText(
+        self._set_status_info(
             f"{t.device.upper()} · {len(t.tokens)} tokens · d_out {cfg.d_out} · {cfg.num_heads} heads · "
             f"trace {t.compute_ms:.1f} ms")
+
+    def _set_status_info(self, text: str) -> None:
+        """The status line's right-hand text, in a label of fixed size that only grows: a new
+        text ("trace 3.1 ms" → "12.4 ms") would otherwise re-lay the status bar out and repaint
+        all of it in the frame that draws the new maps (Qt skips that for a fixed-size widget)."""
+        label = self.status_info
+        label.setText(text)
+        hint = label.sizeHint()
+        if hint.width() > label.maximumWidth() or hint.height() != label.maximumHeight():
+            label.setFixedSize(max(hint.width(), label.minimumWidth()), hint.height())
 
     def _on_error(self, field: str, message: str) -> None:
         self.statusBar().showMessage(f"{field}: {message}" if field else message, 15000)

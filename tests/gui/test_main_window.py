@@ -129,6 +129,36 @@ def test_window_opens_on_the_book_example(window):
     assert devices == (["cpu", "cuda"] if c.cuda_available else ["cpu"])
 
 
+def test_the_status_line_fits_its_text_and_a_shorter_one_relays_nothing_out(window, qtbot):
+    """The trace time changes with every change: the label only grows (fixed size), so a new
+    text repaints the label alone, never clipped, and the status bar is not laid out again."""
+    label = window.status_info
+    longer = label.text() + " · a much longer status text than before"
+    window._set_status_info(longer)
+    assert label.text() == longer
+    assert label.minimumSize() == label.maximumSize()
+    assert label.maximumWidth() >= label.fontMetrics().horizontalAdvance(longer)
+    qtbot.waitUntil(lambda: label.width() >= label.fontMetrics().horizontalAdvance(longer))
+    wide = label.width()
+    layouts = []
+
+    class Watch(QtCore.QObject):
+        def eventFilter(self, obj, event):
+            if event.type() == QtCore.QEvent.Type.LayoutRequest:
+                layouts.append(obj)
+            return False
+    watch = Watch()
+    window.statusBar().installEventFilter(watch)
+    try:
+        QtWidgets.QApplication.processEvents()        # the growth's own layout
+        layouts.clear()
+        window._set_status_info("CPU · 6 tokens")
+        QtWidgets.QApplication.processEvents()
+    finally:
+        window.statusBar().removeEventFilter(watch)
+    assert label.width() == wide and layouts == []
+
+
 def test_cost_view_opens_from_the_view_menu_is_kept_and_stops_with_the_window(window, qtbot):
     """View → Cost of attention (Ctrl+Shift+M): its own window on the selected device, the same one
     re-raised, and closing the main window cancels a run and leaves no thread running."""
