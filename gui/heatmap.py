@@ -401,6 +401,65 @@ class _Axis(pg.AxisItem):
         return QtCore.QRectF(self._rect)
 
 
+def argb_words(lut) -> np.ndarray | None:
+    """A pyqtgraph lookup table (uint8, n × 3 or opaque n × 4, n ≤ 256) as ARGB32 words; None for
+    anything else (translucent colours: pyqtgraph's own render draws those)."""
+    if (isinstance(lut, np.ndarray) and lut.dtype == np.uint8 and lut.ndim == 2
+            and lut.shape[1] in (3, 4) and 0 < lut.shape[0] <= 256
+            and (lut.shape[1] == 3 or bool((lut[:, 3] == 255).all()))):
+        rgb = lut[:, :3].astype(np.uint32)
+        return np.uint32(0xFF000000) | (rgb[:, 0] << 16) | (rgb[:, 1] << 8) | rgb[:, 2]
+    return None
+
+
+@functools.lru_cache(maxsize=8)
+def colour_table(kind: str) -> np.ndarray | None:
+    """The ARGB32 words an image of this kind is looked up in (the colour bar gives each image
+    ``colormap(kind)``'s 256-entry table): read-only."""
+    table = argb_words(colormap(kind).getLookupTable(nPts=256))
+    if table is not None:
+        table.setflags(write=False)
+    return table
+
+
+def argb_image(img: np.ndarray, lo: float, hi: float, lut32: np.ndarray) -> np.ndarray:
+    """A float map (NaN: transparent) as ARGB32 words: the colour indices of pyqtgraph's
+    ``rescaleData`` ((x − lo) · n / (hi − lo), clipped, the same float arithmetic) looked up in
+    ``lut32``. Pure numpy: the trace worker runs it ahead of the window (``prerender``)."""
+    n = lut32.shape[0]
+    rng = (hi - lo) or 1.0
+    work = np.float32 if np.can_cast(img.dtype, np.float32) else np.float64
+    y = np.array(img, dtype=work, order="C")  # rescaleData: (x - offset) * scale, clipped
+    y -= lo
+    y *= float(n / rng)
+    np.clip(y, 0, n - 1, out=y)
+    nan = np.isnan(y)
+    has_nan = bool(nan.any())
+    if has_nan:
+        y[nan] = 0
+    argb = lut32[y.astype(np.uint8)]
+    if has_nan:
+        argb[nan] = 0                          # transparent
+    return argb
+
+
+def prerender(data: MatrixData) -> None:
+    """Make what the window draws of ``data``'s maps now (the float image and its ARGB words,
+    kept with the intermediate): on the trace worker, before the result reaches the window.
+    Only maps drawn whole whatever the panel's size (≤ MIN_DISPLAY a side: stride 1)."""
+    if data.extra.get("row_scaled"):
+        return
+    table = colour_table(data.kind)
+    if table is None:
+        return
+    lo, hi = float(data.levels[0]), float(data.levels[1])
+    for m in data.maps:
+        if m.cache is None or max(m.values.shape, default=0) > MIN_DISPLAY or not m.values.size:
+            continue
+        img = m.display(1)
+        m.kept(("argb", lo, hi, data.kind), lambda img=img: argb_image(img, lo, hi, table))
+
+
 class _Image(pg.ImageItem):
     """pyqtgraph's ImageItem, with a shorter way from a float map to the QImage it paints.
 
@@ -417,16 +476,17 @@ class _Image(pg.ImageItem):
 
     _lut_key = None
     _lut32 = None
+    _rendered = None            # (ARGB words, levels, table) made ahead for the image just set
 
     def _argb_lut(self, lut) -> np.ndarray | None:
         if self._lut_key is not lut:             # ImageItem.setLookupTable stores a new array
-            self._lut_key, self._lut32 = lut, None
-            if (isinstance(lut, np.ndarray) and lut.dtype == np.uint8 and lut.ndim == 2
-                    and lut.shape[1] in (3, 4) and 0 < lut.shape[0] <= 256
-                    and (lut.shape[1] == 3 or bool((lut[:, 3] == 255).all()))):
-                rgb = lut[:, :3].astype(np.uint32)
-                self._lut32 = np.uint32(0xFF000000) | (rgb[:, 0] << 16) | (rgb[:, 1] << 8) | rgb[:, 2]
+            self._lut_key, self._lut32 = lut, argb_words(lut)
         return self._lut32
+
+    def set_rendered(self, argb: np.ndarray, levels, table: np.ndarray) -> None:
+        """The image just given to setImage, already looked up (``argb_image``, e.g. on the trace
+        worker): used by the next render if the levels and colour table are still these."""
+        self._rendered = (argb, (float(levels[0]), float(levels[1])), table)
 
     def render(self) -> None:
         # an exception out of paint() takes the whole app down (shiboken): fall back instead
@@ -446,21 +506,13 @@ class _Image(pg.ImageItem):
         lut32 = self._argb_lut(self.lut)
         if lut32 is None:
             return False
-        n = lut32.shape[0]
         lo, hi = float(levels[0]), float(levels[1])
-        rng = (hi - lo) or 1.0
-        work = np.float32 if np.can_cast(img.dtype, np.float32) else np.float64
-        y = np.array(img, dtype=work, order="C")  # rescaleData: (x - offset) * scale, clipped
-        y -= lo
-        y *= float(n / rng)
-        np.clip(y, 0, n - 1, out=y)
-        nan = np.isnan(y)
-        has_nan = bool(nan.any())
-        if has_nan:
-            y[nan] = 0
-        argb = lut32[y.astype(np.uint8)]
-        if has_nan:
-            argb[nan] = 0                          # transparent
+        ready, self._rendered = self._rendered, None
+        if (ready is not None and ready[1] == (lo, hi) and ready[0].shape == img.shape
+                and np.array_equal(ready[2], lut32)):
+            argb = ready[0]
+        else:
+            argb = argb_image(img, lo, hi, lut32)
         self.qimage = fn.ndarray_to_qimage(argb, QtGui.QImage.Format.Format_ARGB32_Premultiplied)
         self._processingBuffer = None
         self._displayBuffer = None
@@ -700,11 +752,16 @@ class _Map:
         self._shown = (data, k)
         self.stride = self._stride(rows, cols)
         img = m.display(self.stride)
+        ready = None
         if data.extra.get("row_scaled"):
             img = row_scaled(img)
+        elif self.stride == 1 and m.cache is not None:      # looked up ahead by the trace worker?
+            ready = m.cache.get(m.cache_key + ("argb", float(data.levels[0]), float(data.levels[1]), data.kind))
         # the hatching shows through masked and undefined (nan) cells only: none, no hatching to draw
         self.hatch.setVisible(bool(np.isnan(img).any()))
         self.image.setImage(img, autoLevels=False, levels=data.levels)
+        if ready is not None:
+            self.image.set_rendered(ready, data.levels, colour_table(data.kind))
         # setRect scales the image to the cells: again when the cells or the image's size (its
         # stride) change, not on every redraw (it re-lays the image out)
         placed = (rows, cols, img.shape)

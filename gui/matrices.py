@@ -33,15 +33,36 @@ class MapData:
     title: str = ""
     index: tuple[int, ...] = ()        # leading (batch/head) indices in the intermediate
     head: int | None = None
+    # where what is drawn of this map is kept (the intermediate's cache: the trace worker fills
+    # it before the window draws, see gui.heatmap.prerender), and this map's key there
+    cache: dict | None = field(default=None, repr=False, compare=False)
+    cache_key: tuple = ()
 
     def display(self, stride: int = 1) -> np.ndarray:
         """float32 copy for the ImageItem (every ``stride``-th row and column): masked and
-        non-finite cells are NaN, which the ImageItem draws transparent."""
+        non-finite cells are NaN, which the ImageItem draws transparent. Read-only, kept in
+        ``cache`` when the map has one (made once per trace and stride)."""
+        if self.cache is None:
+            return self._display(stride)
+        return self.kept(("display", stride), lambda: self._display(stride))
+
+    def kept(self, what: tuple, make):
+        """``make()``, kept in ``cache`` under this map's key and ``what`` (made here without one)."""
+        if self.cache is None:
+            return make()
+        key = self.cache_key + what
+        value = self.cache.get(key)
+        if value is None:
+            value = self.cache[key] = make()
+        return value
+
+    def _display(self, stride: int) -> np.ndarray:
         vals = self.values[::stride, ::stride] if stride > 1 else self.values
         img = np.array(vals, dtype=np.float32, copy=True)
         if self.masked is not None:
             img[self.masked[::stride, ::stride] if stride > 1 else self.masked] = np.nan
         np.copyto(img, np.float32(np.nan), where=~np.isfinite(img))
+        img.setflags(write=False)
         return img
 
 
@@ -138,15 +159,20 @@ def _cached(item, key: tuple, compute):
     return cache[key]
 
 
-def warm(trace, panels, batch_index: int = 0) -> None:
+def warm(trace, panels, batch_index: int = 0) -> list[MatrixData]:
     """Resolve ``panels`` for ``trace`` once (on the trace worker), so that what the window
-    then resolves on its own thread is found in the intermediates' caches; never raises (a
+    then resolves on its own thread is found in the intermediates' caches; returns what it
+    resolved (with the step's shared colour scales, as the window gets them). Never raises (a
     panel that cannot be drawn is reported when the window draws it)."""
+    pairs = []
     for panel in panels:
         try:
-            resolve_panel(panel, trace, batch_index)
+            data = resolve_panel(panel, trace, batch_index)
         except Exception:
-            pass
+            continue
+        if data is not None:
+            pairs.append((panel, data))
+    return share_levels(pairs)
 
 
 def _kind_and_levels(name: str, lo: float, hi: float, is_diff: bool) -> tuple[str, tuple[float, float]]:
@@ -222,7 +248,10 @@ def resolve_panel(panel: Panel, trace, batch_index: int = 0) -> MatrixData | Non
         if values.shape not in hidden:        # one mask for every head's map (all the same size)
             hidden[values.shape] = _masked_cells(item, mask, values.shape[0], values.shape[1], r0)
         masked = hidden[values.shape]
-        maps.append(MapData(values, masked, title, tuple(int(i) for i in idx), head))
+        index = tuple(int(i) for i in idx)
+        # a difference panel's values are its own (not the intermediate's): nothing kept
+        cache = None if panel.is_diff else getattr(item, "_cache", None)
+        maps.append(MapData(values, masked, title, index, head, cache=cache, cache_key=("map", index, r0, r1)))
     # colour levels from every row (a one-row slice keeps the full matrix's colours)
     def full_range() -> tuple[float, float]:
         if not panel.rows:

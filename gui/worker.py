@@ -141,11 +141,16 @@ def _book_sections() -> tuple[dict, dict]:
 
 def _prepare_panels(trace, panels, batch_index: int) -> None:
     """What the window computes when it draws the step on screen, done here once: the maps'
-    colour ranges and the undefined-value notes (kept with the intermediates), not on the UI
-    thread between the result's arrival and its paint."""
+    colour ranges, their images (small maps) and the undefined-value notes (kept with the
+    intermediates), not on the UI thread between the result's arrival and its paint."""
     from core.numerics import item_notes
+    from gui.heatmap import prerender
     from gui.matrices import warm
-    warm(trace, panels, batch_index)
+    for data in warm(trace, panels, batch_index):
+        try:
+            prerender(data)             # the maps' images, looked up in their colour tables
+        except Exception:               # the window makes them itself then
+            pass
     for panel in panels:
         if panel.key in trace:
             item_notes(trace[panel.key])

@@ -325,3 +325,62 @@ def test_the_hatching_is_drawn_only_under_masked_or_undefined_cells(qtbot):
     undefined[0, 1, 2] = np.nan
     panel.set_matrix(_scores(undefined))
     assert panel.maps[0].hatch.isVisible()
+
+
+def _worker_prepared(step_id: str, **config):
+    """A custom trace computed as the trace worker computes it for ``step_id`` (panels prepared)."""
+    from core.config import AttentionConfig
+    from gui.steps import load_steps
+    from gui.view_model import step_stages
+    from gui.worker import Request, compute
+    step = next(s for s in load_steps() if s.id == step_id)
+    params = {**AttentionConfig(embeddings="random", text="a b c d e f g", d_in=8, d_out=8,
+                                num_heads=4, seed=3).to_dict(), **config}
+    out = compute(Request(1, "custom", params, stages=step_stages(step), panels=tuple(step.panels)))
+    assert out.error is None, out.error
+    return step, out.traces["custom"]
+
+
+def test_the_worker_renders_the_visible_maps_and_the_window_draws_those_words(qtbot):
+    """The trace worker looks the visible maps up in their colour tables ahead of the window
+    (the same words the window would make), and the window's images are made of them."""
+    from gui import heatmap
+    from gui.matrices import resolve_panel
+    step, trace = _worker_prepared("multihead.weights")
+    data = resolve_panel(step.panels[0], trace)
+    table = heatmap.colour_table(data.kind)
+    for m in data.maps:
+        ready = m.cache.get(m.cache_key + ("argb", *map(float, data.levels), data.kind))
+        assert ready is not None and not m.display(1).flags.writeable
+        np.testing.assert_array_equal(ready, heatmap.argb_image(m._display(1), *map(float, data.levels), table))
+    made = []
+    real = heatmap.argb_image
+    heatmap.argb_image = lambda *a: made.append(1) or real(*a)
+    try:
+        panel = _shown_panel(qtbot, (700, 500), data)
+        qtbot.waitUntil(lambda: all(m.image.qimage is not None for m in panel.maps))
+    finally:
+        heatmap.argb_image = real
+    assert made == []                                      # nothing looked up again
+    for m, shown in zip(data.maps, panel.maps):
+        fresh = _Image(axisOrder="row-major")
+        fresh.setColorMap(colormap(data.kind))
+        fresh.setImage(m.display(1), autoLevels=False, levels=data.levels)
+        fresh.render()
+        np.testing.assert_array_equal(_pixels(shown.image.qimage), _pixels(fresh.qimage))
+
+
+def test_words_made_for_other_levels_are_not_used(qapp):
+    """Words rendered ahead for other levels (or another colour table) are ignored: the image
+    is looked up again with what it has now."""
+    from gui import heatmap
+    img = np.linspace(-1, 1, 12, dtype=np.float32).reshape(3, 4)
+    table = heatmap.colour_table("signed")
+    for levels, kind in (((-2.0, 2.0), "signed"), ((-1.0, 1.0), "prob")):
+        item = _Image(axisOrder="row-major")
+        item.setColorMap(colormap("signed"))
+        item.setImage(img, autoLevels=False, levels=(-1.0, 1.0))
+        item.set_rendered(heatmap.argb_image(img, *levels, heatmap.colour_table(kind)), levels, heatmap.colour_table(kind))
+        item.render()
+        want = heatmap.argb_image(img, -1.0, 1.0, table)
+        np.testing.assert_array_equal(_pixels(item.qimage).view(np.uint32).reshape(3, 4), want)
