@@ -348,7 +348,30 @@ class _Axis(pg.AxisItem):
             pos.setY(int(self.size().height() * (a + b) / 2 + br.width() / 2))
         self.label.setPos(pos)
 
+    _lines = None               # [(pen, [QLineF, …]), …]: all the last picture drew (no text)
+
+    def paint(self, p, opt, widget=None) -> None:
+        # An axis without values (a thumbnail's) is its line and its ticks (zero-length: a dot
+        # each): drawn directly, one drawLines per pen, not by replaying pyqtgraph's QPicture of
+        # them (24 replays were ~1.2 ms of a 12-head repaint). The same primitives, the same pixels.
+        if self.picture is not None and self._lines is not None:
+            p.setRenderHint(p.RenderHint.Antialiasing, False)
+            for pen, lines in self._lines:
+                p.setPen(pen)
+                p.drawLines(lines)
+            return
+        super().paint(p, opt, widget)
+
+    def _note_lines(self, axisSpec, tickSpecs) -> None:
+        groups: list[tuple] = []
+        for pen, p1, p2 in [axisSpec, *tickSpecs]:
+            if not groups or groups[-1][0] != pen:
+                groups.append((pen, []))
+            groups[-1][1].append(QtCore.QLineF(p1, p2))
+        self._lines = groups
+
     def drawPicture(self, p, axisSpec, tickSpecs, textSpecs) -> None:
+        self._lines = None
         if self.data_end is not None:
             # the axis line runs beside the cells only, not over the spare room after them
             pen, p1, p2 = axisSpec
@@ -363,6 +386,8 @@ class _Axis(pg.AxisItem):
         if not self.rotated:
             super().drawPicture(p, axisSpec, tickSpecs, textSpecs)
             self.drawn = [(QtCore.QRectF(rect), text) for rect, _flags, text in textSpecs]
+            if not textSpecs:
+                self._note_lines(axisSpec, tickSpecs)
             return
         super().drawPicture(p, axisSpec, tickSpecs, [])
         # pyqtgraph lays labels out upright (and drops those wider than their room): draw

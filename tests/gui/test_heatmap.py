@@ -384,3 +384,27 @@ def test_words_made_for_other_levels_are_not_used(qapp):
         item.render()
         want = heatmap.argb_image(img, -1.0, 1.0, table)
         np.testing.assert_array_equal(_pixels(item.qimage).view(np.uint32).reshape(3, 4), want)
+
+
+def test_axes_drawn_without_their_picture_give_the_same_pixels(qtbot, monkeypatch):
+    """Axes that print no values (thumbnails: a line and a dot per tick) are drawn directly
+    instead of by replaying pyqtgraph's QPicture: the same pixels."""
+    from gui import heatmap
+    rng = np.random.default_rng(2)
+    maps = [MapData(rng.random((64, 64)).astype(np.float32), None, f"head {h}", (h,), h) for h in range(12)]
+    data = MatrixData(("multihead", "attn_weights"), "A", "A", "weights", maps,
+                      tuple(f"t{i}" for i in range(64)), tuple(f"t{i}" for i in range(64)),
+                      "query", "key", "prob", (0.0, 1.0))
+    panel = _shown_panel(qtbot, (640, 520), data)
+    qtbot.waitUntil(lambda: all(m.image.qimage is not None for m in panel.maps))
+    axes = [m.plot.getAxis(a) for m in panel.maps for a in ("left", "top")]
+    direct = panel.grab().toImage()
+    assert all(ax._lines is not None and len(ax._lines[0][1]) for ax in axes)    # the short path drew them
+    monkeypatch.setattr(heatmap._Axis, "_note_lines", lambda self, *a: None)
+    for ax in axes:
+        ax.picture = None                   # made again, now replayed as pyqtgraph does
+        ax._lines = None
+        ax.update()
+    replayed = panel.grab().toImage()
+    assert all(ax._lines is None and ax.picture is not None for ax in axes)
+    assert _pixels(direct).tobytes() == _pixels(replayed).tobytes()
