@@ -90,6 +90,8 @@ class TrainThread(QThread):
 
     def run(self) -> None:
         from core.train.runner import TrainCancelled
+        from gui.worker import lower_priority
+        lower_priority()             # the view redraws the snapshots while this trains
         try:
             try:
                 run = self._train(self.settings, self.control, on_snapshot=self._on_snapshot,

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import os
+import sys
 import threading
 import traceback
 from dataclasses import dataclass, field
@@ -156,6 +158,25 @@ def _prepare_panels(trace, panels, batch_index: int) -> None:
             item_notes(trace[panel.key])
 
 
+BACKGROUND_NICE = 5      # how much less CPU a background thread gets than the window's, when both want it
+
+
+def lower_priority() -> None:
+    """Let the calling (background) thread yield the CPU to the window's thread when both want
+    it, e.g. the rest of a trace computing while the window paints the visible stage (2 cores:
+    the paint took up to 1.5× as long) or a training run while the view redraws. On Linux the
+    thread's nice value (the OpenMP threads torch starts from it inherit it), elsewhere Qt's
+    low priority. Best effort: where the system refuses, nothing changes."""
+    try:
+        if sys.platform.startswith("linux"):
+            tid = threading.get_native_id()
+            os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + BACKGROUND_NICE))
+        else:
+            QThread.currentThread().setPriority(QThread.Priority.LowPriority)
+    except (OSError, AttributeError, RuntimeError):
+        pass
+
+
 class LatestRequestThread(QThread):
     """One long-lived thread running one request at a time; a new request replaces the one
     still pending (the latest wins). Subclasses say what a request does in ``handle``."""
@@ -192,6 +213,7 @@ class LatestRequestThread(QThread):
         raise NotImplementedError
 
     def run(self) -> None:
+        lower_priority()             # before torch starts its threads from this one
         while True:
             with self._cond:
                 while self._pending is None and not self._stopping:

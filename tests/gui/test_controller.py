@@ -4,6 +4,9 @@ CUDA where there is none, out of memory: a message and the last trace kept (the 
 from __future__ import annotations
 
 import math
+import os
+import sys
+import threading
 
 import numpy as np
 from PySide6 import QtCore
@@ -384,3 +387,30 @@ def test_the_worker_prepares_the_step_on_screen(window, qtbot, monkeypatch):
     for p, d in zip(step.panels, prepared):
         assert d.levels == matrices.resolve_panel(p, fresh).levels
         assert "notes" in trace[p.key]._cache
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="thread nice values are Linux's")
+def test_the_trace_worker_and_its_torch_threads_yield_to_the_window(window):
+    """The trace worker runs at a lower priority than the window's thread (it gives way while
+    the window paints), and so do the threads torch starts from it; the window's is unchanged."""
+    from gui.worker import BACKGROUND_NICE
+
+    def nice(tid) -> int:
+        with open(f"/proc/self/task/{tid}/stat") as fh:
+            return int(fh.read().rsplit(")", 1)[1].split()[16])
+
+    def named(name) -> list[str]:
+        out = []
+        for tid in os.listdir("/proc/self/task"):
+            try:
+                with open(f"/proc/self/task/{tid}/comm") as fh:
+                    if fh.read().strip() == name:
+                        out.append(tid)
+            except OSError:
+                pass
+        return out
+    assert window.controller.has_trace                        # torch has computed on the worker
+    main = nice(threading.get_native_id())
+    workers = named("TraceWorker")
+    assert workers and all(nice(t) == min(19, main + BACKGROUND_NICE) for t in workers)
+    assert nice(threading.get_native_id()) == main
