@@ -356,6 +356,29 @@ def test_a_change_draws_the_visible_stage_first_then_the_full_trace(window, qtbo
     assert c.model.shown and window.step_view.datas
 
 
+def test_the_side_panes_wait_for_the_full_trace_and_a_step_change_fills_them(window, qtbot):
+    """A partial trace (the visible stage first) redraws the maps; the explanation and code panes
+    keep what they showed until the full trace is in, unless the learner moves to another step."""
+    c = window.controller
+    c.go(step_index(c, "multihead.weights"))
+    old = build_trace(AttentionConfig(embeddings="random", text="a b c d", d_in=4, d_out=4, num_heads=2, seed=5))
+    c.model.set_traces("custom", {"custom": old})
+    before = (window.explanation.toPlainText(), window.code_panel.code.toPlainText())
+    assert "seed 5" in before[0]
+    cfg = AttentionConfig(embeddings="random", text="a b c d", d_in=4, d_out=4, num_heads=2, seed=9)
+    partial = build_trace(cfg, only=("multihead",))
+    c.model.set_traces("custom", {"custom": partial}, partial=True)
+    assert np.array_equal(window.step_view.datas[0].maps[0].values, partial["multihead", "attn_weights"].numpy()[0])
+    assert (window.explanation.toPlainText(), window.code_panel.code.toPlainText()) == before
+    c.go(step_index(c, "multihead.scores"))                  # another step of the stage on screen
+    assert "seed 9" in window.explanation.toPlainText()
+    c.go(step_index(c, "multihead.weights"))
+    c.model.set_traces("custom", {"custom": old})
+    c.model.set_traces("custom", {"custom": build_trace(cfg)})   # the full trace: both panes follow
+    assert "seed 9" in window.explanation.toPlainText()
+    assert window.code_panel.code.toPlainText() != before[1]
+
+
 def test_a_newer_change_stops_the_background_stages(window, qtbot):
     from gui.worker import Request, compute
     req = Request(1, "custom", {**window.controller.shown_config(), "num_heads": 1}, stages=("simplified",))
