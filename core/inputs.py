@@ -105,7 +105,7 @@ def random_inputs(tokens: list[str], d_in: int, seed: int) -> Inputs:
     return _random_inputs(tuple(tokens), int(d_in), int(seed))
 
 
-@functools.lru_cache(maxsize=4)       # at most 4 × 4096 × 768 float64 (25 MB) and their float32 tensors
+@functools.lru_cache(maxsize=2)       # at most 2 × 4096 × 768 float64 (25 MB each) and their float32 tensors
 def _random_inputs(tokens: tuple[str, ...], d_in: int, seed: int) -> Inputs:
     import torch
     gen = torch.Generator()                     # one generator, seeded again per word
