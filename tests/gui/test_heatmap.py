@@ -352,6 +352,7 @@ def test_the_worker_renders_the_visible_maps_and_the_window_draws_those_words(qt
     for m in data.maps:
         ready = m.cache.get(m.cache_key + ("argb", *map(float, data.levels), data.kind))
         assert ready is not None and not m.display(1).flags.writeable
+        np.testing.assert_array_equal(m.display(1), m._display(1))      # made with the other heads
         np.testing.assert_array_equal(ready, heatmap.argb_image(m._display(1), *map(float, data.levels), table))
     made = []
     real = heatmap.argb_image
