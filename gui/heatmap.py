@@ -487,19 +487,12 @@ def prerender(data: MatrixData) -> None:
     if table is None:
         return
     lo, hi = float(data.levels[0]), float(data.levels[1])
-    what = ("argb", lo, hi, data.kind)
+    what = rendered_key(data)
     todo = [m for m in data.maps if m.cache is not None and 0 < m.values.size
             and max(m.values.shape) <= MIN_DISPLAY and m.cache.get(m.cache_key + what) is None]
-    shapes = {m.values.shape for m in todo}
-    if len(shapes) == 1 and len(todo) > 1:
-        # the heads' maps (all one shape) made together: one pass of numpy calls, not 12
-        if all(m.cache.get(m.cache_key + ("display", 1)) is not None for m in todo):
-            imgs = np.stack([m.display(1) for m in todo])                              # (n, R, C)
-        else:
-            imgs = _displays(todo)
-            for m, img in zip(todo, imgs):
-                m.cache.setdefault(m.cache_key + ("display", 1), img)
-        words = argb_image(imgs, lo, hi, table)                                           # (n, R, C)
+    if len({m.values.shape for m in todo}) == 1 and len(todo) > 1:
+        # the heads' maps (all one shape) looked up together: one pass of numpy calls, not 12
+        words = argb_image(np.stack([m.display(1) for m in todo]), lo, hi, table)   # (n, R, C)
         for m, w in zip(todo, words):
             m.cache[m.cache_key + what] = w                     # each (R, C), C-contiguous
         return
@@ -508,20 +501,9 @@ def prerender(data: MatrixData) -> None:
         m.kept(what, lambda img=img: argb_image(img, lo, hi, table))
 
 
-def _displays(maps: list) -> np.ndarray:
-    """``MapData.display(1)`` of maps of one shape, made at once: (n, R, C) float32, read-only,
-    NaN where masked or not finite (the same numbers as one map at a time)."""
-    imgs = np.stack([m.values for m in maps]).astype(np.float32)                       # (n, R, C)
-    masks = {id(m.masked): m.masked for m in maps if m.masked is not None}
-    if len(masks) == 1 and all(m.masked is not None for m in maps):
-        imgs[:, next(iter(masks.values()))] = np.nan        # the heads share one mask
-    else:
-        for img, m in zip(imgs, maps):
-            if m.masked is not None:
-                img[m.masked] = np.nan
-    np.copyto(imgs, np.float32(np.nan), where=~np.isfinite(imgs))
-    imgs.setflags(write=False)
-    return imgs
+def rendered_key(data: MatrixData) -> tuple:
+    """Where a map's ARGB words for ``data``'s levels and colours are kept (after its cache_key)."""
+    return ("argb", float(data.levels[0]), float(data.levels[1]), data.kind)
 
 
 class _Image(pg.ImageItem):
@@ -821,7 +803,7 @@ class _Map:
         if data.extra.get("row_scaled"):
             img = row_scaled(img)
         elif self.stride == 1 and m.cache is not None:      # looked up ahead by the trace worker?
-            ready = m.cache.get(m.cache_key + ("argb", float(data.levels[0]), float(data.levels[1]), data.kind))
+            ready = m.cache.get(m.cache_key + rendered_key(data))
         # the hatching shows through masked and undefined (nan) cells only: none, no hatching to draw
         self.hatch.setVisible(bool(np.isnan(img).any()))
         self.image.setImage(img, autoLevels=False, levels=data.levels)
