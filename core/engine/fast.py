@@ -77,18 +77,11 @@ def wrapper(batch: torch.Tensor, draw: Callable[[], tuple[list[dict[str, Project
     their stacked weights, core.engine.cache.wrapper_heads) and run when first looked at."""
     b, num_tokens, d_in = batch.shape
     h, hd = num_heads, head_dim
-    memo: dict[str, object] = {}
+    heads = _once(lambda: dict(zip(("heads", "stacked"), draw())))
+    run = _once(lambda: multihead_stage.wrapper(batch, heads()["heads"], mask))
 
     def drawn() -> dict[str, torch.Tensor]:
-        if "heads" not in memo:
-            memo["heads"], memo["stacked"] = draw()
-        return memo["stacked"]
-
-    def run() -> dict[str, torch.Tensor]:
-        if "out" not in memo:
-            drawn()
-            memo["out"] = multihead_stage.wrapper(batch, memo["heads"], mask)
-        return memo["out"]
+        return heads()["stacked"]
 
     out: dict = {f"wrapper_W_{r}": Lazy(lambda r=r: drawn()[f"wrapper_W_{r}"], (h, d_in, hd)) for r in ROLES}
     if bias:
@@ -162,7 +155,8 @@ def fused(batch: torch.Tensor, qkv: dict[str, Projection], out_proj: Projection,
 
 
 def _once(fn: Callable[[], dict]) -> Callable[[], dict]:
-    """``fn()`` computed once, whichever thread asks first (the others wait for it)."""
+    """``fn()`` (a dict of what a stage derives or defers) computed once, whichever thread asks
+    first (the window may look while the trace worker computes; the other waits for it)."""
     memo: dict = {}
     lock = threading.Lock()
 
