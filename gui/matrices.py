@@ -48,13 +48,7 @@ class MapData:
 
     def kept(self, what: tuple, make):
         """``make()``, kept in ``cache`` under this map's key and ``what`` (made here without one)."""
-        if self.cache is None:
-            return make()
-        key = self.cache_key + what
-        value = self.cache.get(key)
-        if value is None:
-            value = self.cache[key] = make()
-        return value
+        return _keep(self.cache, self.cache_key + what, make)
 
     def _display(self, stride: int) -> np.ndarray:
         vals = self.values[::stride, ::stride] if stride > 1 else self.values
@@ -151,11 +145,15 @@ def _cached(item, key: tuple, compute):
     """``compute()``, kept with the intermediate (``Intermediate._cache``) when it has a cache:
     a trace never changes, and the worker finds the colour range of the step on screen before
     the result reaches the window (:func:`warm`), 30 ms of a 12-head 1024-token step."""
-    cache = getattr(item, "_cache", None)
+    return _keep(getattr(item, "_cache", None), key, compute)
+
+
+def _keep(cache: dict | None, key: tuple, make):
+    """``make()``, kept in ``cache`` under ``key`` (made each time without a cache)."""
     if cache is None:
-        return compute()
+        return make()
     if key not in cache:
-        cache[key] = compute()
+        cache[key] = make()
     return cache[key]
 
 

@@ -203,14 +203,16 @@ class ParamPanel(QtWidgets.QWidget):
             beyond = []
             for name in ("d_in", "d_out", "num_heads", "seed", "dropout_seed", "batch"):
                 value, box = int(cfg.get(name, 0)), self.widgets[name]
-                if box.value() != min(value, box.maximum()):
-                    box.setValue(min(value, box.maximum()))
+                shown = min(value, box.maximum())
+                if box.value() != shown:
+                    box.setValue(shown)
                 if value > box.maximum():      # a seed up to 2**63-1 from a lesson: the box stops at 2**31-1
                     beyond.append((name, value))
             self.init.setCurrentText(cfg.get("init", "linear"))
             self.causal.setChecked(bool(cfg.get("causal", True)))
-            if self.dropout.value() != float(cfg.get("dropout", 0.0)):
-                self.dropout.setValue(float(cfg.get("dropout", 0.0)))
+            dropout = float(cfg.get("dropout", 0.0))
+            if self.dropout.value() != dropout:
+                self.dropout.setValue(dropout)
             self.qkv_bias.setChecked(bool(cfg.get("qkv_bias", False)))
             dev = cfg.get("device", "auto")
             if dev == "auto":
