@@ -26,6 +26,7 @@ from gui.present import pt
 MAX_TEXT_CELLS = 12      # print values in the cells when rows and columns are both ≤ 12
 MAX_DISPLAY = 512        # larger matrices are displayed downsampled
 MIN_DISPLAY = 128        # … to about one sample per screen pixel, never fewer than this a side
+BIG_MAP_MIN = 160        # px: the least a downsampled map (> MAX_TICKS rows or columns) is given
 MAX_TICKS = 32           # label at most this many rows/columns per axis (every token up to 32)
 MIN_TEXT_PX = 8          # cell values are never printed smaller than this
 VALUE_CELL = 36          # a cell that prints "−0.1234" at MIN_TEXT_PX (see _cell_text_size)
@@ -123,13 +124,13 @@ def text_factor(data: MatrixData) -> float:
 
 
 def min_cell(data: MatrixData) -> tuple[int, int]:
-    """(width, height) in px below which a cell of ``data`` is not drawn: room for its value
-    when values are printed, for one label a row/column where there are ≤ MAX_TICKS of them."""
+    """(width, height) in px below which a cell of ``data`` is not drawn: one label a row/column
+    where there are ≤ MAX_TICKS of them (labels are never dropped), else 1 (a big map is
+    downsampled, its labels thinned). Values are printed when the cells hold them
+    (:meth:`MatrixPanel` hides them below MIN_TEXT_PX): a step's compared maps shrink and lose
+    their printed values before they are stacked."""
     if is_thumbnails(data):
         return 1, 1
-    if prints_values(data):
-        side = max(VALUE_CELL, math.ceil(text_factor(data) * MIN_TEXT_PX + 3))
-        return side, side
     rows, cols = data.shape
     lab = label_cell()
     return (lab if cols <= MAX_TICKS else 1), (lab if rows <= MAX_TICKS else 1)
@@ -139,7 +140,8 @@ def rotates_columns(data: MatrixData) -> bool:
     """Column labels are drawn rotated (reading upwards) when the widest one is wider than the
     smallest cell it gets: decided from the data, not the current size, so a resize never
     flips it (which would change the axis height and the cells again)."""
-    return _widest(data.col_labels) + 6 > min_cell(data)[0]
+    room = label_cell()       # the least cell it gets (a compared map shrinks to it, its values hidden)
+    return _widest(data.col_labels) + 6 > room
 
 
 def square_cells(data: MatrixData) -> bool:
@@ -195,7 +197,7 @@ def _panel_min_size(data: MatrixData, max_cols: int | None, fm: QtGui.QFontMetri
     cw, ch = min_cell(data)
     line = fm.height()
     # the panel's title spans the grid and the bar (+ the layout's margins and the focus frame)
-    title_w = title_width(panel_title(data), 10, bold=True) + 18 + 2 * PANEL_FRAME
+    title_w = title_width(panel_title(data), 10, bold=True) + 14 + 2 * PANEL_FRAME
     # a map's title (bold with "▶ " when its head is chosen: set_focused) sits over its cells
     map_title = max((title_width(f"▶ {m.title}", 9, bold=True) for m in data.maps if m.title), default=0)
     if is_thumbnails(data):
@@ -204,9 +206,11 @@ def _panel_min_size(data: MatrixData, max_cols: int | None, fm: QtGui.QFontMetri
     left = _widest(data.row_labels) + 8 + line + 4        # tick labels, gap, axis label
     top = (_widest(data.col_labels) + 4 if rotates_columns(data) else line) + 8 + line + 4
     title = line + 8 if any(m.title for m in data.maps) else 0
-    map_w = max(cols * cw, map_title) + left + 16     # + pyqtgraph's spacing and margins
-    map_h = rows * ch + top + title + 16
-    width = max(ncols * map_w + 100, title_w)         # + colour bar, its axis and caption
+    cells_w = cols * cw if cols <= MAX_TICKS else min(cols, BIG_MAP_MIN)    # a big map is downsampled
+    cells_h = rows * ch if rows <= MAX_TICKS else min(rows, BIG_MAP_MIN)
+    map_w = max(cells_w, map_title) + left + 16     # + pyqtgraph's spacing and margins
+    map_h = cells_h + top + title + 16
+    width = max(ncols * map_w + 82, title_w)          # + colour bar, its axis and caption (~70 px drawn)
     height = nrows * map_h + line + 28            # + the panel's title
     return int(width), int(height)
 

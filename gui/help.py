@@ -142,8 +142,10 @@ class Tour(QtWidgets.QFrame):
         self.back.setEnabled(self.at > 0)
         self.next.setText("Next" if self.at + 1 < len(self.stops) else "Done")
         win = self.window_
-        if isinstance(widget, QtWidgets.QDockWidget) and not widget.isVisible():
-            win.show_dock(next(k for k, d in win.docks.items() if d is widget))
+        if isinstance(widget, QtWidgets.QDockWidget) and (not widget.isVisible() or widget.visibleRegion().isEmpty()):
+            win.show_dock(next(k for k, d in win.docks.items() if d is widget))   # closed, or behind a tab
+            widget.raise_()
+            QtWidgets.QApplication.processEvents()      # its tab in front and laid out before it is framed
         self.setFixedWidth(min(380, max(240, win.width() // 4)))
         self.adjustSize()
         self._place(widget)
@@ -151,7 +153,8 @@ class Tour(QtWidgets.QFrame):
         self.raise_()
 
     def _place(self, widget) -> None:
-        """Frame ``widget`` and put the bubble beside it (right, else left, else below), in the window."""
+        """Frame ``widget`` and put the bubble beside it (right, else left, else below, else above),
+        in the window."""
         win = self.window_
         if widget is None or not widget.isVisible():
             self.pointer.hide()
@@ -166,11 +169,12 @@ class Tour(QtWidgets.QFrame):
             x = r.right() + 12
         elif r.left() - 12 - w >= 0:
             x = r.left() - 12 - w
-        else:
+        else:                   # a wide target (the hover line under the maps): below or above it
             x = max(0, min(r.center().x() - w // 2, win.width() - w))
-        y = r.top() if x != r.center().x() - w // 2 else r.bottom() + 12
-        y = max(0, min(y, win.height() - h))
-        self.move(x, y)
+            below = r.bottom() + 12
+            self.move(x, below if below + h <= win.height() or r.top() - 12 - h < 0 else r.top() - 12 - h)
+            return
+        self.move(x, max(0, min(r.top(), win.height() - h)))
 
     def closeEvent(self, event) -> None:
         self.pointer.hide()

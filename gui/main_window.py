@@ -1,6 +1,7 @@
-"""The main window: parameters on top, navigator | step | explanation, step bar, status bar,
-and the explaining tools as docks (Inspector and Code on the right; Edit inputs, Equivalences
-and Why 1/√d_k tabbed at the bottom, hidden until opened from the View menu).
+"""The main window: parameters on top, navigator | step maps, the status bar (with Back/Next), and the
+explaining tools as docks: one tabbed side area on the right (Explanation, Cell inspector, Code:
+the maps keep at least 65 % of the width at 1366 px; F11 gives them all of it) and Edit inputs,
+Equivalences and Why 1/√d_k tabbed at the bottom, hidden until opened from the View menu.
 
 Every action and menu is built here, in one table (:meth:`_build_actions`): the registry
 ``self.actions`` (name -> QAction) carries each shortcut and tooltip (a test checks them).
@@ -27,15 +28,19 @@ Key = QtCore.Qt.Key
 QKS = QtGui.QKeySequence
 Area = QtCore.Qt.DockWidgetArea
 DOCK_STATE_KEY = "window/docks"
-DOCK_STATE_VERSION = 1
+DOCK_STATE_VERSION = 2       # 2: the explanation joined the inspector and code as a tab (round 3)
+SPLITTER_KEY = "window/splitter2"    # navigator | maps (the round-2 key held three panes)
 TOUR_KEY = "help/tour_shown"
-START_SIZE = (1400, 860)     # the first window, unless the screen's available area is smaller
-SPLITTER_SIZES = (250, 880, 270)     # navigator | step | explanation
-MIN_SIDE_DOCK_WIDTH = 220   # px of the inspector and code docks
+NAVIGATOR_SHARE = 0.125      # of the window's width, the navigator (160–260 px)
+SIDE_SHARE = 0.21            # of the window's width, the side area's tabs (explanation, inspector, code)
+MIN_SIDE_DOCK_WIDTH = 220   # px of the side area's docks
 MIN_MAPS_HEIGHT = 300        # px the step maps keep whatever docks are open
+# actions whose keys work from every window of the app (Train, Cost, a map's own window)
+APP_WIDE = frozenset({"quit", "shortcuts", "about", "train", "cost"})
 BUSY_LABEL_DELAY_MS = 250    # "computing…" shows once a computation has taken this long
 # the docks: key -> (action name, title, area); the bottom ones share one tabbed area
 DOCKS = {
+    "explanation": ("show_explanation", "Explanation", Area.RightDockWidgetArea),
     "inspector": ("show_inspector", "Cell inspector", Area.RightDockWidgetArea),
     "code": ("show_code", "Code", Area.RightDockWidgetArea),
     "inputs": ("edit_inputs", "Edit inputs", Area.BottomDockWidgetArea),
@@ -49,14 +54,21 @@ def _seq(*keys) -> list[QtGui.QKeySequence]:
 
 
 def starting_size(available: QtCore.QSize) -> QtCore.QSize:
-    """The first window's size: START_SIZE, shrunk to the screen's available area less the
-    window frame (title bar ~32 px, borders), so the Back/Next bar and status bar are on screen."""
-    return QtCore.QSize(min(START_SIZE[0], available.width() - 16), min(START_SIZE[1], available.height() - 40))
+    """The first window's size: the screen's available area less the window frame (title bar
+    ~32 px, borders), so the Back/Next bar and status bar are on screen and the maps get all the
+    room the screen has (1366 × 768 and 1920 × 1080 alike)."""
+    return QtCore.QSize(available.width() - 16, available.height() - 40)
+
+
+def pane_widths(width: int) -> tuple[int, int]:
+    """(navigator, side area) widths in px for a window ``width`` px wide: the maps get the rest,
+    at least 65 % of it."""
+    return int(min(260, max(160, width * NAVIGATOR_SHARE))), int(max(MIN_SIDE_DOCK_WIDTH, width * SIDE_SHARE))
 
 
 def _available(widget: QtWidgets.QWidget | None = None) -> QtCore.QRect:
     screen = (widget.screen() if widget is not None else None) or QtGui.QGuiApplication.primaryScreen()
-    return screen.availableGeometry() if screen is not None else QtCore.QRect(0, 0, *START_SIZE)
+    return screen.availableGeometry() if screen is not None else QtCore.QRect(0, 0, 1366, 768)
 
 
 def _scrolling(widget: QtWidgets.QWidget) -> QtWidgets.QScrollArea:
@@ -108,9 +120,10 @@ class MainWindow(QtWidgets.QMainWindow):
         self.splitter = QtWidgets.QSplitter(QtCore.Qt.Orientation.Horizontal)
         self.splitter.addWidget(self.navigator)
         self.splitter.addWidget(self.stack)
-        self.splitter.addWidget(self.explanation)
         self.splitter.setStretchFactor(1, 1)
-        self.splitter.setSizes(list(SPLITTER_SIZES))
+        self.splitter.setCollapsible(1, False)
+        self._reset_splitter()
+        self._maps_only: dict[str, bool] | None = None   # F11: which panes were open before
         central = QtWidgets.QWidget()
         lay = QtWidgets.QVBoxLayout(central)
         lay.setContentsMargins(0, 0, 0, 0)
@@ -120,24 +133,28 @@ class MainWindow(QtWidgets.QMainWindow):
         self.pretrained_bar.setVisible(False)
         lay.addWidget(self.pretrained_bar)
         lay.addWidget(self.splitter, 1)
-        lay.addWidget(self.step_bar)
         self.setCentralWidget(central)
 
         self.status_info = QtWidgets.QLabel(objectName="statusInfo")
         self.status_info.setAlignment(QtCore.Qt.AlignmentFlag.AlignRight | QtCore.Qt.AlignmentFlag.AlignVCenter)
         self.busy_label = QtWidgets.QLabel(objectName="busyLabel")
+        # Back / 7 of 45 / Next in the status bar's row: the maps get the height a row of its own took
+        self.step_bar.title.hide()                   # the step view's title names the step
+        self.step_bar.layout().setContentsMargins(0, 0, 6, 0)
+        self.step_bar.setSizePolicy(QtWidgets.QSizePolicy.Policy.Maximum, QtWidgets.QSizePolicy.Policy.Preferred)
         self.statusBar().addPermanentWidget(self.busy_label)
         self.statusBar().addPermanentWidget(self.status_info)
 
         self.actions: dict[str, QtGui.QAction] = {}
         self._build_actions()
+        self.statusBar().addPermanentWidget(self.step_bar)    # rightmost: no other text moves Back/Next
 
         m = self.model
         m.trace_changed.connect(self._on_trace)
         m.step_changed.connect(lambda _i: self._update_status())
         m.hover_changed.connect(self._on_hover)
         m.focus_changed.connect(self._on_focus)
-        m.cell_clicked.connect(lambda *_a: self.docks["inspector"].show() if self.docks else None)
+        m.cell_clicked.connect(lambda *_a: self.show_dock("inspector") if self.docks else None)
         # "computing…" only for a computation that lasts: a quick one would flash it (and lay the
         # status bar out and repaint it twice per change, inside the change → redrawn time)
         self._busy_timer = QtCore.QTimer(self, singleShot=True, interval=BUSY_LABEL_DELAY_MS)
@@ -171,6 +188,8 @@ class MainWindow(QtWidgets.QMainWindow):
         shortcut = act.shortcut().toString(QKS.SequenceFormat.NativeText)
         act.setToolTip(f"{tip} ({shortcut})" if shortcut else tip)
         act.triggered.connect(slot)
+        if name in APP_WIDE:      # from the Train and Cost windows too
+            act.setShortcutContext(QtCore.Qt.ShortcutContext.ApplicationShortcut)
         self.actions[name] = act
         self.addAction(act)          # shortcuts work even while the menu bar is hidden
         return act
@@ -208,6 +227,10 @@ class MainWindow(QtWidgets.QMainWindow):
                 A("pretrained_example", "Pretrained model: ready example", self.pretrained_example, ["Ctrl+Shift+P"],
                   "Stage 5 on “The old dog chased the quick fox which bit him” (loads all-MiniLM-L6-v2 on first use)"),
                 None,
+                A("maps_only", "Maps full width", self.toggle_maps_only, ["F11"],
+                  "Give the maps the whole width (hides the steps list and the side tabs); F11 again brings them back",
+                  checkable=True),
+                self._dock_action("explanation", "Ctrl+Shift+X", "Show what the step computes and why, with its numbers"),
                 self._dock_action("inspector", "Ctrl+Shift+I", "Show how a clicked cell's number is made"),
                 self._dock_action("code", "Ctrl+Shift+C", "Show the torch lines behind the matrix under focus"),
                 self._dock_action("inputs", "Ctrl+I",
@@ -292,13 +315,37 @@ class MainWindow(QtWidgets.QMainWindow):
         return dock
 
     def _default_docks(self) -> None:
-        """The starting docks: inspector over code on the right, the bottom tabs closed."""
+        """The starting docks: the side area's tabs (explanation in front), the bottom tabs closed."""
         d = self.docks
+        side = ("explanation", "inspector", "code")
         for key, (name, _title, _area) in DOCKS.items():
-            d[key].setVisible(key in ("inspector", "code"))
-            self.actions[name].setChecked(key in ("inspector", "code"))
-        self.resizeDocks([d["inspector"]], [330], QtCore.Qt.Orientation.Horizontal)
-        self.resizeDocks([d["inspector"], d["code"]], [420, 320], QtCore.Qt.Orientation.Vertical)
+            d[key].setVisible(key in side)
+            self.actions[name].setChecked(key in side)
+        self.resizeDocks([d["explanation"]], [pane_widths(self.width())[1]], QtCore.Qt.Orientation.Horizontal)
+        d["explanation"].raise_()
+
+    def _reset_splitter(self) -> None:
+        nav = pane_widths(self.width())[0]
+        self.splitter.setSizes([nav, max(1, self.width() - nav)])
+
+    def toggle_maps_only(self, checked: bool | None = None) -> None:
+        """F11: the maps take the whole width (the navigator and the side area's docks hide); again:
+        what was open comes back. Stepping keys and Back/Next keep working."""
+        act = self.actions["maps_only"]
+        on = self._maps_only is None if checked is None else bool(checked)
+        if on and self._maps_only is None:
+            side = {k: d.isVisible() for k, d in self.docks.items()
+                    if self.dockWidgetArea(d) == Area.RightDockWidgetArea}
+            self._maps_only = {"navigator": self.navigator.isVisible(), **side}
+            self.navigator.hide()
+            for key in side:
+                self.docks[key].hide()
+        elif not on and self._maps_only is not None:
+            was, self._maps_only = self._maps_only, None
+            self.navigator.setVisible(was.pop("navigator"))
+            for key, visible in was.items():
+                self.docks[key].setVisible(visible)
+        act.setChecked(self._maps_only is not None)
 
     def _keep_size(self, size: QtCore.QSize) -> None:
         """Undo a growth of the window that opening a dock caused (the docks give way instead)."""
@@ -320,12 +367,13 @@ class MainWindow(QtWidgets.QMainWindow):
         self.inputs_editor = InputsEditor(self.controller)
         self.equivalences = EquivalenceView(m)
         self.scaling_view = ScalingView(m)
-        widgets = {"inspector": self.inspector, "code": self.code_panel, "inputs": self.inputs_editor,
+        widgets = {"explanation": self.explanation, "inspector": self.inspector, "code": self.code_panel, "inputs": self.inputs_editor,
                    "equivalences": self.equivalences, "scaling": self.scaling_view}
         for key, (name, title, area) in DOCKS.items():
             dock = QtWidgets.QDockWidget(title, self)
             dock.setObjectName(f"{name}Dock")
-            dock.setWidget(_scrolling(widgets[key]))
+            widget = widgets[key]
+            dock.setWidget(widget if isinstance(widget, QtWidgets.QAbstractScrollArea) else _scrolling(widget))
             if area == Area.RightDockWidgetArea:        # readable, however narrow the window gets
                 dock.widget().setMinimumWidth(MIN_SIDE_DOCK_WIDTH)
             dock.setAllowedAreas(Area.AllDockWidgetAreas)
@@ -334,7 +382,9 @@ class MainWindow(QtWidgets.QMainWindow):
             dock.toggleViewAction().toggled.connect(act.setChecked)   # Qt tracks open/closed there
             self.docks[key] = dock
         d = self.docks
-        self.splitDockWidget(d["inspector"], d["code"], QtCore.Qt.Orientation.Vertical)
+        self.setTabPosition(Area.RightDockWidgetArea, QtWidgets.QTabWidget.TabPosition.North)
+        self.tabifyDockWidget(d["explanation"], d["inspector"])     # one side area, tabs on top
+        self.tabifyDockWidget(d["inspector"], d["code"])
         self.tabifyDockWidget(d["inputs"], d["equivalences"])
         self.tabifyDockWidget(d["equivalences"], d["scaling"])
         self._default_docks()
@@ -526,14 +576,19 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def reset_layout(self) -> None:
         """View → Starting layout (Ctrl+0): the first window's size, docks, panes and text size."""
+        self.reset_layout_for(_available(self))
+
+    def reset_layout_for(self, available: QtCore.QRect) -> None:
+        """The starting layout on a screen whose available area is ``available``."""
         self.presenter.reset_font()
         if self.isMaximized() or self.isFullScreen():
             self.showNormal()
+        self.toggle_maps_only(False)
+        self.fit_to(available)
         if self.docks:
             self.restoreState(self.start_state, DOCK_STATE_VERSION)     # areas and tab order
             self._default_docks()
-        self.splitter.setSizes(list(SPLITTER_SIZES))
-        self.fit_to(_available(self))
+        self._reset_splitter()
 
     def show_shortcuts(self) -> None:
         from gui.help import shortcuts_dialog
@@ -563,7 +618,7 @@ class MainWindow(QtWidgets.QMainWindow):
         geo = self.settings.value("window/geometry")
         if isinstance(geo, (QtCore.QByteArray, bytes)):
             self.restoreGeometry(geo)
-        state = self.settings.value("window/splitter")
+        state = self.settings.value(SPLITTER_KEY)
         if isinstance(state, (QtCore.QByteArray, bytes)):
             self.splitter.restoreState(state)
 
@@ -585,7 +640,7 @@ class MainWindow(QtWidgets.QMainWindow):
         if self.docks:                   # which docks are open, and where
             self.settings.setValue(DOCK_STATE_KEY, self.saveState(DOCK_STATE_VERSION))
         self.settings.setValue("window/geometry", self.saveGeometry())
-        self.settings.setValue("window/splitter", self.splitter.saveState())
+        self.settings.setValue(SPLITTER_KEY, self.splitter.saveState())
         self.settings.setValue("config/mode", c.mode)
         self.settings.setValue("config/params", json.dumps(c.params if c.mode == "custom" else None))
         self.settings.setValue("config/step", c.index)

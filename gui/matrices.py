@@ -275,7 +275,7 @@ def resolve_panel(panel: Panel, trace, batch_index: int = 0) -> MatrixData | Non
     extra = {}
     if panel.is_diff:
         max_diff = max(abs(lo), abs(hi))
-        title = f"{panel.label or 'difference'}   max |diff| = {max_diff:.2e}"
+        title = f"{panel.label or 'difference'}  max |diff| {max_diff:.1e}"
         template = panel.label + "[{r}, {c}] = {v}"
         extra["max_abs_diff"] = max_diff
     col_axis = axes[-1]

@@ -34,7 +34,7 @@ class Navigator(QtWidgets.QTreeWidget):
                 child.setToolTip(0, model.steps[i].title)
                 self.items.append(child)
         self.expandAll()
-        self.setMinimumWidth(230)
+        self.setMinimumWidth(150)     # narrow: the maps own the window (titles elide, tooltips have them)
         self.currentItemChanged.connect(self._on_current)
         model.step_changed.connect(self._on_step)
         self._on_step(model.index)

@@ -13,7 +13,8 @@ import time
 
 from PySide6 import QtCore, QtWidgets
 
-from gui.heatmap import MatrixPanel, fit_grid_cols, grid_shape, panel_min_size, square_cells
+from gui.heatmap import (MIN_TEXT_PX, MatrixPanel, fit_grid_cols, grid_shape, min_cell, panel_min_size, prints_values,
+                          square_cells, text_factor)
 from gui.matrices import MatrixData
 from gui.steps import step_numbers
 from gui.texts import is_book, title_and_formula
@@ -41,17 +42,35 @@ def _width_weight(d: MatrixData) -> int:
     return _grid_shape(d)[1] * (min(d.shape[1], 24) + 3)
 
 
-def _cell_font(d: MatrixData, width: float, height: float) -> float:
-    """Roughly the font size (px) a panel of this size can print its cell values in."""
-    gr, gc = _grid_shape(d)
+def _cell_font(d: MatrixData, width: float, height: float, cols_of_maps: int | None = None) -> float:
+    """Roughly the font size (px) a panel of this size can print its cell values in (as
+    MatrixPanel sizes them: the cell less 3 px over the value's text factor). What is not cells
+    (labels, axis titles, map titles, colour bar) is what heatmap.panel_min_size counts."""
+    gc, gr = grid_shape(len(d.maps), cols_of_maps)
     rows, cols = d.shape
-    cell_w = (width - 50 - gc * 75) / max(gc * cols, 1)
-    cell_h = (height - 50 - gr * 55) / max(gr * rows, 1)
+    min_w, min_h = panel_min_size(d, cols_of_maps)
+    cw, ch = min_cell(d)
+    cell_w = (width - (min_w - gc * cols * cw)) / max(gc * cols, 1)
+    cell_h = (height - (min_h - gr * rows * ch)) / max(gr * rows, 1)
     if rows <= 2:                      # short panels do not use the height
         cell_h = min(cell_h, 60)
     if square_cells(d):                # square cells: the smaller side is the cell
-        return min(cell_w, cell_h) / 3.9
-    return min(cell_w / 3.9, cell_h / 1.5)
+        cell_w = cell_h = min(cell_w, cell_h)
+    return min((cell_w - 3) / text_factor(d), cell_h / 1.5)
+
+
+def _row_widths(mins: list[int], stretch: list[float], width: float) -> list[float]:
+    """How a row of ``width`` px is shared by panels of these minimum widths and stretch
+    factors (as a grid layout does: minimums first, the rest by stretch)."""
+    fixed: set[int] = set()
+    while True:
+        free = width - sum(mins[k] for k in fixed)
+        total = sum(stretch[k] for k in range(len(mins)) if k not in fixed) or 1
+        widths = [mins[k] if k in fixed else free * stretch[k] / total for k in range(len(mins))]
+        short = {k for k in range(len(mins)) if k not in fixed and widths[k] < mins[k]}
+        if not short:
+            return widths
+        fixed |= short
 
 
 def hover_marks(model: ViewModel, k: int, m: int, row: int, col: int) -> tuple[Mark, ...]:
@@ -114,11 +133,11 @@ class StepView(QtWidgets.QWidget):
                                   "structure. The cells still print the exact weights.")
         self.row_scale.setChecked(_settings().value(ROW_SCALE_KEY, False, type=bool))
         self.row_scale.toggled.connect(self._on_row_scale)
+        # one row under the title: the formula, then the selectors (the maps get the height)
         opts = QtWidgets.QHBoxLayout()
-        for w in (self.head_label, self.head_box, self.batch_label, self.batch_box):
+        opts.addWidget(self.formula, 1)
+        for w in (self.head_label, self.head_box, self.batch_label, self.batch_box, self.row_scale):
             opts.addWidget(w)
-        opts.addStretch(1)
-        opts.addWidget(self.row_scale)
 
         self.grid_host = QtWidgets.QWidget()
         self.grid = QtWidgets.QGridLayout(self.grid_host)
@@ -134,11 +153,10 @@ class StepView(QtWidgets.QWidget):
         self.hover = QtWidgets.QLabel(HOVER_HINT, objectName="hoverInfo")
         self.hover.setWordWrap(True)
         self.hover.setTextInteractionFlags(QtCore.Qt.TextInteractionFlag.TextSelectableByMouse)
-        self.hover.setMinimumHeight(self.hover.fontMetrics().lineSpacing() * 3)
+        self.hover.setMinimumHeight(self.hover.fontMetrics().lineSpacing() * 2)   # the status bar has its first line too
 
         lay = QtWidgets.QVBoxLayout(self)
         lay.addWidget(self.title)
-        lay.addWidget(self.formula)
         lay.addLayout(opts)
         lay.addWidget(self.scroll, 1)
         lay.addWidget(self.hover)
@@ -284,11 +302,15 @@ class StepView(QtWidgets.QWidget):
 
     def _choose_per_row(self, datas: list[MatrixData]) -> int:
         """Panels per row: among the arrangements whose panels get their minimum size without
-        a horizontal scroll bar, the one that needs no vertical one and gives the largest cells."""
+        a horizontal scroll bar, the one that needs no vertical one, then (on a step that compares
+        its maps) one row, then one whose small maps keep their printed values, then the one with
+        the largest cells. Compared maps thus stand in one row, shrunk (their values hidden),
+        rather than stacked."""
         n = len(datas)
         if n <= 1:
             return 1
         W, H = self._room()
+        compare = self.model.step.compare
         mins = [panel_min_size(d, fit_grid_cols(d, W)) for d in datas]
         spacing = self.grid.spacing()
         best, best_score = 1, None
@@ -298,10 +320,17 @@ class StepView(QtWidgets.QWidget):
             if per_row > 1 and width > W:
                 break                             # wider rows only get wider
             height = sum(max(mins[k][1] for k in row) for row in rows) + spacing * (len(rows) - 1)
-            size = min(_cell_font(d, W / per_row, H / len(rows)) for d in datas)
-            score = (height <= H, size)
-            if best_score is None or score[0] > best_score[0] or (
-                    score[0] == best_score[0] and size > best_score[1] + 0.25):
+            # each panel's share of its row, as _ensure_panels stretches the columns
+            stretch = [max(_width_weight(datas[k]) for k in range(c, n, per_row)) for c in range(min(per_row, n))]
+            col_min = [max(mins[k][0] for k in range(c, n, per_row)) for c in range(min(per_row, n))]
+            col_w = _row_widths(col_min, stretch, W - spacing * (len(stretch) - 1))
+            fonts = [_cell_font(d, col_w[k % per_row], H / len(rows), fit_grid_cols(d, col_w[k % per_row]))
+                     for k, d in enumerate(datas)]
+            size = min(fonts)
+            values = all(f >= MIN_TEXT_PX for f, d in zip(fonts, datas) if prints_values(d))
+            score = (height <= H, compare and len(rows) == 1, values, size)
+            if best_score is None or score[:3] > best_score[:3] or (
+                    score[:3] == best_score[:3] and size > best_score[3] + 0.25):
                 best, best_score = per_row, score
         return best
 

@@ -49,6 +49,7 @@ class Step:
     text: str
     heading: str = ""     # the title with the current tokens ({{…}} fields); navigator uses title
     view: str = ""        # a step drawn by a view of its own instead of matrices ("gallery", "lines")
+    compare: bool = False  # its maps are compared: one row when they fit (shrunk, values hidden) before stacking
 
     def __post_init__(self) -> None:
         if not self.heading:
@@ -81,7 +82,7 @@ def load_steps() -> tuple[Step, ...]:
                 id=s["id"], stage=stage["stage"], stage_title=stage["title"], title=s["title"],
                 section=s["section"], panels=tuple(_panel(p) for p in s["panels"]),
                 formula=s.get("formula", ""), text=s.get("text", ""), heading=s.get("heading", ""),
-                view=s.get("view", ""),
+                view=s.get("view", ""), compare=bool(s.get("compare", False)),
             ))
     return tuple(out)
 

@@ -1,6 +1,8 @@
-"""Every step stays legible: rendered offscreen at 1366×768 and 1920×1080 for the Book preset, a
-10-token own text, d_out 768 with 12 heads and 64 tokens, each map is checked for what a learner
-must be able to read.
+"""Every step stays legible: rendered offscreen at 1366×768 and 1920×1080 (the first window's
+layout on that screen) for the Book preset, a 10-token own text, a 12-token text at d_out 768 with
+12 heads and 64 tokens, each map is checked for what a learner must be able to read. The maps get
+≥ 65 % of the width at 1366; every step of stages 1–4 fits its pane (no scroll bar) and the steps
+that compare maps show them in one row (own texts at 1366 with the maps full width, F11).
 
 For each map: inside its panel (the step scrolls, so the panels only have to be inside the
 scrolled area), its colour bar visible, every row/column label drawn where there are ≤ 32 of them,
@@ -26,8 +28,8 @@ TEN = "The old dog chased the quick fox which bit him today"
 CASES = {
     "book": None,
     "ten_tokens": dict(embeddings="random", text=TEN, d_in=3, d_out=2, num_heads=2, seed=123),
-    "heads12": dict(embeddings="random", text="Your journey starts with one step", d_in=768, d_out=768,
-                    num_heads=12, seed=123),
+    "heads12": dict(embeddings="random", text="The old dog chased the quick fox which bit him again today",
+                    d_in=768, d_out=768, num_heads=12, seed=123),
     "tokens64": dict(embeddings="random", text=" ".join(f"w{i}" for i in range(64)), d_in=3, d_out=2,
                      num_heads=2, seed=123),
 }
@@ -149,12 +151,26 @@ def _overlaps(rects: list[tuple[QtCore.QRectF, str]]) -> list[tuple[str, str]]:
     return [(show(x), show(y)) for x, y in zip(i[:5], j[:5])]
 
 
-def check_step(win) -> list[str]:
-    """What is wrong with the step on screen (empty: nothing)."""
+def check_step(win, values_expected: bool = True, fits: bool | str = True) -> list[str]:
+    """What is wrong with the step on screen (empty: nothing). ``fits``: every map lies wholly in
+    the visible area (no scroll bar needed) and a step that compares its maps has them in one row
+    ("compare": only on such steps); ``values_expected``: small maps print their values."""
     sv = win.step_view
     host = sv.grid_host
     problems: list[str] = []
     texts: list[tuple[QtCore.QRectF, str]] = []
+    viewport = sv.scroll.viewport().size()
+    need = host.minimumSizeHint()
+    compare = win.model.step.compare
+    if (fits is True or (fits == "compare" and compare)) and (need.height() > viewport.height() + 1 or need.width() > viewport.width() + 1):
+        problems.append(f"the maps need {need.toTuple()} px, the pane shows {viewport.toTuple()}: a scroll bar")
+    if fits and compare:
+        # the panels side by side; a panel's heads too (up to 4: more are a grid of thumbnails)
+        tops = {p.geometry().top() for p in sv.panels}
+        stacked = [len(p.maps) for p in sv.panels
+                   if len(p.maps) <= 4 and len({m.plot.geometry().top() for m in p.maps}) > 1]
+        if len(tops) > 1 or stacked:
+            problems.append(f"compared maps are not in one row ({len(tops)} rows of panels, heads stacked: {stacked})")
     for panel, data in zip(sv.panels, sv.datas):
         where = f"{data.key[0]}.{data.key[1]}"
         panel.grab()          # paints the whole panel, scrolled out of view or not (what is read below)
@@ -182,7 +198,7 @@ def check_step(win) -> list[str]:
                 drawn = len(m.plot.getAxis(name).drawn)
                 if len(labels) <= MAX_TICKS and drawn != len(labels):
                     problems.append(f"{where}[{k}]: {drawn} of {len(labels)} {name} labels drawn")
-            if rows <= MAX_TEXT_CELLS and cols <= MAX_TEXT_CELLS:
+            if rows <= MAX_TEXT_CELLS and cols <= MAX_TEXT_CELLS and values_expected:
                 if not (m.cells is not None and m.cells.isVisible() and len(m.cells.drawn) == rows * cols):
                     problems.append(f"{where}[{k}]: values of the {rows}×{cols} map not drawn")
         texts.extend((_rect_in(panel.viewport(), r, host), t) for r, t in _texts(panel))
@@ -201,11 +217,25 @@ def test_every_step_is_legible(layout_window, case):
     numbers = step_numbers()
     for w, h in SIZES:
         win.resize(w, h)
+        win.reset_layout_for(QtCore.QRect(0, 0, w, h))       # the first window on that screen
+        if w == 1366:
+            share = win.stack.width() / win.width()
+            if share < 0.65:
+                problems.append(f"{w}x{h}: the maps get {share:.0%} of the window's width")
+        # An own 10–64-token text at 1366 × 768 fits with the maps full width (F11); the Book's
+        # six tokens fit beside the side tabs.
+        maps_only = w == 1366 and case != "book"
+        win.toggle_maps_only(maps_only)
         for i, step in enumerate(c.steps):
             c.go(i)
             _settle(win)
             image = win.step_view.grab()      # paints every panel (what check_step reads)
             image.save(str(out / f"{case}_{w}x{h}_{numbers[i]}_{step.id.split('.')[1]}.png"), "PNG")
-            problems += [f"{w}x{h} {numbers[i]} {step.id}: {p}" for p in check_step(win)]
+            # at 1366 × 768 compared maps shrink (their values hidden) rather than stack or scroll;
+            # stage 5's 384-wide matrices still scroll (not checked for fitting)
+            fits = step.stage != "pretrained" and (True if case == "book" else "compare")
+            problems += [f"{w}x{h} {numbers[i]} {step.id}: {p}"
+                         for p in check_step(win, values_expected=w >= 1920 and case == "book", fits=fits)]
+        win.toggle_maps_only(False)
     c.go(0)
     assert not problems, "\n".join(problems[:40]) + f"\n… {len(problems)} problems"

@@ -56,7 +56,7 @@ def test_every_action_is_in_the_registry_with_a_tooltip_and_a_unique_shortcut(wi
     no_key = sorted(n for n, a in window.actions.items() if a.shortcut().isEmpty())
     assert no_key == ["export_all_npy", "export_all_npz"]          # the menu's two NumPy variants
     for key, dock in window.docks.items():
-        act = window.actions[{"inspector": "show_inspector", "code": "show_code", "inputs": "edit_inputs",
+        act = window.actions[{"explanation": "show_explanation", "inspector": "show_inspector", "code": "show_code", "inputs": "edit_inputs",
                               "equivalences": "show_equivalences", "scaling": "show_scaling"}[key]]
         assert act.isEnabled() and act.isChecked() == dock.isVisible(), key
         act.trigger()
@@ -195,3 +195,23 @@ def test_computing_shows_only_for_a_computation_that_lasts(window, qtbot, monkey
     qtbot.waitUntil(lambda: window.busy_label.text() == "computing…", timeout=2000)
     c.busy.emit(False)
     assert window.busy_label.text() == ""
+
+
+def test_the_window_keys_work_from_the_cost_window_too(window, qtbot):
+    """F1 (keyboard shortcuts) pressed in the Cost window opens the main window's sheet: the
+    app-wide actions (Quit, shortcuts, About, Train, Cost) answer from every window of the app."""
+    from gui.main_window import APP_WIDE
+    assert {"quit", "shortcuts", "cost", "train"} <= APP_WIDE
+    for name in APP_WIDE:
+        assert window.actions[name].shortcutContext() == QtCore.Qt.ShortcutContext.ApplicationShortcut, name
+    assert window.actions["next"].shortcutContext() == QtCore.Qt.ShortcutContext.WindowShortcut
+    window.show_cost()
+    cost = window.cost_view
+    qtbot.waitExposed(cost)
+    cost.activateWindow()
+    qtbot.waitUntil(lambda: QtWidgets.QApplication.activeWindow() is cost)
+    window.shortcuts_sheet = None
+    qtbot.keyClick(cost, QtCore.Qt.Key.Key_F1)
+    qtbot.waitUntil(lambda: getattr(window, "shortcuts_sheet", None) is not None)
+    window.shortcuts_sheet.close()
+    cost.close()
