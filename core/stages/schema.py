@@ -2,7 +2,7 @@
 
 A Term is everything the app knows about one intermediate: its symbol and formula (GUI
 labels, the explanation pane), its meaning, its axes (the shape: labels, export file names,
-the memory estimate). Its torch line lives in its stage's ``code`` and its inspector rule
+the memory estimate) and how a view draws it (masked cells, colour scale, head columns). Its torch line lives in its stage's ``code`` and its inspector rule
 in its stage's ``explain``, in the same file as the term.
 """
 from __future__ import annotations
@@ -28,10 +28,16 @@ class Term:
     batched: bool = False       # gains a leading "batch" axis when batch > 1
     shown: bool = True          # a step of the window draws it (False: exported, not drawn)
     optional: bool = False      # present only for some configs (the qkv biases)
+    # how a view draws it (read by gui/matrices.py, which holds no names):
+    masked: bool = False        # the causal mask hides its cells above the diagonal (drawn hatched)
+    colours: str = "signed"     # "signed": diverging, symmetric; "prob": [0, 1] when every value lies
+                                # in it (weights); "binary": 0/1; "nonneg": [0, max(1, largest)] when ≥ 0
+    head_columns: bool = False  # its columns are the heads' side by side (lines between the heads)
 
 
-def term(symbol, formula, meaning, *axes, batched=False, shown=True, optional=False) -> Term:
-    return Term(symbol, formula, meaning, tuple(axes), batched, shown, optional)
+def term(symbol, formula, meaning, *axes, batched=False, shown=True, optional=False, masked=False,
+         colours="signed", head_columns=False) -> Term:
+    return Term(symbol, formula, meaning, tuple(axes), batched, shown, optional, masked, colours, head_columns)
 
 
 @dataclass(frozen=True)

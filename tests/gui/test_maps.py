@@ -280,7 +280,7 @@ def test_weights_take_the_fixed_scale_without_the_masked_range_pass(cfg, monkeyp
     trace = build_trace(cfg)
     panels = [p for s in load_steps() for p in s.panels if p.key in trace]
     quick = {p: matrices.resolve_panel(p, trace) for p in panels}
-    weights = [p for p in panels if p.key[1] in matrices.WEIGHT_NAMES and not p.is_diff]
+    weights = [p for p in panels if trace[p.key].term.colours == "prob" and not p.is_diff]
     assert weights and all(quick[p].levels == (0.0, 1.0) and quick[p].kind == "prob" for p in weights)
     monkeypatch.setattr(matrices, "_in_unit_interval", lambda *_a: False)
     fresh = build_trace(cfg)                                        # nothing cached in it
