@@ -15,6 +15,7 @@ from typing import Callable
 # batched terms when batch > 1); "ff" = the feed-forward width (the pretrained stage only).
 AXIS_KINDS = ("token", "query", "key", "in", "out", "hd", "head", "batch", "ff")
 LEAD_KINDS = ("batch", "head")   # leading axes enumerated into one exported slice each
+COLOURS = ("signed", "prob", "binary", "nonneg")   # Term.colours: the colour scales a view draws with
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,10 @@ class Term:
     colours: str = "signed"     # "signed": diverging, symmetric; "prob": [0, 1] when every value lies
                                 # in it (weights); "binary": 0/1; "nonneg": [0, max(1, largest)] when ≥ 0
     head_columns: bool = False  # its columns are the heads' side by side (lines between the heads)
+
+    def __post_init__(self):
+        if self.colours not in COLOURS:
+            raise ValueError(f"colours must be one of {COLOURS}, got {self.colours!r}")
 
 
 def term(symbol, formula, meaning, *axes, batched=False, shown=True, optional=False, masked=False,
