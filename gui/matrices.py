@@ -10,6 +10,7 @@ cache (gui.display_cache).
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field, replace
 
@@ -113,15 +114,19 @@ def format_value(v: float) -> str:
 
 def _masked_cells(item, causal: bool, rows: int, cols: int, row_offset: int) -> np.ndarray | None:
     """True where the causal mask hides a cell of ``item`` (None: nothing is masked): above the
-    diagonal of a ``Term.masked`` (query, key) map of a causal config. Read-only, made once."""
+    diagonal of a ``Term.masked`` (query, key) map of a causal config."""
     if not causal or not item.term.masked or tuple(item.axes[-2:]) != ("query", "key"):
         return None
+    return _future(row_offset, rows, cols)
 
-    def hidden() -> np.ndarray | None:
-        cells = np.triu(np.ones((rows, cols), dtype=bool), k=row_offset + 1)   # key > query: the future
-        cells.setflags(write=False)
-        return cells if cells.any() else None
-    return DISPLAY.get(item, ("hidden", row_offset, rows, cols), hidden)
+
+@functools.lru_cache(maxsize=8)
+def _future(row_offset: int, rows: int, cols: int) -> np.ndarray | None:
+    """The cells whose key comes after their query (rows from ``row_offset``), read-only; None
+    when there are none. A pure memo of a constant (the same array for every trace)."""
+    cells = np.less.outer(np.arange(row_offset, row_offset + rows), np.arange(cols))
+    cells.setflags(write=False)
+    return cells if cells.any() else None
 
 
 def _value_range(maps: list[MapData]) -> tuple[float, float]:
