@@ -71,10 +71,6 @@ class DisplayCache:
             value = kept.setdefault(what, make())
         return value
 
-    def clear(self) -> None:
-        with self._lock:
-            self._items.clear()
-
     def array(self, item) -> np.ndarray:
         """``item.numpy()`` (read-only), once: the same array object on every redraw (views
         compare drawings by their arrays; from a GPU it is a copy)."""
