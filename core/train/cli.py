@@ -94,11 +94,12 @@ def _run_train(argv: list[str]) -> int:
         if "can't allocate memory" not in str(exc):   # torch's CPU allocator: RuntimeError, not MemoryError
             raise
         parser.exit(2, f"{parser.prog}: error: {_OUT_OF_MEMORY}\n")
+    swept: list[str] = []
     try:
-        out, n = write_run_folder(run, args.out, fmt=args.format)
+        out, n = write_run_folder(run, args.out, fmt=args.format, note=swept.append)
     except ExportError as exc:
         parser.exit(2, f"{parser.prog}: error: --out: {exc}\n")
-    for note in run.notes:
+    for note in swept + list(run.notes):   # a dead run's leftovers swept, as the export says too
         print(f"note: {note}", file=sys.stderr)
     print(summary(run) + f"; wrote {n} files to {out}")
     return 0

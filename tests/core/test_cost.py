@@ -131,7 +131,8 @@ def test_cost_in_a_real_process_gives_one_line_not_a_traceback():
     proc = subprocess.run([sys.executable, "-m", "core.cost", "--tokens", "5000"], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and proc.stdout == ""
-    assert proc.stderr == "python -m core.cost: error: --tokens: must be between 1 and 4096 (the trace's limit), got 5000\n"
+    assert proc.stderr == ("python -m core.cost: error: --tokens: must be between 1 and 4096 "
+                           "(the trace's limit), got 5000\n")
 
 
 def test_every_default_size_is_one_the_trace_accepts():

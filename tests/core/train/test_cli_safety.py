@@ -177,3 +177,17 @@ def test_sigterm_while_the_folder_is_written_removes_the_work_folder(tmp_path, c
     assert staged and staged[0].parent == target and not staged[0].exists()
     assert folder_snapshot(target) == before
     assert after is test_handler                      # the caller's handler is put back
+
+
+def test_a_work_folder_left_by_a_killed_run_is_swept_with_a_note(tmp_path, capsys):
+    """After a kill -9 the next run sweeps the dead work folder and says so on one note line."""
+    target = user_target(tmp_path)
+    dead = target / ".attention-stepper-export-dead1234" / "new"
+    dead.mkdir(parents=True)
+    (dead / "loss.csv").write_text("half-written\n")
+    capsys.readouterr()
+    assert main.main(["train", "--out", str(target), *TINY]) == 0
+    notes = [line for line in capsys.readouterr().err.splitlines() if line.startswith("note: ")]
+    assert len(notes) == 1 and notes[0].startswith("note: swept 1 leftover of an interrupted export in "), notes
+    assert not dead.parent.exists()
+    assert (target / "notes.txt").read_text() == "my notes\n" and (target / "data.csv").read_bytes() == b"a,b\n1,2\n"
