@@ -110,7 +110,8 @@ def run(token_counts=(64, 1024, 2048), device="cpu", repeats=7) -> dict:
     return results
 
 
-def print_table(results: dict, file=sys.stdout) -> None:
+def print_table(results: dict, file=None) -> None:
+    file = file or sys.stdout          # looked up now: a redirected stdout (e.g. a test's) is honoured
     print(f"{'tokens':>6} {'device':>6} {'fused ms':>9} {'trace ms':>9} {'ratio':>6} {'target':>7}  "
           f"{'all stages ms':>13} {'ratio':>6}", file=file)
     for r in results.values():
