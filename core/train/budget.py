@@ -1,7 +1,7 @@
-"""Estimate one training step's peak memory before anything is allocated, and refuse what would not fit.
+"""Estimate a training run's peak memory before anything is allocated, and refuse what would not fit.
 
 Torch-free arithmetic on the settings (the Train view checks before it starts a run); only the
-available memory of a CUDA device needs torch. The step's peak, in float32 elements:
+available memory of a CUDA device needs torch. The peak, in float32 elements:
 
 - parameters, their gradients and Adam's two moments (4 × P), plus the foreach update's
   temporaries (about 2 × P);
@@ -10,11 +10,15 @@ available memory of a CUDA device needs torch. The step's peak, in float32 eleme
   residual stream;
 - the widest moment on top of that: a layer's scores, masked scores and scaled scores (or in
   the backward pass the gradients of the same (b, h, T, T) maps), and the head's logits, their
-  log-softmax and its gradient (b, T, vocab).
+  log-softmax and their gradients (b, T, vocab);
+- the snapshots the run keeps until it ends (each: every head's (T, T) weights on the probe, the
+  layers' inputs and weights).
 
-Measured against the process's peak resident set on the CPU (tests/core/train/test_budget.py),
-the estimate lies between 1× and 2× the true peak. The share of the available memory a run may
-take is the trace's (core.memory.BUDGET_SHARE), and so is how the available memory is read.
+Measured on the CPU over eight sizes (each dominated by another term), the estimate is 1.35-1.9 ×
+the peak torch's allocator held (tests/core/train/test_budget.py checks 1-2 × on three), and
+0.8-1.4 × the process's peak resident set, which adds malloc's slack and the snapshots' numpy
+copies. The share of the available memory a run may take is the trace's
+(core.memory.BUDGET_SHARE: half), and so is how the available memory is read.
 """
 from __future__ import annotations
 
@@ -22,7 +26,7 @@ from core.train.settings import TrainSettings, TrainSettingsError
 
 ITEM_BYTES = 4                 # the model trains in float32
 ADAM_COPIES = 6                # parameters, gradients, exp_avg, exp_avg_sq, ~2 update temporaries
-KEPT_TT_PER_LAYER = 2          # attn_weights (softmax output), kept for its backward, and the allocator's slack
+KEPT_TT_PER_LAYER = 2          # attn_weights (softmax output) kept for its backward; + 1: malloc's slack per layer
 KEPT_TD_PER_LAYER = 6          # queries, keys, values (bmm's copies), context, out_proj output, residual
 WIDEST_TT = 4                  # scores, masked scores, scaled scores, softmax output being made
 WIDEST_TV = 4                  # logits, log-softmax, its gradient, the logits' gradient
