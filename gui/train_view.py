@@ -27,6 +27,7 @@ import pyqtgraph as pg
 from PySide6 import QtCore, QtWidgets
 from PySide6.QtCore import QThread, Signal
 
+from core.train.budget import check_train_memory
 from core.train.settings import (DEVICES, MAX_BATCH, MAX_D_MODEL, MAX_HEADS, MAX_LAYERS, MAX_SEED, MAX_SEQ_LEN,
                                  MAX_STEPS, MAX_VOCAB, TASK_EXPLANATIONS, TASK_TITLES, TASKS, TrainSettings,
                                  TrainSettingsError, defaults_for)
@@ -339,8 +340,9 @@ class TrainView(QtWidgets.QWidget):
             return
         try:
             settings = self.settings()
-        except TrainSettingsError as exc:
-            self._say(f"{exc.field}: {exc.message}", error=True)
+            check_train_memory(settings)      # too big for memory: refused before anything here changes
+        except TrainSettingsError as exc:     # (the guard's error names no field)
+            self._say(f"{exc.field}: {exc.message}" if exc.field else exc.message, error=True)
             return
         self._stop_playing()
         self.run = None

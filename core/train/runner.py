@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from core.device import resolve_device
+from core.train.budget import check_train_memory
 from core.train.metrics import pattern_score
 from core.train.model import build_model, layer_weights
 from core.train.settings import TrainSettings
@@ -173,6 +174,7 @@ def train(settings: TrainSettings, control: TrainControl | None = None,
 def _train(settings, control, on_snapshot, on_progress, on_start) -> TrainRun:
     start = time.perf_counter()
     device, note = resolve_device(settings.device)
+    check_train_memory(settings, device=device)     # before anything of the run's size is allocated
     task = make_task(settings)
     model = build_model(settings.vocab_size, task.context_length, settings.d_model, settings.num_heads,
                         settings.num_layers, settings.seed).to(device)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import re
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
 
@@ -85,18 +84,16 @@ def tokenize_words(text: str) -> list[str]:
 
 
 def read_text(path: str) -> str:
-    """The file's text; TrainSettingsError("text_path", …) if it is not a small UTF-8 text."""
-    p = Path(path)
+    """The file's text; TrainSettingsError("text_path", …) if it is not a small UTF-8 text.
+
+    Read by core.files' bounded reader (as the embeddings CSV and lessons are): a FIFO, a device
+    or a file over MAX_TEXT_BYTES is refused before a byte is read (no hang, no memory blow-up).
+    """
+    from core.files import read_text_file
     try:
-        data = p.read_bytes()[: MAX_TEXT_BYTES + 1]
-    except OSError as exc:
-        raise TrainSettingsError("text_path", f"cannot read {path}: {exc.strerror or exc}") from None
-    if len(data) > MAX_TEXT_BYTES:
-        raise TrainSettingsError("text_path", f"{p.name} is larger than {MAX_TEXT_BYTES:,} bytes")
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise TrainSettingsError("text_path", f"{p.name} is not UTF-8 text (byte {exc.start})") from None
+        return read_text_file(path, MAX_TEXT_BYTES, "UTF-8 .txt file")
+    except ValueError as exc:
+        raise TrainSettingsError("text_path", str(exc)) from None
 
 
 def word_vocabulary(words: list[str], vocab_size: int) -> tuple[str, ...]:

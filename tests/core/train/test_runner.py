@@ -119,7 +119,7 @@ def test_next_word_needs_a_readable_utf8_text(tmp_path):
     short.write_text("too few words here.")
     with pytest.raises(TrainSettingsError, match="words"):
         train(defaults_for("next_word", text_path=str(short), device="cpu"))
-    with pytest.raises(TrainSettingsError, match="cannot read"):
+    with pytest.raises(TrainSettingsError, match="does not exist"):
         train(defaults_for("next_word", text_path=str(tmp_path / "missing.txt"), device="cpu"))
 
 
