@@ -93,3 +93,55 @@ def _declare_sizes(path: Path, sizes: dict[str, int]) -> None:
         else:
             raise AssertionError(f"no central directory entry for {name}")
     path.write_bytes(bytes(raw))
+
+
+# ---- hypothesis: run files that lie in every way the zip and .npy formats allow -----------------
+GiB = 2**30
+DTYPES = ("<f4", "<f8", "<i8", "<i4", "|u1", "|b1", "<c16", ">f8", "<U8")
+
+
+def crafted(run):
+    """A strategy of (description, members): the valid run with one lie (or, now and then, none).
+    Declared sizes reach 1 GiB; real payloads stay at most 16 MiB (zeros, deflated) or 256 KiB
+    (random bytes), mixed so that compression ratios range from 1 to ~1000."""
+    from hypothesis import strategies as st
+
+    from core.train.runfile import run_arrays
+    arrays = run_arrays(run)
+    names = sorted(arrays)
+
+    @st.composite
+    def strategy(draw):
+        members = members_of(arrays, deflate=draw(st.booleans()))
+        kind = draw(st.sampled_from(["shape", "declared", "bomb", "settings", "valid"]))
+        target = draw(st.sampled_from(names))
+        m = members[target]
+        if kind == "shape":          # a header that declares any shape and dtype up to 1 GiB
+            dtype = draw(st.sampled_from(DTYPES))
+            item = np.dtype(dtype).itemsize
+            head = draw(st.sampled_from([(), tuple(m.shape[:-1])]))
+            per = max(1, item * int(np.prod(head or (1,))))
+            last = draw(st.integers(0, GiB // per))
+            members[target] = Member(target, head + (last,), dtype, data=draw(st.binary(max_size=4096)),
+                                     zeros=draw(st.integers(0, 2**16)), deflate=draw(st.booleans()))
+        elif kind == "declared":     # the zip says the member unpacks to anything up to 1 GiB
+            m.declared = draw(st.integers(0, GiB))
+        elif kind == "bomb":         # real zeros, deflated: ratio ~1000, 16 MiB at most
+            zeros = draw(st.integers(0, 16 * 2**20))
+            noise = draw(st.integers(0, 256 * 2**10))
+            dtype = m.dtype if target != "meta" else "<f8"
+            item = np.dtype(dtype).itemsize
+            members[target] = Member(target, ((zeros + noise) // item,), dtype,
+                                     data=np.random.default_rng(zeros).bytes(noise), zeros=zeros,
+                                     deflate=True, declared=draw(st.one_of(st.none(), st.integers(0, GiB))))
+        elif kind == "settings":     # settings that imply far larger arrays than the file holds
+            settings = {**run.settings.to_dict(),
+                        "seq_len": draw(st.integers(2, 256)), "d_model": 16 * draw(st.integers(1, 64)),
+                        "num_heads": draw(st.sampled_from([1, 2, 4, 8, 16])),
+                        "num_layers": draw(st.integers(1, 8)), "steps": draw(st.integers(1, 100_000)),
+                        "snapshot_every": draw(st.integers(50, 100_000))}
+            T = 2 * settings["seq_len"] if settings["task"] == "induction" else settings["seq_len"]
+            members["meta"] = Member.of("meta", meta_array(settings, ["t"] * T))
+        return f"{kind} {target}", members
+
+    return strategy()

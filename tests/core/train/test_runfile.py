@@ -153,8 +153,22 @@ def test_an_array_named_twice_is_refused(tmp_path, run):
 def test_a_fifo_is_refused_without_waiting(tmp_path):
     if not hasattr(os, "mkfifo"):
         pytest.skip("no named pipes here")
-    os.mkfifo(tmp_path / "pipe.npz")
-    _refused(tmp_path / "pipe.npz", "it is not a regular file")
+    import threading
+    import time
+    pipe = tmp_path / "pipe.npz"
+    os.mkfifo(pipe)
+    done = threading.Event()
+
+    def release():          # if the reader waits on the pipe, a writer ends that after 10 s
+        if not done.wait(10):
+            os.close(os.open(pipe, os.O_WRONLY | os.O_NONBLOCK))
+    threading.Thread(target=release, daemon=True).start()
+    start = time.perf_counter()
+    try:
+        _refused(pipe, "it is not a regular file")
+    finally:
+        done.set()
+    assert time.perf_counter() - start < 5
 
 
 @pytest.mark.parametrize("tokens, match", [
