@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from core.config import MAX_TEXT_CHARS, shown_value
+from core.files import shown_path
 from core.tokens import label_problem, not_text
 from core.train.runner import WEIGHT_NAMES, Snapshot, TrainRun, snapshot_steps
 from core.train.settings import TrainSettings, TrainSettingsError
@@ -125,19 +126,22 @@ def load_run(path: str | Path, follow_symlinks: bool = True) -> TrainRun:
     ``follow_symlinks=False``: a symbolic link at ``path`` itself is refused (a lesson's run).
     """
     p = Path(path)
-    fh = _open_regular(p, follow_symlinks)
+    name = _one_line(shown_path(p.name))
+    fh = _open_regular(p, name, follow_symlinks)
     try:
         with fh:
             size = os.fstat(fh.fileno()).st_size
             _zip_directory_checked(fh, size)
             with zipfile.ZipFile(fh) as zf:
-                return _read_checked(zf, p.name, size)
+                return _read_checked(zf, name, size)
     except RunFileError:
         raise
     except _NotARun as exc:
-        raise RunFileError(f"{p.name} is not a training run of this app: {exc}") from None
+        raise RunFileError(f"{name} is not a training run of this app: {exc}") from None
     except (OSError, ValueError, zipfile.BadZipFile, EOFError, zlib.error, NotImplementedError) as exc:
-        raise RunFileError(f"cannot read {p.name}: {_one_line(getattr(exc, 'strerror', None) or exc)}") from None
+        raise RunFileError(f"cannot read {name}: {_one_line(getattr(exc, 'strerror', None) or exc)}") from None
+    except Exception as exc:      # whatever else a damaged archive trips in zipfile or numpy: one line
+        raise RunFileError(f"cannot read {name}: {type(exc).__name__}: {_one_line(exc)}") from None
 
 
 class _NotARun(ValueError):
@@ -149,23 +153,25 @@ def _one_line(text) -> str:
     return text if len(text) <= 200 else text[:197] + "…"
 
 
-def _open_regular(p: Path, follow_symlinks: bool):
+def _open_regular(p: Path, name: str, follow_symlinks: bool):
     """The file opened for reading: a regular file (never waits on a FIFO or reads a device)."""
     flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_BINARY", 0)
     if not follow_symlinks:
         flags |= getattr(os, "O_NOFOLLOW", 0)
     try:
         st = os.stat(p, follow_symlinks=follow_symlinks)
+        if stat.S_ISLNK(st.st_mode):
+            raise RunFileError(f"cannot read {name}: it is a symbolic link")
         if not stat.S_ISREG(st.st_mode):
-            raise RunFileError(f"cannot read {p.name}: it is not a regular file")
+            raise RunFileError(f"cannot read {name}: it is not a regular file")
         fd = os.open(p, flags)
     except (OSError, ValueError) as exc:
         if isinstance(exc, OSError) and exc.errno == errno.ELOOP:
-            raise RunFileError(f"cannot read {p.name}: it is a symbolic link") from None
-        raise RunFileError(f"cannot read {p.name}: {getattr(exc, 'strerror', None) or exc}") from None
+            raise RunFileError(f"cannot read {name}: it is a symbolic link") from None
+        raise RunFileError(f"cannot read {name}: {_one_line(getattr(exc, 'strerror', None) or exc)}") from None
     if not stat.S_ISREG(os.fstat(fd).st_mode):          # what was opened, not what the path named before
         os.close(fd)
-        raise RunFileError(f"cannot read {p.name}: it is not a regular file")
+        raise RunFileError(f"cannot read {name}: it is not a regular file")
     return os.fdopen(fd, "rb")
 
 

@@ -200,3 +200,17 @@ def test_a_saved_run_gets_the_permissions_the_umask_gives_other_files(tmp_path, 
         os.umask(old)
     mode = stat.S_IMODE(path.stat().st_mode)
     assert mode == 0o666 & ~mask == stat.S_IMODE((tmp_path / "other.txt").stat().st_mode)
+
+
+def test_a_file_name_with_a_line_break_is_still_one_line(tmp_path):
+    bad = tmp_path / "two\nlines.npz"
+    bad.write_bytes(b"not a zip")
+    _refused(bad, "cannot read two lines.npz")
+
+
+def test_a_link_is_refused_where_links_are_not_followed(tmp_path, run):
+    save_run(run, tmp_path / "real.npz")
+    (tmp_path / "link.npz").symlink_to("real.npz")
+    assert load_run(tmp_path / "link.npz").history_loss == run.history_loss
+    with pytest.raises(RunFileError, match="cannot read link.npz: it is a symbolic link"):
+        load_run(tmp_path / "link.npz", follow_symlinks=False)
