@@ -177,8 +177,10 @@ def _open_regular(p: Path, name: str, follow_symlinks: bool):
 
 def _zip_directory_checked(fh, file_size: int) -> None:
     """Refuse a central directory with more entries or bytes than a run has, before zipfile parses it."""
+    if not hasattr(zipfile, "_EndRecData"):     # (a private helper; without it the later checks still hold)
+        return
     fh.seek(0)
-    end = zipfile._EndRecData(fh) if hasattr(zipfile, "_EndRecData") else None
+    end = zipfile._EndRecData(fh)
     if end is None:
         raise zipfile.BadZipFile("it is not a zip archive (an .npz file)")
     entries, size = end[zipfile._ECD_ENTRIES_TOTAL], end[zipfile._ECD_SIZE]

@@ -400,4 +400,5 @@ def test_opening_any_crafted_run_never_blocks_the_ui_thread(window, qtbot, capfd
 
     check()
     no_traceback(capfd)
-    print("longest UI waits (ms, reading / whole open):", [(round(g * 1000), round(h * 1000), w) for g, h, w in gaps_seen])
+    print("longest UI waits (ms, reading / whole open):",
+          [(round(g * 1000), round(h * 1000), w) for g, h, w in gaps_seen])

@@ -30,6 +30,11 @@ class Member:
     deflate: bool = False
     declared: int | None = None
 
+    def __repr__(self) -> str:      # hypothesis prints failing examples: not the bytes
+        data = None if self.data is None else f"<{len(self.data)} bytes>"
+        return (f"Member({self.name!r}, {self.shape}, {self.dtype!r}, data={data}, zeros={self.zeros}, "
+                f"deflate={self.deflate}, declared={self.declared})")
+
     @classmethod
     def of(cls, name: str, array: np.ndarray, deflate: bool = False) -> "Member":
         return cls(name, array.shape, array.dtype.str, np.ascontiguousarray(array).tobytes(), deflate=deflate)
