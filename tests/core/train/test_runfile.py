@@ -32,7 +32,9 @@ def run():
 
 
 def _refused(path: Path, match: str, budget: int = 20 * MiB) -> str:
-    """load_run refuses ``path`` in one line naming ``match``, allocating at most ``budget`` meanwhile."""
+    """load_run refuses ``path`` in one line naming ``match``, allocating at most ``budget`` meanwhile
+    and leaving every file in its folder byte-identical."""
+    before = {p.name: p.read_bytes() for p in path.parent.iterdir() if p.is_file() and not p.is_symlink()}
     tracemalloc.start()
     try:
         with pytest.raises(RunFileError) as info:
@@ -43,6 +45,7 @@ def _refused(path: Path, match: str, budget: int = 20 * MiB) -> str:
     message = str(info.value)
     assert match in message and "\n" not in message and len(message) < 400, message
     assert peak < budget, f"{peak / MiB:.0f} MiB allocated to refuse {path.name}"
+    assert {p.name: p.read_bytes() for p in path.parent.iterdir() if p.is_file() and not p.is_symlink()} == before
     return message
 
 
