@@ -93,7 +93,7 @@ def open_lesson_run(lesson: Lesson, lesson_path: str | Path) -> tuple[TrainRun |
     npz = folder / ref.file
     if not npz.is_file():
         return None, f"its run {ref.file} is missing beside the lesson: the lesson opened without it"
-    try:      # a symbolic link is followed only to a file in the lesson's own folder
+    try:      # a symbolic link is followed only to a file within the lesson's folder
         target = npz.resolve(strict=True)
         inside = target.is_relative_to(folder.resolve(strict=True))
     except (OSError, RuntimeError):     # a loop of links, a folder that went away
