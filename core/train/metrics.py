@@ -1,9 +1,17 @@
-"""Scores that say whether a head has learned its task's pattern, from its attention weights.
+"""Scores that say whether a head has learned a pattern, from its attention weights on the probe.
 
 All take one snapshot's weights on the probe, (..., T, T) with queries on rows, keys on columns,
-and return the mean weight on the pattern's key for each head, (...,).
+and return the mean weight on the pattern's key for each head, (...,):
+
+- previous-token score: the mean weight from position i on position i − 1;
+- induction score: the mean weight from position i on the token *after* the previous occurrence
+  of i's token (Olsson et al., 2022). It is defined by the tokens, not by positions: on the
+  induction probe (a prefix, n tokens, the same n tokens again, the first T − n tokens distinct)
+  the queries are the repeat's positions i and the key is i − n + 1.
 """
 from __future__ import annotations
+
+from typing import Sequence
 
 import numpy as np
 
@@ -15,17 +23,50 @@ def previous_token_score(attn_weights: np.ndarray) -> np.ndarray:
     return attn_weights[..., i, i - 1].mean(axis=-1)
 
 
-def induction_score(attn_weights: np.ndarray, n: int) -> np.ndarray:
-    """Mean weight from position i to i − n + 1 (the token after i's earlier copy), over the repeat
-    i = n..2n−1 of a probe of n tokens repeated twice."""
-    i = np.arange(n, 2 * n)
-    return attn_weights[..., i, i - n + 1].mean(axis=-1)
+def induction_pairs(tokens: Sequence) -> tuple[np.ndarray, np.ndarray]:
+    """(queries, keys): every position i whose token occurred earlier, and the position after that
+    token's latest earlier occurrence (what an induction head attends to)."""
+    last: dict = {}
+    queries, keys = [], []
+    for i, token in enumerate(tokens):
+        if token in last:
+            queries.append(i)
+            keys.append(last[token] + 1)
+        last[token] = i
+    return np.asarray(queries, dtype=np.int64), np.asarray(keys, dtype=np.int64)
 
 
-def pattern_score(task: str, attn_weights: np.ndarray, seq_len: int) -> np.ndarray:
+def repeat_start(tokens: Sequence) -> int | None:
+    """The first position whose token occurred earlier (the induction probe's repeat), or None."""
+    queries, _ = induction_pairs(tokens)
+    return int(queries[0]) if len(queries) else None
+
+
+def induction_score(attn_weights: np.ndarray, tokens: Sequence) -> np.ndarray:
+    """Mean weight from each repeated token on the token after its previous occurrence; NaN per
+    head if no token of ``tokens`` repeats."""
+    queries, keys = induction_pairs(tokens)
+    if not len(queries):
+        return np.full(attn_weights.shape[:-2], np.nan, dtype=np.float32)
+    return attn_weights[..., queries, keys].mean(axis=-1)
+
+
+def pattern_score(task: str, attn_weights: np.ndarray, tokens: Sequence) -> np.ndarray:
     """The task's score per head, or NaN for a task without one pattern (next_word)."""
     if task == "previous_token":
         return previous_token_score(attn_weights)
     if task == "induction":
-        return induction_score(attn_weights, seq_len)
+        return induction_score(attn_weights, tokens)
     return np.full(attn_weights.shape[:-2], np.nan, dtype=np.float32)
+
+
+def best_heads(attn_weights: np.ndarray, tokens: Sequence) -> dict[str, tuple[int, int, float]]:
+    """For one snapshot's (L, h, T, T) weights: the (layer, head, score) with the highest
+    previous-token score and the one with the highest induction score (if the probe repeats)."""
+    out = {}
+    for name, scores in (("previous-token", previous_token_score(attn_weights)),
+                         ("induction", induction_score(attn_weights, tokens))):
+        if not np.all(np.isnan(scores)):
+            layer, head = np.unravel_index(int(np.nanargmax(scores)), scores.shape)
+            out[name] = (int(layer), int(head), float(scores[layer, head]))
+    return out

@@ -23,12 +23,15 @@ TASK_EXPLANATIONS = {
         "before it. The only way is to look one position back, so one layer learns a previous-token "
         "head: its attention weights become a bright diagonal just below the main diagonal."),
     "induction": (
-        "Each sequence is n random tokens, then the same n tokens again. The first half cannot be "
-        "predicted (its loss stays near ln(vocabulary)), but in the second half the next token is "
-        "the one that followed this token's earlier copy. A two-layer model learns an induction head "
-        "(Olsson et al., 2022): in the repeat, position i attends to position i − n + 1, a stripe "
-        "n − 1 places left of the diagonal, and the second-half loss falls. Because n is fixed, a "
-        "layer-1 head can also learn that stripe by position alone."),
+        "Each sequence is random tokens that end in a stretch of n tokens written twice; n changes "
+        "from sequence to sequence (n/4 to n), so the copy is never the same distance back. In the "
+        "repeat, the next token is the one that followed this token's earlier copy. A two-layer "
+        "model learns this with two heads (Olsson et al., 2022): a previous-token head in layer 0 "
+        "(each position looks one place back and stores that token), then an induction head in "
+        "layer 1 that finds the position whose previous token is the current token and copies what "
+        "sits there: in the repeat, a stripe n − 1 places left of the diagonal. A quarter of the "
+        "tokens are the token two places back plus 1, which only a previous-token head can use: it "
+        "gives layer 0 its reason to look back first. Watch the induction curve jump: the phase change."),
     "next_word": (
         "The model reads a text you choose (a UTF-8 .txt file, e.g. a public-domain short story) "
         "split into words and punctuation, and predicts the next word. The heads learn mixtures of "
@@ -60,12 +63,12 @@ class TrainSettings:
 
     task: str = "induction"        # one of TASKS
     vocab_size: int = 64           # token ids 0..vocab_size-1 (next_word: most frequent words + <unk>)
-    seq_len: int = 16              # n: tokens per sequence (induction: repeated, so 2n in the model)
+    seq_len: int = 16              # n: tokens per sequence (induction: the longest repeat; 2n in the model)
     d_model: int = 64              # embedding width = the attention's d_in = d_out
     num_heads: int = 4             # heads per layer; must divide d_model
     num_layers: int = 2            # attention layers, each with a residual connection
-    lr: float = 1e-3               # Adam learning rate
-    steps: int = 250               # optimiser steps
+    lr: float = 3e-3               # Adam learning rate
+    steps: int = 600               # optimiser steps
     batch_size: int = 64           # sequences per step
     seed: int = 0                  # seeds the weights, the batches and the probe sequence
     device: str = "auto"           # auto = cuda when available, cpu or cuda
