@@ -70,3 +70,20 @@ def best_heads(attn_weights: np.ndarray, tokens: Sequence) -> dict[str, tuple[in
             layer, head = np.unravel_index(int(np.nanargmax(scores)), scores.shape)
             out[name] = (int(layer), int(head), float(scores[layer, head]))
     return out
+
+
+def best_heads_text(attn_weights: np.ndarray, tokens: Sequence, task: str) -> str:
+    """One line naming the best previous-token head and (induction) the best induction head, layers
+    and heads counted from 0 as everywhere in the app. A best induction head in layer 0 is said to
+    be no induction head: with nothing before it, it can only find the copy by position."""
+    best = best_heads(attn_weights, tokens)
+    parts = []
+    for name in ("previous-token", "induction") if task == "induction" else ("previous-token",):
+        if name in best:
+            layer, head, score = best[name]
+            part = f"best {name} head: layer {layer} head {head} ({score:.2f})"
+            if name == "induction" and layer == 0:
+                part += (" - in layer 0, so by position only: no layer-1 head has learned induction"
+                         if attn_weights.shape[0] > 1 else " - one layer cannot learn induction")
+            parts.append(part)
+    return "; ".join(parts)

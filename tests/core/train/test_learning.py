@@ -104,3 +104,24 @@ def test_metric_definitions_on_hand_made_weights():
     # no repeated token: no induction score
     assert np.isnan(induction_score(prev, list("abcdefghij")))
     assert np.isnan(pattern_score("next_word", prev, tokens))
+
+
+def test_the_summary_names_a_layer_1_head_only_when_it_is_one():
+    from core.train.metrics import best_heads_text
+    tokens = ["x", "y", "a", "b", "c", "d", "a", "b", "c", "d"]
+    T = len(tokens)
+    prev = np.zeros((T, T), np.float32)
+    prev[0, 0] = 1
+    prev[np.arange(1, T), np.arange(T - 1)] = 1
+    induct = np.eye(T, dtype=np.float32)
+    induct[np.arange(6, T)] = 0
+    induct[np.arange(6, T), np.arange(6, T) - 3] = 1
+    eye = np.eye(T, dtype=np.float32)
+    circuit = np.stack([np.stack([prev, eye]), np.stack([eye, induct])])       # (2, 2, T, T)
+    assert best_heads_text(circuit, tokens, "induction") == (
+        "best previous-token head: layer 0 head 0 (1.00); best induction head: layer 1 head 1 (1.00)")
+    positional = np.stack([np.stack([prev, induct]), np.stack([eye, eye])])    # the stripe in layer 0
+    text = best_heads_text(positional, tokens, "induction")
+    assert "best induction head: layer 0 head 1 (1.00) - in layer 0, so by position only" in text
+    assert "layer 1" not in text
+    assert best_heads_text(circuit[:1], tokens, "previous_token") == "best previous-token head: layer 0 head 0 (1.00)"
