@@ -87,3 +87,17 @@ def best_heads_text(attn_weights: np.ndarray, tokens: Sequence, task: str) -> st
                          if attn_weights.shape[0] > 1 else " - one layer cannot learn induction")
             parts.append(part)
     return "; ".join(parts)
+
+
+def expected_cells(task: str, tokens: Sequence) -> tuple[np.ndarray, np.ndarray]:
+    """(queries, keys): the cells a head that learned the task's pattern puts its weight on, for the
+    Train view's guide: induction: each repeated token -> the token after its previous occurrence;
+    previous token: i -> i − 1; next word: each verb's preceding word -> its subject (the shipped
+    agreement text, core.train.corpus), none on other texts."""
+    if task == "induction":
+        return induction_pairs(tokens)
+    if task == "previous_token":
+        i = np.arange(1, len(tokens), dtype=np.int64)
+        return i, i - 1
+    from core.train.corpus import agreement_pairs
+    return agreement_pairs(tokens)

@@ -67,7 +67,9 @@ def test_hover_names_query_key_and_value(qtbot, view):
     tokens = view.run.probe_tokens
     qtbot.waitUntil(lambda: "layer 1 · head 0" in view.hover_label.text(), timeout=5000)
     text = view.hover_label.text()
-    assert f"query {tokens[row]!r} (position {row})" in text and f"key {tokens[col]!r} (position {col})" in text
+    # the probe (T = 12): 2 random tokens, 5 tokens (positions 2-6), the 5 again (7-11)
+    assert f"query {tokens[row]!r} (position {row}, in the repeat)" in text
+    assert f"key {tokens[col]!r} (position {col}, in the first copy)" in text
     assert f"{value:.4f}" in text
 
 
@@ -120,12 +122,17 @@ def test_bad_settings_are_refused_with_the_field(qtbot, view):
     assert not view.training and view.status.text().startswith("seed: 'abc' is not a whole number")
 
 
-def test_next_word_without_a_text_says_so(qtbot, view):
+def test_next_word_starts_with_the_ready_text_and_says_when_there_is_none(qtbot, view):
+    from core.train.settings import DEFAULT_TEXT
     view.task_box.setCurrentIndex(view.task_box.findData("next_word"))
-    assert view.fields["text_path"].isVisibleTo(view)
-    assert "UTF-8" in view.explanation.text()
+    assert view.fields["text_path"].isVisibleTo(view) and view.ready_text_button.isVisibleTo(view)
+    assert view.fields["text_path"].text() == DEFAULT_TEXT and view.settings().text_path == DEFAULT_TEXT
+    assert "UTF-8" in view.explanation.text() and "agreement.txt" in view.explanation.text()
+    view.fields["text_path"].setText("")
     view.start_button.click()
     assert not view.training and view.status.text().startswith("text_path:")
+    view.ready_text_button.click()
+    assert view.fields["text_path"].text() == DEFAULT_TEXT
 
 
 def test_save_and_open_a_run(qtbot, view, tmp_path):
