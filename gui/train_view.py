@@ -37,12 +37,13 @@ FRAME_MS = 50              # while training: at most one redraw (the newest snap
 REDRAW_INTERVAL_MS = 100   # loss curves redrawn at most this often while training
 START_LOSS_HEADROOM = 1.15  # the loss axis starts this far above ln(vocabulary): random weights start near it
 PROGRESS_INTERVAL_S = 0.033  # the worker sends its per-step losses in batches, at most ~30 per second
-HOVER_HINT = "rows: queries, columns: keys (the probe's positions) · hover a cell for its tokens and weight"
+HOVER_HINT = "rows: queries, columns: keys · hover a cell for its tokens and weight"
+REPEAT_HINT = "rows: queries, columns: keys · dashed: the repeat starts · hover a cell"
 GUIDE_PEN = (255, 70, 70, 150)        # the expected stripe: faint red cell outlines
 REPEAT_PEN = (255, 255, 255, 170)     # where the probe's repeat starts: dashed white lines
 # what each task's score plot and titles call the score of its pattern (expected_cells)
 SCORE_NAMES = {"induction": ("induction score", "ind"), "previous_token": ("previous-token score", "prev"),
-               "next_word": ("verb → subject score", "verb→subj")}
+               "next_word": ("verb → subject score", "subj")}
 LAYER_HUES = (25, 215, 130, 285, 0, 170, 55, 320)     # the score curves: one hue per layer, one shade per head
 
 
@@ -202,7 +203,8 @@ class TrainView(QtWidgets.QWidget):
         self.fields["device"] = QtWidgets.QComboBox()
         self.fields["device"].addItems(list(DEVICES))
         form.addRow("device", self.fields["device"])
-        text_row = QtWidgets.QHBoxLayout()
+        text_row = QtWidgets.QVBoxLayout()           # the path on its own line, its buttons below
+        text_buttons = QtWidgets.QHBoxLayout()
         self.fields["text_path"] = QtWidgets.QLineEdit(placeholderText="a UTF-8 .txt file")
         self.browse_button = QtWidgets.QPushButton("Choose…")
         self.browse_button.clicked.connect(self._choose_text)
@@ -211,8 +213,9 @@ class TrainView(QtWidgets.QWidget):
                                           "with its subject across a clause (core/train/corpus.py writes it)")
         self.ready_text_button.clicked.connect(lambda: self._set_text(DEFAULT_TEXT))
         text_row.addWidget(self.fields["text_path"])
-        text_row.addWidget(self.browse_button)
-        text_row.addWidget(self.ready_text_button)
+        text_buttons.addWidget(self.browse_button)
+        text_buttons.addWidget(self.ready_text_button)
+        text_row.addLayout(text_buttons)
         self.text_label = QtWidgets.QLabel("text")
         form.addRow(self.text_label, text_row)
         self.start_button = QtWidgets.QPushButton("Start")
@@ -312,7 +315,7 @@ class TrainView(QtWidgets.QWidget):
         self.hover_label = QtWidgets.QLabel(HOVER_HINT)
         self.hover_label.setTextFormat(QtCore.Qt.TextFormat.PlainText)
         self.hover_label.setMinimumWidth(100)        # a long hover text never widens the window
-        self.guide_box = QtWidgets.QCheckBox("expected stripe", checked=True)
+        self.guide_box = QtWidgets.QCheckBox("expected stripe (red)", checked=True)
         self.guide_box.setToolTip("Outline, faint red, the cells a head with the task's pattern attends to "
                                   "(induction: the token after the current token's earlier copy)")
         self.guide_box.toggled.connect(self._show_guides)
@@ -589,10 +592,21 @@ class TrainView(QtWidgets.QWidget):
         halves = len(h["first"]) == len(steps) and len(steps) and not np.all(np.isnan(h["first"]))
         self.curve_first.setData(steps if halves else [], np.asarray(h["first"]) if halves else [])
         self.curve_second.setData(steps if halves else [], np.asarray(h["second"]) if halves else [])
+        self._legend_halves(self._task == "induction")
         if len(steps):
             self._fit_loss_range(*(np.nanmax(np.asarray(h[k], dtype=np.float64), initial=0.0)
                                    for k in ("loss", "first", "second")))
         self._redraw_scores()
+
+    def _legend_halves(self, shown: bool) -> None:
+        """The loss legend names the random part and the repeat only for the induction task."""
+        legend = self.loss_plot.getPlotItem().legend
+        named = {label.text for _, label in legend.items}
+        for curve, name in ((self.curve_first, "random part"), (self.curve_second, "repeat")):
+            if shown and name not in named:
+                legend.addItem(curve, name)
+            elif not shown and name in named:
+                legend.removeItem(curve)
 
     def _start_loss_range(self, settings: TrainSettings) -> None:
         """The loss plot's range for a run of these settings, set before it starts: its steps
@@ -665,6 +679,10 @@ class TrainView(QtWidgets.QWidget):
         self._cells = expected_cells(task, tokens) if tokens else (np.zeros(0, np.int64), np.zeros(0, np.int64))
         self._repeat_start = repeat_start(tokens) if task == "induction" and tokens else None
         self._draw_guides()
+        self.hover_label.setText(self._hint())
+
+    def _hint(self) -> str:
+        return HOVER_HINT if self._repeat_start is None else REPEAT_HINT
 
     def _draw_guides(self) -> None:
         queries, keys = self._cells
@@ -793,7 +811,7 @@ class TrainView(QtWidgets.QWidget):
 
     def _hover(self, layer: int, head: int, cell: tuple[int, int] | None) -> None:
         if cell is None or not self.snapshots:
-            self.hover_label.setText(HOVER_HINT)
+            self.hover_label.setText(self._hint())
             return
         row, col = cell
         value = float(self.snapshots[self.slider.value()].attn_weights[layer, head, row, col])
