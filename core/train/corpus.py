@@ -2,10 +2,11 @@
 
     python -m core.train.corpus          # writes resources/agreement.txt (the shipped file)
 
-Every sentence is ``the [adjective] noun [that pronoun past-verb [adverb]] verb [adverb] .``,
-e.g. "the dog that we fed yesterday runs ." / "the dogs that we fed yesterday run .": the main
-verb's ending (runs / run) is set by the subject noun, which can be one to five words back, with
-a pronoun ("we", "she") in between that does not count. To predict the verb, the word just before
+Every sentence is ``the [adjective] noun [clause] verb [adverb] .`` where the clause is
+``that pronoun past-verb [adverb]`` or ``that past-verb [adverb]``, e.g. "the dog that we fed
+yesterday runs ." / "the dogs that we fed yesterday run .": the main verb's ending (runs / run)
+is set by the subject noun, right before it or three to five words back, with a pronoun ("we",
+"she") in between that does not count. To predict the verb, the word just before
 it must look back at the subject: that is the link a head learns (``agreement_pairs`` finds it in
 any list of tokens, for the Train view's guide and score). Torch-free; the text is reproducible
 from ``SEED`` (a test checks the shipped file against it).
@@ -28,6 +29,7 @@ NOUNS = {"dog": "dogs", "cat": "cats", "bird": "birds", "child": "children", "te
 ADJECTIVES = ("old", "small", "happy", "tired")
 PRONOUNS = ("we", "they", "you", "i", "she", "he")
 PAST_VERBS = ("fed", "saw", "met", "liked", "found", "called")
+PAST_INTRANSITIVE = ("slept", "waited", "ran", "sang")
 CLAUSE_ADVERBS = ("yesterday", "twice", "again")
 VERBS = {"runs": "run", "sleeps": "sleep", "sings": "sing", "waits": "wait", "jumps": "jump", "eats": "eat"}
 END_ADVERBS = ("today", "outside", "now")
@@ -45,7 +47,10 @@ def sentence(rng: random.Random, clause: bool | None = None) -> list[str]:
         words.append(rng.choice(ADJECTIVES))
     words.append(NOUNS[noun] if plural else noun)
     if clause if clause is not None else rng.random() < 0.6:
-        words += ["that", rng.choice(PRONOUNS), rng.choice(PAST_VERBS)]
+        if rng.random() < 0.6:
+            words += ["that", rng.choice(PRONOUNS), rng.choice(PAST_VERBS)]     # the dog that we fed
+        else:
+            words += ["that", rng.choice(PAST_INTRANSITIVE)]                     # the dog that slept
         if rng.random() < 0.4:
             words.append(rng.choice(CLAUSE_ADVERBS))
     verb = rng.choice(sorted(VERBS))
