@@ -527,7 +527,11 @@ class TrainView(QtWidgets.QWidget):
 
     def _on_finished(self, run) -> None:
         self._adopt(run)
-        self._say(f"done: {run.settings.steps} steps in {run.elapsed_s:.1f} s on {run.device}"
+        from core.train.metrics import best_heads_text
+        heads = ""
+        if run.settings.task != "next_word" and run.snapshots:
+            heads = "\n" + best_heads_text(run.snapshots[-1].attn_weights, run.probe_tokens, run.settings.task)
+        self._say(f"done: {run.settings.steps} steps in {run.elapsed_s:.1f} s on {run.device}" + heads
                   + "".join(f"\nnote: {n}" for n in run.notes))
 
     def _on_failed(self, field: str, message: str) -> None:

@@ -15,6 +15,8 @@ from typing import Sequence
 
 import numpy as np
 
+INDUCTION_HEAD = 0.5     # an induction score from which a head is called an induction head
+
 
 def previous_token_score(attn_weights: np.ndarray) -> np.ndarray:
     """Mean weight from position i to i − 1, over i = 1..T−1."""
@@ -73,20 +75,28 @@ def best_heads(attn_weights: np.ndarray, tokens: Sequence) -> dict[str, tuple[in
 
 
 def best_heads_text(attn_weights: np.ndarray, tokens: Sequence, task: str) -> str:
-    """One line naming the best previous-token head and (induction) the best induction head, layers
-    and heads counted from 0 as everywhere in the app. A best induction head in layer 0 is said to
-    be no induction head: with nothing before it, it can only find the copy by position."""
+    """One line naming heads, layers and heads counted from 0 as everywhere in the app.
+
+    previous_token: the best previous-token head. induction: the circuit, the best induction head
+    and the best previous-token head in a layer below it ("circuit: previous-token head layer 0
+    head 1 (0.94) -> induction head layer 1 head 0 (0.87)"); a layer-1 head is named as the
+    induction head only when it is one: a best induction score below 0.5 says "no induction head
+    yet", and a best induction head in layer 0 is said to find the copy by position only (with
+    nothing before it, it cannot look for the token after the current one's earlier copy)."""
     best = best_heads(attn_weights, tokens)
-    parts = []
-    for name in ("previous-token", "induction") if task == "induction" else ("previous-token",):
-        if name in best:
-            layer, head, score = best[name]
-            part = f"best {name} head: layer {layer} head {head} ({score:.2f})"
-            if name == "induction" and layer == 0:
-                part += (" - in layer 0, so by position only: no layer-1 head has learned induction"
-                         if attn_weights.shape[0] > 1 else " - one layer cannot learn induction")
-            parts.append(part)
-    return "; ".join(parts)
+    if task != "induction" or "induction" not in best:
+        layer, head, score = best["previous-token"]
+        return f"best previous-token head: layer {layer} head {head} ({score:.2f})"
+    layer, head, score = best["induction"]
+    if layer == 0:
+        return (f"best induction score: layer 0 head {head} ({score:.2f}), in layer 0, so by position only: "
+                "no head below it can have marked the previous tokens")
+    if score < INDUCTION_HEAD:
+        return f"no induction head yet (best induction score: layer {layer} head {head}, {score:.2f})"
+    below = previous_token_score(attn_weights[:layer])                    # (layer, h)
+    p_layer, p_head = np.unravel_index(int(np.argmax(below)), below.shape)
+    return (f"circuit: previous-token head layer {p_layer} head {p_head} ({float(below[p_layer, p_head]):.2f}) "
+            f"-> induction head layer {layer} head {head} ({score:.2f})")
 
 
 def expected_cells(task: str, tokens: Sequence) -> tuple[np.ndarray, np.ndarray]:

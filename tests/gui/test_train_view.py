@@ -286,3 +286,11 @@ def test_the_previous_token_task_guides_the_diagonal_below(qtbot):
     assert v._plots[(0, 1)].titleLabel.text.startswith("layer 0 · head 1 · prev ")
     assert " ind " not in v._plots[(0, 1)].titleLabel.text
     v.shutdown()
+
+
+def test_the_status_names_the_circuit_when_the_run_is_done(qtbot, view):
+    from core.train.metrics import best_heads_text
+    finish(qtbot, view)
+    last = view.run.snapshots[-1]
+    line = best_heads_text(last.attn_weights, view.run.probe_tokens, "induction")
+    assert view.status.text().splitlines()[1] == line

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from core.train.metrics import (best_heads, induction_pairs, induction_score, pattern_score, previous_token_score,
-                                repeat_start)
+from core.train.metrics import (best_heads, best_heads_text, induction_pairs, induction_score, pattern_score,
+                                previous_token_score, repeat_start)
 from core.train.runner import train
 from core.train.settings import defaults_for
 from core.train.tasks import SKIP_RATE, make_task
@@ -43,6 +43,7 @@ def test_induction_learns_the_two_head_circuit(seeded_induction_run):
     assert previous[0].max() >= 0.5, previous
     assert np.allclose(last.scores, induction)                      # the snapshot's scores are the induction scores
     assert best_heads(last.attn_weights, tokens)["induction"][:2] == (1, int(head))
+    assert best_heads_text(last.attn_weights, tokens, "induction").startswith("circuit: previous-token head layer 0 ")
     # the repeat is predicted; the random part is not (a quarter of its tokens follow the +1 rule)
     assert last.loss_second < 0.25 * first.loss_second
     assert last.loss_first > (1 - SKIP_RATE) * math.log(s.vocab_size) - 0.5
@@ -119,9 +120,12 @@ def test_the_summary_names_a_layer_1_head_only_when_it_is_one():
     eye = np.eye(T, dtype=np.float32)
     circuit = np.stack([np.stack([prev, eye]), np.stack([eye, induct])])       # (2, 2, T, T)
     assert best_heads_text(circuit, tokens, "induction") == (
-        "best previous-token head: layer 0 head 0 (1.00); best induction head: layer 1 head 1 (1.00)")
+        "circuit: previous-token head layer 0 head 0 (1.00) -> induction head layer 1 head 1 (1.00)")
     positional = np.stack([np.stack([prev, induct]), np.stack([eye, eye])])    # the stripe in layer 0
     text = best_heads_text(positional, tokens, "induction")
-    assert "best induction head: layer 0 head 1 (1.00) - in layer 0, so by position only" in text
+    assert text.startswith("best induction score: layer 0 head 1 (1.00), in layer 0, so by position only")
     assert "layer 1" not in text
+    weak = np.stack([np.stack([prev, eye]), np.stack([eye, 0.3 * induct + 0.7 * eye])])
+    assert best_heads_text(weak, tokens, "induction") == (
+        "no induction head yet (best induction score: layer 1 head 1, 0.30)")
     assert best_heads_text(circuit[:1], tokens, "previous_token") == "best previous-token head: layer 0 head 0 (1.00)"
