@@ -72,7 +72,7 @@ def _run_train(argv: list[str]) -> int:
 
 
 def summary(run) -> str:
-    """One line: task, steps, time, loss from first to last snapshot, and the best head's score."""
+    """One line: task, steps, time, loss from first to last snapshot, and the heads that learned the pattern."""
     first, last = run.snapshots[0], run.snapshots[-1]
     text = (f"trained {run.settings.task} for {run.settings.steps} steps on {run.device} in {run.elapsed_s:.1f} s: "
             f"loss {first.loss:.3f} -> {last.loss:.3f}")

@@ -71,8 +71,8 @@ class Snapshot:
 
     step: int
     loss: float                   # mean loss on the fixed evaluation batch
-    loss_first: float             # induction: the first half's loss (unpredictable tokens); else nan
-    loss_second: float            # induction: the second half's loss (the repeat); else nan
+    loss_first: float             # induction: the random part's loss (prefix and first copy); else nan
+    loss_second: float            # induction: the repeat's loss (tokens that are copies); else nan
     accuracy: float               # share of the evaluation batch's targets predicted (argmax)
     attn_weights: np.ndarray      # (L, h, T, T) every head's weights on the probe
     scores: np.ndarray            # (L, h) the task's pattern score per head (nan for next_word)
