@@ -39,7 +39,7 @@ class Task:
     probe: torch.Tensor                          # (T,) the sequence snapshots look at
     token_names: tuple[str, ...]                 # name of each token id
     stream: torch.Tensor | None = None           # next_word: the whole text as ids
-    halves: bool = False                         # induction: report first/second-half losses
+    halves: bool = False                         # induction: report the random part's and the repeat's losses
     seq_len: int = 0                             # induction: the longest repeated length n
     min_len: int = 0                             # induction: the shortest repeated length
     notes: tuple[str, ...] = field(default=())
