@@ -106,13 +106,13 @@ def _run_train(argv: list[str]) -> int:
 
 
 def summary(run) -> str:
-    """One line: task, steps, time, loss from first to last snapshot, and the best head's score."""
+    """One line: task, steps, time, loss from first to last snapshot, and the heads that learned the pattern."""
     first, last = run.snapshots[0], run.snapshots[-1]
     text = (f"trained {run.settings.task} for {run.settings.steps} steps on {run.device} in {run.elapsed_s:.1f} s: "
             f"loss {first.loss:.3f} -> {last.loss:.3f}")
     if not math.isnan(last.loss_second):
-        text += f" (second half {first.loss_second:.3f} -> {last.loss_second:.3f})"
-    if not math.isnan(float(last.scores.max())):
-        layer, head = divmod(int(last.scores.argmax()), last.scores.shape[1])
-        text += f"; best head l{layer}_h{head} score {float(last.scores.max()):.2f}"
+        text += f" (repeat {first.loss_second:.3f} -> {last.loss_second:.3f})"
+    if run.settings.task != "next_word":
+        from core.train.metrics import best_heads_text
+        text += "; " + best_heads_text(last.attn_weights, run.probe_tokens, run.settings.task)
     return text
