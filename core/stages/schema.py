@@ -12,9 +12,12 @@ from typing import Callable
 
 # Axis kinds, and what each one's size is: "token"/"query"/"key" = T (labelled by the tokens),
 # "in" = d_in, "out" = d_out, "hd" = head_dim, "head" = h, "batch" = b (added at run time to
-# batched terms when batch > 1); "ff" = the feed-forward width (the pretrained stage only).
-AXIS_KINDS = ("token", "query", "key", "in", "out", "hd", "head", "batch", "ff")
-LEAD_KINDS = ("batch", "head")   # leading axes enumerated into one exported slice each
+# batched terms when batch > 1); "ff" = the feed-forward width (the pretrained stage only);
+# the decode stage's (core/stages/decode.py): "group" = its K/V heads, "kv", "latent", "new",
+# "pos", "slot", "one".
+AXIS_KINDS = ("token", "query", "key", "in", "out", "hd", "head", "batch", "ff",
+              "group", "kv", "latent", "new", "pos", "slot", "one")
+LEAD_KINDS = ("batch", "head", "group")   # leading axes enumerated into one exported slice each
 
 
 @dataclass(frozen=True)
