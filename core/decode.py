@@ -2,7 +2,7 @@
 
 The stage itself (its terms, the variants' forwards, code lines and inspector rules) is
 core/stages/decode.py; this module draws the weights and the new tokens' embeddings, runs the
-prefill and every step, recomputes each step without the cache for the check, and wraps the
+prefill and every step, recomputes every position without the cache for the check, and wraps the
 tensors as a trace that core.export writes (one folder per generated position):
 
 - ``decode_weights``: W_query, W_key/W_value (MLA: W_DKV, W_UK, W_UV), W_out, the biases;
@@ -169,7 +169,7 @@ def estimate_bytes(cfg: DecodeConfig, prompt: int, new: int) -> int:
         cache = cfg.latent * T if cfg.variant == "mla" else 2 * g * (cfg.window or T) * hd
         total += cache + 2 * h * Tk * hd + 3 * h * n * Tk + n * Tk + 4 * n * d_out + 2 * h * n * hd
     T = prompt + new
-    total += 3 * h * T * T + 4 * T * d_out                   # the largest uncached recompute
+    total += 3 * h * T * T + 4 * T * d_out                   # the uncached recompute (temporaries)
     return total * item
 
 
@@ -217,11 +217,13 @@ def build_decode(cfg: DecodeConfig, weights: stage.Weights | None = None) -> Dec
                                 lambda n: ("token", "in") if n == "inputs" else stage.prefill_axes(n),
                                 {**ctx, "key_positions": named["key_positions"].tolist()})
         outputs = [named["context_vecs"]]
+        # the check: one uncached pass over every token; causal (or banded), its row p sees only
+        # tokens 0…p, so it is full attention over the sequence so far at every position
+        full = run(x_all, fresh())[0]["context_vecs"]                      # (T, d_out)
         for p in range(T0, T):
             x_new = x_all[p:p + 1]                                         # (1, d_in)
             named, cache = run(x_new, cache)                               # one token, the cache read and grown
-            full, _ = run(x_all[:p + 1], fresh())                          # the check: no cache, every token so far
-            recomputed = full["context_vecs"][-1:]                         # (p + 1, d_out) -> (1, d_out)
+            recomputed = full[p:p + 1]                                     # (T, d_out) -> (1, d_out)
             step = {"position": torch.tensor([p], device=device), "x_new": x_new, **named,
                     "recomputed": recomputed,
                     "check": (named["context_vecs"] - recomputed).abs().max().reshape(1)}
@@ -233,9 +235,8 @@ def build_decode(cfg: DecodeConfig, weights: stage.Weights | None = None) -> Dec
                                  {**ctx, "position": p, "key_positions": named["key_positions"].tolist()})
             outputs.append(named["context_vecs"])
         cached = torch.cat(outputs)                                        # (T0, d_out) + steps × (1, d_out) -> (T, d_out)
-        full, _ = run(x_all, fresh())
-        stages[SUMMARY] = _wrap(SUMMARY, {"inputs": x_all, "context_vecs": cached, "recomputed": full["context_vecs"],
-                                          "max_abs_diff": (cached - full["context_vecs"]).abs().amax(dim=-1)},
+        stages[SUMMARY] = _wrap(SUMMARY, {"inputs": x_all, "context_vecs": cached, "recomputed": full,
+                                          "max_abs_diff": (cached - full).abs().amax(dim=-1)},
                                 stage.SUMMARY_TERMS, lambda n: stage.SUMMARY_TERMS[n].axes, ctx)
     if device.startswith("cuda"):
         torch.cuda.synchronize()

@@ -121,8 +121,9 @@ TERMS = {
                            "new", "out"),
     "context_vecs": term("z", "z = z_cat W_o (+ b_o)", "the layer's output for the new token (cached path)",
                          "new", "out"),
-    "recomputed": term("z_full", "forward(all tokens so far, no cache)[ptr]",
-                       "the same output recomputed without a cache over the whole sequence so far", "new", "out"),
+    "recomputed": term("z_full", "forward(X, no cache)[ptr]",
+                       "the same output recomputed without a cache: row ptr of one uncached pass, which "
+                       "(causal) sees exactly the sequence so far", "new", "out"),
     "check": term("max|Δ|", "max |z − z_full|",
                   "the cached result against full causal attention over the sequence so far", "one"),
 }
@@ -368,7 +369,7 @@ def code(cfg) -> list[tuple[str | None, str]]:
           ("context_heads", "context_heads = attn_weights @ values  # (h, 1, T) @ (h, T, hd) -> (h, 1, hd)"),
           ("context_concat", "context_concat = context_heads.transpose(0, 1).reshape(1, d_out)  # (h, 1, hd) -> (1, h, hd) -> (1, d_out)"),
           ("context_vecs", "context_vecs = context_concat @ W_out" + (" + b_out" if cfg.variant not in ("gqa", "mqa") else "")),
-          ("recomputed", "recomputed = layer(all_tokens_so_far, use_cache=False)[-1:]  # full attention, no cache"),
+          ("recomputed", "recomputed = layer(all_tokens, use_cache=False)[ptr:ptr + 1]  # no cache; row ptr sees tokens 0…ptr"),
           ("check", "check = (context_vecs - recomputed).abs().max()")]
     return c
 
@@ -392,7 +393,8 @@ def explain(c):
                        "the mask row and the positions of the keys are read off this pointer"], c.value)
     if name == "check":
         return c.done("check", f"max |context_vecs − recomputed| = {c.value:.3g}",
-                      ["the cached step against one uncached pass over every token so far (its last row)",
+                      ["the cached step against one uncached pass over the sequence (its row ptr, which sees "
+                       "tokens 0…ptr only: the sequence so far)",
                        "equal up to float rounding: the cache only saves recomputing the old keys and values"], c.value,
                       [c.source(S, "context_vecs", (), None, None), c.source(S, "recomputed", (), None, None)])
     if name in ("keys", "values") and cfg.variant != "mla":

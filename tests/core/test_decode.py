@@ -88,9 +88,12 @@ def test_the_variant_equals_the_books_class_with_and_without_the_cache(case):
         uncached = module(x, use_cache=False)[0]
     assert max_diff(trace[SUMMARY, "context_vecs"].tensor, cached) <= TOL
     assert max_diff(trace[SUMMARY, "recomputed"].tensor, uncached) <= TOL
-    # and step by step: each new token's output, and the book module's pointer after it
+    # and step by step: each new token's output, and its recompute over the sequence so far only
     for p in trace.positions:
         assert max_diff(trace.step(p)["context_vecs"].tensor[0], cached[p]) <= TOL
+        with torch.no_grad():
+            so_far = module(x[:, :p + 1], use_cache=False)[0, -1]
+        assert max_diff(trace.step(p)["recomputed"].tensor[0], so_far) <= TOL
     assert module.ptr_current_pos == 0 or module.ptr_current_pos == T
 
 
