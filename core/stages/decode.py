@@ -416,6 +416,50 @@ def explain(c):
         return c.done("mask", f"mask[{rows[i]}, {cols[j]}] = {int(c.value)}",
                       [why, "may attend" if diff >= 0 and inside else "hidden: set to −∞ before softmax"], c.value,
                       [c.source(S, "key_positions", (), None, (j,))])
+    if name in ("queries", "keys_new", "values_new", "latent_new"):
+        return _projection(c, S, name, rows, cols, i, j, lead)
+    if name in ("cache_k", "cache_v", "cache_c_kv", "ring_k", "ring_v"):
+        pos = int(c.get(S, "ring_positions")[i]) if name.startswith("ring") else i
+        new = {"cache_k": "keys_new", "cache_v": "values_new", "cache_c_kv": "latent_new",
+               "ring_k": "keys_new", "ring_v": "values_new"}[name]
+        where = f"slot {i} = position {pos} % {cfg.window}" if name.startswith("ring") else f"row {i}"
+        return c.done("copy", f"{name}[{rows[i]}, {cols[j]}] = {c.f(c.value)}",
+                      [f"{where}: the {new} of the token at position {pos}, appended when it was new" if pos >= 0
+                       else "an empty slot: the window has not wrapped around yet",
+                       "cached rows are never recomputed: each step only appends (SWA: overwrites the oldest)"],
+                      c.value)
+    if name in ("key_positions", "ring_positions", "band_row"):
+        what = {"key_positions": "the position of the key in this column",
+                "ring_positions": "the position this ring slot holds (−1: empty)",
+                "band_row": f"1 when 0 ≤ ptr − j < {cfg.window}: inside the window of the new token"}[name]
+        return c.done("given", f"{name}[{cols[j]}] = {c.f(c.value)}", [what], c.value)
+    if name == "masked_scores":
+        hidden = float(c.get(S, "mask")[i, j]) == 0
+        raw = float(c.get(S, "attn_scores", None, lead[0])[i, j])
+        return c.done("mask", f"masked⁽{lead[0]}⁾[{rows[i]}, {cols[j]}]",
+                      ["mask = 0: set to −∞ so softmax gives it weight 0" if hidden else f"mask = 1: the score is kept, {c.f(raw)}"],
+                      float("-inf") if hidden else raw,
+                      [c.source(S, "attn_scores", lead, (i,), (j,)), c.source(S, "mask", (), (i,), (j,))])
+    if name == "context_concat":
+        src_h, col = divmod(j, cfg.head_dim)
+        value = float(c.get(S, "context_heads", None, src_h)[i, col])
+        return c.done("concat", f"concat[{rows[i]}, {j}] = context_heads[head {src_h}][{rows[i]}, {col}]",
+                      [f"column {j} = head {src_h}'s dim {col} (transpose + reshape put the heads side by side)"], value,
+                      [c.source(S, "context_heads", (src_h,), (i,), (col,))])
+    if name == "context_vecs":
+        cat = c.get(S, "context_concat")[i]
+        W = c.get(WEIGHTS, "W_out")[:, j]
+        products, total, lines = c.dot(cat, W, f"concat[{rows[i]}, :]", f"W_out[:, {j}]", ("dims",))
+        if "b_out" in c.trace.stages[WEIGHTS]:
+            bias = float(c.get(WEIGHTS, "b_out")[j])
+            total += bias
+            lines += (f"+ out_proj bias b_out[{j}] = {c.f(bias)} → {c.f(total)}",)
+        return c.done("dot", f"z[{rows[i]}, {j}] = concat[{rows[i]}, :] · W_out[:, {j}]", lines, total,
+                      [c.source(S, "context_concat", (), (i,), None), c.source(WEIGHTS, "W_out", (), None, (j,))],
+                      products)
+    if name == "recomputed":
+        return c.done("value", f"recomputed[{rows[i]}, {j}] = {c.f(c.value)}",
+                      ["the same layer run without a cache over the whole sequence; row ptr sees tokens 0…ptr"], c.value)
     if name == "attn_scores":
         q = c.get(S, "queries", None, lead[0])[i]
         k = c.get(S, "keys", None, lead[0])[j]
@@ -434,6 +478,30 @@ def explain(c):
         return c.done("dot", f"z⁽{lead[0]}⁾_{rows[i]}[{cols[j]}] = Σ_k weight[k] · v_k", lines, total,
                       [c.source(S, "attn_weights", lead, (i,), None), c.source(S, "values", lead, None, (j,))], products)
     return None
+
+
+WEIGHTS = "decode_weights"                 # the trace's stage holding the weights (core.decode)
+
+
+def _projection(c, S, name, rows, cols, i, j, lead):
+    """queries/keys_new/values_new/latent_new[…, i, j] = x_i · W[:, col] (+ b[col])."""
+    cfg = c.cfg
+    weight = {"queries": "query", "keys_new": "key", "values_new": "value", "latent_new": "DKV"}[name]
+    x_name = "x_new" if "x_new" in c.trace.stages[S] else "inputs"
+    col = j if name == "latent_new" else lead[0] * cfg.head_dim + j
+    x = c.get(S, x_name)[i]
+    W = c.get(WEIGHTS, f"W_{weight}")[:, col]
+    products, total, lines = c.dot(x, W, f"x_{rows[i]}", f"W_{weight}[:, {col}]", ("input dims",))
+    if f"b_{weight}" in c.trace.stages[WEIGHTS]:
+        bias = float(c.get(WEIGHTS, f"b_{weight}")[col])
+        total += bias
+        lines += (f"+ bias b_{weight}[{col}] = {c.f(bias)} → {c.f(total)}",)
+    if name != "latent_new":
+        what = "K/V head" if name != "queries" else "head"
+        lines = (f"{what} {lead[0]} uses columns {lead[0] * cfg.head_dim}…{(lead[0] + 1) * cfg.head_dim - 1} "
+                 f"of W_{weight}",) + tuple(lines)
+    return c.done("dot", f"{name}[{rows[i]}, {cols[j]}] = x_{rows[i]} · W_{weight}[:, {col}]", lines, total,
+                  [c.source(S, x_name, (), (i,), None), c.source(WEIGHTS, f"W_{weight}", (), None, (col,))], products)
 
 
 STAGE = Stage("decode", "Decode with a KV cache (GQA, MQA, MLA, sliding window)", "ch04 bonus", TERMS, forward,

@@ -367,3 +367,44 @@ def test_bad_export_options_exit_2_with_one_line_and_write_nothing(tmp_path, arg
     assert res.returncode == 2
     assert res.stderr.count("\n") == 1 and says in res.stderr and "Traceback" not in res.stderr, res.stderr
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("variant", stage.VARIANTS)
+def test_the_inspector_rebuilds_every_computed_cell_it_explains(variant):
+    """Every term of the prefill and a step: the explanation's arithmetic gives the cell's value."""
+    from core.provenance import Cell
+
+    cfg = DecodeConfig(variant=variant, qkv_bias=True, device="cpu", **({"sliding_window_size": 3} if variant == "swa" else {}))
+    trace = build_decode(cfg)
+    explained = 0
+    for stage_name in ("decode_prefill", step_stage(8, 9)):
+        for name, item in trace.stages[stage_name].items():
+            arr = item.numpy()
+            for index in {(0,) * arr.ndim, tuple(n - 1 for n in arr.shape)}:
+                e = stage.explain(Cell(trace, stage_name, name, index))
+                if e is not None and e.kind in ("dot", "softmax", "concat", "mask"):
+                    explained += 1
+                    assert e.recomputed == pytest.approx(e.value, abs=1e-5) or e.value == e.recomputed, (stage_name, name)
+    assert explained >= 20
+
+
+def test_a_trace_over_the_memory_budget_is_refused_with_one_line(tmp_path, monkeypatch, capsys):
+    import core.memory
+    from core.cli import run_export
+
+    monkeypatch.setattr(core.memory, "available_bytes", lambda device="cpu": 10_000)
+    with pytest.raises(SystemExit) as exit_:
+        run_export(["--stage", "decode", "--out", str(tmp_path / "out"), "--device", "cpu"])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and err.count("\n") == 1 and "too big for memory" in err and "--new-tokens" not in err
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.gpu
+def test_cuda_gives_the_cpu_numbers():
+    for variant in stage.VARIANTS:
+        cpu = build_decode(DecodeConfig(variant=variant, new_tokens=5, device="cpu"))
+        gpu = build_decode(DecodeConfig(variant=variant, new_tokens=5, device="cuda"))
+        assert gpu.device == "cuda" and gpu[SUMMARY, "context_vecs"].tensor.is_cuda
+        assert max_diff(gpu[SUMMARY, "context_vecs"].tensor.cpu(), cpu[SUMMARY, "context_vecs"].tensor) <= 1e-5
+        assert float(gpu[SUMMARY, "max_abs_diff"].tensor.max()) <= TOL
