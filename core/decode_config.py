@@ -136,8 +136,8 @@ def validate(cfg: DecodeConfig) -> None:
     if cfg.next_text.strip():
         words = tokenize(cfg.next_text)
         if len(words) != cfg.new_tokens:
-            raise ConfigError("new_tokens", f"is {cfg.new_tokens} but next_text has {len(words)} "
-                                            f"word{'s' if len(words) != 1 else ''}; give one new token per word")
+            raise ConfigError("new_tokens", f"is {cfg.new_tokens} but {shown_value(cfg.next_text)} has {len(words)} "
+                                            f"word{'s' if len(words) != 1 else ''} to append; give one new token per word")
     prompt = 6 if cfg.embeddings == "book" else len(tokenize(cfg.text))
     limit = min(MAX_DECODE_TOKENS, MAX_TOKENS)
     if prompt + cfg.new_tokens > limit:

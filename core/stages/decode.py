@@ -210,7 +210,7 @@ def project(x: torch.Tensor, proj: Projection) -> torch.Tensor:
 
 def split_heads(x: torch.Tensor, num_heads: int, head_dim: int) -> torch.Tensor:
     """(n, num_heads · head_dim) -> (n, num_heads, head_dim) -> (num_heads, n, head_dim)."""
-    return x.view(x.shape[0], num_heads, head_dim).transpose(0, 1)
+    return x.view(x.shape[0], num_heads, head_dim).transpose(0, 1)       # (n, h·hd) -> (n, h, hd) -> (h, n, hd)
 
 
 def band_mask(q_positions: torch.Tensor, k_positions: torch.Tensor, sliding_window_size: int | None,
