@@ -235,6 +235,9 @@ def code(cfg) -> list[tuple[str | None, str]]:
     mask = ([("scores", "S = S.masked_fill(torch.arange(j, j + len(K_j)) > torch.arange(i, i + len(Q_i))[:, None], -torch.inf)")]
             if cfg.causal else [])
     head = [(None, "import math, torch"),
+            ("queries", f"Q = queries[{cfg.head}]  # (h, T, hd) -> (T, hd): head {cfg.head} of the multi-head stage"),
+            ("keys", f"K = keys[{cfg.head}]"),
+            ("values", f"V = values[{cfg.head}]"),
             (None, f"T, d, Br, Bc = Q.shape[0], {d}, {Br}, {Bc}"),
             (None, "m = torch.full((T,), -torch.inf)  # running row maximum, in HBM"),
             (None, "l = torch.zeros(T)                # running sum of exponentials"),
@@ -300,7 +303,7 @@ def explain(c):
         rows = c.trace.stages[S]["q_block"].labels[0]
         keys = c.trace.stages[S]["k_block"].labels[0]
         r = c.i if c.i is not None else c.j                # the query row (1-D terms: the column index)
-        row = rows[r] if name != "tile" else ""
+        row = rows[r] if c.item.axes[0] == "query" else ""
         get = (lambda n: c.get(S, n))
         if name == "scores":
             q, k = get("q_block")[c.i], get("k_block")[c.j]
