@@ -20,7 +20,8 @@ FlashAttention (Algorithm 1; Bc = ⌈M / 4d⌉, Br = min(⌈M / 4d⌉, d) unless
   Non-causal: reads 2Nd + T_c(2Nd + 2N), writes Nd + 2N + T_c(Nd + 2N) with T_c = ⌈N / Bc⌉:
   Θ(N²d / Bc) = Θ(N²d² / M) elements.
 
-FlashAttention-2 (its Algorithm 1: query blocks outermost, O and the statistics stay on chip):
+FlashAttention-2 (its Algorithm 1: query blocks outermost, O and the statistics stay on chip;
+default blocks swapped: Br = ⌈M / 4d⌉, Bc = min(⌈M / 4d⌉, d)):
   for each query block i: read Q_i (Br·d);
     for each key block j (causal: not wholly above the diagonal): read K_j, V_j (2·Bc·d);
     write O_i (Br·d) and L_i = m_i + log l_i (Br).
@@ -56,10 +57,12 @@ class IO:
         return self.reads + self.writes
 
 
-def paper_blocks(d: int, sram: int) -> tuple[int, int]:
-    """Algorithm 1's block sizes (Br, Bc) for head dimension d and M = ``sram`` elements."""
-    bc = max(1, math.ceil(sram / (4 * d)))
-    return min(bc, d), bc
+def paper_blocks(d: int, sram: int, fa2: bool = False) -> tuple[int, int]:
+    """Algorithm 1's block sizes (Br, Bc) for head dimension d and M = ``sram`` elements.
+    FlashAttention-2 (``fa2``): the roles swap, the outer (query) block is the big one, since
+    its traffic is Θ(N²d / Br): Br = ⌈M/4d⌉, Bc = min(⌈M/4d⌉, d)."""
+    big = max(1, math.ceil(sram / (4 * d)))
+    return (big, min(big, d)) if fa2 else (min(big, d), big)
 
 
 def _sizes(N: int, B: int) -> list[int]:
@@ -105,7 +108,7 @@ ROW_FIELDS = ("T", "Br", "Bc", "standard_reads", "standard_writes", "standard_to
 def rows(tokens: list[int], d: int, sram: int, item_bytes: int, Br: int | None = None, Bc: int | None = None,
          causal: bool = False, fa2: bool = False) -> list[dict]:
     """One row per T: both methods' counts and bytes."""
-    pr, pc = paper_blocks(d, sram)
+    pr, pc = paper_blocks(d, sram, fa2)
     br, bc = Br or pr, Bc or pc
     out = []
     for N in tokens:
@@ -163,8 +166,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--bytes", type=_int, default=2, metavar="N", help="bytes per element (default: 2, fp16/bf16)")
     p.add_argument("--tokens", type=_tokens, default=[256, 512, 1024, 2048, 4096, 8192, 16384], metavar="T,T,…",
                    help="sequence lengths (default: 256 … 16384)")
-    p.add_argument("--block-rows", type=_int, default=None, metavar="Br", help="query block (default: min(⌈M/4d⌉, d))")
-    p.add_argument("--block-cols", type=_int, default=None, metavar="Bc", help="key block (default: ⌈M/4d⌉)")
+    p.add_argument("--block-rows", type=_int, default=None, metavar="Br", help="query block (default: min(⌈M/4d⌉, d); --fa2: ⌈M/4d⌉)")
+    p.add_argument("--block-cols", type=_int, default=None, metavar="Bc", help="key block (default: ⌈M/4d⌉; --fa2: min(⌈M/4d⌉, d))")
     p.add_argument("--causal", action="store_true", help="skip the tiles wholly above the diagonal")
     p.add_argument("--fa2", action="store_true", help="FlashAttention-2's loop order (query blocks outermost)")
     p.add_argument("--format", default="text", choices=("text", "csv"), help="text (default) or csv")
