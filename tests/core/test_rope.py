@@ -194,3 +194,51 @@ def test_bad_options_name_their_field(changes, field):
 
 def test_base_one_million_is_allowed():
     assert RopeConfig(base=1_000_000.0, device="cpu").base == 1_000_000.0
+
+
+# ---- the export --------------------------------------------------------------------------------
+
+def test_export_round_trip_manifest_and_csv(tmp_path):
+    import json
+
+    from core.cli import run_export
+    from core.export import read_csv_slice
+
+    out = tmp_path / "out"
+    assert run_export(["--stage=rope", "--form", "interleaved", "--base", "1000000", "--shift", "7",
+                       "--out", str(out), "--device", "cpu"]) == 0
+    trace = build_rope(RopeConfig(form="interleaved", base=1e6, shift=7, device="cpu"))
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["config"]["form"] == "interleaved" and manifest["config"]["base"] == 1e6
+    files = {t["file"] for t in manifest["tensors"]}
+    assert {f"rope/q_pairs_p{m}.csv" for m in range(6)} <= files        # (T, d/2, 2): one file per position
+    for entry in manifest["tensors"]:
+        item = trace[entry["stage"], entry["name"]]
+        rows, cols, values = read_csv_slice(out / entry["file"], dtype=item.numpy().dtype)
+        want = item.numpy()[tuple(entry["index"])]
+        assert values.size == want.size and (values.reshape(want.shape) == want).all(), entry["file"]
+    rows, cols, _ = read_csv_slice(out / "rope" / "k_pairs_rot_p2.csv")
+    assert rows == [f"pair{i}" for i in range(4)] and cols == ["x", "y"]
+
+
+@pytest.mark.parametrize("args, says", [
+    (["--d-out", "6"], "--d-out: RoPE rotates pairs of dimensions: head_dim = d_out / num_heads = 6 / 2 = 3 must be even"),
+    (["--base", "1"], "--base: must be a number above 1"),
+    (["--base", "nan"], "--base: must be a number above 1"),
+    (["--base", "x"], "'x' is not a number"),
+    (["--form", "complex"], "--form: must be one of split, interleaved"),
+    (["--shift", "-2"], "--shift: must be between 0 and 1000000"),
+    (["--fa2"], "unrecognized arguments: --fa2"),
+])
+def test_bad_export_options_exit_2_with_one_line_and_write_nothing(tmp_path, args, says):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    res = subprocess.run([sys.executable, str(root / "main.py"), "export", "--stage", "rope", "--out",
+                          str(tmp_path / "out"), "--device", "cpu", *args], capture_output=True, text=True, cwd=root,
+                         timeout=120)
+    assert res.returncode == 2
+    assert res.stderr.count("\n") == 1 and says in res.stderr and "Traceback" not in res.stderr, res.stderr
+    assert not (tmp_path / "out").exists()

@@ -189,3 +189,51 @@ def test_bad_sizes_name_their_field(changes, field):
     with pytest.raises(ConfigError) as err:
         TiledConfig(device="cpu", **changes)
     assert err.value.field == field
+
+
+# ---- the export --------------------------------------------------------------------------------
+
+def test_export_round_trip_manifest_and_csv(tmp_path):
+    from core.cli import run_export
+    from core.export import read_csv_slice
+
+    out = tmp_path / "out"
+    assert run_export(["--stage", "tiled", "--block-rows", "4", "--block-cols", "3", "--fa2", "--head", "1",
+                       "--out", str(out), "--device", "cpu"]) == 0
+    trace = build_tiled(TiledConfig(block_rows=4, block_cols=3, fa2=True, head=1, device="cpu"))
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["config"]["fa2"] is True and manifest["config"]["block_rows"] == 4
+    stages = list(dict.fromkeys(t["stage"] for t in manifest["tensors"]))
+    assert stages == ["tiled_inputs"] + [step_stage(n, 4) for n in range(4)] + ["tiled_result"]
+    for entry in manifest["tensors"]:                                    # every slice reads back exactly
+        item = trace[entry["stage"], entry["name"]]
+        rows, cols, values = read_csv_slice(out / entry["file"], dtype=item.numpy().dtype)
+        want = item.numpy()[tuple(entry["index"])]
+        assert values.size == want.size and (values.reshape(want.shape) == want).all(), entry["file"]
+        assert cols == list(item.labels[-1])
+    rows, cols, _ = read_csv_slice(out / "tiled_step003" / "scores.csv")
+    assert rows == ["one", "step"] and cols == ["with", "one", "step"]      # FA2: the 4th tile is (query block 1, key block 1)
+    rows, cols, _ = read_csv_slice(out / "tiled_result" / "tiles.csv")
+    assert cols == list(stage.TABLE_FIELDS) and rows[:2] == ["q0·k0", "q0·k1"]
+
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, str(ROOT / "main.py"), "export", *args],
+                          capture_output=True, text=True, cwd=ROOT, timeout=120)
+
+
+@pytest.mark.parametrize("args, says", [
+    (["--block-rows", "0"], "--block-rows: must be between 1 and 64"),
+    (["--block-cols", "65"], "--block-cols: must be between 1 and 64"),
+    (["--block-rows", "x"], "'x' is not a whole number"),
+    (["--head", "2"], "--head: must be between 0 and 1"),
+    (["--text", " ".join(["w"] * 100), "--block-rows", "1", "--block-cols", "3"],
+     "--block-rows: 100 tokens in blocks of 1 × 3 make 3400 tiles; the limit is 1024"),
+    (["--base", "5"], "unrecognized arguments: --base 5"),
+    (["--d-out", "6", "--heads", "4"], "--heads:"),
+])
+def test_bad_export_options_exit_2_with_one_line_and_write_nothing(tmp_path, args, says):
+    res = run_cli("--stage", "tiled", "--out", str(tmp_path / "out"), "--device", "cpu", *args)
+    assert res.returncode == 2
+    assert res.stderr.count("\n") == 1 and says in res.stderr and "Traceback" not in res.stderr, res.stderr
+    assert not (tmp_path / "out").exists()
