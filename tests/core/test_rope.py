@@ -242,3 +242,13 @@ def test_bad_export_options_exit_2_with_one_line_and_write_nothing(tmp_path, arg
     assert res.returncode == 2
     assert res.stderr.count("\n") == 1 and says in res.stderr and "Traceback" not in res.stderr, res.stderr
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.gpu
+def test_cuda_gives_the_cpu_numbers():
+    for form in stage.FORMS:
+        cpu = build_rope(RopeConfig(form=form, device="cpu"))
+        gpu = build_rope(RopeConfig(form=form, device="cuda"))
+        assert gpu.device == "cuda" and gpu[STAGE, "queries_rot"].tensor.is_cuda
+        assert float((gpu[STAGE, "scores_rope"].tensor.cpu() - cpu[STAGE, "scores_rope"].tensor).abs().max()) <= TOL32
+        assert float(gpu[STAGE, "shift_check"].tensor) <= 1e-5

@@ -237,3 +237,14 @@ def test_bad_export_options_exit_2_with_one_line_and_write_nothing(tmp_path, arg
     assert res.returncode == 2
     assert res.stderr.count("\n") == 1 and says in res.stderr and "Traceback" not in res.stderr, res.stderr
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.gpu
+def test_cuda_gives_the_cpu_numbers():
+    for fa2 in (False, True):
+        cpu = build_tiled(TiledConfig(block_rows=4, block_cols=3, fa2=fa2, device="cpu"))
+        gpu = build_tiled(TiledConfig(block_rows=4, block_cols=3, fa2=fa2, device="cuda"))
+        assert gpu.device == "cuda" and gpu[RESULT, "output"].tensor.is_cuda
+        assert float((gpu[RESULT, "output"].tensor.cpu() - cpu[RESULT, "output"].tensor).abs().max()) <= TOL32
+        assert float(gpu[RESULT, "check"].tensor) <= TOL32
+        assert torch.equal(gpu[RESULT, "tiles"].tensor.cpu(), cpu[RESULT, "tiles"].tensor)
