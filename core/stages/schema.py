@@ -12,9 +12,16 @@ from typing import Callable
 
 # Axis kinds, and what each one's size is: "token"/"query"/"key" = T (labelled by the tokens),
 # "in" = d_in, "out" = d_out, "hd" = head_dim, "head" = h, "batch" = b (added at run time to
-# batched terms when batch > 1); "ff" = the feed-forward width (the pretrained stage only).
-AXIS_KINDS = ("token", "query", "key", "in", "out", "hd", "head", "batch", "ff")
-LEAD_KINDS = ("batch", "head")   # leading axes enumerated into one exported slice each
+# batched terms when batch > 1); "ff" = the feed-forward width (the pretrained stage only);
+# the decode stage's (core/stages/decode.py): "group" = its K/V heads, "kv", "latent", "new",
+# "pos", "slot", "one"; the tiled-attention stage's (core/stages/tiled.py): "tile" = the kernel's
+# tiles in order, "field" = a table's columns, "method" = standard vs tiled; the RoPE stage's
+# (core/stages/rope.py): "position" = a token as the leading axis of its (pair, two) slice,
+# "pair" = head_dim / 2 rotated pairs, "two" = a pair's two components.
+AXIS_KINDS = ("token", "query", "key", "in", "out", "hd", "head", "batch", "ff",
+              "group", "kv", "latent", "new", "pos", "slot", "one",
+              "tile", "field", "method", "position", "pair", "two")
+LEAD_KINDS = ("batch", "head", "group", "position")   # leading axes enumerated into one exported slice each
 COLOURS = ("signed", "prob", "binary", "nonneg")   # Term.colours: the colour scales a view draws with
 
 
