@@ -3,6 +3,10 @@
     python main.py                 open the window on the book's example
     python main.py LESSON.json     open the window on a saved lesson
     python main.py export --out DIR [options]   write every intermediate as CSV (headless)
+    python main.py export --stage decode --variant mha|gqa|mqa|mla|swa --new-tokens N --out DIR
+                                   generate token by token with a KV cache, write every position
+    python main.py export --stage tiled|rope [--block-rows Br --block-cols Bc --fa2 | --base B --form F] --out DIR
+                                   FlashAttention's tiles / RoPE's rotations on one head
     python main.py bench [--quick] [--json FILE]   measure speed
     python main.py train --task induction --steps N --out DIR   train a toy model, write its snapshots
 

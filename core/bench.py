@@ -8,7 +8,6 @@ medians. Run ``python -m core.bench`` on a machine without PySide6 (e.g. a GPU b
 """
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import sys
@@ -17,7 +16,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from core.config import AttentionConfig
+from core.config import MAX_TOKENS, AttentionConfig
 from core.engine.malloc import tune_malloc
 from core.inputs import resolve_inputs
 from core.trace import build_trace
@@ -111,7 +110,8 @@ def run(token_counts=(64, 1024, 2048), device="cpu", repeats=7) -> dict:
     return results
 
 
-def print_table(results: dict, file=sys.stdout) -> None:
+def print_table(results: dict, file=None) -> None:
+    file = file or sys.stdout          # looked up now: a redirected stdout (e.g. a test's) is honoured
     print(f"{'tokens':>6} {'device':>6} {'fused ms':>9} {'trace ms':>9} {'ratio':>6} {'target':>7}  "
           f"{'all stages ms':>13} {'ratio':>6}", file=file)
     for r in results.values():
@@ -121,12 +121,23 @@ def print_table(results: dict, file=sys.stdout) -> None:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m core.bench", description=__doc__.split("\n\n")[0])
+    """Bad options (and a --json file that could not be written) exit 2 with one line on stderr
+    before anything is measured; the JSON is written atomically (a temporary file, then a rename)."""
+    from core.cli import _int_arg, _OneLineParser
+    from core.cost import MAX_REPEATS, repeats_problem, tokens_problem
+    from core.files import write_target_problem
+    p = _OneLineParser(prog="python -m core.bench", description=__doc__.split("\n\n")[0])
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
-    p.add_argument("--tokens", type=int, nargs="+", default=[64, 1024, 2048])
-    p.add_argument("--repeats", type=int, default=7)
-    p.add_argument("--json", metavar="FILE")
+    p.add_argument("--tokens", type=_int_arg, nargs="+", default=[64, 1024, 2048], metavar="N",
+                   help=f"token counts, each 1 … {MAX_TOKENS} (default: 64 1024 2048)")
+    p.add_argument("--repeats", type=_int_arg, default=7, metavar="N",
+                   help=f"timed rounds per size, 1 … {MAX_REPEATS} (default: 7)")
+    p.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
     args = p.parse_args(argv)
+    for option, problem in (("--tokens", tokens_problem(args.tokens)), ("--repeats", repeats_problem(args.repeats)),
+                            ("--json", None if args.json is None else write_target_problem(args.json))):
+        if problem:
+            p.error(f"{option}: {problem}")
     tune_malloc()                      # as the app does at start-up
     results = run(tuple(args.tokens), args.device, args.repeats)
     out = {"trace_vs_fused": results, "device": args.device, "torch": torch.__version__}
@@ -134,8 +145,12 @@ def main(argv=None) -> int:
         out["gpu"] = torch.cuda.get_device_name()
     print_table(results)
     if args.json:
-        with open(args.json, "w") as fh:
-            json.dump(out, fh, indent=1)
+        from core.export import ExportError, write_text_atomic   # temporary name, then rename
+        try:
+            write_text_atomic(args.json, json.dumps(out, indent=1) + "\n")
+        except (ExportError, OSError) as exc:
+            print(f"{p.prog}: error: --json: {exc} (the figures are printed above)", file=sys.stderr)
+            return 1
     return 0
 
 

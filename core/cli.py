@@ -119,6 +119,14 @@ def run_export(argv: list[str]) -> int:
         if wants_pretrained(argv):  # stage 5 (the real model) has its own options
             from core.pretrained_cli import run
             return run(argv)
+        from core.decode_cli import wants_decode
+        if wants_decode(argv):  # the decode stage (KV cache, GQA/MQA/MLA/SWA) has its own options
+            from core.decode_cli import run as run_decode
+            return run_decode(argv)
+        from core.tiled_cli import wanted_stage
+        if wanted_stage(argv):  # tiled attention (FlashAttention) and RoPE have their own options
+            from core.tiled_cli import run as run_tiled
+            return run_tiled(argv)
         return _run_export(argv)
     except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM: the export is atomic, nothing half-written is left
         what = "terminated" if isinstance(exc, Terminated) else "interrupted"

@@ -31,14 +31,15 @@ import torch.nn.functional as F
 
 from core import memory
 from core.engine import buffers
-from core.config import AttentionConfig
+from core.config import MAX_TOKENS, AttentionConfig
 from core.device import resolve_device
 from core.inputs import resolve_inputs
 from core.trace import build_trace
 
 CPU_TOKENS = (64, 128, 256, 512, 1024, 2048, 4096)
-GPU_TOKENS = CPU_TOKENS + (8192, 16384)
+GPU_TOKENS = CPU_TOKENS    # up to the trace's limit (core.config.MAX_TOKENS) on any device
 TT_AXES = ("query", "key")
+MAX_REPEATS = 1000         # timed runs per size; a typo's 10**6 would measure for days
 
 
 class CostCancelled(Exception):
@@ -55,12 +56,12 @@ class CostSettings:
     measure_memory: bool = True            # one extra run per subject for its peak memory
 
     def __post_init__(self):
-        if not self.tokens or any(not isinstance(t, int) or t < 1 for t in self.tokens):
-            raise ValueError(f"tokens must be positive integers, got {self.tokens!r}")
+        if not self.tokens or any(not isinstance(t, int) or not 1 <= t <= MAX_TOKENS for t in self.tokens):
+            raise ValueError(f"tokens must be whole numbers from 1 to {MAX_TOKENS}, got {self.tokens!r}")
         if self.d_model < 1 or self.num_heads < 1 or self.d_model % self.num_heads:
             raise ValueError(f"d_model ({self.d_model}) must be a positive multiple of num_heads ({self.num_heads})")
-        if self.repeats < 1:
-            raise ValueError(f"repeats must be at least 1, got {self.repeats}")
+        if not 1 <= self.repeats <= MAX_REPEATS:
+            raise ValueError(f"repeats must be between 1 and {MAX_REPEATS}, got {self.repeats}")
         if self.device not in ("cpu", "cuda", "auto"):
             raise ValueError(f"device must be cpu, cuda or auto, got {self.device!r}")
 
@@ -284,14 +285,36 @@ def _csv_value(v) -> str:
     return str(v)
 
 
+def tokens_problem(tokens: list[int]) -> str | None:
+    """Why ``--tokens`` cannot be measured (core.cost and core.bench), else None."""
+    bad = [t for t in tokens if not 1 <= t <= MAX_TOKENS]
+    if bad:
+        return f"must be between 1 and {MAX_TOKENS} (the trace's limit), got {bad[0]}"
+    return None
+
+
+def repeats_problem(repeats: int) -> str | None:
+    if not 1 <= repeats <= MAX_REPEATS:
+        return f"must be between 1 and {MAX_REPEATS}, got {repeats}"
+    return None
+
+
 def main(argv=None) -> int:
-    """``python -m core.cost [--device cpu] [--tokens 64 128 …]``: print the cost table as CSV."""
-    import argparse
-    p = argparse.ArgumentParser(prog="python -m core.cost", description=main.__doc__)
+    """``python -m core.cost [--device cpu] [--tokens 64 128 …]``: print the cost table as CSV.
+
+    Bad options exit 2 with one line on stderr before anything is measured (as main.py's commands)."""
+    from core.cli import _int_arg, _OneLineParser
+    p = _OneLineParser(prog="python -m core.cost", description=main.__doc__.split("\n\n")[0])
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda", "auto"))
-    p.add_argument("--tokens", type=int, nargs="+")
-    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--tokens", type=_int_arg, nargs="+", metavar="N",
+                   help=f"token counts, each 1 … {MAX_TOKENS} (default: {' '.join(map(str, CPU_TOKENS))})")
+    p.add_argument("--repeats", type=_int_arg, default=3, metavar="N",
+                   help=f"timed runs per size and subject, 1 … {MAX_REPEATS} (default: 3)")
     args = p.parse_args(argv)
+    for option, problem in (("--tokens", args.tokens and tokens_problem(args.tokens)),
+                            ("--repeats", repeats_problem(args.repeats))):
+        if problem:
+            p.error(f"{option}: {problem}")
     tokens = tuple(args.tokens) if args.tokens else (GPU_TOKENS if args.device == "cuda" else CPU_TOKENS)
     runner = CostRunner(CostSettings(tokens=tokens, device=args.device, repeats=args.repeats))
     rows = runner.run(progress=lambda d, t, text: print(f"[{d}/{t}] {text}", file=sys.stderr, flush=True))

@@ -1,4 +1,5 @@
-"""Reading a learner's text file (an embeddings CSV, a lesson) without hanging or exhausting memory.
+"""Reading a learner's text file (an embeddings CSV, a lesson) without hanging or exhausting memory,
+and checking a file a command will write before it spends minutes measuring.
 
 The path is checked to be a regular file of bounded size *before* it is opened (opening a FIFO
 waits for a writer for ever; a device never ends), opened non-blocking, checked again on the
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import os
 import stat
+import tempfile
 from pathlib import Path
 
 
@@ -82,3 +84,32 @@ def read_text_file(path: str | Path, max_bytes: int, what: str = "file") -> str:
     except UnicodeDecodeError as exc:
         raise ValueError(f"{name} cannot be read: it is not UTF-8 text (byte 0x{data[exc.start]:02X} at "
                          f"offset {exc.start}); save it as UTF-8") from None
+
+
+def write_target_problem(path: str, example: str = "bench.json") -> str | None:
+    """Why a file could not be written at ``path`` (checked before the minutes of measuring), else None.
+
+    The folder must exist and take a new file (one is made and removed again), ``path`` must not
+    be a folder, a FIFO or a device, nor read-only. ``example``: the file name a folder's message suggests.
+    """
+    if not path.strip():
+        return "is empty; name the file to write the figures to"
+    p = Path(path)
+    folder = p.parent if str(p.parent) else Path(".")
+    try:
+        if p.is_dir():
+            return f"{path} is a folder; name a file in it, e.g. {p / example}"
+        if not folder.exists():
+            return f"the folder {folder} does not exist"
+        if not folder.is_dir():
+            return f"{folder} is not a folder"
+        if p.exists() and not p.is_file():
+            return f"{path} is not a regular file"
+        if p.exists() and not os.access(p, os.W_OK):
+            return f"{path} is read-only"
+        fd, probe = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except (OSError, ValueError) as exc:   # ValueError: a NUL in the name
+        return f"cannot write {path}: {getattr(exc, 'strerror', None) or exc}"
+    return None

@@ -36,14 +36,10 @@ def undefined_value_notes(trace) -> list[dict]:
 
 
 def item_notes(item) -> list[dict]:
-    """The notes of one intermediate (see ``undefined_value_notes``), found once per
-    intermediate (a trace is never changed: the window asks on every redraw of a step)."""
-    cache = getattr(item, "_cache", None)
-    if cache is None:
-        return _find_notes(item)
-    if "notes" not in cache:
-        cache["notes"] = _find_notes(item)
-    return [dict(note) for note in cache["notes"]]
+    """The notes of one intermediate (see ``undefined_value_notes``): one min/max pass when
+    every value is a number (the usual case), a count per slice otherwise. Found afresh on
+    each call (a trace keeps nothing; the window keeps what it asks for every redraw)."""
+    return [] if _all_numbers(item) else _find_notes(item)
 
 
 def _all_numbers(item) -> bool:
@@ -61,8 +57,6 @@ def _all_numbers(item) -> bool:
 
 def _find_notes(item) -> list[dict]:
     notes = []
-    if _all_numbers(item):
-        return notes
     arr = item.numpy()
     if arr.dtype.kind != "f" or arr.size == 0 or np.isfinite(arr).all():
         return notes

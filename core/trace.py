@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Iterator
 
 import numpy as np
@@ -32,11 +32,13 @@ DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 @dataclass(frozen=True, eq=False)
 class Intermediate:
-    """One named tensor of the trace with what a view needs to label it.
+    """One named tensor of the trace with what a view needs to label it: immutable, nothing kept.
 
     A few intermediates that are a cheap, exact function of another (e.g. the multi-head
     masked scores, or the wrapper that the fused path does not need) are *derived*: their
-    tensor is computed on first access and then kept. ``is_ready`` tells whether it was.
+    source is a core.engine.lazy.Lazy, computed once on first access (the Lazy keeps it).
+    ``is_ready`` tells whether it was. What a view derives to draw one (images, colour
+    levels, notes) is the GUI's (gui/display_cache.py), not kept here.
     """
 
     stage: str
@@ -45,21 +47,14 @@ class Intermediate:
     term: Term
     axes: tuple[str, ...]                 # axis kinds, e.g. ("batch", "head", "query", "key")
     labels: tuple[tuple[str, ...], ...]   # one label per index along each axis
-    _cache: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def tensor(self) -> torch.Tensor:
-        if isinstance(self.source, torch.Tensor):
-            return self.source
-        if "tensor" not in self._cache:
-            with self.source.lock:
-                if "tensor" not in self._cache:
-                    self._cache["tensor"] = self.source.compute()
-        return self._cache["tensor"]
+        return self.source if isinstance(self.source, torch.Tensor) else self.source.value()
 
     @property
     def is_ready(self) -> bool:
-        return isinstance(self.source, torch.Tensor) or "tensor" in self._cache
+        return isinstance(self.source, torch.Tensor) or self.source.ready
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -78,15 +73,15 @@ class Intermediate:
         return (self.stage, self.name)
 
     def numpy(self) -> np.ndarray:
-        """A read-only CPU array (cached): on the CPU it shares the tensor's memory (no 50 MB
-        copy per 1024-token × 12-head intermediate; nothing changes a trace tensor in place)."""
-        if "np" not in self._cache:
-            t = self.tensor.detach()
-            arr = t.numpy() if t.device.type == "cpu" else t.to("cpu").numpy()
-            arr = arr.view()                     # our own read-only view, whoever else holds the tensor
-            arr.setflags(write=False)
-            self._cache["np"] = arr
-        return self._cache["np"]
+        """A read-only CPU array: on the CPU a view of the tensor's memory (no 50 MB copy per
+        1024-token × 12-head intermediate; nothing changes a trace tensor in place), made anew
+        each call (microseconds); from another device a copy each call (a caller that reads it
+        often keeps it, as the GUI's display cache does)."""
+        t = self.tensor.detach()
+        arr = t.numpy() if t.device.type == "cpu" else t.to("cpu").numpy()
+        arr = arr.view()                         # our own read-only view, whoever else holds the tensor
+        arr.setflags(write=False)
+        return arr
 
     def lead_axes(self) -> int:
         """How many leading (batch/head) axes come before the displayed 2-D (or 1-D) slice."""

@@ -29,8 +29,9 @@ def shapes_html(step, trace) -> str:
 
 def undefined_html(step, trace) -> str:
     """A visible warning when a matrix the step shows holds nan/inf (never a bare nan on screen)."""
-    from core.numerics import item_notes, summarize_notes     # not at start-up: the window opens before core
-    notes = [note for panel in step.panels if panel.key in trace for note in item_notes(trace[panel.key])]
+    from core.numerics import summarize_notes                 # not at start-up: the window opens before core
+    from gui.display_cache import DISPLAY
+    notes = [note for panel in step.panels if panel.key in trace for note in DISPLAY.notes(trace[panel.key])]
     if not notes:
         return ""
     lines = "<br>".join(html.escape(line) for line in summarize_notes(notes))
@@ -100,6 +101,5 @@ def explanation_html(step, trace, book: bool, source: str) -> str:
 
 def _masks(step, trace) -> bool:
     """Whether the step draws a map the causal mask hides cells of (the footer's hatching note)."""
-    from gui.matrices import MASKED_NAMES
-    return (getattr(trace.config, "causal", False) and step.stage in ("causal", "multihead")
-            and any(p.key[1] in MASKED_NAMES for p in step.panels))
+    return getattr(trace.config, "causal", False) and any(
+        p.key in trace and trace[p.key].term.masked for p in step.panels)

@@ -261,8 +261,7 @@ def _same_array(a: np.ndarray | None, b: np.ndarray | None) -> bool:
 
 def same_drawing(a: MatrixData, b: MatrixData) -> bool:
     """Whether ``b`` draws exactly what ``a`` drew: the same arrays (not merely equal ones),
-    labels, titles, colours and scale. Masks are compared by value (a partial trace builds its
-    own causal mask; the full one reads the causal stage's)."""
+    labels, titles, colours and scale. Masks are compared by value when not the same array."""
     fields = ("key", "title", "symbol", "meaning", "row_labels", "col_labels", "row_axis", "col_axis",
               "kind", "levels", "template", "row_offset")
     if any(getattr(a, f) != getattr(b, f) for f in fields) or len(a.maps) != len(b.maps):
@@ -483,7 +482,7 @@ def argb_image(img: np.ndarray, lo: float, hi: float, lut32: np.ndarray) -> np.n
 
 def prerender(data: MatrixData) -> None:
     """Make what the window draws of ``data``'s maps now (the float image and its ARGB words,
-    kept with the intermediate): on the trace worker, before the result reaches the window.
+    kept in the display cache): on the trace worker, before the result reaches the window.
     Only maps drawn whole whatever the panel's size (≤ MIN_DISPLAY a side: stride 1)."""
     if data.extra.get("row_scaled"):
         return
@@ -492,13 +491,13 @@ def prerender(data: MatrixData) -> None:
         return
     lo, hi = float(data.levels[0]), float(data.levels[1])
     what = rendered_key(data)
-    todo = [m for m in data.maps if m.cache is not None and 0 < m.values.size
-            and max(m.values.shape) <= MIN_DISPLAY and m.cache.get(m.cache_key + what) is None]
+    todo = [m for m in data.maps if m.source is not None and 0 < m.values.size
+            and max(m.values.shape) <= MIN_DISPLAY and m.found(what) is None]
     if len({m.values.shape for m in todo}) == 1 and len(todo) > 1:
         # the heads' maps (all one shape) looked up together: one pass of numpy calls, not 12
         words = argb_image(np.stack([m.display(1) for m in todo]), lo, hi, table)   # (n, R, C)
         for m, w in zip(todo, words):
-            m.cache[m.cache_key + what] = w                     # each (R, C), C-contiguous
+            m.keep(what, w)                                     # each (R, C), C-contiguous
         return
     for m in todo:
         img = m.display(1)
@@ -506,7 +505,7 @@ def prerender(data: MatrixData) -> None:
 
 
 def rendered_key(data: MatrixData) -> tuple:
-    """Where a map's ARGB words for ``data``'s levels and colours are kept (after its cache_key)."""
+    """Under what a map's ARGB words for ``data``'s levels and colours are kept (MapData.kept)."""
     return ("argb", float(data.levels[0]), float(data.levels[1]), data.kind)
 
 
@@ -656,7 +655,7 @@ class _CellTexts(QtWidgets.QGraphicsItem):
         painter.restore()
 
 
-# A pure memo (the one module-level cache of gui/): (pixel size, text) -> laid-out text, keyed on
+# A pure memo (beside gui.display_cache's): (pixel size, text) -> laid-out text, keyed on
 # immutable values, bounded (emptied at 4096 entries); the layouts are only drawn, never changed.
 _LAYOUTS: dict[tuple[int, str], tuple] = {}    # "0" fills masked cells
 _MASKED_TEXT = QtGui.QColor(70, 70, 70)
@@ -806,8 +805,8 @@ class _Map:
         ready = None
         if data.extra.get("row_scaled"):
             img = row_scaled(img)
-        elif self.stride == 1 and m.cache is not None:      # looked up ahead by the trace worker?
-            ready = m.cache.get(m.cache_key + rendered_key(data))
+        elif self.stride == 1:                              # looked up ahead by the trace worker?
+            ready = m.found(rendered_key(data))
         # the hatching shows through masked and undefined (nan) cells only: none, no hatching to draw
         self.hatch.setVisible(bool(np.isnan(img).any()))
         self.image.setImage(img, autoLevels=False, levels=data.levels)

@@ -3,9 +3,11 @@
 A lesson (``core.lesson``, versioned JSON) holds the settings behind the current step, the
 edited embeddings and weights, and the step. With a training run in the Train window (or a
 snapshot shown as stage 4) it is saved with that run as ``LESSON.run.npz`` beside the JSON
-(core.train.lessonrun); opening the lesson reopens the run without retraining, and a missing or
-damaged run file is one line in the status bar while the lesson itself opens. Opening one reads and checks the whole file
-first, off the UI thread: a malformed file gives a message and leaves the open lesson untouched.
+(core.train.lessonrun); opening the lesson reopens the run without retraining, and a missing,
+damaged or crafted run file (arrays larger than its settings imply, a zip bomb, probe tokens no
+typed token could be, a link out of the lesson's folder) is one line in the status bar while the
+lesson itself opens. Opening one reads and checks the whole file, and its run file, first, off
+the UI thread: a malformed file gives a message and leaves the open lesson untouched.
 """
 from __future__ import annotations
 

@@ -2,26 +2,22 @@
 
 :func:`resolve_panel` picks the 2-D slices (one per head, or per batch item for the batch
 step), the axis labels, the colour scheme (signed → diverging, symmetric levels; attention
-weights → sequential, fixed to [0, 1]; masks → binary) and which cells the causal mask hides.
-The exact values stay here; only the display copy replaces masked cells with NaN.
+weights → sequential, fixed to [0, 1]; masks → binary) and which cells the causal mask hides,
+each from the intermediate's term (``Term.colours``, ``masked``, ``head_columns``: no names
+here). The exact values stay here; only the display copy replaces masked cells with NaN. What
+is made once per intermediate (arrays, colour ranges, display images) is kept in the display
+cache (gui.display_cache).
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from gui.display_cache import DISPLAY
 from gui.steps import Panel, cell_templates
-
-# Intermediates whose cells above the diagonal are hidden by the causal mask.
-MASKED_NAMES = {"masked_scores", "attn_weights", "masked_simple", "renormalized_weights", "dropped_weights"}
-WEIGHT_NAMES = {"attn_weights", "attn_weights_sumnorm", "masked_simple", "renormalized_weights",
-                "attn_weights_no_special"}
-BINARY_NAMES = {"mask", "dropout_mask"}
-# Multi-head matrices whose columns are the heads side by side (out0…out{hd-1} = head 0, …)
-HEAD_COLUMN_NAMES = {"wrapper_context_vecs", "context_concat", "W_query", "W_key", "W_value",
-                     "b_query", "b_key", "b_value"}
 
 
 @dataclass
@@ -33,22 +29,30 @@ class MapData:
     title: str = ""
     index: tuple[int, ...] = ()        # leading (batch/head) indices in the intermediate
     head: int | None = None
-    # where what is drawn of this map is kept (the intermediate's cache: the trace worker fills
-    # it before the window draws, see gui.heatmap.prerender), and this map's key there
-    cache: dict | None = field(default=None, repr=False, compare=False)
-    cache_key: tuple = ()
+    # the intermediate these values are a slice of, and which slice: what is drawn of this map
+    # is kept for it in the display cache (the trace worker fills it before the window draws,
+    # see gui.heatmap.prerender). None: values of its own (a difference), nothing kept
+    source: object = field(default=None, repr=False, compare=False)
+    slice_key: tuple = ()
 
     def display(self, stride: int = 1) -> np.ndarray:
         """float32 copy for the ImageItem (every ``stride``-th row and column): masked and
-        non-finite cells are NaN, which the ImageItem draws transparent. Read-only, kept in
-        ``cache`` when the map has one (made once per trace and stride)."""
-        if self.cache is None:
-            return self._display(stride)
+        non-finite cells are NaN, which the ImageItem draws transparent. Read-only, made once
+        per trace and stride when the map has a source."""
         return self.kept(("display", stride), lambda: self._display(stride))
 
     def kept(self, what: tuple, make):
-        """``make()``, kept in ``cache`` under this map's key and ``what`` (made here without one)."""
-        return _keep(self.cache, self.cache_key + what, make)
+        """``make()``, kept in the display cache for this map under ``what`` (made each time
+        without a source)."""
+        return make() if self.source is None else DISPLAY.get(self.source, self.slice_key + what, make)
+
+    def found(self, what: tuple):
+        """What is kept for this map under ``what``, or None."""
+        return None if self.source is None else DISPLAY.peek(self.source, self.slice_key + what)
+
+    def keep(self, what: tuple, value) -> None:
+        if self.source is not None:
+            DISPLAY.put(self.source, self.slice_key + what, value)
 
     def _display(self, stride: int) -> np.ndarray:
         vals = self.values[::stride, ::stride] if stride > 1 else self.values
@@ -108,14 +112,21 @@ def format_value(v: float) -> str:
     return f"{v:.4f}"
 
 
-def _masked_cells(item, mask, rows: int, cols: int, row_offset: int) -> np.ndarray | None:
-    """True where the causal mask hides a cell of ``item`` (None: nothing is masked)."""
-    if mask is None or item.name not in MASKED_NAMES or item.stage not in ("causal", "multihead"):
+def _masked_cells(item, causal: bool, rows: int, cols: int, row_offset: int) -> np.ndarray | None:
+    """True where the causal mask hides a cell of ``item`` (None: nothing is masked): above the
+    diagonal of a ``Term.masked`` (query, key) map of a causal config."""
+    if not causal or not item.term.masked or tuple(item.axes[-2:]) != ("query", "key"):
         return None
-    if tuple(item.axes[-2:]) != ("query", "key"):
-        return None
-    hidden = ~np.asarray(mask, dtype=bool)[row_offset:row_offset + rows, :cols]
-    return hidden if hidden.any() else None
+    return _future(row_offset, rows, cols)
+
+
+@functools.lru_cache(maxsize=8)
+def _future(row_offset: int, rows: int, cols: int) -> np.ndarray | None:
+    """The cells whose key comes after their query (rows from ``row_offset``), read-only; None
+    when there are none. A pure memo of a constant (the same array for every trace)."""
+    cells = np.less.outer(np.arange(row_offset, row_offset + rows), np.arange(cols))
+    cells.setflags(write=False)
+    return cells if cells.any() else None
 
 
 def _value_range(maps: list[MapData]) -> tuple[float, float]:
@@ -141,25 +152,9 @@ def _in_unit_interval(arr: np.ndarray, lead: list[tuple[int, ...]]) -> bool:
     return True
 
 
-def _cached(item, key: tuple, compute):
-    """``compute()``, kept with the intermediate (``Intermediate._cache``) when it has a cache:
-    a trace never changes, and the worker finds the colour range of the step on screen before
-    the result reaches the window (:func:`warm`), 30 ms of a 12-head 1024-token step."""
-    return _keep(getattr(item, "_cache", None), key, compute)
-
-
-def _keep(cache: dict | None, key: tuple, make):
-    """``make()``, kept in ``cache`` under ``key`` (made each time without a cache)."""
-    if cache is None:
-        return make()
-    if key not in cache:
-        cache[key] = make()
-    return cache[key]
-
-
 def warm(trace, panels, batch_index: int = 0) -> list[MatrixData]:
     """Resolve ``panels`` for ``trace`` once (on the trace worker), so that what the window
-    then resolves on its own thread is found in the intermediates' caches; returns what it
+    then resolves on its own thread is found in the display cache; returns what it
     resolved (with the step's shared colour scales, as the window gets them). Never raises (a
     panel that cannot be drawn is reported when the window draws it)."""
     pairs = []
@@ -173,15 +168,16 @@ def warm(trace, panels, batch_index: int = 0) -> list[MatrixData]:
     return share_levels(pairs)
 
 
-def _kind_and_levels(name: str, lo: float, hi: float, is_diff: bool) -> tuple[str, tuple[float, float]]:
+def _kind_and_levels(colours: str, lo: float, hi: float, is_diff: bool) -> tuple[str, tuple[float, float]]:
+    """The colour scheme and levels of a map whose term has ``colours`` (``Term.colours``)."""
     if is_diff:
         top = max(abs(lo), abs(hi), 1e-6)   # float rounding noise stays near white
         return "diff", (-top, top)
-    if name in BINARY_NAMES:
+    if colours == "binary":
         return "binary", (0.0, 1.0)
-    if name in WEIGHT_NAMES and lo >= 0.0 and hi <= 1.0 + 1e-6:
+    if colours == "prob" and lo >= 0.0 and hi <= 1.0 + 1e-6:
         return "prob", (0.0, 1.0)
-    if name == "dropped_weights" and lo >= 0.0:
+    if colours == "nonneg" and lo >= 0.0:
         return "nonneg", (0.0, max(1.0, hi))
     top = max(abs(lo), abs(hi)) or 1.0
     return "signed", (-top, top)
@@ -196,14 +192,8 @@ def resolve_panel(panel: Panel, trace, batch_index: int = 0) -> MatrixData | Non
     item = trace[panel.key]
     if panel.merge:
         return _merged_heads(panel, item, trace, batch_index)
-    if ("causal", "mask") in trace:
-        mask = trace["causal", "mask"].numpy()
-    elif panel.key[0] == "multihead" and getattr(trace.config, "causal", False):
-        # a partial trace (the visible stage first) has no causal stage yet: the same (T, T) mask
-        mask = np.tri(len(trace.tokens), dtype=bool)
-    else:
-        mask = None
-    arr = item.numpy()
+    causal = bool(getattr(trace.config, "causal", False))    # the (T, T) lower triangle, every stage's
+    arr = DISPLAY.array(item)
     if arr.dtype.kind in "iu":                           # token ids (stage 5): drawn as numbers like the rest
         arr = arr.astype(np.float64)
     axes = list(item.axes)
@@ -240,16 +230,16 @@ def resolve_panel(panel: Panel, trace, batch_index: int = 0) -> MatrixData | Non
     for idx, title, head in zip(lead, titles, heads):
         values = arr[idx] if idx else arr
         if panel.is_diff:
-            other = trace[panel.diff[1]].numpy()
+            other = DISPLAY.array(trace[panel.diff[1]])
             values = values.astype(np.float64) - (other[idx] if idx else other).astype(np.float64)
         values = values[r0:r1]
         if values.shape not in hidden:        # one mask for every head's map (all the same size)
-            hidden[values.shape] = _masked_cells(item, mask, values.shape[0], values.shape[1], r0)
+            hidden[values.shape] = _masked_cells(item, causal, values.shape[0], values.shape[1], r0)
         masked = hidden[values.shape]
         index = tuple(int(i) for i in idx)
         # a difference panel's values are its own (not the intermediate's): nothing kept
-        cache = None if panel.is_diff else getattr(item, "_cache", None)
-        maps.append(MapData(values, masked, title, index, head, cache=cache, cache_key=("map", index, r0, r1)))
+        maps.append(MapData(values, masked, title, index, head, source=None if panel.is_diff else item,
+                            slice_key=("map", index, r0, r1)))
     # colour levels from every row (a one-row slice keeps the full matrix's colours)
     def full_range() -> tuple[float, float]:
         if not panel.rows:
@@ -258,17 +248,19 @@ def resolve_panel(panel: Panel, trace, batch_index: int = 0) -> MatrixData | Non
         for idx in lead:
             v = arr[idx] if idx else arr
             if panel.is_diff:
-                other = trace[panel.diff[1]].numpy()
+                other = DISPLAY.array(trace[panel.diff[1]])
                 v = v.astype(np.float64) - (other[idx] if idx else other).astype(np.float64)
-            full.append(MapData(v, _masked_cells(item, mask, v.shape[0], v.shape[1], 0)))
+            full.append(MapData(v, _masked_cells(item, causal, v.shape[0], v.shape[1], 0)))
         return _value_range(full)
-    if (not panel.is_diff and item.name in WEIGHT_NAMES
-            and _cached(item, ("in_unit_interval", tuple(lead)), lambda: _in_unit_interval(arr, lead))):
+    # kept: a trace never changes, and the worker finds the colour range of the step on screen
+    # before the result reaches the window (:func:`warm`), 30 ms of a 12-head 1024-token step
+    if (not panel.is_diff and item.term.colours == "prob"
+            and DISPLAY.get(item, ("in_unit_interval", tuple(lead)), lambda: _in_unit_interval(arr, lead))):
         lo, hi = 0.0, 1.0             # every cell in [0, 1], hidden ones too: the weights' fixed scale
     else:
-        lo, hi = _cached(item, ("value_range", panel.diff if panel.is_diff else None, tuple(lead), mask is not None),
-                         full_range)
-    kind, levels = _kind_and_levels(item.name, lo, hi, panel.is_diff)
+        lo, hi = DISPLAY.get(item, ("value_range", panel.diff if panel.is_diff else None, tuple(lead), causal),
+                             full_range)
+    kind, levels = _kind_and_levels(item.term.colours, lo, hi, panel.is_diff)
     name = item.name
     title = f"{item.symbol} · {name}"
     template = cell_templates().get(f"{item.stage}.{name}", "")
@@ -280,7 +272,7 @@ def resolve_panel(panel: Panel, trace, batch_index: int = 0) -> MatrixData | Non
         extra["max_abs_diff"] = max_diff
     col_axis = axes[-1]
     heads = trace.config.num_heads
-    if item.stage in ("multihead", "pretrained") and name in HEAD_COLUMN_NAMES and heads > 1:
+    if item.term.head_columns and heads > 1:
         extra["head_width"] = trace.config.d_out // heads      # lines between the heads' columns
         col_axis = f"{col_axis}  (│ between heads, hd = {extra['head_width']})"
     if panel.rows:
@@ -322,7 +314,7 @@ def _merged_heads(panel: Panel, item, trace, batch_index: int) -> MatrixData:
     """A per-head (b, h, T, hd) intermediate as the (T, d_out) matrix the heads were split from
     (or are merged into): head h is columns h·hd … (h+1)·hd − 1, with lines between the heads.
     The same numbers, only arranged as before ``.view``/``.transpose`` (4.4) or after the merge."""
-    arr = item.numpy()
+    arr = DISPLAY.array(item)
     lead: tuple[int, ...] = ()
     if tuple(item.axes[:2]) == ("batch", "head") and arr.ndim == 4:
         lead = (min(batch_index, arr.shape[0] - 1),)
@@ -332,7 +324,7 @@ def _merged_heads(panel: Panel, item, trace, batch_index: int) -> MatrixData:
     h, t, hd = arr.shape
     values = arr.transpose(1, 0, 2).reshape(t, h * hd)                           # (h, T, hd) -> (T, h·hd)
     lo, hi = _value_range([MapData(values, None)])
-    kind, levels = _kind_and_levels(item.name, lo, hi, False)
+    kind, levels = _kind_and_levels(item.term.colours, lo, hi, False)
     extra = {"head_width": hd, "merged_heads": hd} if h > 1 else {"merged_heads": hd}
     return MatrixData(
         key=panel.key, title=f"{panel.label or item.symbol} · (T, d_out) before the split",

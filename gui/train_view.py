@@ -27,7 +27,9 @@ import pyqtgraph as pg
 from PySide6 import QtCore, QtWidgets
 from PySide6.QtCore import QThread, Signal
 
-from core.train.settings import (DEVICES, MAX_BATCH, MAX_D_MODEL, MAX_HEADS, MAX_LAYERS, MAX_SEED, MAX_SEQ_LEN,
+from core.train.budget import check_train_memory
+from core.train.metrics import expected_cells, previous_token_score, repeat_start
+from core.train.settings import (DEFAULT_TEXT, DEVICES, MAX_BATCH, MAX_D_MODEL, MAX_HEADS, MAX_LAYERS, MAX_SEED, MAX_SEQ_LEN,
                                  MAX_STEPS, MAX_VOCAB, TASK_EXPLANATIONS, TASK_TITLES, TASKS, TrainSettings,
                                  TrainSettingsError, defaults_for)
 
@@ -36,7 +38,31 @@ FRAME_MS = 50              # while training: at most one redraw (the newest snap
 REDRAW_INTERVAL_MS = 100   # loss curves redrawn at most this often while training
 START_LOSS_HEADROOM = 1.15  # the loss axis starts this far above ln(vocabulary): random weights start near it
 PROGRESS_INTERVAL_S = 0.033  # the worker sends its per-step losses in batches, at most ~30 per second
-HOVER_HINT = "rows: queries, columns: keys (the probe's positions) · hover a cell for its tokens and weight"
+HOVER_HINT = "rows: queries, columns: keys · hover a cell for its tokens and weight"
+REPEAT_HINT = "rows: queries, columns: keys · dashed: the repeat starts · hover a cell"
+GUIDE_PEN = (255, 70, 70, 150)        # the expected stripe: faint red cell outlines
+REPEAT_PEN = (255, 255, 255, 170)     # where the probe's repeat starts: dashed white lines
+# what each task's score plot and titles call the score of its pattern (expected_cells)
+SCORE_NAMES = {"induction": ("induction score", "ind"), "previous_token": ("previous-token score", "prev"),
+               "next_word": ("verb → subject score", "subj")}
+LAYER_HUES = (25, 215, 130, 285, 0, 170, 55, 320)     # the score curves: one hue per layer, one shade per head
+
+
+def head_color(layer: int, head: int, heads: int):
+    """A head's colour in the score plot: its layer's hue, darker for later heads."""
+    from PySide6.QtGui import QColor
+    value = 235 - int(120 * head / max(heads - 1, 1))
+    return QColor.fromHsv(LAYER_HUES[layer % len(LAYER_HUES)], 200, value)
+
+
+def head_scores(task: str, attn_weights: np.ndarray, cells) -> tuple[np.ndarray, np.ndarray]:
+    """((L, h) previous-token scores, (L, h) scores of the task's pattern: the mean weight on
+    ``cells`` (queries, keys), NaN where there are none)."""
+    previous = previous_token_score(attn_weights)
+    queries, keys = cells
+    if not len(queries):
+        return previous, np.full(attn_weights.shape[:-2], np.nan, dtype=np.float32)
+    return previous, attn_weights[..., queries, keys].mean(axis=-1)
 
 # (field, label, minimum, maximum) of the whole-number settings, in the form's order
 _INT_FIELDS = (("vocab_size", "vocabulary", 2, MAX_VOCAB), ("seq_len", "tokens n", 2, MAX_SEQ_LEN),
@@ -178,12 +204,19 @@ class TrainView(QtWidgets.QWidget):
         self.fields["device"] = QtWidgets.QComboBox()
         self.fields["device"].addItems(list(DEVICES))
         form.addRow("device", self.fields["device"])
-        text_row = QtWidgets.QHBoxLayout()
+        text_row = QtWidgets.QVBoxLayout()           # the path on its own line, its buttons below
+        text_buttons = QtWidgets.QHBoxLayout()
         self.fields["text_path"] = QtWidgets.QLineEdit(placeholderText="a UTF-8 .txt file")
         self.browse_button = QtWidgets.QPushButton("Choose…")
         self.browse_button.clicked.connect(self._choose_text)
+        self.ready_text_button = QtWidgets.QPushButton("Ready text")
+        self.ready_text_button.setToolTip("agreement.txt: the toy grammar the app ships, where a verb agrees "
+                                          "with its subject across a clause (core/train/corpus.py writes it)")
+        self.ready_text_button.clicked.connect(lambda: self._set_text(DEFAULT_TEXT))
         text_row.addWidget(self.fields["text_path"])
-        text_row.addWidget(self.browse_button)
+        text_buttons.addWidget(self.browse_button)
+        text_buttons.addWidget(self.ready_text_button)
+        text_row.addLayout(text_buttons)
         self.text_label = QtWidgets.QLabel("text")
         form.addRow(self.text_label, text_row)
         self.start_button = QtWidgets.QPushButton("Start")
@@ -222,8 +255,8 @@ class TrainView(QtWidgets.QWidget):
         self.loss_plot.addLegend(offset=(10, -10), brush=pg.mkBrush(255, 255, 255, 220))
         self.loss_plot.showGrid(x=True, y=True, alpha=0.2)
         self.curve_loss = self.loss_plot.plot([], [], pen=pg.mkPen((40, 40, 40), width=1.5), name="loss (all)")
-        self.curve_first = self.loss_plot.plot([], [], pen=pg.mkPen((200, 120, 40), width=1.5), name="first half")
-        self.curve_second = self.loss_plot.plot([], [], pen=pg.mkPen((40, 110, 190), width=1.5), name="second half")
+        self.curve_first = self.loss_plot.plot([], [], pen=pg.mkPen((200, 120, 40), width=1.5), name="random part")
+        self.curve_second = self.loss_plot.plot([], [], pen=pg.mkPen((40, 110, 190), width=1.5), name="repeat")
         self.marker = pg.InfiniteLine(angle=90, pen=pg.mkPen((200, 40, 40), width=1.5))
         self.marker.setVisible(False)
         self.loss_plot.addItem(self.marker)
@@ -239,6 +272,27 @@ class TrainView(QtWidgets.QWidget):
             self.loss_plot.getAxis(side).setCacheMode(QtWidgets.QGraphicsItem.CacheMode.DeviceCoordinateCache)
         self._loss_range = (0, 0.0)            # (steps, top of the loss axis) shown; see _fit_loss_range
         self._start_loss_range(settings)
+
+        # beside the loss: each head's score over the snapshots (the induction score jumps when the
+        # induction head forms: the phase change), in the loss plot's style
+        self.score_plot = pg.PlotWidget(background="w")
+        self.score_plot.setLabel("bottom", "step")
+        self.score_plot.setLabel("left", SCORE_NAMES[settings.task][0])
+        self.score_plot.showGrid(x=True, y=True, alpha=0.2)
+        self.score_plot.addLegend(offset=(10, 10), brush=pg.mkBrush(255, 255, 255, 220))   # upper left: starts low
+        self.score_plot.disableAutoRange()
+        self.score_plot.setRange(xRange=(0, settings.steps), yRange=(0, 1), padding=0.02)
+        for side in ("bottom", "left"):
+            self.score_plot.getAxis(side).setCacheMode(QtWidgets.QGraphicsItem.CacheMode.DeviceCoordinateCache)
+        self.score_marker = pg.InfiniteLine(angle=90, pen=pg.mkPen((200, 40, 40), width=1.5))
+        self.score_marker.setVisible(False)
+        self.score_plot.addItem(self.score_marker)
+        self.score_plot.setMinimumHeight(170)
+        self.score_curves: dict[tuple[int, int], pg.PlotDataItem] = {}
+        self._scores: list[tuple[int, np.ndarray, np.ndarray]] = []   # per snapshot: (step, previous, pattern)
+        self._task = settings.task          # the task of the snapshots shown
+        self._cells = (np.zeros(0, np.int64), np.zeros(0, np.int64))  # expected_cells on the probe
+        self._repeat_start: int | None = None
 
         self.play_button = QtWidgets.QPushButton("Play", enabled=False)
         self.play_button.clicked.connect(self.toggle_play)
@@ -262,8 +316,13 @@ class TrainView(QtWidgets.QWidget):
         self.hover_label = QtWidgets.QLabel(HOVER_HINT)
         self.hover_label.setTextFormat(QtCore.Qt.TextFormat.PlainText)
         self.hover_label.setMinimumWidth(100)        # a long hover text never widens the window
+        self.guide_box = QtWidgets.QCheckBox("expected stripe (red)", checked=True)
+        self.guide_box.setToolTip("Outline, faint red, the cells a head with the task's pattern attends to "
+                                  "(induction: the token after the current token's earlier copy)")
+        self.guide_box.toggled.connect(self._show_guides)
         snapshot_row = QtWidgets.QHBoxLayout()
         snapshot_row.addWidget(self.hover_label, 1)       # the hovered cell, or how to read the maps
+        snapshot_row.addWidget(self.guide_box)
         snapshot_row.addWidget(self.layer_box)
         snapshot_row.addWidget(self.stepper_button)
         snapshot_row.addWidget(self.export_button)
@@ -271,8 +330,11 @@ class TrainView(QtWidgets.QWidget):
         self.maps = pg.GraphicsLayoutWidget()
         self.maps.setBackground("w")
 
+        curves = QtWidgets.QHBoxLayout()
+        curves.addWidget(self.loss_plot, 1)
+        curves.addWidget(self.score_plot, 1)
         right = QtWidgets.QVBoxLayout()
-        right.addWidget(self.loss_plot, 2)
+        right.addLayout(curves, 2)
         right.addLayout(timeline)
         right.addWidget(self.maps, 5)
         right.addLayout(snapshot_row)
@@ -299,18 +361,21 @@ class TrainView(QtWidgets.QWidget):
 
     def _show_task(self, task: str) -> None:
         self.explanation.setText(TASK_EXPLANATIONS[task])
-        for w in (self.fields["text_path"], self.browse_button, self.text_label):
+        for w in (self.fields["text_path"], self.browse_button, self.ready_text_button, self.text_label):
             w.setVisible(task == "next_word")
+
+    def _set_text(self, path: str) -> None:
+        self.fields["text_path"].setText(path)
+        self.fields["text_path"].setCursorPosition(len(path))     # the file's name shows, not the folders
 
     def _task_changed(self) -> None:
         task = self.task_box.currentData()
         keep = {"seed": self.fields["seed"].text(), "device": self.fields["device"].currentText(),
                 "text": self.fields["text_path"].text()}
-        defaults = defaults_for(task, text_path="x") if task == "next_word" else defaults_for(task)
-        self.set_settings(defaults)
+        self.set_settings(defaults_for(task))
         self.fields["seed"].setText(keep["seed"])
         self.fields["device"].setCurrentText(keep["device"])
-        self.fields["text_path"].setText(keep["text"])
+        self._set_text(keep["text"] or (DEFAULT_TEXT if task == "next_word" else ""))
 
     def settings(self) -> TrainSettings:
         """The form as settings; TrainSettingsError names the field that is wrong."""
@@ -327,7 +392,7 @@ class TrainView(QtWidgets.QWidget):
     def _choose_text(self) -> None:
         path, _ = QtWidgets.QFileDialog.getOpenFileName(self, "Text to train on", "", "Text (*.txt);;All files (*)")
         if path:
-            self.fields["text_path"].setText(path)
+            self._set_text(path)
 
     # ---- training -----------------------------------------------------------------------------
     @property
@@ -339,14 +404,17 @@ class TrainView(QtWidgets.QWidget):
             return
         try:
             settings = self.settings()
-        except TrainSettingsError as exc:
-            self._say(f"{exc.field}: {exc.message}", error=True)
+            check_train_memory(settings)      # too big for memory: refused before anything here changes
+        except TrainSettingsError as exc:     # (the guard's error names no field)
+            self._say(f"{exc.field}: {exc.message}" if exc.field else exc.message, error=True)
             return
         self._stop_playing()
         self.run = None
         self.snapshots = []
         self.probe_tokens = ()
         self._history = {"step": [], "loss": [], "first": [], "second": []}
+        self._set_probe(settings.task, ())
+        self._start_score_plot(settings)
         self.progress_bar.setRange(0, settings.steps)
         self.progress_bar.setValue(0)
         self._show_empty_grid(settings.num_layers, settings.num_heads)
@@ -417,6 +485,7 @@ class TrainView(QtWidgets.QWidget):
 
     def _on_started(self, tokens: tuple) -> None:
         self.probe_tokens = tokens
+        self._set_probe(self._task, tokens)
         # The first run of a session builds its model through torch._refs, which imports
         # torch._dynamo and sympy (~200,000 objects) on the training thread; the GUI thread's
         # collector (gui/gc_guard.py) would then scan them all with every full collection
@@ -427,6 +496,7 @@ class TrainView(QtWidgets.QWidget):
     def _on_snapshot(self, snap) -> None:
         following = self.slider.value() >= len(self.snapshots) - 1
         self.snapshots.append(snap)
+        self._add_scores(snap)
         with QtCore.QSignalBlocker(self.slider):
             self.slider.setRange(0, len(self.snapshots) - 1)
         self.slider.setEnabled(True)
@@ -459,7 +529,11 @@ class TrainView(QtWidgets.QWidget):
 
     def _on_finished(self, run) -> None:
         self._adopt(run)
-        self._say(f"done: {run.settings.steps} steps in {run.elapsed_s:.1f} s on {run.device}"
+        from core.train.metrics import best_heads_text
+        heads = ""
+        if run.settings.task != "next_word" and run.snapshots:
+            heads = "\n" + best_heads_text(run.snapshots[-1].attn_weights, run.probe_tokens, run.settings.task)
+        self._say(f"done: {run.settings.steps} steps in {run.elapsed_s:.1f} s on {run.device}" + heads
                   + "".join(f"\nnote: {n}" for n in run.notes))
 
     def _on_failed(self, field: str, message: str) -> None:
@@ -484,6 +558,10 @@ class TrainView(QtWidgets.QWidget):
         self.run = run
         self.snapshots = list(run.snapshots)
         self.probe_tokens = run.probe_tokens
+        self._set_probe(run.settings.task, run.probe_tokens)
+        self._start_score_plot(run.settings)
+        for snap in self.snapshots:
+            self._add_scores(snap)
         n = len(run.history_loss)
         self._history = {"step": list(range(1, n + 1)), "loss": list(run.history_loss),
                          "first": list(run.history_first), "second": list(run.history_second)}
@@ -520,9 +598,21 @@ class TrainView(QtWidgets.QWidget):
         halves = len(h["first"]) == len(steps) and len(steps) and not np.all(np.isnan(h["first"]))
         self.curve_first.setData(steps if halves else [], np.asarray(h["first"]) if halves else [])
         self.curve_second.setData(steps if halves else [], np.asarray(h["second"]) if halves else [])
+        self._legend_halves(self._task == "induction")
         if len(steps):
             self._fit_loss_range(*(np.nanmax(np.asarray(h[k], dtype=np.float64), initial=0.0)
                                    for k in ("loss", "first", "second")))
+        self._redraw_scores()
+
+    def _legend_halves(self, shown: bool) -> None:
+        """The loss legend names the random part and the repeat only for the induction task."""
+        legend = self.loss_plot.getPlotItem().legend
+        named = {label.text for _, label in legend.items}
+        for curve, name in ((self.curve_first, "random part"), (self.curve_second, "repeat")):
+            if shown and name not in named:
+                legend.addItem(curve, name)
+            elif not shown and name in named:
+                legend.removeItem(curve)
 
     def _start_loss_range(self, settings: TrainSettings) -> None:
         """The loss plot's range for a run of these settings, set before it starts: its steps
@@ -546,6 +636,8 @@ class TrainView(QtWidgets.QWidget):
         self.maps.clear()
         self.images.clear()
         self._plots.clear()
+        self.guides: dict[tuple[int, int], pg.ScatterPlotItem] = {}
+        self.repeat_lines: dict[tuple[int, int], pg.PlotCurveItem] = {}
         self._map_tokens = 0          # the new plots' range: set by _fit_maps
         cmap = pg.colormap.get("viridis")
         for layer in range(layers):
@@ -561,14 +653,110 @@ class TrainView(QtWidgets.QWidget):
                 image = _HeadImage(lambda cell, l=layer, h=head: self._hover(l, h, cell))
                 image.setColorMap(cmap)
                 plot.addItem(image)
+                # the expected stripe: an outline on each cell the pattern attends to (one cell wide)
+                guide = pg.ScatterPlotItem(symbol="s", size=1.0, pxMode=False, brush=None,
+                                           pen=pg.mkPen(GUIDE_PEN, width=1.2))
+                guide.setZValue(10)
+                plot.addItem(guide)
+                # where the repeat starts: a dashed line below the last query and right of the last
+                # key before it
+                line = pg.PlotCurveItem(connect="pairs", pen=pg.mkPen(REPEAT_PEN, width=1.2,
+                                                                      style=QtCore.Qt.PenStyle.DashLine))
+                line.setZValue(11)
+                plot.addItem(line)
                 self.images[(layer, head)] = image
                 self._plots[(layer, head)] = plot
+                self.guides[(layer, head)] = guide
+                self.repeat_lines[(layer, head)] = line
         bar = pg.ColorBarItem(values=(0.0, 1.0), colorMap=cmap, interactive=False, width=12)
         bar.setImageItem(list(self.images.values()))
         for side in ("left", "right", "top", "bottom"):   # its frame and ticks never change: drawn once
             bar.getAxis(side).setCacheMode(QtWidgets.QGraphicsItem.CacheMode.DeviceCoordinateCache)
         self.maps.addItem(bar, row=0, col=heads, rowspan=layers)
         self._grid_shape = (layers, heads)
+        self._draw_guides()
+
+    # ---- the probe's guides and the heads' scores -----------------------------------------------
+    def _set_probe(self, task: str, tokens) -> None:
+        """The task and probe of the snapshots shown: the cells of the expected stripe and the
+        repeat's start (induction), drawn on every head's map."""
+        self._task = task
+        tokens = tuple(tokens)
+        self._cells = expected_cells(task, tokens) if tokens else (np.zeros(0, np.int64), np.zeros(0, np.int64))
+        self._repeat_start = repeat_start(tokens) if task == "induction" and tokens else None
+        self._draw_guides()
+        self.hover_label.setText(self._hint())
+
+    def _hint(self) -> str:
+        return HOVER_HINT if self._repeat_start is None else REPEAT_HINT
+
+    def _draw_guides(self) -> None:
+        queries, keys = self._cells
+        T = len(self.probe_tokens)
+        for key, guide in self.guides.items():
+            guide.setData(keys + 0.5, queries + 0.5)             # cell centres: x = key column, y = query row
+            start = self._repeat_start
+            if start is None:
+                self.repeat_lines[key].setData([], [])
+            else:                                                 # a row boundary and a column boundary
+                self.repeat_lines[key].setData([0, T, start, start], [start, start, 0, T])
+        self._show_guides()
+
+    def _show_guides(self, *_) -> None:
+        for guide in self.guides.values():
+            guide.setVisible(self.guide_box.isChecked())
+
+    def _start_score_plot(self, settings: TrainSettings) -> None:
+        """An empty score plot for a run of these settings: one curve per head, coloured by layer."""
+        self._scores = []
+        layers, heads = settings.num_layers, settings.num_heads
+        if set(self.score_curves) != {(l, h) for l in range(layers) for h in range(heads)}:
+            for curve in self.score_curves.values():
+                self.score_plot.removeItem(curve)
+            self.score_plot.getPlotItem().legend.clear()
+            self.score_curves = {}
+            for layer in range(layers):
+                for head in range(heads):
+                    self.score_curves[(layer, head)] = self.score_plot.plot(
+                        [], [], pen=pg.mkPen(head_color(layer, head, heads), width=1.5),
+                        name=f"layer {layer}" if head == 0 else None)
+        for curve in self.score_curves.values():
+            curve.setData([], [])
+        self.score_plot.setLabel("left", SCORE_NAMES[settings.task][0])
+        self.score_plot.setRange(xRange=(0, settings.steps), yRange=(0, 1), padding=0.02)
+        self.score_marker.setVisible(False)
+
+    def _add_scores(self, snap) -> None:
+        previous, pattern = head_scores(self._task, snap.attn_weights, self._cells)
+        self._scores.append((snap.step, previous, pattern))
+        self._curves_dirty = True
+
+    def _redraw_scores(self) -> None:
+        """Each head's score over the snapshots: the task's pattern (previous-token where the probe
+        has none)."""
+        if not self._scores:
+            return
+        steps = np.array([step for step, *_ in self._scores], dtype=np.float64)
+        pattern = np.stack([p for *_, p in self._scores])            # (S, L, h)
+        if np.all(np.isnan(pattern)):
+            pattern = np.stack([p for _, p, _ in self._scores])
+            self.score_plot.setLabel("left", SCORE_NAMES["previous_token"][0])
+        else:
+            self.score_plot.setLabel("left", SCORE_NAMES[self._task][0])
+        for (layer, head), curve in self.score_curves.items():
+            if layer < pattern.shape[1] and head < pattern.shape[2]:
+                curve.setData(steps, pattern[:, layer, head].astype(np.float64))
+
+    def head_title(self, index: int, layer: int, head: int) -> str:
+        """A head's title at snapshot ``index``: its previous-token score, and its pattern's score."""
+        title = f"layer {layer} · head {head}"
+        if not 0 <= index < len(self._scores):
+            return title
+        _, previous, pattern = self._scores[index]
+        title += f" · prev {float(previous[layer, head]):.2f}"
+        if self._task != "previous_token" and not math.isnan(float(pattern[layer, head])):
+            title += f" · {SCORE_NAMES[self._task][1]} {float(pattern[layer, head]):.2f}"
+        return title
 
     def _fit_maps(self, tokens: int) -> None:
         """Each head's plot shows a tokens × tokens map; set when the probe's length changes (known
@@ -601,18 +789,17 @@ class TrainView(QtWidgets.QWidget):
         if not 0 <= index < len(self.snapshots):
             return
         snap = self.snapshots[index]
-        self._score_name = {"induction": "induction", "previous_token": "prev."}.get(self.task_box.currentData(), "")
         layers, heads = snap.attn_weights.shape[:2]
         if self._grid_shape != (layers, heads):
             self._build_grid(layers, heads)
         self._fit_maps(snap.attn_weights.shape[-1])
         for (layer, head), image in self.images.items():
             image.setImage(snap.attn_weights[layer, head], autoLevels=False, levels=(0.0, 1.0))
-            score = float(snap.scores[layer, head])
-            title = f"layer {layer} · head {head}" + ("" if math.isnan(score) else f" · {self._score_name} {score:.2f}")
-            self._set_title(layer, head, title)
+            self._set_title(layer, head, self.head_title(index, layer, head))
         self.marker.setPos(snap.step)
         self.marker.setVisible(True)
+        self.score_marker.setPos(snap.step)
+        self.score_marker.setVisible(True)
         losses = [v for v in (snap.loss, snap.loss_first, snap.loss_second) if not math.isnan(v)]
         self.marker_points.setData([snap.step] * len(losses), losses)
         self._fit_loss_range(*losses)
@@ -622,7 +809,7 @@ class TrainView(QtWidgets.QWidget):
         snap = self.snapshots[index]
         text = f"step {snap.step} · snapshot {index + 1}/{len(self.snapshots)} · loss {snap.loss:.3f}"
         if not math.isnan(snap.loss_second):
-            text += f" (1st half {snap.loss_first:.2f}, 2nd half {snap.loss_second:.2f})"
+            text += f" (random part {snap.loss_first:.2f}, repeat {snap.loss_second:.2f})"
         self.step_label.setText(text)
 
     def current_index(self) -> int:
@@ -630,13 +817,19 @@ class TrainView(QtWidgets.QWidget):
 
     def _hover(self, layer: int, head: int, cell: tuple[int, int] | None) -> None:
         if cell is None or not self.snapshots:
-            self.hover_label.setText(HOVER_HINT)
+            self.hover_label.setText(self._hint())
             return
         row, col = cell
         value = float(self.snapshots[self.slider.value()].attn_weights[layer, head, row, col])
         tokens = self.probe_tokens or tuple(str(i) for i in range(max(row, col) + 1))
-        self.hover_label.setText(f"layer {layer} · head {head}: query {tokens[row]!r} (position {row}) → "
-                                 f"key {tokens[col]!r} (position {col}): attn_weights = {value:.4f}")
+        def where(i: int) -> str:
+            start = self._repeat_start
+            if start is None:
+                return f"position {i}"
+            copy = 2 * start - len(tokens)          # the first copy: the n tokens before the repeat
+            return f"position {i}" + (", in the repeat" if i >= start else ", in the first copy" if i >= copy else "")
+        self.hover_label.setText(f"layer {layer} · head {head}: query {tokens[row]!r} ({where(row)}) → "
+                                 f"key {tokens[col]!r} ({where(col)}): attn_weights = {value:.4f}")
 
     def toggle_play(self) -> None:
         if self._play_timer.isActive():

@@ -143,9 +143,9 @@ def _book_sections() -> tuple[dict, dict]:
 
 def _prepare_panels(trace, panels, batch_index: int) -> None:
     """What the window computes when it draws the step on screen, done here once: the maps'
-    colour ranges, their images (small maps) and the undefined-value notes (kept with the
-    intermediates), not on the UI thread between the result's arrival and its paint."""
-    from core.numerics import item_notes
+    colour ranges, their images (small maps) and the undefined-value notes (kept in the
+    display cache), not on the UI thread between the result's arrival and its paint."""
+    from gui.display_cache import DISPLAY
     from gui.heatmap import prerender
     from gui.matrices import warm
     for data in warm(trace, panels, batch_index):
@@ -155,7 +155,7 @@ def _prepare_panels(trace, panels, batch_index: int) -> None:
             pass
     for panel in panels:
         if panel.key in trace:
-            item_notes(trace[panel.key])
+            DISPLAY.notes(trace[panel.key])
 
 
 BACKGROUND_NICE = 5      # how much less CPU a background thread gets than the window's, when both want it

@@ -433,27 +433,8 @@ def parts_problem(text: str) -> str | None:
 
 def json_target_problem(path: str) -> str | None:
     """Why the figures could not be written to ``path`` (checked before the minutes of measuring), else None."""
-    if not path.strip():
-        return "is empty; name the file to write the figures to"
-    p = Path(path)
-    folder = p.parent if str(p.parent) else Path(".")
-    try:
-        if p.is_dir():
-            return f"{path} is a folder; name a file in it, e.g. {p / 'bench.json'}"
-        if not folder.exists():
-            return f"the folder {folder} does not exist"
-        if not folder.is_dir():
-            return f"{folder} is not a folder"
-        if p.exists() and not p.is_file():
-            return f"{path} is not a regular file"
-        if p.exists() and not os.access(p, os.W_OK):
-            return f"{path} is read-only"
-        fd, probe = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=folder)
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as exc:
-        return f"cannot write {path}: {exc.strerror or exc}"
-    return None
+    from core.files import write_target_problem   # shared with python -m core.bench
+    return write_target_problem(path, "bench.json")
 
 
 def run_bench(argv: list[str]) -> int:

@@ -1,6 +1,6 @@
-"""Screenshots of the Train view at the start, middle and end of a default induction run.
+"""Screenshots of the Train view at the start, middle and end of a task's default run.
 
-    python -m tools.train_screenshots --out screenshots-tmp [--size 1366x768]
+    python -m tools.train_screenshots --out screenshots-tmp [--size 1366x768] [--task next_word]
 
 Trains in the view's own thread, as a learner would, then scrubs the timeline to the first,
 middle and last snapshot and saves one PNG each (offscreen Qt works).
@@ -17,6 +17,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m tools.train_screenshots")
     p.add_argument("--out", required=True)
     p.add_argument("--size", default="1366x768")
+    p.add_argument("--task", default="induction", help="induction (default), previous_token or next_word")
     args = p.parse_args(argv)
     width, height = (int(v) for v in args.size.lower().split("x"))
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
@@ -24,7 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     app = QtWidgets.QApplication.instance() or QtWidgets.QApplication(sys.argv[:1])
     from gui.train_view import TrainView
     from core.train.settings import defaults_for
-    view = TrainView(defaults_for("induction", device="cpu"))
+    view = TrainView(defaults_for(args.task, device="cpu"))
     view.resize(width, height)
     view.show()
     view.start()
@@ -41,8 +42,9 @@ def main(argv: list[str] | None = None) -> int:
     for name, index in (("start", 0), ("middle", last // 2), ("end", last)):
         view.slider.setValue(index)
         app.processEvents()
-        view.grab().save(str(out / f"train_{name}.png"))
-        print(out / f"train_{name}.png")
+        path = out / f"train_{args.task}_{name}.png"
+        view.grab().save(str(path))
+        print(path)
     view.close()
     return 0
 

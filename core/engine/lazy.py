@@ -1,4 +1,5 @@
-"""A derived intermediate: computed on first access, from tensors the trace already holds.
+"""A derived intermediate: computed on first access (once, then kept), from tensors the trace
+already holds.
 
 The engine makes the heavy, rarely looked-at intermediates (the multi-head masked scores,
 the wrapper) derived: an explicit opt-out of computing them on every parameter change.
@@ -15,15 +16,30 @@ import torch
 
 
 class Lazy:
-    """A tensor of known shape whose value is ``fn()``; squeeze(0) stays lazy."""
+    """A tensor of known shape whose value is ``fn()``, computed once (whichever thread asks
+    first; the others wait for it) and then kept; squeeze(0) stays lazy."""
 
     def __init__(self, fn: Callable[[], torch.Tensor], shape: tuple[int, ...], deferred: bool = False):
         self._fn = fn
         self.shape = torch.Size(shape)
-        self.lock = threading.Lock()
+        self._lock = threading.Lock()
+        self._value: torch.Tensor | None = None
         self.deferred = deferred        # computed after the visible stage is delivered, not on first look
 
+    @property
+    def ready(self) -> bool:
+        """Whether the value has been computed."""
+        return self._value is not None
+
+    def value(self) -> torch.Tensor:
+        if self._value is None:
+            with self._lock:
+                if self._value is None:
+                    self._value = self.compute()
+        return self._value
+
     def compute(self) -> torch.Tensor:
+        """``fn()`` afresh (``value`` keeps it)."""
         with torch.no_grad():
             out = self._fn()
         if tuple(out.shape) != tuple(self.shape):

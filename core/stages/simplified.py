@@ -13,8 +13,8 @@ TERMS = {
     "inputs": term("X", "X", "token embeddings, one row per token", "token", "in"),
     "attn_scores": term("ω", "ω = X Xᵀ", "dot product of every query row with every key row", "query", "key"),
     "attn_weights_sumnorm": term("ω/Σω", "ω_ij / Σ_j ω_ij", "the naive normalisation: divide by the row sum",
-                                 "query", "key"),
-    "attn_weights": term("α", "α = softmax(ω)", "softmax of each row of scores", "query", "key"),
+                                 "query", "key", colours="prob"),
+    "attn_weights": term("α", "α = softmax(ω)", "softmax of each row of scores", "query", "key", colours="prob"),
     "context_vecs": term("Z", "Z = α X", "each row: the inputs weighted by that query's attention weights",
                          "token", "in"),
 }

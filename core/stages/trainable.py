@@ -25,7 +25,8 @@ TERMS = {
     "attn_scores": term("ω", "ω = Q Kᵀ", "query · key for every pair of tokens", "query", "key"),
     "scaled_scores": term("ω/√d_k", "ω / √d_k", "scores scaled by 1/√d_k to keep softmax from saturating",
                           "query", "key"),
-    "attn_weights": term("A", "A = softmax(ω/√d_k)", "softmax of each row of scaled scores", "query", "key"),
+    "attn_weights": term("A", "A = softmax(ω/√d_k)", "softmax of each row of scaled scores", "query", "key",
+                         colours="prob"),
     "context_vecs": term("Z", "Z = A V", "attention-weighted sum of value vectors", "token", "out"),
 }
 

@@ -1,7 +1,8 @@
 """The headless training command: ``python main.py train --task induction --steps N --out DIR``.
 
-Trains, then writes the loss log, the snapshots and the run (core.train.folder). Bad options
-exit 2 with one line on stderr; Ctrl-C exits 130 and writes nothing.
+Trains, then writes the loss log, the snapshots and the run (core.train.folder). Bad options, a
+--text that is not a small UTF-8 file and a run too big for memory exit 2 with one line on
+stderr, before training; Ctrl-C exits 130 and SIGTERM 143, and both write nothing.
 """
 from __future__ import annotations
 
@@ -39,11 +40,31 @@ def train_parser() -> argparse.ArgumentParser:
 
 
 def run_train(argv: list[str]) -> int:
+    """Ctrl-C exits 130 ("interrupted"), SIGTERM 143 ("terminated"), as the export does (core.cli's
+    handler turns SIGTERM into a KeyboardInterrupt): training keeps nothing on disk, and the
+    folder is switched over atomically (core.safe_folder removes its work folder), so the target
+    is left as it was."""
+    import signal
+    import threading
+    from core.cli import Terminated, _on_sigterm
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         return _run_train(argv)
-    except KeyboardInterrupt:   # the folder is written atomically after training: nothing half-written
-        print(f"{PROG} train: interrupted; nothing was written", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        what = "terminated" if isinstance(exc, Terminated) else "interrupted"
+        if getattr(exc, "completed", None) is not None:   # it came after the last file was in place
+            print(f"{PROG} train: {what} after the run was written to {exc.completed}", file=sys.stderr)
+        else:
+            print(f"{PROG} train: {what}; nothing was written", file=sys.stderr)
+        return 143 if isinstance(exc, Terminated) else 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+_OUT_OF_MEMORY = "out of memory while training; reduce --batch, --seq-len, --heads, --layers or --d-model"
 
 
 def _run_train(argv: list[str]) -> int:
@@ -53,32 +74,45 @@ def _run_train(argv: list[str]) -> int:
         parser.exit(2, f"{parser.prog}: error: --out: is empty; name the folder to write into\n")
     changes = {field: getattr(args, option[2:].replace("-", "_")) for option, field in _FIELDS.items()}
     changes = {k: v for k, v in changes.items() if v is not None}
+    import torch
     from core.export import ExportError
+    from core.train.budget import TrainMemoryError
     from core.train.folder import write_run_folder
     from core.train.runner import train
+    out_of_memory = (MemoryError, getattr(torch, "OutOfMemoryError", MemoryError))
     try:
         settings = defaults_for(args.task, **changes)
-        run = train(settings)
+        run = train(settings)            # refuses a run too big for memory before allocating it
+    except TrainMemoryError as exc:
+        parser.exit(2, f"{parser.prog}: error: too big for memory: {exc} "
+                       "(options --batch, --seq-len, --heads, --layers, --d-model)\n")
     except TrainSettingsError as exc:
         parser.exit(2, f"{parser.prog}: error: {_OPTION_OF_FIELD.get(exc.field, '--' + exc.field)}: {exc.message}\n")
+    except out_of_memory:                # the estimate is an estimate: other programs take memory too
+        parser.exit(2, f"{parser.prog}: error: {_OUT_OF_MEMORY}\n")
+    except RuntimeError as exc:
+        if "can't allocate memory" not in str(exc):   # torch's CPU allocator: RuntimeError, not MemoryError
+            raise
+        parser.exit(2, f"{parser.prog}: error: {_OUT_OF_MEMORY}\n")
+    swept: list[str] = []
     try:
-        out, n = write_run_folder(run, args.out, fmt=args.format)
+        out, n = write_run_folder(run, args.out, fmt=args.format, note=swept.append)
     except ExportError as exc:
         parser.exit(2, f"{parser.prog}: error: --out: {exc}\n")
-    for note in run.notes:
+    for note in swept + list(run.notes):   # a dead run's leftovers swept, as the export says too
         print(f"note: {note}", file=sys.stderr)
     print(summary(run) + f"; wrote {n} files to {out}")
     return 0
 
 
 def summary(run) -> str:
-    """One line: task, steps, time, loss from first to last snapshot, and the best head's score."""
+    """One line: task, steps, time, loss from first to last snapshot, and the heads that learned the pattern."""
     first, last = run.snapshots[0], run.snapshots[-1]
     text = (f"trained {run.settings.task} for {run.settings.steps} steps on {run.device} in {run.elapsed_s:.1f} s: "
             f"loss {first.loss:.3f} -> {last.loss:.3f}")
     if not math.isnan(last.loss_second):
-        text += f" (second half {first.loss_second:.3f} -> {last.loss_second:.3f})"
-    if not math.isnan(float(last.scores.max())):
-        layer, head = divmod(int(last.scores.argmax()), last.scores.shape[1])
-        text += f"; best head l{layer}_h{head} score {float(last.scores.max()):.2f}"
+        text += f" (repeat {first.loss_second:.3f} -> {last.loss_second:.3f})"
+    if run.settings.task != "next_word":
+        from core.train.metrics import best_heads_text
+        text += "; " + best_heads_text(last.attn_weights, run.probe_tokens, run.settings.task)
     return text

@@ -6,8 +6,11 @@ the run (core.train.runfile: settings, probe, losses, snapshots). Both are writt
 files first and then moved into place, the NPZ before the JSON, with an earlier NPZ of that name
 put back if the JSON cannot be moved: a failed save leaves the earlier pair as it was.
 
+Both get the permissions the user's umask gives new files (as the app's other files do).
+
 Opening: ``open_lesson_run`` reads the run a lesson names, or says in one line why it cannot
-(missing, damaged, another version), so that the lesson itself still opens.
+(missing, damaged, crafted, another version, a link out of the lesson's folder), so that the
+lesson itself still opens. It runs on the lesson reader's thread (gui.lessons.LessonOpener).
 """
 from __future__ import annotations
 
@@ -18,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from core.lesson import MAX_BYTES, RUN_SUFFIX, Lesson, LessonError, RunRef
-from core.train.runfile import RUN_VERSION, RunFileError, load_run, run_arrays
+from core.train.runfile import RUN_VERSION, RunFileError, as_umask_allows, load_run, run_arrays
 from core.train.runner import TrainRun
 
 
@@ -49,10 +52,12 @@ def save_lesson_with_run(lesson: Lesson, run: TrainRun, path: str | Path, snapsh
         temps.append(npz_tmp)
         with os.fdopen(fd, "wb") as fh:
             np.savez(fh, **run_arrays(run))
+            as_umask_allows(fh.fileno())
         fd, json_tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=folder)
         temps.append(json_tmp)
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
             fh.write(text)
+            as_umask_allows(fh.fileno())
         if npz.exists():
             fd, backup = tempfile.mkstemp(prefix=f".{npz.name}.", suffix=".old", dir=folder)
             os.close(fd)
@@ -84,11 +89,20 @@ def open_lesson_run(lesson: Lesson, lesson_path: str | Path) -> tuple[TrainRun |
     if ref.version != RUN_VERSION:
         return None, (f"its run {ref.file} is run-file version {ref.version}; this app reads version "
                       f"{RUN_VERSION}: the lesson opened without it")
-    npz = Path(lesson_path).parent / ref.file
+    folder = Path(lesson_path).parent
+    npz = folder / ref.file
     if not npz.is_file():
         return None, f"its run {ref.file} is missing beside the lesson: the lesson opened without it"
+    try:      # a symbolic link is followed only to a file within the lesson's folder
+        target = npz.resolve(strict=True)
+        inside = target.is_relative_to(folder.resolve(strict=True))
+    except (OSError, RuntimeError):     # a loop of links, a folder that went away
+        inside = False
+    if not inside:
+        return None, (f"its run {ref.file} is a link to a file outside the lesson's folder, which is not "
+                      "read: the lesson opened without it")
     try:
-        run = load_run(npz)
+        run = load_run(target, follow_symlinks=False)
     except RunFileError as exc:
         return None, f"its run could not be read ({exc}): the lesson opened without it"
     except Exception as exc:     # a damaged archive numpy trips over otherwise: still one line

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from core.device import resolve_device
+from core.train.budget import check_train_memory
 from core.train.metrics import pattern_score
 from core.train.model import build_model, layer_weights
 from core.train.settings import TrainSettings
@@ -71,8 +72,8 @@ class Snapshot:
 
     step: int
     loss: float                   # mean loss on the fixed evaluation batch
-    loss_first: float             # induction: the first half's loss (unpredictable tokens); else nan
-    loss_second: float            # induction: the second half's loss (the repeat); else nan
+    loss_first: float             # induction: the random part's loss (prefix and first copy); else nan
+    loss_second: float            # induction: the repeat's loss (tokens that are copies); else nan
     accuracy: float               # share of the evaluation batch's targets predicted (argmax)
     attn_weights: np.ndarray      # (L, h, T, T) every head's weights on the probe
     scores: np.ndarray            # (L, h) the task's pattern score per head (nan for next_word)
@@ -126,9 +127,9 @@ def _snapshot(model, task: Task, probe: torch.Tensor, eval_batch, step: int, set
     counted = eval_batch.weights > 0
     correct = (logits.argmax(dim=-1) == eval_batch.targets) & counted
     if task.halves:
-        first, second = (m.to(losses.device) for m in task.half_masks())
+        first, second = task.half_masks(eval_batch)
         loss_first, loss_second = _mean(losses, first), _mean(losses, second)
-        accuracy = float(correct[:, second].sum()) / float(counted[:, second].sum())  # the repeat only
+        accuracy = float((correct & second).sum()) / float(second.sum())             # the repeat only
     else:
         loss_first = loss_second = math.nan
         accuracy = float(correct.sum()) / float(counted.sum())
@@ -139,7 +140,7 @@ def _snapshot(model, task: Task, probe: torch.Tensor, eval_batch, step: int, set
     weights = {name: np.stack([lw[name].numpy() for lw in per_layer]) for name in WEIGHT_NAMES}
     model.train(was_training)
     return Snapshot(step, _mean(losses, counted), loss_first, loss_second, accuracy, attn,
-                    pattern_score(task.name, attn, task.seq_len or settings.seq_len).astype(np.float32),
+                    pattern_score(task.name, attn, task.probe.tolist()).astype(np.float32),
                     inputs, weights)
 
 
@@ -173,6 +174,7 @@ def train(settings: TrainSettings, control: TrainControl | None = None,
 def _train(settings, control, on_snapshot, on_progress, on_start) -> TrainRun:
     start = time.perf_counter()
     device, note = resolve_device(settings.device)
+    check_train_memory(settings, device=device)     # before anything of the run's size is allocated
     task = make_task(settings)
     model = build_model(settings.vocab_size, task.context_length, settings.d_model, settings.num_heads,
                         settings.num_layers, settings.seed).to(device)
@@ -184,8 +186,6 @@ def _train(settings, control, on_snapshot, on_progress, on_start) -> TrainRun:
     run = TrainRun(settings, task.probe_tokens, device=device,
                    notes=tuple(n for n in (note,) if n) + task.notes)
     wanted = set(snapshot_steps(settings))
-    if task.halves:
-        first, second = (m.to(device) for m in task.half_masks())
 
     def take(step: int) -> None:
         snap = _snapshot(model, task, probe, eval_batch, step, settings)
@@ -208,6 +208,7 @@ def _train(settings, control, on_snapshot, on_progress, on_start) -> TrainRun:
         optimizer.step()
         run.history_loss.append(float(loss.detach()))
         if task.halves:
+            first, second = task.half_masks(batch)
             run.history_first.append(_mean(losses.detach(), first))
             run.history_second.append(_mean(losses.detach(), second))
         else:
@@ -226,4 +227,5 @@ def _train(settings, control, on_snapshot, on_progress, on_start) -> TrainRun:
 def _to(batch, device: str):
     if device == "cpu":
         return batch
-    return type(batch)(batch.inputs.to(device), batch.targets.to(device), batch.weights.to(device))
+    return type(batch)(batch.inputs.to(device), batch.targets.to(device), batch.weights.to(device),
+                       None if batch.repeat is None else batch.repeat.to(device))

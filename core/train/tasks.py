@@ -9,13 +9,13 @@ from __future__ import annotations
 import re
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
 
 from core.train.settings import MAX_TEXT_BYTES, TrainSettings, TrainSettingsError
 
 UNK = "<unk>"
+SKIP_RATE = 0.25   # induction: the share of tokens set by the token two places back (see Task.batch)
 # words (letters, digits, apostrophes inside words) and single punctuation marks
 _WORD_RE = re.compile(r"\w+(?:['’]\w+)*|[^\w\s]")
 
@@ -25,6 +25,7 @@ class Batch:
     inputs: torch.Tensor     # (b, T) token ids
     targets: torch.Tensor    # (b, T) token ids (0 where weight is 0)
     weights: torch.Tensor    # (b, T) float: 1 where the loss counts
+    repeat: torch.Tensor | None = None   # induction: (b, T) bool, True where the next token is a copy
 
 
 @dataclass(frozen=True)
@@ -37,8 +38,9 @@ class Task:
     probe: torch.Tensor                          # (T,) the sequence snapshots look at
     token_names: tuple[str, ...]                 # name of each token id
     stream: torch.Tensor | None = None           # next_word: the whole text as ids
-    halves: bool = False                         # induction: report first/second-half losses
-    seq_len: int = 0
+    halves: bool = False                         # induction: report the random part's and the repeat's losses
+    seq_len: int = 0                             # induction: the longest repeated length n
+    min_len: int = 0                             # induction: the shortest repeated length
     notes: tuple[str, ...] = field(default=())
 
     @property
@@ -60,23 +62,44 @@ class Task:
             weights = torch.ones(batch_size, T)
             weights[:, 0] = 0.0                                                  # nothing before position 0
             return Batch(inputs, targets, weights)
-        # induction: n random tokens, repeated; predict the next token everywhere
-        half = torch.randint(0, self.vocab_size, (batch_size, self.seq_len), generator=generator)
-        inputs = torch.cat([half, half], dim=1)                                  # (b, 2n)
+        # induction: a random prefix, then n random tokens, then the same n tokens again, with n
+        # drawn per sequence, so the copy sits a different distance back in every sequence
+        b = batch_size
+        inputs = torch.randint(0, self.vocab_size, (b, T), generator=generator)
+        # a quarter of the tokens follow a rule: the token two places back, plus 1 (mod vocab_size);
+        # only a head that looks one place back can use it, so layer 0 learns a previous-token head
+        follows = torch.rand(b, T, generator=generator) < SKIP_RATE
+        for t in range(2, T):
+            inputs[:, t] = torch.where(follows[:, t], (inputs[:, t - 2] + 1) % self.vocab_size, inputs[:, t])
+        n = torch.randint(self.min_len, self.seq_len + 1, (b,), generator=generator)      # (b,)
+        pos = torch.arange(T)
+        start = T - n                                                            # (b,) the repeat's start
+        in_repeat = pos[None, :] >= start[:, None]                               # (b, T)
+        source = torch.where(in_repeat, pos[None, :] - n[:, None], pos[None, :])  # copy from n places back
+        inputs = torch.gather(inputs, 1, source)
         targets = torch.zeros_like(inputs)
         targets[:, :-1] = inputs[:, 1:]
-        weights = torch.ones(batch_size, T)
+        weights = torch.ones(b, T)
         weights[:, -1] = 0.0                                                     # the last token has no next one
-        return Batch(inputs, targets, weights)
+        repeat = in_repeat & (pos[None, :] < T - 1)                              # next token: a copy
+        return Batch(inputs, targets, weights, repeat)
 
-    def half_masks(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Induction: (first, second) boolean masks over positions whose next token is in that half
-        and is predictable (second) or not (first). (T,) each."""
-        n, T = self.seq_len, self.context_length
-        pos = torch.arange(T)
-        first = pos < n - 1                                    # predicting tokens 1..n−1: random
-        second = (pos >= n) & (pos < T - 1)                    # predicting tokens n+1..2n−1: copies
-        return first, second
+    def half_masks(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """Induction: (random, repeat) boolean masks (b, T) over the counted positions whose next
+        token cannot be predicted (the prefix and the first copy) or is a copy (the repeat)."""
+        counted = batch.weights > 0
+        return counted & ~batch.repeat, counted & batch.repeat
+
+
+def probe_repeat_len(seq_len: int, min_len: int) -> int:
+    """The probe's repeated length: three quarters of the way from the shortest to the longest, so
+    the probe has a random prefix and its stripe is not at the longest training length."""
+    return min_len + (3 * (seq_len - min_len) + 3) // 4
+
+
+def induction_min_len(seq_len: int) -> int:
+    """The shortest repeated length drawn for training sequences (the longest is seq_len)."""
+    return max(2, seq_len // 4)
 
 
 def tokenize_words(text: str) -> list[str]:
@@ -85,18 +108,16 @@ def tokenize_words(text: str) -> list[str]:
 
 
 def read_text(path: str) -> str:
-    """The file's text; TrainSettingsError("text_path", …) if it is not a small UTF-8 text."""
-    p = Path(path)
+    """The file's text; TrainSettingsError("text_path", …) if it is not a small UTF-8 text.
+
+    Read by core.files' bounded reader (as the embeddings CSV and lessons are): a FIFO, a device
+    or a file over MAX_TEXT_BYTES is refused before a byte is read (no hang, no memory blow-up).
+    """
+    from core.files import read_text_file
     try:
-        data = p.read_bytes()[: MAX_TEXT_BYTES + 1]
-    except OSError as exc:
-        raise TrainSettingsError("text_path", f"cannot read {path}: {exc.strerror or exc}") from None
-    if len(data) > MAX_TEXT_BYTES:
-        raise TrainSettingsError("text_path", f"{p.name} is larger than {MAX_TEXT_BYTES:,} bytes")
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise TrainSettingsError("text_path", f"{p.name} is not UTF-8 text (byte {exc.start})") from None
+        return read_text_file(path, MAX_TEXT_BYTES, "UTF-8 .txt file")
+    except ValueError as exc:
+        raise TrainSettingsError("text_path", str(exc)) from None
 
 
 def word_vocabulary(words: list[str], vocab_size: int) -> tuple[str, ...]:
@@ -127,6 +148,13 @@ def make_task(s: TrainSettings) -> Task:
     if s.task == "previous_token":
         probe = torch.randint(0, s.vocab_size, (s.seq_len,), generator=g)
         return Task("previous_token", s.vocab_size, s.seq_len, probe, names)
-    half = torch.randint(0, s.vocab_size, (s.seq_len,), generator=g)
-    return Task("induction", s.vocab_size, 2 * s.seq_len, torch.cat([half, half]), names,
-                halves=True, seq_len=s.seq_len)
+    # the probe: a prefix and one repeated stretch, all of its first T − n tokens distinct where the
+    # vocabulary allows, so every token of the repeat has exactly one earlier occurrence
+    T, lo = 2 * s.seq_len, induction_min_len(s.seq_len)
+    n = probe_repeat_len(s.seq_len, lo)
+    if s.vocab_size >= T - n:
+        head = torch.randperm(s.vocab_size, generator=g)[: T - n]
+    else:
+        head = torch.randint(0, s.vocab_size, (T - n,), generator=g)
+    probe = torch.cat([head, head[T - 2 * n:]])
+    return Task("induction", s.vocab_size, T, probe, names, halves=True, seq_len=s.seq_len, min_len=lo)

@@ -1,10 +1,13 @@
-"""Architecture contract: nothing under core/ imports Qt (PySide6) or pyqtgraph."""
+"""Architecture contract: nothing under core/ imports Qt (PySide6) or pyqtgraph; core keeps
+nothing on an intermediate and reads no GUI cache; the GUI's drawing code names no intermediate
+(their display traits are Term fields)."""
 import ast
 import subprocess
 import sys
 from pathlib import Path
 
 CORE = Path(__file__).resolve().parents[2] / "core"
+GUI = CORE.parent / "gui"
 FORBIDDEN = ("PySide6", "PyQt5", "PyQt6", "shiboken6", "pyqtgraph", "gui")
 
 
@@ -58,3 +61,59 @@ def test_nothing_in_core_tunes_malloc_at_import():
     assert offenders == []
     main = (CORE.parent / "main.py").read_text()
     assert "tune_malloc()" in main
+
+
+def test_core_reads_no_cache_kept_on_an_intermediate():
+    """Traces are immutable: no ``_cache`` attribute is read or written anywhere in core/
+    (what the window keeps is gui/display_cache.py's)."""
+    offenders = []
+    for path in CORE.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if isinstance(node, ast.Attribute) and node.attr == "_cache":
+                offenders.append(f"{path.name}:{node.lineno}")
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+                    and node.func.id in ("getattr", "setattr", "hasattr") and len(node.args) > 1
+                    and isinstance(node.args[1], ast.Constant) and node.args[1].value == "_cache"):
+                offenders.append(f"{path.name}:{node.lineno}")
+    assert not offenders, offenders
+
+
+def _intermediate_names() -> set[str]:
+    from core.stages import STAGES
+    return {name for stage in STAGES.values() for name in stage.terms}
+
+
+# Collections of intermediate names the GUI may hold: the weights a user edits (a setting, not
+# a display trait; gui/tables.py, gui/inspector.py)
+EDITABLE = {"W_query", "W_key", "W_value"}
+# what draws a step's maps: each map by its panel's key and its term's traits, no names
+DRAWING = ("matrices.py", "heatmap.py", "display_cache.py", "explain.py", "step_view.py", "view_model.py")
+
+
+def _name_lists(path: Path, names: set[str]) -> list[str]:
+    """The set/list/tuple literals of ``path`` made of two or more intermediate names."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, (ast.Set, ast.List, ast.Tuple)) and len(node.elts) > 1:
+            values = [e.value for e in node.elts if isinstance(e, ast.Constant)]
+            if len(values) == len(node.elts) and all(v in names for v in values) and not set(values) <= EDITABLE:
+                found.append(f"{path.name}:{node.lineno} {values}")
+    return found
+
+
+def test_the_gui_holds_no_lists_of_intermediate_names():
+    """Which maps are masked, drawn as probabilities or 0/1, or have the heads as columns is
+    each term's (core/stages/*.py TERMS: Term.masked, colours, head_columns): no set, list or
+    tuple of intermediate names anywhere in gui/, and not one name in the drawing modules."""
+    names = _intermediate_names()
+    assert not [hit for path in sorted(GUI.rglob("*.py")) for hit in _name_lists(path, names)]
+    literals = [f"{f}:{node.lineno} {node.value!r}" for f in DRAWING
+                for node in ast.walk(ast.parse((GUI / f).read_text()))
+                if isinstance(node, ast.Constant) and node.value in names]
+    assert not literals, literals
+
+
+def test_the_name_list_check_catches_a_set_of_names(tmp_path):
+    bad = tmp_path / "bad.py"
+    bad.write_text('MASKED = {"masked_scores", "attn_weights"}\nOK = ("W_query", "W_key")\n')
+    assert _name_lists(bad, _intermediate_names()) == ["bad.py:1 ['masked_scores', 'attn_weights']"]

@@ -3,7 +3,10 @@ from __future__ import annotations
 
 import csv
 import io
+import os
+import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -91,3 +94,56 @@ def test_rows_csv_round_trip():
 def test_bad_settings_name_the_field(kwargs, field):
     with pytest.raises(ValueError, match=field):
         cost.CostSettings(**kwargs)
+
+
+# ---- python -m core.cost: bad options exit 2 with one line before anything is measured ----------
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["--tokens", "0"], "--tokens: must be between 1 and 4096 (the trace's limit), got 0"),
+    (["--tokens", "-5"], "--tokens: must be between 1 and 4096 (the trace's limit), got -5"),
+    (["--tokens", "64", "5000"], "--tokens: must be between 1 and 4096 (the trace's limit), got 5000"),
+    (["--tokens", str(10**12)], f"--tokens: must be between 1 and 4096 (the trace's limit), got {10**12}"),
+    (["--repeats", "0"], "--repeats: must be between 1 and 1000, got 0"),
+    (["--repeats", "-1"], "--repeats: must be between 1 and 1000, got -1"),
+    (["--repeats", "3.5"], "argument --repeats: '3.5' is not a whole number"),
+    (["--tokens"], "argument --tokens: expected at least one argument"),
+    (["--device", "tpu"], "argument --device: invalid choice: 'tpu'"),
+    (["--bogus"], "unrecognized arguments: --bogus"),
+])
+def test_bad_cost_options_exit_2_with_one_line_before_measuring(argv, expected, capsys, monkeypatch):
+    def measured(self, *args, **kwargs):
+        raise AssertionError("measured before the options were checked")
+
+    monkeypatch.setattr(cost.CostRunner, "run", measured)
+    with pytest.raises(SystemExit) as info:
+        cost.main(argv)
+    assert info.value.code == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err.count("\n") == 1
+    assert captured.err.startswith(f"python -m core.cost: error: {expected}"), captured.err
+
+
+def test_cost_in_a_real_process_gives_one_line_not_a_traceback():
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.run([sys.executable, "-m", "core.cost", "--tokens", "5000"], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr == ("python -m core.cost: error: --tokens: must be between 1 and 4096 "
+                           "(the trace's limit), got 5000\n")
+
+
+def test_every_default_size_is_one_the_trace_accepts():
+    """The cuda default went to 16384 tokens, past the trace's limit: a traceback after minutes."""
+    from core.config import MAX_TOKENS
+    assert max(cost.GPU_TOKENS) <= MAX_TOKENS and max(cost.CPU_TOKENS) <= MAX_TOKENS
+    with pytest.raises(ValueError, match="tokens"):
+        cost.CostSettings(tokens=(64, MAX_TOKENS + 1))
+
+
+def test_cost_main_prints_the_table_for_good_options(capsys):
+    assert cost.main(["--tokens", "8", "--repeats", "1"]) == 0
+    parsed = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert [int(p["tokens"]) for p in parsed] == [8] and float(parsed[0]["trace_ms"]) > 0

@@ -104,21 +104,6 @@ def test_notes_are_per_slice_with_the_manifest_index():
     assert "overflow" in notes[0]["why"] and "0/0" in notes[1]["why"]
 
 
-def test_notes_are_found_once_per_intermediate(monkeypatch):
-    """A trace never changes: the window asks for a step's notes on every redraw, the scan runs
-    once, and callers get their own copies."""
-    from core import numerics
-    trace = build_trace(AttentionConfig(device="cpu", embeddings="random", text="a b c", d_in=2,
-                                        d_out=2, num_heads=1, seed=1))
-    item = trace["simplified", "attn_weights"]
-    scans = []
-    real = numerics._find_notes
-    monkeypatch.setattr(numerics, "_find_notes", lambda it: scans.append(it.name) or real(it))
-    first = numerics.item_notes(item)
-    first.append({"mine": True})
-    assert numerics.item_notes(item) == [] and scans == ["attn_weights"]
-
-
 @pytest.mark.parametrize("name,values,numbers", [
     ("attn_weights", [0.5, 1.0], True), ("attn_weights", [0.5, float("nan")], False),
     ("attn_weights", [float("-inf"), 1.0], False), ("attn_weights", [float("inf"), 1.0], False),

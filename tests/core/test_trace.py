@@ -147,3 +147,28 @@ def test_a_deferred_tensor_read_early_is_computed_once():
     reference = build_trace(cfg)
     assert torch.equal(early, reference["multihead", "context_vecs"].tensor)
     assert torch.equal(full["trainable", "values"].tensor, reference["trainable", "values"].tensor)
+
+
+def test_an_intermediate_holds_its_tensor_and_nothing_else():
+    """An intermediate is immutable: its fields are the tensor (or the Lazy that computes it
+    once) and its labels; reading it (tensor, numpy, notes) keeps nothing on it. What a view
+    makes of it lives in the GUI's display cache."""
+    import dataclasses
+
+    from core.engine.lazy import Lazy
+    from core.numerics import item_notes
+    from core.trace import Intermediate
+    assert [f.name for f in dataclasses.fields(Intermediate)] == ["stage", "name", "source", "term", "axes", "labels"]
+    trace = build_trace(CONFIGS[1])
+    derived = trace["multihead", "masked_scores"]            # the engine's Lazy: computed on first look
+    assert isinstance(derived.source, Lazy) and not derived.is_ready
+    for item in (trace["causal", "attn_weights"], derived):
+        before = dict(vars(item))
+        arr = item.numpy()
+        assert not arr.flags.writeable and item_notes(item) == []
+        assert vars(item).keys() == before.keys() and all(vars(item)[k] is v for k, v in before.items())
+        torch.testing.assert_close(torch.from_numpy(arr.copy()), item.tensor.cpu(), rtol=0, atol=0)
+    assert derived.is_ready and derived.tensor is derived.tensor            # the Lazy keeps what it computed
+    mask = trace["causal", "mask"].tensor == 0
+    expected = trace["multihead", "attn_scores"].tensor.masked_fill(mask, -torch.inf)
+    assert torch.equal(derived.tensor, expected)                           # the chapter's masked_fill

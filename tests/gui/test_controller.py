@@ -390,9 +390,10 @@ def test_a_newer_change_stops_the_background_stages(window, qtbot):
 
 def test_the_worker_prepares_the_step_on_screen(window, qtbot, monkeypatch):
     """The colour ranges and undefined-value notes of the step on screen are found on the worker
-    and kept with the intermediates: drawing the step then finds them (no second pass over the
+    and kept in the display cache: drawing the step then finds them (no second pass over the
     numbers on the UI thread), and they equal a fresh computation."""
     from gui import matrices
+    from gui.display_cache import DISPLAY
     from gui.worker import Request, compute
     c = window.controller
     step = c.steps[step_index(c, "multihead.weights")]
@@ -409,7 +410,7 @@ def test_the_worker_prepares_the_step_on_screen(window, qtbot, monkeypatch):
     fresh = build_trace(trace.config, only=("multihead",))
     for p, d in zip(step.panels, prepared):
         assert d.levels == matrices.resolve_panel(p, fresh).levels
-        assert "notes" in trace[p.key]._cache
+        assert DISPLAY.peek(trace[p.key], ("notes",)) is not None
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="thread nice values are Linux's")

@@ -350,7 +350,7 @@ def test_the_worker_renders_the_visible_maps_and_the_window_draws_those_words(qt
     data = resolve_panel(step.panels[0], trace)
     table = heatmap.colour_table(data.kind)
     for m in data.maps:
-        ready = m.cache.get(m.cache_key + heatmap.rendered_key(data))
+        ready = m.found(heatmap.rendered_key(data))
         assert ready is not None and not m.display(1).flags.writeable
         np.testing.assert_array_equal(ready, heatmap.argb_image(m._display(1), *map(float, data.levels), table))
     made = []

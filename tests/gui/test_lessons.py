@@ -270,3 +270,135 @@ def test_only_the_latest_of_two_opens_is_applied(window, qtbot, tmp_path):
         qtbot.waitUntil(lambda: done == [""], timeout=TRACE_TIMEOUT_MS)
     qtbot.waitUntil(lambda: not c.is_busy() and not window.lesson_opener.busy, timeout=TRACE_TIMEOUT_MS)
     assert done == [""] and c.trace.config.seed == 2 and c.step.id == "trainable.scores"
+
+
+# ---- lessons with a training run beside them (LESSON.run.npz) ---------------------------------
+@pytest.fixture(scope="module")
+def small_run():
+    from core.train.runner import train
+    from tests.core.train.conftest import small
+    return train(small(steps=8, snapshot_every=4))
+
+
+def _lesson_with_run(window, run, folder: Path, snapshot: int | None = None) -> tuple[Path, Path]:
+    from core.train.lessonrun import save_lesson_with_run
+    from gui.lessons import current_lesson
+    return save_lesson_with_run(current_lesson(window.controller, "trained"), run, folder / "trained.json",
+                                snapshot=snapshot, layer=None if snapshot is None else 0)
+
+
+def _opened_without_run(window, why: str) -> None:
+    """The lesson opened; its run was not, and the status bar says why in one line; no box."""
+    status = window.statusBar().currentMessage()
+    assert status.startswith("Opened lesson trained.json: trained; its run") and why in status, status
+    assert status.endswith("the lesson opened without it") and "\n" not in status
+    view = getattr(window, "train_view", None)
+    assert view is None or view.run is None
+    assert not [w for w in QtWidgets.QApplication.topLevelWidgets()
+                if isinstance(w, QtWidgets.QMessageBox) and w.isVisible()]
+
+
+@pytest.mark.parametrize("tokens, why", [
+    (lambda T: [""] * T, "probe token 1 is empty; every token needs a name"),
+    (lambda T: ["x" * 200_000] + ["a"] * (T - 1), "probe token 1 is 200000 characters long; the limit is 200"),
+])
+def test_run_probe_tokens_that_no_typed_token_could_be_are_one_status_line(window, qtbot, capfd, tmp_path,
+                                                                          small_run, tokens, why):
+    from core.train.runfile import run_arrays
+    from tests.core.snapshots import snapshot
+    lesson_path, npz = _lesson_with_run(window, small_run, tmp_path)
+    arrays = run_arrays(small_run)
+    meta = json.loads(str(arrays["meta"]))
+    meta["probe_tokens"] = tokens(small_run.settings.context_length)
+    arrays["meta"] = np.array(json.dumps(meta))
+    with open(npz, "wb") as fh:
+        np.savez(fh, **arrays)
+    before = snapshot(tmp_path)
+    assert open_lesson_and_wait(window, qtbot, lesson_path) == ""
+    qtbot.waitUntil(lambda: not window.controller.is_busy(), timeout=TRACE_TIMEOUT_MS)
+    _opened_without_run(window, why)
+    assert snapshot(tmp_path) == before
+    no_traceback(capfd)
+
+
+def test_a_run_linked_from_outside_the_lessons_folder_is_one_status_line(window, qtbot, capfd, tmp_path, small_run):
+    lessons = tmp_path / "lessons"
+    lessons.mkdir()
+    lesson_path, npz = _lesson_with_run(window, small_run, lessons)
+    npz.replace(tmp_path / "elsewhere.npz")
+    npz.symlink_to(tmp_path / "elsewhere.npz")
+    assert open_lesson_and_wait(window, qtbot, lesson_path) == ""
+    qtbot.waitUntil(lambda: not window.controller.is_busy(), timeout=TRACE_TIMEOUT_MS)
+    _opened_without_run(window, "is a link to a file outside the lesson's folder, which is not read")
+    no_traceback(capfd)
+
+
+GAP_LIMIT = 0.050      # seconds: the longest the UI thread may wait while a lesson's run is read
+
+
+class _TickGaps:
+    """The longest wait between ticks of a 5 ms timer on the UI thread: how long it was blocked."""
+
+    def __init__(self):
+        import time
+        self.clock = time.perf_counter
+        self.ticks = [self.clock()]
+        self.timer = QtCore.QTimer(interval=5)
+        self.timer.setTimerType(QtCore.Qt.TimerType.PreciseTimer)
+        self.timer.timeout.connect(lambda: self.ticks.append(self.clock()))
+        self.timer.start()
+
+    def longest(self, until: float | None = None) -> float:
+        self.timer.stop()
+        ticks = [t for t in self.ticks if until is None or t <= until]
+        if until is not None:
+            ticks.append(until)
+        return max((b - a for a, b in zip(ticks, ticks[1:])), default=0.0)
+
+
+def test_opening_any_crafted_run_never_blocks_the_ui_thread(window, qtbot, capfd, tmp_path, small_run, monkeypatch):
+    """Crafted run files beside a lesson (tests.core.train.runfile_craft: declared shapes and sizes
+    up to 1 GiB, zip bombs, settings implying huge arrays): the lesson opens, the run is refused in
+    one status line or shown, and the UI thread's 5 ms timer never waits 50 ms while it is read."""
+    from hypothesis import HealthCheck, given, settings
+    import gui.lessons as lessons
+    from tests.core.train.runfile_craft import crafted, write_npz
+    lesson_path, npz = _lesson_with_run(window, small_run, tmp_path)
+    import time
+    applied: list[float] = []        # when the read lesson (and run) reached the UI thread
+    real_apply = lessons.apply_lesson
+    monkeypatch.setattr(lessons, "apply_lesson", lambda *a, **k: (applied.append(time.perf_counter()),
+                                                                  real_apply(*a, **k)))
+    c = window.controller
+    gaps_seen: list[tuple[float, float, str]] = []
+    assert open_lesson_and_wait(window, qtbot, lesson_path) == ""     # modules imported, the Train view made
+
+    @settings(max_examples=15, deadline=None, database=None,
+              suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
+                                     HealthCheck.data_too_large])
+    @given(crafted(small_run))
+    def check(craft):
+        what, members = craft
+        write_npz(npz, members)
+        qtbot.waitUntil(lambda: not c.is_busy(), timeout=TRACE_TIMEOUT_MS)
+        applied.clear()
+        gaps = _TickGaps()
+        assert open_lesson_and_wait(window, qtbot, lesson_path) == ""
+        reading, whole = gaps.longest(until=applied[0]), gaps.longest()
+        gaps_seen.append((reading, whole, what))
+        status = window.statusBar().currentMessage()
+        assert "\n" not in status and status.startswith("Opened lesson trained.json"), status
+        shown = "could not be read" not in status
+        assert shown if what.startswith("valid") else (not shown or what.startswith("declared")), (what, status)
+        # until the read lesson and run reach the UI thread: what the run file can cost it
+        assert reading < GAP_LIMIT, f"{what}: the UI thread waited {reading * 1000:.0f} ms while the run was read"
+        # the whole open of a refused run also applies the lesson's settings (the same for every
+        # file; up to 42 ms seen at a load average of 5 on 2 cores): twice the limit as slack.
+        # A valid run's drawing in the Train view is that view's work, whatever the file.
+        if not shown:
+            assert whole < 2 * GAP_LIMIT, f"{what}: the UI thread waited {whole * 1000:.0f} ms while the lesson opened"
+
+    check()
+    no_traceback(capfd)
+    print("longest UI waits (ms, reading / whole open):",
+          [(round(g * 1000), round(h * 1000), w) for g, h, w in gaps_seen])

@@ -284,7 +284,7 @@ def test_weights_take_the_fixed_scale_without_the_masked_range_pass(cfg, monkeyp
     trace = build_trace(cfg)
     panels = [p for s in load_steps() for p in s.panels if p.key in trace]
     quick = {p: matrices.resolve_panel(p, trace) for p in panels}
-    weights = [p for p in panels if p.key[1] in matrices.WEIGHT_NAMES and not p.is_diff]
+    weights = [p for p in panels if trace[p.key].term.colours == "prob" and not p.is_diff]
     assert weights and all(quick[p].levels == (0.0, 1.0) and quick[p].kind == "prob" for p in weights)
     monkeypatch.setattr(matrices, "_in_unit_interval", lambda *_a: False)
     fresh = build_trace(cfg)                                        # nothing cached in it
@@ -298,3 +298,35 @@ def test_weights_outside_the_unit_interval_are_not_taken_for_probabilities():
     arr = np.array([[[0.2, 0.8], [0.0, 1.0]], [[0.5, 1.5], [0.0, 0.1]]])       # (h, T, T): head 1 has 1.5
     assert _in_unit_interval(arr, [(0,)]) and not _in_unit_interval(arr, [(0,), (1,)])
     assert not _in_unit_interval(np.array([[np.nan, 0.5]]), [()])
+
+
+def _with_term(trace, key, **traits):
+    """``trace`` with the intermediate at ``key`` under a copy of its term with other traits."""
+    item = trace[key]
+    changed = dataclasses.replace(item, term=dataclasses.replace(item.term, **traits))
+    stages = {**trace.stages, key[0]: {**trace.stages[key[0]], key[1]: changed}}
+    return dataclasses.replace(trace, stages=stages)
+
+
+def test_the_maps_follow_their_terms_display_traits(six_heads):
+    """What is masked, the colour scale and the lines between the heads' columns come from the
+    intermediate's term (core/stages TERMS), not its name: the same numbers under a term with
+    other traits are drawn as that term says."""
+    from gui.matrices import resolve_panel
+    from gui.steps import Panel
+    weights, other = Panel(key=("multihead", "attn_weights")), Panel(key=("multihead", "context_vecs"))
+    future = np.triu(np.ones((6, 6), dtype=bool), k=1)                  # key after query: hidden
+    drawn = resolve_panel(weights, six_heads)
+    assert drawn.kind == "prob" and drawn.levels == (0.0, 1.0)
+    assert all(np.array_equal(m.masked, future) for m in drawn.maps)
+    plain = resolve_panel(weights, _with_term(six_heads, weights.key, masked=False, colours="signed"))
+    assert plain.kind == "signed" and all(m.masked is None for m in plain.maps)
+    top = float(np.abs(six_heads[weights.key].numpy()).max())
+    assert plain.levels == pytest.approx((-top, top))
+    assert "head_width" not in resolve_panel(other, six_heads).extra
+    columns = resolve_panel(other, _with_term(six_heads, other.key, head_columns=True))
+    assert columns.extra["head_width"] == 12 // 6 and "between heads" in columns.col_axis
+    scores = Panel(key=("multihead", "attn_scores"))
+    assert all(m.masked is None for m in resolve_panel(scores, six_heads).maps)
+    hidden = resolve_panel(scores, _with_term(six_heads, scores.key, masked=True))
+    assert all(np.array_equal(m.masked, future) and np.isnan(m.display()[future]).all() for m in hidden.maps)

@@ -67,7 +67,9 @@ def test_hover_names_query_key_and_value(qtbot, view):
     tokens = view.run.probe_tokens
     qtbot.waitUntil(lambda: "layer 1 · head 0" in view.hover_label.text(), timeout=5000)
     text = view.hover_label.text()
-    assert f"query {tokens[row]!r} (position {row})" in text and f"key {tokens[col]!r} (position {col})" in text
+    # the probe (T = 12): 2 random tokens, 5 tokens (positions 2-6), the 5 again (7-11)
+    assert f"query {tokens[row]!r} (position {row}, in the repeat)" in text
+    assert f"key {tokens[col]!r} (position {col}, in the first copy)" in text
     assert f"{value:.4f}" in text
 
 
@@ -120,12 +122,17 @@ def test_bad_settings_are_refused_with_the_field(qtbot, view):
     assert not view.training and view.status.text().startswith("seed: 'abc' is not a whole number")
 
 
-def test_next_word_without_a_text_says_so(qtbot, view):
+def test_next_word_starts_with_the_ready_text_and_says_when_there_is_none(qtbot, view):
+    from core.train.settings import DEFAULT_TEXT
     view.task_box.setCurrentIndex(view.task_box.findData("next_word"))
-    assert view.fields["text_path"].isVisibleTo(view)
-    assert "UTF-8" in view.explanation.text()
+    assert view.fields["text_path"].isVisibleTo(view) and view.ready_text_button.isVisibleTo(view)
+    assert view.fields["text_path"].text() == DEFAULT_TEXT and view.settings().text_path == DEFAULT_TEXT
+    assert "UTF-8" in view.explanation.text() and "agreement.txt" in view.explanation.text()
+    view.fields["text_path"].setText("")
     view.start_button.click()
     assert not view.training and view.status.text().startswith("text_path:")
+    view.ready_text_button.click()
+    assert view.fields["text_path"].text() == DEFAULT_TEXT
 
 
 def test_save_and_open_a_run(qtbot, view, tmp_path):
@@ -228,3 +235,62 @@ def test_the_loss_plot_spans_the_run_and_every_loss(qtbot, view):
     highest = max(max(run.history_loss), max(run.history_first), max(run.history_second),
                   max(s.loss for s in run.snapshots))
     assert y0 <= 0 and y1 >= highest
+
+
+def test_the_guide_stripe_and_the_repeat_marker_are_drawn_where_the_probe_repeats(qtbot, view):
+    from core.train.metrics import induction_score, previous_token_score
+    finish(qtbot, view)
+    run = view.run
+    tokens = run.probe_tokens
+    T = len(tokens)
+    # the probe repeats its last n tokens: found here independently, by comparing the tokens
+    n = next(m for m in range(T // 2, 0, -1) if tokens[T - m:] == tokens[T - 2 * m:T - m])
+    start = T - n
+    assert n == 5 and len(set(tokens[:start])) == start
+    expected = {(i + 0.5, i - n + 1 + 0.5) for i in range(start, T)}      # (row, column) centres of the stripe
+    for (layer, head), guide in view.guides.items():
+        x, y = guide.getData()
+        assert set(zip(y.tolist(), x.tolist())) == expected                 # x: key column, y: query row
+        assert guide.isVisible()
+        lx, ly = view.repeat_lines[(layer, head)].getData()
+        assert lx.tolist() == [0, T, start, start] and ly.tolist() == [start, start, 0, T]
+    view.guide_box.setChecked(False)
+    assert not any(g.isVisible() for g in view.guides.values())
+    view.guide_box.setChecked(True)
+    assert all(g.isVisible() for g in view.guides.values())
+    # each title: layer and head counted from 0, the previous-token and the induction score
+    view.slider.setValue(2)
+    snap = run.snapshots[2]
+    prev, ind = previous_token_score(snap.attn_weights), induction_score(snap.attn_weights, tokens)
+    for (layer, head), plot in view._plots.items():
+        assert plot.titleLabel.text == (f"layer {layer} · head {head} · prev {prev[layer, head]:.2f} · "
+                                        f"ind {ind[layer, head]:.2f}")
+    # the score plot: every head's induction score at every snapshot, beside the loss
+    for (layer, head), curve in view.score_curves.items():
+        x, y = curve.getData()
+        assert x.tolist() == [s.step for s in run.snapshots]
+        assert np.allclose(y, [induction_score(s.attn_weights, tokens)[layer, head] for s in run.snapshots])
+    assert view.score_marker.value() == snap.step
+    assert view.score_plot.getPlotItem().getAxis("left").labelText == "induction score"
+    assert view.layer_box.itemText(0) == "layer 0"
+
+
+def test_the_previous_token_task_guides_the_diagonal_below(qtbot):
+    v = TrainView(defaults_for("previous_token", vocab_size=16, seq_len=8, d_model=16, num_heads=2, steps=10,
+                               batch_size=8, snapshot_every=5, device="cpu"))
+    qtbot.addWidget(v)
+    finish(qtbot, v)
+    x, y = v.guides[(0, 0)].getData()
+    assert x.tolist() == [i + 0.5 for i in range(7)] and y.tolist() == [i + 1.5 for i in range(7)]
+    assert v.repeat_lines[(0, 0)].getData()[0].size == 0        # no repeat in this probe
+    assert v._plots[(0, 1)].titleLabel.text.startswith("layer 0 · head 1 · prev ")
+    assert " ind " not in v._plots[(0, 1)].titleLabel.text
+    v.shutdown()
+
+
+def test_the_status_names_the_circuit_when_the_run_is_done(qtbot, view):
+    from core.train.metrics import best_heads_text
+    finish(qtbot, view)
+    last = view.run.snapshots[-1]
+    line = best_heads_text(last.attn_weights, view.run.probe_tokens, "induction")
+    assert view.status.text().splitlines()[1] == line

@@ -83,3 +83,42 @@ def test_the_pretrained_stage_has_a_code_line_for_every_term_it_computes(options
     assert set(computed) >= {n for n, t in stage.terms.items() if not t.optional}
     tagged = {n for n, _line in stage.code(cfg) if n is not None}
     assert set(computed) - tagged == set() and tagged <= set(stage.terms)
+
+
+# The display traits the window drew by name before they were the terms' (gui/matrices.py's
+# four sets): every other term of these stages is unmasked, signed, without head columns.
+TRAITS = {
+    ("simplified", "attn_weights"): {"colours": "prob"}, ("simplified", "attn_weights_sumnorm"): {"colours": "prob"},
+    ("trainable", "attn_weights"): {"colours": "prob"},
+    ("causal", "mask"): {"colours": "binary"}, ("causal", "dropout_mask"): {"colours": "binary"},
+    ("causal", "masked_scores"): {"masked": True},
+    **{("causal", n): {"masked": True, "colours": "prob"} for n in ("attn_weights", "masked_simple",
+                                                                   "renormalized_weights")},
+    ("causal", "dropped_weights"): {"masked": True, "colours": "nonneg"},
+    ("multihead", "masked_scores"): {"masked": True}, ("multihead", "attn_weights"): {"masked": True, "colours": "prob"},
+    **{("multihead", n): {"head_columns": True} for n in ("wrapper_context_vecs", "context_concat", "W_query", "W_key",
+                                                         "W_value", "b_query", "b_key", "b_value")},
+    ("pretrained", "mask"): {"colours": "binary"}, ("pretrained", "attn_weights"): {"colours": "prob"},
+    ("pretrained", "attn_weights_no_special"): {"colours": "prob"},
+    **{("pretrained", n): {"head_columns": True} for n in ("context_concat", "W_query", "W_key", "W_value",
+                                                          "b_query", "b_key", "b_value")},
+}
+
+
+@pytest.mark.parametrize("stage", ["simplified", "trainable", "causal", "multihead", "pretrained"])
+def test_the_terms_carry_the_display_traits(stage):
+    for name, t in STAGES[stage].terms.items():
+        want = {"masked": False, "colours": "signed", "head_columns": False, **TRAITS.get((stage, name), {})}
+        assert {"masked": t.masked, "colours": t.colours, "head_columns": t.head_columns} == want, name
+
+
+def test_the_display_traits_fit_the_axes():
+    """Masked cells lie above a (query, key) diagonal; head columns are d_out's; an unknown
+    colour scale is refused when the term is made."""
+    from core.stages.schema import term
+    for stage in STAGES.values():
+        for name, t in stage.terms.items():
+            assert not t.masked or t.axes[-2:] == ("query", "key"), (stage.name, name)
+            assert not t.head_columns or t.axes[-1] == "out", (stage.name, name)
+    with pytest.raises(ValueError, match="colours"):
+        term("A", "A", "weights", "query", "key", colours="probability")

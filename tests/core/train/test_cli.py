@@ -56,7 +56,7 @@ def test_npy_format(tmp_path):
     (["--lr", "2"], "--lr: must be a number in (0, 1]"),
     (["--steps", "x"], "--steps: 'x' is not a whole number"),
     (["--task", "copy"], "--task: invalid choice: 'copy'"),
-    (["--task", "next_word"], "--text: the next-word task needs"),
+    (["--task", "next_word", "--text", " "], "--text: the next-word task needs"),
     (["--device", "tpu"], "--device: must be one of"),
     (["--out", " "], "--out: is empty"),
 ])

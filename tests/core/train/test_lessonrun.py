@@ -1,6 +1,7 @@
 """A lesson saved with its training run: the JSON stays small and names the NPZ beside it; the pair
 round-trips; a missing, damaged or other-version NPZ is one line and the lesson still opens."""
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -90,3 +91,64 @@ def test_a_failed_save_leaves_the_earlier_pair(tmp_path, run, monkeypatch):
         save_lesson_with_run(_lesson(), other, tmp_path / "lesson.json", snapshot=1, layer=1)
     assert (first.read_bytes(), npz.read_bytes()) == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["lesson.json", "lesson.run.npz"]
+
+
+def _folder(root):
+    from tests.core.snapshots import snapshot
+    return snapshot(root)
+
+
+@pytest.mark.parametrize("where", ["elsewhere", "parent"])
+def test_a_run_linked_from_outside_the_lessons_folder_is_not_read(tmp_path, run, where, monkeypatch):
+    """lesson.run.npz -> a run outside the lesson's folder (here a valid one): refused like ../x.run.npz."""
+    lessons = tmp_path / "lessons"
+    lessons.mkdir()
+    lesson_path, npz = save_lesson_with_run(_lesson(), run, lessons / "lesson.json", snapshot=0, layer=0)
+    outside = tmp_path / ("secret.npz" if where == "parent" else "other/secret.npz")
+    outside.parent.mkdir(exist_ok=True)
+    npz.replace(outside)
+    npz.symlink_to(outside if where == "elsewhere" else Path("..") / outside.name)
+    before = _folder(tmp_path)
+    import core.train.lessonrun as lessonrun
+    monkeypatch.setattr(lessonrun, "load_run", lambda *a, **k: pytest.fail("read a run outside the folder"))
+    back, note = open_lesson_run(load_lesson(lesson_path), lesson_path)
+    assert back is None and "\n" not in note
+    assert note == ("its run lesson.run.npz is a link to a file outside the lesson's folder, which is not read: "
+                    "the lesson opened without it")
+    assert _folder(tmp_path) == before
+
+
+def test_a_run_linked_within_the_lessons_folder_is_read(tmp_path, run):
+    lesson_path, npz = save_lesson_with_run(_lesson(), run, tmp_path / "lesson.json", snapshot=0, layer=0)
+    npz.replace(tmp_path / "kept.npz")
+    npz.symlink_to("kept.npz")
+    back, note = open_lesson_run(load_lesson(lesson_path), lesson_path)
+    assert note == "" and back.history_loss == run.history_loss
+
+
+def test_a_crafted_run_is_one_line_and_the_lesson_opens_with_the_files_unchanged(tmp_path, run):
+    from core.train.runfile import run_arrays
+    from tests.core.train.runfile_craft import Member, members_of, write_npz
+    lesson_path, npz = save_lesson_with_run(_lesson(), run, tmp_path / "lesson.json", snapshot=0, layer=0)
+    members = members_of(run_arrays(run))
+    members["history_loss"] = Member("history_loss", (2**24,), "<f8", zeros=2**27, deflate=True)
+    write_npz(npz, members)
+    before = _folder(tmp_path)
+    back, note = open_lesson_run(load_lesson(lesson_path), lesson_path)
+    assert back is None and "\n" not in note and note.endswith("the lesson opened without it")
+    assert "history_loss has shape (16777216,), expected (8,)" in note
+    assert _folder(tmp_path) == before
+
+
+def test_a_lesson_and_its_run_get_the_permissions_the_umask_gives(tmp_path, run):
+    import os
+    import stat
+    old = os.umask(0o022)
+    try:
+        first = save_lesson_with_run(_lesson(), run, tmp_path / "lesson.json", snapshot=0, layer=0)
+        os.umask(0o027)
+        second = save_lesson_with_run(_lesson(), run, tmp_path / "other.json")
+    finally:
+        os.umask(old)
+    assert [stat.S_IMODE(p.stat().st_mode) for p in first] == [0o644, 0o644]
+    assert [stat.S_IMODE(p.stat().st_mode) for p in second] == [0o640, 0o640]

@@ -110,7 +110,7 @@ def test_bad_settings_name_their_field(field, value):
 
 def test_next_word_needs_a_readable_utf8_text(tmp_path):
     with pytest.raises(TrainSettingsError, match="text_path"):
-        defaults_for("next_word")
+        defaults_for("next_word", text_path=" ")          # the ready text is the default; none is refused
     bad = tmp_path / "latin1.txt"
     bad.write_bytes("caf\xe9 ".encode("latin-1") * 200)
     with pytest.raises(TrainSettingsError, match="not UTF-8"):
@@ -119,7 +119,7 @@ def test_next_word_needs_a_readable_utf8_text(tmp_path):
     short.write_text("too few words here.")
     with pytest.raises(TrainSettingsError, match="words"):
         train(defaults_for("next_word", text_path=str(short), device="cpu"))
-    with pytest.raises(TrainSettingsError, match="cannot read"):
+    with pytest.raises(TrainSettingsError, match="does not exist"):
         train(defaults_for("next_word", text_path=str(tmp_path / "missing.txt"), device="cpu"))
 
 
