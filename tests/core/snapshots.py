@@ -17,14 +17,18 @@ def snapshot(root: Path) -> dict[str, bytes | None]:
 
 
 def existing_target(root: Path) -> Path:
-    """A folder under root that already holds the user's files and an older export."""
+    """A folder under root that already holds the user's files and an older export of this app
+    (causal/mask.csv and its manifest.json, stamped as core.safe_folder stamps every export's).
+    Written directly: a test may patch the filesystem calls before calling this."""
+    import json
+    from core.safe_folder import OWNER_KEY, stamp
     target = root / "target"
     (target / "causal").mkdir(parents=True)
     (target / "trainable").mkdir()  # an empty folder of the user's, where the export writes too
     (target / "notes.txt").write_text("my notes\n")
     (target / "causal" / "mask.csv").write_text("an older export\n")
     (target / "causal" / "mine.csv").write_text("keep,me\n")
-    (target / "manifest.json").write_text('{"old": true}\n')
+    (target / "manifest.json").write_text(json.dumps({"old": True, OWNER_KEY: stamp("0" * 32, ["causal/mask.csv"])}))
     return target
 
 

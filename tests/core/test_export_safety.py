@@ -215,14 +215,12 @@ def test_interrupt_while_writing_leaves_nothing(traces, tmp_path, monkeypatch):
 
 
 def test_a_file_that_cannot_be_put_back_is_kept_not_deleted(traces, tmp_path, monkeypatch):
-    """If renames keep failing even while rolling back, the user's earlier files stay in the
+    """If renames keep failing even while rolling back, the earlier export's files stay in the
     work folder's old/ (named in the message) instead of being deleted, and the next export
     (its sweep) puts them back."""
     target = existing_target(tmp_path)
-    (target / "simplified").mkdir()
-    (target / "simplified" / "inputs.csv").write_text("my edited inputs\n")  # the first file an export writes
     original = snapshot(target)
-    # renames: 1 the journal, 2 old manifest.json -> old/, 3 and later fail (the undo too)
+    # renames: 1 the journal, 2 old manifest.json -> old/, 3 (causal/mask.csv) and later fail (the undo too)
     monkeypatch.setattr(core.export.os, "replace", fail_nth(os.replace, 3, DISK_FULL, and_after=True))
     with pytest.raises(ExportError) as info:
         export_trace(traces["book"], target)
