@@ -36,7 +36,7 @@ import shutil
 import struct
 import threading
 from pathlib import Path
-from typing import BinaryIO, Iterable, Iterator, Sequence
+from typing import BinaryIO, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -197,14 +197,16 @@ def write_slice_to(fh: BinaryIO, arr: np.ndarray, row_labels: Sequence, col_labe
         pass
 
 
-def write_files(files: Iterable[SliceFile]) -> Iterator[Path]:
+def write_files(files: Iterable[SliceFile], check: Callable[[], None] | None = None) -> Iterator[Path]:
     """Write the files in order, yielding each path once its file is complete and closed.
 
     Chunks of rows are formatted on the worker threads up to ``AHEAD`` pieces ahead of the
     file being written — across file boundaries, so small slices are formatted in parallel too —
     while this thread writes them in order: memory stays bounded by those pieces. ``files`` is
     consumed lazily (a slice is computed, and cancellation can be checked, as its turn nears);
-    an exception from it or from a chunk stops the writing and propagates.
+    an exception from it or from a chunk stops the writing and propagates. ``check()`` is called
+    before each piece (a chunk of rows, a header) is written; what it raises stops the writing
+    likewise, so a cancel is seen within one chunk (~65,000 cells) even inside one large slice.
     """
     def pieces():
         for f in files:
@@ -215,7 +217,7 @@ def write_files(files: Iterable[SliceFile]) -> Iterator[Path]:
                 yield from _pieces(None, f.arr, f.row_labels, f.col_labels, f.corner)
                 yield ("close", f.path)
     done: list[Path] = []
-    run = _drain(pieces(), done)
+    run = _drain(pieces(), done, check)
     try:
         for _ in run:
             yield from done
@@ -248,14 +250,17 @@ def _pieces(fh, arr, row_labels, col_labels, corner):
         yield ("chunk", _float32_rows if fast else _python_rows, (arr[start:stop], labels[start:stop]))
 
 
-def _drain(pieces, done: list[Path] | None):
+def _drain(pieces, done: list[Path] | None, check: Callable[[], None] | None = None):
     """A generator running the pieces in order — chunks on the pool, at most AHEAD pieces
-    queued, the rest here — that yields after each file it closes (appended to ``done``)."""
+    queued, the rest here — that yields after each file it closes (appended to ``done``);
+    ``check()`` before each piece."""
     queue: collections.deque = collections.deque()
     source = iter(pieces)
     fh = opened = None
     try:
         while True:
+            if check is not None:
+                check()
             while len(queue) < AHEAD:
                 piece = next(source, None)
                 if piece is None:

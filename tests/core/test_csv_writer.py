@@ -387,3 +387,29 @@ def test_values_next_to_a_tie_where_float64_scaling_is_inexact():
     arr = np.concatenate([_near_ties(b, e, 1e-6) for b, e in dict.fromkeys(pairs)])
     assert arr.size > 100
     assert_same(np.concatenate([arr, -arr])[: arr.size // 16 * 32].reshape(-1, 16))
+
+
+def test_a_stop_inside_one_large_slice_is_seen_within_a_chunk(tmp_path, monkeypatch):
+    """Issue 19, cause 11: a cancel (or Ctrl-C turned into one) must not wait for a large slice's
+    file to finish: ``check`` runs before each chunk is written, and what it raises stops there."""
+    monkeypatch.setattr(csv_writer, "CHUNK_CELLS", 50)
+    arr = np.arange(200 * 10, dtype=np.float32).reshape(200, 10)           # 40 chunks of 5 rows
+    calls = {"n": 0}
+
+    class Stop(Exception):
+        pass
+
+    def check():
+        calls["n"] += 1
+        if calls["n"] == 4:                                                # open, header, 1 chunk, then stop
+            raise Stop()
+
+    written = []
+    with pytest.raises(Stop):
+        for path in csv_writer.write_files([csv_writer.SliceFile(tmp_path / "a.csv", arr, labels(200), labels(10))],
+                                           check):
+            written.append(path)
+    assert written == [] and calls["n"] == 4
+    text = (tmp_path / "a.csv").read_bytes()                               # the staged file, closed, partial
+    full = reference_csv(arr, labels(200), labels(10))
+    assert full.startswith(text) and text.count(b"\n") == 1 + 5           # the header and one chunk of rows
