@@ -32,6 +32,7 @@ import fractions
 import functools
 import math
 import os
+import queue
 import shutil
 import struct
 import threading
@@ -297,7 +298,36 @@ def _drain(pieces, done: list[Path] | None, check: Callable[[], None] | None = N
             opened.close()
 
 
-_POOL: concurrent.futures.ThreadPoolExecutor | None = None
+class _Workers:
+    """THREADS daemon threads formatting chunks: ``submit`` returns a concurrent.futures.Future.
+
+    Not a ThreadPoolExecutor: its threads are joined at exit, and a Ctrl-C or SIGTERM raised in
+    the main thread while it starts them (the export's first chunk) can leave one that nothing
+    wakes, so the process hung at exit after printing "terminated". Daemon threads are never
+    waited for; a chunk still being formatted when the process ends is simply dropped."""
+
+    def __init__(self, n: int):
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        for i in range(n):
+            threading.Thread(target=self._work, name=f"csv-writer-{i}", daemon=True).start()
+
+    def submit(self, fn, *args) -> concurrent.futures.Future:
+        future: concurrent.futures.Future = concurrent.futures.Future()
+        self._queue.put((future, fn, args))
+        return future
+
+    def _work(self) -> None:
+        while True:
+            future, fn, args = self._queue.get()
+            if not future.set_running_or_notify_cancel():
+                continue   # cancelled while queued
+            try:
+                future.set_result(fn(*args))
+            except BaseException as exc:  # handed to the writing thread, which raises it
+                future.set_exception(exc)
+
+
+_POOL: _Workers | None = None
 _POOL_LOCK = threading.Lock()
 
 
@@ -310,12 +340,12 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forget_pool)
 
 
-def _pool() -> concurrent.futures.ThreadPoolExecutor:
+def _pool() -> _Workers:
     """The worker threads, started once per process (starting them per file cost ~2 ms each)."""
     global _POOL
     with _POOL_LOCK:
         if _POOL is None:
-            _POOL = concurrent.futures.ThreadPoolExecutor(THREADS, thread_name_prefix="csv-writer")
+            _POOL = _Workers(THREADS)
         return _POOL
 
 

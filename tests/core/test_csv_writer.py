@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import io
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -413,3 +414,31 @@ def test_a_stop_inside_one_large_slice_is_seen_within_a_chunk(tmp_path, monkeypa
     text = (tmp_path / "a.csv").read_bytes()                               # the staged file, closed, partial
     full = reference_csv(arr, labels(200), labels(10))
     assert full.startswith(text) and text.count(b"\n") == 1 + 5           # the header and one chunk of rows
+
+
+def test_a_signal_while_the_workers_start_never_hangs_the_exit():
+    """Issue 19, cause 7: SIGTERM right as an export began (its first chunk starts the worker
+    threads) printed "terminated" and then hung for ever: a ThreadPoolExecutor's thread started
+    but not yet registered is never woken at exit, and exit waits for it. Here the signal is
+    simulated (KeyboardInterrupt raised right after the first thread starts); the process must end."""
+    import subprocess
+    import sys
+    code = "\n".join([
+        "import threading, core.csv_writer as w",
+        "real = threading.Thread.start",
+        "def start(self):",
+        "    real(self)",
+        "    threading.Thread.start = real",
+        "    raise KeyboardInterrupt",
+        "threading.Thread.start = start",
+        "try:",
+        "    w._pool().submit(int, 1).result()",
+        "except KeyboardInterrupt:",
+        "    print('interrupted')",
+    ])
+    root = Path(__file__).resolve().parents[2]
+    try:
+        proc = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=30)
+    except subprocess.TimeoutExpired:
+        pytest.fail("the process hung at exit")
+    assert proc.returncode == 0 and proc.stdout == "interrupted\n", proc.stderr

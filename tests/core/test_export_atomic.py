@@ -435,6 +435,29 @@ def test_real_export_stopped_while_writing(sig, traces, scratch):
     assert exported == {t["file"] for t in manifest["tensors"]}
 
 
+LARGE_SLICES = ["--embeddings", "random", "--text", " ".join(f"w{i}" for i in range(512)), "--d-in", "64",
+                "--d-out", "96", "--heads", "12"]   # slices of 512 x 512: ~5 s of CSV formatting on 2 busy cores
+
+
+def test_ctrl_c_while_the_formatting_threads_work_stops_the_export(traces, scratch):
+    """Issue 19, cause 11: SIGINT while large slices are being formatted on the worker threads —
+    sent to an export that the shell started with SIGINT ignored, as a script's ``export … &``
+    does — exits 130 with the README's line, and the folder is byte for byte as it was."""
+    folder = scratch / "target"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("mine\n")
+    export_trace(traces[1], folder)
+    before = snapshot(folder)
+    proc = cli("--out", str(folder), "--device", "cpu", *LARGE_SLICES,
+               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    wait_for_staged_files(folder, proc, at_least=3)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=CHILD_TIMEOUT_S)
+    assert proc.returncode == 130, err
+    assert err.splitlines() == ["python main.py export: interrupted; nothing was written"]
+    assert snapshot(folder) == before            # the old set, the user's file, and no debris
+
+
 # ----------------------------------------------------------------------------- other filesystems
 
 def assert_exactly(trace, folder: Path, user: dict[str, bytes]) -> None:
