@@ -16,6 +16,35 @@ def snapshot(root: Path) -> dict[str, bytes | None]:
     return found
 
 
+def hashes(root: Path) -> dict[str, str | None]:
+    """Every path under root (hidden ones too) -> sha256 of the file's bytes, "link:TARGET" for a
+    symlink (not followed), None for a folder: two equal results mean byte-identical contents."""
+    import hashlib
+    found: dict[str, str | None] = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            p = Path(dirpath, name)
+            rel = p.relative_to(root).as_posix()
+            if p.is_symlink():
+                found[rel] = "link:" + os.readlink(p)
+            elif p.is_dir():
+                found[rel] = None
+            else:
+                found[rel] = hashlib.sha256(p.read_bytes()).hexdigest()
+    return found
+
+
+def users_files(folder: Path) -> dict[str, bytes]:
+    """The issue-19 folder: the user's data.csv and figure.npy and their own manifest.json listing them."""
+    import json
+    files = {"data.csv": b"year,value\n2024,3.5\n", "figure.npy": b"\x93NUMPY my figure",
+             "manifest.json": json.dumps({"files": ["data.csv", "figure.npy"]}).encode()}
+    folder.mkdir(parents=True, exist_ok=True)
+    for rel, data in files.items():
+        (folder / rel).write_bytes(data)
+    return files
+
+
 def existing_target(root: Path) -> Path:
     """A folder under root that already holds the user's files and an older export of this app
     (causal/mask.csv and its manifest.json, stamped as core.safe_folder stamps every export's).

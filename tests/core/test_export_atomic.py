@@ -29,7 +29,7 @@ from core import AttentionConfig, build_trace
 from core.export import count_slices, export_trace
 from core.safe_folder import JOURNAL, WORK_PREFIX, NotOurs, replace_export, sweep
 from tests.core.export_child import NEW, OLD, write_set
-from tests.core.snapshots import snapshot
+from tests.core.snapshots import hashes, snapshot
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs POSIX signals and fork")
 
@@ -193,23 +193,6 @@ def test_concurrent_exports_into_one_folder_leave_one_complete_set(tmp_path):
 # ----------------------------------------------------------------------------- only this app's files (issue 19)
 
 USERS_DATA = {"data.csv": b"year,value\n2024,3.5\n", "figure.npy": b"\x93NUMPY my figure", "thesis.tex": b"years of work\n"}
-
-
-def hashes(root: Path) -> dict[str, str | None]:
-    """Every path under root (hidden ones too, symlinks as links) -> sha256 of its bytes, None for a folder."""
-    import hashlib
-    found = {}
-    for dirpath, dirnames, filenames in os.walk(root):
-        for name in dirnames + filenames:
-            p = Path(dirpath, name)
-            rel = p.relative_to(root).as_posix()
-            if p.is_symlink():
-                found[rel] = "link:" + os.readlink(p)
-            elif p.is_dir():
-                found[rel] = None
-            else:
-                found[rel] = hashlib.sha256(p.read_bytes()).hexdigest()
-    return found
 
 
 def users_folder(tmp_path: Path, manifest: bytes | None) -> Path:

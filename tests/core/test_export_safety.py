@@ -19,7 +19,7 @@ from core import AttentionConfig, build_trace
 from core.export import (ExportCancelled, ExportError, count_slices, export_trace, read_csv_slice,
                          write_matrix_csv, write_text_atomic)
 from core.safe_folder import WORK_PREFIX, sweep
-from tests.core.snapshots import existing_target, fail_nth_file_write, snapshot
+from tests.core.snapshots import existing_target, fail_nth_file_write, hashes, snapshot
 
 DISK_FULL = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
@@ -317,9 +317,3 @@ def test_npy_written_in_chunks_is_what_np_save_writes(shape, dtype, tmp_path, mo
     core.export.write_npy(ours, arr, check=lambda: None)
     np.save(theirs, arr)
     assert ours.getvalue() == theirs.getvalue()
-
-
-def hashes(root: Path) -> dict[str, str | None]:
-    """Every path under root (hidden ones too) -> sha256 of its bytes, None for a folder."""
-    import hashlib
-    return {rel: None if data is None else hashlib.sha256(data).hexdigest() for rel, data in snapshot(root).items()}
