@@ -148,8 +148,10 @@ def _check(pending: list[int]) -> None:
 # ----------------------------------------------------------------------------- paths
 
 def short(path: Path, limit: int = 100) -> str:
-    """A path shortened for a one-line message (its end, where the name is)."""
-    text = str(path)
+    """A path shortened for a one-line message (its end, where the name is); bytes that are not
+    UTF-8 as \\udcXX and line breaks as \\n, so that the message stays one printable line."""
+    text = str(path).encode("utf-8", "backslashreplace").decode("utf-8")
+    text = text.replace("\n", "\\n").replace("\r", "\\r")
     return text if len(text) <= limit else "…" + text[-(limit - 1):]
 
 
