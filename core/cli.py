@@ -111,9 +111,12 @@ def _on_sigterm(signum, frame):
 def run_export(argv: list[str]) -> int:
     import signal
     import threading
-    previous = None
+    previous = previous_int = None
     if threading.current_thread() is threading.main_thread():
         previous = signal.signal(signal.SIGTERM, _on_sigterm)
+        # Ctrl-C even where the shell started us with SIGINT ignored (a script's `export … &`):
+        # the README promises exit 130 and the folder as it was
+        previous_int = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         from core.pretrained_cli import wants_pretrained
         if wants_pretrained(argv):  # stage 5 (the real model) has its own options
@@ -138,6 +141,8 @@ def run_export(argv: list[str]) -> int:
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+        if previous_int is not None:
+            signal.signal(signal.SIGINT, previous_int)
 
 
 def _run_export(argv: list[str]) -> int:

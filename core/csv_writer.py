@@ -32,11 +32,12 @@ import fractions
 import functools
 import math
 import os
+import queue
 import shutil
 import struct
 import threading
 from pathlib import Path
-from typing import BinaryIO, Iterable, Iterator, Sequence
+from typing import BinaryIO, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -197,14 +198,16 @@ def write_slice_to(fh: BinaryIO, arr: np.ndarray, row_labels: Sequence, col_labe
         pass
 
 
-def write_files(files: Iterable[SliceFile]) -> Iterator[Path]:
+def write_files(files: Iterable[SliceFile], check: Callable[[], None] | None = None) -> Iterator[Path]:
     """Write the files in order, yielding each path once its file is complete and closed.
 
     Chunks of rows are formatted on the worker threads up to ``AHEAD`` pieces ahead of the
     file being written — across file boundaries, so small slices are formatted in parallel too —
     while this thread writes them in order: memory stays bounded by those pieces. ``files`` is
     consumed lazily (a slice is computed, and cancellation can be checked, as its turn nears);
-    an exception from it or from a chunk stops the writing and propagates.
+    an exception from it or from a chunk stops the writing and propagates. ``check()`` is called
+    before each piece (a chunk of rows, a header) is written; what it raises stops the writing
+    likewise, so a cancel is seen within one chunk (~65,000 cells) even inside one large slice.
     """
     def pieces():
         for f in files:
@@ -215,7 +218,7 @@ def write_files(files: Iterable[SliceFile]) -> Iterator[Path]:
                 yield from _pieces(None, f.arr, f.row_labels, f.col_labels, f.corner)
                 yield ("close", f.path)
     done: list[Path] = []
-    run = _drain(pieces(), done)
+    run = _drain(pieces(), done, check)
     try:
         for _ in run:
             yield from done
@@ -248,14 +251,17 @@ def _pieces(fh, arr, row_labels, col_labels, corner):
         yield ("chunk", _float32_rows if fast else _python_rows, (arr[start:stop], labels[start:stop]))
 
 
-def _drain(pieces, done: list[Path] | None):
+def _drain(pieces, done: list[Path] | None, check: Callable[[], None] | None = None):
     """A generator running the pieces in order — chunks on the pool, at most AHEAD pieces
-    queued, the rest here — that yields after each file it closes (appended to ``done``)."""
+    queued, the rest here — that yields after each file it closes (appended to ``done``);
+    ``check()`` before each piece."""
     queue: collections.deque = collections.deque()
     source = iter(pieces)
     fh = opened = None
     try:
         while True:
+            if check is not None:
+                check()
             while len(queue) < AHEAD:
                 piece = next(source, None)
                 if piece is None:
@@ -292,7 +298,36 @@ def _drain(pieces, done: list[Path] | None):
             opened.close()
 
 
-_POOL: concurrent.futures.ThreadPoolExecutor | None = None
+class _Workers:
+    """THREADS daemon threads formatting chunks: ``submit`` returns a concurrent.futures.Future.
+
+    Not a ThreadPoolExecutor: its threads are joined at exit, and a Ctrl-C or SIGTERM raised in
+    the main thread while it starts them (the export's first chunk) can leave one that nothing
+    wakes, so the process hung at exit after printing "terminated". Daemon threads are never
+    waited for; a chunk still being formatted when the process ends is simply dropped."""
+
+    def __init__(self, n: int):
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        for i in range(n):
+            threading.Thread(target=self._work, name=f"csv-writer-{i}", daemon=True).start()
+
+    def submit(self, fn, *args) -> concurrent.futures.Future:
+        future: concurrent.futures.Future = concurrent.futures.Future()
+        self._queue.put((future, fn, args))
+        return future
+
+    def _work(self) -> None:
+        while True:
+            future, fn, args = self._queue.get()
+            if not future.set_running_or_notify_cancel():
+                continue   # cancelled while queued
+            try:
+                future.set_result(fn(*args))
+            except BaseException as exc:  # handed to the writing thread, which raises it
+                future.set_exception(exc)
+
+
+_POOL: _Workers | None = None
 _POOL_LOCK = threading.Lock()
 
 
@@ -305,12 +340,12 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forget_pool)
 
 
-def _pool() -> concurrent.futures.ThreadPoolExecutor:
+def _pool() -> _Workers:
     """The worker threads, started once per process (starting them per file cost ~2 ms each)."""
     global _POOL
     with _POOL_LOCK:
         if _POOL is None:
-            _POOL = concurrent.futures.ThreadPoolExecutor(THREADS, thread_name_prefix="csv-writer")
+            _POOL = _Workers(THREADS)
         return _POOL
 
 

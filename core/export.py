@@ -147,31 +147,60 @@ def export_trace(trace: Trace, out_dir: str | Path, fmt: str = "csv",
         raise ExportError(f"cannot write the export to {short(Path(out_dir))}: {exc.strerror or exc}") from None
 
 
+NPY_CHUNK_BYTES = 16 * 2**20   # a cancel is seen after at most this much of one array is written
+
+
+def _check(cancelled) -> None:
+    if cancelled and cancelled():
+        raise ExportCancelled()
+
+
+def write_npy(fh, arr: np.ndarray, check: Callable[[], None] | None = None) -> None:
+    """``arr`` in .npy format into the binary file ``fh`` (what np.save writes for a C-ordered
+    array), its data in chunks of NPY_CHUNK_BYTES with ``check()`` before each."""
+    arr = np.asarray(arr)
+    arr = arr if arr.flags.c_contiguous else arr.copy(order="C")   # (ascontiguousarray makes 0-d 1-d)
+    header = np.lib.format.header_data_from_array_1_0(arr)
+    try:
+        np.lib.format.write_array_header_1_0(fh, header)
+    except ValueError:   # a header over 64 KiB (never for an export's arrays): version 2.0
+        np.lib.format.write_array_header_2_0(fh, header)
+    data = memoryview(arr.reshape(-1)).cast("B") if arr.size else memoryview(b"")
+    for start in range(0, len(data), NPY_CHUNK_BYTES):
+        if check is not None:
+            check()
+        fh.write(data[start:start + NPY_CHUNK_BYTES])
+
+
 def _write_all(trace, staging: Path, fmt, progress, cancelled) -> list[str]:
     tensors = []
     written: list[str] = []
     total = count_slices(trace) if fmt != "npz" else len(list(trace))
     done = 0
-    npz_arrays = {}
+    check = (lambda: _check(cancelled)) if cancelled else None
     for stage in trace.stages:
         (staging / stage).mkdir(exist_ok=True)
     if fmt == "npz":
-        for item in trace:
-            if cancelled and cancelled():
-                raise ExportCancelled()
-            npz_arrays[f"{item.stage}/{item.name}"] = item.numpy()
-            tensors.append(manifest_entry(item, [], item.shape, "trace.npz", key=f"{item.stage}/{item.name}"))
-            done += 1
-            if progress:
-                progress(done, total)
-        np.savez(staging / "trace.npz", **npz_arrays)
+        # what np.savez writes (stored, not compressed), one array at a time: cancel is polled
+        # between arrays and between chunks of each
+        import zipfile
+        with zipfile.ZipFile(staging / "trace.npz", "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
+            for item in trace:
+                _check(cancelled)
+                key = f"{item.stage}/{item.name}"
+                with zf.open(key + ".npy", "w", force_zip64=True) as fh:
+                    write_npy(fh, item.numpy(), check)
+                tensors.append(manifest_entry(item, [], item.shape, "trace.npz", key=key))
+                done += 1
+                if progress:
+                    progress(done, total)
         written.append("trace.npz")
     elif fmt == "npy":
         for item in trace:
-            if cancelled and cancelled():
-                raise ExportCancelled()
+            _check(cancelled)
             rel = f"{item.stage}/{item.name}.npy"
-            np.save(staging / rel, item.numpy())
+            with open(staging / rel, "wb") as fh:
+                write_npy(fh, item.numpy(), check)
             written.append(rel)
             tensors.append(manifest_entry(item, [], item.shape, rel))
             lead = export_lead(item)
@@ -181,9 +210,8 @@ def _write_all(trace, staging: Path, fmt, progress, cancelled) -> list[str]:
     else:
         # polled before the first file and after each: the files are formatted a few chunks ahead
         # of the one being written, but "cancelled" stops before the next file is begun
-        if cancelled and cancelled():
-            raise ExportCancelled()
-        for path in csv_writer.write_files(_csv_files(trace, staging, tensors)):
+        _check(cancelled)
+        for path in csv_writer.write_files(_csv_files(trace, staging, tensors), check):
             written.append(path.relative_to(staging).as_posix())
             done += 1
             if progress:

@@ -59,14 +59,9 @@ def parser() -> argparse.ArgumentParser:
 
 
 def run(argv: list[str]) -> int:
-    try:
-        return _run(argv)
-    except KeyboardInterrupt:  # the export is atomic, so nothing half-written is left
-        print(f"{PROG} export: interrupted; nothing was written", file=sys.stderr)
-        return 130
-
-
-def _run(argv: list[str]) -> int:
+    """The pretrained export; called by core.cli.run_export, which answers Ctrl-C (exit 130,
+    "interrupted") and SIGTERM (exit 143, "terminated") as for every export: a KeyboardInterrupt
+    (or its subclass for SIGTERM) is left to it."""
     p = parser()
     args = p.parse_args(argv)
     if not args.out.strip():
@@ -91,13 +86,17 @@ def _run(argv: list[str]) -> int:
         p.exit(2, f"{p.prog}: error: {exc}\n")
     except MemoryError:
         p.exit(2, f"{p.prog}: error: out of memory while running the model; use a shorter --text\n")
+    swept: list[str] = []
     try:
-        out = export_trace(trace, args.out, fmt=args.format)
+        out = export_trace(trace, args.out, fmt=args.format, note=swept.append)
     except ExportError as exc:
         p.exit(2, f"{p.prog}: error: --out: {exc}\n")
+    for note in swept:  # after the export, so that a failed one shows its error line alone
+        print(f"note: {note}", file=sys.stderr)
     for note in trace.notes:
         print(f"note: {note}", file=sys.stderr)
     heads = "all heads" if cfg.head is None else f"head {cfg.head}"
+    shown = str(out).encode("utf-8", "backslashreplace").decode("utf-8")   # a folder name that is not UTF-8
     print(f"wrote {sum(1 for _ in trace)} intermediates of layer {cfg.layer}, {heads} ({len(trace.pieces)} pieces) "
-          f"to {out} ({trace.device}, {trace.compute_ms:.1f} ms)")
+          f"to {shown} ({trace.device}, {trace.compute_ms:.1f} ms)")
     return 0

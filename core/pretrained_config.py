@@ -69,6 +69,9 @@ def validate(cfg: PretrainedConfig) -> None:
         raise ConfigError("text", "is empty; type at least one word")
     if len(cfg.text) > MAX_TEXT_CHARS:
         raise ConfigError("text", f"is {len(cfg.text)} characters long; the limit is {MAX_TEXT_CHARS}")
+    from core.tokens import not_text   # torch-free; bytes that are not UTF-8 fail in the tokenizer
+    if not_text(cfg.text):
+        raise ConfigError("text", not_text(cfg.text))
     _check_int(cfg, "layer", NUM_LAYERS)
     if cfg.head is not None:
         _check_int(cfg, "head", NUM_HEADS)

@@ -17,19 +17,33 @@ Invariant, whatever kills the process and when:
   done-ness is read from the folders themselves, so the next export finishes it idempotently.
 - manifest.json is retired first and installed last (the reverse when undoing), so a manifest.json
   in ``DIR`` always lists exactly the export files beside it; mid-switch there is none.
-Only the files of the previous manifest and the paths the new export writes are ever moved; the
-user's other files are never touched. Ctrl-C/SIGTERM during the switch (main thread) are held
-until it is undone, then delivered.
+Ctrl-C/SIGTERM during the switch (main thread) are held until it is undone, then delivered.
+
+Only files this app wrote are ever moved or deleted. Every manifest.json it writes carries
+``"written_by": {"name": "attention-stepper-export", "version": 2, "id": ..., "files": [...]}``
+(stamped here, whatever wrote the manifest): the export's id, which its journal holds too, and
+exactly the files it installed. The next export retires those files and nothing else. A target
+whose manifest.json is not stamped so (a user's own manifest, a symlink, not JSON) or lists a
+path outside the folder (``../x``, absolute, through a symlinked folder) is refused
+(``NotOurs``) before anything is written; so is an export that would write over a file of the
+folder that the old manifest does not list. A manifest of the version before the stamp
+("version": 1, no "written_by") counts as this app's when its layout and every file name are
+what that version wrote (``_legacy_files``); its journal, after a kill, is undone, never
+completed, as its list of files to retire came from trusting any manifest.json. A journal whose
+id matches neither manifest is left alone.
 """
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
+import stat
 import tempfile
 import threading
 import time
+import uuid
 from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 from typing import Callable
@@ -43,6 +57,12 @@ WORK_PREFIX = ".attention-stepper-export-"
 MANIFEST = "manifest.json"
 EXPORT_SUFFIXES = (".csv", ".npy", ".npz")   # the only files an export writes besides manifest.json
 JOURNAL = "journal.json"
+# manifest.json's "written_by": what tells this app's exports from any other manifest.json
+OWNER_KEY = "written_by"
+FORMAT_NAME = "attention-stepper-export"
+FORMAT_VERSION = 2          # 1: the manifests before the stamp (recognised by their layout)
+MAX_MANIFEST_BYTES = 256 * 2**20
+LEFT_ALONE = "its journal does not match the export's files"
 UNDO = "undo"               # present: the switch described by the journal is being undone
 LOCK_WAIT_S = 60.0          # another export's switch-over takes milliseconds; this is a hung one
 NO_FLOCK_STALE_S = 24 * 3600  # without flock, a work folder older than this counts as dead
@@ -128,8 +148,10 @@ def _check(pending: list[int]) -> None:
 # ----------------------------------------------------------------------------- paths
 
 def short(path: Path, limit: int = 100) -> str:
-    """A path shortened for a one-line message (its end, where the name is)."""
-    text = str(path)
+    """A path shortened for a one-line message (its end, where the name is); bytes that are not
+    UTF-8 as \\udcXX and line breaks as \\n, so that the message stays one printable line."""
+    text = str(path).encode("utf-8", "backslashreplace").decode("utf-8")
+    text = text.replace("\n", "\\n").replace("\r", "\\r")
     return text if len(text) <= limit else "…" + text[-(limit - 1):]
 
 
@@ -159,42 +181,135 @@ def _safe_rel(name: object) -> str | None:
     if not isinstance(name, str) or not name or "\\" in name or "\x00" in name:
         return None
     p = PurePosixPath(name)
-    if p.is_absolute() or any(part in ("", ".", "..") for part in p.parts) or p.parts[0].startswith(WORK_PREFIX):
-        return None
+    if p.is_absolute() or p.as_posix() != name or any(part in ("", ".", "..") for part in p.parts) \
+            or p.parts[0].startswith(WORK_PREFIX):
+        return None   # (as_posix() != name: "a//b", "a/", "./a" — not how an export names a file)
     return p.as_posix()
 
 
-def listed_files(folder: Path) -> list[str]:
-    """The files the export in ``folder`` consists of, per its manifest.json (which comes first)."""
+class NotOurs(FolderError):
+    """The folder holds a manifest.json (or a file where the export writes) that this app did not
+    write, or a manifest listing a path outside the folder: nothing may be moved or deleted."""
+
+
+def stamp(export_id: str, files: list[str]) -> dict:
+    """What marks a manifest.json as written by this app: the format's name and version, the
+    export's id (its journal holds the same) and the files it consists of (manifest.json aside)."""
+    return {"name": FORMAT_NAME, "version": FORMAT_VERSION, "id": export_id,
+            "files": [f for f in files if f != MANIFEST]}
+
+
+def _stamp_manifest(staging: Path, export_id: str, files: list[str]) -> None:
+    """Add ``"written_by": stamp(...)`` to the manifest.json that ``write`` left in ``staging``.
+
+    Inserted before its closing brace (the writer's layout kept, no re-encoding of a manifest of
+    100,000 entries)."""
+    path = staging / MANIFEST
+    text = path.read_text(encoding="utf-8").rstrip()
+    if not (text.startswith("{") and text.endswith("}")):
+        raise ValueError("an export's manifest.json must hold one JSON object")
+    body = text[:-1].rstrip()
+    sep = "" if body == "{" else ","
+    path.write_text(f'{body}{sep}\n "{OWNER_KEY}": {json.dumps(stamp(export_id, files))}\n}}\n', encoding="utf-8")
+
+
+# What the version before the stamp wrote (manifest "version": 1, no "written_by"): recognised by
+# its layout, and each file it lists must be a name that version gave its files.
+_LEGACY_TRAIN_FILE = re.compile(r"(attn_weights/step_\d{6}/)?attn_weights_l\d+_h\d+\.(csv|npy)")
+_LEGACY_TRAIN_FILES = ("loss.csv", "snapshots.csv", "run.npz")
+
+
+def _legacy_files(data: dict) -> list[object] | None:
+    """The files a manifest of the previous version lists, or None if it is not one."""
+    tensors = data.get("tensors")
+    if data.get("version") != 1 or not isinstance(tensors, list) or \
+            not all(isinstance(t, dict) and isinstance(t.get("file"), str) for t in tensors):
+        return None
+    kind = data.get("kind")
+    if kind is None and isinstance(data.get("config"), dict) and data.get("format") in ("csv", "npy", "npz"):
+        files = [t["file"] for t in tensors]
+        for t, rel in zip(tensors, files):   # stage/name.npy, stage/name_b0_h1.csv, trace.npz
+            if not (rel == "trace.npz" or isinstance(t.get("stage"), str) and isinstance(t.get("name"), str)
+                    and rel.startswith(f"{t['stage']}/{t['name']}") and rel.endswith(EXPORT_SUFFIXES)):
+                return None
+        return files
+    if kind in ("train", "train_snapshot") and isinstance(data.get("settings"), dict):
+        extra = data.get("files", []) if kind == "train" else []
+        if not isinstance(extra, list):
+            return None
+        files = [t["file"] for t in tensors] + extra
+        if all(isinstance(f, str) and (_LEGACY_TRAIN_FILE.fullmatch(f) or f in _LEGACY_TRAIN_FILES)
+               for f in files):
+            return files
+    return None
+
+
+def _manifest_id(path: Path) -> str | None:
+    """The export id of the manifest.json at ``path`` if this app stamped it, else None."""
+    try:
+        if not stat.S_ISREG(os.lstat(path).st_mode):
+            return None
+        with open(path, encoding="utf-8") as fh:
+            owner = json.load(fh).get(OWNER_KEY)
+        return owner["id"] if owner.get("name") == FORMAT_NAME and isinstance(owner.get("id"), str) else None
+    except (OSError, ValueError, AttributeError, TypeError, KeyError):
+        return None
+
+
+def owned_files(folder: Path) -> tuple[list[str], str | None]:
+    """(the files of the export in ``folder``, manifest.json first; its id, None if unstamped).
+
+    No manifest.json: ([], None). Raises NotOurs for a manifest.json this app did not write (not
+    stamped, nor the previous version's layout) and for one listing a path outside the folder
+    (``../x``, absolute, through a symlinked folder): then nothing of the folder may be moved.
+    """
     manifest = folder / MANIFEST
-    if not os.path.lexists(manifest):
-        return []
-    files = [MANIFEST]
+    try:
+        st = os.lstat(manifest)
+    except FileNotFoundError:
+        return [], None
+    except OSError as exc:
+        raise FolderError(f"cannot read {short(manifest)}: {exc.strerror or exc}") from None
+    foreign = NotOurs(f"{short(folder)} holds a manifest.json that this app did not write; nothing was "
+                      "changed (move it away, or export into another folder)")
+    if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_MANIFEST_BYTES:
+        raise foreign
     try:
         with open(manifest, encoding="utf-8") as fh:
             data = json.load(fh)
-        entries = data.get("tensors", []) if isinstance(data, dict) else []
     except (OSError, ValueError):
-        return files  # not ours or damaged: only manifest.json itself is replaced
-    if not isinstance(entries, list):
-        return files
-    extra = data.get("files", []) if isinstance(data, dict) else []   # non-tensor files (e.g. a run's loss log)
-    entries = entries + [{"file": f} for f in extra] if isinstance(extra, list) else entries
+        raise foreign from None
+    owner = data.get(OWNER_KEY) if isinstance(data, dict) else None
+    if isinstance(owner, dict) and owner.get("name") == FORMAT_NAME and isinstance(owner.get("version"), int) \
+            and isinstance(owner.get("id"), str) and isinstance(owner.get("files"), list):
+        entries, export_id = owner["files"], owner["id"]
+    elif isinstance(data, dict) and OWNER_KEY not in data and (legacy := _legacy_files(data)) is not None:
+        entries, export_id = legacy, None
+    else:
+        raise foreign
+    files, real = [MANIFEST], {}
     for entry in entries:
-        rel = _safe_rel(entry.get("file")) if isinstance(entry, dict) else None
-        # only what an export writes: a manifest from elsewhere never gets the user's files deleted
-        if rel and rel.endswith(EXPORT_SUFFIXES) and rel not in files:
+        rel = _safe_rel(entry)
+        if rel is None or not rel.endswith(EXPORT_SUFFIXES) or not _inside(folder, rel, real, missing_ok=True):
+            shown = str(entry).encode("utf-8", "backslashreplace").decode("utf-8")[:80]
+            raise NotOurs(f"{short(manifest)} lists {shown!r}, which is not a file of an export inside "
+                          f"{short(folder)}; nothing was changed (move the manifest away, or export into another folder)")
+        if rel not in files:
             files.append(rel)
-    return files
+    return files, export_id
 
 
-def _inside(folder: Path, rel: str, real: dict[str, str]) -> bool:
-    """True if folder/rel is a file or link whose containing folder lies inside ``folder``.
+def _inside(folder: Path, rel: str, real: dict[str, str], missing_ok: bool = False) -> bool:
+    """True if folder/rel is a file or link whose containing folder lies inside ``folder``
+    (``missing_ok``: or nothing, as long as its nearest existing folder lies inside).
 
     ``real`` caches realpath per folder (a few stage folders for hundreds of files)."""
     path = folder / rel
     try:
-        if not os.path.lexists(path) or path.is_dir() and not path.is_symlink():
+        if not os.path.lexists(path):
+            if not missing_ok:
+                return False
+        elif path.is_dir() and not path.is_symlink():
             return False
         parent, root = str(path.parent), str(folder)
         for key in (parent, root):
@@ -226,7 +341,8 @@ def _read_journal(work: Path) -> dict | None:
         return None
     ok = (isinstance(plan, dict)
           and all(isinstance(plan.get(k), list) and all(_safe_rel(r) for r in plan[k])
-                  for k in ("retire", "install", "made")))
+                  for k in ("retire", "install", "made"))
+          and isinstance(plan.get("id", ""), str))
     return plan if ok else None
 
 
@@ -264,10 +380,20 @@ def _back(folder: Path, work: Path, plan: dict) -> None:
 
 
 def _finish(folder: Path, work: Path) -> str:
-    """Complete whatever a dead export left in ``work`` and delete it; what was done, in words."""
+    """Complete whatever a dead export left in ``work`` and delete it; what was done, in words.
+
+    A journal is followed only if the new manifest.json it installs (still in ``work/new``, or
+    already in ``folder``) carries the journal's export id. A journal of the version before the
+    stamp (no id: its list of files to retire trusted any manifest.json) is undone, never
+    completed: that puts back every file it moved. Any other journal is left alone."""
     plan = _read_journal(work)
     if plan is None:
         what = "removed its unfinished files"
+    elif "id" not in plan:
+        _back(folder, work, plan)
+        what = "undid its switch-over"
+    elif plan["id"] not in (_manifest_id(work / "new" / MANIFEST), _manifest_id(folder / MANIFEST)):
+        return LEFT_ALONE
     elif not os.path.lexists(work / UNDO):
         _forward(folder, work, plan)
         what = "completed its switch-over"
@@ -335,6 +461,10 @@ def sweep(folder: Path) -> list[str]:
     lines = []
     for what, counts in done.items():
         n, size = len(counts) // 2, sum(counts[1::2])
+        if what == LEFT_ALONE:
+            lines.append(f"left {n} work folder{'s' if n > 1 else ''} of an interrupted export in {short(folder)} "
+                         f"alone: {what}; delete {WORK_PREFIX}* there if no export is running")
+            continue
         lines.append(f"swept {n} leftover{'s' if n > 1 else ''} of an interrupted export in {short(folder)} "
                      f"({what}, {size / 1e6:.1f} MB)")
     return lines
@@ -395,10 +525,15 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _plan(folder: Path, work: Path, files: list[str]) -> dict:
+def _plan(folder: Path, work: Path, files: list[str], export_id: str) -> dict:
     install = [f for f in files if f != MANIFEST] + ([MANIFEST] if MANIFEST in files else [])
-    old = listed_files(folder)
+    old, old_id = owned_files(folder)
     real: dict[str, str] = {}
+    listed = set(old)
+    for rel in install:   # a file of the user's where the export writes is never replaced
+        if rel not in listed and os.path.lexists(folder / rel):
+            raise NotOurs(f"{short(folder / rel)} is not a file of an earlier export of this app; nothing was "
+                          "changed (move it away, or export into another folder)")
     retire = [rel for rel in dict.fromkeys(old + install) if _inside(folder, rel, real)]
     if MANIFEST in retire:  # retired first: mid-switch no manifest.json describes a mixed set
         retire.remove(MANIFEST)
@@ -415,7 +550,7 @@ def _plan(folder: Path, work: Path, files: list[str]) -> dict:
             else:
                 made.append(p.relative_to(folder).as_posix())
     made = sorted(dict.fromkeys(made), key=lambda r: r.count("/"), reverse=True)
-    return {"retire": retire, "install": install, "made": made}
+    return {"id": export_id, "old_id": old_id, "retire": retire, "install": install, "made": made}
 
 
 def replace_export(out: str | Path, write: Callable[[Path], list[str]],
@@ -459,6 +594,7 @@ def _replace(out: Path, write, cancelled, say, state: dict) -> Path:
         with _folder_lock(out, cancelled):
             for line in sweep(out) + sweep_legacy(out):
                 say(line)
+            owned_files(out)   # a manifest.json not of this app: refused before anything is written
             try:
                 work = Path(tempfile.mkdtemp(prefix=WORK_PREFIX, dir=out))
             except OSError as exc:
@@ -470,10 +606,14 @@ def _replace(out: Path, write, cancelled, say, state: dict) -> Path:
         # and syncing every file (or the whole filesystem) costs 1-7 s per 1,000 files on a busy
         # disk. After a power cut the new set may read empty; the journal itself is synced.
         files = write(work / "new")
+        if MANIFEST not in files:
+            raise ValueError("an export must write manifest.json")
+        export_id = uuid.uuid4().hex
+        _stamp_manifest(work / "new", export_id, files)
         with _folder_lock(out, cancelled):
             for line in sweep(out):
                 say(line)
-            plan = _plan(out, work, files)
+            plan = _plan(out, work, files, export_id)
             _switch(out, work, plan, state)
     finally:
         with _signals_held():

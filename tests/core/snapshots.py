@@ -16,15 +16,48 @@ def snapshot(root: Path) -> dict[str, bytes | None]:
     return found
 
 
+def hashes(root: Path) -> dict[str, str | None]:
+    """Every path under root (hidden ones too) -> sha256 of the file's bytes, "link:TARGET" for a
+    symlink (not followed), None for a folder: two equal results mean byte-identical contents."""
+    import hashlib
+    found: dict[str, str | None] = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            p = Path(dirpath, name)
+            rel = p.relative_to(root).as_posix()
+            if p.is_symlink():
+                found[rel] = "link:" + os.readlink(p)
+            elif p.is_dir():
+                found[rel] = None
+            else:
+                found[rel] = hashlib.sha256(p.read_bytes()).hexdigest()
+    return found
+
+
+def users_files(folder: Path) -> dict[str, bytes]:
+    """The issue-19 folder: the user's data.csv and figure.npy and their own manifest.json listing them."""
+    import json
+    files = {"data.csv": b"year,value\n2024,3.5\n", "figure.npy": b"\x93NUMPY my figure",
+             "manifest.json": json.dumps({"files": ["data.csv", "figure.npy"]}).encode()}
+    folder.mkdir(parents=True, exist_ok=True)
+    for rel, data in files.items():
+        (folder / rel).write_bytes(data)
+    return files
+
+
 def existing_target(root: Path) -> Path:
-    """A folder under root that already holds the user's files and an older export."""
+    """A folder under root that already holds the user's files and an older export of this app
+    (causal/mask.csv and its manifest.json, stamped as core.safe_folder stamps every export's).
+    Written directly: a test may patch the filesystem calls before calling this."""
+    import json
+    from core.safe_folder import OWNER_KEY, stamp
     target = root / "target"
     (target / "causal").mkdir(parents=True)
     (target / "trainable").mkdir()  # an empty folder of the user's, where the export writes too
     (target / "notes.txt").write_text("my notes\n")
     (target / "causal" / "mask.csv").write_text("an older export\n")
     (target / "causal" / "mine.csv").write_text("keep,me\n")
-    (target / "manifest.json").write_text('{"old": true}\n')
+    (target / "manifest.json").write_text(json.dumps({"old": True, OWNER_KEY: stamp("0" * 32, ["causal/mask.csv"])}))
     return target
 
 

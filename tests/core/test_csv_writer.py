@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import io
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -387,3 +388,57 @@ def test_values_next_to_a_tie_where_float64_scaling_is_inexact():
     arr = np.concatenate([_near_ties(b, e, 1e-6) for b, e in dict.fromkeys(pairs)])
     assert arr.size > 100
     assert_same(np.concatenate([arr, -arr])[: arr.size // 16 * 32].reshape(-1, 16))
+
+
+def test_a_stop_inside_one_large_slice_is_seen_within_a_chunk(tmp_path, monkeypatch):
+    """Issue 19, cause 11: a cancel (or Ctrl-C turned into one) must not wait for a large slice's
+    file to finish: ``check`` runs before each chunk is written, and what it raises stops there."""
+    monkeypatch.setattr(csv_writer, "CHUNK_CELLS", 50)
+    arr = np.arange(200 * 10, dtype=np.float32).reshape(200, 10)           # 40 chunks of 5 rows
+    calls = {"n": 0}
+
+    class Stop(Exception):
+        pass
+
+    def check():
+        calls["n"] += 1
+        if calls["n"] == 4:                                                # open, header, 1 chunk, then stop
+            raise Stop()
+
+    written = []
+    with pytest.raises(Stop):
+        for path in csv_writer.write_files([csv_writer.SliceFile(tmp_path / "a.csv", arr, labels(200), labels(10))],
+                                           check):
+            written.append(path)
+    assert written == [] and calls["n"] == 4
+    text = (tmp_path / "a.csv").read_bytes()                               # the staged file, closed, partial
+    full = reference_csv(arr, labels(200), labels(10))
+    assert full.startswith(text) and text.count(b"\n") == 1 + 5           # the header and one chunk of rows
+
+
+def test_a_signal_while_the_workers_start_never_hangs_the_exit():
+    """Issue 19, cause 7: SIGTERM right as an export began (its first chunk starts the worker
+    threads) printed "terminated" and then hung for ever: a ThreadPoolExecutor's thread started
+    but not yet registered is never woken at exit, and exit waits for it. Here the signal is
+    simulated (KeyboardInterrupt raised right after the first thread starts); the process must end."""
+    import subprocess
+    import sys
+    code = "\n".join([
+        "import threading, core.csv_writer as w",
+        "real = threading.Thread.start",
+        "def start(self):",
+        "    real(self)",
+        "    threading.Thread.start = real",
+        "    raise KeyboardInterrupt",
+        "threading.Thread.start = start",
+        "try:",
+        "    w._pool().submit(int, 1).result()",
+        "except KeyboardInterrupt:",
+        "    print('interrupted')",
+    ])
+    root = Path(__file__).resolve().parents[2]
+    try:
+        proc = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=30)
+    except subprocess.TimeoutExpired:
+        pytest.fail("the process hung at exit")
+    assert proc.returncode == 0 and proc.stdout == "interrupted\n", proc.stderr

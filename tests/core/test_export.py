@@ -226,3 +226,22 @@ def test_file_names_of_earlier_exports_are_kept(tmp_path):
             "multihead/wrapper_context_vecs_b0.csv", "multihead/queries_b1_h0.csv", "multihead/attn_weights_b0_h1.csv",
             "multihead/context_concat_b1.csv", "multihead/W_out.csv", "multihead/b_out.csv",
             "multihead/context_vecs_b0.csv"} <= files
+
+
+# ---- issue 19: a folder holding the user's own manifest.json ------------------------------------
+
+@pytest.mark.parametrize("fmt", ["csv", "npy", "npz"])
+def test_export_into_a_folder_with_the_users_own_manifest_exits_2_and_deletes_nothing(fmt, tmp_path, capsys):
+    """Cause 1: the user's manifest.json listing data.csv and figure.npy had the export delete them.
+    Now: exit 2, one line naming the folder, and every file byte-identical."""
+    from tests.core.snapshots import hashes, users_files
+    folder = tmp_path / "out"
+    users_files(folder)
+    before = hashes(tmp_path)
+    with pytest.raises(SystemExit) as exit_:
+        run_export(["--out", str(folder), "--format", fmt, "--device", "cpu"])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("python main.py export: error: --out: ")
+    assert "holds a manifest.json that this app did not write; nothing was changed" in err
+    assert hashes(tmp_path) == before

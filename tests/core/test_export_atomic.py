@@ -27,9 +27,9 @@ import pytest
 
 from core import AttentionConfig, build_trace
 from core.export import count_slices, export_trace
-from core.safe_folder import JOURNAL, WORK_PREFIX, replace_export, sweep
+from core.safe_folder import JOURNAL, WORK_PREFIX, NotOurs, replace_export, sweep
 from tests.core.export_child import NEW, OLD, write_set
-from tests.core.snapshots import snapshot
+from tests.core.snapshots import hashes, snapshot
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs POSIX signals and fork")
 
@@ -190,16 +190,177 @@ def test_concurrent_exports_into_one_folder_leave_one_complete_set(tmp_path):
     assert which_set(folder) == "third" and work_folders(folder) == []
 
 
-def test_a_foreign_manifest_never_gets_other_files_deleted(tmp_path):
-    """A manifest.json that is not an export's (or lists other kinds of files) only has itself replaced."""
+# ----------------------------------------------------------------------------- only this app's files (issue 19)
+
+USERS_DATA = {"data.csv": b"year,value\n2024,3.5\n", "figure.npy": b"\x93NUMPY my figure", "thesis.tex": b"years of work\n"}
+
+
+def users_folder(tmp_path: Path, manifest: bytes | None) -> Path:
     folder = tmp_path / "target"
     folder.mkdir()
-    (folder / "thesis.tex").write_text("years of work\n")
-    (folder / "manifest.json").write_text(json.dumps({"tensors": [{"file": "thesis.tex"}, {"file": "../x.csv"}]}))
+    for rel, data in USERS_DATA.items():
+        (folder / rel).write_bytes(data)
+    if manifest is not None:
+        (folder / "manifest.json").write_bytes(manifest)
     (tmp_path / "x.csv").write_text("outside\n")
+    return folder
+
+
+FOREIGN_MANIFESTS = {
+    "users-files-list": json.dumps({"files": ["data.csv", "figure.npy"]}).encode(),
+    "tensors-list": json.dumps({"tensors": [{"file": "data.csv"}, {"file": "../x.csv"}]}).encode(),
+    "forged-name": json.dumps({"written_by": {"name": "something-else", "version": 2, "id": "1",
+                                              "files": ["data.csv"]}}).encode(),
+    "not-json": b"\xff\xfe not json",
+    "a-list": b"[\"data.csv\"]",
+}
+
+
+@pytest.mark.parametrize("manifest", FOREIGN_MANIFESTS.values(), ids=FOREIGN_MANIFESTS.keys())
+def test_a_manifest_not_written_by_this_app_is_refused_and_nothing_changes(manifest, tmp_path):
+    """Cause 1: the user's own manifest.json listing their files got them deleted. Now the export
+    is refused before anything is written, and every file is byte-identical afterwards."""
+    folder = users_folder(tmp_path, manifest)
+    before = hashes(tmp_path)
+    with pytest.raises(NotOurs, match="holds a manifest.json that this app did not write; nothing was changed"):
+        replace_export(folder, write_set("new", NEW))
+    assert hashes(tmp_path) == before
+
+
+def test_a_symlinked_manifest_is_refused_and_nothing_changes(tmp_path):
+    folder = users_folder(tmp_path, None)
+    (tmp_path / "elsewhere.json").write_text(json.dumps({"files": ["data.csv"]}))
+    (folder / "manifest.json").symlink_to(tmp_path / "elsewhere.json")
+    before = hashes(tmp_path)
+    with pytest.raises(NotOurs, match="did not write"):
+        replace_export(folder, write_set("new", NEW))
+    assert hashes(tmp_path) == before
+
+
+def stamped(files: list[str]) -> bytes:
+    """A manifest as this app stamps it, listing ``files``."""
+    return json.dumps({"tag": "old", "written_by": {"name": "attention-stepper-export", "version": 2,
+                                                   "id": "0" * 32, "files": files}}).encode()
+
+
+@pytest.mark.parametrize("entry", ["../x.csv", "ABSOLUTE", "link/x.csv", "causal/../../x.csv", "data.csv/"],
+                         ids=["dot-dot", "absolute", "symlink-escaping", "dot-dot-inside", "trailing-slash"])
+def test_a_manifest_listing_a_path_outside_the_folder_is_refused(entry, tmp_path):
+    """Even a stamped manifest may only name files inside the folder: one that lists ``../x``, an
+    absolute path or a path through a symlink out of the folder is refused, nothing changed."""
+    folder = users_folder(tmp_path, None)
+    (folder / "link").symlink_to(tmp_path)
+    entry = str(tmp_path / "x.csv") if entry == "ABSOLUTE" else entry
+    (folder / "manifest.json").write_bytes(stamped(["data.csv", entry] if entry != "data.csv/" else [entry]))
+    before = hashes(tmp_path)
+    with pytest.raises(NotOurs, match="which is not a file of an export inside"):
+        replace_export(folder, write_set("new", NEW))
+    assert hashes(tmp_path) == before
+
+
+def test_a_users_file_where_the_export_writes_is_refused(tmp_path):
+    """No manifest.json, but the user's own file sits where the export writes one: refused (it
+    used to be replaced and deleted), nothing changed."""
+    folder = users_folder(tmp_path, None)
+    (folder / "causal").mkdir()
+    (folder / NEW[0]).write_text("my own attention weights\n")
+    before = hashes(tmp_path)
+    with pytest.raises(NotOurs, match=r"attn_weights_b0.csv is not a file of an earlier export of this app"):
+        replace_export(folder, write_set("new", NEW))
+    assert hashes(tmp_path) == before
+
+
+def test_only_the_files_a_stamped_manifest_lists_are_replaced(tmp_path):
+    """This app's own manifest (stamped by replace_export, with the export's id) gets its files
+    replaced; the user's files beside it are byte-identical afterwards."""
+    folder = users_folder(tmp_path, None)
+    replace_export(folder, write_set("old", OLD))
+    owner = json.loads((folder / "manifest.json").read_text())["written_by"]
+    assert owner["name"] == "attention-stepper-export" and owner["version"] == 2 and owner["files"] == OLD
+    user = {rel: h for rel, h in hashes(tmp_path).items() if rel.startswith("x.csv") or
+            rel.removeprefix("target/") in USERS_DATA}
     replace_export(folder, write_set("new", NEW))
-    assert (folder / "thesis.tex").read_text() == "years of work\n" and (tmp_path / "x.csv").exists()
-    assert json.loads((folder / "manifest.json").read_text())["tag"] == "new"
+    after = hashes(tmp_path)
+    assert {rel: after.get(rel) for rel in user} == user
+    again = json.loads((folder / "manifest.json").read_text())["written_by"]
+    assert again["files"] == NEW and again["id"] != owner["id"]
+    assert sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()) == \
+        sorted([*NEW, "manifest.json", *USERS_DATA])
+
+
+def legacy_export_manifest(files: list[str]) -> dict:
+    """What the export wrote before the stamp (manifest version 1)."""
+    return {"version": 1, "config": {"text": "x"}, "device": "cpu", "tokens": ["x"], "format": "csv",
+            "tensors": [{"stage": f.split("/")[0], "name": f.split("/")[1].split("_")[0].removesuffix(".csv"),
+                         "index": [], "shape": [1], "file": f} for f in files], "notes": []}
+
+
+def test_an_export_of_the_previous_version_is_replaced(tmp_path):
+    """A manifest of the version before the stamp, with that version's layout and file names, is
+    still this app's: the next export replaces its files and keeps the user's."""
+    folder = users_folder(tmp_path, None)
+    old = ["causal/attn_weights_b0.csv", "causal/attn_weights_b1.csv", "simplified/inputs.csv"]
+    for rel in old:
+        (folder / rel).parent.mkdir(exist_ok=True)
+        (folder / rel).write_text("an older export\n")
+    (folder / "manifest.json").write_text(json.dumps(legacy_export_manifest(old)))
+    replace_export(folder, write_set("new", NEW))
+    assert sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()) == \
+        sorted([*NEW, "manifest.json", *USERS_DATA])
+    assert all((folder / rel).read_bytes() == data for rel, data in USERS_DATA.items())
+
+
+def test_a_previous_version_manifest_naming_the_users_files_is_refused(tmp_path):
+    """The previous version's layout, but a listed name that version never wrote (data.csv at the
+    top): not this app's, refused, nothing changed."""
+    folder = users_folder(tmp_path, None)
+    manifest = legacy_export_manifest(["causal/attn_weights_b0.csv"])
+    manifest["tensors"].append({"stage": "causal", "name": "mask", "file": "data.csv"})
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    before = hashes(tmp_path)
+    with pytest.raises(NotOurs, match="did not write"):
+        replace_export(folder, write_set("new", NEW))
+    assert hashes(tmp_path) == before
+
+
+def dead_switch(folder: Path, journal: dict, new_manifest: bytes) -> Path:
+    """A work folder as an export killed mid-switch leaves it: the user's data.csv already
+    retired into old/, the new set still staged."""
+    work = folder / (WORK_PREFIX + "dead")
+    (work / "old").mkdir(parents=True)
+    (work / "new" / "causal").mkdir(parents=True)
+    os.replace(folder / "data.csv", work / "old" / "data.csv")
+    (work / "new" / "causal" / "attn_weights_b0.csv").write_text("new\n")
+    (work / "new" / "manifest.json").write_bytes(new_manifest)
+    (work / JOURNAL).write_text(json.dumps(journal))
+    return work
+
+
+def test_a_journal_of_the_previous_version_is_undone_so_the_users_files_come_back(tmp_path):
+    """The version before the stamp retired whatever any manifest.json listed; killed mid-switch, its
+    journal (no export id) would have the user's files deleted when completed. It is undone instead."""
+    folder = users_folder(tmp_path, None)
+    before = hashes(folder)
+    dead_switch(folder, {"retire": ["manifest.json", "data.csv"], "install": ["causal/attn_weights_b0.csv",
+                                                                                "manifest.json"], "made": ["causal"]},
+                json.dumps({"tag": "new"}).encode())
+    lines = sweep(folder)
+    assert len(lines) == 1 and "undid its switch-over" in lines[0]
+    assert hashes(folder) == before
+
+
+def test_a_journal_whose_id_matches_no_manifest_is_left_alone(tmp_path):
+    """A journal (in a work folder's place) whose export id is not the new manifest's is not
+    followed: nothing is moved or deleted, and the note says so."""
+    folder = users_folder(tmp_path, None)
+    work = dead_switch(folder, {"id": "1" * 32, "old_id": None, "retire": ["data.csv"],
+                                "install": ["causal/attn_weights_b0.csv"], "made": ["causal"]},
+                       stamped(["causal/attn_weights_b0.csv"]))
+    before = hashes(tmp_path)
+    lines = sweep(folder)
+    assert len(lines) == 1 and lines[0].startswith("left 1 work folder of an interrupted export") and \
+        "its journal does not match" in lines[0]
+    assert hashes(tmp_path) == before and (work / "old" / "data.csv").read_bytes() == USERS_DATA["data.csv"]
 
 
 # ----------------------------------------------------------------------------- the real command line
@@ -255,6 +416,29 @@ def test_real_export_stopped_while_writing(sig, traces, scratch):
     manifest = json.loads((folder / "manifest.json").read_text())
     exported = {p.relative_to(folder).as_posix() for p in folder.rglob("*.csv")}
     assert exported == {t["file"] for t in manifest["tensors"]}
+
+
+LARGE_SLICES = ["--embeddings", "random", "--text", " ".join(f"w{i}" for i in range(512)), "--d-in", "64",
+                "--d-out", "96", "--heads", "12"]   # slices of 512 x 512: ~5 s of CSV formatting on 2 busy cores
+
+
+def test_ctrl_c_while_the_formatting_threads_work_stops_the_export(traces, scratch):
+    """Issue 19, cause 11: SIGINT while large slices are being formatted on the worker threads —
+    sent to an export that the shell started with SIGINT ignored, as a script's ``export … &``
+    does — exits 130 with the README's line, and the folder is byte for byte as it was."""
+    folder = scratch / "target"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("mine\n")
+    export_trace(traces[1], folder)
+    before = snapshot(folder)
+    proc = cli("--out", str(folder), "--device", "cpu", *LARGE_SLICES,
+               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    wait_for_staged_files(folder, proc, at_least=3)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=CHILD_TIMEOUT_S)
+    assert proc.returncode == 130, err
+    assert err.splitlines() == ["python main.py export: interrupted; nothing was written"]
+    assert snapshot(folder) == before            # the old set, the user's file, and no debris
 
 
 # ----------------------------------------------------------------------------- other filesystems

@@ -19,7 +19,7 @@ from core import AttentionConfig, build_trace
 from core.export import (ExportCancelled, ExportError, count_slices, export_trace, read_csv_slice,
                          write_matrix_csv, write_text_atomic)
 from core.safe_folder import WORK_PREFIX, sweep
-from tests.core.snapshots import existing_target, fail_nth_file_write, snapshot
+from tests.core.snapshots import existing_target, fail_nth_file_write, hashes, snapshot
 
 DISK_FULL = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
@@ -133,11 +133,12 @@ def test_cancelled_export_leaves_the_target_as_it_was(fmt, existing, polls, trac
     target = existing_target(tmp_path) if existing else tmp_path / "target"
     before = snapshot(tmp_path)
     progress = []
-    cancelled = cancel_after(polls)
+    # cancel once `polls` files are done (polled between files and between chunks of a file)
     with pytest.raises(ExportCancelled):
-        export_trace(trace, target, fmt=fmt, progress=lambda d, t: progress.append(d), cancelled=cancelled)
+        export_trace(trace, target, fmt=fmt, progress=lambda d, t: progress.append(d),
+                     cancelled=lambda: len(progress) >= polls)
     assert snapshot(tmp_path) == before
-    assert len(progress) == polls  # it stopped at the first poll that said cancel
+    assert len(progress) == polls  # it stopped before the next file
 
 
 def test_cancel_callback_that_raises_leaves_the_target_as_it_was(traces, tmp_path):
@@ -172,10 +173,8 @@ def test_write_failure_midway_leaves_the_target_as_it_was(existing, nth, traces,
 def test_numpy_write_failure_leaves_the_target_as_it_was(fmt, traces, tmp_path, monkeypatch):
     target = existing_target(tmp_path)
     before = snapshot(tmp_path)
-    if fmt == "npy":
-        monkeypatch.setattr(core.export.np, "save", fail_nth(np.save, 3, DISK_FULL))
-    else:
-        monkeypatch.setattr(core.export.np, "savez", fail_nth(np.savez, 1, DISK_FULL))
+    # the 3rd .npy file, or the 3rd array inside trace.npz
+    monkeypatch.setattr(core.export, "write_npy", fail_nth(core.export.write_npy, 3, DISK_FULL))
     with pytest.raises(ExportError):
         export_trace(traces["book"], target, fmt=fmt)
     assert snapshot(tmp_path) == before
@@ -215,14 +214,12 @@ def test_interrupt_while_writing_leaves_nothing(traces, tmp_path, monkeypatch):
 
 
 def test_a_file_that_cannot_be_put_back_is_kept_not_deleted(traces, tmp_path, monkeypatch):
-    """If renames keep failing even while rolling back, the user's earlier files stay in the
+    """If renames keep failing even while rolling back, the earlier export's files stay in the
     work folder's old/ (named in the message) instead of being deleted, and the next export
     (its sweep) puts them back."""
     target = existing_target(tmp_path)
-    (target / "simplified").mkdir()
-    (target / "simplified" / "inputs.csv").write_text("my edited inputs\n")  # the first file an export writes
     original = snapshot(target)
-    # renames: 1 the journal, 2 old manifest.json -> old/, 3 and later fail (the undo too)
+    # renames: 1 the journal, 2 old manifest.json -> old/, 3 (causal/mask.csv) and later fail (the undo too)
     monkeypatch.setattr(core.export.os, "replace", fail_nth(os.replace, 3, DISK_FULL, and_after=True))
     with pytest.raises(ExportError) as info:
         export_trace(traces["book"], target)
@@ -283,3 +280,40 @@ def test_single_file_onto_a_folder_is_refused(tmp_path):
     with pytest.raises(ExportError, match="is a folder"):
         write_text_atomic(tmp_path / "d", "x")
     assert snapshot(tmp_path) == {"d": None}
+
+
+# ----------------------------------------------------------------------------- cancel inside one file (issue 19)
+
+@pytest.mark.parametrize("fmt", ["csv", "npy", "npz"])
+def test_a_cancel_during_one_large_file_stops_before_it_is_finished(fmt, traces, tmp_path, monkeypatch):
+    """Cause 11: the cancel is polled between chunks in every writer, not only between files: a
+    cancel that comes while the first file is being written stops the export there (no file
+    reported done) and every file of the target is byte-identical afterwards."""
+    import core.csv_writer
+    monkeypatch.setattr(core.csv_writer, "CHUNK_CELLS", 2)        # a few rows per chunk
+    monkeypatch.setattr(core.export, "NPY_CHUNK_BYTES", 8)       # two float32 per chunk
+    target = existing_target(tmp_path)
+    before = hashes(tmp_path)
+    progress, polls = [], {"n": 0}
+
+    def cancelled() -> bool:   # the second poll: the first one inside the first file
+        polls["n"] += 1
+        return polls["n"] >= 2
+
+    with pytest.raises(ExportCancelled):
+        export_trace(traces["batch-heads-bias"], target, fmt=fmt, progress=lambda d, t: progress.append(d),
+                     cancelled=cancelled)
+    assert progress == [] and polls["n"] == 2
+    assert hashes(tmp_path) == before
+
+
+@pytest.mark.parametrize("shape, dtype", [((3, 4), np.float32), ((2, 3, 5), np.float64), ((0, 3), np.float32),
+                                          ((), np.float32), ((70,), np.float32)])
+def test_npy_written_in_chunks_is_what_np_save_writes(shape, dtype, tmp_path, monkeypatch):
+    import io
+    monkeypatch.setattr(core.export, "NPY_CHUNK_BYTES", 16)
+    arr = np.random.default_rng(1).standard_normal(shape).astype(dtype)
+    ours, theirs = io.BytesIO(), io.BytesIO()
+    core.export.write_npy(ours, arr, check=lambda: None)
+    np.save(theirs, arr)
+    assert ours.getvalue() == theirs.getvalue()

