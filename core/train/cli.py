@@ -10,7 +10,7 @@ import argparse
 import math
 import sys
 
-from core.cli import PROG, _float_arg, _int_arg, _OneLineParser
+from core.cli import PROG, _float_arg, _int_arg, _OneLineParser, run_interruptible
 from core.train.settings import DEVICES, TASKS, TrainSettingsError, defaults_for
 
 # option -> settings field (None: not a setting)
@@ -44,24 +44,7 @@ def run_train(argv: list[str]) -> int:
     handler turns SIGTERM into a KeyboardInterrupt): training keeps nothing on disk, and the
     folder is switched over atomically (core.safe_folder removes its work folder), so the target
     is left as it was."""
-    import signal
-    import threading
-    from core.cli import Terminated, _on_sigterm
-    previous = None
-    if threading.current_thread() is threading.main_thread():
-        previous = signal.signal(signal.SIGTERM, _on_sigterm)
-    try:
-        return _run_train(argv)
-    except KeyboardInterrupt as exc:
-        what = "terminated" if isinstance(exc, Terminated) else "interrupted"
-        if getattr(exc, "completed", None) is not None:   # it came after the last file was in place
-            print(f"{PROG} train: {what} after the run was written to {exc.completed}", file=sys.stderr)
-        else:
-            print(f"{PROG} train: {what}; nothing was written", file=sys.stderr)
-        return 143 if isinstance(exc, Terminated) else 130
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+    return run_interruptible(_run_train, argv, "train", "after the run was written to {}")
 
 
 _OUT_OF_MEMORY = "out of memory while training; reduce --batch, --seq-len, --heads, --layers or --d-model"
