@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import argparse
 import sys
+from contextlib import contextmanager
 
 from core import cli_common
-from core.cli_common import add_out_options, printable, prompt_fields
+from core.cli_common import add_out_options, export_or_exit, printable, prompt_fields
 from core.config import BOOK_TEXT, DEVICES, DTYPES, INITS, AttentionConfig, ConfigError
 
 PROG = "python main.py"
@@ -86,6 +87,26 @@ def export_parser() -> argparse.ArgumentParser:
     return p
 
 
+def out_of_memory_errors() -> tuple[type[BaseException], ...]:
+    """MemoryError and torch.OutOfMemoryError (a CUDA allocation that failed)."""
+    import torch
+    return (MemoryError, getattr(torch, "OutOfMemoryError", MemoryError))
+
+
+@contextmanager
+def exit_on_out_of_memory(parser: argparse.ArgumentParser, line: str):
+    """Inside: running out of memory (MemoryError, torch.OutOfMemoryError, or the RuntimeError of
+    torch's CPU allocator) ends the program with exit 2 and ``line``; other errors pass."""
+    try:
+        yield
+    except out_of_memory_errors():
+        parser.exit(2, f"{parser.prog}: error: {line}\n")
+    except RuntimeError as exc:
+        if "can't allocate memory" not in str(exc):   # torch's CPU allocator: RuntimeError, not MemoryError
+            raise
+        parser.exit(2, f"{parser.prog}: error: {line}\n")
+
+
 class Terminated(KeyboardInterrupt):
     """SIGTERM, handled like Ctrl-C: the export cleans up and leaves the earlier files intact."""
 
@@ -141,36 +162,24 @@ def _dispatch_export(argv: list[str]) -> int:
 def _run_export(argv: list[str]) -> int:
     parser = export_parser()
     args = parser.parse_args(argv)
-    from core.export import ExportError, export_trace
     from core.memory import MemoryBudgetError, check_memory
     from core.trace import build_trace
 
     if not args.out.strip():
         parser.exit(2, f"{parser.prog}: error: --out: is empty; name the folder to export into\n")
-    import torch
-    out_of_memory = (MemoryError, getattr(torch, "OutOfMemoryError", MemoryError))
-    try:
-        cfg = config_from_args(args)
-        check_memory(cfg)
-        trace = build_trace(cfg)
-    except ConfigError as exc:
-        parser.exit(2, f"{parser.prog}: error: {option_name(exc.field)}: {exc.message}\n")
-    except MemoryBudgetError as exc:
-        parser.exit(2, f"{parser.prog}: error: too big for memory: {exc} "
-                       "(options --text, --batch, --heads, --d-in, --d-out)\n")
-    except out_of_memory:
-        parser.exit(2, f"{parser.prog}: error: out of memory while computing the trace; reduce the tokens, --d-out or --batch\n")
-    except RuntimeError as exc:
-        if "can't allocate memory" not in str(exc):   # torch's CPU allocator: RuntimeError, not MemoryError
-            raise
-        parser.exit(2, f"{parser.prog}: error: out of memory while computing the trace; reduce the tokens, --d-out or --batch\n")
+    with exit_on_out_of_memory(parser, "out of memory while computing the trace; reduce the tokens, --d-out or --batch"):
+        try:
+            cfg = config_from_args(args)
+            check_memory(cfg)
+            trace = build_trace(cfg)
+        except ConfigError as exc:
+            parser.exit(2, f"{parser.prog}: error: {option_name(exc.field)}: {exc.message}\n")
+        except MemoryBudgetError as exc:
+            parser.exit(2, f"{parser.prog}: error: too big for memory: {exc} "
+                           "(options --text, --batch, --heads, --d-in, --d-out)\n")
     swept: list[str] = []
-    try:
-        out = export_trace(trace, args.out, fmt=args.format, note=swept.append)
-    except ExportError as exc:
-        parser.exit(2, f"{parser.prog}: error: --out: {exc}\n")
-    except out_of_memory:
-        parser.exit(2, f"{parser.prog}: error: out of memory while writing the export; reduce the tokens, --d-out or --batch\n")
+    out = export_or_exit(parser, trace, args, swept.append, out_of_memory_errors(),
+                         "out of memory while writing the export; reduce the tokens, --d-out or --batch")
     from core.numerics import summarize_notes, undefined_value_notes
     for note in swept:  # after the export, so that a failed one shows its error line alone
         print(f"note: {note}", file=sys.stderr)

@@ -85,12 +85,10 @@ def run_stage_export(p: argparse.ArgumentParser, argv: list[str], make_config, b
         cfg = make_config(args)                  # checked before torch is imported
     except ConfigError as exc:
         p.exit(2, f"{p.prog}: error: {option_name(exc.field, renames)}: {exc.message}\n")
-    import torch
-
-    from core.export import ExportError, export_trace
+    from core.cli import out_of_memory_errors
     from core.memory import MemoryBudgetError
 
-    out_of_memory = (MemoryError, getattr(torch, "OutOfMemoryError", MemoryError))
+    out_of_memory = out_of_memory_errors()     # imports torch
     try:
         trace = build(cfg)
     except ConfigError as exc:
@@ -100,13 +98,24 @@ def run_stage_export(p: argparse.ArgumentParser, argv: list[str], make_config, b
     except out_of_memory:
         p.exit(2, f"{p.prog}: error: out of memory while computing the trace; reduce {reduce}\n")
     swept: list[str] = []
-    try:
-        out = export_trace(trace, args.out, fmt=args.format, note=swept.append)
-    except ExportError as exc:
-        p.exit(2, f"{p.prog}: error: --out: {exc}\n")
+    out = export_or_exit(p, trace, args, note=swept.append)
     for note in swept + list(trace.notes):
         print(f"note: {note}", file=sys.stderr)
     return args, cfg, trace, printable(out)
+
+
+def export_or_exit(p: argparse.ArgumentParser, trace, args: argparse.Namespace, note=None, out_of_memory=(),
+                   out_of_memory_line: str = ""):
+    """core.export.export_trace into --out as --format; a folder that cannot be written (and one of
+    ``out_of_memory`` while writing) ends the program with exit 2 and one line. Returns the folder."""
+    from core.export import ExportError, export_trace
+
+    try:
+        return export_trace(trace, args.out, fmt=args.format, note=note)
+    except ExportError as exc:
+        p.exit(2, f"{p.prog}: error: --out: {exc}\n")
+    except out_of_memory:              # () catches nothing
+        p.exit(2, f"{p.prog}: error: {out_of_memory_line}\n")
 
 
 def printable(path) -> str:

@@ -10,7 +10,7 @@ import argparse
 import sys
 
 from core.cli import PROG, _int_arg, _OneLineParser
-from core.cli_common import add_out_options, wanted_stage
+from core.cli_common import add_out_options, export_or_exit, wanted_stage
 from core.config import DEVICES, DTYPES, ConfigError
 from core.pretrained_config import EXAMPLE_TEXT, NUM_HEADS, NUM_LAYERS
 
@@ -73,7 +73,6 @@ def _run(argv: list[str]) -> int:
                                full_layer=args.full_layer, device=args.device, dtype=args.dtype)
     except ConfigError as exc:
         p.exit(2, f"{p.prog}: error: {_OPTION_OF_FIELD.get(exc.field, '--' + exc.field)}: {exc.message}\n")
-    from core.export import ExportError, export_trace
     from core.minilm import ModelMissing
     from core.pretrained import build_pretrained
 
@@ -85,10 +84,7 @@ def _run(argv: list[str]) -> int:
         p.exit(2, f"{p.prog}: error: {exc}\n")
     except MemoryError:
         p.exit(2, f"{p.prog}: error: out of memory while running the model; use a shorter --text\n")
-    try:
-        out = export_trace(trace, args.out, fmt=args.format)
-    except ExportError as exc:
-        p.exit(2, f"{p.prog}: error: --out: {exc}\n")
+    out = export_or_exit(p, trace, args)
     for note in trace.notes:
         print(f"note: {note}", file=sys.stderr)
     heads = "all heads" if cfg.head is None else f"head {cfg.head}"
