@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import argparse
 import sys
+from contextlib import contextmanager
 
+from core import cli_common
+from core.cli_common import add_out_options, export_or_exit, printable, prompt_fields
 from core.config import BOOK_TEXT, DEVICES, DTYPES, INITS, AttentionConfig, ConfigError
 
 PROG = "python main.py"
@@ -58,22 +61,8 @@ def add_config_options(p: argparse.ArgumentParser) -> None:
 
 def config_from_args(args: argparse.Namespace) -> AttentionConfig:
     """Build the config; raises ConfigError naming the field."""
-    embeddings = args.embeddings
-    if embeddings is None:
-        embeddings = "random" if args.text is not None else "book"
-    d_in = args.d_in
-    if d_in is None:
-        d_in = 3
-        if embeddings.strip() and embeddings not in ("book", "random"):  # a blank one: the config says why
-            from core.inputs import load_embeddings_csv
-            try:
-                d_in = load_embeddings_csv(embeddings).width
-            except ValueError as exc:
-                raise ConfigError("embeddings", str(exc)) from None
     return AttentionConfig(
-        embeddings=embeddings,
-        text=args.text if args.text is not None else BOOK_TEXT,
-        d_in=d_in, d_out=args.d_out, num_heads=args.heads, init=args.init, seed=args.seed,
+        **prompt_fields(args), d_out=args.d_out, num_heads=args.heads, init=args.init, seed=args.seed,
         causal=args.causal, dropout=args.dropout, dropout_seed=args.dropout_seed,
         qkv_bias=args.qkv_bias, batch=args.batch, device=args.device, dtype=args.dtype,
     )
@@ -84,7 +73,7 @@ _OPTION_OF_FIELD = {"num_heads": "--heads", "d_in": "--d-in", "d_out": "--d-out"
 
 
 def option_name(field: str) -> str:
-    return _OPTION_OF_FIELD.get(field, "--" + field.replace("_", "-"))
+    return cli_common.option_name(field, _OPTION_OF_FIELD)
 
 
 def export_parser() -> argparse.ArgumentParser:
@@ -93,11 +82,29 @@ def export_parser() -> argparse.ArgumentParser:
         description="Compute every stage of chapter 3's attention for one configuration and write "
                     "one CSV per 2-D slice of every intermediate plus manifest.json.",
     )
-    p.add_argument("--out", required=True, metavar="DIR", help="folder to write into (created if missing)")
-    p.add_argument("--format", default="csv", choices=("csv", "npy", "npz"),
-                   help="csv (default): one file per 2-D slice; npy: one file per tensor; npz: one archive")
+    add_out_options(p)
     add_config_options(p)
     return p
+
+
+def out_of_memory_errors() -> tuple[type[BaseException], ...]:
+    """MemoryError and torch.OutOfMemoryError (a CUDA allocation that failed)."""
+    import torch
+    return (MemoryError, getattr(torch, "OutOfMemoryError", MemoryError))
+
+
+@contextmanager
+def exit_on_out_of_memory(parser: argparse.ArgumentParser, line: str):
+    """Inside: running out of memory (MemoryError, torch.OutOfMemoryError, or the RuntimeError of
+    torch's CPU allocator) ends the program with exit 2 and ``line``; other errors pass."""
+    try:
+        yield
+    except out_of_memory_errors():
+        parser.exit(2, f"{parser.prog}: error: {line}\n")
+    except RuntimeError as exc:
+        if "can't allocate memory" not in str(exc):   # torch's CPU allocator: RuntimeError, not MemoryError
+            raise
+        parser.exit(2, f"{parser.prog}: error: {line}\n")
 
 
 class Terminated(KeyboardInterrupt):
@@ -108,7 +115,10 @@ def _on_sigterm(signum, frame):
     raise Terminated()
 
 
-def run_export(argv: list[str]) -> int:
+def run_interruptible(body, argv: list[str], command: str, completed: str) -> int:
+    """``body(argv)`` with SIGTERM handled like Ctrl-C: both write nothing (the folder is switched
+    over atomically) and exit 130 ("interrupted") or 143 ("terminated") with one line;
+    ``completed`` ({} the folder) says what was done when the signal came after the last file."""
     import signal
     import threading
     previous = previous_int = None
@@ -118,25 +128,13 @@ def run_export(argv: list[str]) -> int:
         # the README promises exit 130 and the folder as it was
         previous_int = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
-        from core.pretrained_cli import wants_pretrained
-        if wants_pretrained(argv):  # stage 5 (the real model) has its own options
-            from core.pretrained_cli import run
-            return run(argv)
-        from core.decode_cli import wants_decode
-        if wants_decode(argv):  # the decode stage (KV cache, GQA/MQA/MLA/SWA) has its own options
-            from core.decode_cli import run as run_decode
-            return run_decode(argv)
-        from core.tiled_cli import wanted_stage
-        if wanted_stage(argv):  # tiled attention (FlashAttention) and RoPE have their own options
-            from core.tiled_cli import run as run_tiled
-            return run_tiled(argv)
-        return _run_export(argv)
-    except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM: the export is atomic, nothing half-written is left
+        return body(argv)
+    except KeyboardInterrupt as exc:
         what = "terminated" if isinstance(exc, Terminated) else "interrupted"
         if getattr(exc, "completed", None) is not None:  # it came after the last file was in place
-            print(f"{PROG} export: {what} after the export to {exc.completed} was complete", file=sys.stderr)
+            print(f"{PROG} {command}: {what} " + completed.format(exc.completed), file=sys.stderr)
         else:
-            print(f"{PROG} export: {what}; nothing was written", file=sys.stderr)
+            print(f"{PROG} {command}: {what}; nothing was written", file=sys.stderr)
         return 143 if isinstance(exc, Terminated) else 130
     finally:
         if previous is not None:
@@ -145,39 +143,48 @@ def run_export(argv: list[str]) -> int:
             signal.signal(signal.SIGINT, previous_int)
 
 
+def run_export(argv: list[str]) -> int:
+    """Ctrl-C or SIGTERM: the export is atomic, nothing half-written is left."""
+    return run_interruptible(_dispatch_export, argv, "export", "after the export to {} was complete")
+
+
+def _dispatch_export(argv: list[str]) -> int:
+    from core.pretrained_cli import wants_pretrained
+    if wants_pretrained(argv):  # stage 5 (the real model) has its own options
+        from core.pretrained_cli import run
+        return run(argv)
+    from core.decode_cli import wants_decode
+    if wants_decode(argv):  # the decode stage (KV cache, GQA/MQA/MLA/SWA) has its own options
+        from core.decode_cli import run as run_decode
+        return run_decode(argv)
+    from core.tiled_cli import wanted_stage
+    if wanted_stage(argv):  # tiled attention (FlashAttention) and RoPE have their own options
+        from core.tiled_cli import run as run_tiled
+        return run_tiled(argv)
+    return _run_export(argv)
+
+
 def _run_export(argv: list[str]) -> int:
     parser = export_parser()
     args = parser.parse_args(argv)
-    from core.export import ExportError, export_trace
     from core.memory import MemoryBudgetError, check_memory
     from core.trace import build_trace
 
     if not args.out.strip():
         parser.exit(2, f"{parser.prog}: error: --out: is empty; name the folder to export into\n")
-    import torch
-    out_of_memory = (MemoryError, getattr(torch, "OutOfMemoryError", MemoryError))
-    try:
-        cfg = config_from_args(args)
-        check_memory(cfg)
-        trace = build_trace(cfg)
-    except ConfigError as exc:
-        parser.exit(2, f"{parser.prog}: error: {option_name(exc.field)}: {exc.message}\n")
-    except MemoryBudgetError as exc:
-        parser.exit(2, f"{parser.prog}: error: too big for memory: {exc} "
-                       "(options --text, --batch, --heads, --d-in, --d-out)\n")
-    except out_of_memory:
-        parser.exit(2, f"{parser.prog}: error: out of memory while computing the trace; reduce the tokens, --d-out or --batch\n")
-    except RuntimeError as exc:
-        if "can't allocate memory" not in str(exc):   # torch's CPU allocator: RuntimeError, not MemoryError
-            raise
-        parser.exit(2, f"{parser.prog}: error: out of memory while computing the trace; reduce the tokens, --d-out or --batch\n")
+    with exit_on_out_of_memory(parser, "out of memory while computing the trace; reduce the tokens, --d-out or --batch"):
+        try:
+            cfg = config_from_args(args)
+            check_memory(cfg)
+            trace = build_trace(cfg)
+        except ConfigError as exc:
+            parser.exit(2, f"{parser.prog}: error: {option_name(exc.field)}: {exc.message}\n")
+        except MemoryBudgetError as exc:
+            parser.exit(2, f"{parser.prog}: error: too big for memory: {exc} "
+                           "(options --text, --batch, --heads, --d-in, --d-out)\n")
     swept: list[str] = []
-    try:
-        out = export_trace(trace, args.out, fmt=args.format, note=swept.append)
-    except ExportError as exc:
-        parser.exit(2, f"{parser.prog}: error: --out: {exc}\n")
-    except out_of_memory:
-        parser.exit(2, f"{parser.prog}: error: out of memory while writing the export; reduce the tokens, --d-out or --batch\n")
+    out = export_or_exit(parser, trace, args, swept.append, out_of_memory_errors(),
+                         "out of memory while writing the export; reduce the tokens, --d-out or --batch")
     from core.numerics import summarize_notes, undefined_value_notes
     for note in swept:  # after the export, so that a failed one shows its error line alone
         print(f"note: {note}", file=sys.stderr)
@@ -186,7 +193,7 @@ def _run_export(argv: list[str]) -> int:
     for line in summarize_notes(undefined_value_notes(trace)):
         print(f"note: {line}; listed under \"notes\" in manifest.json", file=sys.stderr)
     n = sum(1 for _ in trace)
-    shown = str(out).encode("utf-8", "backslashreplace").decode("utf-8")   # a folder name that is not UTF-8
+    shown = printable(out)   # a folder name that is not UTF-8
     print(f"wrote {n} intermediates of {len(trace.stages)} stages to {shown} "
           f"({trace.device}, trace {trace.compute_ms:.1f} ms)")
     return 0

@@ -92,12 +92,13 @@ def shown_value(value) -> str:
     return text if len(text) <= 60 else text[:59] + "…"
 
 
-def _check_int(cfg: AttentionConfig, field: str, low: int, high: int) -> None:
+def check_int(cfg, field: str, low: int, high: int, what: str = "") -> None:
+    """A whole number (not a bool) in [low, high]; ``what`` follows the range in the message."""
     value = getattr(cfg, field)
     if isinstance(value, bool) or not isinstance(value, int):
         raise ConfigError(field, f"must be a whole number, got {shown_value(value)}")
     if not low <= value <= high:
-        raise ConfigError(field, f"must be between {low} and {high}, got {shown_value(value)}")
+        raise ConfigError(field, f"must be between {low} and {high}{what}, got {shown_value(value)}")
 
 
 def _check_choice(cfg: AttentionConfig, field: str, allowed: tuple[str, ...]) -> None:
@@ -106,7 +107,7 @@ def _check_choice(cfg: AttentionConfig, field: str, allowed: tuple[str, ...]) ->
         raise ConfigError(field, f"must be one of {', '.join(allowed)}; got {shown_value(value)}")
 
 
-def _check_bool(cfg: AttentionConfig, field: str) -> None:
+def check_bool(cfg, field: str) -> None:
     if not isinstance(getattr(cfg, field), bool):
         raise ConfigError(field, f"must be true or false, got {shown_value(getattr(cfg, field))}")
 
@@ -128,9 +129,9 @@ def validate(cfg: AttentionConfig) -> None:
         raise ConfigError("text", not_text(cfg.text))
     if not cfg.text.strip():
         raise ConfigError("text", "is empty; type at least one word")
-    _check_int(cfg, "d_in", 1, MAX_DIM)
-    _check_int(cfg, "d_out", 1, MAX_DIM)
-    _check_int(cfg, "num_heads", 1, MAX_HEADS)
+    check_int(cfg, "d_in", 1, MAX_DIM)
+    check_int(cfg, "d_out", 1, MAX_DIM)
+    check_int(cfg, "num_heads", 1, MAX_HEADS)
     if cfg.d_out % cfg.num_heads:
         raise ConfigError(
             "num_heads",
@@ -138,15 +139,15 @@ def validate(cfg: AttentionConfig) -> None:
             f"try num_heads in {_divisors(cfg.d_out)}",
         )
     _check_choice(cfg, "init", INITS)
-    _check_int(cfg, "seed", 0, MAX_SEED)
-    _check_bool(cfg, "causal")
+    check_int(cfg, "seed", 0, MAX_SEED)
+    check_bool(cfg, "causal")
     if isinstance(cfg.dropout, bool) or not isinstance(cfg.dropout, (int, float)):
         raise ConfigError("dropout", f"must be a number in [0, 1), got {shown_value(cfg.dropout)}")
     if not 0.0 <= cfg.dropout < 1.0:    # also nan; compared as is (float() of a huge int overflows)
         raise ConfigError("dropout", f"must be in [0, 1) (0 keeps every weight), got {shown_value(cfg.dropout)}")
-    _check_int(cfg, "dropout_seed", 0, MAX_SEED)
-    _check_bool(cfg, "qkv_bias")
-    _check_int(cfg, "batch", 1, MAX_BATCH)
+    check_int(cfg, "dropout_seed", 0, MAX_SEED)
+    check_bool(cfg, "qkv_bias")
+    check_int(cfg, "batch", 1, MAX_BATCH)
     _check_choice(cfg, "device", DEVICES)
     _check_choice(cfg, "dtype", DTYPES)
     tokens = tokenize(cfg.text)
@@ -160,6 +161,33 @@ def validate(cfg: AttentionConfig) -> None:
     if cfg.embeddings == "book" and cfg.d_in != 3:
         raise ConfigError("d_in", f"the book's embeddings are 3-dimensional; got d_in {cfg.d_in} "
                                   "(use embeddings 'random' for another width)")
+
+
+def prompt_tokens(cfg) -> int:
+    """The prompt's tokens as the limits count them: the book's six, or the words of ``cfg.text``."""
+    from core.tokens import tokenize
+    return 6 if cfg.embeddings == "book" else len(tokenize(cfg.text))
+
+
+class PromptOptions:
+    """What the configs of the stages with their own options (core.decode_config,
+    core.tiled_config) share: the chapter's prompt and layer fields (embeddings, text, d_in, d_out,
+    num_heads, seed, qkv_bias, device, dtype), checked as the chapter's config checks them."""
+
+    @property
+    def head_dim(self) -> int:
+        return self.d_out // self.num_heads
+
+    def prompt_config(self) -> AttentionConfig:
+        """The chapter's config for the prompt's inputs (core.inputs.resolve_inputs reads it;
+        making it runs the chapter's checks: embeddings, text, sizes, seed, device, dtype)."""
+        return AttentionConfig(embeddings=self.embeddings, text=self.text, d_in=self.d_in, d_out=self.d_out,
+                               num_heads=self.num_heads, seed=self.seed, qkv_bias=self.qkv_bias,
+                               device=self.device, dtype=self.dtype)
+
+    def replace(self, **changes):
+        """A new validated config with ``changes`` applied (raises ConfigError)."""
+        return dataclasses.replace(self, **changes)
 
 
 def _divisors(n: int) -> str:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from core.config import MAX_ABS_EMBEDDING, ConfigError
+from core.config import ConfigError
 from core.decode_config import MAX_DECODE_TOKENS, DecodeConfig
 from core.device import resolve_device
 from core.inputs import Inputs, random_inputs, resolve_inputs
@@ -81,9 +81,7 @@ def sequence(cfg: DecodeConfig) -> tuple[Inputs, int]:
     if T0 + len(words) > MAX_DECODE_TOKENS:
         raise ConfigError("new_tokens", f"the prompt's {T0} tokens and {len(words)} new ones make "
                                         f"{T0 + len(words)}; the decode stage keeps at most {MAX_DECODE_TOKENS}")
-    if not prompt.max_abs <= MAX_ABS_EMBEDDING:
-        raise ConfigError("embeddings", f"every embedding value must be a finite number between "
-                                        f"-{MAX_ABS_EMBEDDING:g} and {MAX_ABS_EMBEDDING:g}")
+    prompt.check_values()
     drawn = random_inputs(words, cfg.d_in, cfg.seed)
     rows = [prompt.array[prompt.tokens.index(word)] if word in prompt.tokens else drawn.array[k]
             for k, word in enumerate(words)]
@@ -139,14 +137,6 @@ class DecodeTrace(TraceLookup):
     stages: dict[str, dict[str, Intermediate]]
     compute_ms: float
     notes: tuple[str, ...] = ()
-
-    @property
-    def tokens(self) -> tuple[str, ...]:
-        return self.inputs.tokens
-
-    @property
-    def labels(self) -> tuple[str, ...]:
-        return self.inputs.labels
 
     @property
     def positions(self) -> tuple[int, ...]:

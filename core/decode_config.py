@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from core.config import BOOK_TEXT, AttentionConfig, ConfigError, MAX_TOKENS, shown_value
+from core.config import BOOK_TEXT, MAX_TOKENS, ConfigError, PromptOptions, check_int, prompt_tokens, shown_value
 
 VARIANTS = ("mha", "gqa", "mqa", "mla", "swa")   # the same as core.stages.decode.VARIANTS
 MAX_NEW_TOKENS = 256        # steps kept in one trace (each keeps its cache: memory grows as steps × tokens)
@@ -19,7 +19,7 @@ DEFAULT_WINDOW = 4
 
 
 @dataclass(frozen=True)
-class DecodeConfig:
+class DecodeConfig(PromptOptions):
     """What determines one decode trace. Field names match the CLI options."""
 
     variant: str = "mha"                  # mha | gqa | mqa | mla | swa
@@ -42,10 +42,6 @@ class DecodeConfig:
         validate(self)
 
     # the values the run uses (the variant's defaults filled in)
-    @property
-    def head_dim(self) -> int:
-        return self.d_out // self.num_heads
-
     @property
     def kv_groups(self) -> int:
         """How many K/V heads: num_heads (mha), 1 (mqa), num_kv_groups (gqa, swa); MLA: num_heads."""
@@ -73,29 +69,12 @@ class DecodeConfig:
     def batch(self) -> int:
         return 1
 
-    def prompt_config(self) -> AttentionConfig:
-        """The chapter's config for the prompt's inputs (core.inputs.resolve_inputs reads it)."""
-        return AttentionConfig(embeddings=self.embeddings, text=self.text, d_in=self.d_in, d_out=self.d_out,
-                               num_heads=self.num_heads, seed=self.seed, qkv_bias=self.qkv_bias,
-                               device=self.device, dtype=self.dtype)
-
-    def replace(self, **changes) -> "DecodeConfig":
-        return dataclasses.replace(self, **changes)
-
     def to_dict(self) -> dict:
         """The fields with the variant's defaults filled in (what ran: the manifest's config)."""
         out = dataclasses.asdict(self)
         out.update(num_kv_groups=self.kv_groups if self.variant != "mla" else None, latent_dim=self.latent,
                    sliding_window_size=self.window, head_dim=self.head_dim)
         return out
-
-
-def _int(cfg, field: str, low: int, high: int, what: str = "") -> None:
-    value = getattr(cfg, field)
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigError(field, f"must be a whole number, got {shown_value(value)}")
-    if not low <= value <= high:
-        raise ConfigError(field, f"must be between {low} and {high}{what}, got {shown_value(value)}")
 
 
 def _divisors(n: int) -> str:
@@ -113,7 +92,7 @@ def validate(cfg: DecodeConfig) -> None:
     if cfg.num_kv_groups is not None:
         if v not in ("gqa", "swa", "mha", "mqa"):
             raise ConfigError("num_kv_groups", "applies to gqa and swa (mla caches a latent, not K/V heads)")
-        _int(cfg, "num_kv_groups", 1, cfg.num_heads, f" (num_heads is {cfg.num_heads})")
+        check_int(cfg, "num_kv_groups", 1, cfg.num_heads, f" (num_heads is {cfg.num_heads})")
         if cfg.num_heads % cfg.num_kv_groups:
             raise ConfigError("num_kv_groups", f"num_heads ({cfg.num_heads}) must be divisible by num_kv_groups "
                                                f"({cfg.num_kv_groups}); try num_kv_groups in {_divisors(cfg.num_heads)}")
@@ -125,12 +104,12 @@ def validate(cfg: DecodeConfig) -> None:
     if cfg.latent_dim is not None:
         if v != "mla":
             raise ConfigError("latent_dim", "applies to mla only")
-        _int(cfg, "latent_dim", 1, cfg.d_out, f" (at most d_out = {cfg.d_out}: the latent compresses K and V)")
+        check_int(cfg, "latent_dim", 1, cfg.d_out, f" (at most d_out = {cfg.d_out}: the latent compresses K and V)")
     if cfg.sliding_window_size is not None:
         if v != "swa":
             raise ConfigError("sliding_window_size", "applies to swa only")
-        _int(cfg, "sliding_window_size", 1, MAX_DECODE_TOKENS)
-    _int(cfg, "new_tokens", 1, MAX_NEW_TOKENS)
+        check_int(cfg, "sliding_window_size", 1, MAX_DECODE_TOKENS)
+    check_int(cfg, "new_tokens", 1, MAX_NEW_TOKENS)
     if not isinstance(cfg.next_text, str):
         raise ConfigError("next_text", f"must be a string, got {type(cfg.next_text).__name__}")
     if cfg.next_text.strip():
@@ -138,7 +117,7 @@ def validate(cfg: DecodeConfig) -> None:
         if len(words) != cfg.new_tokens:
             raise ConfigError("new_tokens", f"is {cfg.new_tokens} but {shown_value(cfg.next_text)} has {len(words)} "
                                             f"word{'s' if len(words) != 1 else ''} to append; give one new token per word")
-    prompt = 6 if cfg.embeddings == "book" else len(tokenize(cfg.text))
+    prompt = prompt_tokens(cfg)
     limit = min(MAX_DECODE_TOKENS, MAX_TOKENS)
     if prompt + cfg.new_tokens > limit:
         raise ConfigError("new_tokens", f"the prompt's {prompt} tokens and {cfg.new_tokens} new ones make "

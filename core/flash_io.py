@@ -41,6 +41,8 @@ import math
 import sys
 from dataclasses import dataclass
 
+from core.cli import _int_arg, _OneLineParser
+
 MAX_TOKENS = 10_000_000
 MAX_D = 4096
 
@@ -133,18 +135,6 @@ def table(rs: list[dict]) -> str:
     return "\n".join(lines)
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # one line, exit 2
-        self.exit(2, f"{self.prog}: error: {message}\n")
-
-
-def _int(text: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-
-
 def _tokens(text: str) -> list[int]:
     try:
         values = [int(t) for t in text.split(",") if t.strip()]
@@ -156,18 +146,18 @@ def _tokens(text: str) -> list[int]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = _Parser(prog="python -m core.flash_io",
+    p = _OneLineParser(prog="python -m core.flash_io",
                 description="Elements and bytes moved to and from HBM by standard attention (S and P "
                             "materialised) and by the tiled FlashAttention kernel, for one head, against T.")
-    p.add_argument("--d", type=_int, default=64, metavar="N", help="head dimension (default: 64)")
-    p.add_argument("--sram-kib", type=_int, default=192, metavar="KIB",
+    p.add_argument("--d", type=_int_arg, default=64, metavar="N", help="head dimension (default: 64)")
+    p.add_argument("--sram-kib", type=_int_arg, default=192, metavar="KIB",
                    help="on-chip SRAM per streaming multiprocessor in KiB (default: 192, an A100); "
                         "M = KiB·1024 / --bytes elements")
-    p.add_argument("--bytes", type=_int, default=2, metavar="N", help="bytes per element (default: 2, fp16/bf16)")
+    p.add_argument("--bytes", type=_int_arg, default=2, metavar="N", help="bytes per element (default: 2, fp16/bf16)")
     p.add_argument("--tokens", type=_tokens, default=[256, 512, 1024, 2048, 4096, 8192, 16384], metavar="T,T,…",
                    help="sequence lengths (default: 256 … 16384)")
-    p.add_argument("--block-rows", type=_int, default=None, metavar="Br", help="query block (default: min(⌈M/4d⌉, d); --fa2: ⌈M/4d⌉)")
-    p.add_argument("--block-cols", type=_int, default=None, metavar="Bc", help="key block (default: ⌈M/4d⌉; --fa2: min(⌈M/4d⌉, d))")
+    p.add_argument("--block-rows", type=_int_arg, default=None, metavar="Br", help="query block (default: min(⌈M/4d⌉, d); --fa2: ⌈M/4d⌉)")
+    p.add_argument("--block-cols", type=_int_arg, default=None, metavar="Bc", help="key block (default: ⌈M/4d⌉; --fa2: min(⌈M/4d⌉, d))")
     p.add_argument("--causal", action="store_true", help="skip the tiles wholly above the diagonal")
     p.add_argument("--fa2", action="store_true", help="FlashAttention-2's loop order (query blocks outermost)")
     p.add_argument("--format", default="text", choices=("text", "csv"), help="text (default) or csv")

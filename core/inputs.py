@@ -82,6 +82,14 @@ class Inputs:
             return float("nan") if np.isnan(self.array).any() else float(np.abs(self.array).max())
         return self._once("max_abs", largest)
 
+    def check_values(self) -> None:
+        """Raise ConfigError("embeddings") for a value beyond MAX_ABS_EMBEDDING, inf or nan (such
+        values overflow the float32 scores); the trace of every stage checks its prompt so."""
+        from core.config import MAX_ABS_EMBEDDING, ConfigError
+        if not self.max_abs <= MAX_ABS_EMBEDDING:  # also catches nan
+            raise ConfigError("embeddings", f"every embedding value must be a finite number between "
+                                            f"-{MAX_ABS_EMBEDDING:g} and {MAX_ABS_EMBEDDING:g}")
+
     def tensor(self, dtype: torch.dtype) -> torch.Tensor:
         import torch      # here, not at the top: reading a lesson or a CSV needs no torch
         return torch.tensor(self.array, dtype=dtype)  # (T, d_in), a new tensor

@@ -25,6 +25,8 @@ import math
 import sys
 from dataclasses import dataclass
 
+from core.cli import _int_arg, _OneLineParser
+
 DTYPE_BYTES = {"float32": 4, "fp32": 4, "bfloat16": 2, "bf16": 2, "float16": 2, "fp16": 2, "fp8": 1, "int8": 1}
 VARIANTS = ("mha", "gqa", "mqa", "mla", "swa", "swa+gqa")
 MAX_VALUE = 10**9            # no model size is larger; a typo's 10^30 is refused, not printed
@@ -206,18 +208,6 @@ def format_sweep(size: ModelSize) -> str:
 
 # ---- the command line ----------------------------------------------------------------------
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # one line, exit 2
-        self.exit(2, f"{self.prog}: error: {message}\n")
-
-
-def _int(text: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-
-
 def _ratio(text: str) -> tuple[int, int]:
     parts = text.split(":")
     try:
@@ -229,23 +219,23 @@ def _ratio(text: str) -> tuple[int, int]:
 
 def parser() -> argparse.ArgumentParser:
     d = ModelSize()
-    p = _Parser(prog="python -m core.kv_memory",
+    p = _OneLineParser(prog="python -m core.kv_memory",
                 description="KV-cache bytes per token and in total for every attention variant "
                             "(defaults: the book's reference configuration).")
-    p.add_argument("--emb-dim", type=_int, default=d.emb_dim, metavar="N", help=f"model width (default {d.emb_dim})")
-    p.add_argument("--heads", type=_int, default=d.num_heads, metavar="N", help=f"query heads (default {d.num_heads})")
-    p.add_argument("--layers", type=_int, default=d.num_layers, metavar="N", help=f"layers (default {d.num_layers})")
-    p.add_argument("--head-dim", type=_int, default=None, metavar="N", help="default: ceil(emb_dim / heads)")
-    p.add_argument("--kv-groups", type=_int, default=d.num_kv_groups, metavar="N",
+    p.add_argument("--emb-dim", type=_int_arg, default=d.emb_dim, metavar="N", help=f"model width (default {d.emb_dim})")
+    p.add_argument("--heads", type=_int_arg, default=d.num_heads, metavar="N", help=f"query heads (default {d.num_heads})")
+    p.add_argument("--layers", type=_int_arg, default=d.num_layers, metavar="N", help=f"layers (default {d.num_layers})")
+    p.add_argument("--head-dim", type=_int_arg, default=None, metavar="N", help="default: ceil(emb_dim / heads)")
+    p.add_argument("--kv-groups", type=_int_arg, default=d.num_kv_groups, metavar="N",
                    help=f"GQA's K/V heads, must divide --heads (default {d.num_kv_groups})")
-    p.add_argument("--latent", type=_int, default=None, metavar="N", help="MLA's latent_dim (default max(16, emb_dim // 8))")
-    p.add_argument("--window", type=_int, default=d.sliding_window_size, metavar="W",
+    p.add_argument("--latent", type=_int_arg, default=None, metavar="N", help="MLA's latent_dim (default max(16, emb_dim // 8))")
+    p.add_argument("--window", type=_int_arg, default=d.sliding_window_size, metavar="W",
                    help=f"SWA's sliding_window_size (default {d.sliding_window_size})")
     p.add_argument("--swa-ratio", type=_ratio, default=d.swa_ratio, metavar="A:B",
                    help="A sliding-window layers for every B full ones (default 1:0: all windowed)")
-    p.add_argument("--context-length", type=_int, default=d.context_length, metavar="N",
+    p.add_argument("--context-length", type=_int_arg, default=d.context_length, metavar="N",
                    help=f"tokens cached (default {d.context_length})")
-    p.add_argument("--batch", type=_int, default=d.batch, metavar="N", help=f"sequences (default {d.batch})")
+    p.add_argument("--batch", type=_int_arg, default=d.batch, metavar="N", help=f"sequences (default {d.batch})")
     p.add_argument("--dtype", default=d.dtype, metavar="|".join(DTYPE_BYTES), help=f"element type (default {d.dtype})")
     p.add_argument("--format", default="text", choices=("text", "csv"), help="aligned text (default) or CSV")
     p.add_argument("--sweep", action="store_true", help="total bytes against context length, as CSV (for a plot)")

@@ -10,6 +10,7 @@ import argparse
 import sys
 
 from core.cli import PROG, _int_arg, _OneLineParser
+from core.cli_common import add_out_options, export_or_exit, wanted_stage
 from core.config import DEVICES, DTYPES, ConfigError
 from core.pretrained_config import EXAMPLE_TEXT, NUM_HEADS, NUM_LAYERS
 
@@ -18,12 +19,7 @@ _OPTION_OF_FIELD = {"hide_special": "--hide-special", "full_layer": "--full-laye
 
 def wants_pretrained(argv: list[str]) -> bool:
     """Whether an export command line asks for the pretrained stage (--stage pretrained)."""
-    for i, arg in enumerate(argv):
-        if arg == "--stage" and argv[i + 1:i + 2] == ["pretrained"]:
-            return True
-        if arg == "--stage=pretrained":
-            return True
-    return False
+    return wanted_stage(argv, ("pretrained",)) is not None
 
 
 def _head_arg(text: str) -> int | None:
@@ -42,9 +38,7 @@ def parser() -> argparse.ArgumentParser:
                     "layer and head (or all heads) and write one CSV per 2-D slice plus manifest.json.",
     )
     p.add_argument("--stage", required=True, choices=("pretrained",), help="pretrained: the real model")
-    p.add_argument("--out", required=True, metavar="DIR", help="folder to write into (created if missing)")
-    p.add_argument("--format", default="csv", choices=("csv", "npy", "npz"),
-                   help="csv (default): one file per 2-D slice; npy: one file per tensor; npz: one archive")
+    add_out_options(p)
     p.add_argument("--text", default=EXAMPLE_TEXT, help=f"the sentence (default: {EXAMPLE_TEXT!r}); at most 512 WordPiece pieces")
     p.add_argument("--layer", type=_int_arg, default=0, metavar="L", help=f"encoder layer, 0..{NUM_LAYERS - 1} (default: 0)")
     p.add_argument("--head", type=_head_arg, default=None, metavar="H|all",
@@ -74,7 +68,6 @@ def run(argv: list[str]) -> int:
                                full_layer=args.full_layer, device=args.device, dtype=args.dtype)
     except ConfigError as exc:
         p.exit(2, f"{p.prog}: error: {_OPTION_OF_FIELD.get(exc.field, '--' + exc.field)}: {exc.message}\n")
-    from core.export import ExportError, export_trace
     from core.minilm import ModelMissing
     from core.pretrained import build_pretrained
 
@@ -87,10 +80,7 @@ def run(argv: list[str]) -> int:
     except MemoryError:
         p.exit(2, f"{p.prog}: error: out of memory while running the model; use a shorter --text\n")
     swept: list[str] = []
-    try:
-        out = export_trace(trace, args.out, fmt=args.format, note=swept.append)
-    except ExportError as exc:
-        p.exit(2, f"{p.prog}: error: --out: {exc}\n")
+    out = export_or_exit(p, trace, args, note=swept.append)
     for note in swept:  # after the export, so that a failed one shows its error line alone
         print(f"note: {note}", file=sys.stderr)
     for note in trace.notes:

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 
 import torch
 
-from core.config import MAX_ABS_EMBEDDING, ConfigError
 from core.device import resolve_device
 from core.inputs import Inputs, resolve_inputs
 from core.stages import tiled as stage
@@ -44,9 +43,7 @@ def head_qkv(cfg) -> tuple[Inputs, dict[str, torch.Tensor], str, str | None]:
     device, note = resolve_device(cfg.device)
     dtype = DTYPES[cfg.dtype]
     inp = resolve_inputs(cfg.prompt_config())
-    if not inp.max_abs <= MAX_ABS_EMBEDDING:
-        raise ConfigError("embeddings", f"every embedding value must be a finite number between "
-                                        f"-{MAX_ABS_EMBEDDING:g} and {MAX_ABS_EMBEDDING:g}")
+    inp.check_values()
     qkv, _out = draw_fused("linear", cfg.seed, cfg.d_in, cfg.d_out, cfg.qkv_bias)
     x = inp.tensor(dtype).to(device)                                        # (T, d_in)
     out = {}
@@ -84,14 +81,6 @@ class HeadTrace(TraceLookup):
     stages: dict[str, dict[str, Intermediate]]
     compute_ms: float
     notes: tuple[str, ...] = ()
-
-    @property
-    def tokens(self) -> tuple[str, ...]:
-        return self.inputs.tokens
-
-    @property
-    def labels(self) -> tuple[str, ...]:
-        return unique_labels(self.inputs.tokens)
 
 
 class TiledTrace(HeadTrace):

@@ -9,11 +9,11 @@ core.safe_folder's atomic replace. Bad options exit 2 with one line on stderr; n
 from __future__ import annotations
 
 import argparse
-import sys
 
+from core import cli_common
 from core.cli import PROG, _float_arg, _int_arg, _OneLineParser
-from core.config import BOOK_TEXT, DEVICES, DTYPES, ConfigError
-from core.tiled_config import FORMS, MAX_BLOCK
+from core.cli_common import add_out_options, add_prompt_options, add_run_options, prompt_fields, run_stage_export
+from core.tiled_config import FORMS, MAX_BLOCK, RopeConfig, TiledConfig
 
 STAGES = ("tiled", "rope")
 _OPTION_OF_FIELD = {"num_heads": "--heads", "d_in": "--d-in", "d_out": "--d-out", "qkv_bias": "--qkv-bias",
@@ -21,16 +21,12 @@ _OPTION_OF_FIELD = {"num_heads": "--heads", "d_in": "--d-in", "d_out": "--d-out"
 
 
 def option_name(field: str) -> str:
-    return _OPTION_OF_FIELD.get(field, "--" + field.replace("_", "-"))
+    return cli_common.option_name(field, _OPTION_OF_FIELD)
 
 
 def wanted_stage(argv: list[str]) -> str | None:
     """``tiled`` or ``rope`` when an export command line asks for one of them (--stage X)."""
-    for i, arg in enumerate(argv):
-        value = argv[i + 1] if arg == "--stage" and i + 1 < len(argv) else (arg[8:] if arg.startswith("--stage=") else None)
-        if value in STAGES:
-            return value
-    return None
+    return cli_common.wanted_stage(argv, STAGES)
 
 
 def parser(stage: str) -> argparse.ArgumentParser:
@@ -41,9 +37,7 @@ def parser(stage: str) -> argparse.ArgumentParser:
             "scores with and without RoPE, the shifted-positions check and the split vs interleaved check")
     p = _OneLineParser(prog=f"{PROG} export --stage {stage}", description=what + ": one CSV per 2-D slice plus manifest.json.")
     p.add_argument("--stage", required=True, choices=(stage,))
-    p.add_argument("--out", required=True, metavar="DIR", help="folder to write into (created if missing)")
-    p.add_argument("--format", default="csv", choices=("csv", "npy", "npz"),
-                   help="csv (default): one file per 2-D slice; npy: one file per tensor; npz: one archive")
+    add_out_options(p)
     if stage == "tiled":
         p.add_argument("--block-rows", type=_int_arg, default=2, metavar="Br",
                        help=f"queries per tile, 1..{MAX_BLOCK}, need not divide T (default: 2)")
@@ -61,77 +55,34 @@ def parser(stage: str) -> argparse.ArgumentParser:
         p.add_argument("--shift", type=_int_arg, default=3, metavar="S",
                        help="the relative-position check moves every position by S (default: 3)")
     g = p.add_argument_group("the prompt and the head (defaults: the book's sentence)")
-    g.add_argument("--embeddings", default=None, metavar="book|random|PATH.csv",
-                   help="the prompt's embeddings (default: book, or random when --text is given)")
-    g.add_argument("--text", default=None, help=f"the prompt (default: {BOOK_TEXT!r})")
-    g.add_argument("--d-in", type=_int_arg, default=None, metavar="N", help="embedding width (default: 3, or the CSV's)")
-    g.add_argument("--d-out", type=_int_arg, default=16, metavar="N", help="all heads together (default: 16)")
-    g.add_argument("--heads", type=_int_arg, default=2, metavar="N", help="heads; must divide --d-out (default: 2)")
+    add_prompt_options(g, d_out=16, heads=2, heads_help="heads; must divide --d-out")
     g.add_argument("--head", type=_int_arg, default=0, metavar="H", help="the head to use, from 0 (default: 0)")
-    g.add_argument("--seed", type=_int_arg, default=123, metavar="N", help="torch.manual_seed before the weights (default: 123)")
-    g.add_argument("--qkv-bias", action="store_true", help="biases in the query/key/value projections")
-    g.add_argument("--device", default="auto", metavar="|".join(DEVICES), help="auto = cuda when available (default), cpu or cuda")
-    g.add_argument("--dtype", default="float32", metavar="|".join(DTYPES), help="float32 (default) or float64")
+    add_run_options(g, seed_help="torch.manual_seed before the weights (default: 123)")
     return p
 
 
 def config_from_args(stage: str, args):
     """The TiledConfig or RopeConfig of the options (raises ConfigError naming the field)."""
-    from core.tiled_config import RopeConfig, TiledConfig
-
-    embeddings = args.embeddings if args.embeddings is not None else ("random" if args.text is not None else "book")
-    d_in = args.d_in
-    if d_in is None:
-        d_in = 3
-        if embeddings.strip() and embeddings not in ("book", "random"):
-            from core.inputs import load_embeddings_csv
-            try:
-                d_in = load_embeddings_csv(embeddings).width
-            except ValueError as exc:
-                raise ConfigError("embeddings", str(exc)) from None
-    common = dict(embeddings=embeddings, text=args.text if args.text is not None else BOOK_TEXT, d_in=d_in,
-                  d_out=args.d_out, num_heads=args.heads, head=args.head, seed=args.seed, qkv_bias=args.qkv_bias,
-                  device=args.device, dtype=args.dtype)
+    common = dict(**prompt_fields(args), d_out=args.d_out, num_heads=args.heads, head=args.head, seed=args.seed,
+                  qkv_bias=args.qkv_bias, device=args.device, dtype=args.dtype)
     if stage == "tiled":
         return TiledConfig(block_rows=args.block_rows, block_cols=args.block_cols, causal=args.causal, fa2=args.fa2,
                            **common)
     return RopeConfig(base=args.base, form=args.form, shift=args.shift, **common)
 
 
+def _build(cfg):
+    if isinstance(cfg, TiledConfig):          # torch: after the options are checked
+        from core.tiled import build_tiled
+        return build_tiled(cfg)
+    from core.rope import build_rope
+    return build_rope(cfg)
+
+
 def run(argv: list[str]) -> int:
     stage = wanted_stage(argv)
-    p = parser(stage)
-    args = p.parse_args(argv)
-    if not args.out.strip():
-        p.exit(2, f"{p.prog}: error: --out: is empty; name the folder to export into\n")
-    try:
-        cfg = config_from_args(stage, args)          # checked before torch is imported
-    except ConfigError as exc:
-        p.exit(2, f"{p.prog}: error: {option_name(exc.field)}: {exc.message}\n")
-    import torch
-
-    from core.export import ExportError, export_trace
-
-    out_of_memory = (MemoryError, getattr(torch, "OutOfMemoryError", MemoryError))
-    try:
-        if stage == "tiled":
-            from core.tiled import build_tiled
-            trace = build_tiled(cfg)
-        else:
-            from core.rope import build_rope
-            trace = build_rope(cfg)
-    except ConfigError as exc:
-        p.exit(2, f"{p.prog}: error: {option_name(exc.field)}: {exc.message}\n")
-    except out_of_memory:
-        p.exit(2, f"{p.prog}: error: out of memory while computing the trace; reduce the tokens or --d-out\n")
-    swept: list[str] = []
-    try:
-        out = export_trace(trace, args.out, fmt=args.format, note=swept.append)
-    except ExportError as exc:
-        p.exit(2, f"{p.prog}: error: --out: {exc}\n")
-    for note in swept + list(trace.notes):
-        print(f"note: {note}", file=sys.stderr)
-    shown = str(out).encode("utf-8", "backslashreplace").decode("utf-8")
+    _, cfg, trace, shown = run_stage_export(parser(stage), argv, lambda args: config_from_args(stage, args), _build,
+                                            _OPTION_OF_FIELD, "the tokens or --d-out")
     n = sum(1 for _ in trace)
     if stage == "tiled":
         tiles = trace["tiled_result", "tiles"].tensor

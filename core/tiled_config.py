@@ -14,7 +14,7 @@ import dataclasses
 import math
 from dataclasses import dataclass
 
-from core.config import BOOK_TEXT, AttentionConfig, ConfigError, shown_value
+from core.config import BOOK_TEXT, ConfigError, PromptOptions, check_bool, check_int, prompt_tokens, shown_value
 
 MAX_BLOCK = 64            # Br, Bc: 1..64 (need not divide T)
 MAX_TILES = 1024          # query blocks × key blocks in one trace (each visited tile is one folder)
@@ -25,47 +25,16 @@ MAX_BASE = 1e12
 FORMS = ("split", "interleaved")
 
 
-def _int(cfg, field: str, low: int, high: int, what: str = "") -> None:
-    value = getattr(cfg, field)
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigError(field, f"must be a whole number, got {shown_value(value)}")
-    if not low <= value <= high:
-        raise ConfigError(field, f"must be between {low} and {high}{what}, got {shown_value(value)}")
-
-
-def _bool(cfg, field: str) -> None:
-    if not isinstance(getattr(cfg, field), bool):
-        raise ConfigError(field, f"must be true or false, got {shown_value(getattr(cfg, field))}")
-
-
-def _tokens(cfg) -> int:
-    from core.tokens import tokenize
-    return 6 if cfg.embeddings == "book" else len(tokenize(cfg.text))
-
-
-class _HeadOptions:
+class _HeadOptions(PromptOptions):
     """The prompt and the head: what both stages share."""
-
-    @property
-    def head_dim(self) -> int:
-        return self.d_out // self.num_heads
-
-    def prompt_config(self) -> AttentionConfig:
-        """The chapter's config (core.inputs.resolve_inputs reads it; the checks are its own)."""
-        return AttentionConfig(embeddings=self.embeddings, text=self.text, d_in=self.d_in, d_out=self.d_out,
-                               num_heads=self.num_heads, seed=self.seed, qkv_bias=self.qkv_bias,
-                               device=self.device, dtype=self.dtype)
-
-    def replace(self, **changes):
-        return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict:
         return {**dataclasses.asdict(self), "head_dim": self.head_dim}
 
     def _validate_head(self, limit: int) -> None:
         self.prompt_config()                           # the chapter's checks: embeddings, text, sizes, seed…
-        _int(self, "head", 0, self.num_heads - 1, f" (num_heads is {self.num_heads}; heads count from 0)")
-        n = _tokens(self)
+        check_int(self, "head", 0, self.num_heads - 1, f" (num_heads is {self.num_heads}; heads count from 0)")
+        n = prompt_tokens(self)
         if n > limit:
             raise ConfigError("text", f"has {n} tokens; this stage keeps at most {limit}")
 
@@ -91,11 +60,11 @@ class TiledConfig(_HeadOptions):
 
     def __post_init__(self) -> None:
         self._validate_head(MAX_TILED_TOKENS)
-        _int(self, "block_rows", 1, MAX_BLOCK)
-        _int(self, "block_cols", 1, MAX_BLOCK)
-        _bool(self, "causal")
-        _bool(self, "fa2")
-        T = _tokens(self)
+        check_int(self, "block_rows", 1, MAX_BLOCK)
+        check_int(self, "block_cols", 1, MAX_BLOCK)
+        check_bool(self, "causal")
+        check_bool(self, "fa2")
+        T = prompt_tokens(self)
         tiles = math.ceil(T / self.block_rows) * math.ceil(T / self.block_cols)
         if tiles > MAX_TILES:
             raise ConfigError("block_rows", f"{T} tokens in blocks of {self.block_rows} × {self.block_cols} make "
@@ -103,7 +72,7 @@ class TiledConfig(_HeadOptions):
 
     @property
     def tokens(self) -> int:
-        return _tokens(self)
+        return prompt_tokens(self)
 
 
 @dataclass(frozen=True)
@@ -134,4 +103,4 @@ class RopeConfig(_HeadOptions):
             raise ConfigError("base", f"must be a number above 1 and at most {MAX_BASE:.0e}, got {shown_value(b)}")
         if not isinstance(self.form, str) or self.form not in FORMS:
             raise ConfigError("form", f"must be one of {', '.join(FORMS)}; got {shown_value(self.form)}")
-        _int(self, "shift", 0, MAX_SHIFT)
+        check_int(self, "shift", 0, MAX_SHIFT)

@@ -89,8 +89,9 @@ class Intermediate:
 
 
 class TraceLookup:
-    """Read-only lookup of a trace's intermediates: ``trace[stage, name]``, ``in``, iteration in order.
-    Shared by Trace and the pretrained stage's trace (core.pretrained.PretrainedTrace)."""
+    """Read-only lookup of a trace's intermediates: ``trace[stage, name]``, ``in``, iteration in order,
+    and its tokens and labels. Shared by Trace and the traces of the stages with their own options
+    (core.pretrained, core.decode, core.tiled, core.rope)."""
 
     stages: dict[str, dict[str, Intermediate]]
 
@@ -109,6 +110,16 @@ class TraceLookup:
         for stage in self.stages.values():
             yield from stage.values()
 
+    @property
+    def tokens(self) -> tuple[str, ...]:
+        """The tokens of the trace's ``inputs`` (the pretrained trace: its WordPiece pieces)."""
+        return self.inputs.tokens
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        """The tokens made unique (core.tokens.unique_labels): the rows' and columns' labels."""
+        return self.inputs.labels
+
 
 @dataclass(frozen=True, eq=False)
 class Trace(TraceLookup):
@@ -119,14 +130,6 @@ class Trace(TraceLookup):
     compute_ms: float
     notes: tuple[str, ...] = ()                   # e.g. "cuda is not available; using cpu"
     multihead_given: bool = False                 # stage 4's fused weights came from multihead_override
-
-    @property
-    def tokens(self) -> tuple[str, ...]:
-        return self.inputs.tokens
-
-    @property
-    def labels(self) -> tuple[str, ...]:
-        return self.inputs.labels
 
 
 def axis_labels(kind: str, size: int, token_labels: tuple[str, ...]) -> tuple[str, ...]:
@@ -319,14 +322,12 @@ def stage_order(first: tuple[str, ...] | str = ()) -> tuple[str, ...]:
 
 def _prepare(config: AttentionConfig, inputs: Inputs | None, weights_override: dict | None,
              multihead_override: dict | None = None):
-    from core.config import MAX_ABS_EMBEDDING, ConfigError
+    from core.config import ConfigError
 
     inp = inputs if inputs is not None else resolve_inputs(config)
     if inp.width != config.d_in:
         raise ConfigError("d_in", f"the inputs have {inp.width} values per token but d_in is {config.d_in}")
-    if not inp.max_abs <= MAX_ABS_EMBEDDING:  # also catches nan
-        raise ConfigError("embeddings", f"every embedding value must be a finite number between "
-                                        f"-{MAX_ABS_EMBEDDING:g} and {MAX_ABS_EMBEDDING:g}")
+    inp.check_values()
     device, note = resolve_device(config.device)
     dtype = DTYPES[config.dtype]
     num_tokens = len(inp.tokens)

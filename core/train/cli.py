@@ -10,7 +10,7 @@ import argparse
 import math
 import sys
 
-from core.cli import PROG, _float_arg, _int_arg, _OneLineParser
+from core.cli import PROG, _float_arg, _int_arg, _OneLineParser, exit_on_out_of_memory, run_interruptible
 from core.train.settings import DEVICES, TASKS, TrainSettingsError, defaults_for
 
 # option -> settings field (None: not a setting)
@@ -44,24 +44,7 @@ def run_train(argv: list[str]) -> int:
     handler turns SIGTERM into a KeyboardInterrupt): training keeps nothing on disk, and the
     folder is switched over atomically (core.safe_folder removes its work folder), so the target
     is left as it was."""
-    import signal
-    import threading
-    from core.cli import Terminated, _on_sigterm
-    previous = None
-    if threading.current_thread() is threading.main_thread():
-        previous = signal.signal(signal.SIGTERM, _on_sigterm)
-    try:
-        return _run_train(argv)
-    except KeyboardInterrupt as exc:
-        what = "terminated" if isinstance(exc, Terminated) else "interrupted"
-        if getattr(exc, "completed", None) is not None:   # it came after the last file was in place
-            print(f"{PROG} train: {what} after the run was written to {exc.completed}", file=sys.stderr)
-        else:
-            print(f"{PROG} train: {what}; nothing was written", file=sys.stderr)
-        return 143 if isinstance(exc, Terminated) else 130
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+    return run_interruptible(_run_train, argv, "train", "after the run was written to {}")
 
 
 _OUT_OF_MEMORY = "out of memory while training; reduce --batch, --seq-len, --heads, --layers or --d-model"
@@ -74,26 +57,19 @@ def _run_train(argv: list[str]) -> int:
         parser.exit(2, f"{parser.prog}: error: --out: is empty; name the folder to write into\n")
     changes = {field: getattr(args, option[2:].replace("-", "_")) for option, field in _FIELDS.items()}
     changes = {k: v for k, v in changes.items() if v is not None}
-    import torch
     from core.export import ExportError
     from core.train.budget import TrainMemoryError
     from core.train.folder import write_run_folder
     from core.train.runner import train
-    out_of_memory = (MemoryError, getattr(torch, "OutOfMemoryError", MemoryError))
-    try:
-        settings = defaults_for(args.task, **changes)
-        run = train(settings)            # refuses a run too big for memory before allocating it
-    except TrainMemoryError as exc:
-        parser.exit(2, f"{parser.prog}: error: too big for memory: {exc} "
-                       "(options --batch, --seq-len, --heads, --layers, --d-model)\n")
-    except TrainSettingsError as exc:
-        parser.exit(2, f"{parser.prog}: error: {_OPTION_OF_FIELD.get(exc.field, '--' + exc.field)}: {exc.message}\n")
-    except out_of_memory:                # the estimate is an estimate: other programs take memory too
-        parser.exit(2, f"{parser.prog}: error: {_OUT_OF_MEMORY}\n")
-    except RuntimeError as exc:
-        if "can't allocate memory" not in str(exc):   # torch's CPU allocator: RuntimeError, not MemoryError
-            raise
-        parser.exit(2, f"{parser.prog}: error: {_OUT_OF_MEMORY}\n")
+    with exit_on_out_of_memory(parser, _OUT_OF_MEMORY):   # the estimate is an estimate: other programs take memory too
+        try:
+            settings = defaults_for(args.task, **changes)
+            run = train(settings)            # refuses a run too big for memory before allocating it
+        except TrainMemoryError as exc:
+            parser.exit(2, f"{parser.prog}: error: too big for memory: {exc} "
+                           "(options --batch, --seq-len, --heads, --layers, --d-model)\n")
+        except TrainSettingsError as exc:
+            parser.exit(2, f"{parser.prog}: error: {_OPTION_OF_FIELD.get(exc.field, '--' + exc.field)}: {exc.message}\n")
     swept: list[str] = []
     try:
         out, n = write_run_folder(run, args.out, fmt=args.format, note=swept.append)

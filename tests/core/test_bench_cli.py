@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
 from core import bench
+from tests.core.cli_runner import COST_LIMIT_CASES, exits_2_with_one_line, run_module
 from tests.core.snapshots import snapshot as folder_snapshot
 
-REPO = Path(__file__).resolve().parents[2]
 PROG = "python -m core.bench"
 
 
@@ -25,13 +22,7 @@ def never_measures(monkeypatch):
     monkeypatch.setattr(bench, "run", measured)
 
 
-@pytest.mark.parametrize("argv, expected", [
-    (["--tokens", "0"], "--tokens: must be between 1 and 4096 (the trace's limit), got 0"),
-    (["--tokens", "-5"], "--tokens: must be between 1 and 4096 (the trace's limit), got -5"),
-    (["--tokens", "64", "5000"], "--tokens: must be between 1 and 4096 (the trace's limit), got 5000"),
-    (["--tokens", str(10**12)], f"--tokens: must be between 1 and 4096 (the trace's limit), got {10**12}"),
-    (["--repeats", "0"], "--repeats: must be between 1 and 1000, got 0"),
-    (["--repeats", "-1"], "--repeats: must be between 1 and 1000, got -1"),
+@pytest.mark.parametrize("argv, expected", COST_LIMIT_CASES + [
     (["--repeats", "x"], "argument --repeats: 'x' is not a whole number"),
     (["--device", "tpu"], "argument --device: invalid choice: 'tpu'"),
     (["--json", "{tmp}/missing/bench.json"], "--json: the folder {tmp}/missing does not exist"),
@@ -41,20 +32,14 @@ def never_measures(monkeypatch):
 def test_bad_bench_options_exit_2_with_one_line_before_measuring(argv, expected, tmp_path, capsys, never_measures):
     argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
     before = folder_snapshot(tmp_path)
-    with pytest.raises(SystemExit) as info:
-        bench.main(argv)
-    assert info.value.code == 2
-    captured = capsys.readouterr()
-    assert captured.out == "" and captured.err.count("\n") == 1
-    assert captured.err.startswith(f"{PROG}: error: {expected.replace('{tmp}', str(tmp_path))}"), captured.err
+    err = exits_2_with_one_line(bench.main, argv, capsys)
+    assert err.startswith(f"{PROG}: error: {expected.replace('{tmp}', str(tmp_path))}"), err
     assert folder_snapshot(tmp_path) == before
 
 
 def test_bench_in_a_real_process_gives_one_line_not_a_traceback(tmp_path):
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.run([sys.executable, "-m", "core.bench", "--tokens", "8", "--repeats", "1",
-                           "--json", str(tmp_path / "missing" / "b.json")], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=120)
+    proc = run_module("core.bench", "--tokens", "8", "--repeats", "1", "--json", str(tmp_path / "missing" / "b.json"),
+                      timeout=120)
     assert proc.returncode == 2 and proc.stdout == ""
     assert proc.stderr == f"{PROG}: error: --json: the folder {tmp_path / 'missing'} does not exist\n"
 

@@ -3,16 +3,14 @@ from __future__ import annotations
 
 import csv
 import io
-import os
-import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
 
 from core import cost, memory
 from core.trace import build_trace
+from tests.core.cli_runner import COST_LIMIT_CASES, exits_2_with_one_line, run_module
 
 SMALL = cost.CostSettings(tokens=(8, 16), d_model=48, num_heads=4, repeats=1)
 
@@ -98,16 +96,7 @@ def test_bad_settings_name_the_field(kwargs, field):
 
 # ---- python -m core.cost: bad options exit 2 with one line before anything is measured ----------
 
-REPO = Path(__file__).resolve().parents[2]
-
-
-@pytest.mark.parametrize("argv, expected", [
-    (["--tokens", "0"], "--tokens: must be between 1 and 4096 (the trace's limit), got 0"),
-    (["--tokens", "-5"], "--tokens: must be between 1 and 4096 (the trace's limit), got -5"),
-    (["--tokens", "64", "5000"], "--tokens: must be between 1 and 4096 (the trace's limit), got 5000"),
-    (["--tokens", str(10**12)], f"--tokens: must be between 1 and 4096 (the trace's limit), got {10**12}"),
-    (["--repeats", "0"], "--repeats: must be between 1 and 1000, got 0"),
-    (["--repeats", "-1"], "--repeats: must be between 1 and 1000, got -1"),
+@pytest.mark.parametrize("argv, expected", COST_LIMIT_CASES + [
     (["--repeats", "3.5"], "argument --repeats: '3.5' is not a whole number"),
     (["--tokens"], "argument --tokens: expected at least one argument"),
     (["--device", "tpu"], "argument --device: invalid choice: 'tpu'"),
@@ -118,18 +107,12 @@ def test_bad_cost_options_exit_2_with_one_line_before_measuring(argv, expected, 
         raise AssertionError("measured before the options were checked")
 
     monkeypatch.setattr(cost.CostRunner, "run", measured)
-    with pytest.raises(SystemExit) as info:
-        cost.main(argv)
-    assert info.value.code == 2
-    captured = capsys.readouterr()
-    assert captured.out == "" and captured.err.count("\n") == 1
-    assert captured.err.startswith(f"python -m core.cost: error: {expected}"), captured.err
+    err = exits_2_with_one_line(cost.main, argv, capsys)
+    assert err.startswith(f"python -m core.cost: error: {expected}"), err
 
 
 def test_cost_in_a_real_process_gives_one_line_not_a_traceback():
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.run([sys.executable, "-m", "core.cost", "--tokens", "5000"], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=120)
+    proc = run_module("core.cost", "--tokens", "5000", timeout=120)
     assert proc.returncode == 2 and proc.stdout == ""
     assert proc.stderr == ("python -m core.cost: error: --tokens: must be between 1 and 4096 "
                            "(the trace's limit), got 5000\n")

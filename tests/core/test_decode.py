@@ -3,9 +3,7 @@ same weights copied in): cached and uncached outputs per variant over a sweep of
 uncached at every position; the special cases (GQA = MHA, GQA = MQA, SWA with a wide window =
 causal attention); the ring buffer and pointer; the export round trip and bad options."""
 import json
-import subprocess
-import sys
-from pathlib import Path
+from functools import partial
 
 import pytest
 import torch
@@ -16,8 +14,8 @@ from core.decode import SUMMARY, build_decode, draw_weights, step_stage
 from core.decode_config import DecodeConfig
 from core.stages import decode as stage
 from tests.core import decode_references as ref
+from tests.core.cli_runner import assert_refused, run_main
 
-ROOT = Path(__file__).resolve().parents[2]
 TOL = 1e-5          # float32, the issue's bar: the same math in another order (nn.Linear's addmm, batch axis)
 
 
@@ -347,9 +345,7 @@ def test_export_round_trip_manifest_and_csv(tmp_path):
     assert cols == list(trace.labels[:8])
 
 
-def run_cli(*args):
-    return subprocess.run([sys.executable, str(ROOT / "main.py"), "export", "--stage", "decode", *args],
-                          capture_output=True, text=True, cwd=ROOT, timeout=120)
+run_cli = partial(run_main, "export", "--stage", "decode")
 
 
 @pytest.mark.parametrize("args, says", [
@@ -363,9 +359,7 @@ def run_cli(*args):
     (["--new-tokens", "x"], "'x' is not a whole number"),
 ])
 def test_bad_export_options_exit_2_with_one_line_and_write_nothing(tmp_path, args, says):
-    res = run_cli("--out", str(tmp_path / "out"), "--device", "cpu", *args)
-    assert res.returncode == 2
-    assert res.stderr.count("\n") == 1 and says in res.stderr and "Traceback" not in res.stderr, res.stderr
+    assert_refused(run_cli("--out", str(tmp_path / "out"), "--device", "cpu", *args), says)
     assert not (tmp_path / "out").exists()
 
 

@@ -1,15 +1,13 @@
 """The HBM counting model (core/flash_io.py): standard attention's 4N² + 4Nd, the tiled kernel's
 counts against a tile-by-tile simulation written here, the paper's Θ(N²d²/M) scaling, the CLI."""
 import math
-import subprocess
-import sys
-from pathlib import Path
+from functools import partial
 
 import pytest
 
 from core.flash_io import IO, flash_io, main, paper_blocks, rows, sram_elements, standard_io
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.core.cli_runner import assert_refused, run_module
 
 
 def simulate(N, d, Br, Bc, causal, fa2):
@@ -98,9 +96,7 @@ def test_standard_exceeds_tiled_by_a_constant_ratio_in_t():
     assert (fa2["Br"], fa2["Bc"]) == (384, 64) and fa2["tiled_total"] < r[-1]["tiled_total"]   # 2N²d/Br < 3N²d/Bc
 
 
-def run_cli(*args):
-    return subprocess.run([sys.executable, "-m", "core.flash_io", *args], capture_output=True, text=True, cwd=ROOT,
-                          timeout=60)
+run_cli = partial(run_module, "core.flash_io")
 
 
 def test_the_cli_prints_the_table_and_csv(capsys):
@@ -123,6 +119,4 @@ def test_the_cli_prints_the_table_and_csv(capsys):
     (["--format", "xml"], "invalid choice"), (["--bytes", "x"], "'x' is not a whole number"),
 ])
 def test_bad_options_exit_2_with_one_line(args, says):
-    res = run_cli(*args)
-    assert res.returncode == 2 and res.stdout == ""
-    assert res.stderr.count("\n") == 1 and says in res.stderr and "Traceback" not in res.stderr, res.stderr
+    assert_refused(run_cli(*args), says)

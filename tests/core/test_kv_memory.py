@@ -1,21 +1,16 @@
 """The KV-cache memory meter against the book's published figures (ch04/04_gqa and 05_mla READMEs,
 memory_estimator_swa.py's layer split), its formula against a count of the decode stage's own
 cache, and the command line (text, CSV, sweep, one-line errors)."""
-import subprocess
-import sys
-from pathlib import Path
+from functools import partial
 
 import pytest
 
 from core import kv_memory as meter
 from core.kv_memory import MeterError, ModelSize, format_gb, table, total_bytes
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.core.cli_runner import assert_refused, run_module
 
-
-def run(*args):
-    return subprocess.run([sys.executable, "-m", "core.kv_memory", *args], capture_output=True, text=True,
-                          cwd=ROOT, timeout=60)
+run = partial(run_module, "core.kv_memory")
 
 
 def test_the_books_reference_configuration_mha_17_18_gb_gqa_4_29_gb():
@@ -107,9 +102,7 @@ def test_csv_and_sweep():
     (["--layers", "10000000000000"], "--layers: must be between 1"),
 ])
 def test_bad_sizes_exit_2_with_one_line(args, says):
-    res = run(*args)
-    assert res.returncode == 2 and res.stdout == ""
-    assert res.stderr.count("\n") == 1 and says in res.stderr and "Traceback" not in res.stderr, res.stderr
+    assert_refused(run(*args), says)
 
 
 def test_model_size_refuses_in_code_too():

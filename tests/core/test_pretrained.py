@@ -2,6 +2,7 @@
 the same installed files (test-only import), plus the head scans, options and bad inputs."""
 import subprocess
 import sys
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ from core.config import ConfigError
 from core.pretrained import (build_pretrained, find_previous_token_head, find_query_key_head, gallery,
                              previous_token_scores, query_key_scores)
 from core.pretrained_config import EXAMPLE_TEXT, PretrainedConfig
+from tests.core.cli_runner import assert_refused, run_main
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -225,9 +227,7 @@ def test_the_model_loads_once_across_threads():
 
 # ---- headless export ------------------------------------------------------------------------
 
-def run_cli(*args):
-    return subprocess.run([sys.executable, str(ROOT / "main.py"), "export", "--stage", "pretrained", *args],
-                          capture_output=True, text=True, cwd=ROOT, timeout=120)
+run_cli = partial(run_main, "export", "--stage", "pretrained")
 
 
 def test_export_one_head_writes_the_chapter_layout(tmp_path):
@@ -272,9 +272,7 @@ def test_export_all_heads_writes_one_file_per_head(tmp_path):
     (["--text", " "], "--text: is empty"),
 ])
 def test_bad_export_options_exit_2_with_one_line_and_write_nothing(tmp_path, args, says):
-    res = run_cli("--out", str(tmp_path / "out"), "--device", "cpu", *args)
-    assert res.returncode == 2
-    assert res.stderr.count("\n") == 1 and says in res.stderr and "Traceback" not in res.stderr
+    assert_refused(run_cli("--out", str(tmp_path / "out"), "--device", "cpu", *args), says)
     assert not (tmp_path / "out").exists()
 
 

@@ -12,6 +12,7 @@ from core.config import ConfigError
 from core.rope import STAGE, build_rope
 from core.stages import rope as stage
 from core.tiled_config import RopeConfig
+from tests.core.cli_runner import assert_refused, run_main
 
 TOL32 = 1e-5     # float32: cos/sin of angles up to T radians and a different order of products
 TOL64 = 1e-12
@@ -231,16 +232,8 @@ def test_export_round_trip_manifest_and_csv(tmp_path):
     (["--fa2"], "unrecognized arguments: --fa2"),
 ])
 def test_bad_export_options_exit_2_with_one_line_and_write_nothing(tmp_path, args, says):
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    root = Path(__file__).resolve().parents[2]
-    res = subprocess.run([sys.executable, str(root / "main.py"), "export", "--stage", "rope", "--out",
-                          str(tmp_path / "out"), "--device", "cpu", *args], capture_output=True, text=True, cwd=root,
-                         timeout=120)
-    assert res.returncode == 2
-    assert res.stderr.count("\n") == 1 and says in res.stderr and "Traceback" not in res.stderr, res.stderr
+    assert_refused(run_main("export", "--stage", "rope", "--out", str(tmp_path / "out"), "--device", "cpu", *args),
+                   says)
     assert not (tmp_path / "out").exists()
 
 

@@ -4,9 +4,7 @@ against an independent reference computed from the full score matrix; the skippe
 chapter's head; the inspector; the export round trip and bad options."""
 import json
 import math
-import subprocess
-import sys
-from pathlib import Path
+from functools import partial
 
 import pytest
 import torch
@@ -17,8 +15,8 @@ from core.config import ConfigError
 from core.stages import tiled as stage
 from core.tiled import RESULT, build_tiled, step_stage
 from core.tiled_config import TiledConfig
+from tests.core.cli_runner import assert_refused, run_main
 
-ROOT = Path(__file__).resolve().parents[2]
 TOL32 = 1e-6     # float32: the same sums in another order (online softmax vs one softmax)
 TOL64 = 1e-12
 
@@ -217,9 +215,7 @@ def test_export_round_trip_manifest_and_csv(tmp_path):
     assert cols == list(stage.TABLE_FIELDS) and rows[:2] == ["q0·k0", "q0·k1"]
 
 
-def run_cli(*args):
-    return subprocess.run([sys.executable, str(ROOT / "main.py"), "export", *args],
-                          capture_output=True, text=True, cwd=ROOT, timeout=120)
+run_cli = partial(run_main, "export")
 
 
 @pytest.mark.parametrize("args, says", [
@@ -233,9 +229,7 @@ def run_cli(*args):
     (["--d-out", "6", "--heads", "4"], "--heads:"),
 ])
 def test_bad_export_options_exit_2_with_one_line_and_write_nothing(tmp_path, args, says):
-    res = run_cli("--stage", "tiled", "--out", str(tmp_path / "out"), "--device", "cpu", *args)
-    assert res.returncode == 2
-    assert res.stderr.count("\n") == 1 and says in res.stderr and "Traceback" not in res.stderr, res.stderr
+    assert_refused(run_cli("--stage", "tiled", "--out", str(tmp_path / "out"), "--device", "cpu", *args), says)
     assert not (tmp_path / "out").exists()
 
 

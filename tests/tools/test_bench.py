@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.core.cli_runner import exits_2_with_one_line
+
 ROOT = Path(__file__).resolve().parents[2]
 KEYS = {"trace_vs_fused", "redraw_ms", "ui_block_ms", "window_s", "first_heatmap_s", "export_s", "device", "torch"}
 
@@ -85,10 +87,7 @@ def test_bad_bench_options_stop_before_measuring(argv, words, tmp_path, capsys, 
     from tools import bench
     (tmp_path / "afile").write_text("keep")
     monkeypatch.setattr(bench, "machine", lambda: pytest.fail("measuring started"))
-    with pytest.raises(SystemExit) as exit_info:
-        bench.run_bench([a.replace("{tmp}", str(tmp_path)) for a in argv])
-    err = capsys.readouterr().err
-    assert exit_info.value.code == 2 and len(err.splitlines()) == 1
+    err = exits_2_with_one_line(bench.run_bench, [a.replace("{tmp}", str(tmp_path)) for a in argv], capsys)
     assert err.startswith("python main.py bench: error: " + words.replace("{tmp}", str(tmp_path))), err
 
 
@@ -103,8 +102,5 @@ def test_a_read_only_json_target_is_refused_before_measuring(tmp_path, capsys, m
 
     monkeypatch.setattr(tempfile, "mkstemp", refuse)
     monkeypatch.setattr(bench, "machine", lambda: pytest.fail("measuring started"))
-    with pytest.raises(SystemExit) as exit_info:
-        bench.run_bench(["--json", str(tmp_path / "bench.json")])
-    err = capsys.readouterr().err
-    assert exit_info.value.code == 2 and len(err.splitlines()) == 1
+    err = exits_2_with_one_line(bench.run_bench, ["--json", str(tmp_path / "bench.json")], capsys)
     assert "--json: cannot write" in err and "Permission denied" in err
