@@ -19,6 +19,7 @@ import torch
 
 from core import minilm
 from core.config import ConfigError
+from core.head_scores import HeadScores, head_scores, special_masks
 from core.device import resolve_device
 from core.pretrained_config import MAX_PIECES, NUM_HEADS, NUM_LAYERS, PretrainedConfig
 from core.trace import Intermediate, TraceLookup, axis_labels
@@ -179,6 +180,12 @@ class Gallery:
         special = torch.tensor(self.pieces.special)
         kept = tuple(lab for lab, s in zip(self.labels, self.pieces.special) if not s)
         return without_special(self.attn_weights, special), kept
+
+    def scores(self) -> HeadScores:
+        """Every head's previous-token share, share on [CLS] and on [SEP], and entropy
+        (core.head_scores), from the model's own weights ([CLS]/[SEP] kept)."""
+        cls, sep = special_masks(self.pieces.pieces)
+        return head_scores(self.attn_weights, cls, sep)
 
 
 def gallery(text: str, device: str = "auto", dtype: str = "float32") -> Gallery:
