@@ -169,6 +169,8 @@ class MainWindow(QtWidgets.QMainWindow):
         pre.error.connect(lambda text: self.statusBar().showMessage(text, 15000))
         m.step_changed.connect(lambda _i: self._show_page())
         m.pretrained_changed.connect(self._on_pretrained)
+        # stage 5's head (Head: 0…11 or all 12) redraws the token lines at once (the trace holds every head)
+        m.head_changed.connect(lambda _h: self._on_pretrained() if m.step.stage == "pretrained" else None)
         self._restore_geometry()
         from gui.focus import FocusFrame
         from gui.keys import install_step_keys

@@ -103,7 +103,8 @@ def score_lines(scores: dict[str, float], short: bool = False) -> tuple[str, str
     p, c, s, e = share(scores["previous"]), share(scores["cls"]), share(scores["sep"]), scores["entropy"]
     if short:
         return f"p{p} C{c}", f"S{s} e{e:.1f}"
-    return f"prev {p} CLS {c}", f"SEP {s} ent {e:.1f}"
+    nb = "\u00a0"                    # a no-break space: each score is one word (the sorted one is bold)
+    return f"prev{nb}{p} CLS{nb}{c}", f"SEP{nb}{s} ent{nb}{e:.1f}"
 
 
 class HeadGallery(QtWidgets.QWidget):
@@ -245,9 +246,14 @@ class HeadGallery(QtWidgets.QWidget):
         """The caption under the thumbnails: what is shown, the note, and the pooling."""
         rows, cols = self.grid()
         heads = self.shown_heads()
-        caption = ("rows: layers · columns: heads" if self.natural() else
-                   f"{len(heads)} of {rows * cols} heads: {FILTERS[self.filter_index][0]}, "
-                   f"sorted by {SORTS[self.sort_index][0]}") + " · click a head to open its steps"
+        if self.natural():
+            caption = "rows: layers · columns: heads"
+        elif self.filter_index == 0:
+            caption = f"all {rows * cols} heads, sorted by {SORTS[self.sort_index][0]}"
+        else:
+            caption = (f"{len(heads)} of {rows * cols} heads: {FILTERS[self.filter_index][0]}, "
+                       f"sorted by {SORTS[self.sort_index][0]}")
+        caption += " · click a head to open its steps"
         if self.note:
             caption += f" · {self.note}"
         if self.pooled():
@@ -258,9 +264,8 @@ class HeadGallery(QtWidgets.QWidget):
     def legend_text(self) -> str:
         if not self._scores:
             return ""
-        return ("under each, means over the words' rows: p(rev) = weight on the previous piece · C(LS) / S(EP) = "
-                f"on [CLS] / [SEP] · e(nt) = entropy, bits (0: one key; {self._max_entropy:.1f}: all "
-                f"{self._weights.shape[-1]} alike)")
+        return (f"under each: p(rev) = weight on the previous piece · C(LS), S(EP) = on [CLS], [SEP] · e(nt) = "
+                f"entropy in bits (0: one key; {self._max_entropy:.1f}: all {self._weights.shape[-1]} alike)")
 
     def pooled(self) -> bool:
         """Whether the last paint drew the thumbnails max-pooled (more pieces than pixels)."""
@@ -312,17 +317,30 @@ class HeadGallery(QtWidgets.QWidget):
                     lines = score_lines(self.scores_of(layer, head), short=True)
                 for k, line in enumerate(lines):
                     texts.append((QtCore.QRectF(r.left() - 3, r.bottom() + 1 + k * th, width, th), line))
-            for rect, line in texts:
-                # the line holding the score the heads are sorted or filtered by, in bold
-                first = line.startswith(("prev", "p"))
-                second = line.startswith("S")
-                bold = (sort_key in ("previous", "cls") and first) or (sort_key in ("sep", "entropy") and second)
-                self.small.setBold(bold)
-                p.setFont(self.small)
-                shown = QtGui.QFontMetrics(self.small).elidedText(line, QtCore.Qt.TextElideMode.ElideRight,
-                                                                  int(rect.width()))
-                p.drawText(rect, QtCore.Qt.AlignmentFlag.AlignHCenter | QtCore.Qt.AlignmentFlag.AlignTop, shown)
-                self.drawn_texts.append((layer, head, shown, rect))
+            bold = QtGui.QFont(self.small)
+            bold.setBold(True)
+            for k, (rect, line) in enumerate(texts):
+                # the score the heads are sorted or filtered by, in bold: (line, word) of each score
+                items = line.split(" ")
+                where = {"previous": (0, 0), "cls": (0, 1), "sep": (1, 0), "entropy": (1, 1)}.get(sort_key)
+                first_score = 1 if not self.natural() else 0           # the name line comes first
+                fonts = [bold if where == (k - first_score, i) and len(items) == 2 else self.small
+                         for i in range(len(items))]
+                widths = [QtGui.QFontMetricsF(f).horizontalAdvance(t) for f, t in zip(fonts, items)]
+                space = small_fm.horizontalAdvance(" ")
+                total = sum(widths) + space * (len(items) - 1)
+                if total > rect.width():                             # too narrow even for the short form
+                    p.setFont(self.small)
+                    line = small_fm.elidedText(line, QtCore.Qt.TextElideMode.ElideRight, int(rect.width()))
+                    p.drawText(rect, QtCore.Qt.AlignmentFlag.AlignHCenter | QtCore.Qt.AlignmentFlag.AlignTop, line)
+                else:
+                    x = rect.center().x() - total / 2
+                    for font, text, w in zip(fonts, items, widths):
+                        p.setFont(font)
+                        p.drawText(QtCore.QRectF(x, rect.top(), w + 1, rect.height()),
+                                   QtCore.Qt.AlignmentFlag.AlignLeft | QtCore.Qt.AlignmentFlag.AlignTop, text)
+                        x += w + space
+                self.drawn_texts.append((layer, head, line, rect))
         self.small.setBold(False)
         p.setFont(self.font())
         if self._selected is not None and self._selected in heads:
@@ -413,6 +431,9 @@ class TokenLines(QtWidgets.QWidget):
         header = fm.height() + 4 if self.compact else fm.height() * 2 + 8
         n = max(len(self._labels), 1)
         row = min(fm.height() * 1.8, (self.height() - header - 6) / n)
+        if row < fm.height():          # thin rows: their labels are a text line tall, half a line beyond each end
+            row = max((self.height() - header - 6 - fm.height()) / n, 0.5)
+            header += fm.height() / 2
         top = max(header, (self.height() - n * row) / 2)        # centred when there is room
         suffix = "" if self.compact else "  0.00"
         widest = max((fm.horizontalAdvance(f"{s}{suffix}") for s in self._labels), default=40)
@@ -464,8 +485,8 @@ class TokenLines(QtWidgets.QWidget):
         weights = self._weights[self.query]
         every = max(1, int(np.ceil(fm.height() / row)))              # rows too thin for a label each
         for i, label in enumerate(self._labels):
-            if i % every and i != self.query:
-                continue
+            if i != self.query and (i % every or abs(i - self.query) * row < fm.height()):
+                continue                                              # thinned, or under the query's label
             y = self.row_y(i)
             tall = max(row, fm.height())                              # thin rows: the text overlaps its neighbours' rows
             rect_l = QtCore.QRectF(left_x - self._label_w, y - tall / 2, self._label_w - 6, tall)
@@ -677,5 +698,11 @@ class PretrainedPanel(QtWidgets.QWidget):
             heads = [f"head {h}" + (f" · prev {self.scores.previous[self.layer, h]:.2f}" if self.scores else "")
                      for h in range(weights.shape[1])]
             self.lines_grid.set_weights(weights[self.layer], labels, query, title, heads)
-        title = f"layer {self.layer}, head {self.head or 0}" + (f" · {note}" if note else "")
+        title = f"layer {self.layer}, head {self.head or 0}"
+        if self.scores is not None:
+            s = self.scores
+            l, h = self.layer, self.head or 0
+            title += (f" · prev {s.previous[l, h]:.2f} · on [CLS] {s.cls[l, h]:.2f} · on [SEP] {s.sep[l, h]:.2f}"
+                      f" · entropy {s.entropy[l, h]:.1f} bits")
+        title += f" · {note}" if note else ""
         self.lines_view.set_weights(weights[self.layer, self.head or 0], labels, query, title)
