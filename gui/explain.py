@@ -91,6 +91,28 @@ def settings_line(trace, head=None, view: str = "") -> str:
             f"init {cfg.init} · seed {cfg.seed} · dropout {cfg.dropout:g} · batch {cfg.batch}")
 
 
+def head_scores_line(trace, head) -> str:
+    """Stage 5: the scores of the head drawn (core.head_scores), or, with all 12 drawn, which
+    head of the layer looks most at the previous piece and which parks most on [CLS]."""
+    if not hasattr(trace.config, "layer") or ("pretrained", "attn_weights") not in trace:
+        return ""
+    from core.head_scores import head_scores, special_masks
+    item = trace["pretrained", "attn_weights"]
+    weights = item.tensor if item.axes[0] == "head" else item.tensor.unsqueeze(0)    # (h, T, T)
+    cls, sep = special_masks(trace.pieces.pieces)
+    s = head_scores(weights.cpu(), cls, sep)
+    layer = trace.config.layer
+    if head is not None and item.axes[0] == "head" and head < weights.shape[0]:
+        return (f"layer {layer}, head {head}: previous-token share {s.previous[head]:.2f} · on [CLS] "
+                f"{s.cls[head]:.2f} · on [SEP] {s.sep[head]:.2f} · entropy {s.entropy[head]:.1f} bits "
+                f"(means over the words' rows)")
+    if item.axes[0] != "head":
+        return ""
+    prev, park = int(s.previous.argmax()), int(s.cls.argmax())
+    return (f"layer {layer}, all 12 heads: most previous-token head {prev} ({s.previous[prev]:.2f}); "
+            f"most parked on [CLS] head {park} ({s.cls[park]:.2f})")
+
+
 def explanation_html(step, trace, book: bool, source: str, head=None) -> str:
     """The pane's HTML for ``step`` drawn from ``trace`` (``book``: the Book preset's traces;
     ``head``: stage 5's head drawn, None for all)."""
@@ -103,10 +125,20 @@ def explanation_html(step, trace, book: bool, source: str, head=None) -> str:
         f"<p style='background: #f4f4f4; padding: 4px;'>"   # a monospace font draws ⁱ like ¹
         f"{html.escape(texts.formula)}</p>"
         f"<p style='margin-bottom: 0;'><b>Shown</b></p>{shapes_html(step, trace)}"
-        f"<p style='color: #555;'>{html.escape(source)}<br>{html.escape(settings_line(trace, head, step.view))}</p>"
+        f"<p style='color: #555;'>{html.escape(source)}<br>{html.escape(settings_line(trace, head, step.view))}"
+        f"{_scores_html(step, trace, head)}</p>"
         "<p style='color: #555;'>Hover a cell for its labels, exact value and meaning"
         f"{'; hatched cells are hidden by the causal mask' if _masks(step, trace) else ''}.</p>"
     )
+
+
+def _scores_html(step, trace, head) -> str:
+    """Stage 5's steps that draw a head's weights (or its token lines): that head's scores."""
+    keys = {p.key for p in step.panels}
+    if step.view == "lines" or ("pretrained", "attn_weights") in keys:
+        line = head_scores_line(trace, head)
+        return f"<br>{html.escape(line)}" if line else ""
+    return ""
 
 
 def _masks(step, trace) -> bool:
