@@ -126,6 +126,7 @@ class HeadGallery(QtWidgets.QWidget):
         self._max_entropy = 0.0
         self._images: dict[tuple[int, int, int], QtGui.QImage] = {}   # (layer, head, px) -> image
         self._selected: tuple[int, int] | None = None
+        self.labels: tuple[str, ...] = ()
         self.filter_index = 0
         self.sort_index = 0
         self.note = ""
@@ -133,9 +134,11 @@ class HeadGallery(QtWidgets.QWidget):
         self.small = QtGui.QFont(self.font())
         self.small.setPointSizeF(max(self.font().pointSizeF() - 1.5, 6.5))
 
-    def set_weights(self, weights: np.ndarray, note: str = "", scores=None) -> None:
-        """weights: (layers, heads, T, T) in [0, 1]; scores: core.head_scores.HeadScores (or None)."""
+    def set_weights(self, weights: np.ndarray, note: str = "", scores=None, labels: tuple[str, ...] = ()) -> None:
+        """weights: (layers, heads, T, T) in [0, 1]; scores: core.head_scores.HeadScores (or None);
+        labels: the T pieces (named when hovering a cell)."""
         self._weights = weights
+        self.labels = tuple(labels)
         self._images = {}
         if scores is not None:
             self._scores = {n: scores.get(n).numpy() for n in ("previous", "cls", "sep", "entropy")}
@@ -264,8 +267,12 @@ class HeadGallery(QtWidgets.QWidget):
     def legend_text(self) -> str:
         if not self._scores:
             return ""
-        return (f"under each: p(rev) = weight on the previous piece · C(LS), S(EP) = on [CLS], [SEP] · e(nt) = "
-                f"entropy in bits (0: one key; {self._max_entropy:.1f}: all {self._weights.shape[-1]} alike)")
+        t = self._weights.shape[-1] + (2 if SPECIAL_NOTE in self.note else 0)
+        text = (f"under each: p(rev) = weight on the previous piece · C(LS), S(EP) = on [CLS], [SEP] · e(nt) = "
+                f"entropy in bits (0: one key; {self._max_entropy:.1f}: all {t} alike)")
+        if SPECIAL_NOTE in self.note:            # the thumbnails are renormalised; the scores are not
+            text += " · scores of the model's own weights, [CLS]/[SEP] included"
+        return text
 
     def pooled(self) -> bool:
         """Whether the last paint drew the thumbnails max-pooled (more pieces than pixels)."""
@@ -375,9 +382,25 @@ class HeadGallery(QtWidgets.QWidget):
             s = self.scores_of(*hit)
             more = (f": previous-token {s['previous']:.3f}, on [CLS] {s['cls']:.3f}, on [SEP] {s['sep']:.3f}, "
                     f"entropy {s['entropy']:.2f} bits" if s else "")
-            self.setToolTip(f"layer {hit[0]}, head {hit[1]}{more}; click to open its steps")
+            cell = self.cell_at(event.position())
+            where = ""
+            if cell is not None and self.labels:
+                i, j = cell
+                where = (f"\n{self.labels[i]} → {self.labels[j]}: weight "
+                         f"{float(self._weights[hit[0], hit[1], i, j]):.4f}")
+            self.setToolTip(f"layer {hit[0]}, head {hit[1]}{more}; click to open its steps{where}")
         else:
             self.setToolTip("")
+
+    def cell_at(self, pos: QtCore.QPointF) -> tuple[int, int] | None:
+        """(query, key) of the piece pair under ``pos`` in a thumbnail (of the full T × T weights)."""
+        hit = self.head_at(pos)
+        if hit is None or self._weights is None:
+            return None
+        r, t = self.thumbnail_rect(*hit), self._weights.shape[-1]
+        i = min(int((pos.y() - r.top()) / r.height() * t), t - 1)
+        j = min(int((pos.x() - r.left()) / r.width() * t), t - 1)
+        return i, j
 
     def mousePressEvent(self, event) -> None:
         hit = self.head_at(event.position())
@@ -672,7 +695,7 @@ class PretrainedPanel(QtWidgets.QWidget):
         if self.gallery is None:
             return
         weights, labels, note = self._shown()
-        self.gallery_view.set_weights(weights, note, self.scores)
+        self.gallery_view.set_weights(weights, note, self.scores, labels)
         self.gallery_view.set_selected(self.layer, self.head)
         current = self.lines_view.query_label()
         if not default_query and current in labels:

@@ -328,3 +328,19 @@ def test_all_12_heads_on_the_token_lines_draw_every_head_with_one_query(qtbot):
     panel.select(1, 4)                                                  # one head: the large view
     assert panel.lines_view.isVisible() and not grid.isVisible()
     assert panel.lines_view.title.startswith("layer 1, head 4")
+
+
+def test_hovering_a_thumbnail_cell_names_its_pieces_and_weight(qtbot):
+    panel = ready_panel(qtbot, Recorder())
+    view = panel.gallery_view
+    rect = view.thumbnail_rect(2, 4)
+    t = len(PIECES.ids)
+    pos = QtCore.QPointF(rect.left() + (1 + 0.5) * rect.width() / t, rect.top() + (4 + 0.5) * rect.height() / t)
+    assert view.cell_at(pos) == (4, 1)                                   # "him" looking at "the"
+    qtbot.mouseMove(view, pos.toPoint())
+    view.mouseMoveEvent(QtGui.QMouseEvent(QtCore.QEvent.Type.MouseMove, pos, pos, QtCore.Qt.MouseButton.NoButton,
+                                          QtCore.Qt.MouseButton.NoButton, QtCore.Qt.KeyboardModifier.NoModifier))
+    w = float(panel.gallery.attn_weights[2, 4, 4, 1])
+    assert f"him → the: weight {w:.4f}" in view.toolTip() and view.toolTip().startswith("layer 2, head 4")
+    panel.hide_special.setChecked(True)                                  # renormalised thumbnails, same scores
+    assert "[CLS]/[SEP] included" in view.legend_text()
