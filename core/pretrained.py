@@ -209,6 +209,15 @@ def gallery(text: str, device: str = "auto", dtype: str = "float32") -> Gallery:
     return Gallery(enc.pieces, weights)
 
 
+def trace_head_scores(trace: PretrainedTrace) -> HeadScores:
+    """The scores (core.head_scores) of the heads in a trace's attn_weights: (12,) for an
+    all-heads trace, (1,) for a one-head trace."""
+    item = trace[STAGE, "attn_weights"]
+    weights = item.tensor if item.axes[0] == "head" else item.tensor.unsqueeze(0)    # (h, T, T)
+    cls, sep = special_masks(trace.pieces.pieces)
+    return head_scores(weights.cpu(), cls, sep)
+
+
 @dataclass(frozen=True)
 class HeadScore:
     layer: int

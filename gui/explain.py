@@ -94,22 +94,22 @@ def settings_line(trace, head=None, view: str = "") -> str:
 def head_scores_line(trace, head) -> str:
     """Stage 5: the scores of the head drawn (core.head_scores), or, with all 12 drawn, which
     head of the layer looks most at the previous piece and which parks most on [CLS]."""
-    if not hasattr(trace.config, "layer") or ("pretrained", "attn_weights") not in trace:
+    if not hasattr(trace.config, "layer"):
         return ""
-    from core.head_scores import head_scores, special_masks
-    item = trace["pretrained", "attn_weights"]
-    weights = item.tensor if item.axes[0] == "head" else item.tensor.unsqueeze(0)    # (h, T, T)
-    cls, sep = special_masks(trace.pieces.pieces)
-    s = head_scores(weights.cpu(), cls, sep)
-    layer = trace.config.layer
-    if head is not None and item.axes[0] == "head" and head < weights.shape[0]:
+    from core.pretrained import trace_head_scores
+    s = trace_head_scores(trace)
+    layer, n = trace.config.layer, s.previous.shape[0]
+    if n == 1:                                          # a one-head trace: the head it was built for
+        head = trace.config.head
+        return (f"layer {layer}, head {head}: previous-token share {s.previous[0]:.2f} · on [CLS] "
+                f"{s.cls[0]:.2f} · on [SEP] {s.sep[0]:.2f} · entropy {s.entropy[0]:.1f} bits "
+                f"(means over the words' rows)")
+    if head is not None and head < n:
         return (f"layer {layer}, head {head}: previous-token share {s.previous[head]:.2f} · on [CLS] "
                 f"{s.cls[head]:.2f} · on [SEP] {s.sep[head]:.2f} · entropy {s.entropy[head]:.1f} bits "
                 f"(means over the words' rows)")
-    if item.axes[0] != "head":
-        return ""
     prev, park = int(s.previous.argmax()), int(s.cls.argmax())
-    return (f"layer {layer}, all 12 heads: most previous-token head {prev} ({s.previous[prev]:.2f}); "
+    return (f"layer {layer}, all {n} heads: most previous-token head {prev} ({s.previous[prev]:.2f}); "
             f"most parked on [CLS] head {park} ({s.cls[park]:.2f})")
 
 
@@ -134,8 +134,8 @@ def explanation_html(step, trace, book: bool, source: str, head=None) -> str:
 
 def _scores_html(step, trace, head) -> str:
     """Stage 5's steps that draw a head's weights (or its token lines): that head's scores."""
-    keys = {p.key for p in step.panels}
-    if step.view == "lines" or ("pretrained", "attn_weights") in keys:
+    # the steps that draw attention weights (their terms' colours) or the token lines
+    if step.view == "lines" or any(trace[p.key].term.colours == "prob" for p in step.panels if p.key in trace):
         line = head_scores_line(trace, head)
         return f"<br>{html.escape(line)}" if line else ""
     return ""
