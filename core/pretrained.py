@@ -19,6 +19,7 @@ import torch
 
 from core import minilm
 from core.config import ConfigError
+from core.head_scores import HeadScores, head_scores, special_masks
 from core.device import resolve_device
 from core.pretrained_config import MAX_PIECES, NUM_HEADS, NUM_LAYERS, PretrainedConfig
 from core.trace import Intermediate, TraceLookup, axis_labels
@@ -180,6 +181,12 @@ class Gallery:
         kept = tuple(lab for lab, s in zip(self.labels, self.pieces.special) if not s)
         return without_special(self.attn_weights, special), kept
 
+    def scores(self) -> HeadScores:
+        """Every head's previous-token share, share on [CLS] and on [SEP], and entropy
+        (core.head_scores), from the model's own weights ([CLS]/[SEP] kept)."""
+        cls, sep = special_masks(self.pieces.pieces)
+        return head_scores(self.attn_weights, cls, sep)
+
 
 def gallery(text: str, device: str = "auto", dtype: str = "float32") -> Gallery:
     """All 6 × 12 heads' attn_weights for ``text`` in one forward pass."""
@@ -200,6 +207,15 @@ def gallery(text: str, device: str = "auto", dtype: str = "float32") -> Gallery:
             x = rest_of_layer(x, named["context_vecs"], w, eps)["layer_output"]
         weights = torch.stack(per_layer).to("cpu")                           # L × (h, T, T) -> (L, h, T, T)
     return Gallery(enc.pieces, weights)
+
+
+def trace_head_scores(trace: PretrainedTrace) -> HeadScores:
+    """The scores (core.head_scores) of the heads in a trace's attn_weights: (12,) for an
+    all-heads trace, (1,) for a one-head trace."""
+    item = trace[STAGE, "attn_weights"]
+    weights = item.tensor if item.axes[0] == "head" else item.tensor.unsqueeze(0)    # (h, T, T)
+    cls, sep = special_masks(trace.pieces.pieces)
+    return head_scores(weights.cpu(), cls, sep)
 
 
 @dataclass(frozen=True)

@@ -48,6 +48,8 @@ class ExplanationView(QtWidgets.QTextBrowser):
         self.setMinimumWidth(240)
         model.step_changed.connect(lambda _i: self.refresh())
         model.trace_changed.connect(self._on_trace)
+        # stage 5's head is the view model's (the trace holds all 12): the "Shown" line names it
+        model.head_changed.connect(lambda _h: self.refresh() if model.step.stage == "pretrained" else None)
         self.refresh()
 
     def _on_trace(self) -> None:
@@ -67,23 +69,53 @@ class ExplanationView(QtWidgets.QTextBrowser):
         else:
             source = (f"Book settings: {c.section_title(step.section)}"
                       if c.mode == "book" and c.traces_mode == "book" else "Custom settings")
-        self.setHtml(explanation_html(step, trace, is_book(c), source))
+        drawn = c.head if step.stage == "pretrained" else None
+        self.setHtml(explanation_html(step, trace, is_book(c), source, drawn))
 
 
-def settings_line(trace) -> str:
-    """What the trace was computed from, in one line (the chapter's config or the pretrained options)."""
+def settings_line(trace, head=None, view: str = "") -> str:
+    """What the trace was computed from, in one line (the chapter's config or the pretrained options).
+
+    Stage 5: ``head`` is the head drawn (the view model's; None: all 12; the trace holds them
+    all), ``view`` the step's own view: the gallery draws every layer's heads."""
     cfg = trace.config
     if hasattr(cfg, "layer"):                         # the pretrained stage (core.pretrained_config)
-        head = "all heads" if cfg.head is None else f"head {cfg.head}"
-        return (f"all-MiniLM-L6-v2 · {len(trace.tokens)} pieces · layer {cfg.layer} · {head} · "
+        head = head if head is not None else cfg.head
+        where = f"layer {cfg.layer} · {'all 12 heads' if head is None else f'head {head}'}"
+        if view == "gallery":
+            where = "all 6 layers × 12 heads"
+        return (f"all-MiniLM-L6-v2 · {len(trace.tokens)} pieces · {where} · "
                 f"{'full layer' if cfg.full_layer else 'attention only'} · "
                 f"[CLS]/[SEP] {'hidden (rows renormalised)' if cfg.hide_special else 'shown'}")
     return (f"{len(trace.tokens)} tokens · d_in {cfg.d_in} · d_out {cfg.d_out} · {cfg.num_heads} heads · "
             f"init {cfg.init} · seed {cfg.seed} · dropout {cfg.dropout:g} · batch {cfg.batch}")
 
 
-def explanation_html(step, trace, book: bool, source: str) -> str:
-    """The pane's HTML for ``step`` drawn from ``trace`` (``book``: the Book preset's traces)."""
+def head_scores_line(trace, head) -> str:
+    """Stage 5: the scores of the head drawn (core.head_scores), or, with all 12 drawn, which
+    head of the layer looks most at the previous piece and which parks most on [CLS]."""
+    if not hasattr(trace.config, "layer"):
+        return ""
+    from core.pretrained import trace_head_scores
+    s = trace_head_scores(trace)
+    layer, n = trace.config.layer, s.previous.shape[0]
+    if n == 1:                                          # a one-head trace: the head it was built for
+        head = trace.config.head
+        return (f"layer {layer}, head {head}: previous-token share {s.previous[0]:.2f} · on [CLS] "
+                f"{s.cls[0]:.2f} · on [SEP] {s.sep[0]:.2f} · entropy {s.entropy[0]:.1f} bits "
+                f"(means over the words' rows)")
+    if head is not None and head < n:
+        return (f"layer {layer}, head {head}: previous-token share {s.previous[head]:.2f} · on [CLS] "
+                f"{s.cls[head]:.2f} · on [SEP] {s.sep[head]:.2f} · entropy {s.entropy[head]:.1f} bits "
+                f"(means over the words' rows)")
+    prev, park = int(s.previous.argmax()), int(s.cls.argmax())
+    return (f"layer {layer}, all {n} heads: most previous-token head {prev} ({s.previous[prev]:.2f}); "
+            f"most parked on [CLS] head {park} ({s.cls[park]:.2f})")
+
+
+def explanation_html(step, trace, book: bool, source: str, head=None) -> str:
+    """The pane's HTML for ``step`` drawn from ``trace`` (``book``: the Book preset's traces;
+    ``head``: stage 5's head drawn, None for all)."""
     texts = step_texts(step, trace, book)
     cfg = trace.config
     return (
@@ -93,10 +125,20 @@ def explanation_html(step, trace, book: bool, source: str) -> str:
         f"<p style='background: #f4f4f4; padding: 4px;'>"   # a monospace font draws ⁱ like ¹
         f"{html.escape(texts.formula)}</p>"
         f"<p style='margin-bottom: 0;'><b>Shown</b></p>{shapes_html(step, trace)}"
-        f"<p style='color: #555;'>{html.escape(source)}<br>{html.escape(settings_line(trace))}</p>"
+        f"<p style='color: #555;'>{html.escape(source)}<br>{html.escape(settings_line(trace, head, step.view))}"
+        f"{_scores_html(step, trace, head)}</p>"
         "<p style='color: #555;'>Hover a cell for its labels, exact value and meaning"
         f"{'; hatched cells are hidden by the causal mask' if _masks(step, trace) else ''}.</p>"
     )
+
+
+def _scores_html(step, trace, head) -> str:
+    """Stage 5's steps that draw a head's weights (or its token lines): that head's scores."""
+    # the steps that draw attention weights (their terms' colours) or the token lines
+    if step.view == "lines" or any(trace[p.key].term.colours == "prob" for p in step.panels if p.key in trace):
+        line = head_scores_line(trace, head)
+        return f"<br>{html.escape(line)}" if line else ""
+    return ""
 
 
 def _masks(step, trace) -> bool:

@@ -111,6 +111,9 @@ class Inspector(QtWidgets.QWidget):
         index, mode, trace = self.origin
         step = self.model.steps[index]
         cfg = trace.config
+        if step.stage == "pretrained":        # the real model: no Book section, no own settings
+            return (f"Step {step_numbers()[index]} {step.title} · all-MiniLM-L6-v2, layer {cfg.layer} · "
+                    f"{len(trace.tokens)} pieces, d_in {cfg.d_in}, 12 heads")
         preset = (f"Book preset, § {self.model.section_title(step.section)}" if mode == "book" else "own settings")
         heads = f", {cfg.num_heads} head{'s' if cfg.num_heads != 1 else ''}" if step.stage == "multihead" else ""
         return (f"Step {step_numbers()[index]} {step.title} · {preset} · {len(trace.tokens)} tokens, "
@@ -122,7 +125,7 @@ class Inspector(QtWidgets.QWidget):
         if self.cell is None:
             return
         if self.model.trace is not self.origin[2]:
-            self.clear("this step is computed from another Book section")
+            self.clear(self._why_gone())
             return
         self._explain("")
 
@@ -137,7 +140,7 @@ class Inspector(QtWidgets.QWidget):
         trace = m.trace_for(m.steps[index])
         stage, name, cell = self.cell
         if trace is None or m.trace is not trace or (stage, name) not in trace:
-            self.clear("this step is computed from another Book section")
+            self.clear(self._why_gone())
             return
         shape = trace[stage, name].shape
         if len(cell) != len(shape) or any(i >= n for i, n in zip(cell, shape)):
@@ -150,6 +153,19 @@ class Inspector(QtWidgets.QWidget):
                     f"{'the Book preset' if m.traces_mode == 'book' else 'your own settings'} "
                     f"(it was {html.escape(was)}).</p>")
         self._explain(note)
+
+    def _why_gone(self) -> str:
+        """Why the clicked cell is not explained on the current step: another Book section, or
+        stage 5's real model (which has no Book section) on one side."""
+        was = self.model.steps[self.origin[0]].stage == "pretrained" if self.origin else False
+        now = self.model.step.stage == "pretrained"
+        if now and not was:
+            return "stage 5 runs the real model (all-MiniLM-L6-v2), not the chapter's settings"
+        if was and not now:
+            return "this step is computed from the chapter's settings, not the real model"
+        if was and now:
+            return "the real model's text or layer changed"
+        return "this step is computed from another Book section"
 
     def clear(self, reason: str = "") -> None:
         """Forget the cell (it belongs to another trace); say which one it was and why it went."""

@@ -169,6 +169,8 @@ class MainWindow(QtWidgets.QMainWindow):
         pre.error.connect(lambda text: self.statusBar().showMessage(text, 15000))
         m.step_changed.connect(lambda _i: self._show_page())
         m.pretrained_changed.connect(self._on_pretrained)
+        # stage 5's head (Head: 0…11 or all 12) redraws the token lines at once (the trace holds every head)
+        m.head_changed.connect(lambda _h: self._on_pretrained() if m.step.stage == "pretrained" else None)
         self._restore_geometry()
         from gui.focus import FocusFrame
         from gui.keys import install_step_keys
@@ -455,8 +457,7 @@ class MainWindow(QtWidgets.QMainWindow):
             self.stack.setCurrentWidget(self.pretrained_panel)
             # each step its own view, the whole width (at 1366 px both side by side are too narrow)
             panel = self.pretrained_panel
-            panel.gallery_view.setVisible(step.view == "gallery")
-            panel.lines_view.setVisible(step.view == "lines")
+            panel.show_view(step.view)
         elif on_pretrained or self.model.has_trace:
             self.stack.setCurrentWidget(self.step_view)
 
@@ -470,7 +471,7 @@ class MainWindow(QtWidgets.QMainWindow):
             panel.hide_special.blockSignals(True)
             panel.hide_special.setChecked(cfg.hide_special)
             panel.hide_special.blockSignals(False)
-            panel.select(cfg.layer, m.head if m.head is not None else panel.head)
+            panel.select(cfg.layer, m.head)           # None: all 12 heads of the layer
         if m.step.stage == "pretrained":
             self._update_status()
 

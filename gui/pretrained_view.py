@@ -8,6 +8,7 @@ query token, a line to every key whose width and opacity are the weight.
 """
 from __future__ import annotations
 
+import math
 import threading
 from typing import Callable
 
@@ -19,7 +20,6 @@ from gui.heatmap import colormap
 
 SPECIAL_NOTE = "[CLS] and [SEP] hidden, rows renormalised"
 MAX_LINE_PX = 8.0          # the width of a line of weight 1
-MAX_THUMB_CELLS = 64       # longer texts are max-pooled to this many cells a side in the gallery
 SELECTED = QtGui.QColor(230, 120, 20)
 LINE = QtGui.QColor(25, 70, 150)
 
@@ -37,12 +37,7 @@ def weights_image(weights: np.ndarray, lut: np.ndarray) -> QtGui.QImage:
     return QtGui.QImage(rgb.data, w, h, 3 * w, QtGui.QImage.Format.Format_RGB888).copy()  # copy: owns its pixels
 
 
-def max_pooled(weights: np.ndarray, size: int) -> np.ndarray:
-    """(…, T, T) -> (…, size, size) by the largest weight in each block (T > size), so that a
-    thumbnail a few dozen pixels wide still shows the one strong cell of a long row."""
-    edges = np.linspace(0, weights.shape[-1], size + 1).astype(np.intp)[:-1]
-    rows = np.maximum.reduceat(weights, edges, axis=-2)
-    return np.maximum.reduceat(rows, edges, axis=-1)
+from gui.pooling import max_pooled  # noqa: E402  (re-exported: the gallery's pooling)
 
 
 class GalleryLoader(QtCore.QObject):
@@ -85,8 +80,39 @@ class GalleryLoader(QtCore.QObject):
             self.ready.emit(result)
 
 
+# What the gallery can show and in which order: (label, score, threshold) and (label, score, descending)
+FILTERS = (("all 72 heads", None, None),
+           ("previous-token heads (prev ≥ 0.25)", "previous", 0.25),
+           ("heads parked on [CLS] (CLS ≥ 0.6)", "cls", 0.6),
+           ("heads parked on [SEP] (SEP ≥ 0.2)", "sep", 0.2),
+           ("focused heads (ent ≤ 1 bit)", "entropy", -1.0))          # negative: at most |threshold|
+SORTS = (("layer, head", None, False),
+         ("previous-token share ↓", "previous", True),
+         ("share on [CLS] ↓", "cls", True),
+         ("share on [SEP] ↓", "sep", True),
+         ("entropy ↑ (focused first)", "entropy", False),
+         ("entropy ↓ (broad first)", "entropy", True))
+MAX_THUMB_PX = 320           # a filtered gallery of a few heads: thumbnails at most this large
+
+
+def score_lines(scores: dict[str, float], short: bool = False) -> tuple[str, str]:
+    """The two lines printed under a thumbnail: previous-token share and share on [CLS], then
+    share on [SEP] and entropy (bits); ``short``: one letter a score (narrow thumbnails)."""
+    def share(v: float) -> str:
+        return "–" if v != v else "1.0" if v >= 0.995 else f"{v:.2f}"[1:]
+    p, c, s, e = share(scores["previous"]), share(scores["cls"]), share(scores["sep"]), scores["entropy"]
+    if short:
+        return f"p{p} C{c}", f"S{s} e{e:.1f}"
+    nb = "\u00a0"                    # a no-break space: each score is one word (the sorted one is bold)
+    return f"prev{nb}{p} CLS{nb}{c}", f"SEP{nb}{s} ent{nb}{e:.1f}"
+
+
 class HeadGallery(QtWidgets.QWidget):
-    """Every head's weights as a thumbnail: rows are layers, columns heads; one colour bar."""
+    """Every head's weights as a thumbnail with its scores under it; one colour bar.
+
+    In layer/head order with every head shown, rows are layers and columns heads. Filtered or
+    sorted by a score (``set_view``), the heads shown flow in that order, each named above
+    its thumbnail, as large as the area allows."""
 
     head_clicked = Signal(int, int)
 
@@ -95,93 +121,252 @@ class HeadGallery(QtWidgets.QWidget):
         self.setMinimumSize(200, 150)
         self.setMouseTracking(True)
         self._lut = _lut()
-        self._images: list[list[QtGui.QImage]] = []
         self._weights: np.ndarray | None = None
+        self._scores: dict[str, np.ndarray] | None = None   # name -> (layers, heads)
+        self._max_entropy = 0.0
+        self._images: dict[tuple[int, int, int], QtGui.QImage] = {}   # (layer, head, px) -> image
         self._selected: tuple[int, int] | None = None
+        self.labels: tuple[str, ...] = ()
+        self.filter_index = 0
+        self.sort_index = 0
         self.note = ""
+        self.drawn_texts: list[tuple[int, int, str, QtCore.QRectF]] = []   # (layer, head, text, rect), last paint
+        self.small = QtGui.QFont(self.font())
+        self.small.setPointSizeF(max(self.font().pointSizeF() - 1.5, 6.5))
 
-    def set_weights(self, weights: np.ndarray, note: str = "") -> None:
-        """weights: (layers, heads, T, T) in [0, 1]."""
+    def set_weights(self, weights: np.ndarray, note: str = "", scores=None, labels: tuple[str, ...] = ()) -> None:
+        """weights: (layers, heads, T, T) in [0, 1]; scores: core.head_scores.HeadScores (or None);
+        labels: the T pieces (named when hovering a cell)."""
         self._weights = weights
-        shown = weights
-        if weights.shape[-1] > MAX_THUMB_CELLS:
-            shown = max_pooled(weights, MAX_THUMB_CELLS)
-            note = f"{note} · " if note else ""
-            note += f"{weights.shape[-1]} pieces max-pooled to {MAX_THUMB_CELLS} × {MAX_THUMB_CELLS}"
-        self._images = [[weights_image(shown[l, h], self._lut) for h in range(shown.shape[1])]
-                        for l in range(shown.shape[0])]
+        self.labels = tuple(labels)
+        self._images = {}
+        if scores is not None:
+            self._scores = {n: scores.get(n).numpy() for n in ("previous", "cls", "sep", "entropy")}
+            self._max_entropy = scores.max_entropy
         self.note = note
         self.update()
 
-    def set_selected(self, layer: int, head: int) -> None:
-        self._selected = (layer, head)
+    def set_view(self, filter_index: int | None = None, sort_index: int | None = None) -> None:
+        """Which heads (FILTERS) in which order (SORTS)."""
+        if filter_index is not None:
+            self.filter_index = filter_index
+        if sort_index is not None:
+            self.sort_index = sort_index
+        self.update()
+
+    def set_selected(self, layer: int, head: int | None) -> None:
+        self._selected = None if head is None else (layer, head)
         self.update()
 
     def grid(self) -> tuple[int, int]:
-        return (len(self._images), len(self._images[0])) if self._images else (0, 0)
+        return tuple(self._weights.shape[:2]) if self._weights is not None else (0, 0)
 
-    def _geometry(self) -> tuple[float, float, float, float]:
-        """(left, top, thumbnail side, gap): thumbnails as large as the area allows, square."""
+    def scores_of(self, layer: int, head: int) -> dict[str, float]:
+        return {n: float(v[layer, head]) for n, v in self._scores.items()} if self._scores else {}
+
+    def natural(self) -> bool:
+        """Every head in layer/head order: the layers × heads grid with row and column headers."""
+        return self.filter_index == 0 and self.sort_index == 0
+
+    def shown_heads(self) -> list[tuple[int, int]]:
+        """The (layer, head) pairs drawn, in their order."""
         rows, cols = self.grid()
+        heads = [(l, h) for l in range(rows) for h in range(cols)]
+        if not self._scores:
+            return heads
+        _label, name, threshold = FILTERS[self.filter_index]
+        if name is not None:
+            v = self._scores[name]
+            heads = [(l, h) for l, h in heads
+                     if (v[l, h] <= -threshold if threshold < 0 else v[l, h] >= threshold)]
+        _label, key, descending = SORTS[self.sort_index]
+        if key is not None:
+            v = self._scores[key]
+            heads.sort(key=lambda lh: (-v[lh] if descending else v[lh], lh))   # ties: layer, head
+        return heads
+
+    def _text_h(self) -> float:
+        return QtGui.QFontMetricsF(self.small).height()
+
+    def _geometry(self) -> tuple[float, float, float, float, int]:
+        """(left, top, thumbnail side, cell pitch, columns): thumbnails as large as fit, square,
+        with room under each for its two score lines (and, flowing, a name line above)."""
         fm = self.fontMetrics()
-        left, top, right, bottom = fm.horizontalAdvance("L5") + 10, fm.height() + 6, 70, fm.height() + 8
-        gap = 4.0
-        side = min((self.width() - left - right) / max(cols, 1), (self.height() - top - bottom) / max(rows, 1)) - gap
-        return left, top, max(side, 4.0), gap
+        n = len(self.shown_heads())
+        lines = (2 if self._scores else 0) + (0 if self.natural() else 1)
+        text = lines * self._text_h() + 2
+        gap = 6.0
+        right, bottom = 70, 2 * fm.height() + 8
+        if self.natural():
+            rows, cols = self.grid()
+            left, top = fm.horizontalAdvance("L5") + 10, fm.height() + 6
+            w, h = self.width() - left - right, self.height() - top - bottom
+            side = min(w / max(cols, 1) - gap, h / max(rows, 1) - gap - text)
+            return left, top, max(min(side, MAX_THUMB_PX), 4.0), gap, max(cols, 1)
+        left, top = 4.0, 4.0
+        w, h = self.width() - left - right, self.height() - top - bottom
+        best, best_cols = 4.0, 1
+        for cols in range(1, max(n, 1) + 1):
+            rows = math.ceil(max(n, 1) / cols)
+            side = min(w / cols - gap, h / rows - gap - text, MAX_THUMB_PX)
+            if side > best:
+                best, best_cols = side, cols
+        return left, top, best, gap, best_cols
 
     def thumbnail_rect(self, layer: int, head: int) -> QtCore.QRectF:
-        left, top, side, gap = self._geometry()
-        return QtCore.QRectF(left + head * (side + gap), top + layer * (side + gap), side, side)
+        """Where (layer, head) is drawn (an empty rect when the filter hides it)."""
+        left, top, side, gap, cols = self._geometry()
+        if self.natural():
+            text = (2 * self._text_h() + 2) if self._scores else 0
+            return QtCore.QRectF(left + head * (side + gap), top + layer * (side + gap + text), side, side)
+        heads = self.shown_heads()
+        if (layer, head) not in heads:
+            return QtCore.QRectF()
+        k = heads.index((layer, head))
+        text = 3 * self._text_h() + 2 if self._scores else self._text_h() + 2
+        r, c = divmod(k, cols)
+        name = self._text_h()
+        return QtCore.QRectF(left + c * (side + gap), top + name + r * (side + gap + text), side, side)
 
     def head_at(self, pos: QtCore.QPointF) -> tuple[int, int] | None:
-        rows, cols = self.grid()
-        for layer in range(rows):
-            for head in range(cols):
-                if self.thumbnail_rect(layer, head).contains(pos):
-                    return layer, head
+        for layer, head in self.shown_heads():
+            if self.thumbnail_rect(layer, head).contains(pos):
+                return layer, head
         return None
+
+    def _image(self, layer: int, head: int, px: int) -> QtGui.QImage:
+        """The thumbnail's image: one pixel per cell, or, when the cells outnumber the pixels,
+        each pixel the largest weight of its block (a one-cell stripe stays visible)."""
+        t = self._weights.shape[-1]
+        size = t if t <= px else max(px, 1)
+        key = (layer, head, size)
+        if key not in self._images:
+            w = self._weights[layer, head]
+            self._images[key] = weights_image(w if size == t else max_pooled(w, size), self._lut)
+        return self._images[key]
+
+    def note_text(self) -> str:
+        """The caption under the thumbnails: what is shown, the note, and the pooling."""
+        rows, cols = self.grid()
+        heads = self.shown_heads()
+        if self.natural():
+            caption = "rows: layers · columns: heads"
+        elif self.filter_index == 0:
+            caption = f"all {rows * cols} heads, sorted by {SORTS[self.sort_index][0]}"
+        else:
+            caption = (f"{len(heads)} of {rows * cols} heads: {FILTERS[self.filter_index][0]}, "
+                       f"sorted by {SORTS[self.sort_index][0]}")
+        caption += " · click a head to open its steps"
+        if self.note:
+            caption += f" · {self.note}"
+        if self.pooled():
+            caption += (f" · {self._weights.shape[-1]} pieces: each pixel the largest weight of its block "
+                        "(max, not mean)")
+        return caption
+
+    def legend_text(self) -> str:
+        if not self._scores:
+            return ""
+        t = self._weights.shape[-1] + (2 if SPECIAL_NOTE in self.note else 0)
+        text = (f"under each: p(rev) = weight on the previous piece · C(LS), S(EP) = on [CLS], [SEP] · e(nt) = "
+                f"entropy in bits (0: one key; {self._max_entropy:.1f}: all {t} alike)")
+        if SPECIAL_NOTE in self.note:            # the thumbnails are renormalised; the scores are not
+            text += " · scores of the model's own weights, [CLS]/[SEP] included"
+        return text
+
+    def pooled(self) -> bool:
+        """Whether the last paint drew the thumbnails max-pooled (more pieces than pixels)."""
+        _l, _t, side, _g, _c = self._geometry()
+        return self._weights is not None and self._weights.shape[-1] > int(side * self.devicePixelRatioF())
 
     def paintEvent(self, _event) -> None:
         p = QtGui.QPainter(self)
         p.fillRect(self.rect(), self.palette().color(QtGui.QPalette.ColorRole.Base))
+        self.drawn_texts = []
         rows, cols = self.grid()
+        text_colour = self.palette().color(QtGui.QPalette.ColorRole.Text)
         if not rows:
             p.drawText(self.rect(), QtCore.Qt.AlignmentFlag.AlignCenter, "computing every head…")
             return
         fm = self.fontMetrics()
-        p.setPen(self.palette().color(QtGui.QPalette.ColorRole.Text))
-        for head in range(cols):
-            r = self.thumbnail_rect(0, head)
-            p.drawText(QtCore.QRectF(r.left() - 10, 0, r.width() + 20, r.top() - 2),
-                       QtCore.Qt.AlignmentFlag.AlignHCenter | QtCore.Qt.AlignmentFlag.AlignBottom, f"H{head}")
-        for layer in range(rows):
-            r = self.thumbnail_rect(layer, 0)
-            p.drawText(QtCore.QRectF(0, r.top(), r.left() - 6, r.height()),
-                       QtCore.Qt.AlignmentFlag.AlignRight | QtCore.Qt.AlignmentFlag.AlignVCenter, f"L{layer}")
+        heads = self.shown_heads()
+        p.setPen(text_colour)
+        if not heads:
+            p.drawText(self.rect(), QtCore.Qt.AlignmentFlag.AlignCenter,
+                       f"no head of this text is one of the {FILTERS[self.filter_index][0]}")
+            return
+        if self.natural():
+            for head in range(cols):
+                r = self.thumbnail_rect(0, head)
+                p.drawText(QtCore.QRectF(r.left() - 10, 0, r.width() + 20, r.top() - 2),
+                           QtCore.Qt.AlignmentFlag.AlignHCenter | QtCore.Qt.AlignmentFlag.AlignBottom, f"H{head}")
+            for layer in range(rows):
+                r = self.thumbnail_rect(layer, 0)
+                p.drawText(QtCore.QRectF(0, r.top(), r.left() - 6, r.height()),
+                           QtCore.Qt.AlignmentFlag.AlignRight | QtCore.Qt.AlignmentFlag.AlignVCenter, f"L{layer}")
         # nearest-neighbour scaling: every cell stays a crisp square
         p.setRenderHint(QtGui.QPainter.RenderHint.SmoothPixmapTransform, False)
-        for layer in range(rows):
-            for head in range(cols):
-                p.drawImage(self.thumbnail_rect(layer, head), self._images[layer][head])
-        if self._selected is not None and self._selected[0] < rows and self._selected[1] < cols:
+        dpr = self.devicePixelRatioF()
+        th = self._text_h()
+        sort_key = SORTS[self.sort_index][1] or FILTERS[self.filter_index][1]
+        p.setFont(self.small)
+        small_fm = QtGui.QFontMetrics(self.small)
+        for layer, head in heads:
+            r = self.thumbnail_rect(layer, head)
+            p.drawImage(r, self._image(layer, head, int(r.width() * dpr)))
+            width = r.width() + 6
+            texts = []
+            if not self.natural():
+                texts.append((QtCore.QRectF(r.left() - 3, r.top() - th - 1, width, th), f"L{layer} H{head}"))
+            if self._scores:
+                lines = score_lines(self.scores_of(layer, head))
+                if max(small_fm.horizontalAdvance(t) for t in lines) > width:
+                    lines = score_lines(self.scores_of(layer, head), short=True)
+                for k, line in enumerate(lines):
+                    texts.append((QtCore.QRectF(r.left() - 3, r.bottom() + 1 + k * th, width, th), line))
+            bold = QtGui.QFont(self.small)
+            bold.setBold(True)
+            for k, (rect, line) in enumerate(texts):
+                # the score the heads are sorted or filtered by, in bold: (line, word) of each score
+                items = line.split(" ")
+                where = {"previous": (0, 0), "cls": (0, 1), "sep": (1, 0), "entropy": (1, 1)}.get(sort_key)
+                first_score = 1 if not self.natural() else 0           # the name line comes first
+                fonts = [bold if where == (k - first_score, i) and len(items) == 2 else self.small
+                         for i in range(len(items))]
+                widths = [QtGui.QFontMetricsF(f).horizontalAdvance(t) for f, t in zip(fonts, items)]
+                space = small_fm.horizontalAdvance(" ")
+                total = sum(widths) + space * (len(items) - 1)
+                if total > rect.width():                             # too narrow even for the short form
+                    p.setFont(self.small)
+                    line = small_fm.elidedText(line, QtCore.Qt.TextElideMode.ElideRight, int(rect.width()))
+                    p.drawText(rect, QtCore.Qt.AlignmentFlag.AlignHCenter | QtCore.Qt.AlignmentFlag.AlignTop, line)
+                else:
+                    x = rect.center().x() - total / 2
+                    for font, text, w in zip(fonts, items, widths):
+                        p.setFont(font)
+                        p.drawText(QtCore.QRectF(x, rect.top(), w + 1, rect.height()),
+                                   QtCore.Qt.AlignmentFlag.AlignLeft | QtCore.Qt.AlignmentFlag.AlignTop, text)
+                        x += w + space
+                self.drawn_texts.append((layer, head, line, rect))
+        self.small.setBold(False)
+        p.setFont(self.font())
+        if self._selected is not None and self._selected in heads:
             p.setPen(QtGui.QPen(SELECTED, 3))
             p.drawRect(self.thumbnail_rect(*self._selected).adjusted(-2, -2, 2, 2))
-        self._paint_bar(p, fm)
-        last = self.thumbnail_rect(rows - 1, 0)
-        p.setPen(self.palette().color(QtGui.QPalette.ColorRole.Text))
-        caption = "rows: layers · columns: heads · each thumbnail: attn_weights (query × key); click one"
-        if self.note:
-            caption += f" · {self.note}"
-        p.drawText(QtCore.QRectF(last.left(), last.bottom() + 4, self.width() - last.left(), fm.height() + 4),
-                   QtCore.Qt.AlignmentFlag.AlignLeft, fm.elidedText(caption, QtCore.Qt.TextElideMode.ElideRight,
-                                                                     int(self.width() - last.left())))
+        self._paint_bar(p, fm, heads)
+        p.setPen(text_colour)
+        caption, legend = self.note_text(), self.legend_text()
+        bottom = max(self.thumbnail_rect(*h).bottom() for h in heads) + (2 * th + 4 if self._scores else 2)
+        for k, line in enumerate((caption, legend)):
+            rect = QtCore.QRectF(4, bottom + k * (fm.height() + 1), self.width() - 8, fm.height() + 2)
+            p.drawText(rect, QtCore.Qt.AlignmentFlag.AlignLeft,
+                       fm.elidedText(line, QtCore.Qt.TextElideMode.ElideRight, int(rect.width())))
 
-    def _paint_bar(self, p: QtGui.QPainter, fm: QtGui.QFontMetrics) -> None:
+    def _paint_bar(self, p: QtGui.QPainter, fm: QtGui.QFontMetrics, heads) -> None:
         """One vertical colour bar for every thumbnail, weights 0 (bottom) to 1 (top)."""
-        rows, cols = self.grid()
-        top_r, bottom_r = self.thumbnail_rect(0, cols - 1), self.thumbnail_rect(rows - 1, cols - 1)
-        x = top_r.right() + 14
-        top, bottom = top_r.top(), bottom_r.bottom()
+        rects = [self.thumbnail_rect(*h) for h in heads]
+        x = max(r.right() for r in rects) + 14
+        top, bottom = min(r.top() for r in rects), max(r.bottom() for r in rects)
         bar = np.ascontiguousarray(self._lut[::-1].reshape(256, 1, 3))       # 1 at the top
         img = QtGui.QImage(bar.data, 1, 256, 3, QtGui.QImage.Format.Format_RGB888).copy()
         p.drawImage(QtCore.QRectF(x, top, 14, bottom - top), img)
@@ -194,9 +379,28 @@ class HeadGallery(QtWidgets.QWidget):
     def mouseMoveEvent(self, event) -> None:
         hit = self.head_at(event.position())
         if hit is not None and self._weights is not None:
-            self.setToolTip(f"layer {hit[0]}, head {hit[1]}: click to open its steps")
+            s = self.scores_of(*hit)
+            more = (f": previous-token {s['previous']:.3f}, on [CLS] {s['cls']:.3f}, on [SEP] {s['sep']:.3f}, "
+                    f"entropy {s['entropy']:.2f} bits" if s else "")
+            cell = self.cell_at(event.position())
+            where = ""
+            if cell is not None and self.labels:
+                i, j = cell
+                where = (f"\n{self.labels[i]} → {self.labels[j]}: weight "
+                         f"{float(self._weights[hit[0], hit[1], i, j]):.4f}")
+            self.setToolTip(f"layer {hit[0]}, head {hit[1]}{more}; click to open its steps{where}")
         else:
             self.setToolTip("")
+
+    def cell_at(self, pos: QtCore.QPointF) -> tuple[int, int] | None:
+        """(query, key) of the piece pair under ``pos`` in a thumbnail (of the full T × T weights)."""
+        hit = self.head_at(pos)
+        if hit is None or self._weights is None:
+            return None
+        r, t = self.thumbnail_rect(*hit), self._weights.shape[-1]
+        i = min(int((pos.y() - r.top()) / r.height() * t), t - 1)
+        j = min(int((pos.x() - r.left()) / r.width() * t), t - 1)
+        return i, j
 
     def mousePressEvent(self, event) -> None:
         hit = self.head_at(event.position())
@@ -211,9 +415,14 @@ class TokenLines(QtWidgets.QWidget):
 
     query_changed = Signal(int)
 
-    def __init__(self, parent: QtWidgets.QWidget | None = None):
+    def __init__(self, parent: QtWidgets.QWidget | None = None, compact: bool = False):
         super().__init__(parent)
-        self.setMinimumSize(180, 150)
+        self.compact = compact             # one of 12 small views: a one-line title, no weights printed
+        self.setMinimumSize(120 if compact else 180, 100 if compact else 150)
+        if compact:
+            small = QtGui.QFont(self.font())
+            small.setPointSizeF(max(self.font().pointSizeF() - 1.0, 6.5))
+            self.setFont(small)
         self._weights: np.ndarray | None = None
         self._labels: tuple[str, ...] = ()
         self.query = 0
@@ -242,11 +451,15 @@ class TokenLines(QtWidgets.QWidget):
     def _rows(self) -> tuple[float, float, float, float]:
         """(top, row height, left column's right edge x, right column's left edge x)."""
         fm = self.fontMetrics()
-        header = fm.height() * 2 + 8
+        header = fm.height() + 4 if self.compact else fm.height() * 2 + 8
         n = max(len(self._labels), 1)
         row = min(fm.height() * 1.8, (self.height() - header - 6) / n)
+        if row < fm.height():          # thin rows: their labels are a text line tall, half a line beyond each end
+            row = max((self.height() - header - 6 - fm.height()) / n, 0.5)
+            header += fm.height() / 2
         top = max(header, (self.height() - n * row) / 2)        # centred when there is room
-        widest = max((fm.horizontalAdvance(f"{s}  0.00") for s in self._labels), default=40)
+        suffix = "" if self.compact else "  0.00"
+        widest = max((fm.horizontalAdvance(f"{s}{suffix}") for s in self._labels), default=40)
         label_w = self._label_w = min(widest + 16, self.width() * 0.3)
         # BertViz's proportions: the lines span at most ~420 px, the whole centred in the view
         span = min(self.width() - 2 * label_w, 420.0)
@@ -275,12 +488,14 @@ class TokenLines(QtWidgets.QWidget):
             return
         top, row, left_x, right_x = self._rows()
         p.setPen(text)
-        p.drawText(QtCore.QRectF(4, top - 2 * fm.height() - 8, self.width() - 8, fm.height() + 2), QtCore.Qt.AlignmentFlag.AlignHCenter,
+        title_y = top - fm.height() - 4 if self.compact else top - 2 * fm.height() - 8
+        p.drawText(QtCore.QRectF(4, title_y, self.width() - 8, fm.height() + 2), QtCore.Qt.AlignmentFlag.AlignHCenter,
                    fm.elidedText(self.title, QtCore.Qt.TextElideMode.ElideRight, self.width() - 8))
-        p.drawText(QtCore.QRectF(left_x - self._label_w, top - fm.height() - 4, self._label_w - 6, fm.height()),
-                   QtCore.Qt.AlignmentFlag.AlignRight, "query")
-        p.drawText(QtCore.QRectF(right_x + 6, top - fm.height() - 4, self.width() - right_x, fm.height()),
-                   QtCore.Qt.AlignmentFlag.AlignLeft, "key")
+        if not self.compact:
+            p.drawText(QtCore.QRectF(left_x - self._label_w, top - fm.height() - 4, self._label_w - 6, fm.height()),
+                       QtCore.Qt.AlignmentFlag.AlignRight, "query")
+            p.drawText(QtCore.QRectF(right_x + 6, top - fm.height() - 4, self.width() - right_x, fm.height()),
+                       QtCore.Qt.AlignmentFlag.AlignLeft, "key")
         p.setRenderHint(QtGui.QPainter.RenderHint.Antialiasing, True)
         y0 = self.row_y(self.query)
         for key, width, alpha in self.lines():
@@ -293,8 +508,8 @@ class TokenLines(QtWidgets.QWidget):
         weights = self._weights[self.query]
         every = max(1, int(np.ceil(fm.height() / row)))              # rows too thin for a label each
         for i, label in enumerate(self._labels):
-            if i % every and i != self.query:
-                continue
+            if i != self.query and (i % every or abs(i - self.query) * row < fm.height()):
+                continue                                              # thinned, or under the query's label
             y = self.row_y(i)
             tall = max(row, fm.height())                              # thin rows: the text overlaps its neighbours' rows
             rect_l = QtCore.QRectF(left_x - self._label_w, y - tall / 2, self._label_w - 6, tall)
@@ -308,7 +523,7 @@ class TokenLines(QtWidgets.QWidget):
             p.drawText(rect_l, QtCore.Qt.AlignmentFlag.AlignRight | QtCore.Qt.AlignmentFlag.AlignVCenter,
                        fm.elidedText(label, QtCore.Qt.TextElideMode.ElideRight, int(rect_l.width())))
             p.drawText(rect_r, QtCore.Qt.AlignmentFlag.AlignLeft | QtCore.Qt.AlignmentFlag.AlignVCenter,
-                       fm.elidedText(f"{label}  {float(weights[i]):.2f}", QtCore.Qt.TextElideMode.ElideRight,
+                       fm.elidedText(label if self.compact else f"{label}  {float(weights[i]):.2f}", QtCore.Qt.TextElideMode.ElideRight,
                                      int(rect_r.width())))
 
     def mousePressEvent(self, event) -> None:
@@ -316,6 +531,47 @@ class TokenLines(QtWidgets.QWidget):
         if left_x - self._label_w <= event.position().x() <= left_x and self._labels:
             i = int((event.position().y() - top) // row)
             self.set_query(i)
+
+
+class HeadLinesGrid(QtWidgets.QWidget):
+    """Every head of one layer as small token-line views (3 rows × 4), one query for all of
+    them: what "all 12" heads shows on the token lines step."""
+
+    query_changed = Signal(int)
+
+    def __init__(self, heads: int = 12, parent: QtWidgets.QWidget | None = None):
+        super().__init__(parent)
+        self.title = QtWidgets.QLabel(objectName="linesGridTitle")
+        self.title.setWordWrap(True)
+        self.views = [TokenLines(compact=True) for _ in range(heads)]
+        grid = QtWidgets.QGridLayout()
+        grid.setSpacing(2)
+        for h, view in enumerate(self.views):
+            grid.addWidget(view, h // 4, h % 4)
+            view.query_changed.connect(self.set_query)
+        lay = QtWidgets.QVBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.addWidget(self.title)
+        lay.addLayout(grid, 1)
+
+    @property
+    def query(self) -> int:
+        return self.views[0].query
+
+    def set_weights(self, weights: np.ndarray, labels: tuple[str, ...], query: int | None, title: str,
+                    head_titles: list[str]) -> None:
+        """weights: (heads, T, T) of one layer."""
+        self.title.setText(title)
+        for h, view in enumerate(self.views):
+            view.set_weights(weights[h], labels, query, head_titles[h])
+
+    def set_query(self, query: int) -> None:
+        """One head's piece clicked (or the single view's): every head shows that query."""
+        for view in self.views:
+            view.blockSignals(True)
+            view.set_query(query)
+            view.blockSignals(False)
+        self.query_changed.emit(query)
 
 
 class PretrainedPanel(QtWidgets.QWidget):
@@ -332,17 +588,46 @@ class PretrainedPanel(QtWidgets.QWidget):
         self.loader = GalleryLoader(compute, self)
         self.gallery_view = HeadGallery()
         self.lines_view = TokenLines()
+        self.lines_grid = HeadLinesGrid()
+        self.filter_box = QtWidgets.QComboBox(objectName="galleryFilter")
+        self.filter_box.addItems([f[0] for f in FILTERS])
+        self.filter_box.setToolTip("Show only the heads whose score passes the threshold")
+        self.sort_box = QtWidgets.QComboBox(objectName="gallerySort")
+        self.sort_box.addItems([f[0] for f in SORTS])
+        self.sort_box.setToolTip("The order of the thumbnails: by layer and head, or by one of the scores")
         self.hide_special = QtWidgets.QCheckBox("Hide [CLS]/[SEP] (rows renormalised)")
         self.hide_special.setToolTip("BERT's heads park much of their weight on [CLS] and [SEP]; hiding them "
                                      "and dividing each row by what is left shows how the words share the rest")
         self.gallery: object | None = None
-        self.layer, self.head = 0, 0
+        self.scores = None                  # core.head_scores.HeadScores of the gallery's text
+        self.layer, self.head = 0, 0        # head None: all 12 heads of the layer on the token lines
         top = QtWidgets.QHBoxLayout()
         top.addWidget(self.hide_special)
         top.addStretch(1)
+        # the gallery with its filter and sort, and the token lines (one head, or all 12)
+        self.gallery_box = QtWidgets.QWidget(objectName="galleryBox")
+        controls = QtWidgets.QHBoxLayout()
+        controls.setContentsMargins(0, 0, 0, 0)
+        controls.addWidget(QtWidgets.QLabel("Show"))
+        controls.addWidget(self.filter_box)
+        controls.addSpacing(12)
+        controls.addWidget(QtWidgets.QLabel("Sort by"))
+        controls.addWidget(self.sort_box)
+        controls.addStretch(1)
+        box = QtWidgets.QVBoxLayout(self.gallery_box)
+        box.setContentsMargins(0, 0, 0, 0)
+        box.setSpacing(2)
+        box.addLayout(controls)
+        box.addWidget(self.gallery_view, 1)
+        self.lines_box = QtWidgets.QWidget(objectName="linesBox")
+        box = QtWidgets.QVBoxLayout(self.lines_box)
+        box.setContentsMargins(0, 0, 0, 0)
+        box.addWidget(self.lines_view, 1)
+        box.addWidget(self.lines_grid, 1)
+        self.lines_grid.hide()
         self.split = split = QtWidgets.QSplitter(QtCore.Qt.Orientation.Horizontal)
-        split.addWidget(self.gallery_view)
-        split.addWidget(self.lines_view)
+        split.addWidget(self.gallery_box)
+        split.addWidget(self.lines_box)
         split.setStretchFactor(0, 3)
         split.setStretchFactor(1, 2)
         lay = QtWidgets.QVBoxLayout(self)
@@ -354,6 +639,23 @@ class PretrainedPanel(QtWidgets.QWidget):
         self.loader.started.connect(lambda _t: self.status.emit("computing every head of the model…"))
         self.gallery_view.head_clicked.connect(self._on_head_clicked)
         self.hide_special.toggled.connect(lambda _on: self._show())
+        self.filter_box.currentIndexChanged.connect(lambda i: self.gallery_view.set_view(filter_index=i))
+        self.sort_box.currentIndexChanged.connect(lambda i: self.gallery_view.set_view(sort_index=i))
+        self.lines_grid.query_changed.connect(self._grid_query)
+        self.lines_view.query_changed.connect(self._single_query)
+
+    def show_view(self, view: str) -> None:
+        """Only the gallery ("gallery") or only the token lines ("lines"), the whole width."""
+        self.gallery_box.setVisible(view == "gallery")
+        self.lines_box.setVisible(view == "lines")
+
+    def _grid_query(self, query: int) -> None:
+        self.lines_view.blockSignals(True)
+        self.lines_view.set_query(query)
+        self.lines_view.blockSignals(False)
+
+    def _single_query(self, query: int) -> None:
+        self.lines_grid.set_query(query)
 
     def set_text(self, text: str) -> None:
         self.loader.request(text)
@@ -362,7 +664,8 @@ class PretrainedPanel(QtWidgets.QWidget):
         """Show a Gallery computed elsewhere (the window's stage 5 computes it with its trace)."""
         self._on_ready(gallery)
 
-    def select(self, layer: int, head: int) -> None:
+    def select(self, layer: int, head: int | None) -> None:
+        """The layer and head of the token lines (head None: all 12 heads of the layer)."""
         self.layer, self.head = layer, head
         self.gallery_view.set_selected(layer, head)
         self._show_lines()
@@ -370,6 +673,10 @@ class PretrainedPanel(QtWidgets.QWidget):
     def _on_ready(self, gallery) -> None:
         first = self.gallery is None or gallery.labels != self.gallery.labels
         self.gallery = gallery
+        try:
+            self.scores = gallery.scores()
+        except Exception:  # a gallery without [CLS]/[SEP] pieces, say: thumbnails without scores
+            self.scores = None
         self._show(default_query=first)
         self.status.emit(f"{len(gallery.labels)} pieces · 6 layers × 12 heads")
 
@@ -388,7 +695,7 @@ class PretrainedPanel(QtWidgets.QWidget):
         if self.gallery is None:
             return
         weights, labels, note = self._shown()
-        self.gallery_view.set_weights(weights, note)
+        self.gallery_view.set_weights(weights, note, self.scores, labels)
         self.gallery_view.set_selected(self.layer, self.head)
         current = self.lines_view.query_label()
         if not default_query and current in labels:
@@ -403,5 +710,22 @@ class PretrainedPanel(QtWidgets.QWidget):
         if self.gallery is None:
             return
         weights, labels, note = self._shown()
-        title = f"layer {self.layer}, head {self.head}" + (f" · {note}" if note else "")
-        self.lines_view.set_weights(weights[self.layer, self.head], labels, query, title)
+        all_heads = self.head is None
+        self.lines_view.setVisible(not all_heads)
+        self.lines_grid.setVisible(all_heads)
+        if query is None:
+            query = self.lines_view.query
+        if all_heads:
+            title = (f"<b>layer {self.layer}, all 12 heads</b> · the same query piece in each (click a piece "
+                     f"on the left of any head) · line width = weight" + (f" · {note}" if note else ""))
+            heads = [f"head {h}" + (f" · prev {self.scores.previous[self.layer, h]:.2f}" if self.scores else "")
+                     for h in range(weights.shape[1])]
+            self.lines_grid.set_weights(weights[self.layer], labels, query, title, heads)
+        title = f"layer {self.layer}, head {self.head or 0}"
+        if self.scores is not None:
+            s = self.scores
+            l, h = self.layer, self.head or 0
+            title += (f" · prev {s.previous[l, h]:.2f} · on [CLS] {s.cls[l, h]:.2f} · on [SEP] {s.sep[l, h]:.2f}"
+                      f" · entropy {s.entropy[l, h]:.1f} bits")
+        title += f" · {note}" if note else ""
+        self.lines_view.set_weights(weights[self.layer, self.head or 0], labels, query, title)

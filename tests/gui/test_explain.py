@@ -42,3 +42,25 @@ def test_the_hatching_note_only_where_the_mask_hides_cells():
     uncausal = build_trace(AttentionConfig(embeddings="random", text="a b", d_in=3, d_out=2, num_heads=1,
                                            causal=False))
     assert note not in explanation_html(steps["causal.approach_b"], uncausal, book=False, source="Custom settings")
+
+
+def test_stage_5_names_the_scores_of_the_head_drawn():
+    """The explanation's Shown part on stage 5: the drawn head's scores (core.head_scores on its
+    weights, checked here against sums written out), or the layer's most telling heads."""
+    import numpy as np
+
+    from core.pretrained import build_pretrained
+    from core.pretrained_config import PretrainedConfig
+    from gui.explain import head_scores_line
+    trace = build_pretrained(PretrainedConfig(layer=0, device="cpu"))
+    a = trace["pretrained", "attn_weights"].numpy().astype(np.float64)          # (12, T, T)
+    words = [i for i, s in enumerate(trace.pieces.special) if not s]
+    prev = [a[:, i, i - 1] for i in words if i - 1 in words]
+    prev_share = np.mean(prev, axis=0)
+    line = head_scores_line(trace, 3)
+    assert line.startswith("layer 0, head 3: previous-token share " + f"{prev_share[3]:.2f}")
+    assert f"on [CLS] {np.mean(a[3, words, 0]):.2f}" in line
+    best = int(prev_share.argmax())
+    assert f"most previous-token head {best} ({prev_share[best]:.2f})" in head_scores_line(trace, None)
+    step = next(s for s in load_steps() if s.id == "pretrained.weights")
+    assert "layer 0, head 3: previous-token share" in explanation_html(step, trace, False, "x", head=3)

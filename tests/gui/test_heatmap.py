@@ -408,3 +408,25 @@ def test_axes_drawn_without_their_picture_give_the_same_pixels(qtbot, monkeypatc
     replayed = panel.grab().toImage()
     assert all(ax._lines is None and ax.picture is not None for ax in axes)
     assert _pixels(direct).tobytes() == _pixels(replayed).tobytes()
+
+
+def test_a_downsampled_weight_map_keeps_a_one_cell_stripe_by_taking_each_blocks_max(qtbot):
+    """Attention weights drawn with fewer samples than cells: each sample is the largest weight
+    of its stride × stride block (gui.pooling), so a previous-token stripe (one cell a row) is
+    drawn in every sampled row at weight 1; every-k-th sampling would keep none of it."""
+    n = MAX_DISPLAY * 2 + 37
+    values = np.zeros((n, n), dtype=np.float32)
+    values[np.arange(1, n), np.arange(0, n - 1)] = 1.0                 # just below the diagonal
+    labels = tuple(f"t{i}" for i in range(n))
+    data = MatrixData(key=("trainable", "attn_weights"), title="A", symbol="A", meaning="weights",
+                      maps=[MapData(values, None)], row_labels=labels, col_labels=labels,
+                      row_axis="query", col_axis="key", kind="prob", levels=(0.0, 1.0))
+    panel = _shown_panel(qtbot, (700, 700), data)
+    qtbot.wait(50)
+    k = panel.maps[0].stride
+    shown = panel.maps[0].image.image
+    assert k >= 3 and shown.shape == (-(-n // k), -(-n // k))
+    assert np.nansum(values[::k, ::k]) == 0.0                          # sampling would lose the stripe
+    assert (shown.max(axis=1) == 1.0).all()                            # every drawn row shows it
+    for r in range(shown.shape[0]):                                    # at the block holding it
+        assert shown[r, (r * k - 1) // k if r else 0] == 1.0

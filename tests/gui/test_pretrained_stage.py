@@ -172,3 +172,53 @@ def test_every_stage5_text_renders_without_leftover_fields_and_every_term_has_a_
             for text in (step.heading, step.formula, step.text):
                 out = render(text, trace, escape=True)
                 assert not re.search(r"\{\{|\}\}", out), (step.id, out)
+
+
+def test_all_12_heads_on_the_token_lines_and_the_explanation_name_the_heads_drawn(qtbot, win):
+    go_and_wait(qtbot, win, "pretrained.lines")
+    panel = win.pretrained_panel
+    qtbot.waitUntil(lambda: panel.gallery is not None, timeout=MODEL_TIMEOUT_MS)
+    assert win.model.head is None and win.pretrained_bar.head.currentText() == "all 12"
+    # all 12: every head of the layer drawn, and the explanation says so
+    assert panel.lines_grid.isVisible() and not panel.lines_view.isVisible()
+    grid = panel.lines_grid
+    weights = panel.gallery.attn_weights.numpy()
+    for h, view in enumerate(grid.views):
+        assert [w for _k, w, _a in view.lines()] == pytest.approx(list(weights[0, h, grid.query] * 8.0), abs=1e-5)
+    assert "layer 0 · all 12 heads" in win.explanation.toPlainText()
+    # one head: that head drawn large, named in the title and in the explanation
+    win.pretrained_bar.head.setCurrentIndex(1 + 3)
+    assert win.model.head == 3
+    assert panel.lines_view.isVisible() and not grid.isVisible()
+    assert panel.lines_view.title.startswith("layer 0, head 3")
+    assert "layer 0 · head 3 ·" in win.explanation.toPlainText()
+    assert "all 12 heads" not in win.explanation.toPlainText()
+    row = weights[0, 3, panel.lines_view.query]
+    assert [w for _k, w, _a in panel.lines_view.lines()] == pytest.approx(list(row * 8.0), abs=1e-5)
+    # the gallery step: every layer
+    win.model.go(step_of(win, "pretrained.gallery"))
+    assert "all 6 layers × 12 heads" in win.explanation.toPlainText()
+
+
+def test_a_chapter_cell_is_not_said_to_come_from_another_book_section_on_stage_5(qtbot, win):
+    from tests.gui.fixtures import click_cell, go_to
+    from tests.gui.fixtures import shown as shown_panel
+    go_to(win, qtbot, "trainable.weights_softmax")
+    panel, _data = shown_panel(win, "trainable", "attn_weights")
+    click_cell(qtbot, panel, 1, 0)
+    insp = win.inspector
+    qtbot.waitUntil(lambda: insp.cell is not None)
+    go_and_wait(qtbot, win, "pretrained.weights")
+    text = insp.text.toPlainText()
+    assert insp.cell is None and "another Book section" not in text
+    assert "stage 5 runs the real model" in text
+    # a stage-5 cell names the model and layer as its origin, not a Book preset
+    go_and_wait(qtbot, win, "pretrained.scores")
+    qtbot.waitUntil(lambda: win.step_view.datas and win.step_view.datas[0].key == ("pretrained", "attn_scores"))
+    click_cell(qtbot, win.step_view.panels[0], 2, 1)
+    qtbot.waitUntil(lambda: insp.cell is not None)
+    assert "all-MiniLM-L6-v2, layer 0" in insp.text.toPlainText()
+    assert "Book preset" not in insp.text.toPlainText()
+    go_to(win, qtbot, "trainable.weights_softmax")
+    text = insp.text.toPlainText()
+    assert "chapter's settings, not the real model" in text and "another Book section" not in text

@@ -177,19 +177,170 @@ def test_on_the_real_model_the_example_shows_him_looking_at_dog(qtbot):
     assert lines._labels[key] == "dog" and width == pytest.approx(best.score * MAX_LINE_PX)
 
 
-def test_long_texts_are_max_pooled_in_the_thumbnails_and_say_so(qtbot):
-    from gui.pretrained_view import MAX_THUMB_CELLS, max_pooled
+def long_pieces(words: int) -> Pieces:
+    return Pieces(ids=tuple(range(words + 2)), pieces=("[CLS]",) + tuple(f"w{i}" for i in range(words)) + ("[SEP]",),
+                  special=(True,) + (False,) * words + (True,))
 
-    words = tuple(f"w{i}" for i in range(150))
-    pieces = Pieces(ids=tuple(range(152)), pieces=("[CLS]",) + words + ("[SEP]",),
-                    special=(True,) + (False,) * 150 + (True,))
+
+def test_long_texts_are_max_pooled_in_the_thumbnails_and_say_so(qtbot):
+    from gui.pretrained_view import max_pooled
+
+    pieces = long_pieces(150)
     panel = ready_panel(qtbot, Recorder(lambda text: made_up_gallery(3, pieces)))
     view = panel.gallery_view
-    assert f"max-pooled to {MAX_THUMB_CELLS}" in view.note
-    assert view._images[0][0].width() == MAX_THUMB_CELLS
+    view.grab()
+    side = int(view.thumbnail_rect(0, 0).width() * view.devicePixelRatioF())
+    assert side < 152 and view.pooled()
+    assert view._image(0, 0, side).width() == side                     # one pixel per pooled block
     weights = panel.gallery.attn_weights.numpy()
-    pooled = max_pooled(weights, MAX_THUMB_CELLS)
-    edges = np.linspace(0, 152, MAX_THUMB_CELLS + 1).astype(int)
+    pooled = max_pooled(weights, side)
+    edges = np.linspace(0, 152, side + 1).astype(int)
     # each pooled cell is the largest weight of its block
     assert pooled[1, 2, 3, 4] == weights[1, 2, edges[3]:edges[4], edges[4]:edges[5]].max()
-    assert pooled.shape == (6, 12, MAX_THUMB_CELLS, MAX_THUMB_CELLS)
+    assert pooled.shape == (6, 12, side, side)
+
+
+def test_a_one_cell_stripe_of_a_189_piece_text_stays_visible_in_its_thumbnail(qtbot):
+    """A previous-token head on 189 pieces: every row holds one weight of 1 just below the
+    diagonal. Drawn ~60 px wide, every pixel row of the thumbnail must still show a cell of
+    weight 1 (sampling every k-th row/column would lose most of the stripe)."""
+    pieces = long_pieces(187)
+    t = len(pieces.ids)
+    weights = torch.full((6, 12, t, t), 1.0 / t)
+    stripe = torch.zeros(t, t)
+    stripe[torch.arange(1, t), torch.arange(0, t - 1)] = 1.0
+    stripe[0, 0] = 1.0
+    weights[0, 2] = stripe
+    panel = ready_panel(qtbot, Recorder(lambda text: Gallery(pieces, weights)))
+    view = panel.gallery_view
+    image = view.grab().toImage()
+    rect = view.thumbnail_rect(0, 2)
+    assert rect.width() * view.devicePixelRatioF() < t                 # smaller than one pixel a cell
+    top = tuple(int(v) for v in _lut()[255])
+    for y in range(int(rect.top()) + 1, int(rect.bottom()) - 1):
+        row = [QtGui.QColor(image.pixel(x, y)) for x in range(int(rect.left()) + 1, int(rect.right()) - 1)]
+        assert any((c.red(), c.green(), c.blue()) == top for c in row), f"pixel row {y}: the stripe is lost"
+    assert "max, not mean" in view.note_text()
+
+
+def test_max_pool_stride_keeps_a_stripe_that_a_stride_drops():
+    from gui.pooling import max_pool_stride
+
+    img = np.zeros((9, 9), dtype=np.float32)
+    img[np.arange(1, 9), np.arange(0, 8)] = 1.0                       # the sub-diagonal
+    img[0, 5] = np.nan                                                 # a masked cell
+    strided = img[::3, ::3]
+    assert np.nansum(strided) == 0.0                                   # every-third sampling: gone
+    pooled = max_pool_stride(img, 3)
+    assert pooled.shape == strided.shape
+    # blocks on and just off the diagonal hold a 1 (rows 3…5 reach column 2 at (3, 2))
+    assert pooled.tolist() == [[1.0, 0.0, 0.0], [1.0, 1.0, 0.0], [0.0, 1.0, 1.0]]
+    only_nan = np.full((3, 3), np.nan, dtype=np.float32)
+    assert np.isnan(max_pool_stride(only_nan, 3)).all()              # a fully masked block stays masked
+
+
+def reference_scores(a: np.ndarray, pieces: Pieces) -> dict[str, float]:
+    """The four scores of one head (T, T), written out with loops (not core.head_scores)."""
+    words = [i for i, s in enumerate(pieces.special) if not s]
+    prev = [a[i, i - 1] for i in words if i - 1 in words]
+    ent = [-sum(w * np.log2(w) for w in a[i] if w > 0) for i in words]
+    return {"previous": float(np.mean(prev)), "cls": float(np.mean([a[i, 0] for i in words])),
+            "sep": float(np.mean([a[i, len(a) - 1] for i in words])), "entropy": float(np.mean(ent))}
+
+
+def test_every_thumbnail_prints_its_scores_under_it(qtbot):
+    from gui.pretrained_view import score_lines
+
+    panel = ready_panel(qtbot, Recorder())
+    view = panel.gallery_view
+    view.grab()
+    weights = panel.gallery.attn_weights.numpy().astype(np.float64)
+    texts = {}
+    for layer, head, text, rect in view.drawn_texts:
+        texts.setdefault((layer, head), []).append((text, rect))
+    assert len(texts) == 72
+    for (layer, head), drawn in texts.items():
+        thumb = view.thumbnail_rect(layer, head)
+        ref = reference_scores(weights[layer, head], PIECES)
+        assert [t for t, _r in drawn] in ([*score_lines(ref)], [*score_lines(ref, short=True)])
+        for _t, rect in drawn:                                          # under its own thumbnail
+            assert rect.top() >= thumb.bottom() and abs(rect.center().x() - thumb.center().x()) < 1
+            assert rect.bottom() <= view.height()
+    # the numbers are the reference's, to the printed two decimals
+    text = dict(texts)[(2, 4)][0][0]
+    assert f"{reference_scores(weights[2, 4], PIECES)['previous']:.2f}"[1:] in text
+
+
+def patterned_gallery() -> Gallery:
+    """Uniform heads, but three previous-token heads of strength 1.0, 0.8 and 0.5."""
+    t = len(PIECES.ids)
+    w = torch.full((6, 12, t, t), 1.0 / t, dtype=torch.float64)
+    for (layer, head), strength in {(0, 2): 1.0, (3, 5): 0.8, (5, 11): 0.5}.items():
+        a = torch.full((t, t), (1 - strength) / (t - 1), dtype=torch.float64)
+        a[torch.arange(1, t), torch.arange(0, t - 1)] = strength
+        a[0] = 1.0 / t
+        w[layer, head] = a
+    return Gallery(PIECES, w)
+
+
+def test_filter_and_sort_choose_the_heads_and_their_order(qtbot):
+    panel = ready_panel(qtbot, Recorder(lambda text: patterned_gallery()))
+    view = panel.gallery_view
+    natural = view.thumbnail_rect(0, 0).width()
+    assert view.shown_heads()[:3] == [(0, 0), (0, 1), (0, 2)] and len(view.shown_heads()) == 72
+    panel.filter_box.setCurrentIndex(1)                                # previous-token heads
+    assert view.shown_heads() == [(0, 2), (3, 5), (5, 11)]
+    assert view.thumbnail_rect(0, 0).isEmpty()                         # a filtered-out head is not drawn
+    assert view.thumbnail_rect(3, 5).width() > 2 * natural             # three heads: much larger thumbnails
+    view.grab()
+    names = [t for _l, _h, t, _r in view.drawn_texts if t.startswith("L")]
+    assert names == ["L0 H2", "L3 H5", "L5 H11"]
+    panel.filter_box.setCurrentIndex(0)
+    panel.sort_box.setCurrentIndex(1)                                  # previous-token share, highest first
+    assert view.shown_heads()[:3] == [(0, 2), (3, 5), (5, 11)]
+    panel.sort_box.setCurrentIndex(4)                                  # entropy, lowest first
+    assert view.shown_heads()[0] == (0, 2) and view.shown_heads()[-1] != (0, 2)
+    # a click still opens the head drawn there
+    centre = view.thumbnail_rect(0, 2).center().toPoint()
+    with qtbot.waitSignal(panel.head_clicked, timeout=2000) as sig:
+        qtbot.mouseClick(view, QtCore.Qt.MouseButton.LeftButton, pos=centre)
+    assert sig.args == [0, 2]
+
+
+def test_all_12_heads_on_the_token_lines_draw_every_head_with_one_query(qtbot):
+    panel = ready_panel(qtbot, Recorder())
+    panel.show_view("lines")
+    panel.select(1, None)
+    grid = panel.lines_grid
+    assert grid.isVisible() and not panel.lines_view.isVisible()
+    assert "all 12 heads" in grid.title.text()
+    weights = panel.gallery.attn_weights.numpy()
+    query = grid.query
+    assert PIECES.pieces[query] == "him"
+    for h, view in enumerate(grid.views):
+        assert view.title.startswith(f"head {h}")
+        assert [w for _k, w, _a in view.lines()] == pytest.approx(list(weights[1, h, query] * MAX_LINE_PX))
+    # a piece clicked in one head moves every head's lines
+    view = grid.views[7]
+    _top, _row, left_x, _r = view._rows()
+    qtbot.mouseClick(view, QtCore.Qt.MouseButton.LeftButton, pos=QtCore.QPoint(int(left_x) - 6, int(view.row_y(2))))
+    assert all(v.query == 2 for v in grid.views) and panel.lines_view.query == 2
+    panel.select(1, 4)                                                  # one head: the large view
+    assert panel.lines_view.isVisible() and not grid.isVisible()
+    assert panel.lines_view.title.startswith("layer 1, head 4")
+
+
+def test_hovering_a_thumbnail_cell_names_its_pieces_and_weight(qtbot):
+    panel = ready_panel(qtbot, Recorder())
+    view = panel.gallery_view
+    rect = view.thumbnail_rect(2, 4)
+    t = len(PIECES.ids)
+    pos = QtCore.QPointF(rect.left() + (1 + 0.5) * rect.width() / t, rect.top() + (4 + 0.5) * rect.height() / t)
+    assert view.cell_at(pos) == (4, 1)                                   # "him" looking at "the"
+    qtbot.mouseMove(view, pos.toPoint())
+    view.mouseMoveEvent(QtGui.QMouseEvent(QtCore.QEvent.Type.MouseMove, pos, pos, QtCore.Qt.MouseButton.NoButton,
+                                          QtCore.Qt.MouseButton.NoButton, QtCore.Qt.KeyboardModifier.NoModifier))
+    w = float(panel.gallery.attn_weights[2, 4, 4, 1])
+    assert f"him → the: weight {w:.4f}" in view.toolTip() and view.toolTip().startswith("layer 2, head 4")
+    panel.hide_special.setChecked(True)                                  # renormalised thumbnails, same scores
+    assert "[CLS]/[SEP] included" in view.legend_text()
