@@ -22,6 +22,7 @@ from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
+from core.files import as_umask_allows
 from core.numerics import undefined_value_notes
 from core.safe_folder import FolderError, replace_export, short
 from core import csv_writer
@@ -281,6 +282,7 @@ def write_text_atomic(path: str | Path, text: str) -> Path:
         raise ExportError(f"cannot write into {p.parent}: {exc.strerror or exc}") from None
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+            as_umask_allows(fh.fileno())       # mkstemp's 0600 → what the umask gives new files
             fh.write(text)
         os.replace(tmp, p)
     except OSError as exc:

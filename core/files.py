@@ -113,3 +113,23 @@ def write_target_problem(path: str, example: str = "bench.json") -> str | None:
     except (OSError, ValueError) as exc:   # ValueError: a NUL in the name
         return f"cannot write {path}: {getattr(exc, 'strerror', None) or exc}"
     return None
+
+
+def new_file_mode() -> int:
+    """The mode a file created now gets (0o666 less the process's umask, as open() gives it)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:    # read without changing it
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return 0o666 & ~int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)      # no /proc: the only other way to read it is to set it (and back)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+def as_umask_allows(fd: int) -> None:
+    """Give a mkstemp file (0600) the permissions every other file this app writes has."""
+    if hasattr(os, "fchmod"):
+        os.fchmod(fd, new_file_mode())

@@ -21,7 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from core.lesson import MAX_BYTES, RUN_SUFFIX, Lesson, LessonError, RunRef
-from core.train.runfile import RUN_VERSION, RunFileError, as_umask_allows, load_run, run_arrays
+from core.files import as_umask_allows
+from core.train.runfile import RUN_VERSION, RunFileError, load_run, run_arrays
 from core.train.runner import TrainRun
 
 

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from core.config import MAX_TEXT_CHARS, shown_value
+from core.files import as_umask_allows
 from core.files import shown_path
 from core.tokens import label_problem, not_text
 from core.train.runner import WEIGHT_NAMES, Snapshot, TrainRun, snapshot_steps
@@ -71,26 +72,6 @@ def run_arrays(run: TrainRun) -> dict[str, np.ndarray]:
     for name in WEIGHT_NAMES:
         arrays[name] = np.stack([s.weights[name] for s in snaps])        # (S, L, ...)
     return arrays
-
-
-def new_file_mode() -> int:
-    """The mode a file created now gets (0o666 less the process's umask, as open() gives it)."""
-    try:
-        with open("/proc/self/status", encoding="ascii") as fh:    # read without changing it
-            for line in fh:
-                if line.startswith("Umask:"):
-                    return 0o666 & ~int(line.split()[1], 8)
-    except (OSError, ValueError, IndexError):
-        pass
-    mask = os.umask(0o022)      # no /proc: the only other way to read it is to set it (and back)
-    os.umask(mask)
-    return 0o666 & ~mask
-
-
-def as_umask_allows(fd: int) -> None:
-    """Give a mkstemp file (0600) the permissions every other file this app writes has."""
-    if hasattr(os, "fchmod"):
-        os.fchmod(fd, new_file_mode())
 
 
 def save_run(run: TrainRun, path: str | Path) -> Path:

@@ -153,3 +153,17 @@ def test_a_csv_path_that_is_not_utf8_round_trips(tmp_path):
 def test_a_fifo_as_the_lesson_path_is_refused_without_blocking(tmp_path):
     message = message_from_fifo(tmp_path / "lesson.json", load_lesson, LessonError, b"{}")
     assert "is a named pipe (FIFO), not a file; choose a lesson file" in message
+
+
+@pytest.mark.parametrize("mask", [0o022, 0o027, 0o002])
+def test_a_saved_lesson_gets_the_permissions_the_umask_gives(tmp_path, mask):
+    """A lesson saved alone (no run beside it) is written like every other file of the app:
+    0o666 less the umask (mkstemp's 0600 made a lesson unreadable to the user's group)."""
+    import os
+    import stat
+    old = os.umask(mask)
+    try:
+        path = save_lesson(Lesson(AttentionConfig()), tmp_path / "x.json")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~mask
