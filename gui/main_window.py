@@ -638,6 +638,7 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def save_settings(self) -> None:
         c = self.controller
+        self.toggle_maps_only(False)     # the panes F11 hid are remembered as they were before it
         if self.docks:                   # which docks are open, and where
             self.settings.setValue(DOCK_STATE_KEY, self.saveState(DOCK_STATE_VERSION))
         self.settings.setValue("window/geometry", self.saveGeometry())

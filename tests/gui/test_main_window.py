@@ -215,3 +215,19 @@ def test_the_window_keys_work_from_the_cost_window_too(window, qtbot):
     qtbot.waitUntil(lambda: getattr(window, "shortcuts_sheet", None) is not None)
     window.shortcuts_sheet.close()
     cost.close()
+
+
+def test_f11_gives_the_maps_the_whole_width_and_brings_the_panes_back(window, qtbot):
+    """Maps full width (F11): the navigator and the side area's tabs hide and the maps' pane takes
+    their width; pressed again, exactly the panes that were open come back."""
+    side = {k: d.isVisible() for k, d in window.docks.items()}
+    before = window.stack.width()
+    window.actions["maps_only"].trigger()
+    qtbot.waitUntil(lambda: window.stack.width() > before + 300)
+    assert not window.navigator.isVisible() and window.actions["maps_only"].isChecked()
+    assert not any(window.docks[k].isVisible() for k in ("explanation", "inspector", "code"))
+    assert window.stack.width() >= 0.9 * window.width()
+    window.actions["maps_only"].trigger()
+    qtbot.waitUntil(lambda: window.navigator.isVisible())
+    assert {k: d.isVisible() for k, d in window.docks.items()} == side
+    assert not window.actions["maps_only"].isChecked()
