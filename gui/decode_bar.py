@@ -51,7 +51,9 @@ class DecodeBar(QtWidgets.QWidget):
         self.prompt.addItem("book sentence", "book")
         self.prompt.addItem("main text field", "main")
         self.prompt.setToolTip("The prompt: the book's “Your journey starts with one step” or the text (and "
-                               "embeddings, d_in, seed) of the main text field above")
+                               "embeddings, d_in, seed) of the main text field (the chapter's steps' settings row)")
+        self.prompt.setSizeAdjustPolicy(QtWidgets.QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.prompt.setMinimumContentsLength(14)     # a long main text must not widen the window
         row.addWidget(QtWidgets.QLabel("Prompt"))
         row.addWidget(self.prompt)
         row.addSpacing(8)
@@ -65,11 +67,19 @@ class DecodeBar(QtWidgets.QWidget):
         self.variant.currentIndexChanged.connect(
             lambda i: self.decode.set_options(variant=self.variant.itemData(i)))
         self.prompt.currentIndexChanged.connect(lambda i: self.decode.set_options(prompt=self.prompt.itemData(i)))
+        self.model.config_changed.connect(self._show_main_text)
+        self._show_main_text(self.model.config)
         self.position.valueChanged.connect(self.model.set_decode_position)
         decode.options_changed.connect(self._show_options)
         self.model.decode_changed.connect(self._show_position)
         self._show_options(decode.options)
         self._show_position()
+
+    def _show_main_text(self, config) -> None:
+        """The second item names the main text field's text (what that prompt is)."""
+        text = getattr(config, "text", "") or ""
+        short = text if len(text) <= 24 else text[:23] + "…"
+        self.prompt.setItemText(1, f"main text: “{short}”" if short else "main text field")
 
     def _widgets(self):
         return [self.variant, self.prompt, *self.spins.values()]

@@ -118,9 +118,10 @@ def sentence(which: str, trace, esc) -> str:
         if g == h:
             return f"{cfg.variant.upper()}: every query head has its own K/V head ({h} of each); nothing is shared."
         size = h // g
-        return (f"{cfg.variant.upper()}: {h} query heads share {g} K/V head{'s' if g != 1 else ''}; "
-                f"repeat_interleave({size}) gives query heads {size}k…{size}k + {size - 1} K/V head k. "
-                f"Only the {g} K/V heads are cached: {h // g}× less memory than MHA.")
+        return (f"{cfg.variant.upper()}: {h} query heads share {g} K/V head{'s' if g != 1 else ''}. "
+                f"repeat_interleave({size}, dim=0) repeats each K/V head {size} times in a row, so query heads "
+                f"{size}k … {size}k + {size - 1} all read K/V head k. Only the {g} K/V head{'s are' if g != 1 else ' is'} "
+                f"cached: {h // g}× less memory than MHA.")
     if which == "check":
         diff = _check_value(trace)
         return (f"At position {p} the cached output and one uncached pass over the {p + 1} tokens so far differ "

@@ -458,8 +458,8 @@ class MainWindow(QtWidgets.QMainWindow):
         step = self.model.step
         on_pretrained = step.stage == "pretrained"
         self.pretrained_bar.setVisible(on_pretrained)
-        self.decode_bar.setVisible(step.stage == "decode")   # the main text field stays: it can be the prompt
-        self.params.setVisible(not on_pretrained)      # the chapter's config does not drive stage 5
+        self.decode_bar.setVisible(step.stage == "decode")   # its own settings; the prompt may be the main text's
+        self.params.setVisible(not on_pretrained and step.stage != "decode")  # the chapter's config drives neither
         if self.step_view is None:
             return
         if step.view and self.pretrained_panel is not None:
