@@ -135,9 +135,10 @@ class DecodeController(QObject):
             self.error.emit(error_line(exc))
             self.options_changed.emit(self.options)       # the bar shows the options in force again
             return False
+        same = cfg == self.config
         self.options, self.config = new, cfg
         self.options_changed.emit(new)
-        if self.started:
+        if self.started and not same:     # (the chapter's config changes with each Book section: often no change here)
             self._submit()
         return True
 

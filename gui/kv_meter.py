@@ -60,10 +60,12 @@ class KVMeter(QtWidgets.QDialog):
         self.table.setHorizontalHeaderLabels(COLUMNS)
         self.table.setEditTriggers(QtWidgets.QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.verticalHeader().hide()
-        self.table.horizontalHeader().setSectionResizeMode(QtWidgets.QHeaderView.ResizeMode.ResizeToContents)
-        self.table.horizontalHeader().setStretchLastSection(True)
+        header = self.table.horizontalHeader()
+        header.setSectionResizeMode(QtWidgets.QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(1, QtWidgets.QHeaderView.ResizeMode.Stretch)
         self.plot_widget, (self.plot,) = side_by_side(["KV cache (GB) against the context length"],
                                                       "context length (tokens)", log_y=False)
+        self.plot.setLogMode(x=False, y=False)      # linear: the cache grows linearly with the context
         self.plot.setLabel("left", "GB")
         self.plot.addLegend(offset=(10, 10))
         lay = QtWidgets.QVBoxLayout(self)

@@ -244,3 +244,24 @@ def test_every_decode_step_draws_and_its_texts_fill_in(qtbot, win, variant):
         assert "{{" not in text and "}}" not in text, (step.id, text)
         assert "{{" not in win.step_view.formula.text() and "{{" not in win.step_view.title.text()
         assert win.model.shown, step.id                # every step shows something for every variant
+
+
+def test_the_prompt_can_be_the_main_text_field(qtbot, win):
+    c = win.controller
+    text = "The old dog chased the fox"
+    with qtbot.waitSignal(c.trace_changed, timeout=TRACE_TIMEOUT_MS):
+        c.set_params(text=text, embeddings="random", d_in=4, seed=7)
+    qtbot.waitUntil(lambda: not c.is_busy(), timeout=TRACE_TIMEOUT_MS)
+    assert text[:20] in win.decode_bar.prompt.itemText(1)
+    win.model.go(step_of(win, "decode.query"))
+    wait_decode(qtbot, win)
+    assert win.model.decode.tokens[:6] == tuple("Your journey starts with one step".split())   # the book's
+    win.decode_bar.prompt.setCurrentIndex(1)
+    qtbot.waitUntil(lambda: win.model.decode.config.text == text and not win.decode.busy, timeout=TRACE_TIMEOUT_MS)
+    trace = win.model.decode
+    assert trace.tokens[:6] == tuple(text.split()) and trace.prompt_tokens == 6
+    ref = build_decode(DecodeConfig(variant="gqa", d_out=16, num_heads=8, num_kv_groups=2, new_tokens=4, text=text,
+                                    embeddings="random", d_in=4, seed=7, device="cpu"))
+    np.testing.assert_allclose(maps(shown(win, "x_new"))[0], ref[step_stage(6, 10), "x_new"].numpy(), rtol=0, atol=0)
+    for h, m in enumerate(maps(shown(win, "queries"))):
+        np.testing.assert_allclose(m, ref[step_stage(6, 10), "queries"].numpy()[h], rtol=0, atol=1e-6)
