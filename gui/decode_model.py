@@ -98,6 +98,15 @@ def sentence(which: str, trace, esc) -> str:
     if which == "pos":
         return (f"The pointer is at position {p} (counted from 0): the new token {tok}, after the prompt's "
                 f"{T0} tokens and {p - T0} generated ones ({T - T0} new tokens in all; the slider picks which).")
+    if which == "prefill":
+        if cfg.variant == "mla":
+            kept = f"one latent row of {cfg.latent} numbers per prompt token ({T0} rows)"
+        elif cfg.variant == "swa":
+            kept = (f"the last min({T0}, W = {cfg.window}) tokens' keys and values in a ring buffer of {cfg.window} "
+                    f"slots per K/V head ({g} K/V head{'s' if g != 1 else ''})")
+        else:
+            kept = f"{g} K/V head{'s' if g != 1 else ''} × {T0} rows × hd {hd}, for keys and for values"
+        return f"After the prefill the cache holds {kept}."
     if which == "cache":
         if cfg.variant == "mla":
             return (f"MLA caches one latent row of {cfg.latent} numbers per token (c_kv = x W_DKV), not K and V: "
@@ -130,6 +139,7 @@ def sentence(which: str, trace, esc) -> str:
 
 
 def blocks() -> dict:
-    """The explanation's blocks (gui.texts.BLOCKS): decode_pos, decode_cache, decode_variant, decode_check."""
+    """The explanation's blocks (gui.texts.BLOCKS): decode_prefill, decode_pos, decode_cache, decode_variant,
+    decode_check."""
     return {f"decode_{w}": (lambda trace, esc, w=w: sentence(w, trace, esc))
-            for w in ("pos", "cache", "variant", "check")}
+            for w in ("prefill", "pos", "cache", "variant", "check")}

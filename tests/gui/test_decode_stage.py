@@ -265,3 +265,30 @@ def test_the_prompt_can_be_the_main_text_field(qtbot, win):
     np.testing.assert_allclose(maps(shown(win, "x_new"))[0], ref[step_stage(6, 10), "x_new"].numpy(), rtol=0, atol=0)
     for h, m in enumerate(maps(shown(win, "queries"))):
         np.testing.assert_allclose(m, ref[step_stage(6, 10), "queries"].numpy()[h], rtol=0, atol=1e-6)
+
+
+def test_the_prefill_text_counts_the_prompt_not_the_pointer(qtbot, win):
+    win.model.go(step_of(win, "decode.prefill"))
+    wait_decode(qtbot, win)
+    set_and_wait(qtbot, win, variant="gqa", num_heads=8, d_out=16, kv_groups=2, new_tokens=4)
+    win.decode_bar.position.setValue(9)
+    assert "2 K/V heads × 6 rows × hd 2" in win.explanation.toPlainText()      # the 6 prompt tokens
+    ref = build_decode(reference(variant="gqa", num_heads=8, d_out=16, kv_groups=2, new_tokens=4))
+    for h, m in enumerate(maps(shown(win, "attn_weights", "decode_prefill"))):
+        np.testing.assert_allclose(m, ref["decode_prefill", "attn_weights"].numpy()[h], rtol=0, atol=0)
+
+
+def test_the_inspector_explains_a_k_v_head_map_and_a_weight(qtbot, win):
+    win.model.go(step_of(win, "decode.cache"))
+    wait_decode(qtbot, win)
+    set_and_wait(qtbot, win, variant="gqa", num_heads=8, d_out=16, kv_groups=2)
+    k = next(i for i, d in enumerate(win.model.shown) if d.key == ("decode", "cache_k"))
+    win.model.click(k, 1, 3, 1)                                  # K/V head 1, the token at position 3, d1
+    e = win.inspector.explanation
+    assert e.name == "cache_k" and e.index == (1, 3, 1) and e.kind == "copy"
+    assert e.value == float(win.model.decode.step(win.model.decode_position)["cache_k"].numpy()[1, 3, 1])
+    win.model.go(step_of(win, "decode.mla_up"))
+    set_and_wait(qtbot, win, variant="mla", num_heads=4, d_out=8, latent=3)
+    win.model.click(0, 0, 2, 5)
+    e = win.inspector.explanation
+    assert (e.stage, e.name, e.kind) == ("decode_weights", "W_UK", "given")
