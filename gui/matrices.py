@@ -197,7 +197,7 @@ def resolve_panel(panel: Panel, trace, batch_index: int = 0) -> MatrixData | Non
     if arr.dtype.kind in "iu":                           # token ids (stage 5): drawn as numbers like the rest
         arr = arr.astype(np.float64)
     axes = list(item.axes)
-    n_lead = sum(1 for a in axes[:2] if a in ("batch", "head"))
+    n_lead = sum(1 for a in axes[:2] if a in ("batch", "head", "group"))
     if arr.ndim - n_lead == 1:                           # a bias (per head): drawn as one row
         arr = np.expand_dims(arr, -2)
         axes = axes[:-1] + [""] + axes[-1:]
@@ -222,6 +222,9 @@ def resolve_panel(panel: Panel, trace, batch_index: int = 0) -> MatrixData | Non
         lead = [l + (h,) for l in lead for h in range(nh)]
         titles = [f"head {h}" for _ in titles for h in range(nh)]
         heads = [h for _ in heads for h in range(nh)]
+    if axes and axes[0] == "group":                   # the decode stage's K/V heads (cache_k: g × T × hd)
+        ng = arr.shape[0]
+        lead, titles, heads = [(k,) for k in range(ng)], [f"K/V head {k}" for k in range(ng)], [None] * ng
     r0, r1 = panel.rows if panel.rows else (0, arr.shape[-2])
     r1 = min(r1, arr.shape[-2])
     r0 = min(r0, r1 - 1) if r1 > 0 else 0

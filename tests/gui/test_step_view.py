@@ -84,6 +84,12 @@ def test_keyboard_visits_every_step_and_each_image_equals_the_core(window, qtbot
                 from core.pretrained_config import PretrainedConfig
                 qtbot.waitUntil(lambda: c.model.pretrained is not None and not c.pretrained.busy, timeout=120_000)
                 trace = refs.setdefault("pretrained", build_pretrained(PretrainedConfig(device="cpu")))
+            elif step.stage == "decode":       # stage 6: its own settings (the decode bar), computed on first visit
+                from core.decode import build_decode
+                from gui.decode_model import DecodeView
+                qtbot.waitUntil(lambda: c.model.decode is not None and not window.decode.busy, timeout=60_000)
+                trace = DecodeView(refs.setdefault("decode", build_decode(window.decode.config)),
+                                   c.model.decode_position)
             else:
                 trace = refs.setdefault(step.section, build_trace(book_config(step.section)))
             panels = [p for p in step.panels if p.key in trace or not p.optional]
