@@ -413,3 +413,29 @@ def test_the_maps_follow_their_terms_display_traits(six_heads):
     assert all(m.masked is None for m in resolve_panel(scores, six_heads).maps)
     hidden = resolve_panel(scores, _with_term(six_heads, scores.key, masked=True))
     assert all(np.array_equal(m.masked, future) and np.isnan(m.display()[future]).all() for m in hidden.maps)
+
+
+def test_token_ids_are_a_labelled_row_of_numbers(qtbot, v1_trace):
+    """Integer maps (stage 5's token ids) are not coloured on a ±10000 scale: neutral cells
+    with the numbers printed (no decimals), the pieces as labels, no colour bar."""
+    import torch
+
+    from core.stages.schema import term
+    from core.trace import Intermediate
+    from gui.matrices import resolve_panel
+    from gui.steps import Panel
+    tokens = ("[CLS]", "the", "dog", "chased", "him", "[SEP]")
+    ids = torch.tensor([101, 1996, 3899, 6664, 2032, 102])
+    t = term("ids", "tokenizer(text)", "WordPiece ids", "token")
+    item = Intermediate("simplified", "ids_test", ids, t, ("token",), (tokens,))
+    stages = {**v1_trace.stages, "simplified": {**v1_trace.stages["simplified"], "ids_test": item}}
+    trace = dataclasses.replace(v1_trace, stages=stages)
+    data = resolve_panel(Panel(key=("simplified", "ids_test")), trace)
+    assert data.kind == "ids" and data.shape == (1, 6) and data.col_labels == tokens
+    assert "= 3899" in data.describe(0, 0, 2) and "3899.0" not in data.describe(0, 0, 2)
+    cmap = heatmap.colormap("ids").getLookupTable(nPts=8)
+    assert (cmap == cmap[0]).all()                                  # one neutral colour
+    panel = _painted_panel(qtbot, data, (700, 160))
+    assert prints_values(data)
+    qtbot.waitUntil(lambda: panel.maps[0].texts == [str(int(v)) for v in ids])
+    assert not panel.bar.isVisible()
