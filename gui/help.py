@@ -43,9 +43,24 @@ def shortcuts_html(menu_actions: dict[str, list[QtGui.QAction]]) -> str:
     return "".join(out)
 
 
+class Sheet(QtWidgets.QDialog):
+    """A non-modal window of the main window that takes the keyboard when it opens (so Esc, which
+    closes it, reaches it even where the window manager leaves the focus with the main window)."""
+
+    def __init__(self, parent: QtWidgets.QWidget | None = None, objectName: str = ""):
+        super().__init__(parent, objectName=objectName)
+        esc = QtGui.QShortcut(QtGui.QKeySequence(QtCore.Qt.Key.Key_Escape), self, self.close)
+        esc.setContext(QtCore.Qt.ShortcutContext.WindowShortcut)
+
+    def showEvent(self, event) -> None:
+        super().showEvent(event)
+        self.raise_()
+        self.activateWindow()
+
+
 def shortcuts_dialog(parent: QtWidgets.QWidget, menu_actions) -> QtWidgets.QDialog:
-    """Help → Keyboard shortcuts: a non-modal sheet (it may stay open beside the window)."""
-    dialog = QtWidgets.QDialog(parent, objectName="shortcutsSheet")
+    """Help → Keyboard shortcuts: a non-modal sheet (it may stay open beside the window); Esc closes it."""
+    dialog = Sheet(parent, objectName="shortcutsSheet")
     dialog.setWindowTitle("Keyboard shortcuts")
     dialog.setAttribute(QtCore.Qt.WidgetAttribute.WA_DeleteOnClose)
     text = QtWidgets.QTextBrowser(objectName="shortcutsText")
