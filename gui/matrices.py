@@ -142,6 +142,23 @@ def _value_range(maps: list[MapData]) -> tuple[float, float]:
     return (lo, hi) if lo <= hi else (0.0, 0.0)
 
 
+def _spread_range(maps: list[MapData]) -> tuple[float, float]:
+    """The spread scale's range: (min, max) over the finite, unmasked cells, leaving out rows with
+    one such cell (a causal map's first query: its weight is 1 by definition and would stretch
+    the scale over every other row's); those cells take the top colour."""
+    kept = []
+    for m in maps:
+        if m.masked is None:
+            kept.append(m)
+            continue
+        seen = (~m.masked).sum(axis=1) > 1
+        if seen.any() and not seen.all():
+            kept.append(MapData(m.values[seen], m.masked[seen]))
+        else:
+            kept.append(m)
+    return _value_range(kept)
+
+
 def _in_unit_interval(arr: np.ndarray, lead: list[tuple[int, ...]]) -> bool:
     """Whether every value of the slices ``lead`` of ``arr`` lies in [0, 1] (no nan): then so do
     the unmasked finite ones, and weights take the fixed [0, 1] scale without the masked range
@@ -301,8 +318,7 @@ def resolve_panel(panel: Panel, trace, batch_index: int = 0) -> MatrixData | Non
     if integers:                  # ids, not quantities: neutral cells, the numbers printed
         kind, levels = "ids", (lo, hi if hi > lo else lo + 1.0)
     elif kind in SPREAD_KINDS:    # the values' own range (of the rows shown), for the spread scale
-        spread = (DISPLAY.get(item, ("value_range", None, tuple(lead), causal), full_range) if not panel.rows
-                  else DISPLAY.get(item, ("spread", tuple(lead), r0, r1, causal), lambda: _value_range(maps)))
+        spread = DISPLAY.get(item, ("spread", tuple(lead), r0, r1, causal), lambda: _spread_range(maps))
         extra["spread"] = (float(spread[0]), float(spread[1]))
     name = item.name
     title = f"{item.symbol} · {name}"

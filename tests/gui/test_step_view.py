@@ -181,5 +181,6 @@ def test_multihead_grid_and_head_selector(window, qtbot):
     assert sv.panels[0].data.kind == "prob"             # weights: sequential, spread over the heads' range
     w = trace["multihead", "attn_weights"].numpy()[0]
     keep = np.tril(np.ones(w.shape[-2:], dtype=bool))
+    keep[0] = False                                      # the first query's lone weight 1 is left out
     assert sv.panels[0].data.levels == pytest.approx((float(w[:, keep].min()), float(w[:, keep].max())))
     assert shown_w.min() >= sv.panels[0].data.levels[0]
