@@ -253,6 +253,11 @@ class Tour(QtWidgets.QFrame):
         self.pointer.show()
         self.pointer.raise_()
         w, h = self.width(), self.height()
+        bar = win.menuBar() if hasattr(win, "menuBar") else None
+        if bar is not None and r.top() <= bar.geometry().bottom() and r.bottom() + 12 + h <= win.height():
+            # a menu title: the bubble hangs below it, the menu bar stays in view
+            self.move(max(0, min(r.left(), win.width() - w)), r.bottom() + 12)
+            return
         if r.right() + 12 + w <= win.width():
             x = r.right() + 12
         elif r.left() - 12 - w >= 0:
