@@ -385,6 +385,8 @@ class StepView(QtWidgets.QWidget):
     def _on_colours(self, _index: int) -> None:
         _settings().setValue(COLOUR_KEY, self.colour_mode)
         self.refresh()
+        for win in self._open_map_windows():        # a map on its own takes the same colours
+            win.refresh()
 
     # ---- selectors, hover, focus, marks: the learner's choices go to the model ---------------
     def _on_head(self, index: int) -> None:
@@ -431,7 +433,12 @@ class StepView(QtWidgets.QWidget):
             return
         win = MapWindow(self.model, k, m, self.window(), transform=self._scaled)
         win.show()
-        self.map_windows = [w for w in getattr(self, "map_windows", []) if w.isVisible()] + [win]
+        self.map_windows = self._open_map_windows() + [win]
+
+    def _open_map_windows(self) -> list:
+        """The maps' own windows still open (a closed one is deleted: Esc, its close button)."""
+        import shiboken6
+        return [w for w in getattr(self, "map_windows", []) if shiboken6.isValid(w) and w.isVisible()]
 
     def _show_focus(self) -> None:
         k, m = self.model.focus

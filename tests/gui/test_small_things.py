@@ -86,3 +86,24 @@ def test_the_status_bar_drops_an_error_once_the_value_is_fixed(window, qtbot):
     assert "num_heads" in bar.currentMessage()
     wait_trace(window, qtbot, lambda: c.set_params(num_heads=2))
     assert bar.currentMessage() == ""
+
+
+def test_a_maps_window_closed_with_escape_does_not_break_the_next_one(window, qtbot):
+    """Esc deletes the map's window; opening another map (or changing the colours) after it
+    must not touch the deleted one."""
+    go_to(window, qtbot, "trainable.weights_softmax")
+    sv = window.step_view
+    sv.open_map(0, 0)
+    first = sv.map_windows[-1]
+    qtbot.waitUntil(first.isVisible)
+    _press_escape(qtbot, first)
+    qtbot.waitUntil(lambda: not shiboken6.isValid(first))
+    k = next(i for i, d in enumerate(sv.datas) if d.kind == "prob")
+    sv.open_map(k, 0)
+    second = sv.map_windows[-1]
+    assert sv.map_windows == [second]
+    sv.colour_box.setCurrentIndex(sv.colour_box.findData("fixed"))
+    assert second.data.levels == (0.0, 1.0)                 # the open window follows the colour choice
+    sv.colour_box.setCurrentIndex(sv.colour_box.findData("spread"))
+    assert second.data.levels != (0.0, 1.0)
+    second.close()
