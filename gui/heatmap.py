@@ -223,18 +223,20 @@ def _panel_min_size(data: MatrixData, max_cols: int | None, fm: QtGui.QFontMetri
 
 
 def bar_caption(data: MatrixData) -> str:
-    """What the colour bar says about its scale: which one it is (weights: spread from their
-    smallest to their largest value, per row, or the fixed 0–1; all-positive values: from their
-    smallest), and whether the step's compared maps share it."""
+    """What the colour bar says about its scale (short: a one-row map's bar is ~70 px tall):
+    which one it is (weights: "spread" from their smallest to their largest value, "per row", or
+    the fixed 0–1; all-positive values: from their smallest, "min…max"), and whether the step's
+    compared maps share it ("shared"; left out on a one- or two-row map, where it would be cut)."""
     shared = data.extra.get("shared_scale")
+    tall = data.shape[0] > 2
     if data.extra.get("row_scaled"):
-        return "per row: ÷ row max"
+        return "per row ÷ max"
     if data.extra.get("spread_scale"):
-        return "spread: min…max, shared" if shared else "spread: min…max"
+        return "spread, shared" if shared and tall else "spread"
     if data.kind == "prob":
         return "shared 0–1" if shared else "fixed 0–1"
     if data.kind == "seq":
-        return "all ≥ 0: min…max, shared" if shared else "all ≥ 0: min…max"
+        return "min…max, shared" if shared and tall else "min…max"
     if shared:
         return "shared scale"
     return ""
