@@ -170,6 +170,10 @@ class MainWindow(QtWidgets.QMainWindow):
             else None)
         controller.busy.connect(self._on_busy)
         controller.error.connect(self._on_error)
+        # a fixed value drops the error it caused (not a notice shown since)
+        controller.error_cleared.connect(lambda: self.statusBar().clearMessage()
+                                         if self.statusBar().currentMessage() == getattr(self, "_error_shown", None)
+                                         else None)
         controller.notice.connect(lambda text: self.statusBar().showMessage(text, 10000))
         pre = controller.pretrained
         # stage 5's progress goes to the permanent status label (_update_status), errors as messages
@@ -521,7 +525,8 @@ class MainWindow(QtWidgets.QMainWindow):
             label.setFixedSize(max(hint.width(), label.minimumWidth()), hint.height())
 
     def _on_error(self, field: str, message: str) -> None:
-        self.statusBar().showMessage(f"{field}: {message}" if field else message, 15000)
+        self._error_shown = f"{field}: {message}" if field else message
+        self.statusBar().showMessage(self._error_shown, 15000)
         if not self.controller.has_trace and not self.controller.is_busy():
             self.placeholder.setText(f"Could not compute the trace:\n{message}")
 

@@ -183,4 +183,10 @@ def test_multihead_grid_and_head_selector(window, qtbot):
     exp = trace["multihead", "attn_weights"].numpy()[0, 1].copy()
     exp[np.triu(np.ones_like(exp, dtype=bool), 1)] = np.nan
     np.testing.assert_array_equal(shown[0].image.image, exp)
-    assert sv.panels[0].data.levels == (0.0, 1.0)      # weights: sequential, fixed to [0, 1]
+    shown_w = exp[np.isfinite(exp)]
+    assert sv.panels[0].data.kind == "prob"             # weights: sequential, spread over the heads' range
+    w = trace["multihead", "attn_weights"].numpy()[0]
+    keep = np.tril(np.ones(w.shape[-2:], dtype=bool))
+    keep[0] = False                                      # the first query's lone weight 1 is left out
+    assert sv.panels[0].data.levels == pytest.approx((float(w[:, keep].min()), float(w[:, keep].max())))
+    assert shown_w.min() >= sv.panels[0].data.levels[0]
