@@ -109,7 +109,7 @@ class DecodeController(QObject):
         super().__init__(parent)
         self.model = model
         self.options = Options()
-        self.config = config_for(self.options)
+        self.config = None            # built on the first visit: the window starts without core (and torch)
         self.started = False
         self.busy = False
         self._ticket = 0
@@ -148,6 +148,8 @@ class DecodeController(QObject):
             self.set_options()
 
     def _submit(self) -> None:
+        if self.config is None:
+            self.config = config_for(self.options, self.model.config)
         self._ticket += 1
         self.busy = True
         self.model.set_decode(status="Computing the decode trace…")

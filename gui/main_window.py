@@ -170,9 +170,11 @@ class MainWindow(QtWidgets.QMainWindow):
             else None)
         controller.busy.connect(self._on_busy)
         controller.error.connect(self._on_error)
-        # a fixed value drops the error it caused (not a notice shown since)
+        # a fixed value drops the error it caused (not a notice shown since, and not the reason why
+        # saved settings or a lesson fell back to the Book: that one stays to be read)
         controller.error_cleared.connect(lambda: self.statusBar().clearMessage()
-                                         if self.statusBar().currentMessage() == getattr(self, "_error_shown", None)
+                                         if controller.mode == "custom"
+                                         and self.statusBar().currentMessage() == getattr(self, "_error_shown", None)
                                          else None)
         controller.notice.connect(lambda text: self.statusBar().showMessage(text, 10000))
         pre = controller.pretrained
