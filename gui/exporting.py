@@ -98,6 +98,7 @@ def start_export_all(parent, model, fmt: str = "csv") -> ExportJob | str:
     trace = model.trace
     if trace is None:
         return "Nothing to export yet"
+    trace = getattr(trace, "full", trace)      # a decode step: the whole decode trace, every position
     what = FORMATS[fmt]
     folder = QtWidgets.QFileDialog.getExistingDirectory(parent, f"Export all as {what} into folder")
     if not folder:

@@ -53,15 +53,23 @@ class FocusFrame(QtWidgets.QWidget):
         self.follow()
 
     def follow(self) -> None:
-        """Put the frame around the target (visible part of it, inside the window)."""
+        """Put the frame on the edge of the target (the visible part of it, inside its pane)."""
         t = self.target
         win = self.parentWidget()
         if t is None or not _alive(t) or not t.isVisible():
             self.hide()
             return
-        top_left = t.mapTo(win, QtCore.QPoint(0, 0))
-        m = FRAME_WIDTH
-        rect = QtCore.QRect(top_left, t.size()).adjusted(-m, -m, m, m) & win.rect()
+        # inside the widget and what holds it (its scroll area, dock, tab page), never over the
+        # edge of a neighbouring pane
+        rect = QtCore.QRect(t.mapTo(win, QtCore.QPoint(0, 0)), t.size())
+        holder = t.parentWidget()
+        while holder is not None and holder is not win:
+            rect &= QtCore.QRect(holder.mapTo(win, QtCore.QPoint(0, 0)), holder.size())
+            holder = holder.parentWidget()
+        rect &= win.rect()
+        if rect.isEmpty():
+            self.hide()
+            return
         self.setGeometry(rect)
         self.show()
         self.raise_()

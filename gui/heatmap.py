@@ -43,7 +43,9 @@ def colormap(kind: str) -> pg.ColorMap:
         return pg.colormap.get("CET-D1")
     if kind == "binary":
         return pg.ColorMap(pos=[0.0, 1.0], color=[(242, 242, 242), (49, 104, 142)])
-    return pg.colormap.get("viridis")
+    if kind == "ids":                      # numbers that are names (token ids): no colour scale
+        return pg.ColorMap(pos=[0.0, 1.0], color=[(246, 246, 240), (246, 246, 240)])
+    return pg.colormap.get("viridis")      # sequential: weights, all-positive values ("seq")
 
 
 def _elide(text: str, chars: int) -> str:
@@ -92,6 +94,8 @@ def _widest_in(labels: tuple, font: str) -> int:
 def prints_values(data: MatrixData) -> bool:
     """Whether the panel prints the values in its cells (small maps, not thumbnails)."""
     rows, cols = data.shape
+    if data.kind == "ids" and rows <= 2 and 0 < cols <= MAX_TICKS:    # a row of token ids: the numbers are the point
+        return not is_thumbnails(data)
     return (rows <= MAX_TEXT_CELLS and cols <= MAX_TEXT_CELLS and rows * cols > 0
             and not is_thumbnails(data))
 
@@ -106,6 +110,9 @@ def value_chars(data: MatrixData) -> int:
     """Characters of the longest value the cells print ("−190.9510": 9; "0.2029": 6)."""
     if data.kind == "binary":
         return 1
+    if data.kind == "ids":
+        return max((len(str(int(v))) for m in data.maps for v in np.asarray(m.values).ravel() if math.isfinite(v)),
+                   default=1)
     if data.kind == "diff":
         return 8
     lo, hi = math.inf, -math.inf
@@ -217,10 +224,21 @@ def _panel_min_size(data: MatrixData, max_cols: int | None, fm: QtGui.QFontMetri
 
 
 def bar_caption(data: MatrixData) -> str:
-    """What the colour bar says about its scale: shared with the step's other maps, or per row."""
+    """What the colour bar says about its scale (short: a one-row map's bar is ~70 px tall):
+    which one it is (weights: "spread" from their smallest to their largest value, "per row", or
+    the fixed 0–1; all-positive values: from their smallest, "min…max"), and whether the step's
+    compared maps share it ("shared"; left out on a one- or two-row map, where it would be cut)."""
+    shared = data.extra.get("shared_scale")
+    tall = data.shape[0] > 2
     if data.extra.get("row_scaled"):
-        return "per row: ÷ row max"
-    if data.extra.get("shared_scale"):
+        return "per row ÷ max"
+    if data.extra.get("spread_scale"):
+        return "spread, shared" if shared and tall else "spread"
+    if data.kind == "prob":
+        return "shared 0–1" if shared else "fixed 0–1"
+    if data.kind == "seq":
+        return "min…max, shared" if shared and tall else "min…max"
+    if shared:
         return "shared scale"
     return ""
 
@@ -970,7 +988,8 @@ class _Map:
             if not ok:                                # masked or not finite
                 cells.append((format_value(v) if math.isinf(v) else "0", _MASKED_TEXT))
                 continue
-            text = f"{v:.0f}" if data.kind == "binary" else (f"{v:.1e}" if v else "0") if data.kind == "diff" else f"{v:.4f}"
+            text = (f"{v:.0f}" if data.kind in ("binary", "ids") else (f"{v:.1e}" if v else "0")
+                    if data.kind == "diff" else f"{v:.4f}")
             cells.append((text, _LIGHT_TEXT if next(dark) else _DARK_TEXT))
         self.cells.set_cells(cells)
 
@@ -1137,6 +1156,7 @@ class MatrixPanel(pg.GraphicsLayoutWidget):
         if caption != getattr(self, "_caption", None):
             self._caption = caption
             self.bar.getAxis("right").setLabel(caption or None, color="#555")
+        self.bar.setVisible(data.kind != "ids")     # ids are names, not a scale
         if tuple(self.bar.levels()) != tuple(data.levels):
             # the images got these levels in setImage; the bar's axis re-renders on every setLevels
             self.bar.setLevels(data.levels)

@@ -21,6 +21,8 @@ from gui import exporting, lessons, train_window
 from gui.explain import ExplanationView
 from gui.navigator import Navigator, StepBar
 from gui.params import ParamPanel
+from gui.decode_bar import DecodeBar
+from gui.decode_controller import DecodeController
 from gui.pretrained_bar import PretrainedBar
 from gui.present import Presenter
 
@@ -132,6 +134,11 @@ class MainWindow(QtWidgets.QMainWindow):
         self.pretrained_bar = PretrainedBar(controller.pretrained)    # stage 5's controls
         self.pretrained_bar.setVisible(False)
         lay.addWidget(self.pretrained_bar)
+        self.decode = DecodeController(self.model, self)       # stage 6: computed on its first visit
+        self.decode_bar = DecodeBar(self.decode)
+        self.decode_bar.setVisible(False)
+        lay.addWidget(self.decode_bar)
+        self.kv_meter = None                                   # View → KV-cache memory meter (on demand)
         lay.addWidget(self.splitter, 1)
         self.setCentralWidget(central)
 
@@ -163,6 +170,12 @@ class MainWindow(QtWidgets.QMainWindow):
             else None)
         controller.busy.connect(self._on_busy)
         controller.error.connect(self._on_error)
+        # a fixed value drops the error it caused (not a notice shown since, and not the reason why
+        # saved settings or a lesson fell back to the Book: that one stays to be read)
+        controller.error_cleared.connect(lambda: self.statusBar().clearMessage()
+                                         if controller.mode == "custom"
+                                         and self.statusBar().currentMessage() == getattr(self, "_error_shown", None)
+                                         else None)
         controller.notice.connect(lambda text: self.statusBar().showMessage(text, 10000))
         pre = controller.pretrained
         # stage 5's progress goes to the permanent status label (_update_status), errors as messages
@@ -171,6 +184,8 @@ class MainWindow(QtWidgets.QMainWindow):
         m.pretrained_changed.connect(self._on_pretrained)
         # stage 5's head (Head: 0…11 or all 12) redraws the token lines at once (the trace holds every head)
         m.head_changed.connect(lambda _h: self._on_pretrained() if m.step.stage == "pretrained" else None)
+        self.decode.error.connect(lambda text: self.statusBar().showMessage(text, 15000))
+        m.decode_changed.connect(lambda: self._update_status() if m.step.stage == "decode" else None)
         self._restore_geometry()
         from gui.focus import FocusFrame
         from gui.keys import install_step_keys
@@ -245,6 +260,8 @@ class MainWindow(QtWidgets.QMainWindow):
                   "Train the chapter's MultiHeadAttention on a toy task and watch its heads learn"),
                 A("cost", "Cost of attention…", self.show_cost, ["Ctrl+Shift+M"],
                   "Measure how time and memory grow with the tokens (T²), trace beside fused attention"),
+                A("kv_meter", "KV-cache memory meter…", self.show_kv_meter, ["Ctrl+Shift+V"],
+                  "KV-cache bytes of MHA, GQA, MQA, MLA and SWA side by side, against the context length"),
                 A("reset_inputs", "Reset inputs to the preset",
                   lambda: self.inputs_editor.reset() if self.inputs_editor is not None else None,
                   ["Ctrl+Shift+R"], "Drop every edit of the embeddings and weights"),
@@ -449,7 +466,8 @@ class MainWindow(QtWidgets.QMainWindow):
         step = self.model.step
         on_pretrained = step.stage == "pretrained"
         self.pretrained_bar.setVisible(on_pretrained)
-        self.params.setVisible(not on_pretrained)      # the chapter's config does not drive stage 5
+        self.decode_bar.setVisible(step.stage == "decode")   # its own settings; the prompt may be the main text's
+        self.params.setVisible(not on_pretrained and step.stage != "decode")  # the chapter's config drives neither
         if self.step_view is None:
             return
         if step.view and self.pretrained_panel is not None:
@@ -458,7 +476,7 @@ class MainWindow(QtWidgets.QMainWindow):
             # each step its own view, the whole width (at 1366 px both side by side are too narrow)
             panel = self.pretrained_panel
             panel.show_view(step.view)
-        elif on_pretrained or self.model.has_trace:
+        elif on_pretrained or step.stage == "decode" or self.model.has_trace:
             self.stack.setCurrentWidget(self.step_view)
 
     def _on_pretrained(self) -> None:
@@ -482,6 +500,9 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def _update_status(self) -> None:
         t = self.model.trace
+        if self.model.step.stage == "decode":
+            self._set_status_info(self.model.decode_status)
+            return
         if t is None:
             if self.model.step.stage == "pretrained":
                 self._set_status_info(self.model.pretrained_status)
@@ -506,7 +527,8 @@ class MainWindow(QtWidgets.QMainWindow):
             label.setFixedSize(max(hint.width(), label.minimumWidth()), hint.height())
 
     def _on_error(self, field: str, message: str) -> None:
-        self.statusBar().showMessage(f"{field}: {message}" if field else message, 15000)
+        self._error_shown = f"{field}: {message}" if field else message
+        self.statusBar().showMessage(self._error_shown, 15000)
         if not self.controller.has_trace and not self.controller.is_busy():
             self.placeholder.setText(f"Could not compute the trace:\n{message}")
 
@@ -671,6 +693,15 @@ class MainWindow(QtWidgets.QMainWindow):
         view.raise_()
         view.activateWindow()
 
+    def show_kv_meter(self) -> None:
+        """View → KV-cache memory meter: a dialog, kept and re-raised."""
+        if self.kv_meter is None:
+            from gui.kv_meter import KVMeter
+            self.kv_meter = KVMeter(self)
+        self.kv_meter.show()
+        self.kv_meter.raise_()
+        self.kv_meter.activateWindow()
+
     def closeEvent(self, event: QtGui.QCloseEvent) -> None:
         if self.cost_view is not None:           # its own window: cancel a run and wait for its thread
             self.cost_view.close()
@@ -681,4 +712,5 @@ class MainWindow(QtWidgets.QMainWindow):
         QtWidgets.QApplication.instance().removeEventFilter(self._step_keys)
         train_window.shutdown(self)              # cancel a training: no thread left running
         self.controller.shutdown()
+        self.decode.shutdown()
         event.accept()

@@ -1,5 +1,5 @@
 """One map of a step on its own, as large as the window, with zoom: double-click a map (or its
-panel's ⤢ button) to open it.
+panel's ⤢ button) to open it; Esc closes it.
 
 The window follows the view model: when the step is redrawn (a new trace, another batch item) it
 shows the same matrix and map again, with the new numbers; hover writes the model's hover line
@@ -57,7 +57,8 @@ class MapWindow(QtWidgets.QDialog):
         self.zoom_in.clicked.connect(lambda: self.set_zoom(self.zoom * ZOOM_STEP))
         self.zoom_out.clicked.connect(lambda: self.set_zoom(self.zoom / ZOOM_STEP))
         self.fit.clicked.connect(lambda: self.set_zoom(1.0))
-        for keys, slot in ((("+", "="), self.zoom_in.click), (("-",), self.zoom_out.click), (("0",), self.fit.click)):
+        for keys, slot in ((("+", "="), self.zoom_in.click), (("-",), self.zoom_out.click), (("0",), self.fit.click),
+                           (("Esc",), self.close)):
             for k in keys:
                 QtGui.QShortcut(QtGui.QKeySequence(k), self, activated=slot)
 
@@ -73,9 +74,18 @@ class MapWindow(QtWidgets.QDialog):
         self.refresh()
         self.set_zoom(1.0)
 
+    def showEvent(self, event) -> None:
+        """Take the keyboard when it opens: Esc closes it, + − 0 zoom."""
+        super().showEvent(event)
+        self.raise_()
+        self.activateWindow()
+
     def closeEvent(self, event) -> None:
-        self.model.shown_changed.disconnect(self.refresh)
-        self.model.marks_changed.disconnect(self._show_marks)
+        for signal, slot in ((self.model.shown_changed, self.refresh), (self.model.marks_changed, self._show_marks)):
+            try:
+                signal.disconnect(slot)
+            except (RuntimeError, TypeError):      # closed twice (Esc, then the window's own close)
+                pass
         super().closeEvent(event)
 
     def _find(self) -> tuple[int, int] | None:

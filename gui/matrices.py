@@ -77,7 +77,8 @@ class MatrixData:
     col_labels: tuple[str, ...]
     row_axis: str
     col_axis: str
-    kind: str                          # "signed", "prob", "binary", "nonneg", "diff"
+    kind: str                          # "signed", "prob", "binary", "nonneg", "diff", "seq" (all ≥ 0:
+                                       # sequential from the smallest), "ids" (integers: neutral, printed)
     levels: tuple[float, float]
     template: str = ""
     row_offset: int = 0                # first row shown (row slices)
@@ -94,7 +95,7 @@ class MatrixData:
         masked = m.masked is not None and bool(m.masked[row, col])
         r, c = self.row_labels[row], self.col_labels[col]
         text = (self.template or "{symbol}[{r}, {c}] = {v}").format(
-            r=r, c=c, v=format_value(v), h=m.head if m.head is not None else "", symbol=self.symbol)
+            r=r, c=c, v=token_number(v) if self.kind == "ids" else format_value(v), h=m.head if m.head is not None else "", symbol=self.symbol)
         if masked:
             text += f"\nmasked: '{c}' comes after '{r}', so '{r}' may not attend to it"
         where = f"{self.key[0]}.{self.key[1]}"
@@ -141,6 +142,23 @@ def _value_range(maps: list[MapData]) -> tuple[float, float]:
     return (lo, hi) if lo <= hi else (0.0, 0.0)
 
 
+def _spread_range(maps: list[MapData]) -> tuple[float, float]:
+    """The spread scale's range: (min, max) over the finite, unmasked cells, leaving out rows with
+    one such cell (a causal map's first query: its weight is 1 by definition and would stretch
+    the scale over every other row's); those cells take the top colour."""
+    kept = []
+    for m in maps:
+        if m.masked is None:
+            kept.append(m)
+            continue
+        seen = (~m.masked).sum(axis=1) > 1
+        if seen.any() and not seen.all():
+            kept.append(MapData(m.values[seen], m.masked[seen]))
+        else:
+            kept.append(m)
+    return _value_range(kept)
+
+
 def _in_unit_interval(arr: np.ndarray, lead: list[tuple[int, ...]]) -> bool:
     """Whether every value of the slices ``lead`` of ``arr`` lies in [0, 1] (no nan): then so do
     the unmasked finite ones, and weights take the fixed [0, 1] scale without the masked range
@@ -165,11 +183,17 @@ def warm(trace, panels, batch_index: int = 0) -> list[MatrixData]:
             continue
         if data is not None:
             pairs.append((panel, data))
-    return share_levels(pairs)
+    shared = share_levels(pairs)
+    # the weights as the step view draws them by default (spread), made ahead too
+    spread = [with_colours(d, "spread") for d in shared]
+    return shared + [v for v, d in zip(spread, shared) if v is not d]
 
 
 def _kind_and_levels(colours: str, lo: float, hi: float, is_diff: bool) -> tuple[str, tuple[float, float]]:
-    """The colour scheme and levels of a map whose term has ``colours`` (``Term.colours``)."""
+    """The colour scheme and levels of a map whose term has ``colours`` (``Term.colours``).
+    A signed term whose values are all ≥ 0 (the book's embeddings, torch.rand weights) gets
+    the sequential scale from its smallest to its largest value ("seq"): a diverging scale
+    would spend its lower half on values that do not occur."""
     if is_diff:
         top = max(abs(lo), abs(hi), 1e-6)   # float rounding noise stays near white
         return "diff", (-top, top)
@@ -179,8 +203,36 @@ def _kind_and_levels(colours: str, lo: float, hi: float, is_diff: bool) -> tuple
         return "prob", (0.0, 1.0)
     if colours == "nonneg" and lo >= 0.0:
         return "nonneg", (0.0, max(1.0, hi))
+    if colours == "signed" and 0.0 <= lo < hi:
+        return "seq", (lo, hi)
     top = max(abs(lo), abs(hi)) or 1.0
     return "signed", (-top, top)
+
+
+# The colour scales the step view offers for weights (``with_colours``), by setting value.
+COLOUR_MODES = {"spread": "spread (per map)", "row": "per row", "fixed": "shared 0–1"}
+SPREAD_KINDS = ("prob", "nonneg")          # the kinds whose fixed scale can hide their values
+
+
+def with_colours(data: MatrixData, mode: str) -> MatrixData:
+    """``data`` on the colour scale ``mode`` (a key of COLOUR_MODES) where it has a choice
+    (weights: ``SPREAD_KINDS``); the values stay exact, only the levels (or the image, per row)
+    change. "spread": from the smallest to the largest value of the map (of the step's maps
+    that share a scale: ``share_levels``), so 0.06…0.23 is not one colour; "row": each row ÷
+    its largest weight; "fixed": as resolved (weights on [0, 1])."""
+    if data.kind not in SPREAD_KINDS:
+        return data
+    if mode == "row" and data.kind == "prob":
+        return replace(data, extra={**data.extra, "row_scaled": True}, levels=(0.0, 1.0))
+    spread = data.extra.get("spread")
+    if mode in ("spread", "row") and spread is not None and spread[0] < spread[1]:
+        return replace(data, levels=(float(spread[0]), float(spread[1])), extra={**data.extra, "spread_scale": True})
+    return data
+
+
+def token_number(v: float) -> str:
+    """An integer (a token id) as it is printed: no decimals."""
+    return str(int(v)) if math.isfinite(v) else format_value(v)
 
 
 def resolve_panel(panel: Panel, trace, batch_index: int = 0) -> MatrixData | None:
@@ -194,10 +246,11 @@ def resolve_panel(panel: Panel, trace, batch_index: int = 0) -> MatrixData | Non
         return _merged_heads(panel, item, trace, batch_index)
     causal = bool(getattr(trace.config, "causal", False))    # the (T, T) lower triangle, every stage's
     arr = DISPLAY.array(item)
-    if arr.dtype.kind in "iu":                           # token ids (stage 5): drawn as numbers like the rest
+    integers = arr.dtype.kind in "iu"                    # token ids (stage 5): a labelled row of numbers
+    if integers:
         arr = arr.astype(np.float64)
     axes = list(item.axes)
-    n_lead = sum(1 for a in axes[:2] if a in ("batch", "head"))
+    n_lead = sum(1 for a in axes[:2] if a in ("batch", "head", "group"))
     if arr.ndim - n_lead == 1:                           # a bias (per head): drawn as one row
         arr = np.expand_dims(arr, -2)
         axes = axes[:-1] + [""] + axes[-1:]
@@ -222,6 +275,9 @@ def resolve_panel(panel: Panel, trace, batch_index: int = 0) -> MatrixData | Non
         lead = [l + (h,) for l in lead for h in range(nh)]
         titles = [f"head {h}" for _ in titles for h in range(nh)]
         heads = [h for _ in heads for h in range(nh)]
+    if axes and axes[0] == "group":                   # the decode stage's K/V heads (cache_k: g × T × hd)
+        ng = arr.shape[0]
+        lead, titles, heads = [(k,) for k in range(ng)], [f"K/V head {k}" for k in range(ng)], [None] * ng
     r0, r1 = panel.rows if panel.rows else (0, arr.shape[-2])
     r1 = min(r1, arr.shape[-2])
     r0 = min(r0, r1 - 1) if r1 > 0 else 0
@@ -261,10 +317,15 @@ def resolve_panel(panel: Panel, trace, batch_index: int = 0) -> MatrixData | Non
         lo, hi = DISPLAY.get(item, ("value_range", panel.diff if panel.is_diff else None, tuple(lead), causal),
                              full_range)
     kind, levels = _kind_and_levels(item.term.colours, lo, hi, panel.is_diff)
+    extra = {}
+    if integers:                  # ids, not quantities: neutral cells, the numbers printed
+        kind, levels = "ids", (lo, hi if hi > lo else lo + 1.0)
+    elif kind in SPREAD_KINDS:    # the values' own range (of the rows shown), for the spread scale
+        spread = DISPLAY.get(item, ("spread", tuple(lead), r0, r1, causal), lambda: _spread_range(maps))
+        extra["spread"] = (float(spread[0]), float(spread[1]))
     name = item.name
     title = f"{item.symbol} · {name}"
     template = cell_templates().get(f"{item.stage}.{name}", "")
-    extra = {}
     if panel.is_diff:
         max_diff = max(abs(lo), abs(hi))
         title = f"{panel.label or 'difference'}  max |diff| {max_diff:.1e}"
@@ -302,11 +363,18 @@ def share_levels(pairs: list[tuple[Panel, MatrixData]]) -> list[MatrixData]:
         lo = min(d.levels[0] for d in datas)
         hi = max(d.levels[1] for d in datas)
         kinds = {d.kind for d in datas}
-        if "signed" in kinds:
+        signed = "signed" in kinds or "diff" in kinds
+        if signed:
             top = max(abs(lo), abs(hi)) or 1.0
             lo, hi = -top, top
+        spreads = [d.extra["spread"] for d in datas if "spread" in d.extra]
+        spread = (min(s[0] for s in spreads), max(s[1] for s in spreads)) if spreads else None
         for k in members:
-            out[k] = replace(out[k], levels=(lo, hi), extra={**out[k].extra, "shared_scale": True})
+            extra = {**out[k].extra, "shared_scale": True}
+            if spread is not None and "spread" in extra:
+                extra["spread"] = spread           # compared weights keep one spread range
+            kind = "signed" if signed and out[k].kind == "seq" else out[k].kind   # one scheme for one scale
+            out[k] = replace(out[k], kind=kind, levels=(lo, hi), extra=extra)
     return out
 
 

@@ -97,8 +97,11 @@ class ParamPanel(QtWidgets.QWidget):
                 ("", self.qkv_bias)]
         grid = QtWidgets.QVBoxLayout(self)
         grid.setContentsMargins(6, 4, 6, 4)
-        grid.setSpacing(2)
+        grid.setSpacing(0)            # (2 px between the rows below: the error line adds its height only)
         fields = {id(w): n for n, w in self.widgets.items()}
+        # A field's error is one line of the panel's whole width under the rows (beside its control
+        # the crowded second row left it "num_heads: d…"); it names the field, and only one shows.
+        errors = QtWidgets.QHBoxLayout()
         for row in (row1, row2):
             lay = QtWidgets.QHBoxLayout()
             for label, w in row:
@@ -107,17 +110,20 @@ class ParamPanel(QtWidgets.QWidget):
                 lay.addWidget(w, 3 if w is self.text else (2 if w is self.mode else 0))
                 name = fields.get(id(w))
                 if name and name not in ("example",):
-                    err = ElidedLabel(objectName=f"error_{name}")      # one line, never a jump
+                    err = ElidedLabel(objectName=f"error_{name}")      # one line: never widens the window
                     err.setStyleSheet("color: #c0392b;")
                     err.setVisible(False)
                     self.errors[name] = err
-                    lay.addWidget(err, 2)
+                    errors.addWidget(err, 1)
             lay.addStretch(1)
+            if row is row2:
+                grid.addSpacing(2)
             grid.addLayout(lay)
         self.general_error = ElidedLabel(objectName="error_general")
         self.general_error.setStyleSheet("color: #c0392b;")
         self.general_error.setVisible(False)
-        grid.addWidget(self.general_error)
+        errors.addWidget(self.general_error, 1)
+        grid.addLayout(errors)
         self.setEnabled(False)     # until the first trace tells us the book's configs
 
         model = controller.model                 # what is shown; the controller computes and validates

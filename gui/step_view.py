@@ -15,17 +15,28 @@ from PySide6 import QtCore, QtWidgets
 
 from gui.heatmap import (MIN_TEXT_PX, MatrixPanel, fit_grid_cols, grid_shape, min_cell, panel_min_size, prints_values,
                           square_cells, text_factor)
-from gui.matrices import MatrixData
+from gui.matrices import COLOUR_MODES, SPREAD_KINDS, MatrixData, with_colours
 from gui.steps import step_numbers
 from gui.texts import is_book, title_and_formula
 from gui.view_model import Mark, ViewModel, frames_for
 
 PANELS_PER_ROW = 3
-ROW_SCALE_KEY = "view/weights_per_row"     # QSettings: weights coloured per row (remembered)
+ROW_SCALE_KEY = "view/weights_per_row"     # QSettings (before the colour combo): weights coloured per row
+COLOUR_KEY = "view/weight_colours"         # QSettings: the weights' colour scale, a key of COLOUR_MODES
 
 
 def _settings() -> QtCore.QSettings:
     return QtCore.QSettings()
+
+
+def _saved_colours() -> str:
+    """The weights' colour scale last chosen: spread by default (per row where the learner had
+    ticked the former "per-row colours" box)."""
+    s = _settings()
+    mode = s.value(COLOUR_KEY, "", type=str)
+    if mode in COLOUR_MODES:
+        return mode
+    return "row" if s.value(ROW_SCALE_KEY, False, type=bool) else "spread"
 MAX_SPARE_PANELS = 12    # hidden panels kept for reuse (their images released)
 HOVER_HINT = "Hover a cell to see what it is; click a matrix to pick it for File → Export matrix."
 
@@ -127,16 +138,22 @@ class StepView(QtWidgets.QWidget):
         self.batch_box.setToolTip("Which sequence of the batch to show")
         self.batch_box.valueChanged.connect(self._on_batch)
         self.batch_label = QtWidgets.QLabel("batch item:")
-        self.row_scale = QtWidgets.QCheckBox("weights: per-row colours", objectName="rowScale")
-        self.row_scale.setToolTip("Colour attention weights per row (each row ÷ its largest weight) "
-                                  "instead of on the fixed [0, 1] scale: long causal maps show their "
-                                  "structure. The cells still print the exact weights.")
-        self.row_scale.setChecked(_settings().value(ROW_SCALE_KEY, False, type=bool))
-        self.row_scale.toggled.connect(self._on_row_scale)
+        self.colour_label = QtWidgets.QLabel("colours:")
+        self.colour_box = QtWidgets.QComboBox(objectName="colourScale")
+        for mode, text in COLOUR_MODES.items():
+            self.colour_box.addItem(text, mode)
+        self.colour_box.setToolTip(
+            "How the attention weights are coloured. Spread: from the map's smallest to its largest "
+            "weight (maps that are compared share one range), so 0.06…0.23 is not one colour. Per row: "
+            "each row ÷ its largest weight (long causal maps show their structure). Shared 0–1: the "
+            "fixed scale every weights map shares. The cells always print the exact weights.")
+        self.colour_box.setSizeAdjustPolicy(QtWidgets.QComboBox.SizeAdjustPolicy.AdjustToContents)
+        self.colour_box.setCurrentIndex(max(self.colour_box.findData(_saved_colours()), 0))
+        self.colour_box.currentIndexChanged.connect(self._on_colours)
         # one row under the title: the formula, then the selectors (the maps get the height)
         opts = QtWidgets.QHBoxLayout()
         opts.addWidget(self.formula, 1)
-        for w in (self.head_label, self.head_box, self.batch_label, self.batch_box, self.row_scale):
+        for w in (self.head_label, self.head_box, self.batch_label, self.batch_box, self.colour_label, self.colour_box):
             opts.addWidget(w)
 
         self.grid_host = QtWidgets.QWidget()
@@ -183,13 +200,16 @@ class StepView(QtWidgets.QWidget):
         self.title.setText(f"{step_numbers()[m.index]}  {title}")
         datas = [self._scaled(d) for d in m.shown]
         if trace is None:                 # this step's trace is still being computed (or the model loading)
-            self.formula.setText(m.pretrained_status if step.stage == "pretrained" else "Computing…")
+            self.formula.setText(m.pretrained_status if step.stage == "pretrained" else
+                                 m.decode_status if step.stage == "decode" else "Computing…")
         elif m.draw_error is not None:
             self.formula.setText(f"cannot draw this step: {m.draw_error}")
         else:
             self._update_selectors()
             self.formula.setText(formula)
-        self.row_scale.setVisible(any(d.kind == "prob" for d in m.shown))
+        choice = any(d.kind in SPREAD_KINDS for d in m.shown)
+        self.colour_box.setVisible(choice)
+        self.colour_label.setVisible(choice)
         self._drawn = datas
         self._ensure_panels(datas)
         self._draw_panels()
@@ -354,15 +374,20 @@ class StepView(QtWidgets.QWidget):
         self._ensure_panels(self._drawn)
         self._draw_panels()
 
-    def _scaled(self, d: MatrixData) -> MatrixData:
-        """Weights on the per-row scale when the learner chose it (the values stay exact)."""
-        if self.row_scale.isChecked() and d.kind == "prob":
-            return dataclasses.replace(d, extra={**d.extra, "row_scaled": True}, levels=(0.0, 1.0))
-        return d
+    @property
+    def colour_mode(self) -> str:
+        """The weights' colour scale chosen (a key of gui.matrices.COLOUR_MODES)."""
+        return self.colour_box.currentData() or "spread"
 
-    def _on_row_scale(self, on: bool) -> None:
-        _settings().setValue(ROW_SCALE_KEY, bool(on))
+    def _scaled(self, d: MatrixData) -> MatrixData:
+        """The weights on the colour scale the learner chose (the values stay exact)."""
+        return with_colours(d, self.colour_mode)
+
+    def _on_colours(self, _index: int) -> None:
+        _settings().setValue(COLOUR_KEY, self.colour_mode)
         self.refresh()
+        for win in self._open_map_windows():        # a map on its own takes the same colours
+            win.refresh()
 
     # ---- selectors, hover, focus, marks: the learner's choices go to the model ---------------
     def _on_head(self, index: int) -> None:
@@ -409,7 +434,12 @@ class StepView(QtWidgets.QWidget):
             return
         win = MapWindow(self.model, k, m, self.window(), transform=self._scaled)
         win.show()
-        self.map_windows = [w for w in getattr(self, "map_windows", []) if w.isVisible()] + [win]
+        self.map_windows = self._open_map_windows() + [win]
+
+    def _open_map_windows(self) -> list:
+        """The maps' own windows still open (a closed one is deleted: Esc, its close button)."""
+        import shiboken6
+        return [w for w in getattr(self, "map_windows", []) if shiboken6.isValid(w) and w.isVisible()]
 
     def _show_focus(self) -> None:
         k, m = self.model.focus

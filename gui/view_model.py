@@ -153,6 +153,12 @@ class ViewModel:
         self.pretrained = None
         self.pretrained_gallery = None
         self.pretrained_status = "Loading the model…"
+        # stage 6 (decode): core.decode.DecodeTrace, the position under the pointer and what the
+        # worker is doing; ``decode_view`` (gui.decode_model.DecodeView) is what its steps draw
+        self.decode = None
+        self.decode_position: int | None = None
+        self.decode_view = None
+        self.decode_status = "Computing the decode trace…"
 
         self.step_changed = Event("step_changed")        # (index)
         self.trace_changed = Event("trace_changed")      # ()  new traces in place
@@ -166,6 +172,7 @@ class ViewModel:
         self.marks_changed = Event("marks_changed")      # ()
         self.cell_clicked = Event("cell_clicked")        # (MatrixData, map index, row, column)
         self.pretrained_changed = Event("pretrained_changed")  # ()  stage 5's trace, gallery or status
+        self.decode_changed = Event("decode_changed")  # ()  stage 6's trace, position or status
 
     # ---- read ------------------------------------------------------------------------------
     @property
@@ -188,6 +195,8 @@ class ViewModel:
         step = step or self.step
         if step.stage == "pretrained":           # the real model's trace (None while it loads)
             return self.pretrained
+        if step.stage == "decode":               # stage 6 at the pointer's position (None while computing)
+            return self.decode_view
         if not self.traces:
             return None
         trace = self.traces.get(step.section) if self.traces_mode == "book" else self.traces.get(CUSTOM)
@@ -258,15 +267,15 @@ class ViewModel:
     def chapter_step(self):
         """The current step, or the last chapter step while stage 5 (pretrained) is on screen."""
         step = self.step
-        if step.stage == "pretrained":
-            step = next((s for s in reversed(self.steps) if s.stage != "pretrained"), step)
+        if step.stage in ("pretrained", "decode"):
+            step = next((s for s in reversed(self.steps) if s.stage not in ("pretrained", "decode")), step)
         return step
 
     def chapter_trace(self):
         """The chapter's trace for the current step, or for the last chapter step while stage 5
         (pretrained) is on screen: what views that compare the chapter's stages read."""
         step = self.chapter_step()
-        return self.trace_for(step) if step.stage != "pretrained" else None
+        return self.trace_for(step) if step.stage not in ("pretrained", "decode") else None
 
     def set_pretrained(self, trace=None, gallery=None, status: str | None = None) -> None:
         """Stage 5's new trace and gallery (None keeps the one shown) and/or loading status."""
@@ -284,6 +293,39 @@ class ViewModel:
             self._emit_clamped(clamped)
         if on_stage:
             self.shown_changed.emit()
+
+    def set_decode(self, trace=None, status: str | None = None) -> None:
+        """Stage 6's new trace (None keeps the one shown; the pointer stays where it was, clamped)
+        and/or its status line."""
+        if trace is not None:
+            self.decode = trace
+            self._decode_at(self.decode_position if self.decode_position is not None else trace.positions[0])
+        if status is not None:
+            self.decode_status = status
+        self._decode_changed(trace is not None)
+
+    def set_decode_position(self, position: int) -> None:
+        """The position pointer: which generated token the decode steps show."""
+        if self.decode is None or int(position) == self.decode_position:
+            return
+        self._decode_at(position)
+        self._decode_changed(True)
+
+    def _decode_at(self, position: int) -> None:
+        from gui.decode_model import DecodeView
+        self.decode_view = DecodeView(self.decode, position)
+        self.decode_position = self.decode_view.position
+
+    def _decode_changed(self, new_numbers: bool) -> None:
+        on_stage = self.step.stage == "decode"
+        clamped = self._resolve() if new_numbers and on_stage else (False, False)
+        self.decode_changed.emit()
+        if new_numbers and on_stage:
+            self.trace_changed.emit()
+            self._emit_clamped(clamped)
+        if on_stage:
+            self.shown_changed.emit()
+            self._clear_hover()
 
     def set_config(self, config) -> None:
         """The config the parameter panel shows (a frozen AttentionConfig); always emits."""
@@ -368,7 +410,8 @@ class ViewModel:
         self.draw_error = None
         if trace is None:                      # this step's trace is still being computed
             self.shown = ()
-            self.draw_error = self.pretrained_status if self.step.stage == "pretrained" else None
+            self.draw_error = self.pretrained_status if self.step.stage == "pretrained" else \
+                self.decode_status if self.step.stage == "decode" else None
             return
         if not self.step.panels:               # a step drawn by its own view (stage 5's gallery): keep the head
             self.shown = ()
@@ -389,6 +432,9 @@ class ViewModel:
             d.key[0] in ("causal", "multihead") and not any(m.title.startswith("batch") for m in d.maps)
             for d in datas)
         self.batch_index = min(self.batch_index, max(b - 1, 0))   # resolve_panel clamped it the same way
+        if self.step.stage == "decode":        # GQA/MQA: which K/V head each query head reads
+            from gui.decode_model import label_heads
+            label_heads(datas, trace.config)
         if self.head is not None:
             datas = [_only_head(d, self.head) for d in datas]
         self.shown = tuple(datas)

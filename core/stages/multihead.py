@@ -10,7 +10,7 @@ import torch
 
 from core.stages.causal import mask_line
 from core.stages.schema import Stage, term
-from core.stages.trainable import ROLES, draw_lines, proj_line, project, weights, widen
+from core.stages.trainable import ROLES, draw_lines, proj_line, project, weight_lines, weights, widen
 from core.weights import Projection
 
 TERMS = {
@@ -155,10 +155,7 @@ def code(cfg) -> list[tuple[str | None, str]]:
           ("wrapper_attn_weights", "wrapper_attn_weights = torch.stack([w for w, _ in per_head], dim=1)  # (b, h, T, T)"),
           ("wrapper_context_vecs", "wrapper_context_vecs = torch.cat([z for _, z in per_head], dim=-1)"),
           (None, FUSED_START)]
-    c += [(None, line) for line in draw_lines(cfg, cfg.d_out)]
-    c += [(f"W_{r}", f"# W_{r}: drawn above") for r in ROLES]
-    if cfg.qkv_bias:
-        c += [(f"b_{r}", f"# b_{r}: drawn above") for r in ROLES]
+    c += weight_lines(cfg)                       # each draw line tagged with the weight it makes
     c += [(None, "out_proj = nn.Linear(d_out, d_out)"),
           ("W_out", f"W_out = out_proj.weight.T.detach(){widen(cfg)}"),
           ("b_out", f"b_out = out_proj.bias.detach(){widen(cfg)}"),

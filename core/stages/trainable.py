@@ -87,8 +87,9 @@ def draw_lines(cfg, d_out, prefix: str = "") -> list[str]:
                 lines.append(f"{prefix}b_{role} = torch.rand({d_out}){to}")
         else:
             lines.append(f"_layer = nn.Linear(d_in, {d_out}, bias={cfg.qkv_bias})")
-            lines.append(f"{prefix}W_{role} = _layer.weight.T.detach(){to}" +
-                         (f"; {prefix}b_{role} = _layer.bias.detach(){to}" if cfg.qkv_bias else ""))
+            lines.append(f"{prefix}W_{role} = _layer.weight.T.detach(){to}")
+            if cfg.qkv_bias:
+                lines.append(f"{prefix}b_{role} = _layer.bias.detach(){to}")
     return lines
 
 
@@ -97,12 +98,10 @@ def proj_line(role: str, src: str, cfg, prefix: str = "") -> str:
 
 
 def weight_lines(cfg) -> list[tuple[str | None, str]]:
-    """The draw, then one marker line per weight (so each weight has a line to highlight)."""
-    out: list[tuple[str | None, str]] = [(None, line) for line in draw_lines(cfg, cfg.d_out)]
-    out += [(f"W_{role}", f"# W_{role}: drawn above") for role in ROLES]
-    if cfg.qkv_bias:
-        out += [(f"b_{role}", f"# b_{role}: drawn above") for role in ROLES]
-    return out
+    """The draw, each line tagged with the weight it makes (the line a weight highlights)."""
+    made = {f"{w}_{role} = ": f"{w}_{role}" for role in ROLES for w in ("W", "b")}
+    return [(next((n for head, n in made.items() if line.startswith(head)), None), line)
+            for line in draw_lines(cfg, cfg.d_out)]
 
 
 def code(cfg) -> list[tuple[str | None, str]]:

@@ -67,3 +67,30 @@ def test_book_style_lines():
     code = dict((n, l) for n, l in stage_code(AttentionConfig(), "trainable") if n)
     assert code["attn_scores"] == "attn_scores = queries @ keys.T"
     assert code["queries"] == "queries = inputs @ W_query"
+
+
+@pytest.mark.parametrize("init", ["rand", "linear"])
+def test_the_draw_line_is_tagged_with_its_weight_and_given_weights_keep_the_random_sequence(init):
+    """No "# W_query: drawn above" marker lines: the line that draws a weight is the weight's
+    line. A weight written into a snippet (edited in the app, or given) replaces the drawn values
+    on that line, but the draw stays (``_ = torch.rand(...)`` / the nn.Linear line), so the weights
+    drawn after it are the trace's: W_key and W_value are not shifted in the random sequence."""
+    from core.snippets import with_given
+    cfg = AttentionConfig(init=init, seed=5, qkv_bias=True, d_out=4, num_heads=2)
+    trace = build_trace(cfg)
+    for stage in ("trainable", "causal", "multihead"):
+        lines = stage_code(cfg, stage)
+        assert not any("drawn above" in line for _, line in lines), stage
+        tagged = dict((n, l) for n, l in lines if n in ("W_query", "b_key"))
+        assert tagged["W_query"].startswith("W_query = ") and tagged["b_key"].startswith("b_key = "), stage
+    w_q = np.arange(cfg.d_in * cfg.d_out, dtype=np.float32).reshape(cfg.d_in, cfg.d_out) / 10
+    code = snippet(trace, "trainable", "keys").split("\n")
+    lit = "torch.tensor([" + ", ".join("[" + ", ".join(repr(float(v)) for v in row) + "]" for row in w_q) + "])"
+    edited = "\n".join(with_given(code, {"W_query": lit}, "edited")).replace("print(keys)", "print(keys, W_query)")
+    assert "W_query = torch.tensor(" in edited
+    res = subprocess.run([sys.executable, "-c", edited], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    keys_part, _, wq_part = res.stdout.partition(") tensor(")
+    keys = parse_printed(keys_part + ")")
+    np.testing.assert_allclose(keys, trace["trainable", "keys"].numpy().ravel(), atol=1e-6)   # same draws after
+    np.testing.assert_allclose(parse_printed("tensor(" + wq_part), w_q.ravel(), atol=1e-6)    # the given values

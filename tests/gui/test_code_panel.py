@@ -150,3 +150,25 @@ def test_code_view_after_a_seed_change_looks_like_a_fresh_one(window, qtbot):
         fresh = _code_on_screen(window)
         assert updated[:3] == fresh[:3], seed
         assert updated[3] == fresh[3], seed
+
+
+def test_long_code_lines_wrap_so_the_highlighted_line_is_read_whole(window, qtbot):
+    """A long line (the fused queries' view/transpose with its shape comment) wraps at the
+    panel's width: no sideways scroll bar, and the highlighted line's whole text is in view."""
+    window.docks["code"].show()
+    go_to(window, qtbot, "multihead.split")
+    cp = window.code_panel
+    window.docks["code"].raise_()
+    cp.resize(320, 400)
+    cp.refresh()
+    QtWidgets.QApplication.processEvents()
+    code = cp.code
+    line = cp.highlighted_line()
+    assert code.fontMetrics().horizontalAdvance(line) > code.viewport().width()     # the case: a long line
+    assert code.horizontalScrollBar().maximum() == 0
+    doc = code.document()
+    block = next(doc.findBlockByNumber(k) for k in range(doc.blockCount())
+                 if doc.findBlockByNumber(k).text() == line)
+    assert block.layout().lineCount() > 1                                          # wrapped
+    rect = code.cursorRect(QtGui.QTextCursor(block))
+    assert 0 <= rect.top() < code.viewport().height()

@@ -12,6 +12,7 @@ from PySide6 import QtCore, QtWidgets
 from core.book import book_config
 from core.config import AttentionConfig
 from core.trace import build_trace
+from gui import heatmap
 from gui.heatmap import MatrixPanel, is_thumbnails, label_cell, min_cell, panel_min_size, prints_values
 from gui.matrices import MapData, MatrixData
 from gui.view_model import CUSTOM, ViewModel
@@ -62,37 +63,115 @@ def test_raw_and_scaled_scores_share_one_scale(qtbot, v1_trace):
     they are √d_k times smaller); the colour bar says so."""
     model = _model(v1_trace, "trainable.scaled")
     raw, scaled = model.shown
-    top = float(np.abs(v1_trace["trainable", "attn_scores"].numpy()).max())
-    assert raw.levels == scaled.levels == (-top, top)
+    omega = v1_trace["trainable", "attn_scores"].numpy()
+    top = float(np.abs(omega).max())
+    assert omega.min() > 0                      # the book's ω are all positive: sequential, from the smallest
+    lo = float(v1_trace["trainable", "scaled_scores"].numpy().min())
+    assert raw.kind == scaled.kind == "seq" and raw.levels == scaled.levels == (lo, top)
     assert float(np.abs(scaled.maps[0].values).max()) < top / 1.4       # √d_k = √2: paler
     view = _view(qtbot, model)
     for panel in view.panels:
-        assert panel.bar.getAxis("right").labelText == "shared scale"
+        assert panel.bar.getAxis("right").labelText == "min…max, shared"
 
 
 def test_unrelated_panels_keep_their_own_scales(v1_trace):
     """2.3: Q, K and V are not compared cell by cell: each keeps its own scale."""
     model = _model(v1_trace, "trainable.qkv")
     for d in model.shown:
-        top = float(np.abs(d.maps[0].values).max())
-        assert d.levels == (-top, top) and "shared_scale" not in d.extra
+        v = d.maps[0].values
+        top = float(np.abs(v).max())
+        own = (float(v.min()), top) if v.min() >= 0 else (-top, top)      # all ≥ 0: sequential from the smallest
+        assert d.levels == own and "shared_scale" not in d.extra
 
 
 def test_weights_per_row_colours_are_remembered(qtbot, v1_trace):
-    from gui.step_view import ROW_SCALE_KEY
+    from gui.step_view import COLOUR_KEY
     model = _model(v1_trace, "trainable.weights_softmax")
     view = _view(qtbot, model)
     weights = next(p for p, d in zip(view.panels, view.datas) if d.key == ("trainable", "attn_weights"))
     exact = v1_trace["trainable", "attn_weights"].numpy()
-    np.testing.assert_array_equal(weights.maps[0].image.image, exact.astype(np.float32))   # fixed [0, 1]
-    view.row_scale.setChecked(True)
+    np.testing.assert_array_equal(weights.maps[0].image.image, exact.astype(np.float32))   # the values
+    view.colour_box.setCurrentIndex(view.colour_box.findData("row"))
     img = np.asarray(weights.maps[0].image.image, dtype=np.float64)
     np.testing.assert_allclose(img, exact / exact.max(axis=1, keepdims=True), rtol=1e-6)  # float32 division
     assert weights.bar.getAxis("right").labelText.startswith("per row")
     assert weights.maps[0].texts[:6] == [f"{v:.4f}" for v in exact[0]]       # the values stay exact
-    assert QtCore.QSettings().value(ROW_SCALE_KEY, type=bool) is True
+    assert QtCore.QSettings().value(COLOUR_KEY, type=str) == "row"
     again = _view(qtbot, model)
-    assert again.row_scale.isChecked()
+    assert again.colour_mode == "row"
+
+
+def test_the_former_per_row_box_carries_over(qtbot, v1_trace):
+    """A learner who had ticked "weights: per-row colours" keeps per-row colours."""
+    from gui.step_view import ROW_SCALE_KEY
+    QtCore.QSettings().setValue(ROW_SCALE_KEY, True)
+    view = _view(qtbot, _model(v1_trace, "trainable.weights_softmax"))
+    assert view.colour_mode == "row"
+
+
+def test_weights_default_to_a_spread_scale_named_on_the_bar(qtbot, v1_trace):
+    """Weights of a 6-token example (about 0.1…0.2) are coloured from their smallest to their
+    largest value by default, not on 0…1 (where they are all one purple); the bar says so, and
+    the shared 0–1 scale is one choice away."""
+    model = _model(v1_trace, "trainable.weights_softmax")
+    view = _view(qtbot, model)
+    k = next(i for i, d in enumerate(view.datas) if d.key == ("trainable", "attn_weights"))
+    panel = view.panels[k]
+    exact = v1_trace["trainable", "attn_weights"].numpy()
+    assert exact.max() - exact.min() < 0.3                       # the case: a narrow range of weights
+    assert view.colour_mode == "spread" and view.colour_box.isVisibleTo(view)
+    assert panel.data.levels == pytest.approx((float(exact.min()), float(exact.max())))
+    assert tuple(panel.bar.levels()) == pytest.approx((float(exact.min()), float(exact.max())))
+    assert panel.bar.getAxis("right").labelText == "spread"
+    # the colours of the extreme cells differ by most of the colour map (not one block)
+    lut = heatmap.colormap("prob").getLookupTable(nPts=256)
+    lo, hi = panel.data.levels
+    at = lambda v: lut[int(round((v - lo) / (hi - lo) * 255))]
+    assert np.abs(at(exact.max()).astype(int) - at(exact.min()).astype(int)).sum() > 200
+    view.colour_box.setCurrentIndex(view.colour_box.findData("fixed"))
+    assert view.panels[k].data.levels == (0.0, 1.0)
+    assert view.panels[k].bar.getAxis("right").labelText == "fixed 0–1"
+    np.testing.assert_array_equal(view.panels[k].maps[0].image.image, exact.astype(np.float32))
+
+
+def test_compared_weights_share_one_spread_range(qtbot):
+    """3.5 (approach A beside B): maps with one scale key share one spread range (the union of
+    their ranges), so equal weights keep equal colours; the difference keeps its own scale."""
+    trace = build_trace(book_config("causal"))
+    model = _model(trace, "causal.compare")
+    view = _view(qtbot, model)
+    a, b, diff = view.panels
+    wa = trace["causal", "renormalized_weights"].numpy()
+    wb = trace["causal", "attn_weights"].numpy()
+    keep = np.tril(np.ones(wa.shape[-2:], dtype=bool))
+    keep[0] = False                  # query 1 sees only itself (weight 1): left out of the range
+    lo = min(wa[..., keep].min(), wb[..., keep].min())
+    hi = max(wa[..., keep].max(), wb[..., keep].max())
+    assert 0.1 < lo and hi < 0.9
+    assert a.data.levels == b.data.levels == pytest.approx((float(lo), float(hi)))
+    assert a.bar.getAxis("right").labelText == "spread, shared"
+    assert diff.data.kind == "diff"
+    view.colour_box.setCurrentIndex(view.colour_box.findData("fixed"))
+    assert view.panels[0].data.levels == view.panels[1].data.levels == (0.0, 1.0)
+    assert view.panels[0].bar.getAxis("right").labelText == "shared 0–1"
+
+
+def test_all_positive_values_get_a_sequential_scale():
+    """The book's embeddings (all in 0…1) and torch.rand weights are coloured sequentially from
+    their smallest value, not on a diverging ±max scale; values of both signs stay diverging."""
+    from gui.matrices import resolve_panel
+    from gui.steps import Panel
+    trace = build_trace(book_config("v1"))
+    x = trace["simplified", "inputs"].numpy()
+    assert x.min() >= 0
+    d = resolve_panel(Panel(key=("simplified", "inputs")), trace)
+    assert d.kind == "seq" and d.levels == pytest.approx((float(x.min()), float(x.max())))
+    assert heatmap.colormap(d.kind).name == "viridis"                      # sequential, not CET-D1
+    assert heatmap.bar_caption(d) == "min…max"
+    s = resolve_panel(Panel(key=("trainable", "attn_scores")), trace)
+    v = trace["trainable", "attn_scores"].numpy()
+    if v.min() < 0:
+        assert s.kind == "signed"
 
 
 def test_many_heads_are_thumbnails_and_a_click_opens_one(qtbot, six_heads):
@@ -320,9 +399,14 @@ def test_the_maps_follow_their_terms_display_traits(six_heads):
     assert drawn.kind == "prob" and drawn.levels == (0.0, 1.0)
     assert all(np.array_equal(m.masked, future) for m in drawn.maps)
     plain = resolve_panel(weights, _with_term(six_heads, weights.key, masked=False, colours="signed"))
-    assert plain.kind == "signed" and all(m.masked is None for m in plain.maps)
-    top = float(np.abs(six_heads[weights.key].numpy()).max())
-    assert plain.levels == pytest.approx((-top, top))
+    assert plain.kind == "seq" and all(m.masked is None for m in plain.maps)   # signed, but all ≥ 0
+    w = six_heads[weights.key].numpy()
+    assert plain.levels == pytest.approx((float(w.min()), float(w.max())))
+    scores = six_heads["multihead", "attn_scores"].numpy()
+    assert scores.min() < 0 < scores.max()
+    signed = resolve_panel(Panel(key=("multihead", "attn_scores")), six_heads)
+    top = float(np.abs(scores).max())
+    assert signed.kind == "signed" and signed.levels == pytest.approx((-top, top))
     assert "head_width" not in resolve_panel(other, six_heads).extra
     columns = resolve_panel(other, _with_term(six_heads, other.key, head_columns=True))
     assert columns.extra["head_width"] == 12 // 6 and "between heads" in columns.col_axis
@@ -330,3 +414,29 @@ def test_the_maps_follow_their_terms_display_traits(six_heads):
     assert all(m.masked is None for m in resolve_panel(scores, six_heads).maps)
     hidden = resolve_panel(scores, _with_term(six_heads, scores.key, masked=True))
     assert all(np.array_equal(m.masked, future) and np.isnan(m.display()[future]).all() for m in hidden.maps)
+
+
+def test_token_ids_are_a_labelled_row_of_numbers(qtbot, v1_trace):
+    """Integer maps (stage 5's token ids) are not coloured on a ±10000 scale: neutral cells
+    with the numbers printed (no decimals), the pieces as labels, no colour bar."""
+    import torch
+
+    from core.stages.schema import term
+    from core.trace import Intermediate
+    from gui.matrices import resolve_panel
+    from gui.steps import Panel
+    tokens = ("[CLS]", "the", "dog", "chased", "him", "[SEP]")
+    ids = torch.tensor([101, 1996, 3899, 6664, 2032, 102])
+    t = term("ids", "tokenizer(text)", "WordPiece ids", "token")
+    item = Intermediate("simplified", "ids_test", ids, t, ("token",), (tokens,))
+    stages = {**v1_trace.stages, "simplified": {**v1_trace.stages["simplified"], "ids_test": item}}
+    trace = dataclasses.replace(v1_trace, stages=stages)
+    data = resolve_panel(Panel(key=("simplified", "ids_test")), trace)
+    assert data.kind == "ids" and data.shape == (1, 6) and data.col_labels == tokens
+    assert "= 3899" in data.describe(0, 0, 2) and "3899.0" not in data.describe(0, 0, 2)
+    cmap = heatmap.colormap("ids").getLookupTable(nPts=8)
+    assert (cmap == cmap[0]).all()                                  # one neutral colour
+    panel = _painted_panel(qtbot, data, (700, 160))
+    assert prints_values(data)
+    qtbot.waitUntil(lambda: panel.maps[0].texts == [str(int(v)) for v in ids])
+    assert not panel.bar.isVisible()

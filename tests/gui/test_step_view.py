@@ -84,6 +84,12 @@ def test_keyboard_visits_every_step_and_each_image_equals_the_core(window, qtbot
                 from core.pretrained_config import PretrainedConfig
                 qtbot.waitUntil(lambda: c.model.pretrained is not None and not c.pretrained.busy, timeout=120_000)
                 trace = refs.setdefault("pretrained", build_pretrained(PretrainedConfig(device="cpu")))
+            elif step.stage == "decode":       # stage 6: its own settings (the decode bar), computed on first visit
+                from core.decode import build_decode
+                from gui.decode_model import DecodeView
+                qtbot.waitUntil(lambda: c.model.decode is not None and not window.decode.busy, timeout=60_000)
+                trace = DecodeView(refs.setdefault("decode", build_decode(window.decode.config)),
+                                   c.model.decode_position)
             else:
                 trace = refs.setdefault(step.section, build_trace(book_config(step.section)))
             panels = [p for p in step.panels if p.key in trace or not p.optional]
@@ -177,4 +183,10 @@ def test_multihead_grid_and_head_selector(window, qtbot):
     exp = trace["multihead", "attn_weights"].numpy()[0, 1].copy()
     exp[np.triu(np.ones_like(exp, dtype=bool), 1)] = np.nan
     np.testing.assert_array_equal(shown[0].image.image, exp)
-    assert sv.panels[0].data.levels == (0.0, 1.0)      # weights: sequential, fixed to [0, 1]
+    shown_w = exp[np.isfinite(exp)]
+    assert sv.panels[0].data.kind == "prob"             # weights: sequential, spread over the heads' range
+    w = trace["multihead", "attn_weights"].numpy()[0]
+    keep = np.tril(np.ones(w.shape[-2:], dtype=bool))
+    keep[0] = False                                      # the first query's lone weight 1 is left out
+    assert sv.panels[0].data.levels == pytest.approx((float(w[:, keep].min()), float(w[:, keep].max())))
+    assert shown_w.min() >= sv.panels[0].data.levels[0]

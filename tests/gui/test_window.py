@@ -266,16 +266,25 @@ def test_the_tour_points_at_each_part_and_is_remembered(window, qtbot):
     from gui.help import Tour
     from gui.main_window import TOUR_KEY
     assert window.findChild(Tour) is None                     # never shown unless asked
+    from gui.help import target_rect
     tour = window.start_tour()
     names = [name for name, _w, _t in tour.stops]
-    assert names == ["navigator", "map", "hover", "inspector", "code", "book"]
+    assert names == ["navigator", "map", "hover", "inspector", "code", "book", "stage5", "train", "cost"]
+    step, sizes, buttons = window.controller.index, set(), set()
     for at, (name, widget, _text) in enumerate(tour.stops):
         assert tour.at == at and tour.isVisible()
-        target = QtCore.QRect(widget.mapTo(window, QtCore.QPoint(0, 0)), widget.size()) & window.rect()
+        target = target_rect(window, widget)
+        assert target is not None and not target.isEmpty(), name
         assert tour.pointer.isVisible() and tour.pointer.geometry().contains(target), name
         assert window.rect().contains(tour.geometry()), name
         assert not tour.geometry().intersects(target) or name == "map", name   # beside, not over it
+        sizes.add((tour.width(), tour.height()))
+        buttons.add(tour.next.geometry().topLeft().toTuple())                  # within the bubble
+        assert tour.text.geometry().bottom() < tour.next.geometry().top(), name  # the text is never cut
         tour.next.click()
+    assert len(sizes) == 1 and len(buttons) == 1, (sizes, buttons)       # Next stays in one place
+    assert window.controller.index == step                               # the stops open nothing…
+    assert window.train_view is None and window.cost_view is None        # …not Train, not Cost
     assert not tour.isVisible() and not tour.pointer.isVisible()
     assert window.settings.value(TOUR_KEY) in (True, "true")
     assert window.maybe_start_tour() is None                  # shown once

@@ -1,0 +1,145 @@
+"""Stage 6 (decode with a KV cache), Qt-free: the trace as the window reads it at one position.
+
+core.decode.build_decode gives one stage per generated token (``decode_pos06``, ``decode_pos07``…).
+The steps (resources/steps.json) name ``decode.<term>``: :class:`DecodeView` maps ``decode`` to
+the stage of the position under the pointer (the bar's slider), and keeps ``decode_weights``,
+``decode_prefill`` and ``decode_summary`` as they are, so the heatmaps, the inspector
+(core.stages.decode.explain reads ``c.trace.stages[S]``) and the code panel read it like any
+trace. ``full`` is the whole trace: File → Export all writes that one (as ``python main.py
+export --stage decode`` does). Nothing here imports torch.
+"""
+from __future__ import annotations
+
+WEIGHTS, PREFILL, SUMMARY = "decode_weights", "decode_prefill", "decode_summary"   # = core.decode's
+
+
+class DecodeView:
+    """A read-only view of a core.decode.DecodeTrace at one generated position."""
+
+    def __init__(self, full, position: int):
+        positions = full.positions
+        position = min(max(int(position), positions[0]), positions[-1])
+        self.full = full
+        self.position = position
+        self.stages = {WEIGHTS: full.stages[WEIGHTS], PREFILL: full.stages[PREFILL],
+                       "decode": full.step(position), SUMMARY: full.stages[SUMMARY]}
+        self.config = full.config
+        self.inputs = full.inputs
+        self.prompt_tokens = full.prompt_tokens
+        self.device = full.device
+        self.compute_ms = full.compute_ms
+        self.notes = full.notes
+
+    @property
+    def tokens(self) -> tuple[str, ...]:
+        return self.full.tokens
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return self.full.labels
+
+    @property
+    def positions(self) -> tuple[int, ...]:
+        return self.full.positions
+
+    def __getitem__(self, key):
+        stage, name = key
+        return self.stages[stage][name]
+
+    def __contains__(self, key) -> bool:
+        stage, name = key
+        return stage in self.stages and name in self.stages[stage]
+
+    def __iter__(self):
+        for stage in self.stages.values():
+            yield from stage.values()
+
+
+def label_heads(datas, cfg) -> None:
+    """GQA/MQA: each query head's map names the K/V head it shares (repeat_interleave), each K/V
+    head's map the query heads that read it (titles only; the numbers are untouched)."""
+    g = getattr(cfg, "kv_groups", None)
+    h = cfg.num_heads
+    if cfg.variant == "mla" or not g or g == h:
+        return
+    size = h // g
+    for d in datas:
+        for m in d.maps:
+            if m.title.startswith("head ") and m.head is not None:
+                m.title = f"head {m.head} ← K/V {m.head // size}"
+            elif m.title.startswith("K/V head ") and m.index:
+                k = m.index[0]
+                m.title = f"K/V head {k} → q {k * size}…{(k + 1) * size - 1}" if size > 1 else f"K/V head {k}"
+
+
+def options_line(cfg) -> str:
+    """The settings in one line (the explanation's footer, the status bar)."""
+    extra = {"gqa": f" · {cfg.kv_groups} K/V heads (groups of {cfg.num_heads // cfg.kv_groups})",
+             "mqa": " · 1 K/V head", "mla": f" · latent {cfg.latent}",
+             "swa": f" · window W = {cfg.window} · {cfg.kv_groups} K/V heads"}.get(cfg.variant, "")
+    return (f"decode {cfg.variant}{extra} · {cfg.num_heads} heads × hd {cfg.head_dim} · d_in {cfg.d_in} · "
+            f"seed {cfg.seed}")
+
+
+# ---- sentences for the explanation ({{@decode_…}} in resources/steps.json, gui/texts.py) ----------
+
+def _check_value(trace) -> float:
+    return float(trace["decode", "check"].numpy().reshape(-1)[0])
+
+
+def sentence(which: str, trace, esc) -> str:
+    """A sentence with the current numbers for one decode step; '' for a trace that is not one."""
+    if not isinstance(trace, DecodeView):
+        return ""
+    cfg, p = trace.config, trace.position
+    T0, T = trace.prompt_tokens, len(trace.tokens)
+    tok = esc(trace.labels[p])
+    h, g, hd = cfg.num_heads, cfg.kv_groups, cfg.head_dim
+    if which == "pos":
+        return (f"The pointer is at position {p} (counted from 0): the new token {tok}, after the prompt's "
+                f"{T0} tokens and {p - T0} generated ones ({T - T0} new tokens in all; the slider picks which).")
+    if which == "prefill":
+        if cfg.variant == "mla":
+            kept = f"one latent row of {cfg.latent} numbers per prompt token ({T0} rows)"
+        elif cfg.variant == "swa":
+            kept = (f"the last min({T0}, W = {cfg.window}) tokens' keys and values in a ring buffer of {cfg.window} "
+                    f"slots per K/V head ({g} K/V head{'s' if g != 1 else ''})")
+        else:
+            kept = f"{g} K/V head{'s' if g != 1 else ''} × {T0} rows × hd {hd}, for keys and for values"
+        return f"After the prefill the cache holds {kept}."
+    if which == "cache":
+        if cfg.variant == "mla":
+            return (f"MLA caches one latent row of {cfg.latent} numbers per token (c_kv = x W_DKV), not K and V: "
+                    f"the cache now holds {p + 1} rows.")
+        if cfg.variant == "swa":
+            W = cfg.window
+            return (f"SWA keeps only the last W = {W} keys and values, in a ring buffer of {W} slots: position "
+                    f"{p} is written to slot {p} % {W} = {p % W}, over the token that was there.")
+        return (f"The cache holds {g} K/V head{'s' if g != 1 else ''} × {p + 1} rows × hd {hd}: the old rows are "
+                f"kept from before, only the new token's row is computed.")
+    if which == "variant":
+        if cfg.variant == "mla":
+            return (f"MLA: the cached latent ({p + 1} × {cfg.latent}) is up-projected when read: keys = C W_UK, "
+                    f"values = C W_UV, then split into {h} heads.")
+        if cfg.variant == "swa":
+            return (f"SWA: the band mask keeps the keys with 0 ≤ {p} − j < {cfg.window}, so the query reads "
+                    f"{len(trace['decode', 'key_positions'].numpy())} keys, not {p + 1}.")
+        if g == h:
+            return f"{cfg.variant.upper()}: every query head has its own K/V head ({h} of each); nothing is shared."
+        size = h // g
+        return (f"{cfg.variant.upper()}: {h} query heads share {g} K/V head{'s' if g != 1 else ''}. "
+                f"repeat_interleave({size}, dim=0) repeats each K/V head {size} times in a row, so query heads "
+                f"{size}k … {size}k + {size - 1} all read K/V head k. Only the {g} K/V head{'s are' if g != 1 else ' is'} "
+                f"cached: {h // g}× less memory than MHA.")
+    if which == "check":
+        diff = _check_value(trace)
+        return (f"At position {p} the cached output and one uncached pass over the {p + 1} tokens so far differ "
+                f"by at most {diff:.2e} (float rounding): the cache changes the cost, not the result.")
+    return ""
+
+
+def blocks() -> dict:
+    """The explanation's blocks (gui.texts.BLOCKS): decode_prefill, decode_pos, decode_cache, decode_variant,
+    decode_check."""
+    return {f"decode_{w}": (lambda trace, esc, w=w: sentence(w, trace, esc))
+            for w in ("prefill", "pos", "cache", "variant", "check")}
