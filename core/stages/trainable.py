@@ -9,6 +9,7 @@ import math
 
 import torch
 
+from core.stages.ops import Ops
 from core.stages.schema import Stage, term
 from core.weights import ROLES, Projection
 
@@ -38,37 +39,20 @@ def weights(qkv: dict[str, Projection], prefix: str = "") -> dict[str, torch.Ten
     return out
 
 
-def project(x: torch.Tensor, proj: Projection) -> torch.Tensor:
-    """nn.Linear in the x @ W convention: (..., T, d_in) -> (..., T, d_out)."""
-    return x @ proj.W if proj.b is None else x @ proj.W + proj.b
-
-
-def forward(inputs: torch.Tensor, qkv: dict[str, Projection]) -> dict[str, torch.Tensor]:
+def forward(inputs: torch.Tensor, qkv: dict[str, Projection], ops: Ops | None = None) -> dict[str, torch.Tensor]:
     """inputs: (num_tokens, d_in); qkv: W_query, W_key, W_value (+ biases) -> section 3.4's intermediates."""
-    queries = project(inputs, qkv["query"])                                  # (T, d_in) -> (T, d_out)
-    keys = project(inputs, qkv["key"])                                       # (T, d_in) -> (T, d_out)
-    values = project(inputs, qkv["value"])                                   # (T, d_in) -> (T, d_out)
-    return {
-        **weights(qkv),
-        "queries": queries,
-        "keys": keys,
-        "values": values,
-        **attend(queries, keys, values),
-    }
-
-
-def attend(queries: torch.Tensor, keys: torch.Tensor, values: torch.Tensor) -> dict[str, torch.Tensor]:
-    """The attention half of ``forward``: scores, scaling, softmax, context vectors."""
-    attn_scores = queries @ keys.T                                           # (T, T)
-    scaled_scores = attn_scores / keys.shape[-1] ** 0.5                      # (T, T)
-    attn_weights = torch.softmax(scaled_scores, dim=-1)                      # (T, T)
-    context_vecs = attn_weights @ values                                     # (T, d_out)
-    return {
-        "attn_scores": attn_scores,
-        "scaled_scores": scaled_scores,
-        "attn_weights": attn_weights,
-        "context_vecs": context_vecs,
-    }
+    ops = ops or Ops()
+    record = ops.record
+    for name, w in weights(qkv).items():
+        record(name, w)
+    queries = record("queries", ops.project(inputs, qkv["query"], "query"))   # (T, d_in) -> (T, d_out)
+    keys = record("keys", ops.project(inputs, qkv["key"], "key"))             # (T, d_in) -> (T, d_out)
+    values = record("values", ops.project(inputs, qkv["value"], "value"))     # (T, d_in) -> (T, d_out)
+    attn_scores = record("attn_scores", queries @ keys.T)                    # (T, T)
+    scaled_scores = record("scaled_scores", attn_scores / keys.shape[-1] ** 0.5)   # (T, T)
+    attn_weights = record("attn_weights", torch.softmax(scaled_scores, dim=-1))    # (T, T)
+    record("context_vecs", attn_weights @ values)                            # (T, d_out)
+    return ops.named
 
 
 def widen(cfg) -> str:

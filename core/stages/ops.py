@@ -1,0 +1,64 @@
+"""What a stage's forward is written against: the chapter's operations, and a record of each tensor.
+
+Each stage's forward is written once, as the chapter writes it. The steps that the engine does
+another way (projections, scores, the masked softmax, A·V) are calls to ``ops``, and every tensor
+is handed to ``ops.record(name, tensor)`` where it is made (as TransformerLens's hook points do);
+the forward returns ``ops.named``. ``Ops`` is the chapter's plain torch. Others:
+core.engine.ops.EngineOps (pooled, chunked kernels; the same numbers, tests/core/engine/) and
+core.train.model's (nn.Linear layers and nn.Dropout, for training). core.trace picks one in
+``_forward``.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+
+
+def project(x: torch.Tensor, proj) -> torch.Tensor:
+    """nn.Linear in the x @ W convention: (..., T, d_in) -> (..., T, d_out); ``proj``: a core.weights.Projection."""
+    return x @ proj.W if proj.b is None else x @ proj.W + proj.b
+
+
+class Ops:
+    """The chapter's lines, in plain torch; what a forward records is kept in ``named``."""
+
+    def __init__(self) -> None:
+        self.named: dict[str, torch.Tensor] = {}
+
+    def record(self, name: str, tensor: torch.Tensor) -> torch.Tensor:
+        """Keep ``tensor`` as the intermediate ``name``; returns it."""
+        self.named[name] = tensor
+        return tensor
+
+    def project(self, x: torch.Tensor, proj, role: str | None = None) -> torch.Tensor:
+        """nn.Linear in the x @ W convention: (..., T, d_in) -> (..., T, d_out).
+        ``role`` ("query", "key", "value") names Q, K, V: an ops may reuse them from another stage."""
+        return project(x, proj)
+
+    def scores(self, queries: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+        """Q Kᵀ: (..., T, d) × (..., T_k, d) -> (..., T, T_k)."""
+        return queries @ keys.transpose(-2, -1)
+
+    def masked(self, scores: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """−∞ where the mask is 0: a new tensor (not the book's masked_fill_), the scores stay visible."""
+        return scores.masked_fill(mask == 0, -torch.inf)
+
+    def softmax(self, masked_scores: torch.Tensor, d_k: int, scores: torch.Tensor,
+                mask: torch.Tensor) -> torch.Tensor:
+        """softmax(masked_scores / √d_k) over the keys. ``scores`` and ``mask`` are what
+        ``masked_scores`` was made of: an ops may start from them instead."""
+        return torch.softmax(masked_scores / d_k ** 0.5, dim=-1)
+
+    def dropout(self, weights: torch.Tensor) -> torch.Tensor:
+        """nn.Dropout on the attention weights: none here (eval mode)."""
+        return weights
+
+    def mix(self, weights: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+        """The context vectors A V: (..., T, T_k) × (..., T_k, d) -> (..., T, d)."""
+        return weights @ values
+
+    def later(self, rest: Callable[[], None]) -> None:
+        """The rest of a forward (what it records after the attention weights): here run now; an
+        ops may defer it until the weights have been drawn."""
+        rest()
