@@ -55,6 +55,18 @@ def forward(inputs: torch.Tensor, qkv: dict[str, Projection], ops: Ops | None = 
     return ops.named
 
 
+def peakedness(queries: torch.Tensor, keys: torch.Tensor, scaled: bool) -> tuple[float, float]:
+    """How peaked this stage's softmax is, for core.scaling's chart of why 1/√d_k: the mean over
+    query rows of the largest weight and the mean row entropy (nats), with the scores scaled
+    (÷ √d_k, as ``forward`` does) or not. queries, keys: (T, d_k)."""
+    scores = queries @ keys.T                                                # (T, T)
+    if scaled:
+        scores = scores / math.sqrt(keys.shape[-1])
+    w = torch.softmax(scores.double(), dim=-1)                               # (T, T)
+    ent = -(w * torch.log(w.clamp_min(1e-300))).sum(dim=-1)                  # (T,)
+    return float(w.max(dim=-1).values.mean()), float(ent.mean())
+
+
 def widen(cfg) -> str:
     """float64 traces draw the book's float32 weights, then widen them."""
     return ".double()" if cfg.dtype == "float64" else ""
