@@ -1,14 +1,13 @@
 """The engine: a second ``ops`` for the stages' forwards (core/stages/ops.py), not a second forward.
 
-Three ideas on top of core.engine.kernels:
-- sharing (``SharedOps``): the trainable, causal and multi-head stages start with the very
-  projections of one another when their weights are the same (same inputs, same seed): the
-  batch's copies are then views of the trainable Q, K, V (and, for the causal stage, scores);
-- tuned steps (``EngineOps``, the multi-head stage): scores into a pooled buffer, the masked
-  softmax in row chunks, A·V in row blocks when causal;
-- derived and deferred: the multi-head masked scores and the whole wrapper are computed on first
-  look (core.engine.lazy), and V with the context vectors may wait until the weights are drawn.
-Each stage run with these gives its chapter forward's numbers (tests/core/engine/test_fast.py).
+- ``SharedOps`` (trainable and causal stages): the stages start with the very projections of
+  one another when their weights are the same (same inputs, same seed): the batch's copies are
+  views of the trainable Q, K, V (and, for the causal stage, scores);
+- ``EngineOps`` (multi-head stage), on top: core.engine.kernels' scores into a pooled buffer,
+  chunked masked softmax and row-blocked causal A·V; the masked scores derived on first look and
+  V with the context vectors deferred until the weights are drawn (core.engine.lazy);
+- ``wrapper``: the multi-head wrapper's terms, all derived on first look.
+Each stage run with them gives its chapter numbers (tests/core/engine/test_fast.py).
 """
 from __future__ import annotations
 

@@ -78,8 +78,7 @@ def forward(batch: torch.Tensor, qkv: dict[str, Projection], mask: torch.Tensor,
     """batch: (b, num_tokens, d_in); mask: (T, T), 1 = may attend; dropout_mask: (b, T, T), 1 = kept."""
     ops = ops or Ops()
     record = ops.record
-    for name, w in weights(qkv).items():
-        record(name, w)
+    ops.named.update(weights(qkv))
     queries = record("queries", ops.project(batch, qkv["query"], "query"))   # (b, T, d_in) -> (b, T, d_out)
     keys = record("keys", ops.project(batch, qkv["key"], "key"))             # (b, T, d_in) -> (b, T, d_out)
     values = record("values", ops.project(batch, qkv["value"], "value"))     # (b, T, d_in) -> (b, T, d_out)

@@ -118,8 +118,7 @@ def fused(batch: torch.Tensor, qkv: dict[str, Projection], out_proj: Projection,
           mask: torch.Tensor, ops: Ops | None = None) -> dict[str, torch.Tensor]:
     """This stage's MultiHeadAttention (no dropout): its weights and ``attention``'s intermediates."""
     ops = ops or Ops()
-    for name, w in {**weights(qkv), "W_out": out_proj.W, "b_out": out_proj.b}.items():
-        ops.record(name, w)
+    ops.named.update(weights(qkv), W_out=out_proj.W, b_out=out_proj.b)
     return attention(batch, qkv, out_proj, num_heads, mask, ops)
 
 

@@ -1,12 +1,10 @@
 """What a stage's forward is written against: the chapter's operations, and a record of each tensor.
 
-Each stage's forward is written once, as the chapter writes it. The steps that the engine does
-another way (projections, scores, the masked softmax, A·V) are calls to ``ops``, and every tensor
-is handed to ``ops.record(name, tensor)`` where it is made (as TransformerLens's hook points do);
-the forward returns ``ops.named``. ``Ops`` is the chapter's plain torch. Others:
-core.engine.ops.EngineOps (pooled, chunked kernels; the same numbers, tests/core/engine/) and
-core.train.model's (nn.Linear layers and nn.Dropout, for training). core.trace picks one in
-``_forward``.
+Each stage's forward is written once, as the chapter writes it, calling ``ops`` for the steps
+another ops does its own way (projections, scores, masked softmax, A·V) and recording each
+tensor where it is made, ``ops.record(name, tensor)`` (as TransformerLens's hook points do).
+``Ops`` is the chapter's plain torch; core.engine.ops has the engine's (chosen in core.trace's
+``_forward``), core.train.model the Train model's (nn.Linear layers, nn.Dropout).
 """
 from __future__ import annotations
 

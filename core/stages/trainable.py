@@ -43,8 +43,7 @@ def forward(inputs: torch.Tensor, qkv: dict[str, Projection], ops: Ops | None = 
     """inputs: (num_tokens, d_in); qkv: W_query, W_key, W_value (+ biases) -> section 3.4's intermediates."""
     ops = ops or Ops()
     record = ops.record
-    for name, w in weights(qkv).items():
-        record(name, w)
+    ops.named.update(weights(qkv))
     queries = record("queries", ops.project(inputs, qkv["query"], "query"))   # (T, d_in) -> (T, d_out)
     keys = record("keys", ops.project(inputs, qkv["key"], "key"))             # (T, d_in) -> (T, d_out)
     values = record("values", ops.project(inputs, qkv["value"], "value"))     # (T, d_in) -> (T, d_out)

@@ -1,11 +1,9 @@
 """The toy model: token + position embeddings -> L × (causal MultiHeadAttention + residual) -> linear head.
 
-``MultiHeadAttention`` is chapter 3's class (W_query/W_key/W_value nn.Linear, a registered
-triu mask, dropout, out_proj); its forward is the stepper's own multi-head forward
-(core.stages.multihead.attention: view/transpose into heads, softmax(/√head_dim), dropout,
-merge, out_proj) run with this module's layers. Two changes from the book for a learner: the
-masked scores are a new tensor (the book's ``masked_fill_`` overwrites the scores), and
-``forward`` can also return the attention weights, which the snapshots record.
+``MultiHeadAttention`` is chapter 3's class (nn.Linear W_query/W_key/W_value, a registered triu
+mask, dropout, out_proj) whose forward is the stage's (core.stages.multihead.attention) run
+with its layers; for a learner, the masked scores are a new tensor (not the book's
+``masked_fill_``) and ``forward`` can also return the attention weights (the snapshots').
 
 Weights are drawn from an explicit ``torch.Generator`` with nn.Linear's and nn.Embedding's
 default distributions, never from the global RNG, so a run started in a worker thread is
