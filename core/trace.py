@@ -288,8 +288,7 @@ def _forward(stage: str, run: _Run, shared: dict, use_engine: bool, defer: bool 
     # stage takes them later
     shares = not run.overrides and not run.fused_override and cache.same_first_layers(*run.draw)
     additive = cache.additive_mask(run.x.shape[0], cfg.causal, run.device, run.dtype)
-    shapes = engine.deferred_shapes(cfg.batch, run.x.shape[0], cfg.num_heads, cfg.d_out) if defer else None
-    ops = engine.EngineOps(run.x, shared if shares else None, cfg.causal, additive, shapes)
+    ops = engine.EngineOps(run.x, shared if shares else None, cfg.causal, additive, defer)
     return {**engine.wrapper(run.xb, run.heads, run.mask, cfg.num_heads, cfg.head_dim, cfg.qkv_bias),
             **multihead.fused(run.xb, fqkv, out_proj, cfg.num_heads, run.mask, ops)}
 

@@ -64,15 +64,15 @@ class EngineOps(SharedOps):
     is_causal: the mask is the lower triangle (the weights are 0 above the diagonal);
     additive: kernels.additive_mask(mask), when the caller keeps it;
     defer: ``later``'s tensors (V and the context vectors) are deferred (core.engine.lazy): the
-    attention weights, which need only Q and K, are ready first; ``shapes``: their shapes.
+    attention weights, which need only Q and K, are ready first.
     """
 
     def __init__(self, x: torch.Tensor, shared: dict[str, torch.Tensor] | None, is_causal: bool,
-                 additive: torch.Tensor | None, shapes: dict[str, tuple[int, ...]] | None = None):
+                 additive: torch.Tensor | None, defer: bool = False):
         super().__init__(x, shared)
         self.is_causal = is_causal
         self.additive = additive
-        self.shapes = shapes
+        self.defer = defer
         self._into = self.named                      # where ``record`` writes (a deferred run: its own dict)
 
     def record(self, name: str, tensor: torch.Tensor) -> torch.Tensor:
@@ -98,8 +98,11 @@ class EngineOps(SharedOps):
         return kernels.mix_causal(weights, values, merged.transpose(1, 2))                     # (b, h, T, hd)
 
     def later(self, rest: Callable[[], None]) -> None:
-        if self.shapes is None:
+        if not self.defer:
             return rest()
+        b, h, num_tokens, hd = self.named["queries"].shape                       # MultiHeadAttention's
+        shapes = {"values": (b, h, num_tokens, hd), "context_heads": (b, h, num_tokens, hd),
+                  "context_concat": (b, num_tokens, h * hd), "context_vecs": (b, num_tokens, h * hd)}
 
         def run() -> dict:
             out: dict = {}
@@ -110,15 +113,8 @@ class EngineOps(SharedOps):
                 self._into = self.named
             return out
         once = _once(run)
-        for name, shape in self.shapes.items():
+        for name, shape in shapes.items():
             self.named[name] = Lazy(lambda name=name: once()[name], shape, deferred=True)
-
-
-def deferred_shapes(b: int, num_tokens: int, num_heads: int, d_out: int) -> dict[str, tuple[int, ...]]:
-    """The shapes of what the multi-head forward records in ``later``."""
-    hd = d_out // num_heads
-    return {"values": (b, num_heads, num_tokens, hd), "context_heads": (b, num_heads, num_tokens, hd),
-            "context_concat": (b, num_tokens, d_out), "context_vecs": (b, num_tokens, d_out)}
 
 
 def wrapper(batch: torch.Tensor, draw: Callable[[], tuple[list[dict[str, Projection]], dict[str, torch.Tensor]]],

@@ -83,15 +83,10 @@ def wrapper(batch: torch.Tensor, heads: list[dict[str, Projection]], mask: torch
 
 def attention(batch: torch.Tensor, qkv: dict, out_proj, num_heads: int, mask: torch.Tensor,
               ops: Ops) -> dict[str, torch.Tensor]:
-    """MultiHeadAttention.forward (section 3.6.2), the one multi-head forward: this stage's, stage
-    5's (a MiniLM layer's weights, no causal mask) and the Train model's (its nn.Linear layers and
-    dropout, core.train.model) run it with their own weights and ``ops``.
-
-    batch: (b, num_tokens, d_in); qkv: the query/key/value projections, out_proj: the output
-    projection (whatever ``ops.project`` takes); mask: (T, T), 1 = may attend. Records Q, K, V
-    per head, the scores, masked scores and weights, the per-head and merged context vectors
-    and the output; returns ``ops.named``.
-    """
+    """MultiHeadAttention.forward (section 3.6.2): this stage's, stage 5's (a MiniLM layer, no causal
+    mask) and the Train model's (nn.Linear layers, dropout), each with its own weights and ``ops``.
+    batch: (b, num_tokens, d_in); qkv, out_proj: what ``ops.project`` takes; mask: (T, T), 1 = may
+    attend. Records each intermediate; returns ``ops.named``."""
     b, num_tokens, _ = batch.shape
 
     def split(y: torch.Tensor) -> torch.Tensor:

@@ -25,13 +25,11 @@ class Ops:
         self.named: dict[str, torch.Tensor] = {}
 
     def record(self, name: str, tensor: torch.Tensor) -> torch.Tensor:
-        """Keep ``tensor`` as the intermediate ``name``; returns it."""
-        self.named[name] = tensor
+        self.named[name] = tensor                    # the intermediate ``name``
         return tensor
 
     def project(self, x: torch.Tensor, proj, role: str | None = None) -> torch.Tensor:
-        """nn.Linear in the x @ W convention: (..., T, d_in) -> (..., T, d_out).
-        ``role`` ("query", "key", "value") names Q, K, V: an ops may reuse them from another stage."""
+        """``project``; ``role`` ("query", "key", "value") lets an ops reuse another stage's Q, K, V."""
         return project(x, proj)
 
     def scores(self, queries: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
@@ -44,8 +42,7 @@ class Ops:
 
     def softmax(self, masked_scores: torch.Tensor, d_k: int, scores: torch.Tensor,
                 mask: torch.Tensor) -> torch.Tensor:
-        """softmax(masked_scores / √d_k) over the keys. ``scores`` and ``mask`` are what
-        ``masked_scores`` was made of: an ops may start from them instead."""
+        """softmax(masked_scores / √d_k); an ops may start from ``scores`` and ``mask`` instead."""
         return torch.softmax(masked_scores / d_k ** 0.5, dim=-1)
 
     def dropout(self, weights: torch.Tensor) -> torch.Tensor:
