@@ -8,13 +8,13 @@ attention weight (1.0 = all weight on one key; 1/T = uniform) and the mean row e
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
 
 from core.config import AttentionConfig
 from core.inputs import Inputs, resolve_inputs
+from core.stages.trainable import peakedness
 from core.weights import draw_qkv
 
 DEFAULT_DKS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
@@ -26,15 +26,6 @@ class Curve:
     d_ks: tuple[int, ...]
     max_weight: tuple[float, ...]   # mean over rows of the row's largest weight
     entropy: tuple[float, ...]      # mean row entropy, in nats
-
-
-def _stats(q: torch.Tensor, k: torch.Tensor, scaled: bool) -> tuple[float, float]:
-    scores = q @ k.T                                                   # (T, T)
-    if scaled:
-        scores = scores / math.sqrt(k.shape[-1])
-    w = torch.softmax(scores.double(), dim=-1)
-    ent = -(w * torch.log(w.clamp_min(1e-300))).sum(dim=-1)
-    return float(w.max(dim=-1).values.mean()), float(ent.mean())
 
 
 def peakedness_curve(config: AttentionConfig, inputs: Inputs | None = None,
@@ -54,8 +45,8 @@ def peakedness_curve(config: AttentionConfig, inputs: Inputs | None = None,
         rq = torch.randn(T, d_k, generator=gen, dtype=torch.float64)
         rk = torch.randn(T, d_k, generator=gen, dtype=torch.float64)
         for scaled in (True, False):
-            rows["inputs", scaled].append(_stats(q, k, scaled))
-            rows["random", scaled].append(_stats(rq, rk, scaled))
+            rows["inputs", scaled].append(peakedness(q, k, scaled))
+            rows["random", scaled].append(peakedness(rq, rk, scaled))
     curves = []
     for (src, scaled), vals in rows.items():
         label = f"{'your inputs' if src == 'inputs' else 'random vectors'}, {'÷ √d_k' if scaled else 'unscaled'}"

@@ -1,9 +1,10 @@
 """The trace: every intermediate of every stage for one config, in the chapter's order.
 
 ``build_trace(config)`` draws the weights as the book does, runs each stage's forward
-(core/stages/, or its tuned twin in core/engine/: chosen in ``_forward``) and wraps each
-tensor with its term from the stage table (symbol, formula, axes and axis labels). The
-trace is read-only: look intermediates up with ``trace["causal", "attn_weights"]``.
+(core/stages/) with the chapter's ops or the engine's (core/engine/ops.py; chosen in
+``_forward``) and wraps each tensor with its term from the stage table (symbol, formula,
+axes and axis labels). The trace is read-only: look intermediates up with
+``trace["causal", "attn_weights"]``.
 ``build_trace_in_steps(config, first=stage)`` gives the same trace in two parts: the stage on
 screen (with what it reads, ``NEEDS``) first, then all; the window draws the first at once.
 """
@@ -20,7 +21,8 @@ import torch
 from core import weights
 from core.config import AttentionConfig
 from core.device import resolve_device
-from core.engine import cache, fast
+from core.engine import cache
+from core.engine import ops as engine
 from core.engine.lazy import Lazy
 from core.inputs import Inputs, resolve_inputs
 from core.stages import causal, multihead, simplified, trainable
@@ -262,7 +264,7 @@ class _Run:
 
 
 def _forward(stage: str, run: _Run, shared: dict, use_engine: bool, defer: bool = False) -> dict:
-    """One stage's named tensors: the chapter's forward (core/stages/), or the engine's tuned one.
+    """One stage's named tensors: its forward (core/stages/) run with the chapter's ops, or the engine's.
 
     The one place where the path is chosen. Both give the same numbers (tests/core/engine/).
     ``shared`` collects the trainable stage's Q, K, V and scores for the engine to reuse.
@@ -273,30 +275,25 @@ def _forward(stage: str, run: _Run, shared: dict, use_engine: bool, defer: bool 
     if stage == "simplified":
         return simplified.forward(run.x)
     if stage == "trainable":
-        named = fast.trainable(run.x, run.qkv(), shared) if use_engine else trainable.forward(run.x, run.qkv())
+        named = trainable.forward(run.x, run.qkv(), engine.SharedOps(run.x, shared) if use_engine else None)
         shared.update({k: named[k] for k in ("queries", "keys", "values", "attn_scores")})
         return named
-    if not use_engine:
-        if stage == "causal":
-            return causal.forward(run.xb, run.qkv(), run.mask, run.dropout_mask(), cfg.dropout)
-        heads, _stacked = run.heads()
-        fqkv, out_proj = run.fused()
-        return multihead.forward(run.xb, heads, fqkv, out_proj, cfg.num_heads, run.mask)
     if stage == "causal":
         # same inputs, same weights (one draw, one override): the batch's copies are views of the trainable ones
-        return fast.causal(run.xb, run.qkv(), run.mask, run.dropout_mask(), cfg.dropout, shared or None)
+        ops = engine.SharedOps(run.x, shared or None, reuse_scores=True) if use_engine else None
+        return causal.forward(run.xb, run.qkv(), run.mask, run.dropout_mask(), cfg.dropout, ops)
     fqkv, out_proj = run.fused()
+    if not use_engine:
+        heads, _stacked = run.heads()
+        return multihead.forward(run.xb, heads, fqkv, out_proj, cfg.num_heads, run.mask)
+    # MultiHeadAttention on screen before the trainable stage projects its Q, K, V (the trainable
+    # stage's, same weights) itself, V with the context vectors when deferred; the trainable
+    # stage takes them later
     shares = not run.overrides and not run.fused_override and cache.same_first_layers(*run.draw)
-    if shares and not shared:
-        # MultiHeadAttention on screen before the trainable stage: its Q, K, V (the trainable
-        # stage's, same weights) are projected now (V with the context vectors when deferred),
-        # and the trainable stage takes them later
-        shared.update(fast.projections(run.x, run.qkv(), ("query", "key") if defer else ("query", "key", "value")))
-    reuse = shared if shares else None
     additive = cache.additive_mask(run.x.shape[0], cfg.causal, run.device, run.dtype)
-    return {**fast.wrapper(run.xb, run.heads, run.mask, cfg.num_heads, cfg.head_dim, cfg.qkv_bias),
-            **fast.fused(run.xb, fqkv, out_proj, cfg.num_heads, run.mask, cfg.causal, additive, reuse,
-                         defer=defer, x=run.x)}
+    ops = engine.EngineOps(run.x, shared if shares else None, cfg.causal, additive, defer)
+    return {**engine.wrapper(run.xb, run.heads, run.mask, cfg.num_heads, cfg.head_dim, cfg.qkv_bias),
+            **multihead.fused(run.xb, fqkv, out_proj, cfg.num_heads, run.mask, ops)}
 
 
 def _compute_deferred(stage: dict[str, Intermediate]) -> None:

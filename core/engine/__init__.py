@@ -1,7 +1,8 @@
-"""The fast paths, beside the stages' readable forwards (core/stages/).
+"""The fast paths for the stages' forwards (core/stages/), which run them as a second ``ops``.
 
 - kernels.py: chunked masked softmax, row-blocked causal A·V, scores into pooled buffers;
-- fast.py: the causal and multi-head forwards built from them, sharing the trainable Q/K/V;
+- ops.py: the engine's ``ops`` for the stages' forwards (core/stages/ops.py): these kernels,
+  the trainable Q/K/V shared between stages, derived and deferred intermediates;
 - buffers.py: the pool of large CPU buffers (explicit ownership); malloc.py: ``tune_malloc``;
 - cache.py: masks and weights kept between traces; lazy.py: derived intermediates.
 

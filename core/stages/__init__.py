@@ -3,7 +3,8 @@
 Each stage file (simplified.py, trainable.py, causal.py, multihead.py, and pretrained.py:
 the same steps inside the real all-MiniLM-L6-v2) holds, for its section of the chapter:
 - ``TERMS``: name -> Term (symbol, formula, meaning, axes) for each intermediate, in order;
-- ``forward(...)``: the chapter's lines, returning those intermediates by name;
+- ``forward(...)``: the chapter's lines, written once against ``ops`` (core/stages/ops.py: plain
+  torch, or the engine's), recording each intermediate by name where it is made;
 - ``code(cfg)``: the code panel's lines, each tagged with the intermediate it makes;
 - ``explain(cell)``: the inspector's arithmetic for a clicked cell.
 

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import torch
 
+from core.stages.ops import Ops
 from core.stages.schema import Stage, term
-from core.stages.trainable import proj_line, project, weight_lines, weights
+from core.stages.trainable import proj_line, weight_lines, weights
 from core.weights import Projection
 
 TERMS = {
@@ -64,38 +65,36 @@ def renormalize(masked_simple: torch.Tensor, fallback: torch.Tensor) -> torch.Te
     return torch.where(trusted, renormalized, fallback)
 
 
+def attention_weights(queries: torch.Tensor, keys: torch.Tensor, mask: torch.Tensor, ops: Ops) -> torch.Tensor:
+    """Approach B (what CausalAttention and MultiHeadAttention do): scores, −∞ where the mask is 0,
+    softmax of the scaled rows. Records attn_scores, masked_scores and attn_weights; returns the weights."""
+    attn_scores = ops.record("attn_scores", ops.scores(queries, keys))                   # (…, T, T)
+    masked_scores = ops.record("masked_scores", ops.masked(attn_scores, mask))           # (…, T, T)
+    return ops.record("attn_weights", ops.softmax(masked_scores, keys.shape[-1], attn_scores, mask))  # (…, T, T)
+
+
 def forward(batch: torch.Tensor, qkv: dict[str, Projection], mask: torch.Tensor, dropout_mask: torch.Tensor,
-            p: float) -> dict[str, torch.Tensor]:
+            p: float, ops: Ops | None = None) -> dict[str, torch.Tensor]:
     """batch: (b, num_tokens, d_in); mask: (T, T), 1 = may attend; dropout_mask: (b, T, T), 1 = kept."""
-    queries = project(batch, qkv["query"])                                   # (b, T, d_in) -> (b, T, d_out)
-    keys = project(batch, qkv["key"])                                        # (b, T, d_in) -> (b, T, d_out)
-    values = project(batch, qkv["value"])                                    # (b, T, d_in) -> (b, T, d_out)
-    attn_scores = queries @ keys.transpose(1, 2)                             # (b, T, T)
-    # Approach B (what CausalAttention does): −∞ above the diagonal, then softmax.
-    # masked_fill, not the book's masked_fill_: the unmasked scores stay visible.
-    masked_scores = attn_scores.masked_fill(mask == 0, -torch.inf)           # (b, T, T)
-    attn_weights = torch.softmax(masked_scores / keys.shape[-1] ** 0.5, dim=-1)   # (b, T, T)
+    ops = ops or Ops()
+    record = ops.record
+    ops.named.update(weights(qkv))
+    queries = record("queries", ops.project(batch, qkv["query"], "query"))   # (b, T, d_in) -> (b, T, d_out)
+    keys = record("keys", ops.project(batch, qkv["key"], "key"))             # (b, T, d_in) -> (b, T, d_out)
+    values = record("values", ops.project(batch, qkv["value"], "value"))     # (b, T, d_in) -> (b, T, d_out)
+    record("mask", mask)
+    # Approach B: −∞ above the diagonal, then softmax (attn_scores, masked_scores, attn_weights).
+    attn_weights = attention_weights(queries, keys, mask, ops)               # (b, T, T)
+    attn_scores = ops.named["attn_scores"]
     # Approach A: softmax first, zero the future, renormalise the rows.
-    masked_simple = torch.softmax(attn_scores / keys.shape[-1] ** 0.5, dim=-1) * mask   # (b, T, T)
-    renormalized_weights = renormalize(masked_simple, fallback=attn_weights)            # (b, T, T)
+    masked_simple = record("masked_simple",
+                           torch.softmax(attn_scores / keys.shape[-1] ** 0.5, dim=-1) * mask)   # (b, T, T)
+    record("renormalized_weights", renormalize(masked_simple, fallback=attn_weights))           # (b, T, T)
     # nn.Dropout(p) in training mode: kept weights scaled by 1/(1−p).
-    dropped_weights = attn_weights * dropout_mask / (1 - p)                  # (b, T, T)
-    context_vecs = dropped_weights @ values                                  # (b, T, d_out)
-    return {
-        **weights(qkv),
-        "queries": queries,
-        "keys": keys,
-        "values": values,
-        "mask": mask,
-        "attn_scores": attn_scores,
-        "masked_scores": masked_scores,
-        "attn_weights": attn_weights,
-        "masked_simple": masked_simple,
-        "renormalized_weights": renormalized_weights,
-        "dropout_mask": dropout_mask,
-        "dropped_weights": dropped_weights,
-        "context_vecs": context_vecs,
-    }
+    record("dropout_mask", dropout_mask)
+    dropped_weights = record("dropped_weights", attn_weights * dropout_mask / (1 - p))      # (b, T, T)
+    record("context_vecs", ops.mix(dropped_weights, values))                 # (b, T, d_out)
+    return ops.named
 
 
 def mask_line(cfg) -> str:

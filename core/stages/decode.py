@@ -24,6 +24,8 @@ from dataclasses import dataclass
 
 import torch
 
+from core.stages.causal import attention_weights
+from core.stages.ops import Ops, project
 from core.stages.schema import Stage, term
 from core.weights import Projection
 
@@ -204,11 +206,6 @@ def empty_cache(num_kv_groups: int, head_dim: int, latent_dim: int | None = None
 
 # ---- the steps ------------------------------------------------------------------------------
 
-def project(x: torch.Tensor, proj: Projection) -> torch.Tensor:
-    """nn.Linear in the x @ W convention: (n, d_in) -> (n, d_out)."""
-    return x @ proj.W if proj.b is None else x @ proj.W + proj.b
-
-
 def split_heads(x: torch.Tensor, num_heads: int, head_dim: int) -> torch.Tensor:
     """(n, num_heads · head_dim) -> (n, num_heads, head_dim) -> (num_heads, n, head_dim)."""
     return x.view(x.shape[0], num_heads, head_dim).transpose(0, 1)       # (n, h·hd) -> (n, h, hd) -> (h, n, hd)
@@ -229,14 +226,14 @@ def attend(queries: torch.Tensor, keys: torch.Tensor, values: torch.Tensor,
            mask: torch.Tensor) -> dict[str, torch.Tensor]:
     """Section 3.6's attention on per-head tensors: queries (h, n, hd), keys/values (h, T_k, hd)."""
     num_heads, n, head_dim = queries.shape
-    attn_scores = queries @ keys.transpose(1, 2)                            # (h, n, hd) @ (h, hd, T_k) -> (h, n, T_k)
-    masked_scores = attn_scores.masked_fill(mask == 0, -torch.inf)          # (h, n, T_k), a new tensor
-    attn_weights = torch.softmax(masked_scores / keys.shape[-1] ** 0.5, dim=-1)   # (h, n, T_k)
-    context_heads = attn_weights @ values                                   # (h, n, T_k) @ (h, T_k, hd) -> (h, n, hd)
+    ops = Ops()
+    ops.record("mask", mask)
+    # attn_scores (h, n, T_k), masked_scores (a new tensor), attn_weights = softmax(masked / √hd)
+    attn_weights = attention_weights(queries, keys, mask, ops)              # (h, n, T_k)
+    context_heads = ops.record("context_heads", attn_weights @ values)      # (h, n, T_k) @ (h, T_k, hd) -> (h, n, hd)
     # (h, n, hd) -> (n, h, hd) -> (n, h · hd)
-    context_concat = context_heads.transpose(0, 1).reshape(n, num_heads * head_dim)
-    return {"mask": mask, "attn_scores": attn_scores, "masked_scores": masked_scores,
-            "attn_weights": attn_weights, "context_heads": context_heads, "context_concat": context_concat}
+    ops.record("context_concat", context_heads.transpose(0, 1).reshape(n, num_heads * head_dim))
+    return ops.named
 
 
 def _positions(start: int, n: int, like: torch.Tensor) -> torch.Tensor:

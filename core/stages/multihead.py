@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import torch
 
-from core.stages.causal import mask_line
+from core.stages.causal import attention_weights, mask_line
+from core.stages.ops import Ops
 from core.stages.schema import Stage, term
-from core.stages.trainable import ROLES, draw_lines, proj_line, project, weight_lines, weights, widen
+from core.stages.trainable import ROLES, draw_lines, proj_line, weight_lines, weights, widen
 from core.weights import Projection
 
 TERMS = {
@@ -54,12 +55,11 @@ FUSED_START = "# --- MultiHeadAttention: fused projections, split into heads ---
 
 def causal_head(batch: torch.Tensor, qkv: dict[str, Projection], mask: torch.Tensor):
     """One CausalAttention head in eval mode (no dropout): its weights (b, T, T) and output (b, T, hd)."""
-    queries = project(batch, qkv["query"])                                   # (b, T, d_in) -> (b, T, hd)
-    keys = project(batch, qkv["key"])                                        # (b, T, d_in) -> (b, T, hd)
-    values = project(batch, qkv["value"])                                    # (b, T, d_in) -> (b, T, hd)
-    attn_scores = queries @ keys.transpose(1, 2)                             # (b, T, T)
-    attn_scores = attn_scores.masked_fill(mask == 0, -torch.inf)             # (b, T, T)
-    attn_weights = torch.softmax(attn_scores / keys.shape[-1] ** 0.5, dim=-1)   # (b, T, T)
+    ops = Ops()
+    queries = ops.project(batch, qkv["query"])                               # (b, T, d_in) -> (b, T, hd)
+    keys = ops.project(batch, qkv["key"])                                    # (b, T, d_in) -> (b, T, hd)
+    values = ops.project(batch, qkv["value"])                                # (b, T, d_in) -> (b, T, hd)
+    attn_weights = attention_weights(queries, keys, mask, ops)               # (b, T, T)
     return attn_weights, attn_weights @ values                               # (b, T, T), (b, T, hd)
 
 
@@ -81,50 +81,46 @@ def wrapper(batch: torch.Tensor, heads: list[dict[str, Projection]], mask: torch
     }
 
 
+def attention(batch: torch.Tensor, qkv: dict, out_proj, num_heads: int, mask: torch.Tensor,
+              ops: Ops) -> dict[str, torch.Tensor]:
+    """MultiHeadAttention.forward (section 3.6.2): this stage's, stage 5's (a MiniLM layer, no causal
+    mask) and the Train model's (nn.Linear layers, dropout), each with its own weights and ``ops``.
+    batch: (b, num_tokens, d_in); qkv, out_proj: what ``ops.project`` takes; mask: (T, T), 1 = may
+    attend. Records each intermediate; returns ``ops.named``."""
+    b, num_tokens, _ = batch.shape
+
+    def split(y: torch.Tensor) -> torch.Tensor:
+        # (b, num_tokens, d_out) -> (b, num_tokens, num_heads, head_dim) -> (b, num_heads, num_tokens, head_dim)
+        return y.view(b, num_tokens, num_heads, y.shape[-1] // num_heads).transpose(1, 2)
+
+    queries = ops.record("queries", split(ops.project(batch, qkv["query"], "query")))   # (b, h, T, hd)
+    keys = ops.record("keys", split(ops.project(batch, qkv["key"], "key")))             # (b, h, T, hd)
+    # attn_scores = Q Kᵀ, masked_scores (−∞ where the mask is 0), attn_weights = softmax(masked / √hd)
+    attn_weights = attention_weights(queries, keys, mask, ops)                            # (b, h, T, T)
+
+    def rest() -> None:
+        values = ops.record("values", split(ops.project(batch, qkv["value"], "value")))  # (b, h, T, hd)
+        context_heads = ops.record("context_heads", ops.mix(ops.dropout(attn_weights), values))   # (b, h, T, hd)
+        # (b, h, T, hd) -> (b, T, h, hd) -> (b, T, d_out)
+        context_concat = ops.record("context_concat",
+                                    context_heads.transpose(1, 2).contiguous().view(b, num_tokens, -1))
+        ops.record("context_vecs", ops.project(context_concat, out_proj))                # (b, T, d_out)
+    ops.later(rest)                   # the engine may defer V and what it makes until the weights are drawn
+    return ops.named
+
+
 def fused(batch: torch.Tensor, qkv: dict[str, Projection], out_proj: Projection, num_heads: int,
-          mask: torch.Tensor) -> dict[str, torch.Tensor]:
-    """MultiHeadAttention.forward (no dropout). batch: (b, num_tokens, d_in); mask: (T, T), 1 = may attend."""
-    b, num_tokens, d_in = batch.shape
-    d_out = qkv["query"].W.shape[1]
-    head_dim = d_out // num_heads
-    keys = project(batch, qkv["key"])                                        # (b, num_tokens, d_out)
-    queries = project(batch, qkv["query"])
-    values = project(batch, qkv["value"])
-    # (b, num_tokens, d_out) -> (b, num_tokens, num_heads, head_dim)
-    keys = keys.view(b, num_tokens, num_heads, head_dim)
-    values = values.view(b, num_tokens, num_heads, head_dim)
-    queries = queries.view(b, num_tokens, num_heads, head_dim)
-    # (b, num_tokens, num_heads, head_dim) -> (b, num_heads, num_tokens, head_dim)
-    keys = keys.transpose(1, 2)
-    queries = queries.transpose(1, 2)
-    values = values.transpose(1, 2)
-    attn_scores = queries @ keys.transpose(2, 3)                             # (b, num_heads, T, T)
-    masked_scores = attn_scores.masked_fill(mask == 0, -torch.inf)           # (b, num_heads, T, T)
-    attn_weights = torch.softmax(masked_scores / keys.shape[-1] ** 0.5, dim=-1)   # (b, num_heads, T, T)
-    context_heads = attn_weights @ values                                    # (b, num_heads, T, head_dim)
-    # (b, num_heads, T, head_dim) -> (b, T, num_heads, head_dim) -> (b, T, d_out)
-    context_concat = context_heads.transpose(1, 2).contiguous().view(b, num_tokens, d_out)
-    context_vecs = project(context_concat, out_proj)                         # (b, T, d_out)
-    return {
-        **weights(qkv),
-        "queries": queries,
-        "keys": keys,
-        "values": values,
-        "attn_scores": attn_scores,
-        "masked_scores": masked_scores,
-        "attn_weights": attn_weights,
-        "context_heads": context_heads,
-        "context_concat": context_concat,
-        "W_out": out_proj.W,
-        "b_out": out_proj.b,
-        "context_vecs": context_vecs,
-    }
+          mask: torch.Tensor, ops: Ops | None = None) -> dict[str, torch.Tensor]:
+    """This stage's MultiHeadAttention (no dropout): its weights and ``attention``'s intermediates."""
+    ops = ops or Ops()
+    ops.named.update(weights(qkv), W_out=out_proj.W, b_out=out_proj.b)
+    return attention(batch, qkv, out_proj, num_heads, mask, ops)
 
 
 def forward(batch: torch.Tensor, heads: list[dict[str, Projection]], qkv: dict[str, Projection],
-            out_proj: Projection, num_heads: int, mask: torch.Tensor) -> dict[str, torch.Tensor]:
+            out_proj: Projection, num_heads: int, mask: torch.Tensor, ops: Ops | None = None) -> dict[str, torch.Tensor]:
     """Both implementations of section 3.6 on the same batch: the wrapper's terms, then the fused ones."""
-    return {**wrapper(batch, heads, mask), **fused(batch, qkv, out_proj, num_heads, mask)}
+    return {**wrapper(batch, heads, mask), **fused(batch, qkv, out_proj, num_heads, mask, ops)}
 
 
 def code(cfg) -> list[tuple[str | None, str]]:

@@ -18,7 +18,10 @@ import math
 import torch
 import torch.nn.functional as F
 
+from core.stages import multihead
+from core.stages.ops import Ops
 from core.stages.schema import Stage, term
+from core.weights import ROLES, Projection
 
 HEAD_DIM = 32          # 384 / 12: the scale is 1/√32
 
@@ -76,32 +79,19 @@ def embed(word: torch.Tensor, position: torch.Tensor, token_type: torch.Tensor, 
 
 
 def attention(x: torch.Tensor, w, num_heads: int, mask: torch.Tensor) -> dict[str, torch.Tensor]:
-    """One layer's self-attention, every intermediate kept (the chapter's MultiHeadAttention, no dropout)."""
-    num_tokens, d_out = x.shape[0], w.W_query.shape[1]
-    head_dim = d_out // num_heads
-    queries = x @ w.W_query + w.b_query                                       # (T, d_in) -> (T, d_out)
-    keys = x @ w.W_key + w.b_key                                              # (T, d_in) -> (T, d_out)
-    values = x @ w.W_value + w.b_value                                        # (T, d_in) -> (T, d_out)
-    # (T, d_out) -> (T, h, hd) -> (h, T, hd)
-    queries = queries.view(num_tokens, num_heads, head_dim).transpose(0, 1)
-    keys = keys.view(num_tokens, num_heads, head_dim).transpose(0, 1)
-    values = values.view(num_tokens, num_heads, head_dim).transpose(0, 1)
-    attn_scores = queries @ keys.transpose(1, 2)                              # (h, T, hd) @ (h, hd, T) -> (h, T, T)
-    scaled_scores = attn_scores / math.sqrt(head_dim)                         # (h, T, T), ÷ √32
-    # a new tensor (not masked_fill_): the learner still sees the scaled scores
-    masked = scaled_scores.masked_fill(mask == 0, float("-inf"))              # (h, T, T)
-    attn_weights = torch.softmax(masked, dim=-1)                              # (h, T, T), rows sum to 1
-    context_heads = attn_weights @ values                                     # (h, T, T) @ (h, T, hd) -> (h, T, hd)
-    context_concat = context_heads.transpose(0, 1).reshape(num_tokens, d_out)  # (h, T, hd) -> (T, h, hd) -> (T, d_out)
-    context_vecs = context_concat @ w.W_out + w.b_out                         # (T, d_out) -> (T, d_out)
-    return {
-        "W_query": w.W_query, "W_key": w.W_key, "W_value": w.W_value,
-        "b_query": w.b_query, "b_key": w.b_key, "b_value": w.b_value,
-        "queries": queries, "keys": keys, "values": values,
-        "attn_scores": attn_scores, "scaled_scores": scaled_scores, "mask": mask,
-        "attn_weights": attn_weights, "context_heads": context_heads, "context_concat": context_concat,
-        "W_out": w.W_out, "b_out": w.b_out, "context_vecs": context_vecs,
-    }
+    """One layer's self-attention, every intermediate kept: the chapter's MultiHeadAttention
+    (core.stages.multihead.attention, no dropout) with the checkpoint's weights and biases, and
+    BERT's mask (all ones: no causal mask). x: (T, d_model), one sentence: run as a batch of one."""
+    qkv = {role: Projection(getattr(w, f"W_{role}"), getattr(w, f"b_{role}")) for role in ROLES}
+    out_proj = Projection(w.W_out, w.b_out)
+    named = multihead.attention(x.unsqueeze(0), qkv, out_proj, num_heads, mask, Ops())
+    named = {n: t.squeeze(0) for n, t in named.items() if n in TERMS}       # (1, …) -> (…)
+    head_dim = w.W_query.shape[1] // num_heads
+    # the scores as the softmax reads them (÷ √32); masking after scaling gives the same weights
+    named["scaled_scores"] = named["attn_scores"] / math.sqrt(head_dim)     # (h, T, T)
+    named.update({f"{k}_{role}": getattr(w, f"{k}_{role}") for k in ("W", "b") for role in ROLES},
+                 mask=mask, W_out=w.W_out, b_out=w.b_out)
+    return {n: named[n] for n in TERMS if n in named}                        # in the table's order
 
 
 def rest_of_layer(x: torch.Tensor, context_vecs: torch.Tensor, w, eps: float) -> dict[str, torch.Tensor]:

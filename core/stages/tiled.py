@@ -27,6 +27,8 @@ import math
 
 import torch
 
+from core.stages.causal import attention_weights, causal_mask
+from core.stages.ops import Ops
 from core.stages.schema import Stage, term
 
 # ---- the vocabulary ----------------------------------------------------------------------
@@ -214,14 +216,11 @@ def flash_attention(Q: torch.Tensor, K: torch.Tensor, V: torch.Tensor, Br: int, 
 
 
 def reference(Q: torch.Tensor, K: torch.Tensor, V: torch.Tensor, causal: bool) -> dict[str, torch.Tensor]:
-    """The chapter's attention on one head: the whole T × T matrix, masked, softmaxed, times V."""
-    T = Q.shape[0]
-    scores = Q @ K.T                                                       # (T, d) @ (d, T) -> (T, T)
-    if causal:
-        mask = torch.triu(torch.ones(T, T, dtype=torch.bool, device=Q.device), diagonal=1)
-        scores = scores.masked_fill(mask, -torch.inf)
-    scaled = scores / math.sqrt(K.shape[-1])
-    weights = torch.softmax(scaled, dim=-1)                                # (T, T)
+    """The chapter's attention on one head (core.stages.causal.attention_weights): the whole
+    T × T matrix, masked, softmaxed, times V; and each row's log-sum-exp."""
+    ops = Ops()
+    weights = attention_weights(Q, K, causal_mask(Q.shape[0], causal, device=Q.device, dtype=Q.dtype), ops)  # (T, T)
+    scaled = ops.named["masked_scores"] / math.sqrt(K.shape[-1])            # (T, T)
     return {"reference": weights @ V, "reference_lse": torch.logsumexp(scaled, dim=-1)}   # (T, d), (T,)
 
 

@@ -9,6 +9,7 @@ import math
 
 import torch
 
+from core.stages.ops import Ops
 from core.stages.schema import Stage, term
 from core.weights import ROLES, Projection
 
@@ -38,37 +39,31 @@ def weights(qkv: dict[str, Projection], prefix: str = "") -> dict[str, torch.Ten
     return out
 
 
-def project(x: torch.Tensor, proj: Projection) -> torch.Tensor:
-    """nn.Linear in the x @ W convention: (..., T, d_in) -> (..., T, d_out)."""
-    return x @ proj.W if proj.b is None else x @ proj.W + proj.b
-
-
-def forward(inputs: torch.Tensor, qkv: dict[str, Projection]) -> dict[str, torch.Tensor]:
+def forward(inputs: torch.Tensor, qkv: dict[str, Projection], ops: Ops | None = None) -> dict[str, torch.Tensor]:
     """inputs: (num_tokens, d_in); qkv: W_query, W_key, W_value (+ biases) -> section 3.4's intermediates."""
-    queries = project(inputs, qkv["query"])                                  # (T, d_in) -> (T, d_out)
-    keys = project(inputs, qkv["key"])                                       # (T, d_in) -> (T, d_out)
-    values = project(inputs, qkv["value"])                                   # (T, d_in) -> (T, d_out)
-    return {
-        **weights(qkv),
-        "queries": queries,
-        "keys": keys,
-        "values": values,
-        **attend(queries, keys, values),
-    }
+    ops = ops or Ops()
+    record = ops.record
+    ops.named.update(weights(qkv))
+    queries = record("queries", ops.project(inputs, qkv["query"], "query"))   # (T, d_in) -> (T, d_out)
+    keys = record("keys", ops.project(inputs, qkv["key"], "key"))             # (T, d_in) -> (T, d_out)
+    values = record("values", ops.project(inputs, qkv["value"], "value"))     # (T, d_in) -> (T, d_out)
+    attn_scores = record("attn_scores", queries @ keys.T)                    # (T, T)
+    scaled_scores = record("scaled_scores", attn_scores / keys.shape[-1] ** 0.5)   # (T, T)
+    attn_weights = record("attn_weights", torch.softmax(scaled_scores, dim=-1))    # (T, T)
+    record("context_vecs", attn_weights @ values)                            # (T, d_out)
+    return ops.named
 
 
-def attend(queries: torch.Tensor, keys: torch.Tensor, values: torch.Tensor) -> dict[str, torch.Tensor]:
-    """The attention half of ``forward``: scores, scaling, softmax, context vectors."""
-    attn_scores = queries @ keys.T                                           # (T, T)
-    scaled_scores = attn_scores / keys.shape[-1] ** 0.5                      # (T, T)
-    attn_weights = torch.softmax(scaled_scores, dim=-1)                      # (T, T)
-    context_vecs = attn_weights @ values                                     # (T, d_out)
-    return {
-        "attn_scores": attn_scores,
-        "scaled_scores": scaled_scores,
-        "attn_weights": attn_weights,
-        "context_vecs": context_vecs,
-    }
+def peakedness(queries: torch.Tensor, keys: torch.Tensor, scaled: bool) -> tuple[float, float]:
+    """How peaked this stage's softmax is, for core.scaling's chart of why 1/√d_k: the mean over
+    query rows of the largest weight and the mean row entropy (nats), with the scores scaled
+    (÷ √d_k, as ``forward`` does) or not. queries, keys: (T, d_k)."""
+    scores = queries @ keys.T                                                # (T, T)
+    if scaled:
+        scores = scores / math.sqrt(keys.shape[-1])
+    w = torch.softmax(scores.double(), dim=-1)                               # (T, T)
+    ent = -(w * torch.log(w.clamp_min(1e-300))).sum(dim=-1)                  # (T,)
+    return float(w.max(dim=-1).values.mean()), float(ent.mean())
 
 
 def widen(cfg) -> str:

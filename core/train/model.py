@@ -1,10 +1,9 @@
 """The toy model: token + position embeddings -> L × (causal MultiHeadAttention + residual) -> linear head.
 
-``MultiHeadAttention`` is chapter 3's class as the book writes it (W_query/W_key/W_value
-nn.Linear, view/transpose into heads, a registered triu mask, softmax(/√head_dim), dropout,
-merge, out_proj), with two changes for a learner: the masked scores are a new tensor (the
-book's ``masked_fill_`` overwrites the scores), and ``forward`` can also return the
-attention weights, which the snapshots record.
+``MultiHeadAttention`` is chapter 3's class (nn.Linear W_query/W_key/W_value, a registered triu
+mask, dropout, out_proj) whose forward is the stage's (core.stages.multihead.attention) run
+with its layers; for a learner, the masked scores are a new tensor (not the book's
+``masked_fill_``) and ``forward`` can also return the attention weights (the snapshots').
 
 Weights are drawn from an explicit ``torch.Generator`` with nn.Linear's and nn.Embedding's
 default distributions, never from the global RNG, so a run started in a worker thread is
@@ -16,6 +15,9 @@ import math
 
 import torch
 from torch import nn
+
+from core.stages import multihead
+from core.stages.ops import Ops
 
 
 class MultiHeadAttention(nn.Module):
@@ -36,29 +38,26 @@ class MultiHeadAttention(nn.Module):
         self.register_buffer("mask", torch.triu(torch.ones(context_length, context_length), diagonal=1))
 
     def forward(self, x: torch.Tensor, return_weights: bool = False):
-        b, num_tokens, d_in = x.shape
-        keys = self.W_key(x)                                                       # (b, T, d_out)
-        queries = self.W_query(x)                                                  # (b, T, d_out)
-        values = self.W_value(x)                                                   # (b, T, d_out)
-        # (b, T, d_out) -> (b, T, num_heads, head_dim)
-        keys = keys.view(b, num_tokens, self.num_heads, self.head_dim)
-        values = values.view(b, num_tokens, self.num_heads, self.head_dim)
-        queries = queries.view(b, num_tokens, self.num_heads, self.head_dim)
-        # (b, T, num_heads, head_dim) -> (b, num_heads, T, head_dim)
-        keys = keys.transpose(1, 2)
-        queries = queries.transpose(1, 2)
-        values = values.transpose(1, 2)
-        attn_scores = queries @ keys.transpose(2, 3)                               # (b, h, T, T)
-        mask_bool = self.mask.bool()[:num_tokens, :num_tokens]                     # (T, T), True above the diagonal
-        masked_scores = attn_scores.masked_fill(mask_bool, -torch.inf)             # a new tensor: attn_scores kept
-        attn_weights = torch.softmax(masked_scores / keys.shape[-1] ** 0.5, dim=-1)  # (b, h, T, T)
-        dropped_weights = self.dropout(attn_weights)
-        # (b, h, T, T) @ (b, h, T, head_dim) -> (b, h, T, head_dim) -> (b, T, h, head_dim)
-        context_vec = (dropped_weights @ values).transpose(1, 2)
-        # (b, T, h, head_dim) -> (b, T, d_out)
-        context_vec = context_vec.contiguous().view(b, num_tokens, self.d_out)
-        context_vec = self.out_proj(context_vec)                                   # (b, T, d_out)
-        return (context_vec, attn_weights) if return_weights else context_vec
+        num_tokens = x.shape[1]
+        may_attend = self.mask[:num_tokens, :num_tokens] == 0                     # (T, T): the chapter's mask, 1 = may attend
+        qkv = {"query": self.W_query, "key": self.W_key, "value": self.W_value}
+        named = multihead.attention(x, qkv, self.out_proj, self.num_heads, may_attend, _LayerOps(self.dropout))
+        context_vec = named["context_vecs"]                                        # (b, T, d_out)
+        return (context_vec, named["attn_weights"]) if return_weights else context_vec
+
+
+class _LayerOps(Ops):
+    """The chapter's ops with this module's layers: nn.Linear projections (``layer(x)``), nn.Dropout."""
+
+    def __init__(self, dropout: nn.Dropout):
+        super().__init__()
+        self._dropout = dropout
+
+    def project(self, x: torch.Tensor, layer: nn.Linear, role: str | None = None) -> torch.Tensor:
+        return layer(x)
+
+    def dropout(self, weights: torch.Tensor) -> torch.Tensor:
+        return self._dropout(weights)
 
 
 class AttentionOnlyModel(nn.Module):

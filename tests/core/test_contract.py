@@ -117,3 +117,39 @@ def test_the_name_list_check_catches_a_set_of_names(tmp_path):
     bad = tmp_path / "bad.py"
     bad.write_text('MASKED = {"masked_scores", "attn_weights"}\nOK = ("W_query", "W_key")\n')
     assert _name_lists(bad, _intermediate_names()) == ["bad.py:1 ['masked_scores', 'attn_weights']"]
+
+
+# The engine's ops may compute the softmax their own way (chunked, into pooled buffers).
+ENGINE_OPS = {"core/engine/kernels.py"}
+
+
+def _softmax_calls(path: Path) -> list[str]:
+    """Where ``path``'s code (not its strings or comments) calls ``softmax(``: torch.softmax,
+    F.softmax, x.softmax, … (a ``def softmax(`` defines one and is not a call)."""
+    import io
+    import tokenize
+    tokens = [t for t in tokenize.generate_tokens(io.StringIO(path.read_text()).readline)
+              if t.type not in (tokenize.COMMENT, tokenize.NL, tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT)]
+    return [f"{path.name}:{t.start[0]}" for k, t in enumerate(tokens[:-1])
+            if t.type == tokenize.NAME and t.string == "softmax" and tokens[k + 1].string == "("
+            and not (k and tokens[k - 1].string == "def")]
+
+
+def test_only_the_stage_files_compute_a_softmax():
+    """One forward per stage: the attention weights are computed in core/stages/ (each stage's
+    forward, run with the chapter's ops or the engine's), nowhere else in core/ or gui/: no
+    second forward computes softmax( of scores (the engine's kernels aside)."""
+    root = CORE.parent
+    paths = [p for p in sorted(CORE.rglob("*.py")) + sorted(GUI.rglob("*.py")) + [root / "main.py"]
+             if "stages" not in p.relative_to(root).parts[:2] and str(p.relative_to(root)) not in ENGINE_OPS]
+    offenders = [hit for p in paths for hit in _softmax_calls(p)]
+    assert offenders == []
+    assert _softmax_calls(root / "core/engine/kernels.py")                  # the check sees the engine's own
+
+
+def test_the_softmax_check_catches_a_second_forward(tmp_path):
+    bad = tmp_path / "bad.py"
+    bad.write_text('import torch\n"""torch.softmax(x) in a docstring"""\n# softmax(x) in a comment\n'
+                   'def softmax(x):\n    return x\n'
+                   'w = torch.softmax(s / 2, dim=-1)\nv = s.softmax (dim=-1)\n')
+    assert _softmax_calls(bad) == ["bad.py:6", "bad.py:7"]

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from core import AttentionConfig, build_trace
-from core.engine import fast, kernels
+from core.engine import kernels
+from core.engine import ops as engine
 from core.stages import causal, multihead
 from core.weights import draw_fused, draw_qkv, draw_wrapper_heads
 from tests.core.references import VARIED_CONFIGS, VARIED_IDS
@@ -49,7 +50,7 @@ def _batch(cfg):
 
 
 @pytest.mark.parametrize("cfg", CONFIGS, ids=IDS)
-def test_fast_fused_equals_multihead_fused(cfg):
+def test_multihead_with_the_engine_ops_equals_it_with_the_chapter_ops(cfg):
     xb = _batch(cfg).to(torch.float64 if cfg.dtype == "float64" else torch.float32)
     qkv, out_proj = draw_fused(cfg.init, cfg.seed, cfg.d_in, cfg.d_out, cfg.qkv_bias)
     dtype = xb.dtype
@@ -57,14 +58,16 @@ def test_fast_fused_equals_multihead_fused(cfg):
     out_proj = out_proj.to("cpu", dtype)
     mask = causal.causal_mask(xb.shape[1], cfg.causal, dtype=dtype)
     want = multihead.fused(xb, qkv, out_proj, cfg.num_heads, mask)
-    got = fast.fused(xb, qkv, out_proj, cfg.num_heads, mask, cfg.causal, kernels.additive_mask(mask), None)
+    ops = engine.EngineOps(xb[0], None, cfg.causal, kernels.additive_mask(mask))
+    got = multihead.fused(xb, qkv, out_proj, cfg.num_heads, mask, ops)
+    assert sorted(got) == sorted(want)
     for name, value in want.items():
         other = got[name].compute() if hasattr(got[name], "compute") else got[name]
         assert torch.allclose(other, value, atol=atol(cfg), rtol=0, equal_nan=True), name
 
 
 @pytest.mark.parametrize("cfg", CONFIGS[:3], ids=IDS[:3])
-def test_fast_causal_with_shared_projections_equals_causal_forward(cfg):
+def test_causal_with_shared_projections_equals_causal_forward(cfg):
     xb = _batch(cfg)
     qkv = draw_qkv(cfg.init, cfg.seed, cfg.d_in, cfg.d_out, cfg.qkv_bias)
     mask = causal.causal_mask(xb.shape[1], cfg.causal)
@@ -73,20 +76,21 @@ def test_fast_causal_with_shared_projections_equals_causal_forward(cfg):
     x = xb[0]
     queries, keys, values = (x @ qkv[r].W + (0 if qkv[r].b is None else qkv[r].b) for r in ("query", "key", "value"))
     shared = {"queries": queries, "keys": keys, "values": values, "attn_scores": queries @ keys.T}
-    got = fast.causal(xb, qkv, mask, keep, cfg.dropout, shared)
-    assert list(got) == list(want)
+    got = causal.forward(xb, qkv, mask, keep, cfg.dropout, engine.SharedOps(x, shared, reuse_scores=True))
+    assert sorted(got) == sorted(want)
+    assert got["attn_scores"]._base is shared["attn_scores"]        # the trainable scores, viewed, not recomputed
     for name, value in want.items():
         assert torch.allclose(got[name], value, atol=1e-6, rtol=0, equal_nan=True), name
 
 
-def test_fast_wrapper_is_derived_and_equals_the_wrapper():
+def test_engine_wrapper_is_derived_and_equals_the_wrapper():
     cfg = CONFIGS[2]
     xb = _batch(cfg)
     heads = draw_wrapper_heads(cfg.init, cfg.seed, cfg.d_in, cfg.head_dim, cfg.num_heads, cfg.qkv_bias)
     mask = causal.causal_mask(xb.shape[1])
     want = multihead.wrapper(xb, list(heads), mask)
     draws = []
-    got = fast.wrapper(xb, lambda: draws.append(1) or (list(heads), multihead.stack_heads(list(heads))), mask,
+    got = engine.wrapper(xb, lambda: draws.append(1) or (list(heads), multihead.stack_heads(list(heads))), mask,
                        cfg.num_heads, cfg.head_dim, cfg.qkv_bias)
     assert draws == [] and list(got) == list(want)                  # nothing drawn until looked at
     for name, value in want.items():
