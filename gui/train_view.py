@@ -7,8 +7,8 @@ names its query and key tokens and its value. Below: a layer to "Open in stepper
 ``open_in_stepper`` signal; gui.train_window shows that layer of the snapshot as stage 4) and
 "Export snapshot as CSV…" (every head of the shown snapshot, core.train.folder).
 
-Training runs on a QThread (``core.train.runner.train``); snapshots and progress (batched, ≤ ~30
-signals a second) come back as queued signals. While it trains, a 50 ms frame draws at most one
+Training runs off the UI thread (``core.train.runner.train`` through gui.tasks, at a lower
+priority); snapshots and progress (batched, ≤ ~30 signals a second) come back as queued signals. While it trains, a 50 ms frame draws at most one
 thing, the newest snapshot or the grown curves (at most every 100 ms), so the UI thread is never
 busy for long (``python main.py bench --parts 6`` measures it); the loss plot keeps fixed ranges
 and cached axes, so a frame does not redraw them.
@@ -25,13 +25,14 @@ from typing import Callable
 import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtCore, QtWidgets
-from PySide6.QtCore import QThread, Signal
+from PySide6.QtCore import Signal
 
 from core.train.budget import check_train_memory
 from core.train.metrics import expected_cells, previous_token_score, repeat_start
 from core.train.settings import (DEFAULT_TEXT, DEVICES, MAX_BATCH, MAX_D_MODEL, MAX_HEADS, MAX_LAYERS, MAX_SEED, MAX_SEQ_LEN,
                                  MAX_STEPS, MAX_VOCAB, TASK_EXPLANATIONS, TASK_TITLES, TASKS, TrainSettings,
                                  TrainSettingsError, defaults_for)
+from gui.tasks import TaskRunner
 
 PLAY_INTERVAL_MS = 120     # one snapshot per tick while playing
 FRAME_MS = 50              # while training: at most one redraw (the newest snapshot or the curves) per frame
@@ -76,63 +77,49 @@ def loss_axis_top(loss: float) -> float:
     return 0.5 * math.ceil(max(loss, 0.0) * 1.05 / 0.5 + 1e-9) or 0.5
 
 
-class TrainThread(QThread):
-    """Runs one training on its own thread; every signal is queued to the UI thread."""
+def train_work(request: tuple, task) -> tuple:
+    """One training, off the UI thread (gui.tasks.TaskRunner): ``request`` is (settings,
+    train_fn, control). Snapshots go to ``task.partial``; ("start", probe tokens) and
+    ("losses", [(step, steps, loss, first-half loss, second-half loss), …]) to ``task.progress``.
+    The steps' losses are sent in batches, one every PROGRESS_INTERVAL_S (fewer UI-thread
+    wake-ups), at once for the last step or when paused, so that the bar shows where the run
+    stopped. Returns ("finished", run), ("cancelled",) or ("failed", field, message)."""
+    from core.train.runner import TrainCancelled
+    settings, train_fn, control = request
+    task.on_cancel(control.cancel)
+    pending: list[tuple] = []
+    sent_at = 0.0
 
-    started_run = Signal(tuple)            # the probe tokens
-    snapshot = Signal(object)              # core.train.runner.Snapshot
-    progress = Signal(list)                # [(step, steps, loss, first-half loss, second-half loss), …] in order
-    finished_run = Signal(object)          # TrainRun
-    failed = Signal(str, str)              # (field, message)
-    cancelled = Signal()
+    def flush(now: float) -> None:
+        nonlocal pending, sent_at
+        if pending:
+            batch, pending = pending, []
+            sent_at = now
+            task.progress(("losses", batch))
 
-    def __init__(self, settings: TrainSettings, train_fn: Callable, parent=None):
-        super().__init__(parent)
-        from core.train.runner import TrainControl
-        self.settings = settings
-        self.control = TrainControl()
-        self._train = train_fn
-        self._pending: list[tuple] = []        # progress not sent yet (worker thread only)
-        self._sent_at = 0.0
-
-    def _on_progress(self, *values) -> None:
-        """Called after every step: queue the step's losses, send them in a batch every
-        PROGRESS_INTERVAL_S (one queued signal, not one per step: fewer UI-thread wake-ups), at
-        once for the last step or when paused, so that the bar shows where the run stopped."""
-        self._pending.append(values)
+    def on_progress(*values) -> None:
+        pending.append(values)
         now = time.perf_counter()
-        if now - self._sent_at >= PROGRESS_INTERVAL_S or values[0] >= values[1] or self.control.paused:
-            self._flush_progress(now)
+        if now - sent_at >= PROGRESS_INTERVAL_S or values[0] >= values[1] or control.paused:
+            flush(now)
 
-    def _flush_progress(self, now: float) -> None:
-        if self._pending:
-            batch, self._pending = self._pending, []
-            self._sent_at = now
-            self.progress.emit(batch)
+    def on_snapshot(snap) -> None:
+        flush(time.perf_counter())     # the steps up to the snapshot arrive before it
+        task.partial(snap)
 
-    def _on_snapshot(self, snap) -> None:
-        self._flush_progress(time.perf_counter())     # the steps up to the snapshot arrive before it
-        self.snapshot.emit(snap)
-
-    def run(self) -> None:
-        from core.train.runner import TrainCancelled
-        from gui.worker import lower_priority
-        lower_priority()             # the view redraws the snapshots while this trains
+    try:
         try:
-            try:
-                run = self._train(self.settings, self.control, on_snapshot=self._on_snapshot,
-                                  on_progress=self._on_progress,
-                                  on_start=lambda run: self.started_run.emit(tuple(run.probe_tokens)))
-            finally:
-                self._flush_progress(time.perf_counter())
-        except TrainCancelled:
-            self.cancelled.emit()
-        except TrainSettingsError as exc:
-            self.failed.emit(exc.field, exc.message)
-        except Exception as exc:  # never a traceback in the UI: one line naming what failed
-            self.failed.emit("", f"training failed: {type(exc).__name__}: {exc}")
-        else:
-            self.finished_run.emit(run)
+            run = train_fn(settings, control, on_snapshot=on_snapshot, on_progress=on_progress,
+                           on_start=lambda run: task.progress(("start", tuple(run.probe_tokens))))
+        finally:
+            flush(time.perf_counter())
+    except TrainCancelled:
+        return ("cancelled",)
+    except TrainSettingsError as exc:
+        return ("failed", exc.field, exc.message)
+    except Exception as exc:  # never a traceback in the UI: one line naming what failed
+        return ("failed", "", f"training failed: {type(exc).__name__}: {exc}")
+    return ("finished", run)
 
 
 class _HeadImage(pg.ImageItem):
@@ -164,7 +151,11 @@ class TrainView(QtWidgets.QWidget):
         if train_fn is None:
             from core.train.runner import train as train_fn
         self._train_fn = train_fn
-        self._thread: TrainThread | None = None
+        self._control = None                           # the running training's TrainControl
+        self._tasks = TaskRunner(train_work, "train", low_priority=True, thread_per_task=True, parent=self)
+        self._tasks.partial.connect(self._on_snapshot)
+        self._tasks.progress.connect(self._on_report)
+        self._tasks.done.connect(self._on_outcome)
         self.run = None                                # the finished or opened TrainRun
         self.snapshots: list = []                      # what the timeline scrubs (live while training)
         self.probe_tokens: tuple[str, ...] = ()
@@ -397,7 +388,7 @@ class TrainView(QtWidgets.QWidget):
     # ---- training -----------------------------------------------------------------------------
     @property
     def training(self) -> bool:
-        return self._thread is not None
+        return self._control is not None
 
     def start(self) -> None:
         if self.training:
@@ -425,26 +416,19 @@ class TrainView(QtWidgets.QWidget):
         self._redraw_curves(force=True)
         self.slider.setEnabled(False)
         self.play_button.setEnabled(False)
-        thread = TrainThread(settings, self._train_fn, self)
-        thread.started_run.connect(self._on_started)
-        thread.snapshot.connect(self._on_snapshot)
-        thread.progress.connect(self._on_progress)
-        thread.finished_run.connect(self._on_finished)
-        thread.failed.connect(self._on_failed)
-        thread.cancelled.connect(self._on_cancelled)
-        thread.finished.connect(self._on_thread_done)
-        self._thread = thread
+        from core.train.runner import TrainControl
+        self._control = TrainControl()
         self._set_running(True)
         self._say(f"training {TASK_TITLES[settings.task].lower()}…")
         self.run_changed.emit(None)
         self._pending_snapshot = None
         self._frame_timer.start()
-        thread.start()
+        self._tasks.submit((settings, self._train_fn, self._control))
 
     def toggle_pause(self) -> None:
         if not self.training:
             return
-        control = self._thread.control
+        control = self._control
         if control.paused:
             control.resume()
             self.pause_button.setText("Pause")
@@ -456,7 +440,7 @@ class TrainView(QtWidgets.QWidget):
 
     def cancel(self) -> None:
         if self.training:
-            self._thread.control.cancel()
+            self._control.cancel()
             self._say("cancelling…")
 
     def _set_running(self, running: bool) -> None:
@@ -472,8 +456,16 @@ class TrainView(QtWidgets.QWidget):
         for w in self.fields.values():
             w.setEnabled(not running)
 
+    def _on_report(self, report: tuple) -> None:
+        """("start", probe tokens) or ("losses", batch) from train_work."""
+        kind, value = report
+        if kind == "start":
+            self._on_started(value)
+        else:
+            self._on_progress(value)
+
     def _on_progress(self, batch: list) -> None:
-        """A batch of steps' losses (TrainThread); the curves are redrawn by the next frame."""
+        """A batch of steps' losses (train_work); the curves are redrawn by the next frame."""
         for step, _total, loss, first, second in batch:
             self._history["step"].append(step)
             self._history["loss"].append(loss)
@@ -527,6 +519,12 @@ class TrainView(QtWidgets.QWidget):
         if index is not None and index == self.slider.value():     # the learner may have scrubbed since
             self.show_snapshot(index)
 
+    def _on_outcome(self, outcome: tuple) -> None:
+        """The training ended: ("finished", run), ("cancelled",) or ("failed", field, message)."""
+        kind, *rest = outcome
+        {"finished": self._on_finished, "cancelled": self._on_cancelled, "failed": self._on_failed}[kind](*rest)
+        self._end_run()
+
     def _on_finished(self, run) -> None:
         self._adopt(run)
         from core.train.metrics import best_heads_text
@@ -543,10 +541,8 @@ class TrainView(QtWidgets.QWidget):
         self._say(f"cancelled at step {self.progress_bar.value()}; the snapshots so far can be scrubbed "
                   "but not saved")
 
-    def _on_thread_done(self) -> None:
-        thread, self._thread = self._thread, None
-        if thread is not None:
-            thread.deleteLater()
+    def _end_run(self) -> None:
+        self._control = None
         self._frame_timer.stop()
         self._draw_pending_snapshot()
         self._redraw_curves()
@@ -937,9 +933,9 @@ class TrainView(QtWidgets.QWidget):
     def shutdown(self, timeout_ms: int = 5000) -> None:
         """Cancel a running training and wait for its thread (call before closing)."""
         self._stop_playing()
-        if self._thread is not None:
-            self._thread.control.cancel()
-            self._thread.wait(timeout_ms)
+        if self._control is not None:
+            self._tasks.stop(timeout_ms)       # its outcome is not reported any more
+            self._end_run()
 
     def closeEvent(self, event) -> None:
         self.shutdown()
