@@ -33,12 +33,12 @@ from core.train.settings import (DEFAULT_TEXT, DEVICES, MAX_BATCH, MAX_D_MODEL, 
                                  MAX_STEPS, MAX_VOCAB, TASK_EXPLANATIONS, TASK_TITLES, TASKS, TrainSettings,
                                  TrainSettingsError, defaults_for)
 from gui.tasks import TaskRunner
+from gui.train_model import TrainModel, train_work
 
 PLAY_INTERVAL_MS = 120     # one snapshot per tick while playing
 FRAME_MS = 50              # while training: at most one redraw (the newest snapshot or the curves) per frame
 REDRAW_INTERVAL_MS = 100   # loss curves redrawn at most this often while training
 START_LOSS_HEADROOM = 1.15  # the loss axis starts this far above ln(vocabulary): random weights start near it
-PROGRESS_INTERVAL_S = 0.033  # the worker sends its per-step losses in batches, at most ~30 per second
 HOVER_HINT = "rows: queries, columns: keys · hover a cell for its tokens and weight"
 REPEAT_HINT = "rows: queries, columns: keys · dashed: the repeat starts · hover a cell"
 GUIDE_PEN = (255, 70, 70, 150)        # the expected stripe: faint red cell outlines
@@ -77,51 +77,6 @@ def loss_axis_top(loss: float) -> float:
     return 0.5 * math.ceil(max(loss, 0.0) * 1.05 / 0.5 + 1e-9) or 0.5
 
 
-def train_work(request: tuple, task) -> tuple:
-    """One training, off the UI thread (gui.tasks.TaskRunner): ``request`` is (settings,
-    train_fn, control). Snapshots go to ``task.partial``; ("start", probe tokens) and
-    ("losses", [(step, steps, loss, first-half loss, second-half loss), …]) to ``task.progress``.
-    The steps' losses are sent in batches, one every PROGRESS_INTERVAL_S (fewer UI-thread
-    wake-ups), at once for the last step or when paused, so that the bar shows where the run
-    stopped. Returns ("finished", run), ("cancelled",) or ("failed", field, message)."""
-    from core.train.runner import TrainCancelled
-    settings, train_fn, control = request
-    task.on_cancel(control.cancel)
-    pending: list[tuple] = []
-    sent_at = 0.0
-
-    def flush(now: float) -> None:
-        nonlocal pending, sent_at
-        if pending:
-            batch, pending = pending, []
-            sent_at = now
-            task.progress(("losses", batch))
-
-    def on_progress(*values) -> None:
-        pending.append(values)
-        now = time.perf_counter()
-        if now - sent_at >= PROGRESS_INTERVAL_S or values[0] >= values[1] or control.paused:
-            flush(now)
-
-    def on_snapshot(snap) -> None:
-        flush(time.perf_counter())     # the steps up to the snapshot arrive before it
-        task.partial(snap)
-
-    try:
-        try:
-            run = train_fn(settings, control, on_snapshot=on_snapshot, on_progress=on_progress,
-                           on_start=lambda run: task.progress(("start", tuple(run.probe_tokens))))
-        finally:
-            flush(time.perf_counter())
-    except TrainCancelled:
-        return ("cancelled",)
-    except TrainSettingsError as exc:
-        return ("failed", exc.field, exc.message)
-    except Exception as exc:  # never a traceback in the UI: one line naming what failed
-        return ("failed", "", f"training failed: {type(exc).__name__}: {exc}")
-    return ("finished", run)
-
-
 class _HeadImage(pg.ImageItem):
     """One head's map; reports the hovered cell (row, column) or None."""
 
@@ -151,18 +106,19 @@ class TrainView(QtWidgets.QWidget):
         if train_fn is None:
             from core.train.runner import train as train_fn
         self._train_fn = train_fn
-        self._control = None                           # the running training's TrainControl
+        self.model = TrainModel()                      # the run, snapshots, curves and training (Qt-free)
         self._tasks = TaskRunner(train_work, "train", low_priority=True, thread_per_task=True, parent=self)
-        self._tasks.partial.connect(self._on_snapshot)
-        self._tasks.progress.connect(self._on_report)
-        self._tasks.done.connect(self._on_outcome)
-        self.run = None                                # the finished or opened TrainRun
-        self.snapshots: list = []                      # what the timeline scrubs (live while training)
-        self.probe_tokens: tuple[str, ...] = ()
+        self._tasks.partial.connect(self.model.add_snapshot)
+        self._tasks.progress.connect(self.model.report)
+        self._tasks.done.connect(self.model.end)
+        self.model.probe_changed.connect(self._on_started)
+        self.model.losses_added.connect(self._on_progress)
+        self.model.snapshot_added.connect(self._on_snapshot)
+        self.model.run_changed.connect(self._on_run_changed)
+        self.model.ended.connect(self._on_outcome)
         self._grid_shape = (0, 0)
         self.images: dict[tuple[int, int], _HeadImage] = {}
         self._plots: dict[tuple[int, int], pg.PlotItem] = {}
-        self._history: dict[str, list[float]] = {"step": [], "loss": [], "first": [], "second": []}
         self._curves_dirty = False
         self._curves_drawn_at = 0.0
         self._pending_snapshot: int | None = None    # arrived while training, not drawn yet
@@ -388,7 +344,20 @@ class TrainView(QtWidgets.QWidget):
     # ---- training -----------------------------------------------------------------------------
     @property
     def training(self) -> bool:
-        return self._control is not None
+        return self.model.training
+
+    @property
+    def run(self):
+        """The finished or opened TrainRun (the model's)."""
+        return self.model.run
+
+    @property
+    def snapshots(self) -> list:
+        return self.model.snapshots
+
+    @property
+    def probe_tokens(self) -> tuple[str, ...]:
+        return self.model.probe_tokens
 
     def start(self) -> None:
         if self.training:
@@ -400,10 +369,8 @@ class TrainView(QtWidgets.QWidget):
             self._say(f"{exc.field}: {exc.message}" if exc.field else exc.message, error=True)
             return
         self._stop_playing()
-        self.run = None
-        self.snapshots = []
-        self.probe_tokens = ()
-        self._history = {"step": [], "loss": [], "first": [], "second": []}
+        from core.train.runner import TrainControl
+        self.model.begin(settings, TrainControl())
         self._set_probe(settings.task, ())
         self._start_score_plot(settings)
         self.progress_bar.setRange(0, settings.steps)
@@ -416,19 +383,17 @@ class TrainView(QtWidgets.QWidget):
         self._redraw_curves(force=True)
         self.slider.setEnabled(False)
         self.play_button.setEnabled(False)
-        from core.train.runner import TrainControl
-        self._control = TrainControl()
         self._set_running(True)
         self._say(f"training {TASK_TITLES[settings.task].lower()}…")
         self.run_changed.emit(None)
         self._pending_snapshot = None
         self._frame_timer.start()
-        self._tasks.submit((settings, self._train_fn, self._control))
+        self._tasks.submit((settings, self._train_fn, self.model.control))
 
     def toggle_pause(self) -> None:
         if not self.training:
             return
-        control = self._control
+        control = self.model.control
         if control.paused:
             control.resume()
             self.pause_button.setText("Pause")
@@ -440,7 +405,7 @@ class TrainView(QtWidgets.QWidget):
 
     def cancel(self) -> None:
         if self.training:
-            self._control.cancel()
+            self.model.control.cancel()
             self._say("cancelling…")
 
     def _set_running(self, running: bool) -> None:
@@ -456,27 +421,13 @@ class TrainView(QtWidgets.QWidget):
         for w in self.fields.values():
             w.setEnabled(not running)
 
-    def _on_report(self, report: tuple) -> None:
-        """("start", probe tokens) or ("losses", batch) from train_work."""
-        kind, value = report
-        if kind == "start":
-            self._on_started(value)
-        else:
-            self._on_progress(value)
-
     def _on_progress(self, batch: list) -> None:
-        """A batch of steps' losses (train_work); the curves are redrawn by the next frame."""
-        for step, _total, loss, first, second in batch:
-            self._history["step"].append(step)
-            self._history["loss"].append(loss)
-            self._history["first"].append(first)
-            self._history["second"].append(second)
+        """A batch of steps' losses (in the model's history); the curves are redrawn by the next frame."""
         if batch:
             self.progress_bar.setValue(batch[-1][0])
             self._curves_dirty = True
 
     def _on_started(self, tokens: tuple) -> None:
-        self.probe_tokens = tokens
         self._set_probe(self._task, tokens)
         # The first run of a session builds its model through torch._refs, which imports
         # torch._dynamo and sympy (~200,000 objects) on the training thread; the GUI thread's
@@ -485,10 +436,9 @@ class TrainView(QtWidgets.QWidget):
         # into the permanent generation with them (cheap: the generations' lists are spliced).
         gc.freeze()
 
-    def _on_snapshot(self, snap) -> None:
-        following = self.slider.value() >= len(self.snapshots) - 1
-        self.snapshots.append(snap)
-        self._add_scores(snap)
+    def _on_snapshot(self, index: int) -> None:
+        following = self.slider.value() >= index - 1
+        self._add_scores(self.snapshots[index])
         with QtCore.QSignalBlocker(self.slider):
             self.slider.setRange(0, len(self.snapshots) - 1)
         self.slider.setEnabled(True)
@@ -521,12 +471,11 @@ class TrainView(QtWidgets.QWidget):
 
     def _on_outcome(self, outcome: tuple) -> None:
         """The training ended: ("finished", run), ("cancelled",) or ("failed", field, message)."""
-        kind, *rest = outcome
+        kind, *rest = outcome              # a finished run is the model's (and shown) already
         {"finished": self._on_finished, "cancelled": self._on_cancelled, "failed": self._on_failed}[kind](*rest)
         self._end_run()
 
     def _on_finished(self, run) -> None:
-        self._adopt(run)
         from core.train.metrics import best_heads_text
         heads = ""
         if run.settings.task != "next_word" and run.snapshots:
@@ -542,7 +491,6 @@ class TrainView(QtWidgets.QWidget):
                   "but not saved")
 
     def _end_run(self) -> None:
-        self._control = None
         self._frame_timer.stop()
         self._draw_pending_snapshot()
         self._redraw_curves()
@@ -551,16 +499,13 @@ class TrainView(QtWidgets.QWidget):
 
     def _adopt(self, run) -> None:
         """Show a finished or opened run: its curves (both halves for induction) and snapshots."""
-        self.run = run
-        self.snapshots = list(run.snapshots)
-        self.probe_tokens = run.probe_tokens
+        self.model.adopt(run)
+
+    def _on_run_changed(self, run) -> None:
         self._set_probe(run.settings.task, run.probe_tokens)
         self._start_score_plot(run.settings)
         for snap in self.snapshots:
             self._add_scores(snap)
-        n = len(run.history_loss)
-        self._history = {"step": list(range(1, n + 1)), "loss": list(run.history_loss),
-                         "first": list(run.history_first), "second": list(run.history_second)}
         s = run.settings
         self._start_loss_range(s)
         self._pending_snapshot = None
@@ -588,7 +533,7 @@ class TrainView(QtWidgets.QWidget):
         if not (self._curves_dirty or force):
             return
         self._curves_dirty = False
-        h = self._history
+        h = self.model.history
         steps = np.asarray(h["step"], dtype=np.float64)
         self.curve_loss.setData(steps, np.asarray(h["loss"], dtype=np.float64))
         halves = len(h["first"]) == len(steps) and len(steps) and not np.all(np.isnan(h["first"]))
@@ -933,9 +878,9 @@ class TrainView(QtWidgets.QWidget):
     def shutdown(self, timeout_ms: int = 5000) -> None:
         """Cancel a running training and wait for its thread (call before closing)."""
         self._stop_playing()
-        if self._control is not None:
+        if self.training:
             self._tasks.stop(timeout_ms)       # its outcome is not reported any more
-            self._end_run()
+            self.model.end(("cancelled",))
 
     def closeEvent(self, event) -> None:
         self.shutdown()
