@@ -71,7 +71,8 @@ class Task:
         return self._cancelled()
 
     def on_cancel(self, fn: Callable[[], None]) -> None:
-        """Call ``fn`` (on whichever thread cancels) once this task is cancelled."""
+        """Call ``fn`` (on whichever thread cancels) when this task is cancelled: at once if it
+        is already; ``fn`` should be idempotent (a cancel racing the registration calls it twice)."""
         self._on_cancel.append(fn)
         if self.cancelled():
             fn()

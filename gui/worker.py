@@ -2,9 +2,8 @@
 
 ``trace_runner()`` is a gui.tasks.TaskRunner: ``submit`` replaces any request not yet started
 (the latest wins); results come back through its ``partial`` and ``done`` signals, queued to
-the UI thread. ``core`` (and torch) is imported here, lazily,
-on the first request. Every failure becomes ``Result.error = (field, message)``: the app
-never shows a traceback.
+the UI thread. ``core`` (and torch) is imported here, lazily, on the first request. Every
+failure becomes ``Result.error = (field, message)``: the app never shows a traceback.
 """
 from __future__ import annotations
 
