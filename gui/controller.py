@@ -3,7 +3,7 @@
 It owns the :class:`gui.view_model.ViewModel` (``controller.model``: step, trace, config, focus,
 head, batch item — what every view observes) and everything that needs Qt or a thread:
 parameter changes are validated (a ConfigError becomes ``error(field, message)`` and the last
-good trace stays), then computed off the UI thread by :class:`gui.worker.TraceWorker` (the
+good trace stays), then computed off the UI thread by :func:`gui.worker.trace_runner` (the
 latest request wins); results go into the model. The model's main events are re-emitted as Qt
 signals (``trace_changed``, ``step_changed``, ``config_changed``, ``mode_changed``) for code
 that waits on them. ``core`` (and so torch) is imported lazily: in the worker on the first
@@ -20,7 +20,7 @@ from PySide6.QtCore import QObject, Signal
 
 from gui.steps import Step
 from gui.view_model import CUSTOM, ViewModel
-from gui.worker import Request, Result, TraceWorker
+from gui.worker import Request, Result, trace_runner
 
 BOOK_TEXT = "Your journey starts with one step"   # core.config.BOOK_TEXT (a test checks they agree)
 INPUT_FIELDS = ("embeddings", "text", "d_in")     # a change drops edited embeddings
@@ -40,7 +40,7 @@ class Controller(QObject):
     busy = Signal(bool)
     notice = Signal(str)                # informational status-bar message (e.g. CUDA fallback)
 
-    def __init__(self, parent: QObject | None = None, worker: TraceWorker | None = None):
+    def __init__(self, parent: QObject | None = None, worker=None):
         super().__init__(parent)
         self.model = ViewModel()
         self.params: dict | None = None           # attempted custom config (may be invalid)
@@ -64,9 +64,9 @@ class Controller(QObject):
         self._partial_shown = False
         from gui.gc_guard import MainThreadGC
         self._gc = MainThreadGC(self)             # GC on this thread only (a GC on the worker could deadlock)
-        self._worker = worker or TraceWorker()
+        self._worker = worker or trace_runner()       # gui.tasks.TaskRunner
+        self._worker.partial.connect(self._on_done)
         self._worker.done.connect(self._on_done)
-        self._worker.start()
         m = self.model
         m.step_changed.connect(self._on_step)
         m.step_changed.connect(self.step_changed.emit)

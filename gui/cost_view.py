@@ -1,13 +1,11 @@
 """The Cost view: attention's quadratic cost, measured live on the selected device.
 
 ``CostView(runner)`` takes a ``core.cost.CostRunner`` (its settings say the device and
-token counts). Run measures in a QThread, size after size; the table and two log-log plots
+token counts). Run measures off the UI thread (gui.tasks), size after size; the table and two log-log plots
 (time and peak memory against tokens, trace and fused SDPA, with a T² reference line) fill
 as each size finishes. Cancel stops after the current run; Export CSV… saves the table.
 """
 from __future__ import annotations
-
-import threading
 
 import numpy as np
 import pyqtgraph as pg
@@ -15,6 +13,7 @@ from PySide6 import QtCore, QtWidgets
 
 from core.cost import CostCancelled, CostRow, rows_csv
 from gui.plots import side_by_side
+from gui.tasks import TaskRunner
 
 TRACE_PEN = pg.mkPen("#1f77b4", width=2)
 FUSED_PEN = pg.mkPen("#ff7f0e", width=2)
@@ -63,31 +62,17 @@ def _sizes(n: int) -> str:
     return f"{n} size" if n == 1 else f"{n} sizes"
 
 
-class CostWorker(QtCore.QThread):
-    """Runs ``runner.run`` off the UI thread; rows and progress come back as signals."""
-
-    row_ready = QtCore.Signal(object)
-    progressed = QtCore.Signal(int, int, str)
-    done = QtCore.Signal(str)          # "finished", "cancelled" or the error's message
-
-    def __init__(self, runner, parent=None):
-        super().__init__(parent)
-        self.runner = runner
-        self._cancel = threading.Event()
-
-    def cancel(self) -> None:
-        self._cancel.set()
-
-    def run(self) -> None:
-        try:
-            self.runner.run(progress=self.progressed.emit, cancelled=self._cancel.is_set,
-                            on_row=self.row_ready.emit)
-        except CostCancelled:
-            self.done.emit("cancelled")
-        except Exception as exc:  # noqa: BLE001 - shown in the view, the thread must not die silently
-            self.done.emit(f"failed: {type(exc).__name__}: {exc}")
-        else:
-            self.done.emit("finished")
+def cost_work(runner, task) -> str:
+    """Run ``runner.run`` off the UI thread (gui.tasks.TaskRunner): each row goes to
+    ``task.partial``, (sizes done, sizes in all, what now) to ``task.progress``. Returns
+    "finished", "cancelled" or the error's message."""
+    try:
+        runner.run(progress=lambda *p: task.progress(p), cancelled=task.cancelled, on_row=task.partial)
+    except CostCancelled:
+        return "cancelled"
+    except Exception as exc:  # noqa: BLE001 - shown in the view, the run must not end silently
+        return f"failed: {type(exc).__name__}: {exc}"
+    return "finished"
 
 
 class CostView(QtWidgets.QWidget):
@@ -102,7 +87,10 @@ class CostView(QtWidgets.QWidget):
         self.setWindowTitle("Cost of attention")
         self.runner = runner
         self.rows: list[CostRow] = []
-        self.worker: CostWorker | None = None
+        self.worker = TaskRunner(cost_work, "cost", thread_per_task=True, parent=self)
+        self.worker.partial.connect(self._on_row)
+        self.worker.progress.connect(lambda p: self._on_progress(*p))
+        self.worker.done.connect(self._on_done)
 
         s = runner.settings
         self.run_button = QtWidgets.QPushButton("Run", objectName="costRun")
@@ -181,12 +169,8 @@ class CostView(QtWidgets.QWidget):
         self.table.setRowCount(0)
         self._redraw()
         self.progress.setValue(0)
-        self.worker = CostWorker(self.runner, self)
-        self.worker.row_ready.connect(self._on_row)
-        self.worker.progressed.connect(self._on_progress)
-        self.worker.done.connect(self._on_done)
         self._set_running(True)
-        self.worker.start()
+        self.worker.submit(self.runner)
 
     def cancel(self) -> None:
         if self.is_running():
@@ -195,11 +179,11 @@ class CostView(QtWidgets.QWidget):
             self.status.setText("cancelling after the current run…")
 
     def is_running(self) -> bool:
-        return self.worker is not None and self.worker.isRunning()
+        return self.worker.busy()
 
     def wait(self, ms: int = 600000) -> bool:
         """Block until the worker has stopped (tests, closing)."""
-        return self.worker.wait(ms) if self.worker is not None else True
+        return self.worker.wait(ms)
 
     def set_rows(self, rows: list[CostRow]) -> None:
         """Show rows measured earlier (e.g. read back from a CSV) as if just measured."""

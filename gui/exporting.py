@@ -6,7 +6,6 @@ Errors come back as messages, never as tracebacks.
 """
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 
 from PySide6 import QtCore, QtWidgets
@@ -48,50 +47,47 @@ def export_matrix(parent, model) -> str:
     return f"Exported {data.key[0]}.{data.key[1]} to {path}"
 
 
-class ExportJob(QtCore.QThread):
-    """Export a whole trace on a worker thread (core.export.export_trace: atomic, cancellable)."""
+def export_work(request: tuple, task) -> str:
+    """Export a whole trace (core.export.export_trace: atomic; cancelled through ``task``):
+    ``request`` is (trace, folder, fmt); progress (files done, total) goes to ``task.progress``.
+    Returns the status-bar message."""
+    from core.export import ExportCancelled, ExportError, count_slices, export_trace
+    from core.numerics import undefined_value_notes
+    trace, folder, fmt = request
+    swept: list[str] = []
+    try:
+        out = export_trace(trace, folder, fmt=fmt, progress=lambda done, total: task.progress((done, total)),
+                           cancelled=task.cancelled, note=swept.append)
+        # the export's own files (the folder may hold the user's too)
+        n = {"csv": count_slices(trace), "npy": sum(1 for _ in trace), "npz": 1}[fmt]
+        msg = f"Exported the whole trace ({n} {fmt.upper()} files and manifest.json) to {out}"
+        undefined = sum(note["count"] for note in undefined_value_notes(trace))
+        if undefined:
+            msg += f"; {undefined} undefined values (nan/inf) kept as such, see notes in manifest.json"
+        if swept:
+            msg += "; " + "; ".join(swept)
+    except ExportCancelled:
+        msg = "Export cancelled; the folder was left as it was"
+    except ExportError as exc:
+        msg = f"Export failed: {exc}"
+    except Exception as exc:  # never a traceback for the learner
+        msg = f"Export failed: {type(exc).__name__}: {exc}"
+    return msg
 
-    progress = QtCore.Signal(int, int)      # files done, total
-    finished_with = QtCore.Signal(str)      # the status-bar message
 
-    def __init__(self, trace, folder: str, fmt: str = "csv", parent=None):
-        super().__init__(parent)
-        self.trace, self.folder, self.fmt = trace, folder, fmt
-        self._cancel = threading.Event()
-
-    def cancel(self) -> None:
-        self._cancel.set()
-
-    def run(self) -> None:
-        from core.export import ExportCancelled, ExportError, count_slices, export_trace
-        from core.numerics import undefined_value_notes
-        swept: list[str] = []
-        try:
-            out = export_trace(self.trace, self.folder, fmt=self.fmt,
-                               progress=lambda done, total: self.progress.emit(done, total),
-                               cancelled=self._cancel.is_set, note=swept.append)
-            # the export's own files (the folder may hold the user's too)
-            n = {"csv": count_slices(self.trace), "npy": sum(1 for _ in self.trace), "npz": 1}[self.fmt]
-            msg = f"Exported the whole trace ({n} {self.fmt.upper()} files and manifest.json) to {out}"
-            undefined = sum(note["count"] for note in undefined_value_notes(self.trace))
-            if undefined:
-                msg += f"; {undefined} undefined values (nan/inf) kept as such, see notes in manifest.json"
-            if swept:
-                msg += "; " + "; ".join(swept)
-        except ExportCancelled:
-            msg = "Export cancelled; the folder was left as it was"
-        except ExportError as exc:
-            msg = f"Export failed: {exc}"
-        except Exception as exc:  # never a traceback for the learner
-            msg = f"Export failed: {type(exc).__name__}: {exc}"
-        self.finished_with.emit(msg)
+def export_runner(parent=None):
+    """A runner for one export (gui.tasks.TaskRunner on a thread that ends with it): ``done``
+    carries the message, ``progress`` (files done, total); ``cancel()`` leaves the folder as it was."""
+    from gui.tasks import TaskRunner
+    return TaskRunner(export_work, "export", thread_per_task=True, parent=parent)
 
 
 FORMATS = {"csv": "CSV", "npy": "NumPy .npy", "npz": "one NumPy .npz"}
 
 
-def start_export_all(parent, model, fmt: str = "csv") -> ExportJob | str:
-    """Ask for a folder and start exporting the current step's trace; a message if nothing starts.
+def start_export_all(parent, model, fmt: str = "csv"):
+    """Ask for a folder and start exporting the current step's trace: its runner (see
+    ``export_runner``), or a message if nothing starts.
 
     fmt: "csv" (one file per 2-D slice), "npy" (one file per intermediate) or "npz" (one archive).
     """
@@ -103,17 +99,16 @@ def start_export_all(parent, model, fmt: str = "csv") -> ExportJob | str:
     folder = QtWidgets.QFileDialog.getExistingDirectory(parent, f"Export all as {what} into folder")
     if not folder:
         return ""
-    job = ExportJob(trace, folder, fmt, parent)
+    job = export_runner(parent)
     dialog = QtWidgets.QProgressDialog(f"Exporting every intermediate as {what}…", "Cancel", 0, 0, parent)
     dialog.setWindowTitle(f"Export all as {what}")
     dialog.setMinimumDuration(400)          # small traces finish before it would show
     dialog.setAutoClose(False)
     dialog.setAutoReset(False)
-    job.progress.connect(lambda done, total: (dialog.setMaximum(total), dialog.setValue(done)))
+    job.progress.connect(lambda p: (dialog.setMaximum(p[1]), dialog.setValue(p[0])))
     dialog.canceled.connect(job.cancel)
-    job.finished_with.connect(lambda _msg: dialog.close())
-    job.finished.connect(dialog.deleteLater)
-    job.start()
+    job.done.connect(lambda _msg: (dialog.close(), dialog.deleteLater()))
+    job.submit((trace, folder, fmt))
     return job
 
 

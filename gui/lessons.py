@@ -11,10 +11,11 @@ the UI thread: a malformed file gives a message and leaves the open lesson untou
 """
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 
 from PySide6 import QtCore, QtWidgets
+
+from gui.tasks import TaskRunner
 
 FILTER = "Attention Stepper lessons (*.json);;All files (*)"
 
@@ -96,48 +97,25 @@ class LessonOpener(QtCore.QObject):
     """Opens lesson files for one window: read and checked on a worker thread (a FIFO, a slow disk
     or a 16 MiB file never blocks the UI), applied on the UI thread. The latest open wins."""
 
-    _read = QtCore.Signal(int, object, str)      # (request number, (Lesson, run, note) or None, message)
-
     def __init__(self, window):
         super().__init__(window)
         self.window = window
-        self._latest = 0
-        self._pending: dict[int, tuple] = {}      # request number -> (path, show_box, on_done)
-        self._read.connect(self._on_read, QtCore.Qt.ConnectionType.QueuedConnection)
+        self._opening: tuple | None = None        # the latest open's (path, show_box, on_done) until applied
+        self._reader = TaskRunner(read_lesson, "lesson-reader", thread_per_task=True, drop_stale=True, parent=self)
+        self._reader.done.connect(self._on_read)
 
     @property
     def busy(self) -> bool:
         """A lesson is being read (its settings are not applied yet)."""
-        return bool(self._pending)
+        return self._opening is not None
 
     def open(self, path: str, show_box: bool = True, on_done=None) -> None:
-        self._latest += 1
-        number = self._latest
-        self._pending[number] = (path, show_box, on_done)
-        threading.Thread(target=self._load, args=(number, path), name="lesson-reader", daemon=True).start()
+        self._opening = (path, show_box, on_done)
+        self._reader.submit(path)
 
-    def _load(self, number: int, path: str) -> None:      # on the reader thread
-        from core.lesson import LessonError, load_lesson
-        lesson, message, run, note = None, "", None, ""
-        try:
-            lesson = load_lesson(path)
-            if lesson.run is not None:
-                from core.train.lessonrun import open_lesson_run
-                run, note = open_lesson_run(lesson, path)
-        except LessonError as exc:
-            message = str(exc)
-        except Exception as exc:      # never a traceback for the learner
-            message = f"{path} cannot be opened as a lesson ({type(exc).__name__}: {exc})"
-        try:
-            self._read.emit(number, None if lesson is None else (lesson, run, note), message)
-        except RuntimeError:          # the window was closed meanwhile
-            pass
-
-    def _on_read(self, number: int, read, message: str) -> None:
-        path, show_box, on_done = self._pending.pop(number)
-        lesson, run, note = read if read is not None else (None, None, "")
-        if number != self._latest:    # a newer open replaced this one
-            return
+    def _on_read(self, outcome: tuple) -> None:
+        (path, show_box, on_done), self._opening = self._opening, None
+        (lesson, run, note), message = outcome
         window = self.window
         if lesson is None:
             window.statusBar().showMessage(f"Lesson not opened: {message}", 15000)
@@ -154,6 +132,23 @@ class LessonOpener(QtCore.QObject):
                                            + (f"; {note}" if note else ""), 15000 if note else 10000)
         if on_done is not None:
             on_done(message)
+
+
+def read_lesson(path: str, _task) -> tuple:
+    """Read and check a lesson (on a reader thread): ((Lesson, run, note), "") or ((None, None, ""), message)."""
+    from core.lesson import LessonError, load_lesson
+    lesson, message, run, note = None, "", None, ""
+    try:
+        lesson = load_lesson(path)
+        if lesson.run is not None:
+            from core.train.lessonrun import open_lesson_run
+            run, note = open_lesson_run(lesson, path)
+    except LessonError as exc:
+        lesson, run, note, message = None, None, "", str(exc)
+    except Exception as exc:      # never a traceback for the learner
+        lesson, run, note = None, None, ""
+        message = f"{path} cannot be opened as a lesson ({type(exc).__name__}: {exc})"
+    return (lesson, run, note), message
 
 
 def lesson_opener(window) -> LessonOpener:

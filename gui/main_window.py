@@ -546,7 +546,7 @@ class MainWindow(QtWidgets.QMainWindow):
             return
         self.export_job = job
         self.busy_label.setText("exporting…")
-        job.finished_with.connect(self._on_export_done)
+        job.done.connect(self._on_export_done)
 
     def _on_busy(self, busy: bool) -> None:
         if busy:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from PySide6.QtCore import QObject, Signal
 
-from gui.worker import LatestRequestThread
+from gui.tasks import TaskRunner
 
 EXAMPLE_TEXT = "The old dog chased the quick fox which bit him"   # core.pretrained_config.EXAMPLE_TEXT
 
@@ -31,7 +31,6 @@ class Options:
 
 @dataclass
 class Outcome:
-    ticket: int
     trace: object = None          # core.pretrained.PretrainedTrace
     gallery: object = None        # core.pretrained.Gallery (None: the text did not change)
     error: str = ""               # one line
@@ -42,7 +41,7 @@ class Outcome:
 def compute(options: Options, gallery_text: str | None, progress=lambda _s: None) -> Outcome:
     """Runs on the worker thread: load the model (first call), build the trace and, when the
     text changed, the gallery. Every failure becomes a one-line ``error``."""
-    out = Outcome(0)
+    out = Outcome()
     try:
         from core import minilm
         from core.config import ConfigError
@@ -73,20 +72,10 @@ def compute(options: Options, gallery_text: str | None, progress=lambda _s: None
     return out
 
 
-class _Worker(LatestRequestThread):
-    """Stage 5's worker: the latest (ticket, options, gallery text) wins."""
-
-    done = Signal(object)          # Outcome
-    progress = Signal(str)
-
-    def submit(self, ticket: int, options: Options, gallery_text: str | None) -> None:
-        super().submit((ticket, options, gallery_text))
-
-    def handle(self, request: tuple) -> None:
-        ticket, options, text = request
-        out = compute(options, text, self.progress.emit)
-        out.ticket = ticket
-        self.done.emit(out)
+def compute_task(request: tuple, task) -> Outcome:
+    """The worker's work (gui.tasks.TaskRunner): the latest (options, gallery text) wins."""
+    options, text = request
+    return compute(options, text, task.progress)
 
 
 class PretrainedController(QObject):
@@ -102,9 +91,10 @@ class PretrainedController(QObject):
         self.options = Options()
         self.started = False
         self.busy = False
-        self._ticket = 0
         self._gallery_text: str | None = None     # the text the gallery on screen is for
-        self._worker = _Worker()
+        # one thread, started on first use (not with the window); a superseded request's
+        # progress and outcome are dropped on the way
+        self._worker = TaskRunner(compute_task, "PretrainedWorker", low_priority=True, drop_stale=True, parent=self)
         self._worker.done.connect(self._on_done)
         self._worker.progress.connect(self._on_progress)
         model.step_changed.connect(lambda _i: self.ensure_started())
@@ -139,22 +129,17 @@ class PretrainedController(QObject):
             self.set_options(layer=layer)
 
     def _submit(self) -> None:
-        self._ticket += 1
         self.busy = True
         text = self.options.text if self.options.text != self._gallery_text else None
         self.model.set_pretrained(status=("Loading the model…" if self.model.pretrained is None
                                           else "Computing the pretrained model…"))
-        if not self._worker.isRunning():           # the thread starts on first use, not with the window
-            self._worker.start()
-        self._worker.submit(self._ticket, Options(**vars(self.options)), text)
+        self._worker.submit((Options(**vars(self.options)), text))
 
     def _on_progress(self, text: str) -> None:
         self.model.set_pretrained(status=text)
         self.status.emit(text)
 
     def _on_done(self, out: Outcome) -> None:
-        if out.ticket != self._ticket:
-            return                        # a newer request is on its way
         self.busy = False
         if out.error:
             self.model.set_pretrained(status=out.error)

@@ -11,13 +11,13 @@ from __future__ import annotations
 import csv
 import io
 import math
-import threading
 from pathlib import Path
 
 import numpy as np
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from gui.refresh import RefreshWhenShown
+from gui.tasks import TaskRunner
 
 ROLE_VALUE = QtCore.Qt.ItemDataRole.UserRole
 MAX_EDIT_CELLS = 20_000       # larger matrices are not put in a table (import/export the CSV instead)
@@ -43,12 +43,22 @@ def embeddings_csv(tokens, labels, array) -> str:
     return buf.getvalue()
 
 
+def read_embeddings(path: str, _task) -> tuple:
+    """Read embeddings from a CSV file (on a reader thread): (path, Inputs or None, error)."""
+    from core.inputs import load_embeddings_csv
+    try:
+        return path, load_embeddings_csv(path), ""
+    except ValueError as exc:
+        return path, None, str(exc)
+    except Exception as exc:      # never a traceback for the learner
+        return path, None, f"{path} cannot be read as embeddings ({type(exc).__name__}: {exc})"
+
+
 class InputsEditor(RefreshWhenShown, QtWidgets.QWidget):
 
     needs = ("simplified",)   # read by refresh() (a partial trace may lack them)
     message = QtCore.Signal(str)      # status-bar text (refusals, imports, exports)
     imported = QtCore.Signal(str)     # an import finished: "" when applied, else why not
-    _read = QtCore.Signal(int, str, object, str)   # (request, path, Inputs or None, error) from the reader
 
     def __init__(self, controller, parent: QtWidgets.QWidget | None = None):
         super().__init__(parent)
@@ -57,8 +67,9 @@ class InputsEditor(RefreshWhenShown, QtWidgets.QWidget):
         self._filling = False
         self._stale = True
         self.too_large: set[str] = set()      # tables left empty: the matrix is too large to edit here
-        self._imports = 0                     # the latest import request (an older one is dropped)
-        self._read.connect(self._on_read, QtCore.Qt.ConnectionType.QueuedConnection)
+        # CSV imports, read off the UI thread; the latest wins (an older one is dropped)
+        self._reader = TaskRunner(read_embeddings, "csv-reader", thread_per_task=True, drop_stale=True, parent=self)
+        self._reader.done.connect(self._on_read)
         self.tabs = QtWidgets.QTabWidget(objectName="inputsTabs")
         self.tabs.setStyleSheet("QTabBar::tab { padding: 3px 10px 5px 10px; }")   # room for the _ of W_query
         self.embeddings = self._table("embeddingsTable",
@@ -270,28 +281,12 @@ class InputsEditor(RefreshWhenShown, QtWidgets.QWidget):
             path, _ = QtWidgets.QFileDialog.getOpenFileName(self, "Import embeddings", "", "CSV files (*.csv);;All files (*)")
             if not path:
                 return
-        self._imports += 1
         self.note.setText(f"Reading {Path(path).name}…")
         self.note.setStyleSheet("")
-        threading.Thread(target=self._load, args=(self._imports, str(path)), name="csv-reader", daemon=True).start()
+        self._reader.submit(str(path))
 
-    def _load(self, number: int, path: str) -> None:      # on the reader thread
-        from core.inputs import load_embeddings_csv
-        inp, error = None, ""
-        try:
-            inp = load_embeddings_csv(path)
-        except ValueError as exc:
-            error = str(exc)
-        except Exception as exc:      # never a traceback for the learner
-            error = f"{path} cannot be read as embeddings ({type(exc).__name__}: {exc})"
-        try:
-            self._read.emit(number, path, inp, error)
-        except RuntimeError:          # the window was closed meanwhile
-            pass
-
-    def _on_read(self, number: int, path: str, inp, error: str) -> None:
-        if number != self._imports:   # a newer import replaced this one
-            return
+    def _on_read(self, outcome: tuple) -> None:
+        path, inp, error = outcome
         if inp is None:
             self.message.emit(f"Import failed: {error}")
             self.note.setText(f"Import failed: {error}")

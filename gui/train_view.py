@@ -7,8 +7,8 @@ names its query and key tokens and its value. Below: a layer to "Open in stepper
 ``open_in_stepper`` signal; gui.train_window shows that layer of the snapshot as stage 4) and
 "Export snapshot as CSV…" (every head of the shown snapshot, core.train.folder).
 
-Training runs on a QThread (``core.train.runner.train``); snapshots and progress (batched, ≤ ~30
-signals a second) come back as queued signals. While it trains, a 50 ms frame draws at most one
+Training runs off the UI thread (``core.train.runner.train`` through gui.tasks, at a lower
+priority); snapshots and progress (batched, ≤ ~30 signals a second) come back as queued signals. While it trains, a 50 ms frame draws at most one
 thing, the newest snapshot or the grown curves (at most every 100 ms), so the UI thread is never
 busy for long (``python main.py bench --parts 6`` measures it); the loss plot keeps fixed ranges
 and cached axes, so a frame does not redraw them.
@@ -25,19 +25,20 @@ from typing import Callable
 import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtCore, QtWidgets
-from PySide6.QtCore import QThread, Signal
+from PySide6.QtCore import Signal
 
 from core.train.budget import check_train_memory
 from core.train.metrics import expected_cells, previous_token_score, repeat_start
 from core.train.settings import (DEFAULT_TEXT, DEVICES, MAX_BATCH, MAX_D_MODEL, MAX_HEADS, MAX_LAYERS, MAX_SEED, MAX_SEQ_LEN,
                                  MAX_STEPS, MAX_VOCAB, TASK_EXPLANATIONS, TASK_TITLES, TASKS, TrainSettings,
                                  TrainSettingsError, defaults_for)
+from gui.tasks import TaskRunner
+from gui.train_model import TrainModel, train_work
 
 PLAY_INTERVAL_MS = 120     # one snapshot per tick while playing
 FRAME_MS = 50              # while training: at most one redraw (the newest snapshot or the curves) per frame
 REDRAW_INTERVAL_MS = 100   # loss curves redrawn at most this often while training
 START_LOSS_HEADROOM = 1.15  # the loss axis starts this far above ln(vocabulary): random weights start near it
-PROGRESS_INTERVAL_S = 0.033  # the worker sends its per-step losses in batches, at most ~30 per second
 HOVER_HINT = "rows: queries, columns: keys · hover a cell for its tokens and weight"
 REPEAT_HINT = "rows: queries, columns: keys · dashed: the repeat starts · hover a cell"
 GUIDE_PEN = (255, 70, 70, 150)        # the expected stripe: faint red cell outlines
@@ -76,65 +77,6 @@ def loss_axis_top(loss: float) -> float:
     return 0.5 * math.ceil(max(loss, 0.0) * 1.05 / 0.5 + 1e-9) or 0.5
 
 
-class TrainThread(QThread):
-    """Runs one training on its own thread; every signal is queued to the UI thread."""
-
-    started_run = Signal(tuple)            # the probe tokens
-    snapshot = Signal(object)              # core.train.runner.Snapshot
-    progress = Signal(list)                # [(step, steps, loss, first-half loss, second-half loss), …] in order
-    finished_run = Signal(object)          # TrainRun
-    failed = Signal(str, str)              # (field, message)
-    cancelled = Signal()
-
-    def __init__(self, settings: TrainSettings, train_fn: Callable, parent=None):
-        super().__init__(parent)
-        from core.train.runner import TrainControl
-        self.settings = settings
-        self.control = TrainControl()
-        self._train = train_fn
-        self._pending: list[tuple] = []        # progress not sent yet (worker thread only)
-        self._sent_at = 0.0
-
-    def _on_progress(self, *values) -> None:
-        """Called after every step: queue the step's losses, send them in a batch every
-        PROGRESS_INTERVAL_S (one queued signal, not one per step: fewer UI-thread wake-ups), at
-        once for the last step or when paused, so that the bar shows where the run stopped."""
-        self._pending.append(values)
-        now = time.perf_counter()
-        if now - self._sent_at >= PROGRESS_INTERVAL_S or values[0] >= values[1] or self.control.paused:
-            self._flush_progress(now)
-
-    def _flush_progress(self, now: float) -> None:
-        if self._pending:
-            batch, self._pending = self._pending, []
-            self._sent_at = now
-            self.progress.emit(batch)
-
-    def _on_snapshot(self, snap) -> None:
-        self._flush_progress(time.perf_counter())     # the steps up to the snapshot arrive before it
-        self.snapshot.emit(snap)
-
-    def run(self) -> None:
-        from core.train.runner import TrainCancelled
-        from gui.worker import lower_priority
-        lower_priority()             # the view redraws the snapshots while this trains
-        try:
-            try:
-                run = self._train(self.settings, self.control, on_snapshot=self._on_snapshot,
-                                  on_progress=self._on_progress,
-                                  on_start=lambda run: self.started_run.emit(tuple(run.probe_tokens)))
-            finally:
-                self._flush_progress(time.perf_counter())
-        except TrainCancelled:
-            self.cancelled.emit()
-        except TrainSettingsError as exc:
-            self.failed.emit(exc.field, exc.message)
-        except Exception as exc:  # never a traceback in the UI: one line naming what failed
-            self.failed.emit("", f"training failed: {type(exc).__name__}: {exc}")
-        else:
-            self.finished_run.emit(run)
-
-
 class _HeadImage(pg.ImageItem):
     """One head's map; reports the hovered cell (row, column) or None."""
 
@@ -164,14 +106,19 @@ class TrainView(QtWidgets.QWidget):
         if train_fn is None:
             from core.train.runner import train as train_fn
         self._train_fn = train_fn
-        self._thread: TrainThread | None = None
-        self.run = None                                # the finished or opened TrainRun
-        self.snapshots: list = []                      # what the timeline scrubs (live while training)
-        self.probe_tokens: tuple[str, ...] = ()
+        self.model = TrainModel()                      # the run, snapshots, curves and training (Qt-free)
+        self._tasks = TaskRunner(train_work, "train", low_priority=True, thread_per_task=True, parent=self)
+        self._tasks.partial.connect(self.model.add_snapshot)
+        self._tasks.progress.connect(self.model.report)
+        self._tasks.done.connect(self.model.end)
+        self.model.probe_changed.connect(self._on_started)
+        self.model.losses_added.connect(self._on_progress)
+        self.model.snapshot_added.connect(self._on_snapshot)
+        self.model.run_changed.connect(self._on_run_changed)
+        self.model.ended.connect(self._on_outcome)
         self._grid_shape = (0, 0)
         self.images: dict[tuple[int, int], _HeadImage] = {}
         self._plots: dict[tuple[int, int], pg.PlotItem] = {}
-        self._history: dict[str, list[float]] = {"step": [], "loss": [], "first": [], "second": []}
         self._curves_dirty = False
         self._curves_drawn_at = 0.0
         self._pending_snapshot: int | None = None    # arrived while training, not drawn yet
@@ -397,7 +344,20 @@ class TrainView(QtWidgets.QWidget):
     # ---- training -----------------------------------------------------------------------------
     @property
     def training(self) -> bool:
-        return self._thread is not None
+        return self.model.training
+
+    @property
+    def run(self):
+        """The finished or opened TrainRun (the model's)."""
+        return self.model.run
+
+    @property
+    def snapshots(self) -> list:
+        return self.model.snapshots
+
+    @property
+    def probe_tokens(self) -> tuple[str, ...]:
+        return self.model.probe_tokens
 
     def start(self) -> None:
         if self.training:
@@ -409,10 +369,8 @@ class TrainView(QtWidgets.QWidget):
             self._say(f"{exc.field}: {exc.message}" if exc.field else exc.message, error=True)
             return
         self._stop_playing()
-        self.run = None
-        self.snapshots = []
-        self.probe_tokens = ()
-        self._history = {"step": [], "loss": [], "first": [], "second": []}
+        from core.train.runner import TrainControl
+        self.model.begin(settings, TrainControl())
         self._set_probe(settings.task, ())
         self._start_score_plot(settings)
         self.progress_bar.setRange(0, settings.steps)
@@ -425,26 +383,17 @@ class TrainView(QtWidgets.QWidget):
         self._redraw_curves(force=True)
         self.slider.setEnabled(False)
         self.play_button.setEnabled(False)
-        thread = TrainThread(settings, self._train_fn, self)
-        thread.started_run.connect(self._on_started)
-        thread.snapshot.connect(self._on_snapshot)
-        thread.progress.connect(self._on_progress)
-        thread.finished_run.connect(self._on_finished)
-        thread.failed.connect(self._on_failed)
-        thread.cancelled.connect(self._on_cancelled)
-        thread.finished.connect(self._on_thread_done)
-        self._thread = thread
         self._set_running(True)
         self._say(f"training {TASK_TITLES[settings.task].lower()}…")
         self.run_changed.emit(None)
         self._pending_snapshot = None
         self._frame_timer.start()
-        thread.start()
+        self._tasks.submit((settings, self._train_fn, self.model.control))
 
     def toggle_pause(self) -> None:
         if not self.training:
             return
-        control = self._thread.control
+        control = self.model.control
         if control.paused:
             control.resume()
             self.pause_button.setText("Pause")
@@ -456,7 +405,7 @@ class TrainView(QtWidgets.QWidget):
 
     def cancel(self) -> None:
         if self.training:
-            self._thread.control.cancel()
+            self.model.control.cancel()
             self._say("cancelling…")
 
     def _set_running(self, running: bool) -> None:
@@ -473,18 +422,12 @@ class TrainView(QtWidgets.QWidget):
             w.setEnabled(not running)
 
     def _on_progress(self, batch: list) -> None:
-        """A batch of steps' losses (TrainThread); the curves are redrawn by the next frame."""
-        for step, _total, loss, first, second in batch:
-            self._history["step"].append(step)
-            self._history["loss"].append(loss)
-            self._history["first"].append(first)
-            self._history["second"].append(second)
+        """A batch of steps' losses (in the model's history); the curves are redrawn by the next frame."""
         if batch:
             self.progress_bar.setValue(batch[-1][0])
             self._curves_dirty = True
 
     def _on_started(self, tokens: tuple) -> None:
-        self.probe_tokens = tokens
         self._set_probe(self._task, tokens)
         # The first run of a session builds its model through torch._refs, which imports
         # torch._dynamo and sympy (~200,000 objects) on the training thread; the GUI thread's
@@ -493,10 +436,9 @@ class TrainView(QtWidgets.QWidget):
         # into the permanent generation with them (cheap: the generations' lists are spliced).
         gc.freeze()
 
-    def _on_snapshot(self, snap) -> None:
-        following = self.slider.value() >= len(self.snapshots) - 1
-        self.snapshots.append(snap)
-        self._add_scores(snap)
+    def _on_snapshot(self, index: int) -> None:
+        following = self.slider.value() >= index - 1
+        self._add_scores(self.snapshots[index])
         with QtCore.QSignalBlocker(self.slider):
             self.slider.setRange(0, len(self.snapshots) - 1)
         self.slider.setEnabled(True)
@@ -527,8 +469,13 @@ class TrainView(QtWidgets.QWidget):
         if index is not None and index == self.slider.value():     # the learner may have scrubbed since
             self.show_snapshot(index)
 
+    def _on_outcome(self, outcome: tuple) -> None:
+        """The training ended: ("finished", run), ("cancelled",) or ("failed", field, message)."""
+        kind, *rest = outcome              # a finished run is the model's (and shown) already
+        {"finished": self._on_finished, "cancelled": self._on_cancelled, "failed": self._on_failed}[kind](*rest)
+        self._end_run()
+
     def _on_finished(self, run) -> None:
-        self._adopt(run)
         from core.train.metrics import best_heads_text
         heads = ""
         if run.settings.task != "next_word" and run.snapshots:
@@ -543,10 +490,7 @@ class TrainView(QtWidgets.QWidget):
         self._say(f"cancelled at step {self.progress_bar.value()}; the snapshots so far can be scrubbed "
                   "but not saved")
 
-    def _on_thread_done(self) -> None:
-        thread, self._thread = self._thread, None
-        if thread is not None:
-            thread.deleteLater()
+    def _end_run(self) -> None:
         self._frame_timer.stop()
         self._draw_pending_snapshot()
         self._redraw_curves()
@@ -555,16 +499,13 @@ class TrainView(QtWidgets.QWidget):
 
     def _adopt(self, run) -> None:
         """Show a finished or opened run: its curves (both halves for induction) and snapshots."""
-        self.run = run
-        self.snapshots = list(run.snapshots)
-        self.probe_tokens = run.probe_tokens
+        self.model.adopt(run)
+
+    def _on_run_changed(self, run) -> None:
         self._set_probe(run.settings.task, run.probe_tokens)
         self._start_score_plot(run.settings)
         for snap in self.snapshots:
             self._add_scores(snap)
-        n = len(run.history_loss)
-        self._history = {"step": list(range(1, n + 1)), "loss": list(run.history_loss),
-                         "first": list(run.history_first), "second": list(run.history_second)}
         s = run.settings
         self._start_loss_range(s)
         self._pending_snapshot = None
@@ -592,7 +533,7 @@ class TrainView(QtWidgets.QWidget):
         if not (self._curves_dirty or force):
             return
         self._curves_dirty = False
-        h = self._history
+        h = self.model.history
         steps = np.asarray(h["step"], dtype=np.float64)
         self.curve_loss.setData(steps, np.asarray(h["loss"], dtype=np.float64))
         halves = len(h["first"]) == len(steps) and len(steps) and not np.all(np.isnan(h["first"]))
@@ -937,9 +878,9 @@ class TrainView(QtWidgets.QWidget):
     def shutdown(self, timeout_ms: int = 5000) -> None:
         """Cancel a running training and wait for its thread (call before closing)."""
         self._stop_playing()
-        if self._thread is not None:
-            self._thread.control.cancel()
-            self._thread.wait(timeout_ms)
+        if self.training:
+            self._tasks.stop(timeout_ms)       # its outcome is not reported any more
+            self.model.end(("cancelled",))
 
     def closeEvent(self, event) -> None:
         self.shutdown()

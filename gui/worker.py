@@ -1,22 +1,17 @@
-"""The trace worker: computes traces on its own QThread so the UI never waits for torch.
+"""The trace worker's work: computes traces off the UI thread so the UI never waits for torch.
 
-``submit`` replaces any request not yet started (the latest wins); results come back through
-the ``done`` signal, queued to the UI thread. ``core`` (and torch) is imported here, lazily,
-on the first request. Every failure becomes ``Result.error = (field, message)``: the app
-never shows a traceback.
+``trace_runner()`` is a gui.tasks.TaskRunner: ``submit`` replaces any request not yet started
+(the latest wins); results come back through its ``partial`` and ``done`` signals, queued to
+the UI thread. ``core`` (and torch) is imported here, lazily, on the first request. Every
+failure becomes ``Result.error = (field, message)``: the app never shows a traceback.
 """
 from __future__ import annotations
 
 import dataclasses
 import functools
-import os
-import sys
-import threading
 import traceback
 from dataclasses import dataclass, field
 from typing import Callable
-
-from PySide6.QtCore import QThread, Signal
 
 
 @dataclass
@@ -158,78 +153,13 @@ def _prepare_panels(trace, panels, batch_index: int) -> None:
             DISPLAY.notes(trace[panel.key])
 
 
-BACKGROUND_NICE = 5      # how much less CPU a background thread gets than the window's, when both want it
+def compute_task(req: Request, task) -> Result:
+    """The trace runner's work (gui.tasks.TaskRunner): partial results go out as they come, a
+    newer request cancels the one computing between its sections."""
+    return compute(req, partial=task.partial, cancelled=task.cancelled)
 
 
-def lower_priority() -> None:
-    """Let the calling (background) thread yield the CPU to the window's thread when both want
-    it, e.g. the rest of a trace computing while the window paints the visible stage (2 cores:
-    the paint took up to 1.5× as long) or a training run while the view redraws. On Linux the
-    thread's nice value (the OpenMP threads torch starts from it inherit it), elsewhere Qt's
-    low priority. Best effort: where the system refuses, nothing changes."""
-    try:
-        if sys.platform.startswith("linux"):
-            tid = threading.get_native_id()
-            os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + BACKGROUND_NICE))
-        else:
-            QThread.currentThread().setPriority(QThread.Priority.LowPriority)
-    except (OSError, AttributeError, RuntimeError):
-        pass
-
-
-class LatestRequestThread(QThread):
-    """One long-lived thread running one request at a time; a new request replaces the one
-    still pending (the latest wins). Subclasses say what a request does in ``handle``."""
-
-    def __init__(self, parent=None):
-        super().__init__(parent)
-        self._cond = threading.Condition()
-        self._pending = None
-        self._stopping = False
-
-    def submit(self, request) -> None:
-        with self._cond:
-            self._pending = request
-            self._cond.notify()
-
-    def stop(self, timeout_ms: int = 30000) -> None:
-        with self._cond:
-            self._stopping = True
-            self._pending = None
-            self._cond.notify()
-        if self.isRunning():
-            self.wait(timeout_ms)
-
-    def _superseded(self) -> bool:
-        """Whether a newer request (or stop) came since the one running."""
-        with self._cond:
-            return self._pending is not None or self._stopping
-
-    def _stopped(self) -> bool:
-        with self._cond:
-            return self._stopping
-
-    def handle(self, request) -> None:
-        raise NotImplementedError
-
-    def run(self) -> None:
-        lower_priority()             # before torch starts its threads from this one
-        while True:
-            with self._cond:
-                while self._pending is None and not self._stopping:
-                    self._cond.wait()
-                if self._stopping:
-                    return
-                request, self._pending = self._pending, None
-            self.handle(request)
-
-
-class TraceWorker(LatestRequestThread):
-    """The trace worker: the latest Request wins; partial results go out as they come."""
-
-    done = Signal(object)      # Result
-
-    def handle(self, req: Request) -> None:
-        result = compute(req, partial=self.done.emit, cancelled=self._superseded)
-        if not self._stopped():
-            self.done.emit(result)
+def trace_runner():
+    """The trace worker: one long-lived thread at a lower priority; the latest Request wins."""
+    from gui.tasks import TaskRunner
+    return TaskRunner(compute_task, "TraceWorker", low_priority=True)

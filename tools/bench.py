@@ -106,8 +106,9 @@ class _Harness:
         self.window.show()
         self.window.finish_setup()
         c = self.controller
-        c._worker.done.disconnect(c._on_done)     # time the real slot: arrival -> installed -> painted
-        c._worker.done.connect(self._on_done)
+        for signal in (c._worker.partial, c._worker.done):   # time the real slot: arrival -> installed -> painted
+            signal.disconnect(c._on_done)
+            signal.connect(self._on_done)
         from gui.app import freeze_gc_after_first_trace
         freeze_gc_after_first_trace(self.controller)                # as run_app does
         self.last: dict | None = None

@@ -123,6 +123,7 @@ def test_an_invalid_change_drops_the_result_still_in_flight(window, qtbot):
             self.results.append(result)
 
     seen = Seen()
+    c._worker.partial.connect(seen.add)
     c._worker.done.connect(seen.add)
     try:
         c.set_params(d_out=4, num_heads=2)      # valid, computing…
@@ -130,6 +131,7 @@ def test_an_invalid_change_drops_the_result_still_in_flight(window, qtbot):
         assert window.params.errors["num_heads"].isVisibleTo(window)
         qtbot.waitUntil(lambda: any(not r.partial for r in seen.results), timeout=TRACE_TIMEOUT_MS)
     finally:
+        c._worker.partial.disconnect(seen.add)
         c._worker.done.disconnect(seen.add)
     assert not c.is_busy()
     assert c.trace is trace
@@ -304,9 +306,10 @@ def test_a_refused_change_after_a_drawn_visible_stage_shows_the_last_complete_tr
     drawn_partial = []
     c.model.shown_changed.connect(lambda: drawn_partial.append(len(c.model.traces["custom"].stages) < 4)
                                   if "custom" in c.model.traces else None)
-    c._worker.done.disconnect(c._on_done)
     held = []
-    c._worker.done.connect(held.append, QtCore.Qt.ConnectionType.DirectConnection)   # results held back
+    for signal in (c._worker.partial, c._worker.done):                     # results held back
+        signal.disconnect(c._on_done)
+        signal.connect(held.append)
     try:
         c.set_params(batch=3)                                  # valid: computing…
         qtbot.waitUntil(lambda: any(r.partial for r in held), timeout=TRACE_TIMEOUT_MS)
@@ -315,8 +318,9 @@ def test_a_refused_change_after_a_drawn_visible_stage_shows_the_last_complete_tr
         c.set_params(num_heads=7)                              # refused: the rest of batch 3 is dropped
         assert window.params.errors["num_heads"].isVisibleTo(window)
     finally:
-        c._worker.done.disconnect(held.append)
-        c._worker.done.connect(c._on_done)
+        for signal in (c._worker.partial, c._worker.done):
+            signal.disconnect(held.append)
+            signal.connect(c._on_done)
     assert c.model.traces is before and not c.is_busy()
     for i, step in enumerate(c.steps):
         if step.stage not in ("pretrained", "decode"):      # stages 5 and 6: their own traces
@@ -417,7 +421,7 @@ def test_the_worker_prepares_the_step_on_screen(window, qtbot, monkeypatch):
 def test_the_trace_worker_and_its_torch_threads_yield_to_the_window(window):
     """The trace worker runs at a lower priority than the window's thread (it gives way while
     the window paints), and so do the threads torch starts from it; the window's is unchanged."""
-    from gui.worker import BACKGROUND_NICE
+    from gui.tasks import BACKGROUND_NICE
 
     def nice(tid) -> int:
         with open(f"/proc/self/task/{tid}/stat") as fh:

@@ -69,16 +69,13 @@ def test_export_into_a_file_gives_a_message(window, qtbot, tmp_path, monkeypatch
 
 
 def test_cancelled_export_leaves_the_folder_as_it_was(window, qtbot, tmp_path, monkeypatch):
-    from gui.exporting import ExportJob
+    from gui.exporting import export_work
+    from gui.tasks import Task
     out = tmp_path / "export"
     out.mkdir()
     (out / "keep.txt").write_text("mine")
-    job = ExportJob(window.controller.trace, str(out))
-    job.cancel()                                   # cancelled before the first file
-    with qtbot.waitSignal(job.finished_with, timeout=60_000) as blocker:
-        job.start()
-    job.wait()
-    assert "cancelled" in blocker.args[0]
+    message = export_work((window.controller.trace, str(out), "csv"), Task(cancelled=lambda: True))   # before the first file
+    assert "cancelled" in message
     assert sorted(p.name for p in out.iterdir()) == ["keep.txt"]
 
 
@@ -92,31 +89,28 @@ def test_save_image_writes_a_png(window, tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("fmt", ["csv", "npy", "npz"])
 def test_cancelled_export_in_every_format_leaves_the_folder_as_it_was(window, qtbot, tmp_path, fmt):
-    from gui.exporting import ExportJob
+    from gui.exporting import export_work
+    from gui.tasks import Task
     target = tmp_path / "out"
     (target / "multihead").mkdir(parents=True)
     (target / "notes.txt").write_text("mine")
     (target / "multihead" / "attn_weights_h0.csv").write_text("an earlier export")
     before = _snapshot(target)
     siblings = sorted(p.name for p in tmp_path.iterdir())
-    job = ExportJob(window.controller.trace, str(target), fmt)
-    job.progress.connect(lambda done, total: job.cancel(), QtCore.Qt.ConnectionType.DirectConnection)
-    messages = []
-    job.finished_with.connect(messages.append, QtCore.Qt.ConnectionType.DirectConnection)
-    job.start()
-    assert job.wait(TRACE_TIMEOUT_MS)
-    assert messages == ["Export cancelled; the folder was left as it was"]      # cancelled after one file
+    files = []
+    task = Task(cancelled=lambda: bool(files), progress=files.append)          # cancelled after one file
+    message = export_work((window.controller.trace, str(target), fmt), task)
+    assert message == "Export cancelled; the folder was left as it was" and len(files) == 1
     assert _snapshot(target) == before
     assert sorted(p.name for p in tmp_path.iterdir()) == siblings     # no staging folder left behind
 
 
 def test_cancel_before_the_first_file_writes_nothing(window, tmp_path):
-    from gui.exporting import ExportJob
+    from gui.exporting import export_work
+    from gui.tasks import Task
     target = tmp_path / "fresh"
-    job = ExportJob(window.controller.trace, str(target), "npy")
-    job.cancel()
-    job.start()
-    assert job.wait(TRACE_TIMEOUT_MS)
+    message = export_work((window.controller.trace, str(target), "npy"), Task(cancelled=lambda: True))
+    assert message == "Export cancelled; the folder was left as it was"
     assert not target.exists() and list(tmp_path.iterdir()) == []
 
 

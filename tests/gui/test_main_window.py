@@ -86,7 +86,7 @@ def test_ctrl_q_closes_cleanly(window, qtbot):
     worker = window.controller._worker
     qtbot.keyClick(window, QtCore.Qt.Key.Key_Q, QtCore.Qt.KeyboardModifier.ControlModifier)
     qtbot.waitUntil(lambda: not window.isVisible(), timeout=5000)
-    assert not worker.isRunning()
+    assert not worker.is_running()
 
 
 def test_open_docks_are_remembered(qtbot, settings_file):
@@ -175,8 +175,8 @@ def test_cost_view_opens_from_the_view_menu_is_kept_and_stops_with_the_window(wi
     assert view.is_running()
     worker = view.worker
     window.close()
-    assert not worker.isRunning() and not view.isVisible()
-    assert not window.controller._worker.isRunning()
+    assert not worker.busy() and not view.isVisible()
+    assert not window.controller._worker.is_running()
 
 
 def test_computing_shows_only_for_a_computation_that_lasts(window, qtbot, monkeypatch):

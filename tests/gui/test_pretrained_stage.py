@@ -41,7 +41,7 @@ def win(qtbot, settings_file):
 def test_the_window_starts_without_loading_the_model_and_loads_it_off_the_ui_thread(qtbot, win, monkeypatch):
     from core import minilm
     pre = win.controller.pretrained
-    assert not pre.started and not pre._worker.isRunning()              # nothing at the window's start
+    assert not pre.started and not pre._worker.is_running()              # nothing at the window's start
     threads = []
     real = minilm.load
 

@@ -554,7 +554,7 @@ def run_soak(qtbot, settings_file, tmp_path, monkeypatch, actions: int, seconds:
                 or p.name.endswith(".tmp")]
     assert not partials, partials[:5]
     win.close()
-    assert not c._worker.isRunning()
+    assert not c._worker.is_running()
     return {"actions": done, "seconds": round(elapsed, 1), "seed": seed, "exceptions": len(exceptions),
             "unexpected_failures": len(soak.failures), "checks": soak.checks, "counts": dict(soak.counts),
             "requests": len(soak.requests), "seconds_by_action": {k: round(v, 1) for k, v in soak.times.items()}}

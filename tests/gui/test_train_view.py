@@ -201,8 +201,7 @@ def test_progress_arrives_in_batches_with_every_step(qtbot, monkeypatch):
     view = TrainView(small(steps=steps), train_fn=train_fn)
     qtbot.addWidget(view)
     batches = []
-    on_progress = view._on_progress
-    monkeypatch.setattr(view, "_on_progress", lambda batch: (batches.append(len(batch)), on_progress(batch)))
+    view.model.losses_added.connect(lambda batch: batches.append(len(batch)))
     view.start()
     try:
         assert burst_sent.wait(TIMEOUT_MS / 1000)

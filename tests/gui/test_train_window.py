@@ -85,10 +85,9 @@ def test_closing_the_app_while_training_leaves_no_thread(window, qtbot):
     view = window.train_view
     view.set_settings(defaults_for("induction", **{**SMALL, "steps": 100_000, "snapshot_every": 1000}))
     view.start()
-    thread = view._thread
     qtbot.waitUntil(lambda: view.progress_bar.value() > 2, timeout=TRACE_TIMEOUT_MS)
     window.close()
-    assert thread.isFinished() and not view.isVisible()
+    assert not view._tasks.busy() and not view.training and not view.isVisible()
 
 
 def test_a_lesson_saved_with_the_run_reopens_it_without_retraining(window, qtbot, run, tmp_path, monkeypatch):
