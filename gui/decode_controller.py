@@ -1,7 +1,7 @@
 """Stage 6's controller: the decode options, checked at once, and the trace computed off the UI thread.
 
 The first time a step of the decode stage is shown, ``ensure_started`` asks its worker (a
-gui.worker.LatestRequestThread, as stage 5's) for core.decode.build_decode; the result goes
+gui.tasks.TaskRunner, as stage 5's: the latest request wins) for core.decode.build_decode; the result goes
 into the view model (``model.set_decode``). The options are a core.decode_config.DecodeConfig:
 a bad combination (heads not divisible by the K/V heads, a latent wider than d_out…) becomes
 one ``error`` line and the last good trace stays on screen. The prompt is the book's sentence
@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 
 from PySide6.QtCore import QObject, Signal
 
-from gui.worker import LatestRequestThread
+from gui.tasks import TaskRunner
 
 FIELD_NAMES = {"num_kv_groups": "kv groups", "latent_dim": "latent", "sliding_window_size": "window",
                "new_tokens": "new tokens", "num_heads": "heads", "d_out": "d_out"}
@@ -85,17 +85,12 @@ def compute(cfg) -> Outcome:
     return out
 
 
-class _Worker(LatestRequestThread):
-    done = Signal(object)          # Outcome
-
-    def submit(self, ticket: int, cfg) -> None:
-        super().submit((ticket, cfg))
-
-    def handle(self, request: tuple) -> None:
-        ticket, cfg = request
-        out = compute(cfg)
-        out.ticket = ticket
-        self.done.emit(out)
+def compute_task(request: tuple, _task) -> Outcome:
+    """The worker's work (gui.tasks.TaskRunner): (ticket, DecodeConfig) -> Outcome."""
+    ticket, cfg = request
+    out = compute(cfg)
+    out.ticket = ticket
+    return out
 
 
 class DecodeController(QObject):
@@ -113,7 +108,7 @@ class DecodeController(QObject):
         self.started = False
         self.busy = False
         self._ticket = 0
-        self._worker = _Worker()
+        self._worker = TaskRunner(compute_task, "DecodeWorker", low_priority=True, drop_stale=True, parent=self)
         self._worker.done.connect(self._on_done)
         model.step_changed.connect(lambda _i: self.ensure_started())
         model.config_changed.connect(self._on_chapter_config)
@@ -153,9 +148,7 @@ class DecodeController(QObject):
         self._ticket += 1
         self.busy = True
         self.model.set_decode(status="Computing the decode trace…")
-        if not self._worker.isRunning():
-            self._worker.start()
-        self._worker.submit(self._ticket, self.config)
+        self._worker.submit((self._ticket, self.config))
 
     def _on_done(self, out: Outcome) -> None:
         if out.ticket != self._ticket:

@@ -9,7 +9,6 @@ query token, a line to every key whose width and opacity are the weight.
 from __future__ import annotations
 
 import math
-import threading
 from typing import Callable
 
 import numpy as np
@@ -37,11 +36,13 @@ def weights_image(weights: np.ndarray, lut: np.ndarray) -> QtGui.QImage:
     return QtGui.QImage(rgb.data, w, h, 3 * w, QtGui.QImage.Format.Format_RGB888).copy()  # copy: owns its pixels
 
 
+from gui.tasks import TaskRunner  # noqa: E402
 from gui.pooling import max_pooled  # noqa: E402  (re-exported: the gallery's pooling)
 
 
 class GalleryLoader(QtCore.QObject):
-    """Runs ``compute(text)`` on a short-lived thread; ``ready``/``failed`` arrive on the UI thread."""
+    """Runs ``compute(text)`` off the UI thread (gui.tasks.TaskRunner, a thread per request: the
+    latest text wins, a superseded result is dropped); ``ready``/``failed`` arrive on the UI thread."""
 
     ready = Signal(object)        # the Gallery
     failed = Signal(str)          # one line for the status bar
@@ -50,33 +51,28 @@ class GalleryLoader(QtCore.QObject):
     def __init__(self, compute: Callable[[str], object], parent: QtCore.QObject | None = None):
         super().__init__(parent)
         self._compute = compute
-        self._latest = 0
-        self._lock = threading.Lock()
-        self._threads: list[threading.Thread] = []
+        self._runner = TaskRunner(self._run, "gallery", thread_per_task=True, drop_stale=True, parent=self)
+        self._runner.done.connect(self._on_done)
 
     def request(self, text: str) -> None:
-        with self._lock:
-            self._latest += 1
-            ticket = self._latest
-        self._threads = [t for t in self._threads if t.is_alive()]
-        thread = threading.Thread(target=self._run, args=(ticket, text), name="gallery", daemon=True)
-        self._threads.append(thread)
         self.started.emit(text)
-        thread.start()
+        self._runner.submit(text)
 
     def wait(self, timeout: float = 60.0) -> None:
-        """Join the running computations (tests, closing)."""
-        for t in list(self._threads):
-            t.join(timeout)
+        """Wait for the running computations (tests, closing)."""
+        self._runner.wait(int(timeout * 1000))
 
-    def _run(self, ticket: int, text: str) -> None:
+    def _run(self, text: str, _task) -> tuple[object, str]:
         try:
-            result = self._compute(text)
+            return self._compute(text), ""
         except Exception as exc:  # ConfigError, ModelMissing…: a message, never a traceback
-            if ticket == self._latest:
-                self.failed.emit(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
-            return
-        if ticket == self._latest:                      # a newer text was asked for: drop this one
+            return None, str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+
+    def _on_done(self, outcome: tuple[object, str]) -> None:
+        result, error = outcome
+        if error:
+            self.failed.emit(error)
+        else:
             self.ready.emit(result)
 
 
