@@ -18,14 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-
-def _value(text: str):
-    for cast in (int, float):
-        try:
-            return cast(text)
-        except ValueError:
-            pass
-    return text
+from tools.screenshots import _value      # "12" -> 12, "0.5" -> 0.5, else the text
 
 
 def main(argv: list[str] | None = None) -> int:
