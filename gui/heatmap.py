@@ -21,7 +21,6 @@ from pyqtgraph import functions as fn
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from gui.matrices import MatrixData, format_value
-from gui.pooling import max_pool_stride
 from gui.present import pt
 
 MAX_TEXT_CELLS = 12      # print values in the cells when rows and columns are both ≤ 12
@@ -821,7 +820,7 @@ class _Map:
         self._shown = (data, k)
         self.stride = self._stride(rows, cols)
         if self.stride > 1 and data.kind == "prob":   # weights: each sample the max of its block (gui.pooling)
-            img = m.kept(("maxpool", self.stride), lambda: max_pool_stride(m.display(1), self.stride))
+            img = m.pooled(self.stride)
         else:
             img = m.display(self.stride)
         ready = None

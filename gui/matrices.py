@@ -54,11 +54,21 @@ class MapData:
         if self.source is not None:
             DISPLAY.put(self.source, self.slice_key + what, value)
 
-    def _display(self, stride: int) -> np.ndarray:
-        vals = self.values[::stride, ::stride] if stride > 1 else self.values
+    def pooled(self, stride: int) -> np.ndarray:
+        """Weights drawn smaller than a pixel a cell: every ``stride``-th row, each drawn cell the
+        largest of its ``stride`` columns (gui.pooling.max_pool_stride), so a one-cell stripe stays
+        visible. Made from the sampled rows only (a 1024² map: 1/stride of the work), once per
+        trace and stride."""
+        from gui.pooling import max_pool_stride
+        return self.kept(("pooled", stride), lambda: max_pool_stride(self._display(stride, cols=1), stride))
+
+    def _display(self, stride: int, cols: int | None = None) -> np.ndarray:
+        """display(stride); ``cols``: another stride for the columns (1: every column)."""
+        cols = stride if cols is None else cols
+        vals = self.values[::stride, ::cols] if stride > 1 or cols > 1 else self.values
         img = np.array(vals, dtype=np.float32, copy=True)
         if self.masked is not None:
-            img[self.masked[::stride, ::stride] if stride > 1 else self.masked] = np.nan
+            img[self.masked[::stride, ::cols] if stride > 1 or cols > 1 else self.masked] = np.nan
         np.copyto(img, np.float32(np.nan), where=~np.isfinite(img))
         img.setflags(write=False)
         return img

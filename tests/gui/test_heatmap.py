@@ -411,9 +411,10 @@ def test_axes_drawn_without_their_picture_give_the_same_pixels(qtbot, monkeypatc
 
 
 def test_a_downsampled_weight_map_keeps_a_one_cell_stripe_by_taking_each_blocks_max(qtbot):
-    """Attention weights drawn with fewer samples than cells: each sample is the largest weight
-    of its stride × stride block (gui.pooling), so a previous-token stripe (one cell a row) is
-    drawn in every sampled row at weight 1; every-k-th sampling would keep none of it."""
+    """Attention weights drawn with fewer samples than cells: each sampled row's cells are the
+    largest weight of their stride columns (gui.pooling), so a previous-token stripe (one cell a
+    row) is drawn in every sampled row that holds one, at weight 1; every-k-th sampling of the
+    columns too would keep none of it."""
     n = MAX_DISPLAY * 2 + 37
     values = np.zeros((n, n), dtype=np.float32)
     values[np.arange(1, n), np.arange(0, n - 1)] = 1.0                 # just below the diagonal
@@ -427,6 +428,7 @@ def test_a_downsampled_weight_map_keeps_a_one_cell_stripe_by_taking_each_blocks_
     shown = panel.maps[0].image.image
     assert k >= 3 and shown.shape == (-(-n // k), -(-n // k))
     assert np.nansum(values[::k, ::k]) == 0.0                          # sampling would lose the stripe
-    assert (shown.max(axis=1) == 1.0).all()                            # every drawn row shows it
-    for r in range(shown.shape[0]):                                    # at the block holding it
-        assert shown[r, (r * k - 1) // k if r else 0] == 1.0
+    assert shown[0].max() == 0.0                                       # row 0 has no previous token
+    assert (shown[1:].max(axis=1) == 1.0).all()                        # every other drawn row shows it
+    for r in range(1, shown.shape[0]):                                 # at the block holding it
+        assert shown[r, (r * k - 1) // k] == 1.0

