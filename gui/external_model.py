@@ -1,0 +1,203 @@
+"""Stages 7 (tiled attention) and 8 (RoPE), Qt-free: how the window reads their traces.
+
+Both stages are "external" (core.stages.tiled / core.stages.rope: not the chapter's config, not
+in core.stages.STAGES) and follow stage 6's pattern (gui/decode_model.py) with one generic
+state per stage (``ExternalState``, kept by the view model) and a view of the trace at the bar's
+pointer:
+
+- tiled (:class:`TiledView`): the pointer is the visited tile, in the kernel's order; the steps
+  name ``tiled_step.<term>`` (that tile's stage, tiled_step007…), ``tiled_inputs`` and
+  ``tiled_result`` as they are, plus ``tiled_io.traffic``: HBM bytes of standard vs tiled
+  attention against T (core.flash_io, this head_dim and these blocks);
+- rope (:class:`RopeView`): the pointer is the position whose pairs the explanation talks about;
+  the stage ``rope`` is the trace's own.
+
+``full`` is the whole trace: File → Export all writes it (as ``python main.py export --stage
+tiled|rope`` does). Nothing here imports torch at import time.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+STAGES = ("tiled", "rope")            # the view model keeps one ExternalState for each
+WAITING = {"tiled": "Computing the tiled-attention trace…", "rope": "Computing the RoPE trace…"}
+TRAFFIC_T = (256, 512, 1024, 2048, 4096, 8192, 16384)
+
+
+@dataclass
+class ExternalState:
+    """One external stage in the view model: the whole trace, the pointer, the view at it, the status."""
+
+    stage: str
+    trace: object = None
+    pointer: int = 0
+    view: object = None
+    status: str = ""
+    views: dict = field(default_factory=dict)    # pointer -> view (a trace never changes)
+
+    def __post_init__(self) -> None:
+        self.status = self.status or WAITING.get(self.stage, "Computing…")
+
+    def set_trace(self, trace) -> None:
+        self.trace, self.views = trace, {}
+        self.at(self.pointer)
+
+    def at(self, pointer: int) -> None:
+        lo, hi = pointer_range(self.stage, self.trace)
+        self.pointer = min(max(int(pointer), lo), hi)
+        if self.pointer not in self.views:
+            self.views[self.pointer] = VIEWS[self.stage](self.trace, self.pointer)
+        self.view = self.views[self.pointer]
+
+
+def pointer_range(stage: str, trace) -> tuple[int, int]:
+    if trace is None:
+        return 0, 0
+    if stage == "tiled":
+        return 0, len(trace.steps) - 1
+    return 0, len(trace.tokens) - 1
+
+
+class HeadConfig:
+    """A TiledConfig / RopeConfig as the chapter's readers expect it: one head, no batch, no dropout."""
+
+    batch = 1
+    dropout = 0.0
+
+    def __init__(self, cfg):
+        self.cfg = cfg
+
+    def __getattr__(self, name):
+        return getattr(self.cfg, name)
+
+    def __eq__(self, other) -> bool:
+        return self.cfg == getattr(other, "cfg", other)
+
+    __hash__ = None
+
+
+class _View:
+    """A read-only trace-like view (core.trace.TraceLookup's reading side)."""
+
+    def __init__(self, full, pointer: int, stages: dict):
+        self.full, self.pointer, self.stages = full, pointer, stages
+        for name in ("inputs", "device", "compute_ms", "notes"):
+            setattr(self, name, getattr(full, name))
+        self.config = HeadConfig(full.config)
+
+    @property
+    def tokens(self):
+        return self.full.tokens
+
+    @property
+    def labels(self):
+        return self.full.labels
+
+    def __getitem__(self, key):
+        stage, name = key
+        return self.stages[stage][name]
+
+    def __contains__(self, key) -> bool:
+        stage, name = key
+        return stage in self.stages and name in self.stages[stage]
+
+    def __iter__(self):
+        for stage in self.stages.values():
+            yield from stage.values()
+
+
+def _traffic(full):
+    """``tiled_io.traffic``: bytes of HBM traffic, standard vs tiled, for T in TRAFFIC_T (rows: method)."""
+    import torch
+    from core.flash_io import rows
+    from core.stages.schema import term
+    from core.trace import Intermediate
+    cfg = full.config
+    item = 8 if cfg.dtype == "float64" else 4
+    rs = rows(list(TRAFFIC_T), cfg.head_dim, 0, item, cfg.block_rows, cfg.block_cols, cfg.causal, cfg.fa2)
+    arr = torch.tensor([[r["standard_bytes"] / 1e6 for r in rs], [r["tiled_bytes"] / 1e6 for r in rs]],
+                       dtype=torch.float64)
+    t = term("HBM MB", "elements read + written × bytes (core.flash_io)",
+             f"megabytes moved to and from global memory against T (head_dim {cfg.head_dim}, blocks "
+             f"{cfg.block_rows} × {cfg.block_cols}, {'causal' if cfg.causal else 'full'}, "
+             f"{'FA2' if cfg.fa2 else 'FA1'}): standard attention writes and reads the T × T matrices, the "
+             f"tiled kernel only Q, K, V, O (K and V once per query block)", "method", "field", colours="nonneg")
+    labels = (("standard", "tiled"), tuple(f"T={n}" for n in TRAFFIC_T))
+    return {"traffic": Intermediate("tiled_io", "traffic", arr, t, t.axes, labels)}
+
+
+class TiledView(_View):
+    """The tiled trace at one visited tile (``pointer``: its step in the kernel's order)."""
+
+    def __init__(self, full, pointer: int):
+        from core.tiled import INPUTS, RESULT
+        names = [n for n in full.stages if n.startswith("tiled_step")]
+        super().__init__(full, pointer, {INPUTS: full.stages[INPUTS], "tiled_step": full.stages[names[pointer]],
+                                         RESULT: full.stages[RESULT], "tiled_io": _traffic(full)})
+        self.step_stage = names[pointer]
+
+
+class RopeView(_View):
+    """The RoPE trace (one stage) with the position the bar's pointer names."""
+
+    def __init__(self, full, pointer: int):
+        super().__init__(full, pointer, dict(full.stages))
+
+
+VIEWS = {"tiled": TiledView, "rope": RopeView}
+
+
+# ---- settings lines and sentences ({{@tiled_…}}, {{@rope_…}} in resources/steps.json) -------------
+
+def options_line(cfg) -> str:
+    """The settings in one line (the explanation's footer)."""
+    if hasattr(cfg, "block_rows"):
+        return (f"tiled {'FlashAttention-2' if cfg.fa2 else 'FlashAttention'} · blocks {cfg.block_rows} × "
+                f"{cfg.block_cols} · {'causal' if cfg.causal else 'no mask'} · head {cfg.head} of {cfg.num_heads} "
+                f"× hd {cfg.head_dim} · seed {cfg.seed}")
+    return (f"RoPE {cfg.form} · base {cfg.base:g} · shift {cfg.shift} · head {cfg.head} of {cfg.num_heads} × "
+            f"hd {cfg.head_dim} · seed {cfg.seed}")
+
+
+def _num(trace, stage, name) -> float:
+    return float(trace[stage, name].numpy().reshape(-1)[0])
+
+
+def sentence(which: str, trace, esc) -> str:
+    if isinstance(trace, TiledView):
+        cfg, n = trace.config, len(trace.full.steps)
+        tile = [int(v) for v in trace["tiled_step", "tile"].numpy().reshape(-1)]
+        if which == "tile":
+            return (f"Tile {tile[0] + 1} of {n} visited ({'FA2: query blocks outermost' if cfg.fa2 else 'FA1: key blocks outermost'}): "
+                    f"query block {tile[1]} (tokens {tile[3]}…{tile[4]}) × key block {tile[2]} (tokens {tile[5]}…{tile[6]})"
+                    f"{', crossed by the diagonal (masked inside)' if tile[7] else ''}. The slider picks the tile.")
+        if which == "rescale":
+            a = trace["tiled_step", "rescale"].numpy()
+            first = tile[2] == 0
+            return ("This is the first key block of these rows: α = 0 (nothing accumulated yet)." if first else
+                    f"α here is between {a.min():.3g} and {a.max():.3g}: 1 where the tile did not raise the row's "
+                    f"maximum, below 1 where it did (what was accumulated is shrunk to the new maximum).")
+        if which == "check":
+            return (f"max |O − softmax(QKᵀ/√d)V| = {_num(trace, 'tiled_result', 'check'):.1e} and max |L − "
+                    f"logsumexp| = {_num(trace, 'tiled_result', 'lse_check'):.1e}: the same numbers, without the "
+                    f"T × T matrix.")
+        return ""
+    if isinstance(trace, RopeView):
+        cfg, p = trace.config, trace.pointer
+        if which == "pos":
+            ang = trace["rope", "angles"].numpy()[p]
+            return (f"The pointer is at position {p} ({esc(trace.labels[p])}): pair 0 is turned by {ang[0]:.3g} rad, "
+                    f"the last pair by {ang[-1]:.3g} rad (base {cfg.base:g}, {cfg.form} pairs).")
+        if which == "shift":
+            return (f"Every position moved by s = {cfg.shift}: max |Δ| = {_num(trace, 'rope', 'shift_check'):.1e} "
+                    f"(float rounding): the scores depend on m − n only.")
+        if which == "form":
+            return (f"max |Δ| between {cfg.form} and the other form on the permuted dimensions = "
+                    f"{_num(trace, 'rope', 'form_check'):.1e}.")
+    return ""
+
+
+def blocks() -> dict:
+    """The explanation's blocks (gui.texts.BLOCKS)."""
+    return {f"{s}_{w}": (lambda trace, esc, w=w: sentence(w, trace, esc))
+            for s, ws in (("tiled", ("tile", "rescale", "check")), ("rope", ("pos", "shift", "form"))) for w in ws}
