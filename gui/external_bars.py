@@ -38,6 +38,19 @@ class _Bar(QtWidgets.QWidget):
         return spin
 
     def _finish(self, tip: str) -> None:
+        self.prompt = QtWidgets.QComboBox(objectName=f"{self.stage}Prompt")
+        self.prompt.addItem("book sentence", "book")
+        self.prompt.addItem("main text field", "main")
+        self.prompt.setToolTip("The prompt: the book's “Your journey starts with one step” or the text (and "
+                               "embeddings, d_in, seed) of the main text field")
+        self.prompt.setSizeAdjustPolicy(QtWidgets.QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.prompt.setMinimumContentsLength(12)     # a long main text must not widen the window
+        self.row.addWidget(self.prompt)
+        self.controls.append(self.prompt)
+        self.prompt.currentIndexChanged.connect(
+            lambda i: self.controller.set_options(prompt=self.prompt.itemData(i)))
+        self.model.config_changed.connect(self._show_main_text)
+        self._show_main_text(self.model.config)
         self.row.addSpacing(8)
         self.pointer = QtWidgets.QSlider(QtCore.Qt.Orientation.Horizontal, objectName=f"{self.stage}Pointer")
         self.pointer.setMinimumWidth(80)
@@ -52,9 +65,15 @@ class _Bar(QtWidgets.QWidget):
         self._show(self.controller.options)
         self._show_pointer()
 
+    def _show_main_text(self, config) -> None:
+        text = getattr(config, "text", "") or ""
+        short = text if len(text) <= 24 else text[:23] + "…"
+        self.prompt.setItemText(1, f"main text: “{short}”" if short else "main text field")
+
     def _show(self, options) -> None:
         for w in self.controls:
             w.blockSignals(True)
+        self.prompt.setCurrentIndex(max(0, self.prompt.findData(options.prompt)))
         self.show_options(options)
         for w in self.controls:
             w.blockSignals(False)

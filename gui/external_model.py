@@ -7,7 +7,7 @@ pointer:
 
 - tiled (:class:`TiledView`): the pointer is the visited tile, in the kernel's order; the steps
   name ``tiled_step.<term>`` (that tile's stage, tiled_step007…), ``tiled_inputs`` and
-  ``tiled_result`` as they are, plus ``tiled_io.traffic``: HBM bytes of standard vs tiled
+  ``tiled_result`` as they are, plus ``tiled_view.grid`` (the tiles, each the step that visits it) and ``tiled_view.traffic``: HBM bytes of standard vs tiled
   attention against T (core.flash_io, this head_dim and these blocks);
 - rope (:class:`RopeView`): the pointer is the position whose pairs the explanation talks about;
   the stage ``rope`` is the trace's own.
@@ -106,8 +106,32 @@ class _View:
             yield from stage.values()
 
 
+def _grid(full, pointer: int):
+    """``tiled_view.grid``: the tiles as a (query block × key block) grid; each cell the step that
+    visited it (0, 1, … in the kernel's order), NaN (not drawn) where the causal mask skipped it."""
+    import torch
+    from core.stages.schema import term
+    from core.trace import Intermediate
+    tiles = full["tiled_result", "tiles"].numpy()      # TABLE_FIELDS: qb, kb, q0, q1, k0, k1, visited, diag, step
+    nq, nk = int(tiles[:, 0].max()) + 1, int(tiles[:, 1].max()) + 1
+    grid = torch.full((nq, nk), float("nan"), dtype=torch.float64)
+    rows, cols = [""] * nq, [""] * nk
+    for r in tiles:
+        qb, kb = int(r[0]), int(r[1])
+        rows[qb], cols[kb] = f"q{qb} ({int(r[2])}…{int(r[3])})", f"k{kb} ({int(r[4])}…{int(r[5])})"
+        if r[6]:
+            grid[qb, kb] = float(r[8])
+    cfg = full.config
+    t = term("step", "the step that visits tile (i, j); blank: skipped",
+             f"the tiles of {cfg.block_rows} queries × {cfg.block_cols} keys in the kernel's order "
+             f"({'FA2: query blocks outermost' if cfg.fa2 else 'FA1: key blocks outermost'}); blank cells were "
+             f"skipped (causal: every key after every query). The slider is at step {pointer}.",
+             "query", "key", colours="nonneg")
+    return Intermediate("tiled_view", "grid", grid, t, t.axes, (tuple(rows), tuple(cols)))
+
+
 def _traffic(full):
-    """``tiled_io.traffic``: bytes of HBM traffic, standard vs tiled, for T in TRAFFIC_T (rows: method)."""
+    """``tiled_view.traffic``: bytes of HBM traffic, standard vs tiled, for T in TRAFFIC_T (rows: method)."""
     import torch
     from core.flash_io import rows
     from core.stages.schema import term
@@ -123,7 +147,20 @@ def _traffic(full):
              f"{'FA2' if cfg.fa2 else 'FA1'}): standard attention writes and reads the T × T matrices, the "
              f"tiled kernel only Q, K, V, O (K and V once per query block)", "method", "field", colours="nonneg")
     labels = (("standard", "tiled"), tuple(f"T={n}" for n in TRAFFIC_T))
-    return {"traffic": Intermediate("tiled_io", "traffic", arr, t, t.axes, labels)}
+    return Intermediate("tiled_view", "traffic", arr, t, t.axes, labels)
+
+
+SHORT_FIELDS = ("qb", "kb", "q0", "q1", "k0", "k1", "vis", "diag", "step")   # TABLE_FIELDS
+
+
+def _short_tiles(result: dict) -> dict:
+    """tiled_result with the tile table's columns named short enough to be drawn at 1366 px (the
+    numbers and the export are core's: File → Export all writes ``full``)."""
+    import dataclasses
+    tiles = result["tiles"]
+    out = dict(result)
+    out["tiles"] = dataclasses.replace(tiles, labels=(tiles.labels[0], SHORT_FIELDS[:len(tiles.labels[1])]))
+    return out
 
 
 class TiledView(_View):
@@ -132,8 +169,12 @@ class TiledView(_View):
     def __init__(self, full, pointer: int):
         from core.tiled import INPUTS, RESULT
         names = [n for n in full.stages if n.startswith("tiled_step")]
-        super().__init__(full, pointer, {INPUTS: full.stages[INPUTS], "tiled_step": full.stages[names[pointer]],
-                                         RESULT: full.stages[RESULT], "tiled_io": _traffic(full)})
+        # the alias first, then every visited tile (the inspector's rules read the earlier tiles too)
+        stages = {INPUTS: full.stages[INPUTS], "tiled_step": full.stages[names[pointer]]}
+        stages.update((n, full.stages[n]) for n in names)
+        stages.update({RESULT: _short_tiles(full.stages[RESULT]),
+                       "tiled_view": {"grid": _grid(full, pointer), "traffic": _traffic(full)}})
+        super().__init__(full, pointer, stages)
         self.step_stage = names[pointer]
 
 
@@ -177,6 +218,10 @@ def sentence(which: str, trace, esc) -> str:
             return ("This is the first key block of these rows: α = 0 (nothing accumulated yet)." if first else
                     f"α here is between {a.min():.3g} and {a.max():.3g}: 1 where the tile did not raise the row's "
                     f"maximum, below 1 where it did (what was accumulated is shrunk to the new maximum).")
+        if which == "lse":
+            L = trace["tiled_result", "lse"].numpy()
+            return (f"Here L runs from {L.min():.4f} to {L.max():.4f}; max |L − logsumexp(QKᵀ/√d)| = "
+                    f"{_num(trace, 'tiled_result', 'lse_check'):.1e}.")
         if which == "check":
             return (f"max |O − softmax(QKᵀ/√d)V| = {_num(trace, 'tiled_result', 'check'):.1e} and max |L − "
                     f"logsumexp| = {_num(trace, 'tiled_result', 'lse_check'):.1e}: the same numbers, without the "
@@ -200,4 +245,4 @@ def sentence(which: str, trace, esc) -> str:
 def blocks() -> dict:
     """The explanation's blocks (gui.texts.BLOCKS)."""
     return {f"{s}_{w}": (lambda trace, esc, w=w: sentence(w, trace, esc))
-            for s, ws in (("tiled", ("tile", "rescale", "check")), ("rope", ("pos", "shift", "form"))) for w in ws}
+            for s, ws in (("tiled", ("tile", "rescale", "check", "lse")), ("rope", ("pos", "shift", "form"))) for w in ws}

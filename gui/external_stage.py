@@ -25,6 +25,7 @@ class TiledOptions:
     causal: bool = True
     fa2: bool = False
     head: int = 0
+    prompt: str = "book"          # "book": the book's sentence; "main": the main text field's (as stage 6)
 
 
 @dataclass(frozen=True)
@@ -33,11 +34,13 @@ class RopeOptions:
     form: str = "split"
     shift: int = 3
     head: int = 0
+    prompt: str = "book"
 
 
-def _prompt(chapter) -> dict:
-    """The main text field's prompt (the chapter's config: text, embeddings, d_in, seed, d_out, heads)."""
-    if chapter is None:
+def _prompt(options, chapter) -> dict:
+    """The main text field's prompt (the chapter's config: text, embeddings, d_in, seed) when the
+    options' prompt is "main"; the book's sentence (the configs' defaults) otherwise."""
+    if options.prompt != "main" or chapter is None:
         return {}
     return dict(text=chapter.text, embeddings=chapter.embeddings, d_in=chapter.d_in, seed=chapter.seed)
 
@@ -45,13 +48,13 @@ def _prompt(chapter) -> dict:
 def tiled_config(options: TiledOptions, chapter=None):
     from core.tiled_config import TiledConfig
     return TiledConfig(block_rows=options.block_rows, block_cols=options.block_cols, causal=options.causal,
-                       fa2=options.fa2, head=options.head, device="cpu", **_prompt(chapter))
+                       fa2=options.fa2, head=options.head, device="cpu", **_prompt(options, chapter))
 
 
 def rope_config(options: RopeOptions, chapter=None):
     from core.tiled_config import RopeConfig
     return RopeConfig(base=options.base, form=options.form, shift=options.shift, head=options.head, device="cpu",
-                      **_prompt(chapter))
+                      **_prompt(options, chapter))
 
 
 def _tiled(cfg):
@@ -154,6 +157,8 @@ class ExternalController(QObject):
 
     def _on_chapter_config(self, _config) -> None:
         """The main text field changed: the prompt follows it (checked once the stage was visited)."""
+        if self.options.prompt != "main":
+            return
         if self.started:
             self.set_options()
         else:

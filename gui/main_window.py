@@ -480,8 +480,8 @@ class MainWindow(QtWidgets.QMainWindow):
         self.decode_bar.setVisible(step.stage == "decode")   # its own settings; the prompt may be the main text's
         for stage, bar in self.external_bars.items():
             bar.setVisible(step.stage == stage)
-        # the chapter's config drives neither 5 nor 6; 7 and 8 take the main text field's prompt from it
-        self.params.setVisible(not on_pretrained and step.stage != "decode")
+        # the chapter's config drives none of 5…8 (6…8 may take the main text field's prompt from it)
+        self.params.setVisible(not on_pretrained and step.stage != "decode" and step.stage not in self.external)
         if self.step_view is None:
             return
         if step.view and self.pretrained_panel is not None:
