@@ -71,7 +71,7 @@ class ExplanationView(QtWidgets.QTextBrowser):
         elif step.stage == "decode":
             source = "Decode settings (the bar above; weights drawn as the book's classes draw them)"
         elif step.stage in getattr(c, "external", {}):
-            source = "The bar's settings (one head of the chapter's MultiHeadAttention; the main text field's prompt)"
+            source = "The bar's settings (one head of the chapter's MultiHeadAttention; the bar's prompt)"
         else:
             source = (f"Book settings: {c.section_title(step.section)}"
                       if c.mode == "book" and c.traces_mode == "book" else "Custom settings")

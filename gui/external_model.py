@@ -108,13 +108,13 @@ class _View:
 
 def _grid(full, pointer: int):
     """``tiled_view.grid``: the tiles as a (query block × key block) grid; each cell the step that
-    visited it (0, 1, … in the kernel's order), NaN (not drawn) where the causal mask skipped it."""
+    visited it (0, 1, … in the kernel's order), −1 where the causal mask skipped it (as the table's step)."""
     import torch
     from core.stages.schema import term
     from core.trace import Intermediate
     tiles = full["tiled_result", "tiles"].numpy()      # TABLE_FIELDS: qb, kb, q0, q1, k0, k1, visited, diag, step
     nq, nk = int(tiles[:, 0].max()) + 1, int(tiles[:, 1].max()) + 1
-    grid = torch.full((nq, nk), float("nan"), dtype=torch.float64)
+    grid = torch.full((nq, nk), -1.0, dtype=torch.float64)
     rows, cols = [""] * nq, [""] * nk
     for r in tiles:
         qb, kb = int(r[0]), int(r[1])
@@ -122,11 +122,11 @@ def _grid(full, pointer: int):
         if r[6]:
             grid[qb, kb] = float(r[8])
     cfg = full.config
-    t = term("step", "the step that visits tile (i, j); blank: skipped",
+    t = term("step", "the step that visits tile (i, j); −1: skipped",
              f"the tiles of {cfg.block_rows} queries × {cfg.block_cols} keys in the kernel's order "
-             f"({'FA2: query blocks outermost' if cfg.fa2 else 'FA1: key blocks outermost'}); blank cells were "
+             f"({'FA2: query blocks outermost' if cfg.fa2 else 'FA1: key blocks outermost'}); −1 (blue): "
              f"skipped (causal: every key after every query). The slider is at step {pointer}.",
-             "query", "key", colours="nonneg")
+             "query", "key")
     return Intermediate("tiled_view", "grid", grid, t, t.axes, (tuple(rows), tuple(cols)))
 
 

@@ -446,6 +446,9 @@ class MainWindow(QtWidgets.QMainWindow):
         self.pretrained_panel.hide_special.toggled.connect(
             lambda on: self.controller.pretrained.set_options(hide_special=bool(on)))
         self.stack.addWidget(self.pretrained_panel)
+        from gui.rope_dial import RopeDial
+        self.rope_dial = RopeDial(self.model)                        # stage 8's dial (a step with view "dial")
+        self.stack.addWidget(self.rope_dial)
         self.navigator.setFocus()        # arrow keys step; the text field takes them only when clicked
         self._show_page()
 
@@ -484,7 +487,10 @@ class MainWindow(QtWidgets.QMainWindow):
         self.params.setVisible(not on_pretrained and step.stage != "decode" and step.stage not in self.external)
         if self.step_view is None:
             return
-        if step.view and self.pretrained_panel is not None:
+        if step.view == "dial" and self.pretrained_panel is not None:
+            self.rope_dial.refresh()
+            self.stack.setCurrentWidget(self.rope_dial)
+        elif step.view and self.pretrained_panel is not None:
             self._on_pretrained()
             self.stack.setCurrentWidget(self.pretrained_panel)
             # each step its own view, the whole width (at 1366 px both side by side are too narrow)

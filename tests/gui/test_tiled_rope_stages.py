@@ -108,7 +108,7 @@ def test_the_tiles_grid_and_memory_traffic(qtbot, win):
     assert tiles.shape == (9, 9) and int(tiles[:, 6].sum()) == 6            # causal 3 × 3: 3 skipped
     grid = values(win, "tiled_view", "grid")[0]
     # FA1 (key blocks outermost), causal: k0 visits q0, q1, q2 (steps 0–2), k1: q1, q2, k2: q2
-    expected = np.array([[0, np.nan, np.nan], [1, 3, np.nan], [2, 4, 5]])
+    expected = np.array([[0, -1, -1], [1, 3, -1], [2, 4, 5]])
     np.testing.assert_array_equal(grid, expected)
     win.model.go(step_of(win, "tiled.io"))
     from core.flash_io import flash_io, standard_io
@@ -165,12 +165,12 @@ def test_rope_rotated_q_and_the_shift_check(qtbot, win):
 def test_every_new_step_draws_and_its_texts_fill_in(qtbot, win):
     for stage in ("tiled", "rope"):
         idx = [i for i, s in enumerate(win.model.steps) if s.stage == stage]
-        assert len(idx) == {"tiled": 8, "rope": 7}[stage]
+        assert len(idx) == {"tiled": 8, "rope": 8}[stage]
         win.model.go(idx[0])
         wait(qtbot, win, stage)
         for i in idx:
             win.model.go(i)
-            assert win.model.shown and win.model.draw_error is None, win.model.steps[i].id
+            assert (win.model.shown or win.model.step.view == "dial") and win.model.draw_error is None, i
             text = win.explanation.toPlainText()
             assert "{{" not in text and "Computing" not in text, (win.model.steps[i].id, text[:200])
 
@@ -209,3 +209,20 @@ def test_export_all_writes_the_trace_and_manifest(qtbot, win, tmp_path, monkeypa
         assert len(rows) >= 2
     else:
         assert (out / "rope" / "q_pairs_p3.csv").exists()
+
+
+def test_the_rope_dial_draws_the_pointer_s_pairs(qtbot, win):
+    win.model.go(step_of(win, "rope.dial"))
+    wait(qtbot, win, "rope")
+    assert win.stack.currentWidget() is win.rope_dial
+    win.external_bars["rope"].pointer.setValue(4)
+    ref = build_rope(RopeConfig(**prompt(win)))
+    drawn = win.rope_dial.drawn
+    assert len(drawn) == 4                                             # hd 8: 4 pairs
+    for i, d in enumerate(drawn):
+        x, y = ref["rope", "q_pairs"].numpy()[4][i]
+        a = 4 * 10000.0 ** (-2 * i / 8)                                # m·θ_i, written out
+        assert abs(d["angle"] - a) <= 1e-6
+        np.testing.assert_allclose(d["q_pairs_rot"], (x * math.cos(a) - y * math.sin(a), x * math.sin(a) + y * math.cos(a)),
+                                   atol=1e-5)
+        assert abs(math.hypot(*d["k_pairs_rot"]) - math.hypot(*d["k_pairs"])) <= 1e-5
