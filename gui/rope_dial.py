@@ -47,7 +47,7 @@ class RopeDial(QtWidgets.QWidget):
             f"blue</span>) and of the key (light → <span style='color:#d35400'>dark orange</span>) turned by m·θ_i. "
             f"Move the pos slider: pair 0 turns fastest.")
         reach = max(float(np.abs(np.stack(list(arr.values()))).max()), 1e-6) * 1.15
-        cols = min(npairs, 4)
+        cols = max(1, math.ceil(math.sqrt(npairs)))      # 4 pairs: 2 × 2 square dials
         for i in range(npairs):
             deg = math.degrees(float(ang[i]))
             p = self.plots.addPlot(row=i // cols, col=i % cols,
