@@ -182,6 +182,13 @@ def test_inspector_and_code_panel_on_the_new_stages(qtbot, win):
     e = win.inspector.explanation
     assert e is not None and e.name == "scores" and e.kind == "dot" and abs(e.recomputed - e.value) <= 1e-5
     assert win.code_panel.highlighted_line()
+    win.model.go(step_of(win, "tiled.final"))       # FA2: O = the last tile's accumulator for its row / l
+    assert win.external["tiled"].set_options(fa2=True)
+    wait(qtbot, win, "tiled")
+    k = next(i for i, d in enumerate(win.model.shown) if d.key == ("tiled_result", "output"))
+    win.model.click(k, 0, 5, 3)
+    e = win.inspector.explanation
+    assert e is not None and e.name == "output" and e.kind == "ratio" and abs(e.recomputed - e.value) <= 1e-5
     win.model.go(step_of(win, "rope.angles"))
     wait(qtbot, win, "rope")
     k = next(i for i, d in enumerate(win.model.shown) if d.key == ("rope", "angles"))
