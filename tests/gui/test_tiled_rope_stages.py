@@ -114,6 +114,9 @@ def test_the_tiles_grid_and_memory_traffic(qtbot, win):
     traffic = values(win, "tiled_view", "traffic")[0]
     assert traffic[0, -1] == standard_io(16384, 8).total * 4 / 1e6
     assert traffic[1, -1] == flash_io(16384, 8, 2, 2, True, False).total * 4 / 1e6
+    # the paper's blocks for 192 KiB of float32: M = 49152 elements, Bc = ⌈M / 4d⌉ = 1536, Br = min(Bc, d) = 8
+    assert traffic[2, -1] == flash_io(16384, 8, 8, 1536, True, False).total * 4 / 1e6
+    assert traffic[2, -1] < traffic[0, -1] < traffic[1, -1]                    # 2 × 2 blocks read K, V 8192 times
 
 
 def test_a_bad_block_size_is_one_line_and_the_last_trace_stays(qtbot, win):
