@@ -151,7 +151,7 @@ def _traffic(full):
              f"writes and reads the T × T matrices, the tiled kernel only Q, K, V, O (K and V once per outer block)",
              "method", "field", colours="nonneg")
     labels = (("standard", f"tiled {cfg.block_rows}×{cfg.block_cols}",
-               f"tiled {paper[0]['Br']}×{paper[0]['Bc']} (192 KiB)"), tuple(f"T={n}" for n in TRAFFIC_T))
+               f"paper {paper[0]['Br']}×{paper[0]['Bc']}"), tuple(f"T={n}" for n in TRAFFIC_T))
     return Intermediate("tiled_view", "traffic", arr, t, t.axes, labels)
 
 
