@@ -220,9 +220,13 @@ def sentence(which: str, trace, esc) -> str:
         if which == "rescale":
             a = trace["tiled_step", "rescale"].numpy()
             first = tile[2] == 0
-            return ("This is the first key block of these rows: α = 0 (nothing accumulated yet)." if first else
-                    f"α here is between {a.min():.3g} and {a.max():.3g}: 1 where the tile did not raise the row's "
-                    f"maximum, below 1 where it did (what was accumulated is shrunk to the new maximum).")
+            if first:
+                return "This is the first key block of these rows: α = 0 (nothing accumulated yet)."
+            if a.min() >= 1:
+                return ("Here α = 1 in every row: this tile did not raise any row's maximum, nothing is rescaled "
+                        "(move the slider to a tile where it does).")
+            return (f"Here α goes down to {a.min():.4g}: 1 where the tile did not raise the row's maximum, below 1 "
+                    f"where it did (what was accumulated so far is shrunk to the new maximum).")
         if which == "lse":
             L = trace["tiled_result", "lse"].numpy()
             return (f"Here L runs from {L.min():.4f} to {L.max():.4f}; max |L − logsumexp(QKᵀ/√d)| = "
