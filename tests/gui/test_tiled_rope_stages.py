@@ -235,3 +235,19 @@ def test_the_rope_dial_draws_the_pointer_s_pairs(qtbot, win):
         np.testing.assert_allclose(d["q_pairs_rot"], (x * math.cos(a) - y * math.sin(a), x * math.sin(a) + y * math.cos(a)),
                                    atol=1e-5)
         assert abs(math.hypot(*d["k_pairs_rot"]) - math.hypot(*d["k_pairs"])) <= 1e-5
+
+
+def test_a_bad_typed_base_is_one_line_and_the_last_trace_stays(qtbot, win):
+    win.model.go(step_of(win, "rope.scores"))
+    wait(qtbot, win, "rope")
+    before, options = win.model.external["rope"].trace, win.external["rope"].options
+    messages = []
+    win.external["rope"].error.connect(messages.append)
+    bar = win.external_bars["rope"]
+    for typed in ("abc", "0.5"):
+        bar.base.setEditText(typed)
+        bar.base.lineEdit().editingFinished.emit()
+        qtbot.wait(50)
+    assert len(messages) == 2 and all(m.startswith("base: must be a number above 1") for m in messages), messages
+    assert win.model.external["rope"].trace is before and win.external["rope"].options == options
+    assert bar.base.currentText() == "10000"
