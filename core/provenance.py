@@ -225,6 +225,15 @@ class Cell:
                          total, [wsrc, vsrc], products)
 
 
+EXTERNAL = ("decode", "tiled", "rope")      # stages with their own options, not in core.stages.STAGES
+
+
+def external_stage(stage: str):
+    """core.stages.decode / tiled / rope for a stage (or trace stage) named after one of them."""
+    from core.stages import decode, rope, tiled
+    return {"decode": decode, "tiled": tiled, "rope": rope}[next(p for p in EXTERNAL if stage.startswith(p))]
+
+
 def explain_cell(trace: Trace, stage: str, name: str, index) -> Explanation:
     """Explain one cell; ``index`` is the full index (leading batch/head indices included).
 
@@ -234,9 +243,8 @@ def explain_cell(trace: Trace, stage: str, name: str, index) -> Explanation:
     from core.stages import STAGES
 
     cell = Cell(trace, stage, name, tuple(int(i) for i in index))
-    if stage.startswith("decode"):          # the decode stage (external, not in STAGES): decode_pos07, decode_weights…
-        from core.stages import decode
-        explained = decode.explain(cell)
+    if stage.startswith(EXTERNAL):          # the external stages (not in STAGES): decode_pos07, tiled_step003, rope…
+        explained = external_stage(stage).explain(cell)
     else:
         explained = STAGES[stage].explain(cell)
     if explained is not None:

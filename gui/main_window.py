@@ -23,6 +23,8 @@ from gui.navigator import Navigator, StepBar
 from gui.params import ParamPanel
 from gui.decode_bar import DecodeBar
 from gui.decode_controller import DecodeController
+from gui.external_bars import RopeBar, TiledBar
+from gui.external_stage import ExternalController
 from gui.pretrained_bar import PretrainedBar
 from gui.present import Presenter
 
@@ -138,6 +140,12 @@ class MainWindow(QtWidgets.QMainWindow):
         self.decode_bar = DecodeBar(self.decode)
         self.decode_bar.setVisible(False)
         lay.addWidget(self.decode_bar)
+        # stages 7, 8 (tiled attention, RoPE): computed on their first visit, one bar each
+        self.external = {s: ExternalController(self.model, s, self) for s in self.model.external}
+        self.external_bars = {"tiled": TiledBar(self.external["tiled"]), "rope": RopeBar(self.external["rope"])}
+        for bar in self.external_bars.values():
+            bar.setVisible(False)
+            lay.addWidget(bar)
         self.kv_meter = None                                   # View → KV-cache memory meter (on demand)
         lay.addWidget(self.splitter, 1)
         self.setCentralWidget(central)
@@ -186,6 +194,9 @@ class MainWindow(QtWidgets.QMainWindow):
         m.head_changed.connect(lambda _h: self._on_pretrained() if m.step.stage == "pretrained" else None)
         self.decode.error.connect(lambda text: self.statusBar().showMessage(text, 15000))
         m.decode_changed.connect(lambda: self._update_status() if m.step.stage == "decode" else None)
+        for ext in self.external.values():
+            ext.error.connect(lambda text: self.statusBar().showMessage(text, 15000))
+        m.external_changed.connect(lambda s: self._update_status() if m.step.stage == s else None)
         self._restore_geometry()
         from gui.focus import FocusFrame
         from gui.keys import install_step_keys
@@ -435,6 +446,9 @@ class MainWindow(QtWidgets.QMainWindow):
         self.pretrained_panel.hide_special.toggled.connect(
             lambda on: self.controller.pretrained.set_options(hide_special=bool(on)))
         self.stack.addWidget(self.pretrained_panel)
+        from gui.rope_dial import RopeDial
+        self.rope_dial = RopeDial(self.model)                        # stage 8's dial (a step with view "dial")
+        self.stack.addWidget(self.rope_dial)
         self.navigator.setFocus()        # arrow keys step; the text field takes them only when clicked
         self._show_page()
 
@@ -467,16 +481,22 @@ class MainWindow(QtWidgets.QMainWindow):
         on_pretrained = step.stage == "pretrained"
         self.pretrained_bar.setVisible(on_pretrained)
         self.decode_bar.setVisible(step.stage == "decode")   # its own settings; the prompt may be the main text's
-        self.params.setVisible(not on_pretrained and step.stage != "decode")  # the chapter's config drives neither
+        for stage, bar in self.external_bars.items():
+            bar.setVisible(step.stage == stage)
+        # the chapter's config drives none of 5…8 (6…8 may take the main text field's prompt from it)
+        self.params.setVisible(not on_pretrained and step.stage != "decode" and step.stage not in self.external)
         if self.step_view is None:
             return
-        if step.view and self.pretrained_panel is not None:
+        if step.view == "dial" and self.pretrained_panel is not None:
+            self.rope_dial.refresh()
+            self.stack.setCurrentWidget(self.rope_dial)
+        elif step.view and self.pretrained_panel is not None:
             self._on_pretrained()
             self.stack.setCurrentWidget(self.pretrained_panel)
             # each step its own view, the whole width (at 1366 px both side by side are too narrow)
             panel = self.pretrained_panel
             panel.show_view(step.view)
-        elif on_pretrained or step.stage == "decode" or self.model.has_trace:
+        elif on_pretrained or step.stage == "decode" or step.stage in self.external or self.model.has_trace:
             self.stack.setCurrentWidget(self.step_view)
 
     def _on_pretrained(self) -> None:
@@ -502,6 +522,9 @@ class MainWindow(QtWidgets.QMainWindow):
         t = self.model.trace
         if self.model.step.stage == "decode":
             self._set_status_info(self.model.decode_status)
+            return
+        if self.model.step.stage in self.external:
+            self._set_status_info(self.model.external_status(self.model.step.stage))
             return
         if t is None:
             if self.model.step.stage == "pretrained":
@@ -713,4 +736,6 @@ class MainWindow(QtWidgets.QMainWindow):
         train_window.shutdown(self)              # cancel a training: no thread left running
         self.controller.shutdown()
         self.decode.shutdown()
+        for ext in self.external.values():
+            ext.shutdown()
         event.accept()

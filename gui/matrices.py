@@ -286,7 +286,7 @@ def resolve_panel(panel: Panel, trace, batch_index: int = 0) -> MatrixData | Non
     if integers:
         arr = arr.astype(np.float64)
     axes = list(item.axes)
-    n_lead = sum(1 for a in axes[:2] if a in ("batch", "head", "group"))
+    n_lead = sum(1 for a in axes[:2] if a in ("batch", "head", "group", "position"))
     if arr.ndim - n_lead == 1:                           # a bias (per head): drawn as one row
         arr = np.expand_dims(arr, -2)
         axes = axes[:-1] + [""] + axes[-1:]
@@ -314,6 +314,10 @@ def resolve_panel(panel: Panel, trace, batch_index: int = 0) -> MatrixData | Non
     if axes and axes[0] == "group":                   # the decode stage's K/V heads (cache_k: g × T × hd)
         ng = arr.shape[0]
         lead, titles, heads = [(k,) for k in range(ng)], [f"K/V head {k}" for k in range(ng)], [None] * ng
+    if axes and axes[0] == "position":                # RoPE's pairs (position × pair × 2): one map per position
+        npos = arr.shape[0]
+        lead, heads = [(k,) for k in range(npos)], [None] * npos
+        titles = [f"pos {k} {item.labels[0][k]}" for k in range(npos)]
     r0, r1 = panel.rows if panel.rows else (0, arr.shape[-2])
     r1 = min(r1, arr.shape[-2])
     r0 = min(r0, r1 - 1) if r1 > 0 else 0

@@ -159,6 +159,9 @@ class ViewModel:
         self.decode_position: int | None = None
         self.decode_view = None
         self.decode_status = "Computing the decode trace…"
+        # stages 7 and 8 (tiled attention, RoPE): one generic state each (gui.external_model)
+        from gui.external_model import STAGES as _EXTERNAL, ExternalState
+        self.external = {s: ExternalState(s) for s in _EXTERNAL}
 
         self.step_changed = Event("step_changed")        # (index)
         self.trace_changed = Event("trace_changed")      # ()  new traces in place
@@ -173,6 +176,7 @@ class ViewModel:
         self.cell_clicked = Event("cell_clicked")        # (MatrixData, map index, row, column)
         self.pretrained_changed = Event("pretrained_changed")  # ()  stage 5's trace, gallery or status
         self.decode_changed = Event("decode_changed")  # ()  stage 6's trace, position or status
+        self.external_changed = Event("external_changed")  # (stage)  stage 7/8's trace, pointer or status
 
     # ---- read ------------------------------------------------------------------------------
     @property
@@ -197,6 +201,8 @@ class ViewModel:
             return self.pretrained
         if step.stage == "decode":               # stage 6 at the pointer's position (None while computing)
             return self.decode_view
+        if step.stage in self.external:          # stages 7, 8 at the bar's pointer (None while computing)
+            return self.external[step.stage].view
         if not self.traces:
             return None
         trace = self.traces.get(step.section) if self.traces_mode == "book" else self.traces.get(CUSTOM)
@@ -267,15 +273,52 @@ class ViewModel:
     def chapter_step(self):
         """The current step, or the last chapter step while stage 5 (pretrained) is on screen."""
         step = self.step
-        if step.stage in ("pretrained", "decode"):
-            step = next((s for s in reversed(self.steps) if s.stage not in ("pretrained", "decode")), step)
+        if not self.is_chapter(step):
+            step = next((s for s in reversed(self.steps) if self.is_chapter(s)), step)
         return step
+
+    def is_chapter(self, step) -> bool:
+        """Whether ``step`` draws from the chapter's traces (not stage 5, 6, 7 or 8's own)."""
+        return step.stage not in ("pretrained", "decode", *self.external)
+
+    def external_status(self, stage: str) -> str | None:
+        """What an external stage (7, 8) is doing; None for any other stage."""
+        state = self.external.get(stage)
+        return state.status if state is not None else None
+
+    def set_external(self, stage: str, trace=None, status: str | None = None) -> None:
+        """Stage 7/8's new trace (None keeps the one shown; the pointer stays, clamped) and/or status."""
+        state = self.external[stage]
+        if trace is not None:
+            state.set_trace(trace)
+        if status is not None:
+            state.status = status
+        self._external_changed(stage, trace is not None)
+
+    def set_external_pointer(self, stage: str, pointer: int) -> None:
+        """The bar's pointer: which tile (tiled) or position (rope) the steps show."""
+        state = self.external[stage]
+        if state.trace is None or int(pointer) == state.pointer:
+            return
+        state.at(pointer)
+        self._external_changed(stage, True)
+
+    def _external_changed(self, stage: str, new_numbers: bool) -> None:
+        on_stage = self.step.stage == stage
+        clamped = self._resolve() if new_numbers and on_stage else (False, False)
+        self.external_changed.emit(stage)
+        if new_numbers and on_stage:
+            self.trace_changed.emit()
+            self._emit_clamped(clamped)
+        if on_stage:
+            self.shown_changed.emit()
+            self._clear_hover()
 
     def chapter_trace(self):
         """The chapter's trace for the current step, or for the last chapter step while stage 5
         (pretrained) is on screen: what views that compare the chapter's stages read."""
         step = self.chapter_step()
-        return self.trace_for(step) if step.stage not in ("pretrained", "decode") else None
+        return self.trace_for(step) if self.is_chapter(step) else None
 
     def set_pretrained(self, trace=None, gallery=None, status: str | None = None) -> None:
         """Stage 5's new trace and gallery (None keeps the one shown) and/or loading status."""
@@ -411,7 +454,7 @@ class ViewModel:
         if trace is None:                      # this step's trace is still being computed
             self.shown = ()
             self.draw_error = self.pretrained_status if self.step.stage == "pretrained" else \
-                self.decode_status if self.step.stage == "decode" else None
+                self.decode_status if self.step.stage == "decode" else self.external_status(self.step.stage)
             return
         if not self.step.panels:               # a step drawn by its own view (stage 5's gallery): keep the head
             self.shown = ()
@@ -426,7 +469,7 @@ class ViewModel:
         self.num_heads = max((m.head + 1 for d in datas for m in d.maps if m.head is not None), default=0)
         if self.head is not None and self.head >= self.num_heads:
             self.head = None
-        b = trace.config.batch
+        b = getattr(trace.config, "batch", 1)    # stages 7, 8: one head, no batch
         self.batch_size = b
         self.batch_selectable = b > 1 and any(
             d.key[0] in ("causal", "multihead") and not any(m.title.startswith("batch") for m in d.maps)

@@ -65,13 +65,13 @@ def expected_maps(panel, trace, batch_index: int = 0) -> list[np.ndarray]:
     if panel.diff:
         arr = arr - trace[panel.diff[1]].numpy().astype(np.float64)
     axes = list(item.axes)
-    if len([a for a in axes if a not in ("batch", "head", "group")]) == 1:     # biases: one row
+    if len([a for a in axes if a not in ("batch", "head", "group", "position")]) == 1:     # biases: one row
         arr, axes = arr[..., None, :], axes[:-1] + ["name"] + axes[-1:]
     slices = [arr]
     if axes[0] == "batch":
         slices = list(arr) if panel.grid == "batch" else [arr[batch_index]]
         axes = axes[1:]
-    if axes[0] in ("head", "group"):          # group: the decode stage's K/V heads
+    if axes[0] in ("head", "group", "position"):   # group: the decode stage's K/V heads; position: RoPE's pairs
         slices = [h for s in slices for h in s]
     out = []
     for s in slices:

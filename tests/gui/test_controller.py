@@ -287,7 +287,7 @@ def test_a_change_made_on_a_stage_5_step_starts_from_the_chapters_settings(windo
     c = window.controller
     c.use_book()
     qtbot.waitUntil(lambda: not c.is_busy() and c.traces_mode == "book", timeout=TRACE_TIMEOUT_MS)
-    last_chapter = max(i for i, s in enumerate(c.steps) if s.stage not in ("pretrained", "decode"))
+    last_chapter = max(i for i, s in enumerate(c.steps) if s.stage not in ("pretrained", "decode", "tiled", "rope"))
     c.go(next(i for i, s in enumerate(c.steps) if s.stage == "pretrained"))
     expected = dict(c.sections[c.steps[last_chapter].section], batch=2)
     with qtbot.waitSignal(c.trace_changed, timeout=TRACE_TIMEOUT_MS):
@@ -323,7 +323,7 @@ def test_a_refused_change_after_a_drawn_visible_stage_shows_the_last_complete_tr
             signal.connect(c._on_done)
     assert c.model.traces is before and not c.is_busy()
     for i, step in enumerate(c.steps):
-        if step.stage not in ("pretrained", "decode"):      # stages 5 and 6: their own traces
+        if step.stage not in ("pretrained", "decode", "tiled", "rope"):      # stages 5…8: their own traces
             c.go(i)
             assert c.model.trace is not None, step.id         # no step left "Computing…"
 

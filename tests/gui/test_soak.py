@@ -413,8 +413,8 @@ class Soak:
         self.settle()
         self.checks += 1
         win, c, sv = self.win, self.c, self.win.step_view
-        chapter = [i for i, s in enumerate(c.steps) if s.stage not in ("pretrained", "decode")]
-        if c.step.stage in ("pretrained", "decode"):   # stages 5, 6: their own tests; check the chapter
+        chapter = [i for i, s in enumerate(c.steps) if s.stage not in ("pretrained", "decode", "tiled", "rope")]
+        if c.step.stage in ("pretrained", "decode", "tiled", "rope"):   # stages 5…8: their own tests; check the chapter
             c.go(chapter[-1])
         n = len(c.steps)
         assert win.step_bar.counter.text() == f"{c.index + 1} / {n}"

@@ -90,6 +90,14 @@ def test_keyboard_visits_every_step_and_each_image_equals_the_core(window, qtbot
                 qtbot.waitUntil(lambda: c.model.decode is not None and not window.decode.busy, timeout=60_000)
                 trace = DecodeView(refs.setdefault("decode", build_decode(window.decode.config)),
                                    c.model.decode_position)
+            elif step.stage in ("tiled", "rope"):   # stages 7, 8: their bars' settings, computed on first visit
+                from core.rope import build_rope
+                from core.tiled import build_tiled
+                from gui.external_model import VIEWS
+                ext, state = window.external[step.stage], c.model.external[step.stage]
+                qtbot.waitUntil(lambda: state.trace is not None and not ext.busy, timeout=60_000)
+                build = build_tiled if step.stage == "tiled" else build_rope
+                trace = VIEWS[step.stage](refs.setdefault(step.stage, build(ext.config)), state.pointer)
             else:
                 trace = refs.setdefault(step.section, build_trace(book_config(step.section)))
             panels = [p for p in step.panels if p.key in trace or not p.optional]

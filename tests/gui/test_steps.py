@@ -28,7 +28,7 @@ def test_every_vocabulary_name_has_a_step():
 def test_steps_follow_the_chapters_order():
     ids = [s.id for s in load_steps()]
     assert [stage for stage, _t, _i in stages_in_order()] == ["simplified", "trainable", "causal", "multihead",
-                                                              "pretrained", "decode"]
+                                                              "pretrained", "decode", "tiled", "rope"]
     order = ["simplified.query_scores", "simplified.query_normalise", "simplified.scores",
              "trainable.qkv", "trainable.scores", "trainable.scaled", "trainable.weights_softmax",
              "trainable.context", "causal.mask", "causal.approach_a", "causal.approach_b", "causal.compare",
@@ -36,16 +36,18 @@ def test_steps_follow_the_chapters_order():
              "multihead.wrapper_concat", "multihead.fused_weights", "multihead.split", "multihead.scores",
              "multihead.weights", "multihead.context_heads", "multihead.merge", "multihead.out_proj"]
     assert [ids.index(i) for i in order] == sorted(ids.index(i) for i in order)
-    assert all(s.section in BOOK_SECTIONS for s in load_steps() if s.stage not in ("pretrained", "decode"))
+    assert all(s.section in BOOK_SECTIONS for s in load_steps() if s.stage not in ("pretrained", "decode", "tiled", "rope"))
     assert {s.section for s in load_steps() if s.stage == "pretrained"} == {"pretrained"}   # the real model
     assert {s.section for s in load_steps() if s.stage == "decode"} == {"decode"}           # its own settings
+    for stage in ("tiled", "rope"):                                                          # theirs (stages 7, 8)
+        assert {s.section for s in load_steps() if s.stage == stage} == {stage}
 
 
 def test_every_text_renders_without_leftover_fields():
     traces = {k: build_trace(book_config(k)) for k in BOOK_SECTIONS}
     traces["bias"] = build_trace(book_config("fused").replace(qkv_bias=True, d_out=4, num_heads=2))
     for step in load_steps():
-        if step.stage in ("pretrained", "decode"):   # the real model / the decode trace: their own tests
+        if step.stage in ("pretrained", "decode", "tiled", "rope"):   # their own traces: their own tests
             continue
         for trace in (traces[step.section], traces["bias"]):
             for text in (step.title, step.formula, step.text):

@@ -116,7 +116,8 @@ def check_step(step, trace, book: bool) -> int:
 
 def chapter_steps():
     """The chapter's steps (stage 5's texts are drawn from the real model: test_pretrained_stage)."""
-    return [s for s in load_steps() if s.stage not in ("pretrained", "decode")]   # decode: test_decode_stage
+    return [s for s in load_steps() if s.stage not in ("pretrained", "decode", "tiled", "rope")]   # decode, tiled,
+    # rope: test_decode_stage, test_tiled_rope_stages
 
 
 def test_book_preset_texts(book_traces):
@@ -243,7 +244,7 @@ def test_window_texts_follow_the_input_and_the_mode(window, qtbot):
         c.set_params(text=SENTENCE, embeddings="random")
     qtbot.waitUntil(lambda: not c.is_busy(), timeout=TRACE_TIMEOUT_MS)
     assert window.step_view.title.text() == f"{step_numbers()[query]}  One query first: ω₂ = x⁽²⁾ · x⁽ⁱ⁾ (old)"
-    chapter = [i for i, s in enumerate(c.steps) if s.stage not in ("pretrained", "decode")]
+    chapter = [i for i, s in enumerate(c.steps) if s.stage not in ("pretrained", "decode", "tiled", "rope")]
     for i in chapter:
         c.go(i)
         shown = window.explanation.toPlainText()
