@@ -13,7 +13,24 @@ from __future__ import annotations
 WEIGHTS, PREFILL, SUMMARY = "decode_weights", "decode_prefill", "decode_summary"   # = core.decode's
 
 
-class DecodeView:
+class StagesLookup:
+    """A trace's lookup over ``self.stages`` (stage -> name -> Intermediate), as core's Trace:
+    ``view[stage, name]``, ``in``, iteration; the external stages' views share it."""
+
+    def __getitem__(self, key):
+        stage, name = key
+        return self.stages[stage][name]
+
+    def __contains__(self, key) -> bool:
+        stage, name = key
+        return stage in self.stages and name in self.stages[stage]
+
+    def __iter__(self):
+        for stage in self.stages.values():
+            yield from stage.values()
+
+
+class DecodeView(StagesLookup):
     """A read-only view of a core.decode.DecodeTrace at one generated position."""
 
     def __init__(self, full, position: int):
@@ -42,17 +59,6 @@ class DecodeView:
     def positions(self) -> tuple[int, ...]:
         return self.full.positions
 
-    def __getitem__(self, key):
-        stage, name = key
-        return self.stages[stage][name]
-
-    def __contains__(self, key) -> bool:
-        stage, name = key
-        return stage in self.stages and name in self.stages[stage]
-
-    def __iter__(self):
-        for stage in self.stages.values():
-            yield from stage.values()
 
 
 def label_heads(datas, cfg) -> None:

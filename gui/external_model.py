@@ -19,6 +19,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from gui.decode_model import StagesLookup
+
 STAGES = ("tiled", "rope")            # the view model keeps one ExternalState for each
 WAITING = {"tiled": "Computing the tiled-attention trace…", "rope": "Computing the RoPE trace…"}
 TRAFFIC_T = (256, 512, 1024, 2048, 4096, 8192, 16384)
@@ -77,7 +79,7 @@ class HeadConfig:
     __hash__ = None
 
 
-class _View:
+class _View(StagesLookup):
     """A read-only trace-like view (core.trace.TraceLookup's reading side)."""
 
     def __init__(self, full, pointer: int, stages: dict):
@@ -94,17 +96,6 @@ class _View:
     def labels(self):
         return self.full.labels
 
-    def __getitem__(self, key):
-        stage, name = key
-        return self.stages[stage][name]
-
-    def __contains__(self, key) -> bool:
-        stage, name = key
-        return stage in self.stages and name in self.stages[stage]
-
-    def __iter__(self):
-        for stage in self.stages.values():
-            yield from stage.values()
 
 
 def _grid(full, pointer: int):
