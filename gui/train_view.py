@@ -95,6 +95,15 @@ class _HeadImage(pg.ImageItem):
         self._on_hover((row, col) if 0 <= row < rows and 0 <= col < cols else None)
 
 
+def read_run(path: str, _task) -> tuple:
+    """Open run…'s work (gui.tasks.TaskRunner): (path, TrainRun or None, one-line error)."""
+    from core.train.runfile import RunFileError, load_run
+    try:
+        return path, load_run(path), ""
+    except RunFileError as exc:
+        return path, None, str(exc)
+
+
 class TrainView(QtWidgets.QWidget):
     """Train, watch and scrub. ``settings``: what the form starts with; ``train_fn``: core's train."""
 
@@ -111,6 +120,9 @@ class TrainView(QtWidgets.QWidget):
         self._tasks.partial.connect(self.model.add_snapshot)
         self._tasks.progress.connect(self.model.report)
         self._tasks.done.connect(self.model.end)
+        # Open run… reads the file off the UI thread (checked and bounded: core.train.runfile)
+        self._run_reader = TaskRunner(read_run, "run-reader", thread_per_task=True, drop_stale=True, parent=self)
+        self._run_reader.done.connect(self._on_run_read)
         self.model.probe_changed.connect(self._on_started)
         self.model.losses_added.connect(self._on_progress)
         self.model.snapshot_added.connect(self._on_snapshot)
@@ -845,6 +857,21 @@ class TrainView(QtWidgets.QWidget):
         self._say(f"opened {path}")
         return True
 
+    def open_run_in_background(self, path: str) -> None:
+        """Open run…: the file is read and checked on a background thread; the run shows when it
+        is in (or its one-line reason why not), the window never waits for the disk."""
+        if self.training:
+            return
+        self._say(f"reading {path}…")
+        self._run_reader.submit(path)
+
+    def _on_run_read(self, outcome: tuple) -> None:
+        path, run, error = outcome
+        if error:
+            self._say(error, error=True)          # the run on screen stays as it was
+        elif not self.training and self.show_run(run):
+            self._say(f"opened {path}")
+
     def show_run(self, run, index: int | None = None) -> bool:
         """Show a finished run (opened from a file or a lesson) at snapshot ``index`` (default: the
         last); refused (False) while a training runs."""
@@ -869,7 +896,7 @@ class TrainView(QtWidgets.QWidget):
     def _open_dialog(self) -> None:
         path, _ = QtWidgets.QFileDialog.getOpenFileName(self, "Open run", "", "Training run (*.npz)")
         if path:
-            self.open_run_from(path)
+            self.open_run_in_background(path)
 
     def _say(self, text: str, error: bool = False) -> None:
         self.status.setStyleSheet("color: #b00020;" if error else "")

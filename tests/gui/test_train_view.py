@@ -152,6 +152,31 @@ def test_save_and_open_a_run(qtbot, view, tmp_path):
     assert other.slider.value() == 2 and other.run is not None       # what was shown stays
 
 
+def test_open_run_reads_the_file_off_the_ui_thread(qtbot, view, tmp_path, monkeypatch):
+    """Open run… (the dialog's path): the file is read on a background thread (the reader's
+    thread is not the UI's), then the run shows; a bad file is one line and what was shown stays."""
+    import threading
+    import gui.train_view as tv
+    finish(qtbot, view)
+    path = tmp_path / "run.npz"
+    assert view.save_run_to(str(path))
+    threads = []
+    real = tv.read_run
+    monkeypatch.setattr(tv, "read_run", lambda p, task: (threads.append(threading.current_thread()), real(p, task))[1])
+    other = TrainView(defaults_for("previous_token"))
+    qtbot.addWidget(other)
+    other.open_run_in_background(str(path))
+    qtbot.waitUntil(lambda: other.status.text().startswith("opened"), timeout=20_000)
+    assert threads and threads[0] is not threading.main_thread()
+    assert other.settings() == view.run.settings
+    assert np.array_equal(other.images[(1, 1)].image, view.run.snapshots[-1].attn_weights[1, 1])
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(b"junk")
+    other.open_run_in_background(str(bad))
+    qtbot.waitUntil(lambda: "cannot read bad.npz" in other.status.text(), timeout=20_000)
+    assert other.run is not None and other.settings() == view.run.settings      # what was shown stays
+
+
 def _replaying(run, progress_steps: int = 0):
     """A train function for the view that replays ``run``: on_start, then (optionally)
     ``progress_steps`` steps' progress and all its snapshots in one burst, as fast as the worker
