@@ -15,18 +15,13 @@ from PySide6 import QtWidgets
 
 from core.decode import build_decode, step_stage
 from core.decode_config import DecodeConfig
-from tests.gui.fixtures import TRACE_TIMEOUT_MS, open_window
+from tests.gui.fixtures import step_index, TRACE_TIMEOUT_MS
 
 
 @pytest.fixture
-def win(qtbot, settings_file):
-    _controller, window = open_window(qtbot, settings_file)
-    yield window
-    window.close()
-
-
-def step_of(win, step_id: str) -> int:
-    return next(i for i, s in enumerate(win.model.steps) if s.id == step_id)
+def win(window):
+    """A fresh window per test (conftest's ``window``), named as these tests read it."""
+    return window
 
 
 def wait_decode(qtbot, win) -> None:
@@ -68,7 +63,7 @@ def test_decode_is_computed_off_the_ui_thread_on_the_first_visit_only(qtbot, win
         return real(cfg, *a, **k)
 
     monkeypatch.setattr(core.decode, "build_decode", recording)
-    win.model.go(step_of(win, "decode.query"))
+    win.model.go(step_index(win.model, "decode.query"))
     assert win.decode_bar.isVisible() and not win.pretrained_bar.isVisible()
     wait_decode(qtbot, win)
     assert threads and all(t is not threading.main_thread() for t in threads)
@@ -80,7 +75,7 @@ def test_decode_is_computed_off_the_ui_thread_on_the_first_visit_only(qtbot, win
                                      dict(variant="swa", num_heads=4, d_out=8, kv_groups=2, window=3)],
                          ids=["mha", "gqa", "swa"])
 def test_decode_steps_show_the_core_trace_at_the_pointer(qtbot, win, options):
-    win.model.go(step_of(win, "decode.query"))
+    win.model.go(step_index(win.model, "decode.query"))
     wait_decode(qtbot, win)
     set_and_wait(qtbot, win, **options)
     ref = build_decode(reference(**options))
@@ -90,13 +85,13 @@ def test_decode_steps_show_the_core_trace_at_the_pointer(qtbot, win, options):
         assert win.model.decode_position == position
         S = step_stage(position, T)
         want = {n: ref[S, n].numpy() for n in ref.stages[S]}
-        win.model.go(step_of(win, "decode.query"))
+        win.model.go(step_index(win.model, "decode.query"))
         q = shown(win, "queries")
         assert len(q.maps) == options["num_heads"]
         for h, m in enumerate(maps(q)):
             np.testing.assert_allclose(m, want["queries"][h], rtol=0, atol=1e-6)
         assert float(maps(shown(win, "position"))[0][0, 0]) == position
-        win.model.go(step_of(win, "decode.cache"))
+        win.model.go(step_index(win.model, "decode.cache"))
         if options["variant"] == "swa":
             ring = maps(shown(win, "ring_k"))
             assert len(ring) == options["kv_groups"]
@@ -109,23 +104,23 @@ def test_decode_steps_show_the_core_trace_at_the_pointer(qtbot, win, options):
             for g, m in enumerate(ck):
                 assert m.shape[0] == position + 1                  # the cache grew: one row per token so far
                 np.testing.assert_allclose(m, want["cache_k"][g], rtol=0, atol=1e-6)
-        win.model.go(step_of(win, "decode.scores"))
+        win.model.go(step_index(win.model, "decode.scores"))
         for h, m in enumerate(maps(shown(win, "attn_scores"))):
             assert m.shape[0] == 1                                 # one new row of scores
             np.testing.assert_allclose(m, want["attn_scores"][h], rtol=0, atol=1e-5)
-        win.model.go(step_of(win, "decode.mask"))
+        win.model.go(step_index(win.model, "decode.mask"))
         np.testing.assert_array_equal(maps(shown(win, "mask"))[0], want["mask"])
         if options["variant"] == "swa":
             band = maps(shown(win, "band_row"))[0][0]
             expected = [1.0 if 0 <= position - j < options["window"] else 0.0 for j in range(position + 1)]
             np.testing.assert_array_equal(band, expected)         # the band, written out here
-        win.model.go(step_of(win, "decode.softmax"))
+        win.model.go(step_index(win.model, "decode.softmax"))
         for h, m in enumerate(maps(shown(win, "attn_weights"))):
             np.testing.assert_allclose(m, want["attn_weights"][h], rtol=0, atol=1e-6)
             assert abs(float(m.sum()) - 1.0) < 1e-5
-        win.model.go(step_of(win, "decode.context"))
+        win.model.go(step_index(win.model, "decode.context"))
         np.testing.assert_allclose(maps(shown(win, "context_vecs"))[0], want["context_vecs"], rtol=0, atol=1e-6)
-        win.model.go(step_of(win, "decode.check"))
+        win.model.go(step_index(win.model, "decode.check"))
         diff = next(d for d in win.model.shown if d.extra.get("max_abs_diff") is not None)
         np.testing.assert_allclose(maps(diff)[0], want["context_vecs"] - want["recomputed"], rtol=0, atol=1e-7)
         check = float(want["check"][0])
@@ -135,7 +130,7 @@ def test_decode_steps_show_the_core_trace_at_the_pointer(qtbot, win, options):
 
 
 def test_gqa_query_heads_are_named_by_the_k_v_head_they_share(qtbot, win):
-    win.model.go(step_of(win, "decode.gqa"))
+    win.model.go(step_index(win.model, "decode.gqa"))
     wait_decode(qtbot, win)
     set_and_wait(qtbot, win, variant="gqa", num_heads=8, d_out=16, kv_groups=2)
     keys = shown(win, "keys")
@@ -147,7 +142,7 @@ def test_gqa_query_heads_are_named_by_the_k_v_head_they_share(qtbot, win):
 
 
 def test_mla_step_shows_the_latent_cache_and_its_projections(qtbot, win):
-    win.model.go(step_of(win, "decode.mla"))
+    win.model.go(step_index(win.model, "decode.mla"))
     wait_decode(qtbot, win)
     set_and_wait(qtbot, win, variant="mla", num_heads=4, d_out=8, latent=3)
     ref = build_decode(reference(variant="mla", num_heads=4, d_out=8, latent=3))
@@ -157,18 +152,18 @@ def test_mla_step_shows_the_latent_cache_and_its_projections(qtbot, win):
     np.testing.assert_allclose(c, ref[step_stage(p, len(ref.tokens)), "cache_c_kv"].numpy(), rtol=0, atol=1e-6)
     assert {d.key[1] for d in win.model.shown} == {"W_DKV", "latent_new", "cache_c_kv"}
     np.testing.assert_allclose(maps(shown(win, "latent_new"))[0], c[-1:], rtol=0, atol=0)   # the row appended
-    win.model.go(step_of(win, "decode.mla_up"))
+    win.model.go(step_index(win.model, "decode.mla_up"))
     W_UK = maps(shown(win, "W_UK", "decode_weights"))[0]
     np.testing.assert_array_equal(W_UK, ref["decode_weights", "W_UK"].numpy())
     assert {d.key[1] for d in win.model.shown} == {"W_UK", "W_UV"}
-    win.model.go(step_of(win, "decode.scores"))
+    win.model.go(step_index(win.model, "decode.scores"))
     keys_ref = torch.tensor(c, dtype=torch.float64) @ torch.tensor(W_UK, dtype=torch.float64)   # (T, d_out), no bias
     for h, m in enumerate(maps(shown(win, "keys"))):                # the up-projection, split into heads of 2
         np.testing.assert_allclose(m, keys_ref[:, 2 * h:2 * h + 2].numpy(), rtol=0, atol=1e-6)
 
 
 def test_a_bad_combination_is_one_message_and_the_last_good_trace_stays(qtbot, win):
-    win.model.go(step_of(win, "decode.query"))
+    win.model.go(step_index(win.model, "decode.query"))
     wait_decode(qtbot, win)
     before, options = win.model.decode, win.decode.options
     messages = []
@@ -184,7 +179,7 @@ def test_a_bad_combination_is_one_message_and_the_last_good_trace_stays(qtbot, w
 
 
 def test_inspector_and_code_panel_on_a_decode_step(qtbot, win):
-    win.model.go(step_of(win, "decode.scores"))
+    win.model.go(step_index(win.model, "decode.scores"))
     wait_decode(qtbot, win)
     k = next(i for i, d in enumerate(win.model.shown) if d.key == ("decode", "attn_scores"))
     win.model.click(k, 1, 0, 2)
@@ -195,7 +190,7 @@ def test_inspector_and_code_panel_on_a_decode_step(qtbot, win):
 
 
 def test_export_all_on_a_decode_step_writes_the_decode_trace(qtbot, win, tmp_path, monkeypatch):
-    win.model.go(step_of(win, "decode.check"))
+    win.model.go(step_index(win.model, "decode.check"))
     wait_decode(qtbot, win)
     out = tmp_path / "decode_export"
     monkeypatch.setattr(QtWidgets.QFileDialog, "getExistingDirectory", lambda *a, **k: str(out))
@@ -231,7 +226,7 @@ def test_kv_meter_shows_the_book_figures(qtbot, win):
 
 @pytest.mark.parametrize("variant", ["mha", "mqa", "mla", "swa"])
 def test_every_decode_step_draws_and_its_texts_fill_in(qtbot, win, variant):
-    win.model.go(step_of(win, "decode.prefill"))
+    win.model.go(step_index(win.model, "decode.prefill"))
     wait_decode(qtbot, win)
     set_and_wait(qtbot, win, variant=variant, num_heads=4, d_out=8, kv_groups=2, latent=3, window=2)
     decode_steps = [i for i, s in enumerate(win.model.steps) if s.stage == "decode"]
@@ -253,7 +248,7 @@ def test_the_prompt_can_be_the_main_text_field(qtbot, win):
         c.set_params(text=text, embeddings="random", d_in=4, seed=7)
     qtbot.waitUntil(lambda: not c.is_busy(), timeout=TRACE_TIMEOUT_MS)
     assert text[:20] in win.decode_bar.prompt.itemText(1)
-    win.model.go(step_of(win, "decode.query"))
+    win.model.go(step_index(win.model, "decode.query"))
     wait_decode(qtbot, win)
     assert win.model.decode.tokens[:6] == tuple("Your journey starts with one step".split())   # the book's
     win.decode_bar.prompt.setCurrentIndex(1)
@@ -268,7 +263,7 @@ def test_the_prompt_can_be_the_main_text_field(qtbot, win):
 
 
 def test_the_prefill_text_counts_the_prompt_not_the_pointer(qtbot, win):
-    win.model.go(step_of(win, "decode.prefill"))
+    win.model.go(step_index(win.model, "decode.prefill"))
     wait_decode(qtbot, win)
     set_and_wait(qtbot, win, variant="gqa", num_heads=8, d_out=16, kv_groups=2, new_tokens=4)
     win.decode_bar.position.setValue(9)
@@ -279,7 +274,7 @@ def test_the_prefill_text_counts_the_prompt_not_the_pointer(qtbot, win):
 
 
 def test_the_inspector_explains_a_k_v_head_map_and_a_weight(qtbot, win):
-    win.model.go(step_of(win, "decode.cache"))
+    win.model.go(step_index(win.model, "decode.cache"))
     wait_decode(qtbot, win)
     set_and_wait(qtbot, win, variant="gqa", num_heads=8, d_out=16, kv_groups=2)
     k = next(i for i, d in enumerate(win.model.shown) if d.key == ("decode", "cache_k"))
@@ -287,7 +282,7 @@ def test_the_inspector_explains_a_k_v_head_map_and_a_weight(qtbot, win):
     e = win.inspector.explanation
     assert e.name == "cache_k" and e.index == (1, 3, 1) and e.kind == "copy"
     assert e.value == float(win.model.decode.step(win.model.decode_position)["cache_k"].numpy()[1, 3, 1])
-    win.model.go(step_of(win, "decode.mla_up"))
+    win.model.go(step_index(win.model, "decode.mla_up"))
     set_and_wait(qtbot, win, variant="mla", num_heads=4, d_out=8, latent=3)
     win.model.click(0, 0, 2, 5)
     e = win.inspector.explanation

@@ -11,17 +11,13 @@ from PySide6 import QtCore
 
 from core.pretrained import build_pretrained
 from core.pretrained_config import EXAMPLE_TEXT, PretrainedConfig
-from tests.gui.fixtures import TRACE_TIMEOUT_MS, open_window
+from tests.gui.fixtures import step_index, TRACE_TIMEOUT_MS
 
 MODEL_TIMEOUT_MS = 120_000
 
 
-def step_of(win, step_id: str) -> int:
-    return next(i for i, s in enumerate(win.model.steps) if s.id == step_id)
-
-
 def go_and_wait(qtbot, win, step_id: str):
-    win.model.go(step_of(win, step_id))
+    win.model.go(step_index(win.model, step_id))
     qtbot.waitUntil(lambda: win.model.pretrained is not None and not win.controller.pretrained.busy,
                     timeout=MODEL_TIMEOUT_MS)
 
@@ -32,10 +28,9 @@ def shown(win, name: str):
 
 
 @pytest.fixture
-def win(qtbot, settings_file):
-    controller, window = open_window(qtbot, settings_file)
-    yield window
-    window.close()
+def win(window):
+    """A fresh window per test (conftest's ``window``), named as these tests read it."""
+    return window
 
 
 def test_the_window_starts_without_loading_the_model_and_loads_it_off_the_ui_thread(qtbot, win, monkeypatch):
@@ -50,7 +45,7 @@ def test_the_window_starts_without_loading_the_model_and_loads_it_off_the_ui_thr
         return real()
 
     monkeypatch.setattr(minilm, "load", recording_load)
-    win.model.go(step_of(win, "pretrained.weights"))
+    win.model.go(step_index(win.model, "pretrained.weights"))
     # the step shows the loading message until the model is there, and the UI keeps running
     assert win.model.trace is None
     assert "Loading" in win.model.pretrained_status or "Computing" in win.model.pretrained_status
@@ -109,7 +104,7 @@ def test_hide_special_and_full_layer_are_options_of_the_trace(qtbot, win):
     win.pretrained_bar.scope.setCurrentIndex(1)
     qtbot.waitUntil(lambda: win.model.pretrained.config.full_layer and not win.controller.pretrained.busy,
                     timeout=MODEL_TIMEOUT_MS)
-    win.model.go(step_of(win, "pretrained.full_layer"))
+    win.model.go(step_index(win.model, "pretrained.full_layer"))
     ref = build_pretrained(PretrainedConfig(text=EXAMPLE_TEXT, layer=0, full_layer=True, device="cpu"))
     np.testing.assert_allclose(shown(win, "layer_output").maps[0].values, ref["layer_output"].numpy(), atol=1e-6)
 
@@ -120,7 +115,7 @@ def test_a_missing_model_package_gives_one_line_naming_what_to_install(qtbot, wi
     monkeypatch.setattr(minilm, "PACKAGE", "no_such_model_package_xyz")
     messages = []
     win.controller.pretrained.error.connect(messages.append)
-    win.model.go(step_of(win, "pretrained.inputs"))
+    win.model.go(step_index(win.model, "pretrained.inputs"))
     qtbot.waitUntil(lambda: bool(messages), timeout=MODEL_TIMEOUT_MS)
     assert messages == [minilm.MISSING] and "\n" not in messages[0] and minilm.DISTRIBUTION in messages[0]
     assert win.model.trace is None and win.step_view.formula.text() == minilm.MISSING
@@ -196,7 +191,7 @@ def test_all_12_heads_on_the_token_lines_and_the_explanation_name_the_heads_draw
     row = weights[0, 3, panel.lines_view.query]
     assert [w for _k, w, _a in panel.lines_view.lines()] == pytest.approx(list(row * 8.0), abs=1e-5)
     # the gallery step: every layer
-    win.model.go(step_of(win, "pretrained.gallery"))
+    win.model.go(step_index(win.model, "pretrained.gallery"))
     assert "all 6 layers × 12 heads" in win.explanation.toPlainText()
 
 

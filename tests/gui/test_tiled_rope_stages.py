@@ -17,18 +17,13 @@ from PySide6 import QtWidgets
 from core.rope import build_rope
 from core.tiled import build_tiled, head_qkv
 from core.tiled_config import RopeConfig, TiledConfig
-from tests.gui.fixtures import TRACE_TIMEOUT_MS, open_window
+from tests.gui.fixtures import step_index, TRACE_TIMEOUT_MS
 
 
 @pytest.fixture
-def win(qtbot, settings_file):
-    _controller, window = open_window(qtbot, settings_file)
-    yield window
-    window.close()
-
-
-def step_of(win, step_id: str) -> int:
-    return next(i for i, s in enumerate(win.model.steps) if s.id == step_id)
+def win(window):
+    """A fresh window per test (conftest's ``window``), named as these tests read it."""
+    return window
 
 
 def wait(qtbot, win, stage: str) -> None:
@@ -51,7 +46,7 @@ def prompt(win) -> dict:
 
 
 def test_a_mid_row_tile_shows_core_s_running_m_l_and_rescale(qtbot, win):
-    win.model.go(step_of(win, "tiled.max"))
+    win.model.go(step_index(win.model, "tiled.max"))
     wait(qtbot, win, "tiled")
     assert win.external_bars["tiled"].isVisible()
     assert win.external["tiled"].set_options(block_rows=2, block_cols=2, causal=False, fa2=True, head=1)
@@ -71,7 +66,7 @@ def test_a_mid_row_tile_shows_core_s_running_m_l_and_rescale(qtbot, win):
     np.testing.assert_allclose(values(win, "tiled_step", "m_after")[0].reshape(-1), m_new.numpy(), atol=1e-5)
     np.testing.assert_allclose(values(win, "tiled_step", "rescale")[0].reshape(-1),
                                torch.exp(m_old - m_new).numpy(), atol=1e-5)
-    win.model.go(step_of(win, "tiled.sum"))
+    win.model.go(step_index(win.model, "tiled.sum"))
     l_new = torch.exp(S[2:4, :4] - m_new[:, None]).sum(dim=1)
     np.testing.assert_allclose(values(win, "tiled_step", "l_after")[0].reshape(-1), l_new.numpy(), rtol=1e-5)
     np.testing.assert_allclose(values(win, "tiled_step", "l_before")[0].reshape(-1), step["l_before"].numpy(),
@@ -80,7 +75,7 @@ def test_a_mid_row_tile_shows_core_s_running_m_l_and_rescale(qtbot, win):
 
 
 def test_the_final_o_equals_ordinary_attention(qtbot, win):
-    win.model.go(step_of(win, "tiled.final"))
+    win.model.go(step_index(win.model, "tiled.final"))
     wait(qtbot, win, "tiled")
     ref = build_tiled(TiledConfig(**prompt(win)))                  # the bar's defaults: 2 × 2, causal, FA1, head 0
     O = values(win, "tiled_result", "output")[0]
@@ -93,15 +88,15 @@ def test_the_final_o_equals_ordinary_attention(qtbot, win):
     np.testing.assert_allclose(O, Z.numpy(), atol=1e-6)
     diff = next(d for d in win.model.shown if d.extra.get("max_abs_diff") is not None)
     assert diff.extra["max_abs_diff"] <= 1e-6 and "max |diff|" in diff.title
-    win.model.go(step_of(win, "tiled.lse"))
+    win.model.go(step_index(win.model, "tiled.lse"))
     np.testing.assert_allclose(values(win, "tiled_result", "lse")[0].reshape(-1),
                                torch.logsumexp(S, dim=1).numpy(), atol=1e-5)
-    win.model.go(step_of(win, "tiled.final"))
+    win.model.go(step_index(win.model, "tiled.final"))
     assert "max |O − softmax(QKᵀ/√d)V| = " in win.explanation.toPlainText()
 
 
 def test_the_tiles_grid_and_memory_traffic(qtbot, win):
-    win.model.go(step_of(win, "tiled.grid"))
+    win.model.go(step_index(win.model, "tiled.grid"))
     wait(qtbot, win, "tiled")
     tiles = values(win, "tiled_result", "tiles")[0]
     assert tiles.shape == (9, 9) and int(tiles[:, 6].sum()) == 6            # causal 3 × 3: 3 skipped
@@ -109,7 +104,7 @@ def test_the_tiles_grid_and_memory_traffic(qtbot, win):
     # FA1 (key blocks outermost), causal: k0 visits q0, q1, q2 (steps 0–2), k1: q1, q2, k2: q2
     expected = np.array([[0, -1, -1], [1, 3, -1], [2, 4, 5]])
     np.testing.assert_array_equal(grid, expected)
-    win.model.go(step_of(win, "tiled.io"))
+    win.model.go(step_index(win.model, "tiled.io"))
     from core.flash_io import flash_io, standard_io
     traffic = values(win, "tiled_view", "traffic")[0]
     assert traffic[0, -1] == standard_io(16384, 8).total * 4 / 1e6
@@ -120,7 +115,7 @@ def test_the_tiles_grid_and_memory_traffic(qtbot, win):
 
 
 def test_a_bad_block_size_is_one_line_and_the_last_trace_stays(qtbot, win):
-    win.model.go(step_of(win, "tiled.tile"))
+    win.model.go(step_index(win.model, "tiled.tile"))
     wait(qtbot, win, "tiled")
     before, options = win.model.external["tiled"].trace, win.external["tiled"].options
     messages = []
@@ -136,7 +131,7 @@ def test_a_bad_block_size_is_one_line_and_the_last_trace_stays(qtbot, win):
 
 
 def test_rope_rotated_q_and_the_shift_check(qtbot, win):
-    win.model.go(step_of(win, "rope.rotated"))
+    win.model.go(step_index(win.model, "rope.rotated"))
     wait(qtbot, win, "rope")
     assert win.external["rope"].set_options(base=1_000_000.0, form="interleaved", shift=7)
     wait(qtbot, win, "rope")
@@ -152,13 +147,13 @@ def test_rope_rotated_q_and_the_shift_check(qtbot, win):
     ang = torch.arange(T, dtype=torch.float64)[:, None] * theta[None, :]
     z = torch.view_as_complex(Q.reshape(T, d // 2, 2).contiguous()) * torch.polar(torch.ones_like(ang), ang)
     np.testing.assert_allclose(Qr, torch.view_as_real(z).reshape(T, d).numpy(), atol=1e-5)
-    win.model.go(step_of(win, "rope.shift"))
+    win.model.go(step_index(win.model, "rope.shift"))
     np.testing.assert_allclose(values(win, "rope", "scores_shifted")[0], ref["rope", "scores_shifted"].numpy(),
                                rtol=0, atol=1e-6)
     diff = next(d for d in win.model.shown if d.extra.get("max_abs_diff") is not None)
     assert diff.extra["max_abs_diff"] <= 1e-4
     assert abs(diff.extra["max_abs_diff"] - float(ref["rope", "shift_check"].numpy().reshape(-1)[0])) <= 1e-6
-    win.model.go(step_of(win, "rope.qpairs"))
+    win.model.go(step_index(win.model, "rope.qpairs"))
     pairs = values(win, "rope", "q_pairs_rot")
     assert len(pairs) == T                                              # one map per position
     np.testing.assert_allclose(pairs[3], ref["rope", "q_pairs_rot"].numpy()[3], rtol=0, atol=0)
@@ -178,21 +173,21 @@ def test_every_new_step_draws_and_its_texts_fill_in(qtbot, win):
 
 
 def test_inspector_and_code_panel_on_the_new_stages(qtbot, win):
-    win.model.go(step_of(win, "tiled.tile"))
+    win.model.go(step_index(win.model, "tiled.tile"))
     wait(qtbot, win, "tiled")
     k = next(i for i, d in enumerate(win.model.shown) if d.key == ("tiled_step", "scores"))
     win.model.click(k, 0, 0, 0)
     e = win.inspector.explanation
     assert e is not None and e.name == "scores" and e.kind == "dot" and abs(e.recomputed - e.value) <= 1e-5
     assert win.code_panel.highlighted_line()
-    win.model.go(step_of(win, "tiled.final"))       # FA2: O = the last tile's accumulator for its row / l
+    win.model.go(step_index(win.model, "tiled.final"))       # FA2: O = the last tile's accumulator for its row / l
     assert win.external["tiled"].set_options(fa2=True)
     wait(qtbot, win, "tiled")
     k = next(i for i, d in enumerate(win.model.shown) if d.key == ("tiled_result", "output"))
     win.model.click(k, 0, 5, 3)
     e = win.inspector.explanation
     assert e is not None and e.name == "output" and e.kind == "ratio" and abs(e.recomputed - e.value) <= 1e-5
-    win.model.go(step_of(win, "rope.angles"))
+    win.model.go(step_index(win.model, "rope.angles"))
     wait(qtbot, win, "rope")
     k = next(i for i, d in enumerate(win.model.shown) if d.key == ("rope", "angles"))
     win.model.click(k, 0, 3, 1)
@@ -202,7 +197,7 @@ def test_inspector_and_code_panel_on_the_new_stages(qtbot, win):
 
 @pytest.mark.parametrize("stage, step_id", [("tiled", "tiled.final"), ("rope", "rope.shift")])
 def test_export_all_writes_the_trace_and_manifest(qtbot, win, tmp_path, monkeypatch, stage, step_id):
-    win.model.go(step_of(win, step_id))
+    win.model.go(step_index(win.model, step_id))
     wait(qtbot, win, stage)
     out = tmp_path / f"{stage}_export"
     monkeypatch.setattr(QtWidgets.QFileDialog, "getExistingDirectory", lambda *a, **k: str(out))
@@ -221,7 +216,7 @@ def test_export_all_writes_the_trace_and_manifest(qtbot, win, tmp_path, monkeypa
 
 
 def test_the_rope_dial_draws_the_pointer_s_pairs(qtbot, win):
-    win.model.go(step_of(win, "rope.dial"))
+    win.model.go(step_index(win.model, "rope.dial"))
     wait(qtbot, win, "rope")
     assert win.stack.currentWidget() is win.rope_dial
     win.external_bars["rope"].pointer.setValue(4)
@@ -238,7 +233,7 @@ def test_the_rope_dial_draws_the_pointer_s_pairs(qtbot, win):
 
 
 def test_a_bad_typed_base_is_one_line_and_the_last_trace_stays(qtbot, win):
-    win.model.go(step_of(win, "rope.scores"))
+    win.model.go(step_index(win.model, "rope.scores"))
     wait(qtbot, win, "rope")
     before, options = win.model.external["rope"].trace, win.external["rope"].options
     messages = []
