@@ -3,12 +3,18 @@
 A change is computed in two parts: first what the step on screen reads (a custom config: the
 stages its panels read, through core.trace.build_trace_in_steps; the Book preset: its chapter
 section), delivered and drawn at once, then the rest. This module is that policy and the only
-place that knows it: :func:`first_stages` / :func:`first_section` say what a request computes
-first (the controller builds its requests with them), :meth:`Schedule.ready_stages` which stages
-of a set of traces every chapter step can be drawn from, and :meth:`Schedule.complete` whether
-nothing more of their request follows (the worker's ``Result.partial``, the view model's
-``ready_stages``). Views do not ask it: they ask the view model (``model.ready(stages)``, its
-``stages_ready`` event), which holds a :class:`Schedule` of its steps. Qt-free and torch-free.
+place that knows it:
+
+- :func:`first_stages` / :func:`first_section`: what a request computes first (the worker's
+  ``Request.for_settings`` builds requests with them);
+- :func:`step_trace`: the trace a step is drawn from, None while a stage it reads is computing
+  (the step then says "Computing…");
+- :meth:`Schedule.ready_stages`: which stages of a set of traces every chapter step can be drawn
+  from (the view model's ``ready_stages``, ``ready(stages)`` and ``stages_ready`` event);
+- :meth:`Schedule.complete`: whether nothing more of their request follows (``Result.partial``).
+
+Views do not ask it: they ask the view model, which holds a :class:`Schedule` of its steps.
+Qt-free and torch-free.
 """
 from __future__ import annotations
 
@@ -41,10 +47,13 @@ def first_section(step) -> str:
     return step.section
 
 
-def trace_of(mode: str | None, traces: dict, step):
+def step_trace(mode: str | None, traces: dict, step):
     """The trace of ``traces`` (mode "book": section -> trace; "custom": {CUSTOM: trace}) that
-    chapter step ``step`` reads, whatever stages it holds; None when there is none."""
-    return traces.get(step.section) if mode == "book" else traces.get(CUSTOM)
+    chapter step ``step`` is drawn from; None while it, or a stage the step reads, is computing."""
+    trace = traces.get(step.section) if mode == "book" else traces.get(CUSTOM)
+    if trace is not None and not all(s in trace.stages for s in step_stages(step)):
+        return None
+    return trace
 
 
 class Schedule:

@@ -29,11 +29,9 @@ from dataclasses import dataclass
 from typing import Callable
 
 from gui.matrices import MatrixData, resolve_panel, share_levels
-from gui.scheduler import Schedule, is_chapter, step_stages, trace_of
+from gui.scheduler import Schedule, is_chapter, step_stages, step_trace  # noqa: F401 (step_stages re-exported)
 from gui.settings import CUSTOM, Settings
 from gui.steps import Step, load_steps
-
-__all__ = ["CUSTOM", "Event", "Frame", "Mark", "ViewModel", "frames_for", "step_stages"]
 
 
 class Event:
@@ -231,10 +229,7 @@ class ViewModel:
             return self.decode_view
         if step.stage in self.external:          # stages 7, 8 at the bar's pointer (None while computing)
             return self.external[step.stage].view
-        trace = trace_of(self.traces_mode, self.traces, step)
-        if trace is not None and not all(s in trace.stages for s in step_stages(step)):
-            return None          # a change's first part (the visible stage): this step's is still computing
-        return trace
+        return step_trace(self.traces_mode, self.traces, step)   # None: its stages are computing
 
     @property
     def trace(self):
