@@ -36,7 +36,7 @@ BOOK_TEXT = "Your journey starts with one step"   # core.config.BOOK_TEXT (a tes
 
 class Controller(QObject):
     trace_changed = Signal()            # a request's traces are complete and in place (the model's
-                                        # trace_changed also fires for the partial one drawn first)
+                                        # trace_changed also fires for its first part, drawn first)
     step_changed = Signal(int)          # model.step_changed: index into steps
     config_changed = Signal(object)     # model.config_changed: the AttentionConfig the panel shows
     mode_changed = Signal(str)          # model.mode_changed: "book" or "custom"
