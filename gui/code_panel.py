@@ -72,7 +72,7 @@ class CodePanel(QtWidgets.QWidget):
         self.refresh()
 
     def _on_shown(self) -> None:
-        if not self.model.partial_update:      # a partial trace: the full one follows (maps first)
+        if self.model.ready():      # a change's first part: the maps first, this pane with the rest
             self.refresh()
 
     def _current_key(self) -> tuple[str, str] | None:

@@ -53,7 +53,7 @@ class ExplanationView(QtWidgets.QTextBrowser):
         self.refresh()
 
     def _on_trace(self) -> None:
-        if not self.model.partial_update:      # a partial trace: the full one follows (maps first)
+        if self.model.ready():      # a change's first part: the maps first, this pane with the rest
             self.refresh()
 
     def refresh(self) -> None:

@@ -31,17 +31,17 @@ def current_lesson(controller, title: str = ""):
     trace = model.chapter_trace() or next(iter(model.traces.values()), None)
     if trace is not None:
         config = trace.config
-        inputs, weights = controller.applied_edits
+        inputs, weights = model.applied.edits
     else:
         config = AttentionConfig(**controller.shown_config())
-        inputs, weights = controller.inputs, controller.weights
+        inputs, weights = model.requested.edits
     return Lesson(config, inputs, dict(weights), controller.step.id, title)
 
 
 def lesson_run(window) -> tuple:
     """(run, snapshot, layer) to save with the lesson: the run stage 4 shows a snapshot of, else
     the Train window's run with no snapshot; (None, None, None) when there is no run."""
-    source = window.controller.applied_multihead[1] if window.controller.trace is not None else None
+    source = window.controller.model.applied.multihead_source if window.controller.trace is not None else None
     if source is not None:
         return source.run, source.index, source.layer
     view = getattr(window, "train_view", None)

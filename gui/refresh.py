@@ -3,7 +3,8 @@ from __future__ import annotations
 
 
 class RefreshWhenShown:
-    """Mark the view stale on every trace or step change; fill it only while it is visible.
+    """Mark the view stale on every arrival of traces or step change; fill it only while it is
+    visible and the stages it reads are ready (gui.scheduler, through the view model).
 
     Put it before the Qt widget class (``class View(RefreshWhenShown, QtWidgets.QWidget)``) and
     define ``refresh()``, which must reset ``self._stale = False`` when it fills the view.
@@ -14,16 +15,15 @@ class RefreshWhenShown:
     _watched = None
 
     def watch_trace(self, model) -> None:
-        """Observe a :class:`gui.view_model.ViewModel`'s trace and step."""
+        """Observe a :class:`gui.view_model.ViewModel`'s chapter traces (``stages_ready``) and step."""
         self._watched = model
-        model.trace_changed.connect(self._on_trace)
+        model.stages_ready.connect(lambda _stages: self._on_trace())
         model.step_changed.connect(lambda _i: self._on_trace())
 
     def _ready(self) -> bool:
-        """False while the trace on screen is a partial one (the visible stage first) that lacks
-        a stage this view reads: it stays stale until the full trace arrives (never an error)."""
-        trace = self._watched.trace if self._watched is not None else None
-        return trace is None or all(s in trace.stages for s in self.needs)
+        """False while a stage this view reads is still computing (a change's first part is on
+        screen): it stays stale until that stage arrives (never an error)."""
+        return self._watched is None or self._watched.ready(self.needs)
 
     def _on_trace(self) -> None:
         self._stale = True

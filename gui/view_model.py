@@ -1,4 +1,4 @@
-"""The window's state, Qt-free: which step, which trace, which matrix, head and batch item are on screen.
+"""The window's state, Qt-free: which settings, step, trace, matrix, head and batch item are on screen.
 
 Views take a :class:`ViewModel` in their constructor, read its attributes and subscribe to its
 events (``model.step_changed.connect(view.refresh)``); they change what is shown through its
@@ -7,6 +7,16 @@ napari's layer models, the state is plain Python with small observer lists (:cla
 instead of Qt signals, so it runs and is tested without a QApplication; the Qt-facing
 :class:`gui.controller.Controller` owns one, fills it with traces from its worker and
 re-emits the events as Qt signals for code that waits on them (``qtbot.waitSignal``).
+
+Settings are two frozen :class:`gui.settings.Settings`: ``requested`` (what the learner asked
+for last, even if refused) and ``applied`` (what the traces on screen were computed from); a
+refused edit puts ``requested``'s edits back to ``applied``'s (the controller decides, the model
+holds). Visible stage first (gui.scheduler): a change's traces may arrive in two parts, the
+stages the step on screen reads first. ``ready_stages`` says which stages of the traces on screen
+every chapter step can be drawn from; ``stages_ready`` announces them after each arrival, and
+views ask ``ready(stages)`` before drawing what they read. ``ready()`` (no stages) is the side
+panes' rule: False while the first part of a change is on screen and the learner has not moved,
+so the maps paint first and the explanation and code follow with the rest.
 
 Every setter first brings *all* state up to date — the matrices the step shows (:attr:`shown`,
 resolved from the trace with the head and batch item applied), the clamped head, batch item and
@@ -19,9 +29,9 @@ from dataclasses import dataclass
 from typing import Callable
 
 from gui.matrices import MatrixData, resolve_panel, share_levels
+from gui.scheduler import Schedule, is_chapter, step_stages, step_trace  # noqa: F401 (step_stages re-exported)
+from gui.settings import CUSTOM, Settings
 from gui.steps import Step, load_steps
-
-CUSTOM = "custom"
 
 
 class Event:
@@ -105,17 +115,12 @@ def _only_head(data: MatrixData, head: int) -> MatrixData:
     return dataclasses.replace(data, maps=maps) if maps else data
 
 
-def step_stages(step: Step) -> tuple[str, ...]:
-    """The trace stages a step's panels read (what must be computed before it can be drawn)."""
-    keys = [p.key for p in step.panels] + [k for p in step.panels if p.diff for k in p.diff]
-    return tuple(dict.fromkeys(k[0] for k in keys))
-
-
 class ViewModel:
     """What the window shows. Attributes are read-only for views; change them with the methods.
 
-    State: ``steps``, ``index`` (``step``), ``mode`` (the preset asked for: "book"/"custom"),
-    ``traces_mode`` (the one on screen), ``trace`` (the current step's), ``config`` (the frozen
+    State: ``steps``, ``index`` (``step``), ``requested`` and ``applied`` (gui.settings.Settings;
+    ``mode`` is the preset asked for: "book"/"custom"), ``traces_mode`` (the one on screen),
+    ``trace`` (the current step's), ``ready_stages``, ``config`` (the frozen
     ``core.config.AttentionConfig`` the parameter panel shows), ``section_titles``, ``weights``
     (edited W_query/W_key/W_value behind the trace), ``head`` (None = all heads), ``batch_index``,
     ``focus`` ((matrix, map) under focus) and ``focus_picked`` (clicked since the step changed),
@@ -127,16 +132,16 @@ class ViewModel:
     def __init__(self, steps: tuple[Step, ...] | None = None):
         self.steps: tuple[Step, ...] = steps if steps is not None else load_steps()
         self.index = 0
-        self.mode = "book"
+        self.requested = Settings.BOOK           # what the learner asked for last (may be refused)
+        self.applied = Settings.BOOK             # what the traces on screen were computed from
         self.traces_mode: str | None = None
         self.traces: dict = {}                 # section (or CUSTOM) -> Trace
-        # True while set_traces announces a partial trace (the stages on screen first, the rest
-        # follows): views beside the maps (explanation, code) wait for the full one, so the
-        # maps are drawn first; a step change in between redraws them from the partial trace
-        self.partial_update = False
+        self._schedule = Schedule(self.steps)
+        self.ready_stages: frozenset[str] = frozenset()   # of the traces on screen (gui.scheduler)
+        self._rest_pending = False             # their first part is on screen, the learner has not moved
+        self._complete: tuple | None = None    # (mode, traces, applied): the last complete traces shown
         self.config = None                     # core.config.AttentionConfig | None
         self.section_titles: dict[str, str] = {}
-        self.weights: dict = {}
         self.head: int | None = None
         self.batch_index = 0
         self.focus: tuple[int, int] = (0, 0)
@@ -165,6 +170,8 @@ class ViewModel:
 
         self.step_changed = Event("step_changed")        # (index)
         self.trace_changed = Event("trace_changed")      # ()  new traces in place
+        self.stages_ready = Event("stages_ready")        # (ready_stages)  after each arrival of traces
+        self.settings_changed = Event("settings_changed")  # ()  requested or applied changed
         self.config_changed = Event("config_changed")    # (AttentionConfig)
         self.mode_changed = Event("mode_changed")        # (mode)
         self.shown_changed = Event("shown_changed")      # ()  shown/num_heads/batch_* recomputed
@@ -188,6 +195,25 @@ class ViewModel:
         return bool(self.traces)
 
     @property
+    def mode(self) -> str:
+        """The preset asked for ("book"/"custom"): ``requested.mode``."""
+        return self.requested.mode
+
+    @property
+    def weights(self):
+        """The edited W_query/W_key/W_value behind the traces on screen (a read-only mapping)."""
+        return self.applied.weights
+
+    def ready(self, stages: str | tuple[str, ...] | None = None) -> bool:
+        """Whether the traces on screen hold ``stages`` (a name or names) for every chapter step
+        that reads them. With no ``stages``: whether the views beside the maps may draw now —
+        False only while a change's first part is on screen on a chapter step and the learner
+        has not moved since (the rest follows; the maps paint first)."""
+        if stages is None:
+            return not (self._rest_pending and self.is_chapter(self.step))
+        return {stages} <= self.ready_stages if isinstance(stages, str) else set(stages) <= self.ready_stages
+
+    @property
     def inputs(self):
         """The token embeddings the traces on screen were computed from (every trace, partial or
         not, holds them); None before the first trace."""
@@ -203,12 +229,7 @@ class ViewModel:
             return self.decode_view
         if step.stage in self.external:          # stages 7, 8 at the bar's pointer (None while computing)
             return self.external[step.stage].view
-        if not self.traces:
-            return None
-        trace = self.traces.get(step.section) if self.traces_mode == "book" else self.traces.get(CUSTOM)
-        if trace is not None and not all(s in trace.stages for s in step_stages(step)):
-            return None          # a partial trace (the visible stage first): this step's is still computing
-        return trace
+        return step_trace(self.traces_mode, self.traces, step)   # None: its stages are computing
 
     @property
     def trace(self):
@@ -234,6 +255,7 @@ class ViewModel:
         self.index = index
         self.focus = (0, 0)
         self.focus_picked = False
+        self._rest_pending = False             # the side panes draw the part there is
         clamped = self._resolve()
         self.step_changed.emit(index)
         self._emit_clamped(clamped)
@@ -252,23 +274,46 @@ class ViewModel:
     def last(self) -> None:
         self.go(len(self.steps) - 1)
 
-    def set_traces(self, mode: str, traces: dict, weights: dict | None = None, partial: bool = False) -> None:
-        """New traces on screen ("book": section -> trace; "custom": {CUSTOM: trace}).
-
-        ``partial``: the stages on screen only, the full traces follow (``partial_update`` is
-        True while the signals go out)."""
+    def set_traces(self, mode: str, traces: dict, applied: Settings | None = None) -> None:
+        """New traces on screen ("book": section -> trace; "custom": {CUSTOM: trace}), computed
+        from ``applied`` (default: the preset without edits). They may be a change's first part
+        (gui.scheduler): ``ready_stages`` says which stages are in."""
+        applied = applied if applied is not None else Settings.BOOK if mode == "book" else Settings(CUSTOM)
         self.traces = traces
         self.traces_mode = mode
-        self.weights = dict(weights or {})
+        changed = applied is not self.applied
+        self.applied = applied
+        self.ready_stages = self._schedule.ready_stages(mode, traces)
+        complete = self.ready_stages >= self._schedule.stages
+        self._rest_pending = not complete
+        if complete:
+            self._complete = (mode, traces, applied)
         clamped = self._resolve()
-        self.partial_update = partial
-        try:
-            self.trace_changed.emit()
-            self._emit_clamped(clamped)
-            self.shown_changed.emit()
-        finally:
-            self.partial_update = False
+        if changed:
+            self.settings_changed.emit()
+        self.trace_changed.emit()
+        self._emit_clamped(clamped)
+        self.shown_changed.emit()
+        self.stages_ready.emit(self.ready_stages)
         self._clear_hover()
+
+    def drop_partial(self) -> None:
+        """The change whose first part is on screen will not complete (a refused change came
+        after it, or it failed): show the last complete traces again, not a part of one for good
+        (its other stages' steps would say "Computing…" for ever)."""
+        if self.ready_stages >= self._schedule.stages or self._complete is None:
+            return
+        self.set_traces(*self._complete)
+
+    def request(self, settings: Settings) -> None:
+        """What the learner asks for now (it may yet be refused); ``mode_changed`` goes out when
+        the preset changes, and for the Book preset always (its button re-checks itself)."""
+        mode = self.requested.mode
+        self.requested = settings
+        self.settings_changed.emit()
+        if settings.mode != mode or settings.mode == "book":
+            self.mode_changed.emit(settings.mode)
+            self._clear_hover()
 
     def chapter_step(self):
         """The current step, or the last chapter step while stage 5 (pretrained) is on screen."""
@@ -279,7 +324,7 @@ class ViewModel:
 
     def is_chapter(self, step) -> bool:
         """Whether ``step`` draws from the chapter's traces (not stage 5, 6, 7 or 8's own)."""
-        return step.stage not in ("pretrained", "decode", *self.external)
+        return is_chapter(step)
 
     def external_status(self, stage: str) -> str | None:
         """What an external stage (7, 8) is doing; None for any other stage."""
@@ -376,11 +421,6 @@ class ViewModel:
         self.config_changed.emit(config)
         self._clear_hover()
 
-    def set_mode(self, mode: str) -> None:
-        self.mode = mode
-        self.mode_changed.emit(mode)
-        self._clear_hover()
-
     def set_section_titles(self, titles: dict[str, str]) -> None:
         self.section_titles = dict(titles)
 
@@ -390,6 +430,7 @@ class ViewModel:
         if head == self.head:
             return
         self.head = head
+        self._rest_pending = False
         self._resolve()
         self.head_changed.emit(self.head)        # (None if the step has no such head)
         self.shown_changed.emit()
@@ -400,6 +441,7 @@ class ViewModel:
         if batch_index == self.batch_index:
             return
         self.batch_index = batch_index
+        self._rest_pending = False
         self._resolve()
         self.batch_changed.emit(self.batch_index)
         self.shown_changed.emit()

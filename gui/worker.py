@@ -2,8 +2,10 @@
 
 ``trace_runner()`` is a gui.tasks.TaskRunner: ``submit`` replaces any request not yet started
 (the latest wins); results come back through its ``partial`` and ``done`` signals, queued to
-the UI thread. ``core`` (and torch) is imported here, lazily, on the first request. Every
-failure becomes ``Result.error = (field, message)``: the app never shows a traceback.
+the UI thread. What a request computes first is gui.scheduler's (``Request.for_settings``), and
+so is whether a result is the whole of it (``Result.partial``). ``core`` (and torch) is
+imported here, lazily, on the first request. Every failure becomes ``Result.error = (field,
+message)``: the app never shows a traceback.
 """
 from __future__ import annotations
 
@@ -26,6 +28,19 @@ class Request:
     stages: tuple[str, ...] = ()  # custom: the stages on screen, computed (and delivered) first
     panels: tuple = ()          # custom: the step on screen's panels (gui.steps.Panel), prepared here
     batch_index: int = 0        # ... for this batch item
+    settings: object = None     # the gui.settings.Settings it was built from (handed back in the Result)
+
+    @classmethod
+    def for_settings(cls, settings, step, batch_index: int = 0) -> "Request":
+        """The request for ``settings`` (gui.settings.Settings) with ``step`` on screen: what the
+        step reads is computed and delivered first (gui.scheduler)."""
+        from gui import scheduler
+        if settings.mode == "book":
+            return cls(0, "book", None, first=scheduler.first_section(step), settings=settings)
+        return cls(0, "custom", dict(settings.params or {}), inputs=settings.inputs,
+                   weights=dict(settings.weights) or None, multihead=dict(settings.multihead) or None,
+                   stages=scheduler.first_stages(step), panels=tuple(step.panels),
+                   batch_index=batch_index, settings=settings)
 
 
 @dataclass
@@ -38,7 +53,14 @@ class Result:
     section_titles: dict = field(default_factory=dict)  # book section -> where in the chapter
     notes: tuple[str, ...] = ()
     cuda_available: bool = False
-    partial: bool = False                           # more traces of this request follow
+    settings: object = None                         # the request's gui.settings.Settings
+
+    @property
+    def partial(self) -> bool:
+        """Whether more traces of this request follow (gui.scheduler: they lack a stage or a
+        book section the chapter's steps read)."""
+        from gui.scheduler import chapter_schedule
+        return self.error is None and not chapter_schedule().complete(self.mode, self.traces)
 
 
 def compute(req: Request, partial: Callable[[Result], None] | None = None,
@@ -57,12 +79,11 @@ def compute(req: Request, partial: Callable[[Result], None] | None = None,
         from core.device import cuda_available
         from core.memory import MemoryBudgetError, check_memory
         from core.trace import build_trace, build_trace_in_steps
-        from core.vocabulary import STAGES
     except Exception as exc:  # a broken torch install: say so, do not crash
-        return Result(req.id, req.mode, error=("", f"cannot load the attention core: {exc}"))
+        return Result(req.id, req.mode, error=("", f"cannot load the attention core: {exc}"), settings=req.settings)
     sections, titles = _book_sections()
     out = Result(req.id, req.mode, sections=sections, section_titles=titles,
-                 cuda_available=cuda_available())
+                 cuda_available=cuda_available(), settings=req.settings)
     try:
         if req.mode == "book":
             order = sorted(BOOK_SECTIONS, key=lambda k: k != req.first)     # the first section first
@@ -71,7 +92,7 @@ def compute(req: Request, partial: Callable[[Result], None] | None = None,
                     break
                 out.traces[key] = build_trace(BOOK_SECTIONS[key][1])
                 if key == req.first and partial is not None and len(order) > 1:
-                    partial(dataclasses.replace(out, traces=dict(out.traces), partial=True))
+                    partial(dataclasses.replace(out, traces=dict(out.traces)))
         else:
             cfg = AttentionConfig(**(req.params or {}))
             tokens = None
@@ -93,9 +114,10 @@ def compute(req: Request, partial: Callable[[Result], None] | None = None,
                 if req.panels and not prepared:     # once: the full trace holds the partial's intermediates
                     _prepare_panels(trace, req.panels, req.batch_index)
                     prepared = True
-                if len(trace.stages) < len(STAGES):
+                part = dataclasses.replace(out, traces=dict(out.traces))
+                if part.partial:                    # the visible stage: the rest follows
                     if partial is not None:
-                        partial(dataclasses.replace(out, traces=dict(out.traces), partial=True))
+                        partial(part)
                     if cancelled():
                         break
         out.notes = tuple(dict.fromkeys(n for t in out.traces.values() for n in t.notes))

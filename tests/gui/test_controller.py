@@ -371,11 +371,13 @@ def test_the_side_panes_wait_for_the_full_trace_and_a_step_change_fills_them(win
     assert "seed 5" in before[0]
     cfg = AttentionConfig(embeddings="random", text="a b c d", d_in=4, d_out=4, num_heads=2, seed=9)
     partial = build_trace(cfg, only=("multihead",))
-    c.model.set_traces("custom", {"custom": partial}, partial=True)
+    c.model.set_traces("custom", {"custom": partial})        # a first part: the model sees the stages missing
+    assert c.model.ready_stages == {"multihead"} and not c.model.ready()
     assert np.array_equal(window.step_view.datas[0].maps[0].values, partial["multihead", "attn_weights"].numpy()[0])
     assert (window.explanation.toPlainText(), window.code_panel.code.toPlainText()) == before
     c.go(step_index(c, "multihead.scores"))                  # another step of the stage on screen
     assert "seed 9" in window.explanation.toPlainText()
+    assert c.model.ready() and window.code_panel.code.toPlainText() != before[1]
     c.go(step_index(c, "multihead.weights"))
     c.model.set_traces("custom", {"custom": old})
     c.model.set_traces("custom", {"custom": build_trace(cfg)})   # the full trace: both panes follow
