@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import torch
 
-from core.stages.causal import attention_weights, mask_line
+from core.stages.causal import attention_weights, batch_line, mask_line
+from core.stages.lines import lines
 from core.stages.ops import Ops
 from core.stages.schema import Stage, term
-from core.stages.trainable import ROLES, draw_lines, proj_line, weight_lines, weights, widen
+from core.stages.trainable import ROLES, draw_lines, qkv_values, weight_lines, weights, widen
 from core.weights import Projection
 
 TERMS = {
@@ -91,7 +92,7 @@ def attention(batch: torch.Tensor, qkv: dict, out_proj, num_heads: int, mask: to
 
     def split(y: torch.Tensor) -> torch.Tensor:
         # (b, num_tokens, d_out) -> (b, num_tokens, num_heads, head_dim) -> (b, num_heads, num_tokens, head_dim)
-        return y.view(b, num_tokens, num_heads, y.shape[-1] // num_heads).transpose(1, 2)
+        return y.view(b, num_tokens, num_heads, -1).transpose(1, 2)
 
     queries = ops.record("queries", split(ops.project(batch, qkv["query"], "query")))   # (b, h, T, hd)
     keys = ops.record("keys", split(ops.project(batch, qkv["key"], "key")))             # (b, h, T, hd)
@@ -124,15 +125,16 @@ def forward(batch: torch.Tensor, heads: list[dict[str, Projection]], qkv: dict[s
 
 
 def code(cfg) -> list[tuple[str | None, str]]:
+    """The batch and mask; the wrapper (drawn and run head by head); then the fused weights' draw and
+    ``fused``'s own lines (core.stages.lines)."""
     h, hd = cfg.num_heads, cfg.head_dim
     c: list[tuple[str | None, str]] = [
-        (None, f"batch = torch.stack([inputs] * {cfg.batch})  # (b, T, d_in)"),
-        (None, "b, T, _ = batch.shape"),
+        (None, batch_line(cfg)), (None, "T = batch.shape[1]"), (None, f"num_heads = {h}"),
         ("mask", f"mask = {mask_line(cfg)}"),
         (None, WRAPPER_START),
         (None, f"torch.manual_seed({cfg.seed})"),
         (None, "heads = []"),
-        (None, f"for _ in range({h}):")]
+        (None, "for _ in range(num_heads):")]
     c += [(None, "    " + line) for line in draw_lines(cfg, hd)[1:]]
     c += [(None, "    heads.append((W_query, W_key, W_value" + (", b_query, b_key, b_value))" if cfg.qkv_bias else "))")),
           ("wrapper_W_query", "wrapper_W_query = torch.stack([hw[0] for hw in heads])  # (h, d_in, hd)"),
@@ -154,19 +156,8 @@ def code(cfg) -> list[tuple[str | None, str]]:
     c += weight_lines(cfg)                       # each draw line tagged with the weight it makes
     c += [(None, "out_proj = nn.Linear(d_out, d_out)"),
           ("W_out", f"W_out = out_proj.weight.T.detach(){widen(cfg)}"),
-          ("b_out", f"b_out = out_proj.bias.detach(){widen(cfg)}"),
-          ("queries", f"queries = ({proj_line('query', 'batch', cfg)}).view(b, T, {h}, {hd}).transpose(1, 2)"
-                      "  # (b, T, d_out) -> (b, T, h, hd) -> (b, h, T, hd)"),
-          ("keys", f"keys = ({proj_line('key', 'batch', cfg)}).view(b, T, {h}, {hd}).transpose(1, 2)"),
-          ("values", f"values = ({proj_line('value', 'batch', cfg)}).view(b, T, {h}, {hd}).transpose(1, 2)"),
-          ("attn_scores", "attn_scores = queries @ keys.transpose(2, 3)  # (b, h, T, T)"),
-          ("masked_scores", "masked_scores = attn_scores.masked_fill(mask == 0, -torch.inf)"),
-          ("attn_weights", "attn_weights = torch.softmax(masked_scores / keys.shape[-1] ** 0.5, dim=-1)"),
-          ("context_heads", "context_heads = attn_weights @ values  # (b, h, T, hd)"),
-          ("context_concat", "context_concat = context_heads.transpose(1, 2).contiguous().view(b, T, d_out)"
-                             "  # (b, h, T, hd) -> (b, T, h, hd) -> (b, T, d_out)"),
-          ("context_vecs", "context_vecs = context_concat @ W_out + b_out")]
-    return c
+          ("b_out", f"b_out = out_proj.bias.detach(){widen(cfg)}")]
+    return c + lines(fused, values={**qkv_values(cfg), "out_proj.W": "W_out", "out_proj.b": "b_out"})
 
 
 def explain(c):
