@@ -114,9 +114,9 @@ class _Fold(ast.NodeTransformer):
         return node
 
 
-# a scope: the nested functions a body defines (name -> (def, the bind it was defined under)),
-# and the module globals its names resolve in
-Scope = tuple[dict[str, tuple[ast.FunctionDef, dict]], dict]
+# a scope: the nested functions a body defines (name -> (def, the bind and the module globals it
+# was defined under)), and the module globals the body's names resolve in
+Scope = tuple[dict[str, tuple[ast.FunctionDef, dict, dict]], dict]
 
 
 class _Reader:
@@ -138,12 +138,13 @@ class _Reader:
             return None
         for defs, _glb in reversed(scopes):
             if f.id in defs:
-                fd, outer = defs[f.id]
+                fd, outer, glb = defs[f.id]
                 params = [a.arg for a in fd.args.args]
                 bind = {**outer, **dict(zip(params, call.args)), **{k.arg: k.value for k in call.keywords}}
-                return _body(fd), bind, scopes[-1][1]
-        fn = scopes[-1][1].get(f.id)
-        if inspect.isfunction(fn) and fn.__module__.startswith("core.stages"):
+                return _body(fd), bind, glb
+        glb = scopes[-1][1]
+        fn = glb.get(f.id)
+        if inspect.isfunction(fn) and (fn.__module__.startswith("core.stages") or fn.__module__ == glb.get("__name__")):
             return self._bound(fn, call)
         return None
 
@@ -185,7 +186,7 @@ class _Reader:
         scopes = scopes[:-1] + [({**scopes[-1][0]}, scopes[-1][1])]
         for stmt in stmts:
             if isinstance(stmt, ast.FunctionDef):
-                scopes[-1][0][stmt.name] = (stmt, bind)
+                scopes[-1][0][stmt.name] = (stmt, bind, scopes[-1][1])
                 continue
             stmt = _Bind(bind).visit(copy.deepcopy(stmt))
             value = stmt.value if isinstance(stmt, (ast.Assign, ast.Expr, ast.Return)) else None
