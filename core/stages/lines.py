@@ -42,6 +42,22 @@ def lines(forward: Callable, given: dict[str, list[Line]] | None = None,
     return reader.out
 
 
+def definition(fn: Callable, values: dict[str, str | None] | None = None) -> list[Line]:
+    """``fn`` written out as a ``def`` (untagged lines): its signature, then its body read as
+    ``lines`` reads a forward, its ``return`` included; for a helper the forward calls."""
+    known = {ast.dump(_expr(k)): (None if v is None else _expr(v)) for k, v in (values or {}).items()}
+    fd = _source(fn)
+    reader = _Reader({}, known, block=True)
+    reader.body(_body(fd), {}, [({}, fn.__globals__)])
+    head = f"def {fd.name}({', '.join(a.arg for a in fd.args.args)}):"
+    return [(None, head)] + [(None, "    " + line) for _, line in reader.out]
+
+
+def _target(node: ast.expr) -> str:
+    """An assignment's target or a returned value: a tuple without brackets (``b, T, _``)."""
+    return ", ".join(map(ast.unparse, node.elts)) if isinstance(node, ast.Tuple) else ast.unparse(node)
+
+
 def _expr(text: str) -> ast.expr:
     return ast.parse(text, mode="eval").body
 
@@ -120,9 +136,10 @@ Scope = tuple[dict[str, tuple[ast.FunctionDef, dict, dict]], dict]
 
 
 class _Reader:
-    def __init__(self, given: dict[str, list[Line]], known: dict[str, ast.expr | None]):
+    def __init__(self, given: dict[str, list[Line]], known: dict[str, ast.expr | None], block: bool = False):
         self.given = given
         self.known = known
+        self.block = block                     # a function's body written out: its return too
         self.out: list[Line] = []
 
     # -- resolving a call ------------------------------------------------------------------
@@ -198,10 +215,14 @@ class _Reader:
                 self.record(value, stmt, scopes)
             elif isinstance(value, ast.Call) and self.recording_call(value, scopes):
                 pass
-            elif isinstance(stmt, ast.Assign) and not _uses_ops(stmt):
-                target = " = ".join(", ".join(map(ast.unparse, t.elts)) if isinstance(t, ast.Tuple) else ast.unparse(t)
-                                    for t in stmt.targets)
-                self.line(None, target, self.expr(stmt.value, scopes))
+            elif isinstance(stmt, (ast.Assign, ast.Return)):
+                value = self.expr(value, scopes)
+                if _uses_ops(value) or any(map(_uses_ops, getattr(stmt, "targets", ()))):   # ops = …, return ops.named
+                    continue
+                if isinstance(stmt, ast.Assign):
+                    self.line(None, " = ".join(map(_target, stmt.targets)), value)
+                elif self.block:                 # a function written out (``definition``): its result
+                    self.out.append((None, f"return {_target(_Fold(self.known).visit(value))}"))
 
     def record(self, call: ast.Call, stmt: ast.stmt, scopes: list[Scope]) -> None:
         name_node, value = call.args

@@ -115,8 +115,8 @@ def test_each_tagged_line_is_a_tensor_its_forward_records(cfg):
         assert len(tagged) == len(set(tagged)), name                      # one line per tensor
 
 
-# Still written beside the forward, from the configuration: the weights' draw (W_…, b_…), what a
-# forward is given (inputs, mask, dropout_mask) and the multi-head wrapper's loop (wrapper_…).
+# Still written beside the forward, from the configuration: the weights' draw (W_…, b_…, the
+# wrapper's stacks wrapper_W_…, wrapper_b_…) and what a forward is given (inputs, mask, dropout_mask).
 GIVEN_NAMES = {"inputs", "mask", "dropout_mask"}
 
 
@@ -124,10 +124,10 @@ GIVEN_NAMES = {"inputs", "mask", "dropout_mask"}
 def test_every_made_tensors_line_is_read_from_the_forward(cfg):
     values = {**qkv_values(cfg), "out_proj.W": "W_out", "out_proj.b": "b_out"}
     for name, stage in CHAPTER.items():
-        forward = multihead.fused if name == "multihead" else stage.forward
-        from_forward = lines(forward, {n: [] for n in GIVEN_NAMES}, values)
-        made = [(n, line) for n, line in stage.code(cfg)
-                if n is not None and n not in GIVEN_NAMES and not n.startswith(("W_", "b_", "wrapper_"))]
+        forwards = [multihead.wrapper, multihead.fused] if name == "multihead" else [stage.forward]
+        from_forward = [line for f in forwards for line in lines(f, {n: [] for n in GIVEN_NAMES}, values)]
+        made = [(n, line) for n, line in stage.code(cfg) if n is not None and n not in GIVEN_NAMES
+                and not n.startswith(("W_", "b_", "wrapper_W_", "wrapper_b_"))]
         assert made == [(n, line) for n, line in from_forward if n is not None], name
 
 
@@ -139,7 +139,7 @@ def test_the_chapter_stages_lines_are_the_books(cfg_name):
 
 EXPECTED = {
     "default": {
-    "simplified": [
+        "simplified": [
             ('attn_scores', 'attn_scores = inputs @ inputs.T'),
             ('attn_weights_sumnorm', 'attn_weights_sumnorm = attn_scores / attn_scores.sum(dim=-1, keepdim=True)'),
             ('attn_weights', 'attn_weights = torch.softmax(attn_scores, dim=-1)'),
@@ -191,6 +191,8 @@ EXPECTED = {
             (None, 'num_heads = 2'),
             ('mask', 'mask = torch.tril(torch.ones(T, T))'),
             (None, '# --- MultiHeadAttentionWrapper: independent causal heads ---'),
+            (None, 'from collections import namedtuple'),
+            (None, 'Projection = namedtuple("Projection", "W b")  # x @ W + b (b: None, no bias)'),
             (None, 'torch.manual_seed(123)'),
             (None, 'heads = []'),
             (None, 'for _ in range(num_heads):'),
@@ -200,17 +202,21 @@ EXPECTED = {
             (None, '    W_key = _layer.weight.T.detach()'),
             (None, '    _layer = nn.Linear(d_in, 1, bias=False)'),
             (None, '    W_value = _layer.weight.T.detach()'),
-            (None, '    heads.append((W_query, W_key, W_value))'),
-            ('wrapper_W_query', 'wrapper_W_query = torch.stack([hw[0] for hw in heads])  # (h, d_in, hd)'),
-            ('wrapper_W_key', 'wrapper_W_key = torch.stack([hw[1] for hw in heads])'),
-            ('wrapper_W_value', 'wrapper_W_value = torch.stack([hw[2] for hw in heads])'),
-            (None, 'def causal_head(hw):'),
-            (None, '    q, k, v = batch @ hw[0], batch @ hw[1], batch @ hw[2]'),
-            (None, '    s = (q @ k.transpose(1, 2)).masked_fill(mask == 0, -torch.inf)'),
-            (None, '    w = torch.softmax(s / k.shape[-1] ** 0.5, dim=-1)'),
-            (None, '    return w, w @ v'),
-            (None, 'per_head = [causal_head(hw) for hw in heads]'),
-            ('wrapper_attn_weights', 'wrapper_attn_weights = torch.stack([w for w, _ in per_head], dim=1)  # (b, h, T, T)'),
+            (None, "    heads.append({'query': Projection(W_query, None), 'key': Projection(W_key, None),"),
+            (None, "                  'value': Projection(W_value, None)})"),
+            ('wrapper_W_query', "wrapper_W_query = torch.stack([qkv['query'].W for qkv in heads])  # (h, d_in, hd)"),
+            ('wrapper_W_key', "wrapper_W_key = torch.stack([qkv['key'].W for qkv in heads])  # (h, d_in, hd)"),
+            ('wrapper_W_value', "wrapper_W_value = torch.stack([qkv['value'].W for qkv in heads])  # (h, d_in, hd)"),
+            (None, 'def causal_head(batch, qkv, mask):'),
+            (None, "    queries = batch @ qkv['query'].W"),
+            (None, "    keys = batch @ qkv['key'].W"),
+            (None, "    values = batch @ qkv['value'].W"),
+            (None, '    attn_scores = queries @ keys.transpose(-2, -1)'),
+            (None, '    masked_scores = attn_scores.masked_fill(mask == 0, -torch.inf)'),
+            (None, '    attn_weights = torch.softmax(masked_scores / keys.shape[-1] ** 0.5, dim=-1)'),
+            (None, '    return attn_weights, attn_weights @ values'),
+            (None, 'per_head = [causal_head(batch, qkv, mask) for qkv in heads]'),
+            ('wrapper_attn_weights', 'wrapper_attn_weights = torch.stack([w for w, _ in per_head], dim=1)'),
             ('wrapper_context_vecs', 'wrapper_context_vecs = torch.cat([z for _, z in per_head], dim=-1)'),
             (None, '# --- MultiHeadAttention: fused projections, split into heads ---'),
             (None, 'torch.manual_seed(123)'),
@@ -236,7 +242,7 @@ EXPECTED = {
         ],
     },
     "bias-noncausal-dropout": {
-    "simplified": [
+        "simplified": [
             ('attn_scores', 'attn_scores = inputs @ inputs.T'),
             ('attn_weights_sumnorm', 'attn_weights_sumnorm = attn_scores / attn_scores.sum(dim=-1, keepdim=True)'),
             ('attn_weights', 'attn_weights = torch.softmax(attn_scores, dim=-1)'),
@@ -294,6 +300,8 @@ EXPECTED = {
             (None, 'num_heads = 2'),
             ('mask', 'mask = torch.ones(T, T)  # causal off: attend everywhere'),
             (None, '# --- MultiHeadAttentionWrapper: independent causal heads ---'),
+            (None, 'from collections import namedtuple'),
+            (None, 'Projection = namedtuple("Projection", "W b")  # x @ W + b (b: None, no bias)'),
             (None, 'torch.manual_seed(123)'),
             (None, 'heads = []'),
             (None, 'for _ in range(num_heads):'),
@@ -306,20 +314,24 @@ EXPECTED = {
             (None, '    _layer = nn.Linear(d_in, 1, bias=True)'),
             (None, '    W_value = _layer.weight.T.detach()'),
             (None, '    b_value = _layer.bias.detach()'),
-            (None, '    heads.append((W_query, W_key, W_value, b_query, b_key, b_value))'),
-            ('wrapper_W_query', 'wrapper_W_query = torch.stack([hw[0] for hw in heads])  # (h, d_in, hd)'),
-            ('wrapper_W_key', 'wrapper_W_key = torch.stack([hw[1] for hw in heads])'),
-            ('wrapper_W_value', 'wrapper_W_value = torch.stack([hw[2] for hw in heads])'),
-            ('wrapper_b_query', 'wrapper_b_query = torch.stack([hw[3] for hw in heads])  # (h, hd)'),
-            ('wrapper_b_key', 'wrapper_b_key = torch.stack([hw[4] for hw in heads])  # (h, hd)'),
-            ('wrapper_b_value', 'wrapper_b_value = torch.stack([hw[5] for hw in heads])  # (h, hd)'),
-            (None, 'def causal_head(hw):'),
-            (None, '    q, k, v = batch @ hw[0] + hw[3], batch @ hw[1] + hw[4], batch @ hw[2] + hw[5]'),
-            (None, '    s = (q @ k.transpose(1, 2)).masked_fill(mask == 0, -torch.inf)'),
-            (None, '    w = torch.softmax(s / k.shape[-1] ** 0.5, dim=-1)'),
-            (None, '    return w, w @ v'),
-            (None, 'per_head = [causal_head(hw) for hw in heads]'),
-            ('wrapper_attn_weights', 'wrapper_attn_weights = torch.stack([w for w, _ in per_head], dim=1)  # (b, h, T, T)'),
+            (None, "    heads.append({'query': Projection(W_query, b_query), 'key': Projection(W_key, b_key),"),
+            (None, "                  'value': Projection(W_value, b_value)})"),
+            ('wrapper_W_query', "wrapper_W_query = torch.stack([qkv['query'].W for qkv in heads])  # (h, d_in, hd)"),
+            ('wrapper_W_key', "wrapper_W_key = torch.stack([qkv['key'].W for qkv in heads])  # (h, d_in, hd)"),
+            ('wrapper_W_value', "wrapper_W_value = torch.stack([qkv['value'].W for qkv in heads])  # (h, d_in, hd)"),
+            ('wrapper_b_query', "wrapper_b_query = torch.stack([qkv['query'].b for qkv in heads])  # (h, hd)"),
+            ('wrapper_b_key', "wrapper_b_key = torch.stack([qkv['key'].b for qkv in heads])  # (h, hd)"),
+            ('wrapper_b_value', "wrapper_b_value = torch.stack([qkv['value'].b for qkv in heads])  # (h, hd)"),
+            (None, 'def causal_head(batch, qkv, mask):'),
+            (None, "    queries = batch @ qkv['query'].W + qkv['query'].b"),
+            (None, "    keys = batch @ qkv['key'].W + qkv['key'].b"),
+            (None, "    values = batch @ qkv['value'].W + qkv['value'].b"),
+            (None, '    attn_scores = queries @ keys.transpose(-2, -1)'),
+            (None, '    masked_scores = attn_scores.masked_fill(mask == 0, -torch.inf)'),
+            (None, '    attn_weights = torch.softmax(masked_scores / keys.shape[-1] ** 0.5, dim=-1)'),
+            (None, '    return attn_weights, attn_weights @ values'),
+            (None, 'per_head = [causal_head(batch, qkv, mask) for qkv in heads]'),
+            ('wrapper_attn_weights', 'wrapper_attn_weights = torch.stack([w for w, _ in per_head], dim=1)'),
             ('wrapper_context_vecs', 'wrapper_context_vecs = torch.cat([z for _, z in per_head], dim=-1)'),
             (None, '# --- MultiHeadAttention: fused projections, split into heads ---'),
             (None, 'torch.manual_seed(123)'),
