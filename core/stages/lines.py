@@ -229,12 +229,10 @@ class _Reader:
         name = name_node.value
         if name in self.given:
             self.out += self.given[name]
-        else:
-            self.line(name, name, self.expr(value, scopes))
-        if isinstance(stmt, ast.Assign):
-            target = ast.unparse(stmt.targets[0])
-            if target != name:
-                self.out.append((None, f"{target} = {name}"))
+            return
+        # the line assigns the forward's variable (m_new = record("m_after", …)), else the name
+        assigned = isinstance(stmt, ast.Assign) and isinstance(stmt.targets[0], ast.Name)
+        self.line(name, stmt.targets[0].id if assigned else name, self.expr(value, scopes))
 
     def recording_call(self, call: ast.Call, scopes: list[Scope]) -> bool:
         """Write the lines of a called function that records; False if it records nothing."""

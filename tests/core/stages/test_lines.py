@@ -137,6 +137,31 @@ def test_the_chapter_stages_lines_are_the_books(cfg_name):
         assert stage.code(CONFIGS[cfg_name]) == EXPECTED[cfg_name][name], name
 
 
+@pytest.mark.parametrize("fa2", [False, True], ids=["fa1", "fa2"])
+def test_the_tiled_kernels_step_lines_are_the_steps_own_and_run_to_its_numbers(fa2):
+    """Beyond the chapter: the tiled stage's loop body is fa1_step's / fa2_step's lines."""
+    from core.stages import tiled
+    from core.tiled_config import TiledConfig
+    step_fn = tiled.fa2_step if fa2 else tiled.fa1_step
+    body = lines(step_fn, {n: [] for n in ("m_before", "l_before", "O_before")}, {"v_block": "V_j"})
+    panel = [(n, line.strip()) for n, line in tiled.code(TiledConfig(fa2=fa2))]
+    start = panel.index(body[0])
+    assert panel[start:start + len(body)] == body
+    g = torch.Generator().manual_seed(0)
+    S, V_j = torch.randn(2, 3, generator=g), torch.randn(3, 4, generator=g)
+    S[1, 1:] = -torch.inf                                                  # a row the tile partly hides
+    m_old, l_old, O_old = torch.tensor([-torch.inf, 0.5]), torch.tensor([0.0, 1.3]), torch.randn(2, 4, generator=g)
+    step = step_fn(S, V_j, m_old, l_old, O_old)
+    env = {"torch": torch, "S": S, "V_j": V_j, "m_old": m_old, "l_old": l_old, "O_old": O_old}
+    exec("\n".join(line for _, line in body), env)
+    for name, line in body:
+        if name is not None:
+            assert torch.equal(env[line.split(" = ")[0]], step[name]), name
+    assert [n for n, _ in body if n] == (["m_tile", "m_after", "probs", "rescale", "l_tile", "l_after", "O_after"] if fa2
+                                         else ["m_tile", "probs", "l_tile", "m_after", "rescale", "tile_scale",
+                                               "l_after", "O_after"])
+
+
 EXPECTED = {
     "default": {
         "simplified": [
