@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import ast
 import copy
+import functools
 import inspect
 import textwrap
 from typing import Callable
@@ -36,21 +37,23 @@ Line = tuple[str | None, str]
 def lines(forward: Callable, given: dict[str, list[Line]] | None = None,
           values: dict[str, str | None] | None = None) -> list[Line]:
     """``forward``'s recorded lines, tagged with the names it records (see the module's doc)."""
-    known = {ast.dump(_expr(k)): (None if v is None else _expr(v)) for k, v in (values or {}).items()}
-    reader = _Reader(given or {}, known)
-    reader.body(_source(forward).body, {}, [({}, forward.__globals__)])
-    return reader.out
+    return list(_read(forward, tuple((k, tuple(v)) for k, v in (given or {}).items()), tuple((values or {}).items())))
 
 
 def definition(fn: Callable, values: dict[str, str | None] | None = None) -> list[Line]:
     """``fn`` written out as a ``def`` (untagged lines): its signature, then its body read as
     ``lines`` reads a forward, its ``return`` included; for a helper the forward calls."""
-    known = {ast.dump(_expr(k)): (None if v is None else _expr(v)) for k, v in (values or {}).items()}
     fd = _source(fn)
-    reader = _Reader({}, known, block=True)
-    reader.body(_body(fd), {}, [({}, fn.__globals__)])
-    head = f"def {fd.name}({', '.join(a.arg for a in fd.args.args)}):"
-    return [(None, head)] + [(None, "    " + line) for _, line in reader.out]
+    body = _read(fn, (), tuple((values or {}).items()), block=True)
+    return [(None, f"def {fd.name}({', '.join(a.arg for a in fd.args.args)}):")] + [(None, "    " + l) for _, l in body]
+
+
+@functools.lru_cache(maxsize=256)            # the panel asks on every refresh; reading costs milliseconds
+def _read(fn: Callable, given: tuple, values: tuple, block: bool = False) -> tuple[Line, ...]:
+    known = {ast.dump(_expr(k)): (None if v is None else _expr(v)) for k, v in values}
+    reader = _Reader({k: list(v) for k, v in given}, known, block)
+    reader.body(_body(_source(fn)), {}, [({}, fn.__globals__)])
+    return tuple(reader.out)
 
 
 def _target(node: ast.expr) -> str:
@@ -62,13 +65,9 @@ def _expr(text: str) -> ast.expr:
     return ast.parse(text, mode="eval").body
 
 
-_SOURCES: dict[Callable, ast.FunctionDef] = {}
-
-
+@functools.cache
 def _source(fn: Callable) -> ast.FunctionDef:
-    if fn not in _SOURCES:
-        _SOURCES[fn] = ast.parse(textwrap.dedent(inspect.getsource(fn))).body[0]
-    return _SOURCES[fn]
+    return ast.parse(textwrap.dedent(inspect.getsource(fn))).body[0]
 
 
 def _is_record(node: ast.AST) -> bool:
