@@ -101,6 +101,13 @@ def test_editing_a_forwards_line_edits_the_panel_line(tmp_path):
     assert got["q"] == "q = x @ W_query"                            # the lines not edited stay
 
 
+def test_a_record_the_reader_cannot_place_is_refused_not_dropped(tmp_path):
+    source = SYNTHETIC.replace('    record("mask", mask)\n', '    if mask is not None:\n        record("mask", mask)\n')
+    fwd = _module(tmp_path, source, "synthetic_if").forward
+    with pytest.raises(ValueError, match="record outside an assignment"):
+        lines(fwd, GIVEN, _values(bias=False))
+
+
 CONFIGS = {"default": AttentionConfig(),
            "bias-noncausal-dropout": AttentionConfig(qkv_bias=True, causal=False, dropout=0.3)}
 
