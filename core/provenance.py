@@ -136,7 +136,7 @@ class Cell:
 
     @staticmethod
     def underflowed(row: np.ndarray) -> bool:
-        """Whether softmax underflowed the row's largest kept weight (core.stages.causal.renormalize)."""
+        """Whether softmax underflowed the row's largest kept weight (core.stages.causal.exact_rows)."""
         info = np.finfo(row.dtype)
         return bool(row.max() < info.tiny / info.eps)
 

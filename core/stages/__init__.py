@@ -5,7 +5,9 @@ the same steps inside the real all-MiniLM-L6-v2) holds, for its section of the c
 - ``TERMS``: name -> Term (symbol, formula, meaning, axes) for each intermediate, in order;
 - ``forward(...)``: the chapter's lines, written once against ``ops`` (core/stages/ops.py: plain
   torch, or the engine's), recording each intermediate by name where it is made;
-- ``code(cfg)``: the code panel's lines, each tagged with the intermediate it makes;
+- ``code(cfg)``: the code panel's lines, each tagged with the intermediate it makes: for the
+  chapter's stages, the forward's own (core/stages/lines.py reads them from its source, the
+  plain ops' torch written in), after the weights' draw and what the forward is given;
 - ``explain(cell)``: the inspector's arithmetic for a clicked cell.
 
 The trace, the export (file names, manifest order), the vocabulary, the memory estimate and

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import torch
 
+from core.stages.lines import lines, shown_as_first
 from core.stages.ops import Ops
 from core.stages.schema import Stage, term
-from core.stages.trainable import proj_line, weight_lines, weights
+from core.stages.trainable import qkv_values, weight_lines, weights
 from core.weights import Projection
 
 TERMS = {
@@ -51,15 +52,15 @@ def causal_mask(num_tokens: int, causal: bool = True, *, device=None, dtype=torc
     return torch.tril(ones) if causal else ones
 
 
-def renormalize(masked_simple: torch.Tensor, fallback: torch.Tensor) -> torch.Tensor:
-    """Approach A's second half: each row divided by its sum.
+@shown_as_first
+def exact_rows(renormalized: torch.Tensor, masked_simple: torch.Tensor, fallback: torch.Tensor) -> torch.Tensor:
+    """Approach A's second half, ``renormalized`` (each row of ``masked_simple`` divided by its sum),
+    where it is exact; the code panel shows ``renormalized`` (core.stages.lines).
 
     When scores lie far apart, softmax can underflow every kept weight of a row to 0 (or to
     imprecise subnormals) and the division gives 0/0 = nan: such rows take ``fallback``'s
     (approach B's weights, the same values computed without the underflow).
     """
-    row_sums = masked_simple.sum(dim=-1, keepdim=True)                       # (b, T, 1)
-    renormalized = masked_simple / row_sums                                  # (b, T, T)
     info = torch.finfo(masked_simple.dtype)
     trusted = masked_simple.amax(dim=-1, keepdim=True) >= info.tiny / info.eps   # the row's largest weight is exact
     return torch.where(trusted, renormalized, fallback)
@@ -89,7 +90,8 @@ def forward(batch: torch.Tensor, qkv: dict[str, Projection], mask: torch.Tensor,
     # Approach A: softmax first, zero the future, renormalise the rows.
     masked_simple = record("masked_simple",
                            torch.softmax(attn_scores / keys.shape[-1] ** 0.5, dim=-1) * mask)   # (b, T, T)
-    record("renormalized_weights", renormalize(masked_simple, fallback=attn_weights))           # (b, T, T)
+    record("renormalized_weights", exact_rows(masked_simple / masked_simple.sum(dim=-1, keepdim=True),
+                                              masked_simple, fallback=attn_weights))              # (b, T, T)
     # nn.Dropout(p) in training mode: kept weights scaled by 1/(1−p).
     record("dropout_mask", dropout_mask)
     dropped_weights = record("dropped_weights", attn_weights * dropout_mask / (1 - p))      # (b, T, T)
@@ -102,24 +104,17 @@ def mask_line(cfg) -> str:
 
 
 def code(cfg) -> list[tuple[str | None, str]]:
-    p = cfg.dropout
-    return weight_lines(cfg) + [
-        (None, f"batch = torch.stack([inputs] * {cfg.batch})  # (b, T, d_in)"),
-        ("queries", f"queries = {proj_line('query', 'batch', cfg)}"),
-        ("keys", f"keys = {proj_line('key', 'batch', cfg)}"),
-        ("values", f"values = {proj_line('value', 'batch', cfg)}"),
-        ("attn_scores", "attn_scores = queries @ keys.transpose(1, 2)"),
-        (None, "T = attn_scores.shape[-1]"),
-        ("mask", f"mask = {mask_line(cfg)}"),
-        ("masked_scores", "masked_scores = attn_scores.masked_fill(mask == 0, -torch.inf)"),
-        ("attn_weights", "attn_weights = torch.softmax(masked_scores / keys.shape[-1] ** 0.5, dim=-1)"),
-        ("masked_simple", "masked_simple = torch.softmax(attn_scores / keys.shape[-1] ** 0.5, dim=-1) * mask"),
-        ("renormalized_weights", "renormalized_weights = masked_simple / masked_simple.sum(dim=-1, keepdim=True)"),
-        (None, f"torch.manual_seed({cfg.dropout_seed})"),
-        ("dropout_mask", "dropout_mask = torch.empty(attn_weights.shape).bernoulli_(1 - p)  # what nn.Dropout(p) draws"
-         if p > 0 else "dropout_mask = torch.ones(attn_weights.shape)  # p = 0: nothing dropped"),
-        ("dropped_weights", "dropped_weights = attn_weights * dropout_mask / (1 - p)"),
-        ("context_vecs", "context_vecs = dropped_weights @ values")]
+    """The weights' draw and the batch, then the forward's own lines (core.stages.lines), with the
+    mask and the dropout draw it is given written where it records them."""
+    dropout = ("dropout_mask = torch.empty(attn_weights.shape).bernoulli_(1 - p)  # what nn.Dropout(p) draws"
+               if cfg.dropout > 0 else "dropout_mask = torch.ones(attn_weights.shape)  # p = 0: nothing dropped")
+    given = {"mask": [(None, "T = batch.shape[1]"), ("mask", f"mask = {mask_line(cfg)}")],
+             "dropout_mask": [(None, f"torch.manual_seed({cfg.dropout_seed})"), ("dropout_mask", dropout)]}
+    return weight_lines(cfg) + [(None, batch_line(cfg))] + lines(forward, given, qkv_values(cfg))
+
+
+def batch_line(cfg) -> str:
+    return f"batch = torch.stack([inputs] * {cfg.batch})  # (b, T, d_in)"
 
 
 def explain(c):
@@ -151,7 +146,7 @@ def explain(c):
     if name == "renormalized_weights":
         row = c.get("causal", "masked_simple", c.b)[i]
         total = c.sum(row)
-        if c.underflowed(row):  # the trace took approach B's row (see renormalize)
+        if c.underflowed(row):  # the trace took approach B's row (see exact_rows)
             scaled = c.get("causal", "masked_scores", c.b)[i] / c.cfg.d_out ** 0.5
             value, lines = c.softmax(scaled, j, f"masked scores / √{c.cfg.d_out}")
             return c.done("softmax", f"softmax(masked[{tok[i]}, :] / √{c.cfg.d_out})[{tok[j]}]",

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import torch
 
 from core.stages.causal import attention_weights
+from core.stages.lines import lines
 from core.stages.ops import Ops, project
 from core.stages.schema import Stage, term
 from core.weights import Projection
@@ -359,14 +360,10 @@ def code(cfg) -> list[tuple[str | None, str]]:
     if cfg.variant == "swa":
         c.append(("band_row", f"band_row = (ptr - torch.arange(ptr + 1) < {cfg.window}).float()  # 1 inside the window"))
     window = f" & (diff < {cfg.window})" if cfg.variant == "swa" else ""
-    c += [(None, "diff = ptr - key_positions  # how far back each key is"),
-          ("mask", f"mask = ((diff >= 0){window}).float().unsqueeze(0)  # (1, T): the row for position ptr"),
-          ("attn_scores", "attn_scores = queries @ keys.transpose(1, 2)  # (h, 1, hd) @ (h, hd, T) -> (h, 1, T)"),
-          ("masked_scores", "masked_scores = attn_scores.masked_fill(mask == 0, -torch.inf)"),
-          ("attn_weights", "attn_weights = torch.softmax(masked_scores / keys.shape[-1] ** 0.5, dim=-1)"),
-          ("context_heads", "context_heads = attn_weights @ values  # (h, 1, T) @ (h, T, hd) -> (h, 1, hd)"),
-          ("context_concat", "context_concat = context_heads.transpose(0, 1).reshape(1, d_out)  # (h, 1, hd) -> (1, h, hd) -> (1, d_out)"),
-          ("context_vecs", "context_vecs = context_concat @ W_out" + (" + b_out" if cfg.variant not in ("gqa", "mqa") else "")),
+    # the attention itself: ``attend``'s own lines (core.stages.lines), the mask row written where it records it
+    c += lines(attend, {"mask": [(None, "diff = ptr - key_positions  # how far back each key is"),
+                                 ("mask", f"mask = ((diff >= 0){window}).float().unsqueeze(0)  # (1, T): the row for ptr")]})
+    c += [("context_vecs", "context_vecs = context_concat @ W_out" + (" + b_out" if cfg.variant not in ("gqa", "mqa") else "")),
           ("recomputed", "recomputed = layer(all_tokens, use_cache=False)[ptr:ptr + 1]  # no cache; row ptr sees tokens 0…ptr"),
           ("check", "check = (context_vecs - recomputed).abs().max()")]
     return c

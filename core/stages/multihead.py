@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import torch
 
-from core.stages.causal import attention_weights, mask_line
+from core.stages.causal import attention_weights, batch_line, mask_line
+from core.stages.lines import definition, lines
 from core.stages.ops import Ops
 from core.stages.schema import Stage, term
-from core.stages.trainable import ROLES, draw_lines, proj_line, weight_lines, weights, widen
+from core.stages.trainable import ROLES, draw_lines, qkv_values, weight_lines, weights, widen
 from core.weights import Projection
 
 TERMS = {
@@ -73,12 +74,12 @@ def stack_heads(heads: list[dict[str, Projection]]) -> dict[str, torch.Tensor]:
 
 def wrapper(batch: torch.Tensor, heads: list[dict[str, Projection]], mask: torch.Tensor) -> dict[str, torch.Tensor]:
     """MultiHeadAttentionWrapper: [CausalAttention(d_in, hd) for _ in range(h)], outputs concatenated."""
-    per_head = [causal_head(batch, h, mask) for h in heads]                  # h × ((b, T, T), (b, T, hd))
-    return {
-        **stack_heads(heads),
-        "wrapper_attn_weights": torch.stack([w for w, _ in per_head], dim=1),     # h × (b, T, T) -> (b, h, T, T)
-        "wrapper_context_vecs": torch.cat([z for _, z in per_head], dim=-1),      # h × (b, T, hd) -> (b, T, d_out)
-    }
+    ops = Ops()
+    ops.named.update(stack_heads(heads))
+    per_head = [causal_head(batch, qkv, mask) for qkv in heads]              # h × ((b, T, T), (b, T, hd))
+    ops.record("wrapper_attn_weights", torch.stack([w for w, _ in per_head], dim=1))   # h × (b, T, T) -> (b, h, T, T)
+    ops.record("wrapper_context_vecs", torch.cat([z for _, z in per_head], dim=-1))    # h × (b, T, hd) -> (b, T, d_out)
+    return ops.named
 
 
 def attention(batch: torch.Tensor, qkv: dict, out_proj, num_heads: int, mask: torch.Tensor,
@@ -91,7 +92,7 @@ def attention(batch: torch.Tensor, qkv: dict, out_proj, num_heads: int, mask: to
 
     def split(y: torch.Tensor) -> torch.Tensor:
         # (b, num_tokens, d_out) -> (b, num_tokens, num_heads, head_dim) -> (b, num_heads, num_tokens, head_dim)
-        return y.view(b, num_tokens, num_heads, y.shape[-1] // num_heads).transpose(1, 2)
+        return y.view(b, num_tokens, num_heads, -1).transpose(1, 2)
 
     queries = ops.record("queries", split(ops.project(batch, qkv["query"], "query")))   # (b, h, T, hd)
     keys = ops.record("keys", split(ops.project(batch, qkv["key"], "key")))             # (b, h, T, hd)
@@ -124,49 +125,31 @@ def forward(batch: torch.Tensor, heads: list[dict[str, Projection]], qkv: dict[s
 
 
 def code(cfg) -> list[tuple[str | None, str]]:
-    h, hd = cfg.num_heads, cfg.head_dim
+    """The batch and mask; the wrapper's heads drawn, ``causal_head`` written out and ``wrapper``'s
+    lines; the fused weights' draw and ``fused``'s lines (core.stages.lines reads them all)."""
+    values = qkv_values(cfg)
+    each = {k: (k if v else None) for k, v in values.items()}     # causal_head's qkv: one head's, as it is
+    heads = [f"'{r}': Projection(W_{r}, {f'b_{r}' if cfg.qkv_bias else 'None'})" for r in ROLES]
     c: list[tuple[str | None, str]] = [
-        (None, f"batch = torch.stack([inputs] * {cfg.batch})  # (b, T, d_in)"),
-        (None, "b, T, _ = batch.shape"),
+        (None, batch_line(cfg)), (None, "T = batch.shape[1]"), (None, f"num_heads = {cfg.num_heads}"),
         ("mask", f"mask = {mask_line(cfg)}"),
         (None, WRAPPER_START),
+        (None, "from collections import namedtuple"),
+        (None, 'Projection = namedtuple("Projection", "W b")  # x @ W + b (b: None, no bias)'),
         (None, f"torch.manual_seed({cfg.seed})"),
         (None, "heads = []"),
-        (None, f"for _ in range({h}):")]
-    c += [(None, "    " + line) for line in draw_lines(cfg, hd)[1:]]
-    c += [(None, "    heads.append((W_query, W_key, W_value" + (", b_query, b_key, b_value))" if cfg.qkv_bias else "))")),
-          ("wrapper_W_query", "wrapper_W_query = torch.stack([hw[0] for hw in heads])  # (h, d_in, hd)"),
-          ("wrapper_W_key", "wrapper_W_key = torch.stack([hw[1] for hw in heads])"),
-          ("wrapper_W_value", "wrapper_W_value = torch.stack([hw[2] for hw in heads])")]
-    if cfg.qkv_bias:
-        c += [(f"wrapper_b_{r}", f"wrapper_b_{r} = torch.stack([hw[{3 + k}] for hw in heads])  # (h, hd)")
-              for k, r in enumerate(ROLES)]
-    bias = [f" + hw[{3 + k}]" if cfg.qkv_bias else "" for k in range(3)]
-    c += [(None, "def causal_head(hw):"),
-          (None, f"    q, k, v = batch @ hw[0]{bias[0]}, batch @ hw[1]{bias[1]}, batch @ hw[2]{bias[2]}"),
-          (None, "    s = (q @ k.transpose(1, 2)).masked_fill(mask == 0, -torch.inf)"),
-          (None, "    w = torch.softmax(s / k.shape[-1] ** 0.5, dim=-1)"),
-          (None, "    return w, w @ v"),
-          (None, "per_head = [causal_head(hw) for hw in heads]"),
-          ("wrapper_attn_weights", "wrapper_attn_weights = torch.stack([w for w, _ in per_head], dim=1)  # (b, h, T, T)"),
-          ("wrapper_context_vecs", "wrapper_context_vecs = torch.cat([z for _, z in per_head], dim=-1)"),
-          (None, FUSED_START)]
-    c += weight_lines(cfg)                       # each draw line tagged with the weight it makes
+        (None, "for _ in range(num_heads):")]
+    c += [(None, "    " + line) for line in draw_lines(cfg, cfg.head_dim)[1:]]
+    c += [(None, f"    heads.append({{{', '.join(heads[:2])},"), (None, f"                  {heads[2]}}})")]
+    c += [(f"wrapper_{k}_{r}", f"wrapper_{k}_{r} = torch.stack([qkv['{r}'].{k} for qkv in heads])"
+           + ("  # (h, d_in, hd)" if k == "W" else "  # (h, hd)"))
+          for k in ("W", "b") if k == "W" or cfg.qkv_bias for r in ROLES]
+    c += definition(causal_head, each) + lines(wrapper)
+    c += [(None, FUSED_START)] + weight_lines(cfg)     # each draw line tagged with the weight it makes
     c += [(None, "out_proj = nn.Linear(d_out, d_out)"),
           ("W_out", f"W_out = out_proj.weight.T.detach(){widen(cfg)}"),
-          ("b_out", f"b_out = out_proj.bias.detach(){widen(cfg)}"),
-          ("queries", f"queries = ({proj_line('query', 'batch', cfg)}).view(b, T, {h}, {hd}).transpose(1, 2)"
-                      "  # (b, T, d_out) -> (b, T, h, hd) -> (b, h, T, hd)"),
-          ("keys", f"keys = ({proj_line('key', 'batch', cfg)}).view(b, T, {h}, {hd}).transpose(1, 2)"),
-          ("values", f"values = ({proj_line('value', 'batch', cfg)}).view(b, T, {h}, {hd}).transpose(1, 2)"),
-          ("attn_scores", "attn_scores = queries @ keys.transpose(2, 3)  # (b, h, T, T)"),
-          ("masked_scores", "masked_scores = attn_scores.masked_fill(mask == 0, -torch.inf)"),
-          ("attn_weights", "attn_weights = torch.softmax(masked_scores / keys.shape[-1] ** 0.5, dim=-1)"),
-          ("context_heads", "context_heads = attn_weights @ values  # (b, h, T, hd)"),
-          ("context_concat", "context_concat = context_heads.transpose(1, 2).contiguous().view(b, T, d_out)"
-                             "  # (b, h, T, hd) -> (b, T, h, hd) -> (b, T, d_out)"),
-          ("context_vecs", "context_vecs = context_concat @ W_out + b_out")]
-    return c
+          ("b_out", f"b_out = out_proj.bias.detach(){widen(cfg)}")]
+    return c + lines(fused, values={**values, "out_proj.W": "W_out", "out_proj.b": "b_out"})
 
 
 def explain(c):

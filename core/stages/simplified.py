@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import torch
 
+from core.stages.lines import lines
+from core.stages.ops import Ops
 from core.stages.schema import Stage, term
 
 TERMS = {
@@ -25,27 +27,21 @@ def softmax_naive(x: torch.Tensor) -> torch.Tensor:
     return torch.exp(x) / torch.exp(x).sum(dim=-1, keepdim=True)
 
 
-def forward(inputs: torch.Tensor) -> dict[str, torch.Tensor]:
+def forward(inputs: torch.Tensor, ops: Ops | None = None) -> dict[str, torch.Tensor]:
     """inputs: (num_tokens, d_in) -> every intermediate of section 3.3."""
-    attn_scores = inputs @ inputs.T                                                # (T, T)
-    attn_weights_sumnorm = attn_scores / attn_scores.sum(dim=-1, keepdim=True)     # (T, T)
-    attn_weights = torch.softmax(attn_scores, dim=-1)                              # (T, T)
-    context_vecs = attn_weights @ inputs                                           # (T, d_in)
-    return {
-        "inputs": inputs,
-        "attn_scores": attn_scores,
-        "attn_weights_sumnorm": attn_weights_sumnorm,
-        "attn_weights": attn_weights,
-        "context_vecs": context_vecs,
-    }
+    ops = ops or Ops()
+    record = ops.record
+    record("inputs", inputs)
+    attn_scores = record("attn_scores", inputs @ inputs.T)                                         # (T, T)
+    record("attn_weights_sumnorm", attn_scores / attn_scores.sum(dim=-1, keepdim=True))            # (T, T)
+    attn_weights = record("attn_weights", torch.softmax(attn_scores, dim=-1))                      # (T, T)
+    record("context_vecs", attn_weights @ inputs)                                                  # (T, d_in)
+    return ops.named
 
 
 def code(cfg) -> list[tuple[str | None, str]]:
-    """The code panel's lines: (intermediate or None, line)."""
-    return [("attn_scores", "attn_scores = inputs @ inputs.T"),
-            ("attn_weights_sumnorm", "attn_weights_sumnorm = attn_scores / attn_scores.sum(dim=-1, keepdim=True)"),
-            ("attn_weights", "attn_weights = torch.softmax(attn_scores, dim=-1)"),
-            ("context_vecs", "context_vecs = attn_weights @ inputs")]
+    """The code panel's lines, (intermediate or None, line): the forward's own (core.stages.lines)."""
+    return lines(forward, given={"inputs": []})
 
 
 def explain(c):

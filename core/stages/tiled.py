@@ -28,6 +28,7 @@ import math
 import torch
 
 from core.stages.causal import attention_weights, causal_mask
+from core.stages.lines import lines
 from core.stages.ops import Ops
 from core.stages.schema import Stage, term
 
@@ -142,35 +143,42 @@ def tile_scores(q_block: torch.Tensor, k_block: torch.Tensor, q_pos: torch.Tenso
 def fa1_step(S: torch.Tensor, v_block: torch.Tensor, m_old: torch.Tensor, l_old: torch.Tensor,
              O_old: torch.Tensor) -> dict[str, torch.Tensor]:
     """Algorithm 1 (FlashAttention), lines 9–13, for one tile: O stays normalised."""
-    m_tile = S.amax(dim=-1)                                                # (Br, Bc) -> (Br,)
+    ops = Ops()
+    record = ops.record
+    record("m_before", m_old)
+    record("l_before", l_old)
+    record("O_before", O_old)
+    m_tile = record("m_tile", S.amax(dim=-1))                              # (Br, Bc) -> (Br,)
     # a row the tile hides entirely has m̃ = −∞: subtract 0 instead (its P̃ is 0 either way, not nan)
     m_safe = torch.where(torch.isinf(m_tile), torch.zeros_like(m_tile), m_tile)
-    probs = torch.exp(S - m_safe.unsqueeze(-1))                            # (Br, Bc) - (Br, 1) -> (Br, Bc)
-    l_tile = probs.sum(dim=-1)                                             # (Br,)
-    m_new = torch.maximum(m_old, m_tile)                                   # (Br,)
-    rescale = torch.exp(m_old - m_new)                                     # (Br,): 0 where m_old = −∞
-    tile_scale = torch.exp(m_tile - m_new)                                 # (Br,): 0 where the tile hides the row
-    l_new = rescale * l_old + tile_scale * l_tile                          # (Br,)
+    P = record("probs", torch.exp(S - m_safe.unsqueeze(-1)))               # (Br, Bc) - (Br, 1) -> (Br, Bc): P̃
+    l_tile = record("l_tile", P.sum(dim=-1))                               # (Br,)
+    m_new = record("m_after", torch.maximum(m_old, m_tile))                # (Br,)
+    alpha = record("rescale", torch.exp(m_old - m_new))                    # (Br,): 0 where m_old = −∞
+    beta = record("tile_scale", torch.exp(m_tile - m_new))                 # (Br,): 0 where the tile hides the row
+    l_new = record("l_after", alpha * l_old + beta * l_tile)               # (Br,)
     # (Br, 1) * (Br, d) + (Br, 1) * ((Br, Bc) @ (Bc, d)) -> (Br, d), then / (Br, 1)
-    O_new = ((l_old * rescale).unsqueeze(-1) * O_old
-             + tile_scale.unsqueeze(-1) * (probs @ v_block)) / l_new.unsqueeze(-1)
-    return {"m_tile": m_tile, "m_before": m_old, "m_after": m_new, "rescale": rescale, "tile_scale": tile_scale,
-            "probs": probs, "l_tile": l_tile, "l_before": l_old, "l_after": l_new, "O_before": O_old,
-            "O_after": O_new}
+    O_new = record("O_after", ((l_old * alpha).unsqueeze(-1) * O_old + beta.unsqueeze(-1) * (P @ v_block))
+                   / l_new.unsqueeze(-1))
+    return ops.named
 
 
 def fa2_step(S: torch.Tensor, v_block: torch.Tensor, m_old: torch.Tensor, l_old: torch.Tensor,
              O_old: torch.Tensor) -> dict[str, torch.Tensor]:
     """FlashAttention-2, Algorithm 1, lines 8–10, for one tile: O is the unscaled accumulator."""
-    m_tile = S.amax(dim=-1)                                                # (Br, Bc) -> (Br,)
-    m_new = torch.maximum(m_old, m_tile)                                   # (Br,)
-    probs = torch.exp(S - m_new.unsqueeze(-1))                             # (Br, Bc) - (Br, 1) -> (Br, Bc)
-    rescale = torch.exp(m_old - m_new)                                     # (Br,): 0 where m_old = −∞
-    l_tile = probs.sum(dim=-1)                                             # (Br,)
-    l_new = rescale * l_old + l_tile                                       # (Br,)
-    O_new = rescale.unsqueeze(-1) * O_old + probs @ v_block                # (Br, 1) * (Br, d) + (Br, Bc) @ (Bc, d) -> (Br, d)
-    return {"m_tile": m_tile, "m_before": m_old, "m_after": m_new, "rescale": rescale, "probs": probs,
-            "l_tile": l_tile, "l_before": l_old, "l_after": l_new, "O_before": O_old, "O_after": O_new}
+    ops = Ops()
+    record = ops.record
+    record("m_before", m_old)
+    record("l_before", l_old)
+    record("O_before", O_old)
+    m_tile = record("m_tile", S.amax(dim=-1))                              # (Br, Bc) -> (Br,)
+    m_new = record("m_after", torch.maximum(m_old, m_tile))                # (Br,)
+    P = record("probs", torch.exp(S - m_new.unsqueeze(-1)))                # (Br, Bc) - (Br, 1) -> (Br, Bc)
+    alpha = record("rescale", torch.exp(m_old - m_new))                    # (Br,): 0 where m_old = −∞
+    l_tile = record("l_tile", P.sum(dim=-1))                               # (Br,)
+    l_new = record("l_after", alpha * l_old + l_tile)                      # (Br,)
+    O_new = record("O_after", alpha.unsqueeze(-1) * O_old + P @ v_block)   # (Br, 1) * (Br, d) + (Br, Bc) @ (Bc, d) -> (Br, d)
+    return ops.named
 
 
 def put(full: torch.Tensor, start: int, stop: int, rows: torch.Tensor) -> torch.Tensor:
@@ -246,17 +254,14 @@ def code(cfg) -> list[tuple[str | None, str]]:
     body = [("tile", "# tile (i // Br, j // Bc)"),
             ("scores", "S = Q_i @ K_j.T / math.sqrt(d)  # (Br, d) @ (d, Bc) -> (Br, Bc), scaled")]
     body += mask
+    # the tile's steps: fa1_step's or fa2_step's own lines (core.stages.lines), the running
+    # values read from HBM where the step records them
+    given = {"m_before": [("m_before", "m_old, l_old, O_old = m[i:i + Br], l[i:i + Br], O[i:i + Br]")],
+             "l_before": [("l_before", "# l_old: the running sum so far")],
+             "O_before": [("O_before", "# O_old: the unscaled accumulator so far" if cfg.fa2 else "# O_old: normalised so far")]}
+    body += lines(fa2_step if cfg.fa2 else fa1_step, given, {"v_block": "V_j"})
+    body += [(None, "m[i:i + Br], l[i:i + Br], O[i:i + Br] = m_new, l_new, O_new  # written back to HBM")]
     if cfg.fa2:
-        body += [("m_before", "m_old, l_old, O_old = m[i:i + Br], l[i:i + Br], O[i:i + Br]"),
-                 ("l_before", "# l_old: the running sum so far"), ("O_before", "# O_old: the unscaled accumulator so far"),
-                 ("m_tile", "m_tile = S.amax(dim=-1)  # (Br,)"),
-                 ("m_after", "m_new = torch.maximum(m_old, m_tile)"),
-                 ("probs", "P = torch.exp(S - m_new[:, None])  # (Br, Bc)"),
-                 ("rescale", "alpha = torch.exp(m_old - m_new)  # 0 on a row's first tile"),
-                 ("l_tile", "l_tile = P.sum(dim=-1)"),
-                 ("l_after", "l_new = alpha * l_old + l_tile"),
-                 ("O_after", "O_new = alpha[:, None] * O_old + P @ V_j  # (Br, Bc) @ (Bc, d) -> (Br, d), unscaled"),
-                 (None, "m[i:i + Br], l[i:i + Br], O[i:i + Br] = m_new, l_new, O_new")]
         loop = ([(None, "for i in range(0, T, Br):  # query blocks outermost (FlashAttention-2)")]
                 + [(n, "    " + line) for n, line in load_q]
                 + [(None, "    for j in range(0, T, Bc):  # key blocks inside")] + skip
@@ -264,17 +269,6 @@ def code(cfg) -> list[tuple[str | None, str]]:
         tail = [("output", "O = O / l[:, None]  # once, at the end"),
                 ("m", "# m: each row's maximum"), ("l", "# l: each row's sum")]
     else:
-        body += [("m_before", "m_old, l_old, O_old = m[i:i + Br], l[i:i + Br], O[i:i + Br]"),
-                 ("l_before", "# l_old: the running sum so far"), ("O_before", "# O_old: normalised so far"),
-                 ("m_tile", "m_tile = S.amax(dim=-1)  # (Br,)"),
-                 ("probs", "P = torch.exp(S - m_tile.nan_to_num(neginf=0)[:, None])  # P̃, against the tile's own max"),
-                 ("l_tile", "l_tile = P.sum(dim=-1)"),
-                 ("m_after", "m_new = torch.maximum(m_old, m_tile)"),
-                 ("rescale", "alpha = torch.exp(m_old - m_new)"),
-                 ("tile_scale", "beta = torch.exp(m_tile - m_new)"),
-                 ("l_after", "l_new = alpha * l_old + beta * l_tile"),
-                 ("O_after", "O_new = ((alpha * l_old)[:, None] * O_old + beta[:, None] * (P @ V_j)) / l_new[:, None]"),
-                 (None, "m[i:i + Br], l[i:i + Br], O[i:i + Br] = m_new, l_new, O_new  # written back to HBM")]
         loop = ([(None, "for j in range(0, T, Bc):  # key blocks outermost (FlashAttention)")]
                 + [(n, "    " + line) for n, line in load_kv]
                 + [(None, "    for i in range(0, T, Br):  # query blocks inside")] + skip

@@ -9,6 +9,7 @@ import math
 
 import torch
 
+from core.stages.lines import lines
 from core.stages.ops import Ops
 from core.stages.schema import Stage, term
 from core.weights import ROLES, Projection
@@ -88,8 +89,11 @@ def draw_lines(cfg, d_out, prefix: str = "") -> list[str]:
     return lines
 
 
-def proj_line(role: str, src: str, cfg, prefix: str = "") -> str:
-    return f"{src} @ {prefix}W_{role}" + (f" + {prefix}b_{role}" if cfg.qkv_bias else "")
+def qkv_values(cfg, prefix: str = "") -> dict[str, str | None]:
+    """How the code panel writes the forward's ``qkv[role].W`` / ``.b``: the book's W_query, b_query
+    (None without biases, so ``project`` shows ``x @ W_query``). core.stages.lines."""
+    return {f'qkv["{role}"].{k}': (f"{prefix}{k}_{role}" if k == "W" or cfg.qkv_bias else None)
+            for role in ROLES for k in ("W", "b")}
 
 
 def weight_lines(cfg) -> list[tuple[str | None, str]]:
@@ -100,14 +104,8 @@ def weight_lines(cfg) -> list[tuple[str | None, str]]:
 
 
 def code(cfg) -> list[tuple[str | None, str]]:
-    return weight_lines(cfg) + [
-        ("queries", f"queries = {proj_line('query', 'inputs', cfg)}"),
-        ("keys", f"keys = {proj_line('key', 'inputs', cfg)}"),
-        ("values", f"values = {proj_line('value', 'inputs', cfg)}"),
-        ("attn_scores", "attn_scores = queries @ keys.T"),
-        ("scaled_scores", "scaled_scores = attn_scores / keys.shape[-1] ** 0.5"),
-        ("attn_weights", "attn_weights = torch.softmax(scaled_scores, dim=-1)"),
-        ("context_vecs", "context_vecs = attn_weights @ values")]
+    """The weights' draw, then the forward's own lines (core.stages.lines)."""
+    return weight_lines(cfg) + lines(forward, values=qkv_values(cfg))
 
 
 def explain(c):
