@@ -26,7 +26,9 @@ import ast
 import copy
 import functools
 import inspect
+import io
 import textwrap
+import tokenize
 from typing import Callable
 
 from core.stages.ops import Ops
@@ -67,7 +69,16 @@ def _expr(text: str) -> ast.expr:
 
 @functools.cache
 def _source(fn: Callable) -> ast.FunctionDef:
-    return ast.parse(textwrap.dedent(inspect.getsource(fn))).body[0]
+    """``fn``'s definition; each simple statement carries the shape comment (``# (b, h, T, hd)``) that ends its last
+    line or stands on the line above (``_comment``), which the panel keeps."""
+    text = textwrap.dedent(inspect.getsource(fn))
+    comments = {tok.start[0]: tok.string for tok in tokenize.generate_tokens(io.StringIO(text).readline)
+                if tok.type == tokenize.COMMENT and tok.string.startswith("# (")}     # shapes only
+    fd = ast.parse(text).body[0]
+    for node in ast.walk(fd):
+        if isinstance(node, (ast.Assign, ast.Expr, ast.Return)):   # its own line's, else the line above's
+            node._comment = comments.get(node.end_lineno) or comments.get(node.lineno - 1)
+    return fd
 
 
 def _is_record(node: ast.AST) -> bool:
@@ -194,8 +205,10 @@ class _Reader:
                 return call
         return Inline().visit(copy.deepcopy(node))
 
-    def line(self, name: str | None, target: str, value: ast.expr) -> None:
-        self.out.append((name, f"{target} = {ast.unparse(_Fold(self.known).visit(value))}"))
+    def line(self, name: str | None, target: str, value: ast.expr, stmt: ast.stmt | None = None) -> None:
+        comment = getattr(stmt, "_comment", None)
+        self.out.append((name, f"{target} = {ast.unparse(_Fold(self.known).visit(value))}"
+                               + (f"  {comment}" if comment else "")))
 
     # -- statements ------------------------------------------------------------------------
     def body(self, stmts: list[ast.stmt], bind: dict, scopes: list[Scope]) -> None:
@@ -219,7 +232,7 @@ class _Reader:
                 if _uses_ops(value) or any(map(_uses_ops, getattr(stmt, "targets", ()))):   # ops = …, return ops.named
                     continue
                 if isinstance(stmt, ast.Assign):
-                    self.line(None, " = ".join(map(_target, stmt.targets)), value)
+                    self.line(None, " = ".join(map(_target, stmt.targets)), value, stmt)
                 elif self.block:                 # a function written out (``definition``): its result
                     self.out.append((None, f"return {_target(_Fold(self.known).visit(value))}"))
 
@@ -231,7 +244,7 @@ class _Reader:
             return
         # the line assigns the forward's variable (m_new = record("m_after", …)), else the name
         assigned = isinstance(stmt, ast.Assign) and isinstance(stmt.targets[0], ast.Name)
-        self.line(name, stmt.targets[0].id if assigned else name, self.expr(value, scopes))
+        self.line(name, stmt.targets[0].id if assigned else name, self.expr(value, scopes), stmt)
 
     def recording_call(self, call: ast.Call, scopes: list[Scope]) -> bool:
         """Write the lines of a called function that records; False if it records nothing."""

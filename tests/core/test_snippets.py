@@ -65,8 +65,8 @@ def test_stage_code_names_every_intermediate():
 
 def test_book_style_lines():
     code = dict((n, l) for n, l in stage_code(AttentionConfig(), "trainable") if n)
-    assert code["attn_scores"] == "attn_scores = queries @ keys.T"
-    assert code["queries"] == "queries = inputs @ W_query"
+    assert code["attn_scores"] == "attn_scores = queries @ keys.T  # (T, T)"
+    assert code["queries"] == "queries = inputs @ W_query  # (T, d_in) -> (T, d_out)"
 
 
 @pytest.mark.parametrize("init", ["rand", "linear"])

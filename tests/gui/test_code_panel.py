@@ -38,7 +38,7 @@ def assert_printed_equals_shown(printed: np.ndarray, data) -> None:
 def test_copied_snippet_prints_the_shown_scores(window, qtbot):
     go_to(window, qtbot, "trainable.scores")
     panel, data = shown(window, "trainable", "attn_scores")
-    assert window.code_panel.highlighted_line() == "attn_scores = queries @ keys.T"   # the step's result
+    assert window.code_panel.highlighted_line() == "attn_scores = queries @ keys.T  # (T, T)"   # the step's result
     click_cell(qtbot, panel, 0, 0)
     assert window.code_panel.key == ("trainable", "attn_scores")
     assert_printed_equals_shown(run_copied(window, qtbot), data)

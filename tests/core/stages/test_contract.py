@@ -14,7 +14,7 @@ STAGES_DIR = Path(__file__).resolve().parents[3] / "core" / "stages"
 # and the language's own helpers (annotations, dataclasses, typing)
 ALLOWED = {"torch", "math", "core.weights", "core.stages", "__future__", "dataclasses", "typing"}
 # lines.py computes nothing: it reads the forwards' source for the code panel (core/stages/lines.py)
-READS_SOURCE = {"lines.py": {"ast", "copy", "functools", "inspect", "textwrap"}}
+READS_SOURCE = {"lines.py": {"ast", "copy", "functools", "inspect", "io", "textwrap", "tokenize"}}
 
 
 def _imports(path: Path) -> list[str]:
