@@ -25,18 +25,12 @@ PENS = {("your inputs", True): ("#1f77b4", QtCore.Qt.PenStyle.SolidLine),
         ("random vectors", False): ("#d62728", QtCore.Qt.PenStyle.DashLine)}
 
 
-def softmax_rows(scores: np.ndarray) -> np.ndarray:
-    s = scores.astype(np.float64)
-    s = s - s.max(axis=-1, keepdims=True)
-    e = np.exp(s)
-    return e / e.sum(axis=-1, keepdims=True)
-
-
 def weights(trace, scaled: bool) -> np.ndarray:
     """The trainable stage's attention weights with or without 1/√d_k."""
     if scaled:
         return trace["trainable", "attn_weights"].numpy().astype(np.float64)
-    return softmax_rows(trace["trainable", "attn_scores"].numpy())
+    from core.stages.trainable import weights_of
+    return weights_of(trace["trainable", "attn_scores"].tensor, trace.config.d_out, scaled=False).numpy()
 
 
 class ScalingView(RefreshWhenShown, QtWidgets.QWidget):

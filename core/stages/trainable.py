@@ -55,14 +55,18 @@ def forward(inputs: torch.Tensor, qkv: dict[str, Projection], ops: Ops | None = 
     return ops.named
 
 
+def weights_of(attn_scores: torch.Tensor, d_k: int, scaled: bool) -> torch.Tensor:
+    """The attention weights of the scores, ÷ √d_k (as ``forward`` does) or not (why 1/√d_k: the
+    scaling view's toggle), in float64. attn_scores: (T, T) -> (T, T)."""
+    scores = attn_scores.double()
+    return torch.softmax(scores / math.sqrt(d_k) if scaled else scores, dim=-1)
+
+
 def peakedness(queries: torch.Tensor, keys: torch.Tensor, scaled: bool) -> tuple[float, float]:
     """How peaked this stage's softmax is, for core.scaling's chart of why 1/√d_k: the mean over
     query rows of the largest weight and the mean row entropy (nats), with the scores scaled
     (÷ √d_k, as ``forward`` does) or not. queries, keys: (T, d_k)."""
-    scores = queries @ keys.T                                                # (T, T)
-    if scaled:
-        scores = scores / math.sqrt(keys.shape[-1])
-    w = torch.softmax(scores.double(), dim=-1)                               # (T, T)
+    w = weights_of(queries @ keys.T, keys.shape[-1], scaled)                # (T, T)
     ent = -(w * torch.log(w.clamp_min(1e-300))).sum(dim=-1)                  # (T,)
     return float(w.max(dim=-1).values.mean()), float(ent.mean())
 
