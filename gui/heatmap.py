@@ -261,7 +261,8 @@ def grid_shape(n: int, max_cols: int | None = None) -> tuple[int, int]:
 
 
 def fit_grid_cols(data: MatrixData, width: int) -> int:
-    """The most columns of maps (up to the default) whose panel fits ``width`` px; 1 if none."""
+    """The most columns of maps (up to the default, or the panel's own ``extra["grid_cols"]``: stage
+    6's rows of heads) whose panel fits ``width`` px; 1 if none."""
     ncols = data.extra.get("grid_cols") or grid_shape(len(data.maps))[0]    # grid_cols: the panel's own choice
     while ncols > 1 and panel_min_size(data, ncols)[0] > width:
         ncols -= 1

@@ -80,3 +80,36 @@ def test_tiled_and_rope_steps_fit(layout_window, stage):
     problems = _check_stage(win, stage, "default")
     win.controller.go(0)
     assert not problems, "\n".join(problems[:40]) + f"\n… {len(problems)} problems"
+
+
+def test_a_panel_may_ask_for_more_grid_columns_and_colour_its_map_titles(qtbot):
+    """What the decode steps use of gui.heatmap: ``extra["grid_cols"]`` lays 8 heads out in one row
+    (not the square default of 3 × 3) where the width allows, fewer columns where it does not; a
+    map's ``title_colour`` is the colour its title is drawn in (a chosen head's stays blue)."""
+    import numpy as np
+
+    from gui.heatmap import MatrixPanel, fit_grid_cols, grid_shape, panel_min_size
+    from gui.matrices import MapData, MatrixData
+    maps = [MapData(np.full((1, 3), float(h), np.float32), None, f"h{h} ← kv{h // 4}", (h,), h,
+                    title_colour=("#c0392b", "#1e8449")[h // 4]) for h in range(8)]
+    data = MatrixData(key=("decode", "attn_scores"), title="ω", symbol="ω", meaning="a score", maps=maps,
+                      row_labels=("new",), col_labels=("a", "b", "c"), row_axis="new", col_axis="key",
+                      kind="signed", levels=(-8.0, 8.0), extra={"grid_cols": 8})
+    assert grid_shape(8) == (3, 3) and grid_shape(8, 8) == (8, 1) and grid_shape(8, 3) == (3, 3)
+    one_row = panel_min_size(data, 8)
+    assert fit_grid_cols(data, 2000) == 8 and one_row[1] < panel_min_size(data, 3)[1]
+    assert fit_grid_cols(data, one_row[0] - 1) < 8
+    plain = dataclasses.replace(data, extra={})
+    assert fit_grid_cols(plain, 2000) == 3                    # without it: the square default
+    panel = MatrixPanel()
+    qtbot.addWidget(panel)
+    panel.resize(one_row[0] + 20, one_row[1] + 20)
+    panel.show()
+    panel.set_matrix(data, 8)
+    qtbot.wait(20)
+    assert len({m.plot.geometry().top() for m in panel.maps}) == 1        # the 8 heads in one row
+    panel.set_focused(True, 5)
+    colours = [str(m.plot.titleLabel.opts.get("color")) for m in panel.maps]
+    assert colours == ["#c0392b"] * 4 + ["#1e8449", "#2f6fd0", "#1e8449", "#1e8449"]
+    panel.set_focused(False)
+    assert [str(m.plot.titleLabel.opts.get("color")) for m in panel.maps] == ["#c0392b"] * 4 + ["#1e8449"] * 4
