@@ -77,6 +77,9 @@ class Lesson:
     step: str = ""                                            # step id shown when saved
     title: str = ""
     run: RunRef | None = None                                 # a training run saved beside it
+    # the bars' options of stages 6–8 ({"decode": {...}, "tiled": {...}, "rope": {...}}), JSON as
+    # read: the window checks them when it opens the lesson (gui.lessons; bad ones: its defaults)
+    stages: object = None
 
     def to_json(self) -> str:
         data = {
@@ -91,6 +94,8 @@ class Lesson:
         }
         if self.run is not None:
             data["run"] = self.run.to_dict()
+        if self.stages:
+            data["stages"] = self.stages
         text = json.dumps(data, indent=1, ensure_ascii=False)
         if not_text(text):      # a CSV path with bytes that are not UTF-8: written as \udcXX escapes
             text = json.dumps(data, indent=1)
@@ -211,7 +216,9 @@ def parse_lesson(text: str, source: str = "lesson") -> Lesson:
     step = _text_field(data, "step", MAX_STEP_CHARS, source)
     title = _text_field(data, "title", MAX_TITLE_CHARS, source)
     run = None if data.get("run") is None else _run_ref(data["run"], source)
-    return Lesson(config, inputs, weights, step, title, run)
+    # older lessons have no "stages" (the bars open at their defaults); what is there is checked by
+    # the window (gui.lessons.read_stage_options): a bad value costs those options, not the lesson
+    return Lesson(config, inputs, weights, step, title, run, data.get("stages"))
 
 
 def load_lesson(path: str | Path) -> Lesson:

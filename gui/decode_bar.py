@@ -1,7 +1,9 @@
 """Stage 6's controls, one row above the steps while a decode step is on screen: the variant,
 heads, d_out, K/V heads (gqa, swa), latent (mla), window (swa), new tokens, the prompt (the
 book's sentence or the main text field's) and the position pointer (which generated token the
-steps show: a slider, the view model's ``decode_position``)."""
+steps show: a slider, the view model's ``decode_position``). Under it, for GQA/MQA/SWA, a legend
+line: which query heads share which K/V head, in the colours of the maps' titles
+(gui.decode_model.GROUP_COLOURS)."""
 from __future__ import annotations
 
 from PySide6 import QtCore, QtWidgets
@@ -29,9 +31,21 @@ class DecodeBar(QtWidgets.QWidget):
             self.variant.addItem(text, key)
         self.variant.setToolTip(TIPS["variant"])
         self.spins: dict[str, QtWidgets.QSpinBox] = {}
-        row = QtWidgets.QHBoxLayout(self)
-        row.setContentsMargins(6, 2, 6, 2)
+        outer = QtWidgets.QVBoxLayout(self)
+        outer.setContentsMargins(6, 2, 6, 2)
+        outer.setSpacing(0)
+        row = QtWidgets.QHBoxLayout()
+        row.setContentsMargins(0, 0, 0, 0)
         row.setSpacing(4)
+        outer.addLayout(row)
+        # GQA/MQA/SWA: which query heads share which K/V head, in the colours of the maps' titles
+        self.legend = QtWidgets.QLabel(objectName="decodeGroupLegend")
+        self.legend.setWordWrap(True)
+        self.legend.setTextFormat(QtCore.Qt.TextFormat.RichText)
+        self.legend.setToolTip("Query heads that read the same K/V head (repeat_interleave) share its colour "
+                               "in every decode step's map titles")
+        outer.addWidget(self.legend)
+        self.legend.setVisible(False)
         row.addWidget(QtWidgets.QLabel("<b>Decode</b>"))
         row.addWidget(self.variant)
         for field, label, lo, hi in (("num_heads", "Heads", 1, 16), ("d_out", "d_out", 1, 64),
@@ -72,8 +86,10 @@ class DecodeBar(QtWidgets.QWidget):
         self.position.valueChanged.connect(self.model.set_decode_position)
         decode.options_changed.connect(self._show_options)
         self.model.decode_changed.connect(self._show_position)
+        self.model.decode_changed.connect(self._show_legend)
         self._show_options(decode.options)
         self._show_position()
+        self._show_legend()
 
     def _show_main_text(self, config) -> None:
         """The second item names the main text field's text (what that prompt is)."""
@@ -97,6 +113,25 @@ class DecodeBar(QtWidgets.QWidget):
         self.spins["window"].setEnabled(v == "swa")
         for w in self._widgets():
             w.blockSignals(False)
+
+    def _show_legend(self) -> None:
+        """One line: "■ query heads 0–3 share K/V head 0 · ■ query heads 4–7 share K/V head 1" for
+        the trace on screen (hidden where every query head has its own K/V head)."""
+        from html import escape
+
+        from gui.decode_model import group_legend
+        trace = self.model.decode
+        items = group_legend(trace.config) if trace is not None else []
+        self.legend.setVisible(bool(items))
+        text = " · ".join(f"<span style='color:{c}'>■ {escape(t)}</span>" for c, t in items)
+        if text != self.legend.text():
+            self.legend.setText(text)
+
+    def legend_items(self) -> list[tuple[str, str]]:
+        """(colour, text) per K/V head as the legend shows them (empty when hidden)."""
+        from gui.decode_model import group_legend
+        trace = self.model.decode
+        return group_legend(trace.config) if trace is not None and self.legend.isVisibleTo(self) else []
 
     def _show_position(self) -> None:
         m = self.model

@@ -10,6 +10,8 @@ export --stage decode`` does). Nothing here imports torch.
 """
 from __future__ import annotations
 
+import math
+
 WEIGHTS, PREFILL, SUMMARY = "decode_weights", "decode_prefill", "decode_summary"   # = core.decode's
 
 
@@ -61,21 +63,70 @@ class DecodeView(StagesLookup):
 
 
 
-def label_heads(datas, cfg) -> None:
-    """GQA/MQA: each query head's map names the K/V head it shares (repeat_interleave), each K/V
-    head's map the query heads that read it (titles only; the numbers are untouched)."""
+# the K/V groups' colours (titles of the query heads and of their K/V head, the bar's legend): dark
+# enough to read as text on white, none the blue of a chosen head's title (#2f6fd0)
+GROUP_COLOURS = ("#c0392b", "#1e8449", "#8e44ad", "#b9770e", "#117a65", "#7b241c", "#5d6d7e", "#a93226",
+                 "#196f3d", "#6c3483", "#9a7d0a", "#0e6655", "#78281f", "#283747", "#af601a", "#4a235a")
+
+
+def group_of(head: int, cfg) -> int | None:
+    """The K/V head query head ``head`` reads (repeat_interleave: heads h·size … h·size + size − 1
+    read K/V head h); None where every query head has its own (MHA, MLA, g = h)."""
     g = getattr(cfg, "kv_groups", None)
     h = cfg.num_heads
     if cfg.variant == "mla" or not g or g == h:
-        return
-    size = h // g
+        return None
+    return head // (h // g)
+
+
+def group_colour(group: int) -> str:
+    return GROUP_COLOURS[group % len(GROUP_COLOURS)]
+
+
+def group_legend(cfg) -> list[tuple[str, str]]:
+    """(colour, text) per K/V head: "query heads 0–3 share K/V head 0"; empty where no head is shared."""
+    if group_of(0, cfg) is None:
+        return []
+    size = cfg.num_heads // cfg.kv_groups
+    out = []
+    for k in range(cfg.kv_groups):
+        heads = f"query heads {k * size}–{(k + 1) * size - 1}" if size > 1 else f"query head {k}"
+        out.append((group_colour(k), f"{heads} share{'s' if size == 1 else ''} K/V head {k}"))
+    return out
+
+
+def label_heads(datas, cfg) -> None:
+    """Stage 6's maps as the decode steps draw them (the numbers are untouched):
+
+    - GQA/MQA/SWA: each query head's map is titled "h5 ← kv1" (the K/V head it shares,
+      repeat_interleave) and each K/V head's map "kv1", both in that K/V head's colour
+      (:data:`GROUP_COLOURS`; the decode bar's legend line says "query heads 4–7 share K/V head 1");
+    - grids of many heads (thumbnails, ``grid_cols``): where a step shows several, each is one row
+      of heads, the grids one above the other (but K/V heads compared with query heads stay
+      square grids, beside each other); a lone grid of GQA's query heads has one row of heads per
+      K/V head (up to 4 a row); a lone grid of one-row maps (the new token's
+      query, scores…) is two rows of heads, leaving room beside it for the step's other maps."""
+    from gui.heatmap import THUMBNAIL_MAPS
     for d in datas:
         for m in d.maps:
-            if m.title.startswith("head ") and m.head is not None:
-                m.title = f"head {m.head} ← K/V {m.head // size}"
-            elif m.title.startswith("K/V head ") and m.index:
+            k = group_of(m.head, cfg) if m.title.startswith("head ") and m.head is not None else None
+            if k is not None:
+                m.title, m.title_colour = f"h{m.head} ← kv{k}", group_colour(k)
+            elif m.title.startswith("K/V head ") and m.index and group_of(0, cfg) is not None:
                 k = m.index[0]
-                m.title = f"K/V head {k} → q {k * size}…{(k + 1) * size - 1}" if size > 1 else f"K/V head {k}"
+                m.title, m.title_colour = f"kv{k}", group_colour(k)
+    grids = [d for d in datas if len(d.maps) >= THUMBNAIL_MAPS]
+    if len({d.maps[0].head is None for d in grids}) > 1:
+        return              # K/V heads beside the query heads (MHA's GQA step, compared): square grids, one row
+    g = getattr(cfg, "kv_groups", None)
+    size = cfg.num_heads // g if g and group_of(0, cfg) is not None else 0
+    for d in grids:
+        if len(grids) > 1:
+            d.extra["grid_cols"] = len(d.maps)                 # the grids one above the other
+        elif 2 <= size <= 4 and d.maps[0].head is not None and len(d.maps) == cfg.num_heads:
+            d.extra["grid_cols"] = size                        # a row of heads per K/V head (GQA 8 × 2: 4 a row)
+        elif d.shape[0] <= 2:
+            d.extra["grid_cols"] = math.ceil(len(d.maps) / 2)  # two rows of heads: room beside them
 
 
 def options_line(cfg) -> str:

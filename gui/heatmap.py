@@ -256,13 +256,14 @@ def grid_shape(n: int, max_cols: int | None = None) -> tuple[int, int]:
     heads stacked when the step is narrow, rather than a sideways scroll)."""
     ncols = n if n <= 4 else math.ceil(math.sqrt(n))
     if max_cols:
-        ncols = max(1, min(ncols, max_cols))
+        ncols = max(1, min(n, max_cols))      # (more than the default: a panel's ``grid_cols``)
     return ncols, math.ceil(n / max(ncols, 1))
 
 
 def fit_grid_cols(data: MatrixData, width: int) -> int:
-    """The most columns of maps (up to the default) whose panel fits ``width`` px; 1 if none."""
-    ncols, _ = grid_shape(len(data.maps))
+    """The most columns of maps (up to the default, or the panel's own ``extra["grid_cols"]``: stage
+    6's rows of heads) whose panel fits ``width`` px; 1 if none."""
+    ncols = data.extra.get("grid_cols") or grid_shape(len(data.maps))[0]    # grid_cols: the panel's own choice
     while ncols > 1 and panel_min_size(data, ncols)[0] > width:
         ncols -= 1
     return ncols
@@ -910,7 +911,7 @@ class _Map:
         thumb = is_thumbnails(data)
         texts = (m.title, data.row_axis, data.col_axis, thumb)
         if texts != self._texts:
-            self.plot.setTitle(m.title or None, size=pt(9), color="#333")
+            self.plot.setTitle(m.title or None, size=pt(9), color=m.title_colour or "#333")
             self._title_key = None            # MatrixPanel.set_focused styles it again
             self.plot.getAxis("left").setLabel(None if thumb else data.row_axis, color="#555")
             self.plot.getAxis("top").setLabel(None if thumb else data.col_axis, color="#555")
@@ -1129,11 +1130,12 @@ class MatrixPanel(pg.GraphicsLayoutWidget):
             if not title:
                 continue
             chosen = focused and k == map_index and len(self.maps) > 1
-            if getattr(m, "_title_key", None) == (title, chosen):
+            colour = self.data.maps[k].title_colour or "#333"
+            if getattr(m, "_title_key", None) == (title, chosen, colour):
                 continue
-            m._title_key = (title, chosen)
+            m._title_key = (title, chosen, colour)
             m.plot.setTitle(f"▶ {title}" if chosen else title, size=pt(9),
-                            color="#2f6fd0" if chosen else "#333", bold=chosen)
+                            color="#2f6fd0" if chosen else colour, bold=chosen)
 
     def set_matrix(self, data: MatrixData, grid_cols: int | None = None) -> None:
         """Draw ``data``; ``grid_cols``: at most this many maps side by side."""

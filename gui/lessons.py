@@ -8,9 +8,17 @@ damaged or crafted run file (arrays larger than its settings imply, a zip bomb, 
 typed token could be, a link out of the lesson's folder) is one line in the status bar while the
 lesson itself opens. Opening one reads and checks the whole file, and its run file, first, off
 the UI thread: a malformed file gives a message and leaves the open lesson untouched.
+
+The bars of stages 6–8 (decode, tiled attention, RoPE) are saved with it, under "stages": each
+bar's options and pointer (:func:`stage_options`). A lesson without them (older files) opens
+those bars at their defaults; a stage whose saved options are not valid (an unknown name, a value
+of the wrong type, a combination its config refuses) opens at its defaults too, said in the
+status line with the lesson (:func:`read_stage_options`), and nothing else of the lesson changes.
 """
 from __future__ import annotations
 
+import dataclasses
+import math
 from pathlib import Path
 
 from PySide6 import QtCore, QtWidgets
@@ -18,6 +26,167 @@ from PySide6 import QtCore, QtWidgets
 from gui.tasks import TaskRunner
 
 FILTER = "Attention Stepper lessons (*.json);;All files (*)"
+POINTER = {"decode": "position", "tiled": "pointer", "rope": "pointer"}   # the bar's slider, saved under this name
+MAX_OPTION_CHARS = 100
+
+
+def _defaults() -> dict:
+    """Each stage's options as its bar opens (its controller's dataclass defaults)."""
+    from gui.decode_controller import Options
+    from gui.external_stage import SPECS
+    return {"decode": Options(), **{stage: spec.options for stage, spec in SPECS.items()}}
+
+
+def stage_options(window) -> dict:
+    """What the bars of stages 6–8 hold now: their options and (once the stage's trace is there)
+    the slider's pointer, as plain JSON for the lesson's "stages"."""
+    out = {}
+    decode = getattr(window, "decode", None)
+    if decode is not None:
+        out["decode"] = dataclasses.asdict(decode.options)
+        if window.model.decode is not None:
+            out["decode"][POINTER["decode"]] = int(window.model.decode_position)
+    for stage, ctl in getattr(window, "external", {}).items():
+        out[stage] = dataclasses.asdict(ctl.options)
+        state = window.model.external[stage]
+        if state.trace is not None:
+            out[stage][POINTER[stage]] = int(state.pointer)
+    return out
+
+
+def _config_for(stage: str):
+    if stage == "decode":
+        from gui.decode_controller import config_for
+        return config_for
+    from gui.external_stage import SPECS
+    return SPECS[stage].config_for
+
+
+def _error_line(stage: str, exc) -> str:
+    if stage == "decode":
+        from gui.decode_controller import error_line
+        return error_line(exc)
+    from gui.external_stage import SPECS, error_line
+    return error_line(SPECS[stage], exc)
+
+
+def _checked(stage: str, raw, default, chapter) -> tuple[object, int | None]:
+    """(options, pointer) from one stage's saved dict; ValueError says what is wrong."""
+    if not isinstance(raw, dict):
+        raise ValueError(f"must map option names to values, got {type(raw).__name__}")
+    fields = {f.name: getattr(default, f.name) for f in dataclasses.fields(default)}
+    values, pointer = {}, None
+    for key, value in raw.items():
+        if key == POINTER[stage]:
+            if value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 10**6:
+                raise ValueError(f"{key} must be a whole number ≥ 0, got {value!r:.40}")
+            pointer = value
+            continue
+        if key not in fields:
+            raise ValueError(f"unknown option {str(key)[:40]!r}")
+        want = fields[key]
+        if isinstance(want, bool):
+            ok = isinstance(value, bool)
+        elif isinstance(want, int):
+            ok = isinstance(value, int) and not isinstance(value, bool) and abs(value) < 10**9
+        elif isinstance(want, float):
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) \
+                and abs(value) < 1e300
+            value = float(value) if ok else value
+        else:
+            ok = isinstance(value, str) and len(value) <= MAX_OPTION_CHARS
+        if not ok:
+            kind = {bool: "true or false", int: "a whole number", float: "a number"}.get(
+                type(want), f"a string of at most {MAX_OPTION_CHARS} characters")
+            raise ValueError(f"{key} must be {kind}, got {value!r:.40}")
+        values[key] = value
+    options = dataclasses.replace(default, **values)
+    from core.config import ConfigError
+    try:
+        _config_for(stage)(options, chapter)
+    except ConfigError as exc:
+        raise ValueError(_error_line(stage, exc)) from None
+    return options, pointer
+
+
+def read_stage_options(raw, chapter=None) -> tuple[dict, str]:
+    """The bars' options a lesson's "stages" holds: ({stage: (options, pointer or None)}, note).
+    A stage absent (an older lesson) or whose options are not valid gets its bar's defaults;
+    ``note`` is one line naming the bad ones ("" when none). ``chapter``: the lesson's config
+    (what a "main text field" prompt reads)."""
+    defaults = _defaults()
+    out = {stage: (opt, None) for stage, opt in defaults.items()}
+    if raw is None:
+        return out, ""
+    if not isinstance(raw, dict):
+        return out, f"stages must map decode/tiled/rope to their options, got {type(raw).__name__}; the bars' defaults are used"
+    bad = []
+    for stage, default in defaults.items():
+        if stage not in raw:
+            continue
+        try:
+            out[stage] = _checked(stage, raw[stage], default, chapter)
+        except Exception as exc:      # (a ValueError: what is wrong; anything else: never a traceback)
+            bad.append(f"{stage}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
+    if not bad:
+        return out, ""
+    return out, "; ".join(bad) + (" — that bar opens at its defaults" if len(bad) == 1
+                                  else " — those bars open at their defaults")
+
+
+class _PendingPointers:
+    """Sliders a lesson set, applied when their stage's trace for the lesson's options arrives
+    (a stage computes on its first visit: the pointer waits until then)."""
+
+    def __init__(self, window):
+        self.window = window
+        self.want: dict[str, tuple[int, object]] = {}     # stage -> (pointer, the controller's config then)
+        window.model.decode_changed.connect(lambda: self.apply("decode"))
+        window.model.external_changed.connect(self.apply)
+
+    def set(self, stage: str, pointer: int | None) -> None:
+        self.want.pop(stage, None)
+        if pointer is not None:
+            ctl = self.window.decode if stage == "decode" else self.window.external[stage]
+            self.want[stage] = (pointer, ctl.config)
+            self.apply(stage)
+
+    def apply(self, stage: str) -> None:
+        if stage not in self.want:
+            return
+        pointer, config = self.want[stage]
+        m = self.window.model
+        ctl = self.window.decode if stage == "decode" else self.window.external[stage]
+        trace = m.decode if stage == "decode" else m.external[stage].trace
+        if trace is None or ctl.busy:
+            return
+        del self.want[stage]
+        if config is not None and trace.config != config:      # other options since: the pointer is stale
+            return
+        if stage == "decode":
+            m.set_decode_position(pointer)
+        else:
+            m.set_external_pointer(stage, pointer)
+
+
+def apply_stage_options(window, lesson) -> str:
+    """Set the bars of stages 6–8 from ``lesson`` (defaults where it has none or bad ones);
+    returns the one-line note about bad ones ("" when none)."""
+    if getattr(window, "decode", None) is None:
+        return ""
+    chosen, note = read_stage_options(lesson.stages, lesson.config)
+    pending = getattr(window, "_lesson_pointers", None)
+    if pending is None:
+        pending = window._lesson_pointers = _PendingPointers(window)
+    for stage, (options, pointer) in chosen.items():
+        ctl = window.decode if stage == "decode" else window.external.get(stage)
+        if ctl is None:
+            continue
+        ctl.set_options(**dataclasses.asdict(options))
+        pending.set(stage, pointer)
+    return note
 
 
 def current_lesson(controller, title: str = ""):
@@ -60,22 +229,25 @@ def save_lesson(window, path: str | None = None) -> str:
         if not Path(path).suffix:
             path += ".json"
     run, snapshot, layer = lesson_run(window)
+    lesson = dataclasses.replace(current_lesson(window.controller, Path(path).stem), stages=stage_options(window))
     try:
         if run is None:
-            written = write(current_lesson(window.controller, Path(path).stem), path)
+            written = write(lesson, path)
         else:
             from core.train.lessonrun import save_lesson_with_run
-            written, npz = save_lesson_with_run(current_lesson(window.controller, Path(path).stem), run, path,
-                                                snapshot, layer)
+            written, npz = save_lesson_with_run(lesson, run, path, snapshot, layer)
             return f"Saved the lesson to {written}, its training run to {npz.name}"
     except LessonError as exc:
         return f"Could not save the lesson: {exc}"
     return f"Saved the lesson to {written}"
 
 
-def apply_lesson(controller, lesson, run=None, window=None) -> None:
+def apply_lesson(controller, lesson, run=None, window=None) -> str:
     """Show a checked lesson: its step, its settings and edits (computed off the UI thread); with
-    its training run, the run in the Train window and, if saved so, a snapshot's layer as stage 4."""
+    its training run, the run in the Train window and, if saved so, a snapshot's layer as stage 4;
+    with ``window``, the bars of stages 6–8 (set before the step, so a decode step computes once).
+    Returns a one-line note about bar options it could not use ("" when none)."""
+    note = apply_stage_options(window, lesson) if window is not None else ""
     index = next((i for i, s in enumerate(controller.steps) if s.id == lesson.step), controller.index)
     controller.go(index)
     multihead, source = {}, None
@@ -91,6 +263,7 @@ def apply_lesson(controller, lesson, run=None, window=None) -> None:
             train_window.train_view(window).show_run(run, None if source is None else source.index)
     controller.restore("custom", lesson.config.to_dict(), lesson.inputs, lesson.weights, multihead=multihead,
                        multihead_source=source)
+    return note
 
 
 class LessonOpener(QtCore.QObject):
@@ -126,7 +299,8 @@ class LessonOpener(QtCore.QObject):
                 box.setAttribute(QtCore.Qt.WidgetAttribute.WA_DeleteOnClose)
                 box.open()
         else:
-            apply_lesson(window.controller, lesson, run, window)
+            bars = apply_lesson(window.controller, lesson, run, window)
+            note = "; ".join(n for n in (note, bars) if n)
             window.statusBar().showMessage(f"Opened lesson {Path(path).name}"
                                            + (f": {lesson.title}" if lesson.title else "")
                                            + (f"; {note}" if note else ""), 15000 if note else 10000)

@@ -34,6 +34,7 @@ class MapData:
     # see gui.heatmap.prerender). None: values of its own (a difference), nothing kept
     source: object = field(default=None, repr=False, compare=False)
     slice_key: tuple = ()
+    title_colour: str = ""             # the title's colour ("": the default; stage 6: a query head's K/V group)
 
     def display(self, stride: int = 1) -> np.ndarray:
         """float32 copy for the ImageItem (every ``stride``-th row and column): masked and

@@ -7,6 +7,8 @@
 
 Each step number (as the navigator shows it) is grabbed as the whole screen to DIR/<n_m>.png;
 ``click:2.4`` also clicks a cell of the step's last matrix first (the inspector's arithmetic).
+``--bar decode.variant=mla rope.form=interleaved`` sets the options of stages 6–8's bars first
+(gui.decode_controller.Options, gui.external_stage.TiledOptions / RopeOptions).
 Settings live in a temporary folder (the user's are neither read nor written); the tour is off.
 """
 from __future__ import annotations
@@ -26,6 +28,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", required=True, help="folder for the PNGs")
     p.add_argument("--text", help="the learner's own sentence (custom settings)")
     p.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE", help="config fields, e.g. num_heads=12")
+    p.add_argument("--bar", nargs="*", default=[], metavar="STAGE.FIELD=VALUE",
+                   help="stages 6–8's bar options, e.g. decode.variant=mla decode.kv_groups=4 tiled.fa2=true")
     p.add_argument("steps", nargs="+", help="step numbers (1.6, 3.5 …), click:N.M to click a cell first")
     args = p.parse_args(argv)
     home = tempfile.mkdtemp(prefix="stepper-window-shots-")
@@ -54,6 +58,30 @@ def main(argv: list[str] | None = None) -> int:
     if changes:
         controller.set_params(**changes)
         settle(until=lambda: not controller.is_busy())
+    bars: dict[str, dict] = {}
+    for item in args.bar:
+        key, value = item.split("=", 1)
+        stage, field = key.split(".", 1)
+        bars.setdefault(stage, {})[field] = _value(value)
+    for stage, options in bars.items():
+        ctl = win.decode if stage == "decode" else win.external.get(stage)
+        refused: list[str] = []
+        try:
+            if ctl is None:
+                refused.append(f"no such stage (decode, tiled or rope): {stage!r}")
+            else:
+                ctl.error.connect(refused.append)
+                ctl.set_options(**options)
+        except TypeError:              # a field the stage's options do not have
+            refused.append(f"unknown option among {sorted(options)}")
+        if refused:
+            print(f"--bar {stage}: {refused[0]}", file=sys.stderr)
+            win.close()
+            controller.shutdown()
+            return 2
+
+    def stages_idle() -> bool:
+        return not controller.is_busy() and not win.decode.busy and not any(e.busy for e in win.external.values())
     numbers = list(step_numbers())
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -61,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         click = step.startswith("click:")
         number = step.split(":")[-1]
         controller.go(numbers.index(number))
-        settle(until=lambda: not controller.is_busy())
+        settle(until=stages_idle)
         if click:
             shown = controller.model.shown
             controller.model.click(len(shown) - 1, 0, 1, min(2, shown[-1].shape[1] - 1))

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -42,7 +43,7 @@ def save_lesson_with_run(lesson: Lesson, run: TrainRun, path: str | Path, snapsh
     folder = p.parent if str(p.parent) else Path(".")
     npz = folder / run_file_name(p)
     ref = RunRef(npz.name, RUN_VERSION, snapshot, layer)
-    text = Lesson(lesson.config, lesson.inputs, lesson.weights, lesson.step, lesson.title, ref).to_json()
+    text = replace(lesson, run=ref).to_json()             # (its stages' options too)
     size = len(text.encode("utf-8", "surrogatepass"))
     if size > MAX_BYTES:
         raise LessonError(f"the lesson would take {size / 2**20:.0f} MiB; a lesson is at most {MAX_BYTES // 2**20} MiB")

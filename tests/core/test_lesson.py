@@ -167,3 +167,17 @@ def test_a_saved_lesson_gets_the_permissions_the_umask_gives(tmp_path, mask):
     finally:
         os.umask(old)
     assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~mask
+
+
+def test_the_bars_options_of_stages_6_to_8_round_trip_and_older_lessons_have_none(tmp_path):
+    """"stages" is kept as read (the window checks it); a lesson without it (older) reads as None,
+    and one saved without any writes no "stages" key (files for older apps stay as they were)."""
+    stages = {"decode": {"variant": "mla", "latent": 4, "position": 7}, "rope": {"base": 500000.0, "form": "interleaved"}}
+    path = save_lesson(Lesson(AttentionConfig(), step="decode.query", stages=stages), tmp_path / "l.json")
+    assert json.loads(path.read_text())["stages"] == stages
+    assert load_lesson(path).stages == stages
+    plain = save_lesson(Lesson(AttentionConfig()), tmp_path / "plain.json")
+    assert "stages" not in json.loads(plain.read_text()) and load_lesson(plain).stages is None
+    odd = json.loads(path.read_text())
+    odd["stages"] = [1, 2]                      # not the window's format: kept, for the window to refuse
+    assert parse_lesson(json.dumps(odd)).stages == [1, 2]

@@ -129,16 +129,47 @@ def test_decode_steps_show_the_core_trace_at_the_pointer(qtbot, win, options):
         assert f"At position {position} " in win.explanation.toPlainText()
 
 
-def test_gqa_query_heads_are_named_by_the_k_v_head_they_share(qtbot, win):
+def _drawn_title_colours(win, name: str) -> list[str]:
+    """The colours the step view drew the maps' titles of matrix ``name`` in (pyqtgraph's options)."""
+    k = next(i for i, d in enumerate(win.model.shown) if d.key[1] == name)
+    return [str(m.plot.titleLabel.opts.get("color")) for m in win.step_view.panels[k].maps]
+
+
+def test_gqa_query_heads_are_named_and_coloured_by_the_k_v_head_they_share(qtbot, win):
     win.model.go(step_index(win.model, "decode.gqa"))
     wait_decode(qtbot, win)
     set_and_wait(qtbot, win, variant="gqa", num_heads=8, d_out=16, kv_groups=2)
     keys = shown(win, "keys")
-    assert [m.title for m in keys.maps] == [f"head {h} ← K/V {h // 4}" for h in range(8)]
+    assert [m.title for m in keys.maps] == [f"h{h} ← kv{h // 4}" for h in range(8)]
     cache = shown(win, "cache_k")
-    assert [m.title for m in cache.maps] == ["K/V head 0 → q 0…3", "K/V head 1 → q 4…7"]
+    assert [m.title for m in cache.maps] == ["kv0", "kv1"]
     for h, m in enumerate(keys.maps):                         # repeat_interleave: the shared head's rows
         np.testing.assert_array_equal(m.values, cache.maps[h // 4].values)
+    # one colour per K/V head: its query heads' titles and its own title; the two groups differ
+    colours = [m.title_colour for m in keys.maps]
+    assert colours[0] == colours[3] == cache.maps[0].title_colour and colours[4] == colours[7] == cache.maps[1].title_colour
+    assert len(set(colours[:4])) == len(set(colours[4:])) == 1 and colours[0] != colours[4]
+    assert _drawn_title_colours(win, "keys") == colours and _drawn_title_colours(win, "cache_k") == colours[::4]
+    # the same colours on every decode step that draws the query heads
+    for step_id, name in (("decode.scores", "attn_scores"), ("decode.softmax", "attn_weights"),
+                          ("decode.query", "queries")):
+        win.model.go(step_index(win.model, step_id))
+        assert [m.title_colour for m in shown(win, name).maps] == colours, step_id
+        assert _drawn_title_colours(win, name) == colours, step_id
+    # the legend line under the bar, in the same colours
+    assert win.decode_bar.legend.isVisible()
+    assert win.decode_bar.legend_items() == [(colours[0], "query heads 0–3 share K/V head 0"),
+                                             (colours[4], "query heads 4–7 share K/V head 1")]
+    assert "query heads 0–3 share K/V head 0" in win.decode_bar.legend.text() and colours[4] in win.decode_bar.legend.text()
+    # 8 heads over 4 K/V heads: four colours, two heads each; MHA: no groups, no colours, no legend
+    set_and_wait(qtbot, win, kv_groups=4)
+    colours = [m.title_colour for m in shown(win, "queries").maps]
+    assert [colours[h] == colours[h ^ 1] for h in range(8)] == [True] * 8 and len(set(colours)) == 4
+    assert len(win.decode_bar.legend_items()) == 4 and win.decode_bar.legend_items()[3][1] == "query heads 6–7 share K/V head 3"
+    set_and_wait(qtbot, win, variant="mha")
+    assert {m.title_colour for m in shown(win, "queries").maps} == {""}
+    assert [m.title for m in shown(win, "queries").maps] == [f"head {h}" for h in range(8)]
+    assert not win.decode_bar.legend.isVisible() and win.decode_bar.legend_items() == []
 
 
 def test_mla_step_shows_the_latent_cache_and_its_projections(qtbot, win):

@@ -368,7 +368,7 @@ def test_opening_any_crafted_run_never_blocks_the_ui_thread(window, qtbot, capfd
     applied: list[float] = []        # when the read lesson (and run) reached the UI thread
     real_apply = lessons.apply_lesson
     monkeypatch.setattr(lessons, "apply_lesson", lambda *a, **k: (applied.append(time.perf_counter()),
-                                                                  real_apply(*a, **k)))
+                                                                  real_apply(*a, **k))[1])
     c = window.controller
     gaps_seen: list[tuple[float, float, str]] = []
     assert open_lesson_and_wait(window, qtbot, lesson_path) == ""     # modules imported, the Train view made

@@ -28,3 +28,25 @@ def test_window_shots_grabs_the_first_window_with_fresh_settings(tmp_path):
     image = QtGui.QImage(str(tmp_path / "out" / "1_6.png"))
     assert not image.isNull() and image.width() > 100
     assert not (tmp_path / "home").exists()           # settings went to the tool's own folder
+
+
+def test_window_shots_sets_the_bars_of_stages_6_to_8(tmp_path):
+    """--bar decode.variant=mla: the decode step is grabbed with the bar's MLA; a refused option
+    (8 heads over 3 K/V heads) is exit 2 with one line."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "HOME": str(tmp_path / "home")}
+    proc = subprocess.run([sys.executable, "-m", "tools.window_shots", "--out", str(tmp_path / "out"),
+                           "--bar", "decode.variant=mla", "decode.latent=4", "--", "6.5"],
+                          cwd=root, env=env, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert not QtGui.QImage(str(tmp_path / "out" / "6_5.png")).isNull()
+    bad = subprocess.run([sys.executable, "-m", "tools.window_shots", "--out", str(tmp_path / "bad"),
+                          "--bar", "decode.kv_groups=3", "--", "6.5"],
+                         cwd=root, env=env, capture_output=True, text=True, timeout=240)
+    lines = [ln for ln in bad.stderr.splitlines() if ln.strip() and "propagateSizeHints" not in ln]
+    assert bad.returncode == 2 and len(lines) == 1 and lines[0].startswith("--bar decode: kv groups:"), bad.stderr
+    assert not list((tmp_path / "bad").glob("*.png"))

@@ -38,6 +38,14 @@ def test_round_trip_without_retraining(tmp_path, run):
     assert back.history_loss == run.history_loss
 
 
+def test_the_bars_options_are_saved_with_the_run(tmp_path, run):
+    from dataclasses import replace
+    stages = {"tiled": {"block_rows": 3, "pointer": 2}}
+    lesson_path, _npz = save_lesson_with_run(replace(_lesson(), stages=stages), run, tmp_path / "lesson.json")
+    back = load_lesson(lesson_path)
+    assert back.stages == stages and back.run is not None and back.title == "trained"
+
+
 @pytest.mark.parametrize("damage, expected", [
     (lambda npz: npz.unlink(), "lesson.run.npz is missing beside the lesson"),
     (lambda npz: npz.write_bytes(npz.read_bytes()[:300]), "could not be read"),
