@@ -42,6 +42,9 @@ ROPE_VARS = {"queries": "Q", "keys": "K", "queries_rot": "Q_rope", "keys_rot": "
 class NoSnippet(KeyError):
     """No runnable script for this matrix (the code panel says so in its title)."""
 
+    def __str__(self) -> str:            # the sentence, not KeyError's quoted repr
+        return str(self.args[0]) if self.args else ""
+
 
 def snippet(trace, stage: str, name: str) -> str:
     """A runnable script that prints ``stage.name`` (an external stage) with the trace's numbers."""
@@ -148,7 +151,7 @@ def _decode(trace, stage: str, name: str) -> str:
     cfg = trace.config
     v, h, g, hd, W = cfg.variant, cfg.num_heads, cfg.kv_groups, cfg.head_dim, cfg.window
     tokens = tuple(trace.inputs.tokens)
-    T0 = int(trace[PREFILL, "inputs"].tensor.shape[0])
+    T0 = int(trace[PREFILL, "inputs"].tensor.shape[0]) if (PREFILL, "inputs") in trace else int(trace.prompt_tokens)
     prompt, new = tokens[:T0], tokens[T0:]
     is_step = stage not in (WEIGHTS, PREFILL, SUMMARY)
     terms = decode_stage.WEIGHT_TERMS if stage == WEIGHTS else decode_stage.SUMMARY_TERMS if stage == SUMMARY \
@@ -348,9 +351,10 @@ def _tiled(trace, stage: str, name: str) -> str:
     elif stage.startswith("tiled_step"):
         terms = tiled_stage.TERMS
     else:
-        raise NoSnippet(f"{stage}.{name} is drawn from the trace's table (core.flash_io); no runnable script")
+        raise NoSnippet(f"{stage}.{name} is drawn by the window from the trace's tables; no runnable script")
     if name in ("tiles", "io"):
-        raise NoSnippet(f"{stage}.{name} is a table of the kernel's bookkeeping (core.flash_io); no runnable script")
+        raise NoSnippet(f"{stage}.{name} is a table of the kernel's bookkeeping "
+                        f"({'the tiles in its order' if name == 'tiles' else 'core.flash_io'}); no runnable script")
     if name not in terms or (stage, name) not in trace:
         raise NoSnippet(f"{stage}.{name} is not in this tiled trace")
     form = "FlashAttention-2" if cfg.fa2 else "FlashAttention"
@@ -361,7 +365,7 @@ def _tiled(trace, stage: str, name: str) -> str:
         step = tile[0]
         where = (f" at tile {step} in the kernel's order (query block {tile[1]}: tokens {tile[3]}…{tile[4]}, "
                  f"key block {tile[2]}: tokens {tile[5]}…{tile[6]})")
-    lines = ["import math", "import torch", "from torch import nn", ""] + HEADER + [
+    lines = ["import torch", "import math", "from torch import nn", ""] + HEADER + [
         f"# {stage}.{name}{where}: {terms[name].formula}",
         f"# {form}, blocks Br = {cfg.block_rows} × Bc = {cfg.block_cols}, {'causal' if cfg.causal else 'no mask'}, "
         f"head {cfg.head} of {cfg.num_heads}; seed {cfg.seed}", ""]
@@ -404,7 +408,7 @@ def _rope(trace, name: str) -> str:
     cfg = trace.config
     if name not in rope_stage.TERMS or ("rope", name) not in trace:
         raise NoSnippet(f"rope.{name} is not in this RoPE trace")
-    lines = ["import math", "import torch", "from torch import nn", ""] + HEADER + [
+    lines = ["import torch", "from torch import nn", ""] + HEADER + [
         f"# rope.{name}: {rope_stage.TERMS[name].formula}",
         f"# RoPE {cfg.form} pairs, base {cfg.base:g}, shift {cfg.shift}, head {cfg.head} of {cfg.num_heads}; "
         f"seed {cfg.seed}", ""]
