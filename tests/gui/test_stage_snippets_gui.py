@@ -55,4 +55,4 @@ def test_a_matrix_without_a_script_says_so_and_leaves_the_clipboard(qtbot, windo
     QtGui.QGuiApplication.clipboard().setText("kept")
     window.code_panel.copy_snippet()
     assert QtGui.QGuiApplication.clipboard().text() == "kept"
-    assert window.code_panel.title.text().startswith("no snippet: tiled_view.grid is drawn from")
+    assert window.code_panel.title.text().startswith("no snippet: tiled_view.grid is drawn by the window")
