@@ -327,7 +327,7 @@ def _head_setup(trace, cfg, title: str) -> list[str]:
         lines += _embedding_def(cfg)
     lines += ["# the prompt's embeddings"]
     lines += _prompt_lines(cfg, tokens, trace.inputs.array, "inputs")
-    lines += [f"inputs = inputs.to({_dtype(cfg)})",
+    lines += [f"inputs = inputs.to({_dtype(cfg)})  # kept in float64 by the app, computed in {cfg.dtype}",
               f"T, d_in, d_out, h, hd = {len(tokens)}, {cfg.d_in}, {cfg.d_out}, {cfg.num_heads}, {cfg.head_dim}"]
     b = cfg.qkv_bias
     lines += _linear_lines([("query", "d_in", "d_out", b), ("key", "d_in", "d_out", b),
