@@ -5,7 +5,7 @@ stage file's ``code``),
 so a view can show the lines and highlight the one that produces the shown matrix.
 ``snippet(trace, stage, name)`` returns a runnable script (torch only) that rebuilds the
 inputs, draws the weights as the book does and prints that intermediate; its numbers equal
-the trace's.
+the trace's (stages 6–8: core.stage_snippets; stage 5: core.pretrained_snippets).
 """
 from __future__ import annotations
 
@@ -78,6 +78,10 @@ def snippet(trace: Trace, stage: str, name: str) -> str:
     if stage == "pretrained":              # runs against the installed checkpoint
         from core.pretrained_snippets import snippet as pretrained_snippet
         return pretrained_snippet(trace, name)
+    from core.provenance import EXTERNAL
+    if stage.startswith(EXTERNAL):         # decode, tiled, rope: their own inputs, weights and pointer
+        from core.stage_snippets import snippet as stage_snippet
+        return stage_snippet(trace, stage, name)
     cfg = trace.config
     if name not in VOCABULARY[stage]:
         raise KeyError(f"{stage}.{name} is not in the vocabulary")
