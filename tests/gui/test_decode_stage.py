@@ -82,6 +82,23 @@ def test_decode_is_computed_off_the_ui_thread_on_the_first_visit_only(qtbot, win
     assert win.model.step.stage == "decode" and win.model.shown
 
 
+def test_decode_status_texts_come_from_the_generic_external_state(qtbot, win):
+    """Stage 6 is one entry of gui.external_model.STAGES: while its trace computes, the step's
+    formula, the explanation and the status line say so; then the status line sums the trace up."""
+    from gui.external_model import STAGES
+    assert "decode" in STAGES and not hasattr(win, "decode") and not hasattr(win.model, "decode_status")
+    win.model.go(step_index(win.model, "decode.query"))           # (the worker's answer needs the event loop)
+    waiting = "Computing the decode trace…"
+    assert state(win).trace is None and state(win).status == waiting
+    assert win.step_view.formula.text() == waiting and waiting in win.explanation.toPlainText()
+    assert win.status_info.text() == waiting
+    wait_decode(qtbot, win)
+    trace = state(win).trace
+    worst = float(trace["decode_summary", "max_abs_diff"].numpy().max())
+    assert win.status_info.text() == state(win).status == (
+        f"decode gqa · 6 prompt + 4 new tokens · cached = uncached to {worst:.1e} · {trace.compute_ms:.0f} ms")
+
+
 @pytest.mark.parametrize("options", [dict(variant="mha", num_heads=4, d_out=8),
                                      dict(variant="gqa", num_heads=8, d_out=16, kv_groups=2),
                                      dict(variant="swa", num_heads=4, d_out=8, kv_groups=2, window=3)],
