@@ -4,8 +4,9 @@ The three stages are "external" (core.decode / core.tiled / core.rope: not the c
 not in core.stages.STAGES): one generic state per stage (``ExternalState``, kept by the view
 model) and a view of the trace at the bar's pointer:
 
-- decode (gui.decode_model.DecodeView): the pointer is the generated position; its maps are
-  labelled by :data:`LABELS` (GQA's query heads named and coloured by their K/V head);
+- decode (:class:`DecodeView`): the pointer is the generated position; ``decode`` is that
+  position's stage (decode_pos07…), ``decode_weights``, ``decode_prefill`` and ``decode_summary``
+  as they are; its maps are titled by :data:`LABELS` (GQA's query heads by their K/V head);
 
 - tiled (:class:`TiledView`): the pointer is the visited tile, in the kernel's order; the steps
   name ``tiled_step.<term>`` (that tile's stage, tiled_step007…), ``tiled_inputs`` and
@@ -22,7 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from gui import decode_model
-from gui.decode_model import DecodeView, StagesLookup, label_heads
+from gui.decode_model import PREFILL, SUMMARY, WEIGHTS, label_heads
 
 STAGES = ("decode", "tiled", "rope")            # the view model keeps one ExternalState for each
 WAITING = {"decode": "Computing the decode trace…", "tiled": "Computing the tiled-attention trace…",
@@ -85,14 +86,27 @@ class HeadConfig:
     __hash__ = None
 
 
-class _View(StagesLookup):
-    """A read-only trace-like view (core.trace.TraceLookup's reading side)."""
+class _View:
+    """A read-only trace-like view (core.trace.TraceLookup's reading side): ``view[stage, name]``,
+    ``in`` and iteration over ``stages`` (stage -> name -> Intermediate)."""
 
-    def __init__(self, full, pointer: int, stages: dict):
+    def __init__(self, full, pointer: int, stages: dict, config=None):
         self.full, self.pointer, self.stages = full, pointer, stages
         for name in ("inputs", "device", "compute_ms", "notes"):
             setattr(self, name, getattr(full, name))
-        self.config = HeadConfig(full.config)
+        self.config = config or HeadConfig(full.config)
+
+    def __getitem__(self, key):
+        stage, name = key
+        return self.stages[stage][name]
+
+    def __contains__(self, key) -> bool:
+        stage, name = key
+        return stage in self.stages and name in self.stages[stage]
+
+    def __iter__(self):
+        for stage in self.stages.values():
+            yield from stage.values()
 
     @property
     def tokens(self):
@@ -163,6 +177,16 @@ def _short_tiles(result: dict) -> dict:
     out = dict(result)
     out["tiles"] = dataclasses.replace(tiles, labels=(tiles.labels[0], SHORT_FIELDS[:len(tiles.labels[1])]))
     return out
+
+
+class DecodeView(_View):
+    """The decode trace (core.decode.DecodeTrace) at one generated position (``pointer``)."""
+
+    def __init__(self, full, position: int):
+        stages = {WEIGHTS: full.stages[WEIGHTS], PREFILL: full.stages[PREFILL], "decode": full.step(position),
+                  SUMMARY: full.stages[SUMMARY]}
+        super().__init__(full, position, stages, full.config)
+        self.position, self.positions, self.prompt_tokens = position, full.positions, full.prompt_tokens
 
 
 class TiledView(_View):
