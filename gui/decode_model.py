@@ -1,66 +1,16 @@
 """Stage 6 (decode with a KV cache), Qt-free: the trace as the window reads it at one position.
 
 core.decode.build_decode gives one stage per generated token (``decode_pos06``, ``decode_pos07``…).
-The steps (resources/steps.json) name ``decode.<term>``: :class:`DecodeView` maps ``decode`` to
-the stage of the position under the pointer (the bar's slider), and keeps ``decode_weights``,
-``decode_prefill`` and ``decode_summary`` as they are, so the heatmaps, the inspector
-(core.stages.decode.explain reads ``c.trace.stages[S]``) and the code panel read it like any
-trace. ``full`` is the whole trace: File → Export all writes that one (as ``python main.py
-export --stage decode`` does). Nothing here imports torch.
+The steps (resources/steps.json) name ``decode.<term>``: gui.external_model.DecodeView (the
+stage's view, one entry of gui.external_model.STAGES) maps ``decode`` to the stage of the
+position under the bar's pointer. Here: the GQA groups' colours and titles (:func:`label_heads`),
+the settings line and the explanation's sentences. Nothing here imports torch.
 """
 from __future__ import annotations
 
 import math
 
 WEIGHTS, PREFILL, SUMMARY = "decode_weights", "decode_prefill", "decode_summary"   # = core.decode's
-
-
-class StagesLookup:
-    """A trace's lookup over ``self.stages`` (stage -> name -> Intermediate), as core's Trace:
-    ``view[stage, name]``, ``in``, iteration; the external stages' views share it."""
-
-    def __getitem__(self, key):
-        stage, name = key
-        return self.stages[stage][name]
-
-    def __contains__(self, key) -> bool:
-        stage, name = key
-        return stage in self.stages and name in self.stages[stage]
-
-    def __iter__(self):
-        for stage in self.stages.values():
-            yield from stage.values()
-
-
-class DecodeView(StagesLookup):
-    """A read-only view of a core.decode.DecodeTrace at one generated position."""
-
-    def __init__(self, full, position: int):
-        positions = full.positions
-        position = min(max(int(position), positions[0]), positions[-1])
-        self.full = full
-        self.position = position
-        self.stages = {WEIGHTS: full.stages[WEIGHTS], PREFILL: full.stages[PREFILL],
-                       "decode": full.step(position), SUMMARY: full.stages[SUMMARY]}
-        self.config = full.config
-        self.inputs = full.inputs
-        self.prompt_tokens = full.prompt_tokens
-        self.device = full.device
-        self.compute_ms = full.compute_ms
-        self.notes = full.notes
-
-    @property
-    def tokens(self) -> tuple[str, ...]:
-        return self.full.tokens
-
-    @property
-    def labels(self) -> tuple[str, ...]:
-        return self.full.labels
-
-    @property
-    def positions(self) -> tuple[int, ...]:
-        return self.full.positions
-
 
 
 # the K/V groups' colours (titles of the query heads and of their K/V head, the bar's legend): dark
@@ -146,6 +96,7 @@ def _check_value(trace) -> float:
 
 def sentence(which: str, trace, esc) -> str:
     """A sentence with the current numbers for one decode step; '' for a trace that is not one."""
+    from gui.external_model import DecodeView
     if not isinstance(trace, DecodeView):
         return ""
     cfg, p = trace.config, trace.position

@@ -62,7 +62,6 @@ class ExplanationView(QtWidgets.QTextBrowser):
         trace = c.trace
         if trace is None:
             waiting = getattr(c, "pretrained_status", "") if step.stage == "pretrained" else \
-                getattr(c, "decode_status", "") if step.stage == "decode" else \
                 (c.external_status(step.stage) if hasattr(c, "external_status") else "") or ""
             self.setHtml(f"<h3>{html.escape(step.title)}</h3><p><i>{html.escape(waiting or 'Computing…')}</i></p>")
             return
@@ -85,12 +84,9 @@ def settings_line(trace, head=None, view: str = "") -> str:
     Stage 5: ``head`` is the head drawn (the view model's; None: all 12; the trace holds them
     all), ``view`` the step's own view: the gallery draws every layer's heads."""
     cfg = trace.config
-    if hasattr(cfg, "block_rows") or hasattr(cfg, "form"):   # stages 7, 8 (core.tiled_config)
+    if hasattr(cfg, "block_rows") or hasattr(cfg, "form") or hasattr(cfg, "variant"):   # stages 6–8
         from gui.external_model import options_line as external_line
         return external_line(cfg)
-    if hasattr(cfg, "variant"):                       # the decode stage (core.decode_config)
-        from gui.decode_model import options_line
-        return options_line(cfg)
     if hasattr(cfg, "layer"):                         # the pretrained stage (core.pretrained_config)
         head = head if head is not None else cfg.head
         where = f"layer {cfg.layer} · {'all 12 heads' if head is None else f'head {head}'}"

@@ -1,7 +1,9 @@
-"""Stages 7 and 8's controls, one row above the steps while one of their steps is on screen
-(stage 6's DecodeBar pattern): the options of gui.external_stage.TiledOptions / RopeOptions
-and the pointer (tiled: which visited tile, in the kernel's order; rope: which position the
-explanation reads). The prompt is the main text field's (text, embeddings, d_in, seed)."""
+"""Stages 6–8's controls, one row above the steps while one of their steps is on screen: the
+options of gui.external_stage.DecodeOptions / TiledOptions / RopeOptions, the prompt (the book's
+sentence or the main text field's: text, embeddings, d_in, seed) and the pointer (decode: which
+generated token the steps show; tiled: which visited tile, in the kernel's order; rope: which
+position the explanation reads). Under the decode bar, for GQA/MQA/SWA, a legend line: which
+query heads share which K/V head, in the colours of the maps' titles (gui.decode_model)."""
 from __future__ import annotations
 
 from PySide6 import QtCore, QtWidgets
@@ -10,7 +12,7 @@ BASES = ("10000", "500000", "1000000")
 
 
 class _Bar(QtWidgets.QWidget):
-    pointer_name = "tile"
+    pointer_name = "pos"
 
     def __init__(self, controller, title: str, parent: QtWidgets.QWidget | None = None):
         super().__init__(parent)
@@ -18,9 +20,13 @@ class _Bar(QtWidgets.QWidget):
         self.model = controller.model
         self.stage = controller.stage
         self.setObjectName(f"{self.stage}Bar")
-        self.row = QtWidgets.QHBoxLayout(self)
-        self.row.setContentsMargins(6, 2, 6, 2)
+        self.outer = QtWidgets.QVBoxLayout(self)
+        self.outer.setContentsMargins(6, 2, 6, 2)
+        self.outer.setSpacing(0)
+        self.row = QtWidgets.QHBoxLayout()
+        self.row.setContentsMargins(0, 0, 0, 0)
         self.row.setSpacing(4)
+        self.outer.addLayout(self.row)
         self.row.addWidget(QtWidgets.QLabel(f"<b>{title}</b>"))
         self.controls: list[QtWidgets.QWidget] = []
 
@@ -93,8 +99,74 @@ class _Bar(QtWidgets.QWidget):
             self.pointer_label.setText(self.pointer_text(state))
         self.pointer.blockSignals(False)
 
+    def pointer_text(self, state) -> str:
+        return f"{state.pointer} ({state.trace.labels[state.pointer][:12]})"
+
+
+DECODE_TIPS = {
+    "variant": "mha: the chapter's MultiHeadAttention with a KV cache; gqa: query heads share K/V heads "
+               "(repeat_interleave); mqa: one K/V head; mla: a latent c_kv is cached; swa: a sliding window",
+    "kv_groups": "K/V heads (num_kv_groups; gqa and swa): the number of query heads must be a multiple of it",
+    "latent": "MLA's latent width (latent_dim): what is cached per token instead of K and V",
+    "window": "SWA's window W (sliding_window_size): a query reads the last W keys only",
+    "new_tokens": "How many tokens are appended one at a time after the prompt",
+    "num_heads": "Query heads", "d_out": "All heads together (d_out = heads × head_dim)"}
+
+
+class DecodeBar(_Bar):
+    pointer_name = "ptr"
+
+    def __init__(self, controller, parent=None):
+        super().__init__(controller, "Decode", parent)
+        self.variant = QtWidgets.QComboBox(objectName="decodeVariant")
+        for key in ("mha", "gqa", "mqa", "mla", "swa"):
+            self.variant.addItem(key.upper(), key)
+        self.variant.setToolTip(DECODE_TIPS["variant"])
+        self.row.addWidget(self.variant)
+        self.controls.append(self.variant)
+        self.variant.currentIndexChanged.connect(
+            lambda i: self.controller.set_options(variant=self.variant.itemData(i)))
+        self.spins = {f: self._spin(f, label, lo, hi, DECODE_TIPS[f]) for f, label, lo, hi in (
+            ("num_heads", "Heads", 1, 16), ("d_out", "d_out", 1, 64), ("kv_groups", "K/V heads", 1, 16),
+            ("latent", "Latent", 1, 64), ("window", "Window", 1, 64), ("new_tokens", "New", 1, 32))}
+        self.row.addWidget(QtWidgets.QLabel("Prompt"))
+        self.legend = QtWidgets.QLabel(objectName="decodeGroupLegend")     # GQA/MQA/SWA's groups
+        self.legend.setWordWrap(True)
+        self.legend.setTextFormat(QtCore.Qt.TextFormat.RichText)
+        self.legend.setToolTip("Query heads that read the same K/V head (repeat_interleave) share its colour "
+                               "in every decode step's map titles")
+        self.legend.setVisible(False)
+        self.outer.addWidget(self.legend)
+        self._finish("The position pointer (ptr_current_pos): which generated token the steps show")
+        self.model.external_changed.connect(lambda s: self._show_legend() if s == self.stage else None)
+        self._show_legend()
+
+    def show_options(self, o) -> None:
+        self.variant.setCurrentIndex(max(0, self.variant.findData(o.variant)))
+        for f, spin in self.spins.items():
+            spin.setValue(getattr(o, f))
+        self.spins["kv_groups"].setEnabled(o.variant in ("gqa", "swa"))
+        self.spins["latent"].setEnabled(o.variant == "mla")
+        self.spins["window"].setEnabled(o.variant == "swa")
+
+    def legend_items(self) -> list[tuple[str, str]]:
+        """(colour, text) per K/V head: "query heads 0–3 share K/V head 0" (empty where none is shared)."""
+        from gui.decode_model import group_legend
+        trace = self.model.external[self.stage].trace
+        return group_legend(trace.config) if trace is not None else []
+
+    def _show_legend(self) -> None:
+        from html import escape
+        items = self.legend_items()
+        self.legend.setVisible(bool(items))
+        text = " · ".join(f"<span style='color:{c}'>■ {escape(t)}</span>" for c, t in items)
+        if text != self.legend.text():
+            self.legend.setText(text)
+
 
 class TiledBar(_Bar):
+    pointer_name = "tile"
+
     def __init__(self, controller, parent=None):
         super().__init__(controller, "Tiled", parent)
         self.spins = {f: self._spin(f, label, lo, hi, tip) for f, label, lo, hi, tip in (
@@ -127,8 +199,6 @@ class TiledBar(_Bar):
 
 
 class RopeBar(_Bar):
-    pointer_name = "pos"
-
     def __init__(self, controller, parent=None):
         super().__init__(controller, "RoPE", parent)
         self.base = QtWidgets.QComboBox(objectName="ropeBase")
@@ -168,5 +238,5 @@ class RopeBar(_Bar):
         self.shift.setValue(o.shift)
         self.head.setValue(o.head)
 
-    def pointer_text(self, state) -> str:
-        return f"{state.pointer} ({state.trace.labels[state.pointer][:12]})"
+
+BARS = {"decode": DecodeBar, "tiled": TiledBar, "rope": RopeBar}

@@ -1,9 +1,12 @@
-"""Stages 7 (tiled attention) and 8 (RoPE), Qt-free: how the window reads their traces.
+"""Stages 6 (decode), 7 (tiled attention) and 8 (RoPE), Qt-free: how the window reads their traces.
 
-Both stages are "external" (core.stages.tiled / core.stages.rope: not the chapter's config, not
-in core.stages.STAGES) and follow stage 6's pattern (gui/decode_model.py) with one generic
-state per stage (``ExternalState``, kept by the view model) and a view of the trace at the bar's
-pointer:
+The three stages are "external" (core.decode / core.tiled / core.rope: not the chapter's config,
+not in core.stages.STAGES): one generic state per stage (``ExternalState``, kept by the view
+model) and a view of the trace at the bar's pointer:
+
+- decode (:class:`DecodeView`): the pointer is the generated position; ``decode`` is that
+  position's stage (decode_pos07…), ``decode_weights``, ``decode_prefill`` and ``decode_summary``
+  as they are; its maps are titled by :data:`LABELS` (GQA's query heads by their K/V head);
 
 - tiled (:class:`TiledView`): the pointer is the visited tile, in the kernel's order; the steps
   name ``tiled_step.<term>`` (that tile's stage, tiled_step007…), ``tiled_inputs`` and
@@ -19,10 +22,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from gui.decode_model import StagesLookup
+from gui import decode_model
+from gui.decode_model import PREFILL, SUMMARY, WEIGHTS, label_heads
 
-STAGES = ("tiled", "rope")            # the view model keeps one ExternalState for each
-WAITING = {"tiled": "Computing the tiled-attention trace…", "rope": "Computing the RoPE trace…"}
+STAGES = ("decode", "tiled", "rope")            # the view model keeps one ExternalState for each
+WAITING = {"decode": "Computing the decode trace…", "tiled": "Computing the tiled-attention trace…",
+           "rope": "Computing the RoPE trace…"}
 TRAFFIC_T = (256, 512, 1024, 2048, 4096, 8192, 16384)
 SRAM_BYTES = 192 * 1024          # core.flash_io's default on-chip memory (an A100's per SM)
 
@@ -56,6 +61,8 @@ class ExternalState:
 def pointer_range(stage: str, trace) -> tuple[int, int]:
     if trace is None:
         return 0, 0
+    if stage == "decode":
+        return trace.positions[0], trace.positions[-1]
     if stage == "tiled":
         return 0, len(trace.steps) - 1
     return 0, len(trace.tokens) - 1
@@ -79,14 +86,27 @@ class HeadConfig:
     __hash__ = None
 
 
-class _View(StagesLookup):
-    """A read-only trace-like view (core.trace.TraceLookup's reading side)."""
+class _View:
+    """A read-only trace-like view (core.trace.TraceLookup's reading side): ``view[stage, name]``,
+    ``in`` and iteration over ``stages`` (stage -> name -> Intermediate)."""
 
-    def __init__(self, full, pointer: int, stages: dict):
+    def __init__(self, full, pointer: int, stages: dict, config=None):
         self.full, self.pointer, self.stages = full, pointer, stages
         for name in ("inputs", "device", "compute_ms", "notes"):
             setattr(self, name, getattr(full, name))
-        self.config = HeadConfig(full.config)
+        self.config = config or HeadConfig(full.config)
+
+    def __getitem__(self, key):
+        stage, name = key
+        return self.stages[stage][name]
+
+    def __contains__(self, key) -> bool:
+        stage, name = key
+        return stage in self.stages and name in self.stages[stage]
+
+    def __iter__(self):
+        for stage in self.stages.values():
+            yield from stage.values()
 
     @property
     def tokens(self):
@@ -159,6 +179,16 @@ def _short_tiles(result: dict) -> dict:
     return out
 
 
+class DecodeView(_View):
+    """The decode trace (core.decode.DecodeTrace) at one generated position (``pointer``)."""
+
+    def __init__(self, full, position: int):
+        stages = {WEIGHTS: full.stages[WEIGHTS], PREFILL: full.stages[PREFILL], "decode": full.step(position),
+                  SUMMARY: full.stages[SUMMARY]}
+        super().__init__(full, position, stages, full.config)
+        self.position, self.positions, self.prompt_tokens = position, full.positions, full.prompt_tokens
+
+
 class TiledView(_View):
     """The tiled trace at one visited tile (``pointer``: its step in the kernel's order)."""
 
@@ -181,13 +211,16 @@ class RopeView(_View):
         super().__init__(full, pointer, dict(full.stages))
 
 
-VIEWS = {"tiled": TiledView, "rope": RopeView}
+VIEWS = {"decode": DecodeView, "tiled": TiledView, "rope": RopeView}
+LABELS = {"decode": label_heads}       # (shown MatrixData list, the trace's config): how a stage titles its maps
 
 
-# ---- settings lines and sentences ({{@tiled_…}}, {{@rope_…}} in resources/steps.json) -------------
+# ---- settings lines and sentences ({{@tiled_…}}, {{@rope_…}} in resources/steps.json; decode's: gui.decode_model)
 
 def options_line(cfg) -> str:
     """The settings in one line (the explanation's footer)."""
+    if hasattr(cfg, "variant"):
+        return decode_model.options_line(cfg)
     if hasattr(cfg, "block_rows"):
         return (f"tiled {'FlashAttention-2' if cfg.fa2 else 'FlashAttention'} · blocks {cfg.block_rows} × "
                 f"{cfg.block_cols} · {'causal' if cfg.causal else 'no mask'} · head {cfg.head} of {cfg.num_heads} "
@@ -244,5 +277,6 @@ def sentence(which: str, trace, esc) -> str:
 
 def blocks() -> dict:
     """The explanation's blocks (gui.texts.BLOCKS)."""
-    return {f"{s}_{w}": (lambda trace, esc, w=w: sentence(w, trace, esc))
-            for s, ws in (("tiled", ("tile", "rescale", "check", "lse")), ("rope", ("pos", "shift", "form"))) for w in ws}
+    own = {f"{s}_{w}": (lambda trace, esc, w=w: sentence(w, trace, esc))
+           for s, ws in (("tiled", ("tile", "rescale", "check", "lse")), ("rope", ("pos", "shift", "form"))) for w in ws}
+    return {**decode_model.blocks(), **own}

@@ -1,12 +1,12 @@
-"""Stages 7 (tiled attention) and 8 (RoPE): their options, checked at once, and their traces
-computed off the UI thread — stage 6's controller (gui/decode_controller.py) made generic.
+"""Stages 6 (decode), 7 (tiled attention) and 8 (RoPE): their options, checked at once, and their
+traces computed off the UI thread.
 
 One :class:`ExternalController` per stage, given a :class:`Spec` (the options' dataclass, how they
 become a core config, how the trace is built and summed up in one status line). The first time a
 step of the stage is shown the trace is asked of a gui.tasks.TaskRunner (the latest request
-wins); the result goes into the view model (``model.set_external``). A bad option (a block size
-out of 1…64, a base ≤ 1…) is a core.config.ConfigError: ONE ``error`` line, the options and the
-last good trace stay.
+wins); the result goes into the view model (``model.set_external``). A bad option (heads not
+divisible by the K/V heads, a block size out of 1…64, a base ≤ 1…) is a core.config.ConfigError:
+ONE ``error`` line, the options and the last good trace stay.
 """
 from __future__ import annotations
 
@@ -19,13 +19,27 @@ from gui.tasks import TaskRunner
 
 
 @dataclass(frozen=True)
+class DecodeOptions:
+    """kv_groups/latent/window apply to their variants only."""
+
+    variant: str = "gqa"
+    num_heads: int = 8
+    d_out: int = 16
+    kv_groups: int = 2            # gqa, swa (K/V heads)
+    latent: int = 8               # mla
+    window: int = 3               # swa
+    new_tokens: int = 4
+    prompt: str = "book"          # "book": the book's sentence; "main": the main text field's
+
+
+@dataclass(frozen=True)
 class TiledOptions:
     block_rows: int = 2
     block_cols: int = 2
     causal: bool = True
     fa2: bool = False
     head: int = 0
-    prompt: str = "book"          # "book": the book's sentence; "main": the main text field's (as stage 6)
+    prompt: str = "book"
 
 
 @dataclass(frozen=True)
@@ -45,6 +59,16 @@ def _prompt(options, chapter) -> dict:
     return dict(text=chapter.text, embeddings=chapter.embeddings, d_in=chapter.d_in, seed=chapter.seed)
 
 
+def decode_config(options: DecodeOptions, chapter=None):
+    from core.decode_config import DecodeConfig
+    v = options.variant
+    return DecodeConfig(variant=v, d_out=options.d_out, num_heads=options.num_heads,
+                        num_kv_groups=options.kv_groups if v in ("gqa", "swa") else None,
+                        latent_dim=options.latent if v == "mla" else None,
+                        sliding_window_size=options.window if v == "swa" else None,
+                        new_tokens=options.new_tokens, device="cpu", **_prompt(options, chapter))
+
+
 def tiled_config(options: TiledOptions, chapter=None):
     from core.tiled_config import TiledConfig
     return TiledConfig(block_rows=options.block_rows, block_cols=options.block_cols, causal=options.causal,
@@ -55,6 +79,14 @@ def rope_config(options: RopeOptions, chapter=None):
     from core.tiled_config import RopeConfig
     return RopeConfig(base=options.base, form=options.form, shift=options.shift, head=options.head, device="cpu",
                       **_prompt(options, chapter))
+
+
+def _decode(cfg):
+    from core.decode import build_decode
+    trace = build_decode(cfg)
+    worst = float(trace["decode_summary", "max_abs_diff"].numpy().max())
+    return trace, (f"decode {cfg.variant} · {trace.prompt_tokens} prompt + {len(trace.positions)} new tokens · "
+                   f"cached = uncached to {worst:.1e} · {trace.compute_ms:.0f} ms")
 
 
 def _tiled(cfg):
@@ -86,6 +118,9 @@ class Spec:
 
 
 SPECS = {
+    "decode": Spec("decode", "decode", DecodeOptions(), decode_config, _decode,
+                   {"num_kv_groups": "kv groups", "latent_dim": "latent", "sliding_window_size": "window",
+                    "new_tokens": "new tokens", "num_heads": "heads", "d_out": "d_out"}),
     "tiled": Spec("tiled", "tiled-attention", TiledOptions(), tiled_config, _tiled,
                   {"block_rows": "block rows", "block_cols": "block cols", "head": "head", "text": "text"}),
     "rope": Spec("rope", "RoPE", RopeOptions(), rope_config, _rope,

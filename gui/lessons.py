@@ -32,42 +32,20 @@ MAX_OPTION_CHARS = 100
 
 def _defaults() -> dict:
     """Each stage's options as its bar opens (its controller's dataclass defaults)."""
-    from gui.decode_controller import Options
     from gui.external_stage import SPECS
-    return {"decode": Options(), **{stage: spec.options for stage, spec in SPECS.items()}}
+    return {stage: spec.options for stage, spec in SPECS.items()}
 
 
 def stage_options(window) -> dict:
     """What the bars of stages 6–8 hold now: their options and (once the stage's trace is there)
     the slider's pointer, as plain JSON for the lesson's "stages"."""
     out = {}
-    decode = getattr(window, "decode", None)
-    if decode is not None:
-        out["decode"] = dataclasses.asdict(decode.options)
-        if window.model.decode is not None:
-            out["decode"][POINTER["decode"]] = int(window.model.decode_position)
     for stage, ctl in getattr(window, "external", {}).items():
         out[stage] = dataclasses.asdict(ctl.options)
         state = window.model.external[stage]
         if state.trace is not None:
             out[stage][POINTER[stage]] = int(state.pointer)
     return out
-
-
-def _config_for(stage: str):
-    if stage == "decode":
-        from gui.decode_controller import config_for
-        return config_for
-    from gui.external_stage import SPECS
-    return SPECS[stage].config_for
-
-
-def _error_line(stage: str, exc) -> str:
-    if stage == "decode":
-        from gui.decode_controller import error_line
-        return error_line(exc)
-    from gui.external_stage import SPECS, error_line
-    return error_line(SPECS[stage], exc)
 
 
 def _checked(stage: str, raw, default, chapter) -> tuple[object, int | None]:
@@ -104,10 +82,11 @@ def _checked(stage: str, raw, default, chapter) -> tuple[object, int | None]:
         values[key] = value
     options = dataclasses.replace(default, **values)
     from core.config import ConfigError
+    from gui.external_stage import SPECS, error_line
     try:
-        _config_for(stage)(options, chapter)
+        SPECS[stage].config_for(options, chapter)
     except ConfigError as exc:
-        raise ValueError(_error_line(stage, exc)) from None
+        raise ValueError(error_line(SPECS[stage], exc)) from None
     return options, pointer
 
 
@@ -143,14 +122,12 @@ class _PendingPointers:
     def __init__(self, window):
         self.window = window
         self.want: dict[str, tuple[int, object]] = {}     # stage -> (pointer, the controller's config then)
-        window.model.decode_changed.connect(lambda: self.apply("decode"))
         window.model.external_changed.connect(self.apply)
 
     def set(self, stage: str, pointer: int | None) -> None:
         self.want.pop(stage, None)
         if pointer is not None:
-            ctl = self.window.decode if stage == "decode" else self.window.external[stage]
-            self.want[stage] = (pointer, ctl.config)
+            self.want[stage] = (pointer, self.window.external[stage].config)
             self.apply(stage)
 
     def apply(self, stage: str) -> None:
@@ -158,30 +135,26 @@ class _PendingPointers:
             return
         pointer, config = self.want[stage]
         m = self.window.model
-        ctl = self.window.decode if stage == "decode" else self.window.external[stage]
-        trace = m.decode if stage == "decode" else m.external[stage].trace
-        if trace is None or ctl.busy:
+        trace = m.external[stage].trace
+        if trace is None or self.window.external[stage].busy:
             return
         del self.want[stage]
         if config is not None and trace.config != config:      # other options since: the pointer is stale
             return
-        if stage == "decode":
-            m.set_decode_position(pointer)
-        else:
-            m.set_external_pointer(stage, pointer)
+        m.set_external_pointer(stage, pointer)
 
 
 def apply_stage_options(window, lesson) -> str:
     """Set the bars of stages 6–8 from ``lesson`` (defaults where it has none or bad ones);
     returns the one-line note about bad ones ("" when none)."""
-    if getattr(window, "decode", None) is None:
+    if not getattr(window, "external", None):
         return ""
     chosen, note = read_stage_options(lesson.stages, lesson.config)
     pending = getattr(window, "_lesson_pointers", None)
     if pending is None:
         pending = window._lesson_pointers = _PendingPointers(window)
     for stage, (options, pointer) in chosen.items():
-        ctl = window.decode if stage == "decode" else window.external.get(stage)
+        ctl = window.external.get(stage)
         if ctl is None:
             continue
         ctl.set_options(**dataclasses.asdict(options))

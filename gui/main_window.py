@@ -21,9 +21,7 @@ from gui import exporting, lessons, train_window
 from gui.explain import ExplanationView
 from gui.navigator import Navigator, StepBar
 from gui.params import ParamPanel
-from gui.decode_bar import DecodeBar
-from gui.decode_controller import DecodeController
-from gui.external_bars import RopeBar, TiledBar
+from gui.external_bars import BARS
 from gui.external_stage import ExternalController
 from gui.pretrained_bar import PretrainedBar
 from gui.present import Presenter
@@ -136,13 +134,9 @@ class MainWindow(QtWidgets.QMainWindow):
         self.pretrained_bar = PretrainedBar(controller.pretrained)    # stage 5's controls
         self.pretrained_bar.setVisible(False)
         lay.addWidget(self.pretrained_bar)
-        self.decode = DecodeController(self.model, self)       # stage 6: computed on its first visit
-        self.decode_bar = DecodeBar(self.decode)
-        self.decode_bar.setVisible(False)
-        lay.addWidget(self.decode_bar)
-        # stages 7, 8 (tiled attention, RoPE): computed on their first visit, one bar each
+        # stages 6–8 (decode, tiled attention, RoPE): computed on their first visit, one bar each
         self.external = {s: ExternalController(self.model, s, self) for s in self.model.external}
-        self.external_bars = {"tiled": TiledBar(self.external["tiled"]), "rope": RopeBar(self.external["rope"])}
+        self.external_bars = {s: BARS[s](ctl) for s, ctl in self.external.items()}
         for bar in self.external_bars.values():
             bar.setVisible(False)
             lay.addWidget(bar)
@@ -192,8 +186,6 @@ class MainWindow(QtWidgets.QMainWindow):
         m.pretrained_changed.connect(self._on_pretrained)
         # stage 5's head (Head: 0…11 or all 12) redraws the token lines at once (the trace holds every head)
         m.head_changed.connect(lambda _h: self._on_pretrained() if m.step.stage == "pretrained" else None)
-        self.decode.error.connect(lambda text: self.statusBar().showMessage(text, 15000))
-        m.decode_changed.connect(lambda: self._update_status() if m.step.stage == "decode" else None)
         for ext in self.external.values():
             ext.error.connect(lambda text: self.statusBar().showMessage(text, 15000))
         m.external_changed.connect(lambda s: self._update_status() if m.step.stage == s else None)
@@ -480,11 +472,10 @@ class MainWindow(QtWidgets.QMainWindow):
         step = self.model.step
         on_pretrained = step.stage == "pretrained"
         self.pretrained_bar.setVisible(on_pretrained)
-        self.decode_bar.setVisible(step.stage == "decode")   # its own settings; the prompt may be the main text's
         for stage, bar in self.external_bars.items():
             bar.setVisible(step.stage == stage)
         # the chapter's config drives none of 5…8 (6…8 may take the main text field's prompt from it)
-        self.params.setVisible(not on_pretrained and step.stage != "decode" and step.stage not in self.external)
+        self.params.setVisible(not on_pretrained and step.stage not in self.external)
         if self.step_view is None:
             return
         if step.view == "dial" and self.pretrained_panel is not None:
@@ -496,7 +487,7 @@ class MainWindow(QtWidgets.QMainWindow):
             # each step its own view, the whole width (at 1366 px both side by side are too narrow)
             panel = self.pretrained_panel
             panel.show_view(step.view)
-        elif on_pretrained or step.stage == "decode" or step.stage in self.external or self.model.has_trace:
+        elif on_pretrained or step.stage in self.external or self.model.has_trace:
             self.stack.setCurrentWidget(self.step_view)
 
     def _on_pretrained(self) -> None:
@@ -520,9 +511,6 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def _update_status(self) -> None:
         t = self.model.trace
-        if self.model.step.stage == "decode":
-            self._set_status_info(self.model.decode_status)
-            return
         if self.model.step.stage in self.external:
             self._set_status_info(self.model.external_status(self.model.step.stage))
             return
@@ -735,7 +723,6 @@ class MainWindow(QtWidgets.QMainWindow):
         QtWidgets.QApplication.instance().removeEventFilter(self._step_keys)
         train_window.shutdown(self)              # cancel a training: no thread left running
         self.controller.shutdown()
-        self.decode.shutdown()
         for ext in self.external.values():
             ext.shutdown()
         event.accept()

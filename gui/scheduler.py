@@ -23,7 +23,7 @@ from functools import lru_cache
 from gui.external_model import STAGES as _EXTERNAL
 
 CUSTOM = "custom"
-OWN_TRACES = ("pretrained", "decode", *_EXTERNAL)    # stages 5–8: each draws from a trace of its own
+OWN_TRACES = ("pretrained", *_EXTERNAL)    # stages 5–8: each draws from a trace of its own
 
 
 def is_chapter(step) -> bool:

@@ -201,7 +201,7 @@ class StepView(QtWidgets.QWidget):
         datas = [self._scaled(d) for d in m.shown]
         if trace is None:                 # this step's trace is still being computed (or the model loading)
             self.formula.setText(m.pretrained_status if step.stage == "pretrained" else
-                                 m.decode_status if step.stage == "decode" else "Computing…")
+                                 m.external_status(step.stage) or "Computing…")
         elif m.draw_error is not None:
             self.formula.setText(f"cannot draw this step: {m.draw_error}")
         else:

@@ -24,7 +24,6 @@ from decimal import Decimal, localcontext
 
 import numpy as np
 
-from gui.decode_model import blocks as _decode_blocks
 from gui.external_model import blocks as _external_blocks
 
 _FIELD = re.compile(r"\{\{\s*(@?)([^{}#^/@][^{}]*?)\s*\}\}")     # {{var}}, {{stage.name[i]}}, {{@block}}
@@ -310,8 +309,7 @@ def _cls_share(trace, esc) -> str:
 BLOCKS = {"cls_share": _cls_share, "query_dots": _query_dots, "query_context": _query_context,
           "scale_example": _scale_example, "dropout_example": _dropout_example,
           "head_columns": _head_columns}
-BLOCKS.update(_decode_blocks())
-BLOCKS.update(_external_blocks())        # stages 7, 8 (gui/external_model.py): tiled_tile, rope_shift…          # stage 6's sentences (gui/decode_model.py): decode_pos, decode_cache…
+BLOCKS.update(_external_blocks())        # stages 6–8 (gui/external_model.py): decode_pos, tiled_tile, rope_shift…
 
 
 # ---- rendering -------------------------------------------------------------------------------

@@ -158,13 +158,8 @@ class ViewModel:
         self.pretrained = None
         self.pretrained_gallery = None
         self.pretrained_status = "Loading the model…"
-        # stage 6 (decode): core.decode.DecodeTrace, the position under the pointer and what the
-        # worker is doing; ``decode_view`` (gui.decode_model.DecodeView) is what its steps draw
-        self.decode = None
-        self.decode_position: int | None = None
-        self.decode_view = None
-        self.decode_status = "Computing the decode trace…"
-        # stages 7 and 8 (tiled attention, RoPE): one generic state each (gui.external_model)
+        # stages 6–8 (decode, tiled attention, RoPE): one generic state each (gui.external_model):
+        # the whole trace, the bar's pointer, the view at it (what the steps draw), the status
         from gui.external_model import STAGES as _EXTERNAL, ExternalState
         self.external = {s: ExternalState(s) for s in _EXTERNAL}
 
@@ -182,8 +177,7 @@ class ViewModel:
         self.marks_changed = Event("marks_changed")      # ()
         self.cell_clicked = Event("cell_clicked")        # (MatrixData, map index, row, column)
         self.pretrained_changed = Event("pretrained_changed")  # ()  stage 5's trace, gallery or status
-        self.decode_changed = Event("decode_changed")  # ()  stage 6's trace, position or status
-        self.external_changed = Event("external_changed")  # (stage)  stage 7/8's trace, pointer or status
+        self.external_changed = Event("external_changed")  # (stage)  stage 6/7/8's trace, pointer or status
 
     # ---- read ------------------------------------------------------------------------------
     @property
@@ -225,9 +219,7 @@ class ViewModel:
         step = step or self.step
         if step.stage == "pretrained":           # the real model's trace (None while it loads)
             return self.pretrained
-        if step.stage == "decode":               # stage 6 at the pointer's position (None while computing)
-            return self.decode_view
-        if step.stage in self.external:          # stages 7, 8 at the bar's pointer (None while computing)
+        if step.stage in self.external:          # stages 6–8 at the bar's pointer (None while computing)
             return self.external[step.stage].view
         return step_trace(self.traces_mode, self.traces, step)   # None: its stages are computing
 
@@ -327,12 +319,12 @@ class ViewModel:
         return is_chapter(step)
 
     def external_status(self, stage: str) -> str | None:
-        """What an external stage (7, 8) is doing; None for any other stage."""
+        """What an external stage (6–8) is doing; None for any other stage."""
         state = self.external.get(stage)
         return state.status if state is not None else None
 
     def set_external(self, stage: str, trace=None, status: str | None = None) -> None:
-        """Stage 7/8's new trace (None keeps the one shown; the pointer stays, clamped) and/or status."""
+        """Stage 6/7/8's new trace (None keeps the one shown; the pointer stays, clamped) and/or status."""
         state = self.external[stage]
         if trace is not None:
             state.set_trace(trace)
@@ -341,7 +333,7 @@ class ViewModel:
         self._external_changed(stage, trace is not None)
 
     def set_external_pointer(self, stage: str, pointer: int) -> None:
-        """The bar's pointer: which tile (tiled) or position (rope) the steps show."""
+        """The bar's pointer: which generated position (decode), tile (tiled) or position (rope) the steps show."""
         state = self.external[stage]
         if state.trace is None or int(pointer) == state.pointer:
             return
@@ -381,39 +373,6 @@ class ViewModel:
             self._emit_clamped(clamped)
         if on_stage:
             self.shown_changed.emit()
-
-    def set_decode(self, trace=None, status: str | None = None) -> None:
-        """Stage 6's new trace (None keeps the one shown; the pointer stays where it was, clamped)
-        and/or its status line."""
-        if trace is not None:
-            self.decode = trace
-            self._decode_at(self.decode_position if self.decode_position is not None else trace.positions[0])
-        if status is not None:
-            self.decode_status = status
-        self._decode_changed(trace is not None)
-
-    def set_decode_position(self, position: int) -> None:
-        """The position pointer: which generated token the decode steps show."""
-        if self.decode is None or int(position) == self.decode_position:
-            return
-        self._decode_at(position)
-        self._decode_changed(True)
-
-    def _decode_at(self, position: int) -> None:
-        from gui.decode_model import DecodeView
-        self.decode_view = DecodeView(self.decode, position)
-        self.decode_position = self.decode_view.position
-
-    def _decode_changed(self, new_numbers: bool) -> None:
-        on_stage = self.step.stage == "decode"
-        clamped = self._resolve() if new_numbers and on_stage else (False, False)
-        self.decode_changed.emit()
-        if new_numbers and on_stage:
-            self.trace_changed.emit()
-            self._emit_clamped(clamped)
-        if on_stage:
-            self.shown_changed.emit()
-            self._clear_hover()
 
     def set_config(self, config) -> None:
         """The config the parameter panel shows (a frozen AttentionConfig); always emits."""
@@ -496,7 +455,7 @@ class ViewModel:
         if trace is None:                      # this step's trace is still being computed
             self.shown = ()
             self.draw_error = self.pretrained_status if self.step.stage == "pretrained" else \
-                self.decode_status if self.step.stage == "decode" else self.external_status(self.step.stage)
+                self.external_status(self.step.stage)
             return
         if not self.step.panels:               # a step drawn by its own view (stage 5's gallery): keep the head
             self.shown = ()
@@ -517,9 +476,9 @@ class ViewModel:
             d.key[0] in ("causal", "multihead") and not any(m.title.startswith("batch") for m in d.maps)
             for d in datas)
         self.batch_index = min(self.batch_index, max(b - 1, 0))   # resolve_panel clamped it the same way
-        if self.step.stage == "decode":        # GQA/MQA: which K/V head each query head reads
-            from gui.decode_model import label_heads
-            label_heads(datas, trace.config)
+        from gui.external_model import LABELS  # decode: which K/V head each query head reads
+        if self.step.stage in LABELS:
+            LABELS[self.step.stage](datas, trace.config)
         if self.head is not None:
             datas = [_only_head(d, self.head) for d in datas]
         self.shown = tuple(datas)

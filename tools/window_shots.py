@@ -8,7 +8,7 @@
 Each step number (as the navigator shows it) is grabbed as the whole screen to DIR/<n_m>.png;
 ``click:2.4`` also clicks a cell of the step's last matrix first (the inspector's arithmetic).
 ``--bar decode.variant=mla rope.form=interleaved`` sets the options of stages 6–8's bars first
-(gui.decode_controller.Options, gui.external_stage.TiledOptions / RopeOptions).
+(gui.external_stage.DecodeOptions / TiledOptions / RopeOptions).
 Settings live in a temporary folder (the user's are neither read nor written); the tour is off.
 """
 from __future__ import annotations
@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         stage, field = key.split(".", 1)
         bars.setdefault(stage, {})[field] = _value(value)
     for stage, options in bars.items():
-        ctl = win.decode if stage == "decode" else win.external.get(stage)
+        ctl = win.external.get(stage)
         refused: list[str] = []
         try:
             if ctl is None:
@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
 
     def stages_idle() -> bool:
-        return not controller.is_busy() and not win.decode.busy and not any(e.busy for e in win.external.values())
+        return not controller.is_busy() and not any(e.busy for e in win.external.values())
     numbers = list(step_numbers())
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

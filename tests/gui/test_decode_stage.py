@@ -24,8 +24,20 @@ def win(window):
     return window
 
 
+def ctl(win):
+    return win.external["decode"]            # the decode stage's controller (gui.external_stage)
+
+
+def bar(win):
+    return win.external_bars["decode"]
+
+
+def state(win):
+    return win.model.external["decode"]      # its trace, pointer (the position) and status
+
+
 def wait_decode(qtbot, win) -> None:
-    qtbot.waitUntil(lambda: win.model.decode is not None and not win.decode.busy, timeout=TRACE_TIMEOUT_MS)
+    qtbot.waitUntil(lambda: state(win).trace is not None and not ctl(win).busy, timeout=TRACE_TIMEOUT_MS)
 
 
 def shown(win, name: str, stage: str = "decode"):
@@ -43,9 +55,9 @@ def reference(**options) -> DecodeConfig:
 
 
 def set_and_wait(qtbot, win, **options) -> None:
-    assert win.decode.set_options(**options)
+    assert ctl(win).set_options(**options)
     wait_decode(qtbot, win)
-    qtbot.waitUntil(lambda: win.model.decode.config == win.decode.config, timeout=TRACE_TIMEOUT_MS)
+    qtbot.waitUntil(lambda: state(win).trace.config == ctl(win).config, timeout=TRACE_TIMEOUT_MS)
 
 
 def maps(data) -> list[np.ndarray]:
@@ -54,7 +66,7 @@ def maps(data) -> list[np.ndarray]:
 
 def test_decode_is_computed_off_the_ui_thread_on_the_first_visit_only(qtbot, win, monkeypatch):
     import core.decode
-    assert not win.decode.started and win.model.decode is None
+    assert not ctl(win).started and state(win).trace is None
     threads = []
     real = core.decode.build_decode
 
@@ -64,10 +76,27 @@ def test_decode_is_computed_off_the_ui_thread_on_the_first_visit_only(qtbot, win
 
     monkeypatch.setattr(core.decode, "build_decode", recording)
     win.model.go(step_index(win.model, "decode.query"))
-    assert win.decode_bar.isVisible() and not win.pretrained_bar.isVisible()
+    assert bar(win).isVisible() and not win.pretrained_bar.isVisible()
     wait_decode(qtbot, win)
     assert threads and all(t is not threading.main_thread() for t in threads)
     assert win.model.step.stage == "decode" and win.model.shown
+
+
+def test_decode_status_texts_come_from_the_generic_external_state(qtbot, win):
+    """Stage 6 is one entry of gui.external_model.STAGES: while its trace computes, the step's
+    formula, the explanation and the status line say so; then the status line sums the trace up."""
+    from gui.external_model import STAGES
+    assert "decode" in STAGES and not hasattr(win, "decode") and not hasattr(win.model, "decode_status")
+    win.model.go(step_index(win.model, "decode.query"))           # (the worker's answer needs the event loop)
+    waiting = "Computing the decode trace…"
+    assert state(win).trace is None and state(win).status == waiting
+    assert win.step_view.formula.text() == waiting and waiting in win.explanation.toPlainText()
+    assert win.status_info.text() == waiting
+    wait_decode(qtbot, win)
+    trace = state(win).trace
+    worst = float(trace["decode_summary", "max_abs_diff"].numpy().max())
+    assert win.status_info.text() == state(win).status == (
+        f"decode gqa · 6 prompt + 4 new tokens · cached = uncached to {worst:.1e} · {trace.compute_ms:.0f} ms")
 
 
 @pytest.mark.parametrize("options", [dict(variant="mha", num_heads=4, d_out=8),
@@ -81,8 +110,8 @@ def test_decode_steps_show_the_core_trace_at_the_pointer(qtbot, win, options):
     ref = build_decode(reference(**options))
     T = len(ref.tokens)
     for position in (ref.positions[0], ref.positions[-1]):
-        win.decode_bar.position.setValue(position)           # the position pointer
-        assert win.model.decode_position == position
+        bar(win).pointer.setValue(position)           # the position pointer
+        assert state(win).pointer == position
         S = step_stage(position, T)
         want = {n: ref[S, n].numpy() for n in ref.stages[S]}
         win.model.go(step_index(win.model, "decode.query"))
@@ -157,19 +186,19 @@ def test_gqa_query_heads_are_named_and_coloured_by_the_k_v_head_they_share(qtbot
         assert [m.title_colour for m in shown(win, name).maps] == colours, step_id
         assert _drawn_title_colours(win, name) == colours, step_id
     # the legend line under the bar, in the same colours
-    assert win.decode_bar.legend.isVisible()
-    assert win.decode_bar.legend_items() == [(colours[0], "query heads 0–3 share K/V head 0"),
+    assert bar(win).legend.isVisible()
+    assert bar(win).legend_items() == [(colours[0], "query heads 0–3 share K/V head 0"),
                                              (colours[4], "query heads 4–7 share K/V head 1")]
-    assert "query heads 0–3 share K/V head 0" in win.decode_bar.legend.text() and colours[4] in win.decode_bar.legend.text()
+    assert "query heads 0–3 share K/V head 0" in bar(win).legend.text() and colours[4] in bar(win).legend.text()
     # 8 heads over 4 K/V heads: four colours, two heads each; MHA: no groups, no colours, no legend
     set_and_wait(qtbot, win, kv_groups=4)
     colours = [m.title_colour for m in shown(win, "queries").maps]
     assert [colours[h] == colours[h ^ 1] for h in range(8)] == [True] * 8 and len(set(colours)) == 4
-    assert len(win.decode_bar.legend_items()) == 4 and win.decode_bar.legend_items()[3][1] == "query heads 6–7 share K/V head 3"
+    assert len(bar(win).legend_items()) == 4 and bar(win).legend_items()[3][1] == "query heads 6–7 share K/V head 3"
     set_and_wait(qtbot, win, variant="mha")
     assert {m.title_colour for m in shown(win, "queries").maps} == {""}
     assert [m.title for m in shown(win, "queries").maps] == [f"head {h}" for h in range(8)]
-    assert not win.decode_bar.legend.isVisible() and win.decode_bar.legend_items() == []
+    assert not bar(win).legend.isVisible() and bar(win).legend_items() == []
 
 
 def test_mla_step_shows_the_latent_cache_and_its_projections(qtbot, win):
@@ -177,7 +206,7 @@ def test_mla_step_shows_the_latent_cache_and_its_projections(qtbot, win):
     wait_decode(qtbot, win)
     set_and_wait(qtbot, win, variant="mla", num_heads=4, d_out=8, latent=3)
     ref = build_decode(reference(variant="mla", num_heads=4, d_out=8, latent=3))
-    p = win.model.decode_position
+    p = state(win).pointer
     c = maps(shown(win, "cache_c_kv"))[0]
     assert c.shape == (p + 1, 3)
     np.testing.assert_allclose(c, ref[step_stage(p, len(ref.tokens)), "cache_c_kv"].numpy(), rtol=0, atol=1e-6)
@@ -196,16 +225,16 @@ def test_mla_step_shows_the_latent_cache_and_its_projections(qtbot, win):
 def test_a_bad_combination_is_one_message_and_the_last_good_trace_stays(qtbot, win):
     win.model.go(step_index(win.model, "decode.query"))
     wait_decode(qtbot, win)
-    before, options = win.model.decode, win.decode.options
+    before, options = state(win).trace, ctl(win).options
     messages = []
-    win.decode.error.connect(messages.append)
+    ctl(win).error.connect(messages.append)
     win.statusBar().clearMessage()
-    win.decode_bar.spins["kv_groups"].setValue(3)              # 8 heads over 3 K/V heads
+    bar(win).spins["kv_groups"].setValue(3)              # 8 heads over 3 K/V heads
     qtbot.wait(50)
     assert len(messages) == 1 and "divisible" in messages[0], messages
     assert win.statusBar().currentMessage() == messages[0]
-    assert win.model.decode is before and win.decode.options == options and not win.decode.busy
-    assert win.decode_bar.spins["kv_groups"].value() == options.kv_groups     # the bar shows what is in force
+    assert state(win).trace is before and ctl(win).options == options and not ctl(win).busy
+    assert bar(win).spins["kv_groups"].value() == options.kv_groups     # the bar shows what is in force
     assert win.model.shown
 
 
@@ -228,7 +257,7 @@ def test_export_all_on_a_decode_step_writes_the_decode_trace(qtbot, win, tmp_pat
     with qtbot.waitSignal(win.export_finished, timeout=TRACE_TIMEOUT_MS):
         win.actions["export_all"].trigger()
     manifest = json.loads((out / "manifest.json").read_text())
-    trace = win.model.decode
+    trace = state(win).trace
     folders = {p.name for p in out.iterdir() if p.is_dir()}
     assert folders >= {"decode_weights", "decode_prefill", "decode_summary"} | {
         step_stage(p, len(trace.tokens)) for p in trace.positions}
@@ -278,13 +307,13 @@ def test_the_prompt_can_be_the_main_text_field(qtbot, win):
     with qtbot.waitSignal(c.trace_changed, timeout=TRACE_TIMEOUT_MS):
         c.set_params(text=text, embeddings="random", d_in=4, seed=7)
     qtbot.waitUntil(lambda: not c.is_busy(), timeout=TRACE_TIMEOUT_MS)
-    assert text[:20] in win.decode_bar.prompt.itemText(1)
+    assert text[:20] in bar(win).prompt.itemText(1)
     win.model.go(step_index(win.model, "decode.query"))
     wait_decode(qtbot, win)
-    assert win.model.decode.tokens[:6] == tuple("Your journey starts with one step".split())   # the book's
-    win.decode_bar.prompt.setCurrentIndex(1)
-    qtbot.waitUntil(lambda: win.model.decode.config.text == text and not win.decode.busy, timeout=TRACE_TIMEOUT_MS)
-    trace = win.model.decode
+    assert state(win).trace.tokens[:6] == tuple("Your journey starts with one step".split())   # the book's
+    bar(win).prompt.setCurrentIndex(1)
+    qtbot.waitUntil(lambda: state(win).trace.config.text == text and not ctl(win).busy, timeout=TRACE_TIMEOUT_MS)
+    trace = state(win).trace
     assert trace.tokens[:6] == tuple(text.split()) and trace.prompt_tokens == 6
     ref = build_decode(DecodeConfig(variant="gqa", d_out=16, num_heads=8, num_kv_groups=2, new_tokens=4, text=text,
                                     embeddings="random", d_in=4, seed=7, device="cpu"))
@@ -297,7 +326,7 @@ def test_the_prefill_text_counts_the_prompt_not_the_pointer(qtbot, win):
     win.model.go(step_index(win.model, "decode.prefill"))
     wait_decode(qtbot, win)
     set_and_wait(qtbot, win, variant="gqa", num_heads=8, d_out=16, kv_groups=2, new_tokens=4)
-    win.decode_bar.position.setValue(9)
+    bar(win).pointer.setValue(9)
     assert "2 K/V heads × 6 rows × hd 2" in win.explanation.toPlainText()      # the 6 prompt tokens
     ref = build_decode(reference(variant="gqa", num_heads=8, d_out=16, kv_groups=2, new_tokens=4))
     for h, m in enumerate(maps(shown(win, "attn_weights", "decode_prefill"))):
@@ -312,7 +341,7 @@ def test_the_inspector_explains_a_k_v_head_map_and_a_weight(qtbot, win):
     win.model.click(k, 1, 3, 1)                                  # K/V head 1, the token at position 3, d1
     e = win.inspector.explanation
     assert e.name == "cache_k" and e.index == (1, 3, 1) and e.kind == "copy"
-    assert e.value == float(win.model.decode.step(win.model.decode_position)["cache_k"].numpy()[1, 3, 1])
+    assert e.value == float(state(win).trace.step(state(win).pointer)["cache_k"].numpy()[1, 3, 1])
     win.model.go(step_index(win.model, "decode.mla_up"))
     set_and_wait(qtbot, win, variant="mla", num_heads=4, d_out=8, latent=3)
     win.model.click(0, 0, 2, 5)

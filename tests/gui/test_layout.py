@@ -89,7 +89,6 @@ def _settle(win) -> None:
     c = win.controller
     wait_until(lambda: not c.is_busy() and (c.model.step.stage != "pretrained"
                                             or (not c.pretrained.busy and c.model.pretrained is not None))
-               and (c.model.step.stage != "decode" or (not win.decode.busy and c.model.decode is not None))
                and (c.model.step.stage not in win.external
                     or (not win.external[c.model.step.stage].busy
                         and c.model.external[c.model.step.stage].trace is not None)))

@@ -56,13 +56,13 @@ def _check_stage(win, stage: str, case: str) -> list[str]:
 
 
 def _decode_options(win, **options) -> None:
-    from gui.decode_controller import Options
-    d = win.decode
+    from gui.external_stage import DecodeOptions
+    d = win.external["decode"]
     c = win.controller
     c.go(_steps(win, "decode")[0])
-    assert d.set_options(**{**dataclasses.asdict(Options()), **options})
-    wait_until(lambda: d.model.decode is not None and not d.busy
-               and d.model.decode.config == d.config, TRACE_TIMEOUT_MS)
+    assert d.set_options(**{**dataclasses.asdict(DecodeOptions()), **options})
+    wait_until(lambda: d.model.external["decode"].trace is not None and not d.busy
+               and d.model.external["decode"].trace.config == d.config, TRACE_TIMEOUT_MS)
 
 
 @pytest.mark.parametrize("case", list(DECODE_CASES))

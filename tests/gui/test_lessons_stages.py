@@ -7,8 +7,7 @@ from __future__ import annotations
 import dataclasses
 import json
 
-from gui.decode_controller import Options
-from gui.external_stage import RopeOptions, TiledOptions
+from gui.external_stage import DecodeOptions, RopeOptions, TiledOptions
 from tests.gui.fixtures import TRACE_TIMEOUT_MS, open_lesson_and_wait, step_index
 
 DECODE = dict(variant="mla", num_heads=4, d_out=8, latent=4, new_tokens=3)
@@ -17,10 +16,7 @@ ROPE = dict(base=500_000.0, form="interleaved", shift=5, head=1)
 
 
 def _ready(win, stage: str) -> bool:
-    m = win.model
-    if stage == "decode":
-        return m.decode is not None and not win.decode.busy and m.decode.config == win.decode.config
-    state = m.external[stage]
+    state = win.model.external[stage]
     ctl = win.external[stage]
     return state.trace is not None and not ctl.busy and state.trace.config == ctl.config
 
@@ -31,14 +27,12 @@ def _visit(qtbot, win, step_id: str) -> None:
 
 
 def _set(qtbot, win, stage: str, **options) -> None:
-    ctl = win.decode if stage == "decode" else win.external[stage]
-    assert ctl.set_options(**options)
+    assert win.external[stage].set_options(**options)
     qtbot.waitUntil(lambda: _ready(win, stage), timeout=TRACE_TIMEOUT_MS)
 
 
 def _all_defaults(qtbot, win) -> None:
-    _set(qtbot, win, "decode", **dataclasses.asdict(Options()))
-    for stage, opt in (("tiled", TiledOptions()), ("rope", RopeOptions())):
+    for stage, opt in (("decode", DecodeOptions()), ("tiled", TiledOptions()), ("rope", RopeOptions())):
         _set(qtbot, win, stage, **dataclasses.asdict(opt))
 
 
@@ -47,14 +41,14 @@ def _saved(qtbot, win, tmp_path):
     m = win.model
     _visit(qtbot, win, "decode.query")
     _set(qtbot, win, "decode", **DECODE)
-    m.set_decode_position(m.decode.positions[1])
+    m.set_external_pointer("decode", m.external["decode"].trace.positions[1])
     _visit(qtbot, win, "tiled.tile")
     _set(qtbot, win, "tiled", **TILED)
     m.set_external_pointer("tiled", 2)
     _visit(qtbot, win, "rope.scores")
     _set(qtbot, win, "rope", **ROPE)
     m.set_external_pointer("rope", 3)
-    want = {"decode": {**dataclasses.asdict(Options(**DECODE)), "position": m.decode.positions[1]},
+    want = {"decode": {**dataclasses.asdict(DecodeOptions(**DECODE)), "position": m.external["decode"].trace.positions[1]},
             "tiled": {**dataclasses.asdict(TiledOptions(**TILED)), "pointer": 2},
             "rope": {**dataclasses.asdict(RopeOptions(**ROPE)), "pointer": 3}}
     path = tmp_path / "bars.json"
@@ -73,11 +67,11 @@ def test_the_bars_options_and_sliders_round_trip_through_a_lesson_file(qtbot, wi
     m.go(0)
     assert open_lesson_and_wait(win, qtbot, path, show_box=False) == ""
     assert win.statusBar().currentMessage() == "Opened lesson bars.json: bars"
-    assert win.decode.options == Options(**DECODE)
+    assert win.external["decode"].options == DecodeOptions(**DECODE)
     assert win.external["tiled"].options == TiledOptions(**TILED)
     assert win.external["rope"].options == RopeOptions(**ROPE)
     # the bars show them
-    assert win.decode_bar.variant.currentData() == "mla" and win.decode_bar.spins["latent"].value() == 4
+    assert win.external_bars["decode"].variant.currentData() == "mla" and win.external_bars["decode"].spins["latent"].value() == 4
     bar = win.external_bars["tiled"]
     assert bar.spins["block_rows"].value() == 3 and bar.form.currentData() is True and not bar.causal.isChecked()
     assert win.external_bars["rope"].form.currentData() == "interleaved" and win.external_bars["rope"].shift.value() == 5
@@ -90,10 +84,10 @@ def test_the_bars_options_and_sliders_round_trip_through_a_lesson_file(qtbot, wi
     qtbot.waitUntil(lambda: m.external["tiled"].pointer == 2, timeout=TRACE_TIMEOUT_MS)
     assert m.external["tiled"].trace.config.block_rows == 3 and m.external["tiled"].trace.config.fa2
     _visit(qtbot, win, "decode.query")
-    qtbot.waitUntil(lambda: m.decode_position == want["decode"]["position"], timeout=TRACE_TIMEOUT_MS)
-    cfg = m.decode.config
-    assert (cfg.variant, cfg.num_heads, cfg.d_out, cfg.latent, len(m.decode.positions)) == ("mla", 4, 8, 4, 3)
-    assert win.decode_bar.position.value() == want["decode"]["position"]
+    qtbot.waitUntil(lambda: m.external["decode"].pointer == want["decode"]["position"], timeout=TRACE_TIMEOUT_MS)
+    cfg = m.external["decode"].trace.config
+    assert (cfg.variant, cfg.num_heads, cfg.d_out, cfg.latent, len(m.external["decode"].trace.positions)) == ("mla", 4, 8, 4, 3)
+    assert win.external_bars["decode"].pointer.value() == want["decode"]["position"]
 
 
 def test_an_older_lesson_without_the_bars_opens_them_at_their_defaults(qtbot, window, tmp_path):
@@ -103,13 +97,13 @@ def test_an_older_lesson_without_the_bars_opens_them_at_their_defaults(qtbot, wi
     del data["stages"]                              # what lessons saved before this held
     old = tmp_path / "old.json"
     old.write_text(json.dumps(data), encoding="utf-8")
-    assert win.decode.options != Options()
+    assert win.external["decode"].options != DecodeOptions()
     assert open_lesson_and_wait(win, qtbot, old, show_box=False) == ""
     assert win.statusBar().currentMessage() == "Opened lesson old.json: bars"
-    assert win.decode.options == Options()
+    assert win.external["decode"].options == DecodeOptions()
     assert win.external["tiled"].options == TiledOptions() and win.external["rope"].options == RopeOptions()
     assert win.model.step.id == "rope.scores"
-    assert win.decode_bar.variant.currentData() == "gqa" and win.external_bars["tiled"].spins["block_rows"].value() == 2
+    assert win.external_bars["decode"].variant.currentData() == "gqa" and win.external_bars["tiled"].spins["block_rows"].value() == 2
 
 
 def test_bad_bar_options_in_a_lesson_are_one_status_line_and_their_defaults(qtbot, window, tmp_path):
@@ -118,7 +112,7 @@ def test_bad_bar_options_in_a_lesson_are_one_status_line_and_their_defaults(qtbo
     data = json.loads(path.read_text(encoding="utf-8"))
     cases = {
         # 8 query heads over 3 K/V heads: refused by DecodeConfig, as the bar would
-        "groups.json": ({**data["stages"], "decode": {**dataclasses.asdict(Options()), "kv_groups": 3}},
+        "groups.json": ({**data["stages"], "decode": {**dataclasses.asdict(DecodeOptions()), "kv_groups": 3}},
                         "decode: kv groups:"),
         "type.json": ({**data["stages"], "decode": {**want["decode"], "num_heads": "eight"}},
                       "decode: num_heads must be a whole number, got 'eight'"),
@@ -137,7 +131,7 @@ def test_bad_bar_options_in_a_lesson_are_one_status_line_and_their_defaults(qtbo
         line = win.statusBar().currentMessage()
         assert line.startswith(f"Opened lesson {name}: bars; ") and words in line and "\n" not in line, (name, line)
         assert line.endswith("that bar opens at its defaults"), line
-        assert win.decode.options == Options(), name                        # the bad stage: its defaults
+        assert win.external["decode"].options == DecodeOptions(), name                        # the bad stage: its defaults
         assert win.external["tiled"].options == TiledOptions(**TILED), name  # the rest as saved
         assert win.external["rope"].options == RopeOptions(**ROPE), name
         assert win.model.step.id == "rope.scores", name
@@ -148,10 +142,10 @@ def test_bad_bar_options_in_a_lesson_are_one_status_line_and_their_defaults(qtbo
     assert open_lesson_and_wait(win, qtbot, tmp_path / "two.json", show_box=False) == ""
     line = win.statusBar().currentMessage()
     assert "tiled: block rows:" in line and "rope: base:" in line and line.endswith("those bars open at their defaults")
-    assert win.decode.options == Options(**DECODE)
+    assert win.external["decode"].options == DecodeOptions(**DECODE)
     assert win.external["tiled"].options == TiledOptions() and win.external["rope"].options == RopeOptions()
     # "stages" that is not an object at all: every bar at its defaults, one line
     (tmp_path / "flat.json").write_text(json.dumps({**data, "stages": "decode"}), encoding="utf-8")
     assert open_lesson_and_wait(win, qtbot, tmp_path / "flat.json", show_box=False) == ""
     assert "stages must map decode/tiled/rope to their options, got str" in win.statusBar().currentMessage()
-    assert win.decode.options == Options()
+    assert win.external["decode"].options == DecodeOptions()

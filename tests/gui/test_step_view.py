@@ -86,10 +86,10 @@ def test_keyboard_visits_every_step_and_each_image_equals_the_core(window, qtbot
                 trace = refs.setdefault("pretrained", build_pretrained(PretrainedConfig(device="cpu")))
             elif step.stage == "decode":       # stage 6: its own settings (the decode bar), computed on first visit
                 from core.decode import build_decode
-                from gui.decode_model import DecodeView
-                qtbot.waitUntil(lambda: c.model.decode is not None and not window.decode.busy, timeout=60_000)
-                trace = DecodeView(refs.setdefault("decode", build_decode(window.decode.config)),
-                                   c.model.decode_position)
+                from gui.external_model import DecodeView
+                qtbot.waitUntil(lambda: c.model.external["decode"].trace is not None and not window.external["decode"].busy, timeout=60_000)
+                trace = DecodeView(refs.setdefault("decode", build_decode(window.external["decode"].config)),
+                                   c.model.external["decode"].pointer)
             elif step.stage in ("tiled", "rope"):   # stages 7, 8: their bars' settings, computed on first visit
                 from core.rope import build_rope
                 from core.tiled import build_tiled
