@@ -354,13 +354,14 @@ def test_the_worker_renders_the_visible_maps_and_the_window_draws_those_words(qt
         assert ready is not None and not m.display(1).flags.writeable
         np.testing.assert_array_equal(ready, heatmap.argb_image(m._display(1), *map(float, data.levels), table))
     made = []
-    real = heatmap.argb_image
-    heatmap.argb_image = lambda *a: made.append(1) or real(*a)
+    from gui import heatmap_colour         # where the image item looks its words up
+    real = heatmap_colour.argb_image
+    heatmap_colour.argb_image = lambda *a: made.append(1) or real(*a)
     try:
         panel = _shown_panel(qtbot, (700, 500), data)
         qtbot.waitUntil(lambda: all(m.image.qimage is not None for m in panel.maps))
     finally:
-        heatmap.argb_image = real
+        heatmap_colour.argb_image = real
     assert made == []                                      # nothing looked up again
     for m, shown in zip(data.maps, panel.maps):
         fresh = _Image(axisOrder="row-major")
