@@ -31,6 +31,7 @@ from gui.heatmap_sizing import (BIG_MAP_MIN, LABEL_CHARS, MAX_DISPLAY, MAX_TEXT_
                                 MIN_DISPLAY, MIN_TEXT_PX, PANEL_FRAME, SQUARE_RATIO, THUMBNAIL_MAPS, VALUE_CELL,
                                 _fitted_ticks, _panel_min_size, _same_array, _same_value, _tick_list, _widest,
                                 _widest_in, bar_caption, fit_grid_cols, grid_shape, is_thumbnails, label_cell,
+                                label_font, panel_base_width, row_label_width, title_points,
                                 min_cell, panel_min_size, panel_title, prints_values, rotates_columns,
                                 same_drawing, square_cells, text_factor, title_width, value_chars)
 from gui.matrices import MatrixData, format_value
@@ -133,7 +134,10 @@ class _Map:
             self._image_placed = placed
             self.image.setRect(QtCore.QRectF(0, 0, cols, rows))
 
-    def set_data(self, data: MatrixData, k: int, cmap: pg.ColorMap) -> None:
+    def set_data(self, data: MatrixData, k: int, cmap: pg.ColorMap, compact: bool = False,
+                 rowless: bool = False) -> None:
+        """Draw map ``k`` of ``data``; ``compact``: labels in the smaller font (label_font);
+        ``rowless``: no row labels (the map to its left in the step's row draws the same rows)."""
         m = data.maps[k]
         rows, cols = m.values.shape
         self._setting = True
@@ -145,7 +149,7 @@ class _Map:
         # the same again (a parameter change on the same step) leaves the map's axes, titles,
         # separators and ticks as they are (~0.1 ms a map, 12 heads)
         look = (rows, cols, len(data.maps), m.title, data.row_axis, data.col_axis, data.extra.get("head_width"),
-                data.row_labels, data.col_labels, square_cells(data), pt(9))
+                data.row_labels, data.col_labels, square_cells(data), pt(9), compact, rowless)
         if look == self._look and not self._ncells and not prints_values(data):
             return
         self._look = look
@@ -168,31 +172,36 @@ class _Map:
             self.plot.vb.setRange(xRange=(0, cols), yRange=(0, rows), padding=0)
         self.thumbnail = thumb = is_thumbnails(data)
         fm = QtGui.QFontMetrics(QtGui.QFont())
-        rotated = rotates_columns(data) and not thumb
+        rotated = rotates_columns(data, compact) and not thumb
         top = self.plot.getAxis("top")
         left = self.plot.getAxis("left")
+        font = label_font(compact)
         for ax in (top, left):              # thumbnails: the map and its title only (hover names cells)
-            if ax.style["showValues"] == thumb:
-                ax.setStyle(showValues=not thumb)
+            show = not thumb and not (rowless and ax is left)
+            if ax.style["showValues"] != show:
+                ax.setStyle(showValues=show)
                 self._fitted = None
-        height = (2 if thumb else _widest(data.col_labels) + 14 + (fm.height() if data.col_axis else 0)
+            if ax.style.get("tickFont") != font:
+                ax.setStyle(tickFont=font)
+                self._fitted = self._widest = None
+        height = (2 if thumb else _widest(data.col_labels, compact) + 14 + (fm.height() if data.col_axis else 0)
                   if rotated else None)
         if rotated != top.rotated or height != top.fixedHeight:
             top.set_rotated(rotated, height)
             self._fitted = None
         # the row labels' room, fixed from the data: pyqtgraph widens an axis only after a paint
         # has dropped the labels that did not fit
-        width = 2 if thumb else _widest(data.row_labels) + 10 + (fm.height() + 2 if data.row_axis else 0)
+        width = 2 if thumb or rowless else row_label_width(data, compact)
         if left.fixedWidth != width:
             left.setWidth(width)
             self._fitted = None
         # setTitle/setLabel re-layout the plot: only call them when the text changes
         thumb = is_thumbnails(data)
-        texts = (m.title, data.row_axis, data.col_axis, thumb)
+        texts = (m.title, data.row_axis, data.col_axis, thumb, rowless)
         if texts != self._texts:
             self.plot.setTitle(m.title or None, size=pt(9), color="#333")
             self._title_key = None            # MatrixPanel.set_focused styles it again
-            self.plot.getAxis("left").setLabel(None if thumb else data.row_axis, color="#555")
+            self.plot.getAxis("left").setLabel(None if thumb or rowless else data.row_axis, color="#555")
             self.plot.getAxis("top").setLabel(None if thumb else data.col_axis, color="#555")
             self._texts = texts
         if (data.row_labels, data.col_labels) != self.labels:
@@ -358,6 +367,7 @@ class MatrixPanel(pg.GraphicsLayoutWidget):
         self._grid_cols = None
         self._drawing = None                # (grid columns, title size) ``data`` was drawn with
         self._kind = None
+        self.compact = self.rowless = self.barless = False     # as set_matrix drew it
         self._title = pg.LabelItem(justify="center", color=(20, 20, 20))
         self._frames: list[tuple] = []      # (plot, rect item, Frame) drawn by mark()
         self.setMinimumSize(160, 140)
@@ -415,9 +425,14 @@ class MatrixPanel(pg.GraphicsLayoutWidget):
             m.plot.setTitle(f"▶ {title}" if chosen else title, size=pt(9),
                             color="#2f6fd0" if chosen else "#333", bold=chosen)
 
-    def set_matrix(self, data: MatrixData, grid_cols: int | None = None) -> None:
-        """Draw ``data``; ``grid_cols``: at most this many maps side by side."""
-        drawing = (grid_cols, pt(10))
+    def set_matrix(self, data: MatrixData, grid_cols: int | None = None, compact: bool = False,
+                   rowless: bool = False, barless: bool = False) -> None:
+        """Draw ``data``; ``grid_cols``: at most this many maps side by side; ``compact``: smaller
+        labels and cells (a step that does not fit otherwise); ``rowless``: no row labels (the
+        panel to its left in the step's row has the same rows and draws them); ``barless``: no
+        colour bar (the panel to its right in the step's row has the same scale and draws it)."""
+        self.compact, self.rowless, self.barless = compact, rowless, barless
+        drawing = (grid_cols, pt(10), compact, rowless, barless)
         if self._drawing == drawing and self.data is not None and same_drawing(self.data, data):
             # the same numbers again (the full trace after the visible stage's, which holds the
             # very same arrays): nothing to redraw
@@ -435,12 +450,12 @@ class MatrixPanel(pg.GraphicsLayoutWidget):
         self._kind = data.kind
         self.data = data
         title = panel_title(data)
-        if title != getattr(self, "_title_text", None):
-            self._title_text = title
-            self._title.setText(title, size=pt(10), bold=True)
+        if (title, compact) != getattr(self, "_title_text", None):
+            self._title_text = (title, compact)
+            self._title.setText(title, size=pt(title_points(compact)), bold=True)
         for k, m in enumerate(self.maps):
-            m.set_data(data, k, cmap)
-        size = panel_min_size(data, grid_cols)
+            m.set_data(data, k, cmap, compact, rowless)
+        size = panel_min_size(data, grid_cols, compact, rowless, barless)
         if size != getattr(self, "base_min", None):      # (the step view may grow it: see StepView)
             self.base_min = size
             self.setMinimumSize(*size)
@@ -448,7 +463,13 @@ class MatrixPanel(pg.GraphicsLayoutWidget):
         if caption != getattr(self, "_caption", None):
             self._caption = caption
             self.bar.getAxis("right").setLabel(caption or None, color="#555")
-        self.bar.setVisible(data.kind != "ids")     # ids are names, not a scale
+        if barless == (self.bar in self.ci.items):      # out of the layout: its room goes to the maps
+            if barless:
+                self.ci.removeItem(self.bar)
+            else:
+                ncols, nrows = grid_shape(n, grid_cols)
+                self.ci.addItem(self.bar, row=1, col=ncols, rowspan=nrows)
+        self.bar.setVisible(data.kind != "ids" and not barless)     # ids are names, not a scale
         if tuple(self.bar.levels()) != tuple(data.levels):
             # the images got these levels in setImage; the bar's axis re-renders on every setLevels
             self.bar.setLevels(data.levels)

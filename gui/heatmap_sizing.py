@@ -22,6 +22,11 @@ VALUE_CELL = 36          # a cell that prints "−0.1234" at MIN_TEXT_PX (see _c
 THUMBNAIL_MAPS = 5       # a grid of this many maps or more is drawn as thumbnails
 LABEL_CHARS = 14         # longer row/column labels are elided (the hover names them in full)
 SQUARE_RATIO = 8         # cells are square unless the matrix is more oblong than this
+COMPACT_FONT = 0.85      # a compact panel's labels: this much of the application font (cells of ~13 px)
+COMPACT_BIG_MAP = 96     # px: the least a downsampled map is given in a compact panel
+BAR_WIDTH = 61           # px: a colour bar with its axis and caption (a panel without one is this much narrower)
+THUMBNAIL_MIN = 64       # px: the least a thumbnail is given (COMPACT_THUMBNAIL in a compact panel)
+COMPACT_THUMBNAIL = 40
 
 
 def _elide(text: str, chars: int) -> str:
@@ -38,7 +43,9 @@ def _fitted_ticks(labels, cell_px: float, fm: QtGui.QFontMetrics, widest: int | 
     cell_px = max(cell_px, 1e-6)        # a downsampled map's cells are well under a pixel
     horizontal = widest is not None
     if horizontal:
-        need = min(widest + 6, 4 * avg + 8)       # room for at least "abc…" and a gap
+        # room for at least "abc…" and a gap; labels thinned anyway (more than MAX_TICKS) are
+        # spaced whole ("out0  out64  out128 …", not "out…  out…")
+        need = widest + 6 if len(labels) > MAX_TICKS else min(widest + 6, 4 * avg + 8)
     else:
         need = fm.height() + 1
     every = max(1, math.ceil(need / cell_px), math.ceil(len(labels) / MAX_TICKS))
@@ -46,15 +53,34 @@ def _fitted_ticks(labels, cell_px: float, fm: QtGui.QFontMetrics, widest: int | 
     return [(i + 0.5, _elide(str(labels[i]), chars)) for i in range(0, len(labels), every)]
 
 
-def label_cell(fm: QtGui.QFontMetrics | None = None) -> int:
-    """The smallest cell (px) that holds one label per row (or rotated column)."""
-    fm = fm or QtGui.QFontMetrics(QtGui.QFont())
-    return fm.height() + 2
+def label_font(compact: bool = False) -> QtGui.QFont:
+    """The font of the row/column labels: the application's, or COMPACT_FONT of it in a compact
+    panel (a step that does not fit its pane otherwise: smaller cells, values hidden first)."""
+    font = QtGui.QFont()
+    if compact:
+        if font.pointSizeF() > 0:
+            font.setPointSizeF(font.pointSizeF() * COMPACT_FONT)
+        else:
+            font.setPixelSize(max(7, round(font.pixelSize() * COMPACT_FONT)))
+    return font
 
 
-def _widest(labels) -> int:
-    """The widest elided label (px) in the application font."""
-    return _widest_in(tuple(labels), QtGui.QFont().toString())
+def label_cell(fm: QtGui.QFontMetrics | None = None, compact: bool = False) -> int:
+    """The smallest cell (px) that holds one label per row (or rotated column): a compact panel's
+    labels one pixel apart (:func:`_fitted_ticks` keeps them one label a cell)."""
+    fm = fm or QtGui.QFontMetrics(label_font(compact))
+    return fm.height() + (1 if compact else 2)
+
+
+def _widest(labels, compact: bool = False) -> int:
+    """The widest elided label (px) in the labels' font (:func:`label_font`)."""
+    return _widest_in(tuple(labels), label_font(compact).toString())
+
+
+def row_label_width(data: MatrixData, compact: bool = False) -> int:
+    """The room (px) of a map's row labels and row-axis title (the left axis' fixed width)."""
+    line = QtGui.QFontMetrics(QtGui.QFont()).height()
+    return _widest(data.row_labels, compact) + 10 + (line + 2 if data.row_axis else 0)
 
 
 @functools.lru_cache(maxsize=256)
@@ -107,7 +133,7 @@ def text_factor(data: MatrixData) -> float:
     return 0.62 * value_chars(data)
 
 
-def min_cell(data: MatrixData) -> tuple[int, int]:
+def min_cell(data: MatrixData, compact: bool = False) -> tuple[int, int]:
     """(width, height) in px below which a cell of ``data`` is not drawn: one label a row/column
     where there are ≤ MAX_TICKS of them (labels are never dropped), else 1 (a big map is
     downsampled, its labels thinned). Values are printed when the cells hold them
@@ -116,16 +142,19 @@ def min_cell(data: MatrixData) -> tuple[int, int]:
     if is_thumbnails(data):
         return 1, 1
     rows, cols = data.shape
-    lab = label_cell()
+    lab = label_cell(compact=compact)
     return (lab if cols <= MAX_TICKS else 1), (lab if rows <= MAX_TICKS else 1)
 
 
-def rotates_columns(data: MatrixData) -> bool:
+def rotates_columns(data: MatrixData, compact: bool = False) -> bool:
     """Column labels are drawn rotated (reading upwards) when the widest one is wider than the
     smallest cell it gets: decided from the data, not the current size, so a resize never
-    flips it (which would change the axis height and the cells again)."""
-    room = label_cell()       # the least cell it gets (a compared map shrinks to it, its values hidden)
-    return _widest(data.col_labels) + 6 > room
+    flips it (which would change the axis height and the cells again). Never on a map of more than
+    MAX_TICKS columns: its labels are thinned anyway (every k-th, upright, the axis stays low)."""
+    if len(data.col_labels) > MAX_TICKS:
+        return False
+    room = label_cell(compact=compact)   # the least cell it gets (a compared map shrinks to it, its values hidden)
+    return _widest(data.col_labels, compact) + 6 > room
 
 
 def square_cells(data: MatrixData) -> bool:
@@ -156,45 +185,65 @@ def _title_width(text: str, size: str, bold: bool, app_font: str) -> int:
 PANEL_FRAME = 2           # px of MatrixPanel's focus border, each side (set_focused)
 
 
+def title_points(compact: bool = False) -> float:
+    """The panel title's size (pt, before present mode's scaling): smaller in a compact panel."""
+    return 9 if compact else 10
+
+
 def panel_title(data: MatrixData) -> str:
     return data.title + ("   (click a head to open it)" if is_thumbnails(data) else "")
 
 
-def panel_min_size(data: MatrixData, max_cols: int | None = None) -> tuple[int, int]:
+def panel_min_size(data: MatrixData, max_cols: int | None = None, compact: bool = False,
+                   rowless: bool = False, barless: bool = False) -> tuple[int, int]:
     """(width, height) a MatrixPanel needs to draw ``data`` with cells of at least
     :func:`min_cell` (an estimate that errs on the large side: titles, axes, colour bar).
     No narrower than its titles: pyqtgraph's layout does not shrink a title, it pushes the
     colour bar out of the panel instead. Kept with ``data`` per column count and font (a step
-    sizes each matrix several times while it is laid out)."""
+    sizes each matrix several times while it is laid out). ``compact``: smaller labels and cells
+    (:func:`label_font`); ``rowless``: its maps draw no row labels (the map to its left in the
+    step's row has the same rows and draws them); ``barless``: no colour bar (the panel to its
+    right has the same scale and draws it)."""
     font = QtGui.QFont()
     sizes = data.__dict__.setdefault("_min_sizes", {})
-    key = (max_cols, font.toString(), pt(10))
+    key = (max_cols, font.toString(), pt(10), compact, rowless, barless)
     if key not in sizes:
-        sizes[key] = _panel_min_size(data, max_cols, QtGui.QFontMetrics(font))
+        sizes[key] = _panel_min_size(data, max_cols, QtGui.QFontMetrics(font), compact, rowless, barless=barless)
     return sizes[key]
 
 
-def _panel_min_size(data: MatrixData, max_cols: int | None, fm: QtGui.QFontMetrics) -> tuple[int, int]:
+def panel_base_width(data: MatrixData, max_cols: int | None = None, compact: bool = False,
+                     rowless: bool = False, barless: bool = False) -> int:
+    """panel_min_size's width but for the panel's title: what its maps and colour bar need (panels
+    sharing row labels are sized from it, so that their cells get the same room)."""
+    return _panel_min_size(data, max_cols, QtGui.QFontMetrics(QtGui.QFont()), compact, rowless, False, barless)[0]
+
+
+def _panel_min_size(data: MatrixData, max_cols: int | None, fm: QtGui.QFontMetrics, compact: bool = False,
+                    rowless: bool = False, titled: bool = True, barless: bool = False) -> tuple[int, int]:
     n = len(data.maps)
     ncols, nrows = grid_shape(n, max_cols)
     rows, cols = data.shape
-    cw, ch = min_cell(data)
+    cw, ch = min_cell(data, compact)
+    lab = QtGui.QFontMetrics(label_font(compact)).height()
     line = fm.height()
     # the panel's title spans the grid and the bar (+ the layout's margins and the focus frame)
-    title_w = title_width(panel_title(data), 10, bold=True) + 14 + 2 * PANEL_FRAME
+    title_w = title_width(panel_title(data), title_points(compact), bold=True) + 14 + 2 * PANEL_FRAME if titled else 0
     # a map's title (bold with "▶ " when its head is chosen: set_focused) sits over its cells
     map_title = max((title_width(f"▶ {m.title}", 9, bold=True) for m in data.maps if m.title), default=0)
     if is_thumbnails(data):
-        per_w, per_h = max(64, map_title), 64 + line + 4
-        return max(ncols * per_w + 80, title_w), nrows * per_h + 2 * line + 20
-    left = _widest(data.row_labels) + 8 + line + 4        # tick labels, gap, axis label
-    top = (_widest(data.col_labels) + 4 if rotates_columns(data) else line) + 8 + line + 4
+        thumb = COMPACT_THUMBNAIL if compact else THUMBNAIL_MIN
+        per_w, per_h = max(thumb, map_title), thumb + line + 4
+        return max(ncols * per_w + (80 - BAR_WIDTH if barless else 80), title_w), nrows * per_h + 2 * line + 20
+    left = 2 if rowless else _widest(data.row_labels, compact) + 8 + line + 4        # tick labels, gap, axis label
+    top = (_widest(data.col_labels, compact) + 4 if rotates_columns(data, compact) else lab) + 8 + line + 4
     title = line + 8 if any(m.title for m in data.maps) else 0
-    cells_w = cols * cw if cols <= MAX_TICKS else min(cols, BIG_MAP_MIN)    # a big map is downsampled
-    cells_h = rows * ch if rows <= MAX_TICKS else min(rows, BIG_MAP_MIN)
+    big = COMPACT_BIG_MAP if compact else BIG_MAP_MIN
+    cells_w = cols * cw if cols <= MAX_TICKS else min(cols, big)    # a big map is downsampled
+    cells_h = rows * ch if rows <= MAX_TICKS else min(rows, big)
     map_w = max(cells_w, map_title) + left + 16     # + pyqtgraph's spacing and margins
     map_h = cells_h + top + title + 16
-    width = max(ncols * map_w + 82, title_w)          # + colour bar, its axis and caption (~70 px drawn)
+    width = max(ncols * map_w + (82 - BAR_WIDTH if barless else 82), title_w)   # + colour bar, its axis and caption (~70 px drawn)
     height = nrows * map_h + line + 28            # + the panel's title
     return int(width), int(height)
 
@@ -229,10 +278,10 @@ def grid_shape(n: int, max_cols: int | None = None) -> tuple[int, int]:
     return ncols, math.ceil(n / max(ncols, 1))
 
 
-def fit_grid_cols(data: MatrixData, width: int) -> int:
+def fit_grid_cols(data: MatrixData, width: int, compact: bool = False) -> int:
     """The most columns of maps (up to the default) whose panel fits ``width`` px; 1 if none."""
     ncols, _ = grid_shape(len(data.maps))
-    while ncols > 1 and panel_min_size(data, ncols)[0] > width:
+    while ncols > 1 and panel_min_size(data, ncols, compact)[0] > width:
         ncols -= 1
     return ncols
 
