@@ -529,7 +529,22 @@ class MatrixPanel(pg.GraphicsLayoutWidget):
         return None
 
     def describe(self, k: int, row: int, col: int) -> str:
-        return self.data.describe(k, row, col) if self.data else ""
+        """The hover's text of a cell; on a map drawn downsampled, how it is drawn (the hover
+        still reads the exact cell)."""
+        if not self.data:
+            return ""
+        return self.data.describe(k, row, col) + (self.downsampling(k) and f"  ({self.downsampling(k)})")
+
+    def downsampling(self, k: int) -> str:
+        """How map ``k`` is drawn when it has more cells than pixels ("" when whole): weights every
+        k-th row, each pixel the largest weight of its k columns (gui.pooling: a one-cell stripe
+        never disappears), other values every k-th row and column."""
+        if self.data is None or k >= len(self.maps) or self.maps[k].stride <= 1:
+            return ""
+        s = self.maps[k].stride
+        if self.data.kind == "prob":
+            return f"drawn at 1/{s}: every {s}th row, each pixel the largest weight of its {s} columns"
+        return f"drawn at 1/{s}: every {s}th row and column"
 
     def _on_move(self, scene_pos) -> None:
         hit = self.cell_at(scene_pos)

@@ -205,6 +205,8 @@ def test_downsampled_display_reports_exact_values_on_hover(qtbot):
         assert panel.cell_at(scene) == (0, row, col)
         panel._on_move(scene)
         assert f"ω[t{row}, t{col}] = {format_value(values[row, col])}" in hovered[-1]
+        # and says how the map is drawn (a learner reading a pale map knows it is sampled)
+        assert hovered[-1].endswith(f"(drawn at 1/{k}: every {k}th row and column)")
 
 
 @pytest.mark.parametrize("tokens,map_px", [(1024, 15.0), (1024, 120.0), (64, 40.0), (6, 300.0)])
@@ -433,3 +435,4 @@ def test_a_downsampled_weight_map_keeps_a_one_cell_stripe_by_taking_each_blocks_
     assert (shown[1:].max(axis=1) == 1.0).all()                        # every other drawn row shows it
     for r in range(1, shown.shape[0]):                                 # at the block holding it
         assert shown[r, (r * k - 1) // k] == 1.0
+    assert panel.downsampling(0) == f"drawn at 1/{k}: every {k}th row, each pixel the largest weight of its {k} columns"

@@ -1,11 +1,14 @@
 """Every step stays legible: rendered offscreen at 1366×768 and 1920×1080 (the first window's
-layout on that screen) for the Book preset, a 10-token own text, a 12-token text at d_out 768 with
-12 heads and 64 tokens, each map is checked for what a learner must be able to read. The maps get
-≥ 65 % of the width at 1366; every step of stages 1–4 fits its pane (no scroll bar) and the steps
-that compare maps show them in one row (own texts at 1366 with the maps full width, F11).
+layout on that screen, side tabs open: no F11) for the Book preset, an 11-token own text, a 12-token
+text at d_out 768 with 12 heads and 64 tokens, each map is checked for what a learner must be able to
+read. The maps get ≥ 65 % of the width at 1366; every step of stages 1–5 and 7–8 fits its pane (no
+scroll bar) and the steps that compare maps show them in one row (each panel's heads side by side,
+or stacked alike, head k beside head k).
 
 For each map: inside its panel (the step scrolls, so the panels only have to be inside the
-scrolled area), its colour bar visible, every row/column label drawn where there are ≤ 32 of them,
+scrolled area), its colour bar visible (or, sharing one scale, the next panel's in its row), every
+row/column label drawn where there are ≤ 32 of them (or, sharing the rows of the panel to its left,
+its cells level with that one's labels),
 its values printed where it is ≤ 12×12 (thumbnails of many heads excepted: a click opens one large),
 and no two texts of the step (tick labels, axis labels, titles, cell values) overlapping.
 The images go to ``$STEPPER_LAYOUT_SHOTS`` (default ``screenshots-tmp/layout/``) to be looked at.
