@@ -12,11 +12,12 @@ import itertools
 import math
 import time
 
-from PySide6 import QtCore, QtWidgets
+from PySide6 import QtCore, QtGui, QtWidgets
 
 from gui.heatmap import (MIN_TEXT_PX, MatrixPanel, fit_grid_cols, grid_shape, is_thumbnails, min_cell, panel_base_width,
                           panel_min_size, prints_values, rotates_columns, square_cells, text_factor)
 from gui.matrices import COLOUR_MODES, SPREAD_KINDS, MatrixData, with_colours
+from gui.present import pt
 from gui.steps import step_numbers
 from gui.texts import is_book, title_and_formula
 from gui.view_model import Mark, ViewModel, frames_for
@@ -413,6 +414,20 @@ class StepView(QtWidgets.QWidget):
             return 1, False, False, False, False
         W, H = self._room()
         compare = self.model.step.compare
+        # asked again by the resize that follows and by _ensure_panels: the same matrices (kept
+        # alive here, so their ids stay theirs), room and step give the same answer
+        key = (tuple(datas), W, H, compare, self.grid.spacing(), pt(10), QtGui.QFont().toString())
+        memo = getattr(self, "_layout_memo", None)
+        if memo is not None and len(memo[0][0]) == n and all(a is b for a, b in zip(memo[0][0], datas)) \
+                and memo[0][1:] == key[1:]:
+            return memo[1]
+        best = self._best_layout(datas, W, H, compare)
+        self._layout_memo = (key, best)
+        return best
+
+    def _best_layout(self, datas: list[MatrixData], W: int, H: int, compare: bool) -> tuple[int, bool, bool, bool, bool]:
+        """_choose_layout's search, for a maps' area of W × H px."""
+        n = len(datas)
         spacing = self.grid.spacing()
         best, best_score = (1, False, False, False, False), None
         for compact in (False, True):
