@@ -9,753 +9,34 @@ matrices, and a hover tooltip with the cell's labels, exact value and meaning.
 Large matrices are drawn downsampled (every k-th row and column, k chosen so the image has
 at most ``MAX_DISPLAY`` pixels a side) while hover still reads the exact values. Updates of a
 panel with the same layout reuse the items and call ``setImage(autoLevels=False, levels=…)``.
+
+This module is the panel and its maps; beside it: :mod:`gui.heatmap_sizing` (limits, labels that
+fit, a panel's least size, the colour bar's caption), :mod:`gui.heatmap_colour` (colour maps, ARGB
+words made ahead, the image item) and :mod:`gui.heatmap_items` (axes, cell values, view box,
+title). Their names are importable from here too.
 """
 from __future__ import annotations
 
-import functools
 import math
 
 import numpy as np
 import pyqtgraph as pg
-from pyqtgraph import functions as fn
 from PySide6 import QtCore, QtGui, QtWidgets
 
+from gui.heatmap_colour import (_LAST_STRIDE, HATCH, _Image, argb_image, argb_words,  # noqa: F401
+                                 colormap, colour_table, prerender, rendered_key, row_scaled)
+from gui.heatmap_items import (_DARK_TEXT, _LIGHT_TEXT, _MASKED_TEXT, MARK_PENS, _AnchoredViewBox,  # noqa: F401
+                                _Axis, _CellTexts, _Title)
+from gui.heatmap_sizing import (BAR_WIDTH, BIG_MAP_MIN, COMPACT_BIG_MAP, COMPACT_FONT,  # noqa: F401
+                                COMPACT_THUMBNAIL, LABEL_CHARS, MAX_DISPLAY, MAX_TEXT_CELLS, MAX_TICKS, MIN_DISPLAY,
+                                MIN_TEXT_PX, PANEL_FRAME, SQUARE_RATIO, THUMBNAIL_MAPS, THUMBNAIL_MIN, VALUE_CELL,
+                                _fitted_ticks, _panel_min_size, _same_array, _same_value, _tick_list, _widest,
+                                _widest_in, bar_caption, fit_grid_cols, grid_shape, is_thumbnails, label_cell,
+                                label_font, min_cell, panel_base_width, panel_min_size, panel_title, prints_values,
+                                rotates_columns, row_label_width, same_drawing, square_cells, text_factor,
+                                title_points, title_width, value_chars)
 from gui.matrices import MatrixData, format_value
 from gui.present import pt
-
-MAX_TEXT_CELLS = 12      # print values in the cells when rows and columns are both ≤ 12
-MAX_DISPLAY = 512        # larger matrices are displayed downsampled
-MIN_DISPLAY = 128        # … to about one sample per screen pixel, never fewer than this a side
-BIG_MAP_MIN = 160        # px: the least a downsampled map (> MAX_TICKS rows or columns) is given
-MAX_TICKS = 32           # label at most this many rows/columns per axis (every token up to 32)
-MIN_TEXT_PX = 8          # cell values are never printed smaller than this
-VALUE_CELL = 36          # a cell that prints "−0.1234" at MIN_TEXT_PX (see _cell_text_size)
-THUMBNAIL_MAPS = 5       # a grid of this many maps or more is drawn as thumbnails
-LABEL_CHARS = 14         # longer row/column labels are elided (the hover names them in full)
-SQUARE_RATIO = 8         # cells are square unless the matrix is more oblong than this
-HATCH = QtGui.QColor(150, 150, 150)
-
-
-def colormap(kind: str) -> pg.ColorMap:
-    """diverging (signed, symmetric levels), sequential (weights in [0, 1]) or binary (masks)."""
-    if kind in ("signed", "diff"):
-        return pg.colormap.get("CET-D1")
-    if kind == "binary":
-        return pg.ColorMap(pos=[0.0, 1.0], color=[(242, 242, 242), (49, 104, 142)])
-    if kind == "ids":                      # numbers that are names (token ids): no colour scale
-        return pg.ColorMap(pos=[0.0, 1.0], color=[(246, 246, 240), (246, 246, 240)])
-    return pg.colormap.get("viridis")      # sequential: weights, all-positive values ("seq")
-
-
-def _elide(text: str, chars: int) -> str:
-    return text if len(text) <= chars else text[:max(chars - 1, 1)] + "…"
-
-
-def _fitted_ticks(labels, cell_px: float, fm: QtGui.QFontMetrics, widest: int | None) -> list:
-    """Tick labels that do not overlap: every k-th label, elided to the room k cells give.
-
-    ``widest`` (pixels of the widest label) marks a horizontal axis of upright labels; None a
-    vertical axis, or a horizontal one whose labels are rotated (one text line a label).
-    """
-    avg = max(fm.averageCharWidth(), 1)
-    cell_px = max(cell_px, 1e-6)        # a downsampled map's cells are well under a pixel
-    horizontal = widest is not None
-    if horizontal:
-        need = min(widest + 6, 4 * avg + 8)       # room for at least "abc…" and a gap
-    else:
-        need = fm.height() + 1
-    every = max(1, math.ceil(need / cell_px), math.ceil(len(labels) / MAX_TICKS))
-    chars = max(3, int((every * cell_px - 8) // avg)) if horizontal else LABEL_CHARS
-    return [(i + 0.5, _elide(str(labels[i]), chars)) for i in range(0, len(labels), every)]
-
-
-def label_cell(fm: QtGui.QFontMetrics | None = None) -> int:
-    """The smallest cell (px) that holds one label per row (or rotated column)."""
-    fm = fm or QtGui.QFontMetrics(QtGui.QFont())
-    return fm.height() + 2
-
-
-def _widest(labels) -> int:
-    """The widest elided label (px) in the application font."""
-    return _widest_in(tuple(labels), QtGui.QFont().toString())
-
-
-@functools.lru_cache(maxsize=256)
-def _widest_in(labels: tuple, font: str) -> int:
-    """_widest in this font (QFont.toString): measured once per labels and font (a redraw asks
-    ~6 times per map; 12 heads measured 1,000 texts per parameter change)."""
-    qfont = QtGui.QFont()
-    qfont.fromString(font)
-    fm = QtGui.QFontMetrics(qfont)
-    return max((fm.horizontalAdvance(_elide(str(t), LABEL_CHARS)) for t in labels), default=0)
-
-
-def prints_values(data: MatrixData) -> bool:
-    """Whether the panel prints the values in its cells (small maps, not thumbnails)."""
-    rows, cols = data.shape
-    if data.kind == "ids" and rows <= 2 and 0 < cols <= MAX_TICKS:    # a row of token ids: the numbers are the point
-        return not is_thumbnails(data)
-    return (rows <= MAX_TEXT_CELLS and cols <= MAX_TEXT_CELLS and rows * cols > 0
-            and not is_thumbnails(data))
-
-
-def is_thumbnails(data: MatrixData) -> bool:
-    """Many heads side by side are drawn as thumbnails: no values, thinned labels, the grid
-    fits its area; a click on one opens that head large."""
-    return len(data.maps) >= THUMBNAIL_MAPS
-
-
-def value_chars(data: MatrixData) -> int:
-    """Characters of the longest value the cells print ("−190.9510": 9; "0.2029": 6)."""
-    if data.kind == "binary":
-        return 1
-    if data.kind == "ids":
-        return max((len(str(int(v))) for m in data.maps for v in np.asarray(m.values).ravel() if math.isfinite(v)),
-                   default=1)
-    if data.kind == "diff":
-        return 8
-    lo, hi = math.inf, -math.inf
-    for m in data.maps:
-        v = np.asarray(m.values, dtype=np.float64)
-        fin = v[np.isfinite(v)]
-        if fin.size:
-            lo, hi = min(lo, float(fin.min())), max(hi, float(fin.max()))
-    if lo > hi:
-        return 6
-    return max(len(f"{lo:.4f}"), len(f"{hi:.4f}"), 6)
-
-
-def text_factor(data: MatrixData) -> float:
-    """Text width per pixel of font size for the longest value (~0.62 px a character)."""
-    return 0.62 * value_chars(data)
-
-
-def min_cell(data: MatrixData) -> tuple[int, int]:
-    """(width, height) in px below which a cell of ``data`` is not drawn: one label a row/column
-    where there are ≤ MAX_TICKS of them (labels are never dropped), else 1 (a big map is
-    downsampled, its labels thinned). Values are printed when the cells hold them
-    (:meth:`MatrixPanel` hides them below MIN_TEXT_PX): a step's compared maps shrink and lose
-    their printed values before they are stacked."""
-    if is_thumbnails(data):
-        return 1, 1
-    rows, cols = data.shape
-    lab = label_cell()
-    return (lab if cols <= MAX_TICKS else 1), (lab if rows <= MAX_TICKS else 1)
-
-
-def rotates_columns(data: MatrixData) -> bool:
-    """Column labels are drawn rotated (reading upwards) when the widest one is wider than the
-    smallest cell it gets: decided from the data, not the current size, so a resize never
-    flips it (which would change the axis height and the cells again)."""
-    room = label_cell()       # the least cell it gets (a compared map shrinks to it, its values hidden)
-    return _widest(data.col_labels) + 6 > room
-
-
-def square_cells(data: MatrixData) -> bool:
-    rows, cols = data.shape
-    return (not is_thumbnails(data) and rows > 0 and cols > 0
-            and max(rows, cols) <= SQUARE_RATIO * min(rows, cols))
-
-
-def title_width(text: str, points: float, bold: bool = False) -> int:
-    """Width (px) of a pyqtgraph title (LabelItem) of ``points`` pt, scaled like present mode
-    (:func:`gui.present.pt`): its text plus the text item's document margin. A layout never
-    shrinks a title below this, so a panel narrower than its title pushes the colour bar out."""
-    if not text:
-        return 0
-    return _title_width(text, pt(points), bold, QtGui.QFont().toString())
-
-
-@functools.lru_cache(maxsize=512)
-def _title_width(text: str, size: str, bold: bool, app_font: str) -> int:
-    """title_width for a pyqtgraph size ("9.5pt") and the application font (QFont.toString)."""
-    font = QtGui.QFont()
-    font.fromString(app_font)
-    font.setPointSizeF(float(size[:-2]))
-    font.setBold(bold)
-    return math.ceil(QtGui.QFontMetricsF(font).horizontalAdvance(text)) + 2 * 4 + 2
-
-
-PANEL_FRAME = 2           # px of MatrixPanel's focus border, each side (set_focused)
-
-
-def panel_title(data: MatrixData) -> str:
-    return data.title + ("   (click a head to open it)" if is_thumbnails(data) else "")
-
-
-def panel_min_size(data: MatrixData, max_cols: int | None = None) -> tuple[int, int]:
-    """(width, height) a MatrixPanel needs to draw ``data`` with cells of at least
-    :func:`min_cell` (an estimate that errs on the large side: titles, axes, colour bar).
-    No narrower than its titles: pyqtgraph's layout does not shrink a title, it pushes the
-    colour bar out of the panel instead. Kept with ``data`` per column count and font (a step
-    sizes each matrix several times while it is laid out)."""
-    font = QtGui.QFont()
-    sizes = data.__dict__.setdefault("_min_sizes", {})
-    key = (max_cols, font.toString(), pt(10))
-    if key not in sizes:
-        sizes[key] = _panel_min_size(data, max_cols, QtGui.QFontMetrics(font))
-    return sizes[key]
-
-
-def _panel_min_size(data: MatrixData, max_cols: int | None, fm: QtGui.QFontMetrics) -> tuple[int, int]:
-    n = len(data.maps)
-    ncols, nrows = grid_shape(n, max_cols)
-    rows, cols = data.shape
-    cw, ch = min_cell(data)
-    line = fm.height()
-    # the panel's title spans the grid and the bar (+ the layout's margins and the focus frame)
-    title_w = title_width(panel_title(data), 10, bold=True) + 14 + 2 * PANEL_FRAME
-    # a map's title (bold with "▶ " when its head is chosen: set_focused) sits over its cells
-    map_title = max((title_width(f"▶ {m.title}", 9, bold=True) for m in data.maps if m.title), default=0)
-    if is_thumbnails(data):
-        per_w, per_h = max(64, map_title), 64 + line + 4
-        return max(ncols * per_w + 80, title_w), nrows * per_h + 2 * line + 20
-    left = _widest(data.row_labels) + 8 + line + 4        # tick labels, gap, axis label
-    top = (_widest(data.col_labels) + 4 if rotates_columns(data) else line) + 8 + line + 4
-    title = line + 8 if any(m.title for m in data.maps) else 0
-    cells_w = cols * cw if cols <= MAX_TICKS else min(cols, BIG_MAP_MIN)    # a big map is downsampled
-    cells_h = rows * ch if rows <= MAX_TICKS else min(rows, BIG_MAP_MIN)
-    map_w = max(cells_w, map_title) + left + 16     # + pyqtgraph's spacing and margins
-    map_h = cells_h + top + title + 16
-    width = max(ncols * map_w + 82, title_w)          # + colour bar, its axis and caption (~70 px drawn)
-    height = nrows * map_h + line + 28            # + the panel's title
-    return int(width), int(height)
-
-
-def bar_caption(data: MatrixData) -> str:
-    """What the colour bar says about its scale (short: a one-row map's bar is ~70 px tall):
-    which one it is (weights: "spread" from their smallest to their largest value, "per row", or
-    the fixed 0–1; all-positive values: from their smallest, "min…max"), and whether the step's
-    compared maps share it ("shared"; left out on a one- or two-row map, where it would be cut)."""
-    shared = data.extra.get("shared_scale")
-    tall = data.shape[0] > 2
-    if data.extra.get("row_scaled"):
-        return "per row ÷ max"
-    if data.extra.get("spread_scale"):
-        return "spread, shared" if shared and tall else "spread"
-    if data.kind == "prob":
-        return "shared 0–1" if shared else "fixed 0–1"
-    if data.kind == "seq":
-        return "min…max, shared" if shared and tall else "min…max"
-    if shared:
-        return "shared scale"
-    return ""
-
-
-def row_scaled(img: np.ndarray) -> np.ndarray:
-    """Each row divided by its largest (finite, unmasked) value: auto-contrast for weights, so a
-    long causal map shows each row's structure instead of one flat triangle."""
-    with np.errstate(invalid="ignore", divide="ignore"):
-        top = np.nanmax(np.where(np.isfinite(img), img, np.nan), axis=1, keepdims=True) if img.size else img
-        out = img / np.where(top > 0, top, 1.0)
-    return out.astype(img.dtype, copy=False)
-
-
-def grid_shape(n: int, max_cols: int | None = None) -> tuple[int, int]:
-    """(columns, rows) of the grid of ``n`` maps in one panel (at most ``max_cols`` columns:
-    heads stacked when the step is narrow, rather than a sideways scroll)."""
-    ncols = n if n <= 4 else math.ceil(math.sqrt(n))
-    if max_cols:
-        ncols = max(1, min(n, max_cols))      # (more than the default: a panel's ``grid_cols``)
-    return ncols, math.ceil(n / max(ncols, 1))
-
-
-def fit_grid_cols(data: MatrixData, width: int) -> int:
-    """The most columns of maps (up to the default, or the panel's own ``extra["grid_cols"]``: stage
-    6's rows of heads) whose panel fits ``width`` px; 1 if none."""
-    ncols = data.extra.get("grid_cols") or grid_shape(len(data.maps))[0]    # grid_cols: the panel's own choice
-    while ncols > 1 and panel_min_size(data, ncols)[0] > width:
-        ncols -= 1
-    return ncols
-
-
-def _same_array(a: np.ndarray | None, b: np.ndarray | None) -> bool:
-    """Whether two arrays are views of the same memory, laid out alike (trace arrays are never
-    written: the same memory holds the same numbers)."""
-    if a is None or b is None:
-        return a is b
-    return a is b or (a.shape == b.shape and a.dtype == b.dtype and a.strides == b.strides
-                      and a.__array_interface__["data"][0] == b.__array_interface__["data"][0])
-
-
-def same_drawing(a: MatrixData, b: MatrixData) -> bool:
-    """Whether ``b`` draws exactly what ``a`` drew: the same arrays (not merely equal ones),
-    labels, titles, colours and scale. Masks are compared by value when not the same array."""
-    fields = ("key", "title", "symbol", "meaning", "row_labels", "col_labels", "row_axis", "col_axis",
-              "kind", "levels", "template", "row_offset")
-    if any(getattr(a, f) != getattr(b, f) for f in fields) or len(a.maps) != len(b.maps):
-        return False
-    if set(a.extra) != set(b.extra) or any(not _same_value(a.extra[k], b.extra[k]) for k in a.extra):
-        return False
-    for x, y in zip(a.maps, b.maps):
-        if (x.title, x.index, x.head) != (y.title, y.index, y.head) or not _same_array(x.values, y.values):
-            return False
-        if (x.masked is None) != (y.masked is None) or (
-                x.masked is not None and not _same_array(x.masked, y.masked) and not np.array_equal(x.masked, y.masked)):
-            return False
-    return True
-
-
-def _same_value(x, y) -> bool:
-    if isinstance(x, np.ndarray) or isinstance(y, np.ndarray):
-        return isinstance(x, np.ndarray) and isinstance(y, np.ndarray) and _same_array(x, y)
-    try:
-        return bool(x == y)
-    except (TypeError, ValueError):
-        return False
-
-
-def _tick_list(labels: tuple[str, ...]) -> list[tuple[float, str]]:
-    step = max(1, math.ceil(len(labels) / MAX_TICKS))
-    return [(i + 0.5, str(labels[i])) for i in range(0, len(labels), step)]
-
-
-class _Axis(pg.AxisItem):
-    """pyqtgraph's axis, keeping its bounding rect until its geometry changes: Qt asks for it
-    ~3 times per axis and paint, 24 axes for 12 heads.
-
-    (Not drawn through a Qt item cache: DeviceCoordinateCache saved ~1.5 ms a 12-head redraw
-    but, at some window sizes, drew the axis line's end pixel differently.)"""
-
-    def __init__(self, orientation: str):
-        self._geometry = None
-        self._rect = QtCore.QRectF()
-        self.rotated = False              # top axis: labels drawn reading upwards
-        self.data_end: float | None = None   # where the matrix ends (columns/rows); None: whole axis
-        self.drawn: list[tuple[QtCore.QRectF, str]] = []   # tick texts last painted (item coords)
-        super().__init__(orientation)
-
-    def set_rotated(self, rotated: bool, height: int | None) -> None:
-        """Rotate the tick labels of a top axis; ``height``: the room they need (None: auto)."""
-        if rotated != self.rotated or height != self.fixedHeight:
-            self.rotated = rotated
-            self.setHeight(height)
-            self.picture = None
-            self.update()
-
-    def data_span(self) -> tuple[float, float]:
-        """The part of the axis (0..1 from its left/top end) beside the matrix's cells: a square
-        map leaves spare room after its cells (see _AnchoredViewBox), where no line or title goes."""
-        lo, hi = sorted(self.range)
-        if self.data_end is None or hi <= lo:
-            return 0.0, 1.0
-        span = hi - lo
-        a = min(max((0.0 - lo) / span, 0.0), 1.0)
-        b = min(max((self.data_end - lo) / span, 0.0), 1.0)
-        return a, max(a, b)
-
-    def set_data_end(self, end: float | None) -> None:
-        if end != self.data_end:
-            self.data_end = end
-            self.picture = None
-            self.resizeEvent()
-            self.update()
-
-    def linkedViewChanged(self, view, newRange=None) -> None:
-        super().linkedViewChanged(view, newRange)
-        if self.data_end is not None:
-            self.resizeEvent()           # the axis title stays centred over the cells
-
-    def resizeEvent(self, ev=None) -> None:
-        super().resizeEvent(ev)
-        if self.label is None or self.data_end is None:
-            return
-        # pyqtgraph centres the title on the whole axis: centre it on the cells instead
-        a, b = self.data_span()
-        br = self.label.boundingRect()
-        pos = self.label.pos()
-        if self.orientation == "top":
-            pos.setX(int(self.size().width() * (a + b) / 2 - br.width() / 2))
-        elif self.orientation == "left":     # the map's y axis is inverted: 0 at the top
-            pos.setY(int(self.size().height() * (a + b) / 2 + br.width() / 2))
-        self.label.setPos(pos)
-
-    _lines = None               # [(pen, [QLineF, …]), …]: all the last picture drew (no text)
-
-    def paint(self, p, opt, widget=None) -> None:
-        # An axis without values (a thumbnail's) is its line and its ticks (zero-length: a dot
-        # each): drawn directly, one drawLines per pen, not by replaying pyqtgraph's QPicture of
-        # them (24 replays were ~1.2 ms of a 12-head repaint). The same primitives, the same pixels.
-        if self.picture is not None and self._lines is not None:
-            p.setRenderHint(p.RenderHint.Antialiasing, False)
-            for pen, lines in self._lines:
-                p.setPen(pen)
-                p.drawLines(lines)
-            return
-        super().paint(p, opt, widget)
-
-    def _note_lines(self, axisSpec, tickSpecs) -> None:
-        groups: list[tuple] = []
-        for pen, p1, p2 in [axisSpec, *tickSpecs]:
-            if not groups or groups[-1][0] != pen:
-                groups.append((pen, []))
-            groups[-1][1].append(QtCore.QLineF(p1, p2))
-        self._lines = groups
-
-    def drawPicture(self, p, axisSpec, tickSpecs, textSpecs) -> None:
-        self._lines = None
-        if self.data_end is not None:
-            # the axis line runs beside the cells only, not over the spare room after them
-            pen, p1, p2 = axisSpec
-            a, b = self.data_span()
-            if self.orientation == "top":
-                x0, x1 = sorted((p1.x(), p2.x()))
-                p1, p2 = QtCore.QPointF(x0 + a * (x1 - x0), p1.y()), QtCore.QPointF(x0 + b * (x1 - x0), p2.y())
-            elif self.orientation == "left":
-                y0, y1 = sorted((p1.y(), p2.y()))
-                p1, p2 = QtCore.QPointF(p1.x(), y0 + a * (y1 - y0)), QtCore.QPointF(p2.x(), y0 + b * (y1 - y0))
-            axisSpec = (pen, p1, p2)
-        if not self.rotated:
-            super().drawPicture(p, axisSpec, tickSpecs, textSpecs)
-            self.drawn = [(QtCore.QRectF(rect), text) for rect, _flags, text in textSpecs]
-            if not textSpecs:
-                self._note_lines(axisSpec, tickSpecs)
-            return
-        super().drawPicture(p, axisSpec, tickSpecs, [])
-        # pyqtgraph lays labels out upright (and drops those wider than their room): draw
-        # each one turned 90°, its end at the axis line, centred on its column
-        lo, hi = self.range
-        span = (hi - lo) or 1.0
-        own = self.mapRectFromParent(self.geometry())   # the bounding rect reaches past it
-        width = own.width()
-        bottom = own.bottom() - 7          # clear of the first row's label, centred on its row
-        fm = QtGui.QFontMetrics(self.style.get("tickFont") or QtGui.QFont())
-        p.setPen(self.textPen())
-        drawn = []
-        h = fm.height()
-        for level in (self._tickLevels or []):
-            spots = [(own.left() + (x - lo) / span * width, text) for x, text in level if lo <= x <= hi]
-            for n, (cx, text) in enumerate(spots):
-                w = fm.horizontalAdvance(text)
-                # a label on a 1 px column at the edge is moved in to stay whole, or left out
-                # when moved it would touch its neighbour (the hover still names the column)
-                inside = min(max(cx, own.left() + h / 2), own.right() - h / 2)
-                if inside != cx:
-                    near = [spots[i][0] for i in (n - 1, n + 1) if 0 <= i < len(spots)]
-                    if any(abs(inside - c) < h + 1 for c in near):
-                        continue
-                    cx = inside
-                p.save()
-                p.translate(cx, bottom)
-                p.rotate(-90)
-                p.drawText(QtCore.QRectF(0, -h / 2, w + 2, h),
-                           int(QtCore.Qt.AlignmentFlag.AlignLeft | QtCore.Qt.AlignmentFlag.AlignVCenter), text)
-                p.restore()
-                drawn.append((QtCore.QRectF(cx - h / 2, bottom - w, h, w), text))
-        self.drawn = drawn
-
-    def setStyle(self, **kwargs) -> None:
-        self._geometry = None             # the tick length and label overlap change the rect
-        super().setStyle(**kwargs)
-
-    def boundingRect(self) -> QtCore.QRectF:
-        # pyqtgraph's rect depends on the geometry only (fixed style, no grid)
-        geometry = self.geometry()
-        if geometry != self._geometry:
-            self._geometry = geometry
-            self._rect = super().boundingRect()
-        return QtCore.QRectF(self._rect)
-
-
-def argb_words(lut) -> np.ndarray | None:
-    """A pyqtgraph lookup table (uint8, n × 3 or opaque n × 4, n ≤ 256) as ARGB32 words; None for
-    anything else (translucent colours: pyqtgraph's own render draws those)."""
-    if (isinstance(lut, np.ndarray) and lut.dtype == np.uint8 and lut.ndim == 2
-            and lut.shape[1] in (3, 4) and 0 < lut.shape[0] <= 256
-            and (lut.shape[1] == 3 or bool((lut[:, 3] == 255).all()))):
-        rgb = lut[:, :3].astype(np.uint32)
-        return np.uint32(0xFF000000) | (rgb[:, 0] << 16) | (rgb[:, 1] << 8) | rgb[:, 2]
-    return None
-
-
-@functools.lru_cache(maxsize=8)
-def colour_table(kind: str) -> np.ndarray | None:
-    """The ARGB32 words an image of this kind is looked up in (the colour bar gives each image
-    ``colormap(kind)``'s 256-entry table): read-only."""
-    table = argb_words(colormap(kind).getLookupTable(nPts=256))
-    if table is not None:
-        table.setflags(write=False)
-    return table
-
-
-def argb_image(img: np.ndarray, lo: float, hi: float, lut32: np.ndarray) -> np.ndarray:
-    """A float map (NaN: transparent) as ARGB32 words: the colour indices of pyqtgraph's
-    ``rescaleData`` ((x − lo) · n / (hi − lo), clipped, the same float arithmetic) looked up in
-    ``lut32``. Pure numpy: the trace worker runs it ahead of the window (``prerender``)."""
-    n = lut32.shape[0]
-    rng = (hi - lo) or 1.0
-    work = np.float32 if np.can_cast(img.dtype, np.float32) else np.float64
-    y = np.array(img, dtype=work, order="C")  # rescaleData: (x - offset) * scale, clipped
-    y -= lo
-    y *= float(n / rng)
-    np.clip(y, 0, n - 1, out=y)
-    nan = np.isnan(y)
-    has_nan = bool(nan.any())
-    if has_nan:
-        y[nan] = 0
-    argb = lut32[y.astype(np.uint8)]
-    if has_nan:
-        argb[nan] = 0                          # transparent
-    return argb
-
-
-# (rows, cols, maps of the panel) -> the stride the window last drew such a map at: the trace
-# worker pools the next trace's weights at it ahead (prerender), off the window's thread
-_LAST_STRIDE: dict[tuple[int, int, int], int] = {}
-
-
-def prerender(data: MatrixData) -> None:
-    """Make what the window draws of ``data``'s maps now (the float image and its ARGB words,
-    kept in the display cache): on the trace worker, before the result reaches the window.
-    Only maps drawn whole whatever the panel's size (≤ MIN_DISPLAY a side: stride 1); weights
-    drawn smaller are pooled ahead (MapData.pooled) at the stride the window last drew them at
-    (12 heads × 1024 tokens: ~14 ms the window's thread no longer spends)."""
-    if data.kind == "prob":
-        for m in data.maps:
-            stride = _LAST_STRIDE.get((*m.values.shape, len(data.maps))) if m.source is not None else None
-            if stride and stride > 1:
-                m.pooled(stride)
-    if data.extra.get("row_scaled"):
-        return
-    table = colour_table(data.kind)
-    if table is None:
-        return
-    lo, hi = float(data.levels[0]), float(data.levels[1])
-    what = rendered_key(data)
-    todo = [m for m in data.maps if m.source is not None and 0 < m.values.size
-            and max(m.values.shape) <= MIN_DISPLAY and m.found(what) is None]
-    if len({m.values.shape for m in todo}) == 1 and len(todo) > 1:
-        # the heads' maps (all one shape) looked up together: one pass of numpy calls, not 12
-        words = argb_image(np.stack([m.display(1) for m in todo]), lo, hi, table)   # (n, R, C)
-        for m, w in zip(todo, words):
-            m.keep(what, w)                                     # each (R, C), C-contiguous
-        return
-    for m in todo:
-        img = m.display(1)
-        m.kept(what, lambda img=img: argb_image(img, lo, hi, table))
-
-
-def rendered_key(data: MatrixData) -> tuple:
-    """Under what a map's ARGB words for ``data``'s levels and colours are kept (MapData.kept)."""
-    return ("argb", float(data.levels[0]), float(data.levels[1]), data.kind)
-
-
-class _Image(pg.ImageItem):
-    """pyqtgraph's ImageItem, with a shorter way from a float map to the QImage it paints.
-
-    pyqtgraph maps a float image with NaNs to an RGBA8888 QImage through generic code (~0.1 ms
-    a map, more for big ones). Here the same colour indices (the same float arithmetic as
-    ``pyqtgraph.functions.rescaleData``) look up an ARGB32 table directly, NaN cells fully
-    transparent: the same colour in every cell. The image is premultiplied (with opaque colours
-    and transparent NaN cells the words are the same): QPainter scales it through its fast path,
-    ~12× faster than a non-premultiplied one (12 maps of 64 × 64 drawn 100 px wide: 1.4 →
-    0.1 ms a repaint); its nearest-neighbour sampling may put a cell edge one pixel away from
-    where pyqtgraph's own path puts it. Anything else (other image types, translucent colour
-    maps) goes through pyqtgraph's own render.
-    """
-
-    _lut_key = None
-    _lut32 = None
-    _rendered = None            # (ARGB words, levels, table) made ahead for the image just set
-
-    def _argb_lut(self, lut) -> np.ndarray | None:
-        if self._lut_key is not lut:             # ImageItem.setLookupTable stores a new array
-            self._lut_key, self._lut32 = lut, argb_words(lut)
-        return self._lut32
-
-    def set_rendered(self, argb: np.ndarray, levels, table: np.ndarray) -> None:
-        """The image just given to setImage, already looked up (``argb_image``, e.g. on the trace
-        worker): used by the next render if the levels and colour table are still these."""
-        self._rendered = (argb, (float(levels[0]), float(levels[1])), table)
-
-    def render(self) -> None:
-        # an exception out of paint() takes the whole app down (shiboken): fall back instead
-        try:
-            if self._render_argb():
-                return
-        except Exception:       # pyqtgraph's own path below still draws
-            pass
-        super().render()
-
-    def _render_argb(self) -> bool:
-        img, levels = self.image, self.levels
-        if (img is None or img.ndim != 2 or img.size == 0 or img.dtype.kind != "f" or levels is None
-                or np.ndim(levels) != 1 or len(levels) != 2 or self.autoDownsample
-                or self.axisOrder != "row-major"):
-            return False
-        lut32 = self._argb_lut(self.lut)
-        if lut32 is None:
-            return False
-        lo, hi = float(levels[0]), float(levels[1])
-        ready, self._rendered = self._rendered, None
-        if (ready is not None and ready[1] == (lo, hi) and ready[0].shape == img.shape
-                and np.array_equal(ready[2], lut32)):
-            argb = ready[0]
-        else:
-            argb = argb_image(img, lo, hi, lut32)
-        self.qimage = fn.ndarray_to_qimage(argb, QtGui.QImage.Format.Format_ARGB32_Premultiplied)
-        self._processingBuffer = None
-        self._displayBuffer = None
-        self._renderRequired = False
-        self._unrenderable = False
-        return True
-
-
-class _CellTexts(QtWidgets.QGraphicsItem):
-    """The values printed in the cells of one small map, all painted by this one item.
-
-    Looks exactly like one pyqtgraph ``TextItem(anchor=(0.5, 0.5))`` per cell (a
-    QGraphicsTextItem: its text laid out by a QTextLayout, drawn in screen pixels centred on
-    the cell; the document's margins cancel out), but Qt visits one item instead of up to
-    144: 12 heads × 36 TextItems cost ~35 ms a redraw, their setText/setPos and per-item
-    paint calls.
-    """
-
-    def __init__(self):
-        super().__init__()
-        self.setZValue(1)                 # above the image, below the lines between heads
-        self._shape = (0, 0)
-        self._font = QtGui.QFont()
-        self._cells: list[tuple[str, QtGui.QColor]] = []
-        self._layouts: list | None = None  # (QTextLayout, text width, line height) per cell
-        self.drawn: list[tuple[QtCore.QRectF, str]] = []
-
-    @property
-    def texts(self) -> list[str]:
-        return [text for text, _color in self._cells]
-
-    def set_shape(self, rows: int, cols: int) -> None:
-        if (rows, cols) != self._shape:
-            self.prepareGeometryChange()
-            self._shape = (rows, cols)
-
-    def set_cells(self, cells: list[tuple[str, QtGui.QColor]]) -> None:
-        """(text, colour) per cell, row by row."""
-        if cells != self._cells:
-            self._cells = cells
-            self._layouts = None
-            self.update()
-
-    def set_pixel_size(self, px: int) -> None:
-        if self._font.pixelSize() != px:
-            font = QtGui.QFont()
-            font.setPixelSize(px)
-            self._font = font
-            self._layouts = None
-            self.update()
-
-    def font(self) -> QtGui.QFont:
-        return self._font
-
-    def boundingRect(self) -> QtCore.QRectF:
-        rows, cols = self._shape          # in cells; a centred text stays within half a cell
-        return QtCore.QRectF(-0.5, -0.5, cols + 1.0, rows + 1.0)
-
-    def _layout(self, text: str) -> tuple:
-        key = (self._font.pixelSize(), text)
-        found = _LAYOUTS.get(key)
-        if found is None:
-            layout = QtGui.QTextLayout(text, self._font)
-            layout.setCacheEnabled(True)
-            layout.beginLayout()
-            line = layout.createLine()
-            layout.endLayout()
-            found = (layout, line.naturalTextWidth(), line.height())
-            if len(_LAYOUTS) >= 4096:
-                _LAYOUTS.clear()
-            _LAYOUTS[key] = found
-        return found
-
-    def paint(self, painter, option, widget=None) -> None:
-        if not self._cells or not self._shape[1]:
-            return
-        if self._layouts is None:
-            self._layouts = [self._layout(text) for text, _color in self._cells]
-        to_device = painter.transform()
-        cols = self._shape[1]
-        painter.save()
-        painter.resetTransform()          # text in screen pixels, as TextItem draws it
-        drawn = []
-        for n, ((text, color), (layout, width, height)) in enumerate(zip(self._cells, self._layouts)):
-            i, j = divmod(n, cols)
-            c = to_device.map(QtCore.QPointF(j + 0.5, i + 0.5))
-            painter.setPen(color)
-            layout.draw(painter, QtCore.QPointF(c.x() - width / 2, c.y() - height / 2))
-            drawn.append((QtCore.QRectF(c.x() - width / 2, c.y() - height / 2, width, height), text))
-        self.drawn = drawn                # (device rect, text) last painted: the layout test reads them
-        painter.restore()
-
-
-# A pure memo (beside gui.display_cache's): (pixel size, text) -> laid-out text, keyed on
-# immutable values, bounded (emptied at 4096 entries); the layouts are only drawn, never changed.
-_LAYOUTS: dict[tuple[int, str], tuple] = {}    # "0" fills masked cells
-_MASKED_TEXT = QtGui.QColor(70, 70, 70)
-MARK_PENS = {"source": (QtGui.QColor(255, 140, 0), 2.5),     # cells that feed the clicked one
-             "clicked": (QtGui.QColor(47, 111, 208), 3.5),   # the clicked cell
-             "hover": (QtGui.QColor(0, 160, 70), 2.0),       # the row/column the hovered cell is made of
-             "hovered": (QtGui.QColor(0, 160, 70), 3.0)}     # the hovered cell
-_LIGHT_TEXT = QtGui.QColor(255, 255, 255)
-_DARK_TEXT = QtGui.QColor(0, 0, 0)
-
-
-class _AnchoredViewBox(pg.ViewBox):
-    """A view box whose aspect lock widens the view range after the target, not around it.
-
-    pyqtgraph keeps square cells in a roomy panel by widening the range on both sides, which
-    centres the cells and leaves an empty band between the row labels and the first column
-    (or the column labels and the first row). Here the range keeps its start, so the cells
-    sit against the left and top axes and the spare room lies to the right or below; the
-    scale (pixels per cell) is pyqtgraph's own."""
-
-    def updateViewRange(self, forceX=False, forceY=False) -> None:
-        before = [list(r) for r in self.state["viewRange"]]
-        blocked = self.blockSignals(True)     # announce the anchored range only, once
-        try:
-            super().updateViewRange(forceX, forceY)
-        finally:
-            self.blockSignals(blocked)
-        view = self.state["viewRange"]
-        if self.state["aspectLocked"] is not False:
-            for ax in (0, 1):
-                start = self.state["targetRange"][ax][0]
-                width = view[ax][1] - view[ax][0]
-                if width > self.state["targetRange"][ax][1] - start:   # widened: keep the start
-                    view[ax] = [start, start + width]
-        changed = [abs(view[ax][0] - before[ax][0]) > abs(view[ax][1] - view[ax][0]) * 1e-9
-                   or abs(view[ax][1] - before[ax][1]) > abs(view[ax][1] - view[ax][0]) * 1e-9
-                   for ax in (0, 1)]
-        if any(changed):
-            self._matrixNeedsUpdate = True
-            self.update()
-            if changed[0]:
-                self.sigXRangeChanged.emit(self, tuple(view[0]))
-            if changed[1]:
-                self.sigYRangeChanged.emit(self, tuple(view[1]))
-            self.sigRangeChanged.emit(self, view, changed)
-
-
-class _Title(pg.LabelItem):
-    """A map's title, centred over its cells rather than over the whole plot (square cells may
-    leave spare room after them: see _AnchoredViewBox)."""
-
-    def __init__(self, axis: _Axis, parent):
-        self.axis = axis                  # the top axis: where the cells lie along the plot
-        super().__init__("", size="11pt", parent=parent)
-
-    def resizeEvent(self, ev) -> None:
-        super().resizeEvent(ev)
-        if getattr(self, "axis", None) is None or self.axis.data_end is None:
-            return
-        a, b = self.axis.data_span()
-        rect, text = self.rect(), self.itemRect()
-        # centred on the cells, but kept whole inside the plot's width
-        left = rect.left() + rect.width() * (a + b) / 2 - text.width() / 2
-        left = min(max(left, rect.left()), rect.right() - text.width())
-        self.item.moveBy(left - text.left(), 0)
-
-    def follow(self, *_args) -> None:
-        """The view range changed: the cells may now lie elsewhere along the plot."""
-        self.resizeEvent(None)
 
 
 class _Map:
@@ -854,7 +135,10 @@ class _Map:
             self._image_placed = placed
             self.image.setRect(QtCore.QRectF(0, 0, cols, rows))
 
-    def set_data(self, data: MatrixData, k: int, cmap: pg.ColorMap) -> None:
+    def set_data(self, data: MatrixData, k: int, cmap: pg.ColorMap, compact: bool = False,
+                 rowless: bool = False) -> None:
+        """Draw map ``k`` of ``data``; ``compact``: labels in the smaller font (label_font);
+        ``rowless``: no row labels (the map to its left in the step's row draws the same rows)."""
         m = data.maps[k]
         rows, cols = m.values.shape
         self._setting = True
@@ -866,7 +150,7 @@ class _Map:
         # the same again (a parameter change on the same step) leaves the map's axes, titles,
         # separators and ticks as they are (~0.1 ms a map, 12 heads)
         look = (rows, cols, len(data.maps), m.title, data.row_axis, data.col_axis, data.extra.get("head_width"),
-                data.row_labels, data.col_labels, square_cells(data), pt(9))
+                data.row_labels, data.col_labels, square_cells(data), pt(9), compact, rowless)
         if look == self._look and not self._ncells and not prints_values(data):
             return
         self._look = look
@@ -889,31 +173,36 @@ class _Map:
             self.plot.vb.setRange(xRange=(0, cols), yRange=(0, rows), padding=0)
         self.thumbnail = thumb = is_thumbnails(data)
         fm = QtGui.QFontMetrics(QtGui.QFont())
-        rotated = rotates_columns(data) and not thumb
+        rotated = rotates_columns(data, compact) and not thumb
         top = self.plot.getAxis("top")
         left = self.plot.getAxis("left")
+        font = label_font(compact)
         for ax in (top, left):              # thumbnails: the map and its title only (hover names cells)
-            if ax.style["showValues"] == thumb:
-                ax.setStyle(showValues=not thumb)
+            show = not thumb and not (rowless and ax is left)
+            if ax.style["showValues"] != show:
+                ax.setStyle(showValues=show)
                 self._fitted = None
-        height = (2 if thumb else _widest(data.col_labels) + 14 + (fm.height() if data.col_axis else 0)
+            if ax.style.get("tickFont") != font:
+                ax.setStyle(tickFont=font)
+                self._fitted = self._widest = None
+        height = (2 if thumb else _widest(data.col_labels, compact) + 14 + (fm.height() if data.col_axis else 0)
                   if rotated else None)
         if rotated != top.rotated or height != top.fixedHeight:
             top.set_rotated(rotated, height)
             self._fitted = None
         # the row labels' room, fixed from the data: pyqtgraph widens an axis only after a paint
         # has dropped the labels that did not fit
-        width = 2 if thumb else _widest(data.row_labels) + 10 + (fm.height() + 2 if data.row_axis else 0)
+        width = 2 if thumb or rowless else row_label_width(data, compact)
         if left.fixedWidth != width:
             left.setWidth(width)
             self._fitted = None
         # setTitle/setLabel re-layout the plot: only call them when the text changes
         thumb = is_thumbnails(data)
-        texts = (m.title, data.row_axis, data.col_axis, thumb)
+        texts = (m.title, data.row_axis, data.col_axis, thumb, rowless)
         if texts != self._texts:
             self.plot.setTitle(m.title or None, size=pt(9), color=m.title_colour or "#333")
             self._title_key = None            # MatrixPanel.set_focused styles it again
-            self.plot.getAxis("left").setLabel(None if thumb else data.row_axis, color="#555")
+            self.plot.getAxis("left").setLabel(None if thumb or rowless else data.row_axis, color="#555")
             self.plot.getAxis("top").setLabel(None if thumb else data.col_axis, color="#555")
             self._texts = texts
         if (data.row_labels, data.col_labels) != self.labels:
@@ -1079,6 +368,7 @@ class MatrixPanel(pg.GraphicsLayoutWidget):
         self._grid_cols = None
         self._drawing = None                # (grid columns, title size) ``data`` was drawn with
         self._kind = None
+        self.compact = self.rowless = self.barless = False     # as set_matrix drew it
         self._title = pg.LabelItem(justify="center", color=(20, 20, 20))
         self._frames: list[tuple] = []      # (plot, rect item, Frame) drawn by mark()
         self.setMinimumSize(160, 140)
@@ -1137,9 +427,14 @@ class MatrixPanel(pg.GraphicsLayoutWidget):
             m.plot.setTitle(f"▶ {title}" if chosen else title, size=pt(9),
                             color="#2f6fd0" if chosen else colour, bold=chosen)
 
-    def set_matrix(self, data: MatrixData, grid_cols: int | None = None) -> None:
-        """Draw ``data``; ``grid_cols``: at most this many maps side by side."""
-        drawing = (grid_cols, pt(10))
+    def set_matrix(self, data: MatrixData, grid_cols: int | None = None, compact: bool = False,
+                   rowless: bool = False, barless: bool = False) -> None:
+        """Draw ``data``; ``grid_cols``: at most this many maps side by side; ``compact``: smaller
+        labels and cells (a step that does not fit otherwise); ``rowless``: no row labels (the
+        panel to its left in the step's row has the same rows and draws them); ``barless``: no
+        colour bar (the panel to its right in the step's row has the same scale and draws it)."""
+        self.compact, self.rowless, self.barless = compact, rowless, barless
+        drawing = (grid_cols, pt(10), compact, rowless, barless)
         if self._drawing == drawing and self.data is not None and same_drawing(self.data, data):
             # the same numbers again (the full trace after the visible stage's, which holds the
             # very same arrays): nothing to redraw
@@ -1157,12 +452,12 @@ class MatrixPanel(pg.GraphicsLayoutWidget):
         self._kind = data.kind
         self.data = data
         title = panel_title(data)
-        if title != getattr(self, "_title_text", None):
-            self._title_text = title
-            self._title.setText(title, size=pt(10), bold=True)
+        if (title, compact) != getattr(self, "_title_text", None):
+            self._title_text = (title, compact)
+            self._title.setText(title, size=pt(title_points(compact)), bold=True)
         for k, m in enumerate(self.maps):
-            m.set_data(data, k, cmap)
-        size = panel_min_size(data, grid_cols)
+            m.set_data(data, k, cmap, compact, rowless)
+        size = panel_min_size(data, grid_cols, compact, rowless, barless)
         if size != getattr(self, "base_min", None):      # (the step view may grow it: see StepView)
             self.base_min = size
             self.setMinimumSize(*size)
@@ -1170,7 +465,13 @@ class MatrixPanel(pg.GraphicsLayoutWidget):
         if caption != getattr(self, "_caption", None):
             self._caption = caption
             self.bar.getAxis("right").setLabel(caption or None, color="#555")
-        self.bar.setVisible(data.kind != "ids")     # ids are names, not a scale
+        if barless == (self.bar in self.ci.items):      # out of the layout: its room goes to the maps
+            if barless:
+                self.ci.removeItem(self.bar)
+            else:
+                ncols, nrows = grid_shape(n, grid_cols)
+                self.ci.addItem(self.bar, row=1, col=ncols, rowspan=nrows)
+        self.bar.setVisible(data.kind != "ids" and not barless)     # ids are names, not a scale
         if tuple(self.bar.levels()) != tuple(data.levels):
             # the images got these levels in setImage; the bar's axis re-renders on every setLevels
             self.bar.setLevels(data.levels)
@@ -1230,7 +531,22 @@ class MatrixPanel(pg.GraphicsLayoutWidget):
         return None
 
     def describe(self, k: int, row: int, col: int) -> str:
-        return self.data.describe(k, row, col) if self.data else ""
+        """The hover's text of a cell; on a map drawn downsampled, how it is drawn (the hover
+        still reads the exact cell)."""
+        if not self.data:
+            return ""
+        return self.data.describe(k, row, col) + (self.downsampling(k) and f"  ({self.downsampling(k)})")
+
+    def downsampling(self, k: int) -> str:
+        """How map ``k`` is drawn when it has more cells than pixels ("" when whole): weights every
+        k-th row, each pixel the largest weight of its k columns (gui.pooling: a one-cell stripe
+        never disappears), other values every k-th row and column."""
+        if self.data is None or k >= len(self.maps) or self.maps[k].stride <= 1:
+            return ""
+        s = self.maps[k].stride
+        if self.data.kind == "prob":
+            return f"drawn at 1/{s}: every {s}th row, each pixel the largest weight of its {s} columns"
+        return f"drawn at 1/{s}: every {s}th row and column"
 
     def _on_move(self, scene_pos) -> None:
         hit = self.cell_at(scene_pos)

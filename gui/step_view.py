@@ -8,14 +8,16 @@ by side, or one in detail), the batch-item selector, hover and click (the clicke
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 import time
 
-from PySide6 import QtCore, QtWidgets
+from PySide6 import QtCore, QtGui, QtWidgets
 
-from gui.heatmap import (MIN_TEXT_PX, MatrixPanel, fit_grid_cols, grid_shape, min_cell, panel_min_size, prints_values,
-                          square_cells, text_factor)
+from gui.heatmap import (MIN_TEXT_PX, MatrixPanel, fit_grid_cols, grid_shape, is_thumbnails, min_cell, panel_base_width,
+                          panel_min_size, prints_values, rotates_columns, square_cells, text_factor)
 from gui.matrices import COLOUR_MODES, SPREAD_KINDS, MatrixData, with_colours
+from gui.present import pt
 from gui.steps import step_numbers
 from gui.texts import is_book, title_and_formula
 from gui.view_model import Mark, ViewModel, frames_for
@@ -53,14 +55,15 @@ def _width_weight(d: MatrixData) -> int:
     return _grid_shape(d)[1] * (min(d.shape[1], 24) + 3)
 
 
-def _cell_font(d: MatrixData, width: float, height: float, cols_of_maps: int | None = None) -> float:
+def _cell_font(d: MatrixData, width: float, height: float, cols_of_maps: int | None = None,
+               compact: bool = False, rowless: bool = False, barless: bool = False) -> float:
     """Roughly the font size (px) a panel of this size can print its cell values in (as
     MatrixPanel sizes them: the cell less 3 px over the value's text factor). What is not cells
     (labels, axis titles, map titles, colour bar) is what heatmap.panel_min_size counts."""
     gc, gr = grid_shape(len(d.maps), cols_of_maps)
     rows, cols = d.shape
-    min_w, min_h = panel_min_size(d, cols_of_maps)
-    cw, ch = min_cell(d)
+    min_w, min_h = panel_min_size(d, cols_of_maps, compact, rowless, barless)
+    cw, ch = min_cell(d, compact)
     cell_w = (width - (min_w - gc * cols * cw)) / max(gc * cols, 1)
     cell_h = (height - (min_h - gr * rows * ch)) / max(gr * rows, 1)
     if rows <= 2:                      # short panels do not use the height
@@ -68,6 +71,47 @@ def _cell_font(d: MatrixData, width: float, height: float, cols_of_maps: int | N
     if square_cells(d):                # square cells: the smaller side is the cell
         cell_w = cell_h = min(cell_w, cell_h)
     return min((cell_w - 3) / text_factor(d), cell_h / 1.5)
+
+
+def shares_rows(datas: list[MatrixData], compact: bool = False) -> bool:
+    """Whether the step's matrices, in one row, can share one set of row labels (the first
+    panel's): the same rows and labels, drawn alike (shape, column labels' height, map titles,
+    grid of maps), so each row of cells lies level with its label in the first panel."""
+    if len(datas) < 2:
+        return False
+    first = datas[0]
+
+    def look(d: MatrixData) -> tuple:
+        return (d.shape, d.row_labels, d.row_axis, bool(d.col_axis), len(d.maps), square_cells(d),
+                rotates_columns(d, compact), any(m.title for m in d.maps),
+                d.shape[0] > 2)          # a one- or two-row map is kept short (StepView's maximum height)
+    return (not is_thumbnails(first) and len(first.maps) == 1
+            and all(look(d) == look(first) for d in datas[1:]))
+
+
+def same_scale(a: MatrixData, b: MatrixData) -> bool:
+    """Whether two matrices are coloured on one shared scale (gui.matrices.share_levels): side by
+    side, one colour bar serves both."""
+    return (bool(a.extra.get("shared_scale")) and bool(b.extra.get("shared_scale")) and a.kind == b.kind
+            and tuple(a.levels) == tuple(b.levels) and a.kind != "ids"
+            and bool(a.extra.get("row_scaled")) == bool(b.extra.get("row_scaled")))
+
+
+def bar_shared(datas: list[MatrixData], per_row: int) -> list[bool]:
+    """Per panel, whether it leaves its colour bar to the next panel of its row (same scale)."""
+    n = len(datas)
+    return [(k + 1) % per_row != 0 and k + 1 < n and same_scale(datas[k], datas[k + 1]) for k in range(n)]
+
+
+def _stackable(d: MatrixData) -> bool:
+    """A panel of 2–4 heads (not thumbnails), which may stack its heads (one column of maps)."""
+    return 2 <= len(d.maps) < 5 and not is_thumbnails(d)
+
+
+def _cols(d: MatrixData, width: float, compact: bool, stacked: bool) -> int:
+    """Columns of the grid of maps a panel draws: as many as fit ``width``, or one (its heads
+    stacked: the step's panels then stand side by side, head k of each level with the others')."""
+    return 1 if stacked and _stackable(d) else fit_grid_cols(d, width, compact)
 
 
 def _row_widths(mins: list[int], stretch: list[float], width: float) -> list[float]:
@@ -117,6 +161,10 @@ class StepView(QtWidgets.QWidget):
         self._spare: list[MatrixPanel] = []
         self._drawn: list[MatrixData] = []    # what the panels were last given (for relayouts)
         self._per_row = 1
+        self._compact = False                 # the panels' labels smaller (heatmap.label_font)
+        self._rowless = False                 # one row sharing the first panel's row labels
+        self._bars: list[bool] = []           # per panel: its colour bar left to the next (same scale)
+        self._stacked = False                 # panels of 2–4 heads draw them in one column
         self._relayouts: list[float] = []     # when resizes last changed the panel arrangement
 
         self.title = QtWidgets.QLabel(objectName="stepTitle")
@@ -257,7 +305,9 @@ class StepView(QtWidgets.QWidget):
         while len(pool) > MAX_SPARE_PANELS:
             pool.pop(0).deleteLater()
         self.panels, self._spare = chosen, pool
-        per_row = self._per_row = self._choose_per_row(datas)
+        per_row, self._compact, self._rowless, barless, self._stacked = self._choose_layout(datas)
+        self._bars = bar_shared(datas, per_row) if barless else [False] * n
+        self._per_row = per_row
         for c in range(self.grid.columnCount()):
             self.grid.setColumnStretch(c, 0)
         for r in range(self.grid.rowCount()):
@@ -271,6 +321,18 @@ class StepView(QtWidgets.QWidget):
             # a row slice (one query) stays short instead of stretching one row tall
             p.setMaximumHeight(max(_grid_shape(d)[0] * (d.shape[0] * 70 + 50) + 70, panel_min_size(d)[1])
                                if d.shape[0] <= 2 else 16777215)
+        if self._rowless:
+            # one row, the first panel the only one with row labels: each panel's width its least
+            # plus an equal share of the rest, so every panel's cells get the same room (their rows level)
+            W = self._room()[0]
+            base = [panel_base_width(d, _cols(d, W, self._compact, self._stacked), self._compact, k > 0, self._bars[k])
+                    for k, d in enumerate(datas)]
+            # the grid shares out the viewport's width (no scroll bar: the row fits), as the stretches
+            room = max(self.scroll.viewport().width(), W)
+            extra = max(0, room - sum(base) - self.grid.spacing() * (n - 1)) / n
+            for c in range(n):
+                self.grid.setColumnStretch(c, max(1, round(base[c] + extra)))
+            return
         for c in range(min(per_row, n)):
             self.grid.setColumnStretch(c, max(_width_weight(datas[k]) for k in range(c, n, per_row)))
 
@@ -278,10 +340,11 @@ class StepView(QtWidgets.QWidget):
         """Give each panel its matrix, its heads stacked when side by side they would not fit."""
         width, height = self._room()
         self._grid_cols = []
-        for panel, data in zip(self.panels, self._drawn):
-            cols = fit_grid_cols(data, width)
+        compact, rowless = self._compact, self._rowless
+        for k, (panel, data) in enumerate(zip(self.panels, self._drawn)):
+            cols = _cols(data, width, compact, self._stacked)
             self._grid_cols.append(cols)
-            panel.set_matrix(data, cols)
+            panel.set_matrix(data, cols, compact, rowless and k > 0, self._bars[k] if k < len(self._bars) else False)
         # When the step scrolls anyway, a panel of square cells is not squeezed to its minimum
         # height (a 64-token map 70 px tall in a 450 px wide panel): it gets the height its
         # width gives it, up to the visible height.
@@ -321,37 +384,96 @@ class StepView(QtWidgets.QWidget):
         return p
 
     def _choose_per_row(self, datas: list[MatrixData]) -> int:
-        """Panels per row: among the arrangements whose panels get their minimum size without
-        a horizontal scroll bar, the one that needs no vertical one, then (on a step that compares
-        its maps) one row, then one whose small maps keep their printed values, then the one with
-        the largest cells. Compared maps thus stand in one row, shrunk (their values hidden),
-        rather than stacked."""
+        """Panels per row (see _choose_layout)."""
+        return self._choose_layout(datas)[0]
+
+    def _arrangements(self, datas: list[MatrixData], shared_rows: bool) -> list[tuple[int, bool, bool]]:
+        """(panels per row, rowless, barless) to choose from: rowless where the step is one row of
+        matrices of the same rows (shares_rows), barless where a row holds panels of one scale."""
         n = len(datas)
-        if n <= 1:
-            return 1
+        out = []
+        for per_row in range(1, n + 1):
+            bars = (False, True) if any(bar_shared(datas, per_row)) else (False,)
+            for rowless in ((False, True) if shared_rows and per_row == n else (False,)):
+                out.extend((per_row, rowless, barless) for barless in bars)
+        return out
+
+    def _choose_layout(self, datas: list[MatrixData]) -> tuple[int, bool, bool, bool, bool]:
+        """(panels per row, compact, rowless, barless, stacked): among the arrangements whose panels get their
+        minimum size without a horizontal scroll bar, the one that needs no vertical one, then (on a
+        step that compares its maps) one row, then labels in the application's font (compact: a
+        smaller font and smaller cells, heatmap.label_font), then every panel with its own row labels
+        (rowless: matrices of the same rows in one row share the first one's), then every panel with
+        its own colour bar (barless: panels of one scale side by side share the last one's), then
+        heads side by side within their panel (stacked: one column of heads a panel), then one whose small
+        maps keep their printed values, then the one with the largest cells. Compared maps thus stand
+        in one row, shrunk (their values hidden, then their labels smaller and shared), rather than
+        stacked or scrolled."""
+        n = len(datas)
+        if n == 0:
+            return 1, False, False, False, False
         W, H = self._room()
         compare = self.model.step.compare
-        mins = [panel_min_size(d, fit_grid_cols(d, W)) for d in datas]
+        # asked again by the resize that follows and by _ensure_panels: the same matrices (kept
+        # alive here, so their ids stay theirs), room and step give the same answer
+        key = (tuple(datas), W, H, compare, self.grid.spacing(), pt(10), QtGui.QFont().toString())
+        memo = getattr(self, "_layout_memo", None)
+        if memo is not None and len(memo[0][0]) == n and all(a is b for a, b in zip(memo[0][0], datas)) \
+                and memo[0][1:] == key[1:]:
+            return memo[1]
+        best = self._best_layout(datas, W, H, compare)
+        self._layout_memo = (key, best)
+        return best
+
+    def _best_layout(self, datas: list[MatrixData], W: int, H: int, compare: bool) -> tuple[int, bool, bool, bool, bool]:
+        """_choose_layout's search, for a maps' area of W × H px."""
+        n = len(datas)
         spacing = self.grid.spacing()
-        best, best_score = 1, None
-        for per_row in range(1, n + 1):
-            rows = [list(range(r, min(n, r + per_row))) for r in range(0, n, per_row)]
-            width = max(sum(mins[k][0] for k in row) + spacing * (len(row) - 1) for row in rows)
-            if per_row > 1 and width > W:
-                break                             # wider rows only get wider
-            height = sum(max(mins[k][1] for k in row) for row in rows) + spacing * (len(rows) - 1)
-            # each panel's share of its row, as _ensure_panels stretches the columns
-            stretch = [max(_width_weight(datas[k]) for k in range(c, n, per_row)) for c in range(min(per_row, n))]
-            col_min = [max(mins[k][0] for k in range(c, n, per_row)) for c in range(min(per_row, n))]
-            col_w = _row_widths(col_min, stretch, W - spacing * (len(stretch) - 1))
-            fonts = [_cell_font(d, col_w[k % per_row], H / len(rows), fit_grid_cols(d, col_w[k % per_row]))
-                     for k, d in enumerate(datas)]
-            size = min(fonts)
-            values = all(f >= MIN_TEXT_PX for f, d in zip(fonts, datas) if prints_values(d))
-            score = (height <= H, compare and len(rows) == 1, values, size)
-            if best_score is None or score[:3] > best_score[:3] or (
-                    score[:3] == best_score[:3] and size > best_score[3] + 0.25):
-                best, best_score = per_row, score
+        best, best_score = (1, False, False, False, False), None
+        for compact in (False, True):
+            shared = shares_rows(datas, compact)
+            for (per_row, rowless, barless), stacked in itertools.product(
+                    self._arrangements(datas, shared),
+                    (False, True) if any(_stackable(d) for d in datas) else (False,)):
+                grid_cols = [_cols(d, W, compact, stacked) for d in datas]
+                bars = bar_shared(datas, per_row) if barless else [False] * n
+                mins = [panel_min_size(d, grid_cols[k], compact, rowless and k > 0, bars[k])
+                        for k, d in enumerate(datas)]
+                if rowless:
+                    # each panel as wide as its maps need plus one same extra (its cells then get
+                    # the same room as the others'), the extra enough for every panel's title
+                    base = [panel_base_width(d, grid_cols[k], compact, k > 0, bars[k]) for k, d in enumerate(datas)]
+                    more = max(m[0] - b for m, b in zip(mins, base))
+                    mins = [(b + more, m[1]) for m, b in zip(mins, base)]
+                rows = [list(range(r, min(n, r + per_row))) for r in range(0, n, per_row)]
+                width = max(sum(mins[k][0] for k in row) + spacing * (len(row) - 1) for row in rows)
+                if per_row > 1 and width > W:
+                    continue                  # (wider rows only get wider; a rowless one is narrower)
+                height = sum(max(mins[k][1] for k in row) for row in rows) + spacing * (len(rows) - 1)
+                # each panel's share of its row, as _ensure_panels stretches the columns
+                col_min = [max(mins[k][0] for k in range(c, n, per_row)) for c in range(min(per_row, n))]
+                if rowless:
+                    extra = max(0, W - sum(col_min) - spacing * (n - 1)) / n
+                    col_w = [m + extra for m in col_min]
+                else:
+                    stretch = [max(_width_weight(datas[k]) for k in range(c, n, per_row)) for c in range(min(per_row, n))]
+                    col_w = _row_widths(col_min, stretch, W - spacing * (len(stretch) - 1))
+                fonts = [_cell_font(d, col_w[k % per_row], H / len(rows),
+                                    _cols(d, col_w[k % per_row], compact, stacked), compact, rowless and k > 0,
+                                    bars[k])
+                         for k, d in enumerate(datas)]
+                size = min(fonts)
+                values = all(f >= MIN_TEXT_PX for f, d in zip(fonts, datas) if prints_values(d))
+                # heads stacked in one row of panels are compared level (head k beside head k) where
+                # every panel stacks the same number of heads
+                level = not stacked or len({len(d.maps) if _stackable(d) else 1 for d in datas}) == 1
+                score = (height <= H and width <= W, bool(compare and len(rows) == 1 and level), not compact,
+                         not rowless, not barless, not stacked, values)
+                if best_score is None or score > best_score[:7] or (
+                        score == best_score[:7] and size > best_score[7] + 0.25):
+                    best, best_score = (per_row, compact, rowless, barless, stacked), (*score, size)
+            if best_score is not None and best_score[0] and (best_score[1] or not compare or n == 1):
+                break                             # it fits in the application's font: not compact
         return best
 
     def resizeEvent(self, event) -> None:
@@ -359,9 +481,11 @@ class StepView(QtWidgets.QWidget):
         if not self._drawn:
             return
         width = self._room()[0]
-        if [fit_grid_cols(d, width) for d in self._drawn] != getattr(self, "_grid_cols", None):
+        compact = self._compact
+        if [_cols(d, width, compact, self._stacked) for d in self._drawn] != getattr(self, "_grid_cols", None):
             self._draw_panels()
-        if self._choose_per_row(self._drawn) == self._per_row:
+        if (self._choose_per_row(self._drawn) == self._per_row
+                and self._choose_layout(self._drawn)[1:] == (compact, self._rowless, any(self._bars), self._stacked)):
             return
         # A new arrangement changes the panels' minimum sizes, which can resize this view
         # again; at some sizes the two arrangements would take turns for ever. Past a few

@@ -87,7 +87,7 @@ def _intermediate_names() -> set[str]:
 # a display trait; gui/tables.py, gui/inspector.py)
 EDITABLE = {"W_query", "W_key", "W_value"}
 # what draws a step's maps: each map by its panel's key and its term's traits, no names
-DRAWING = ("matrices.py", "heatmap.py", "display_cache.py", "explain.py", "step_view.py", "view_model.py")
+DRAWING = ("matrices.py", "heatmap.py", "heatmap_sizing.py", "heatmap_colour.py", "heatmap_items.py", "display_cache.py", "explain.py", "step_view.py", "view_model.py")
 
 
 def _name_lists(path: Path, names: set[str]) -> list[str]:

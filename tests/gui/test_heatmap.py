@@ -205,6 +205,8 @@ def test_downsampled_display_reports_exact_values_on_hover(qtbot):
         assert panel.cell_at(scene) == (0, row, col)
         panel._on_move(scene)
         assert f"ω[t{row}, t{col}] = {format_value(values[row, col])}" in hovered[-1]
+        # and says how the map is drawn (a learner reading a pale map knows it is sampled)
+        assert hovered[-1].endswith(f"(drawn at 1/{k}: every {k}th row and column)")
 
 
 @pytest.mark.parametrize("tokens,map_px", [(1024, 15.0), (1024, 120.0), (64, 40.0), (6, 300.0)])
@@ -354,13 +356,14 @@ def test_the_worker_renders_the_visible_maps_and_the_window_draws_those_words(qt
         assert ready is not None and not m.display(1).flags.writeable
         np.testing.assert_array_equal(ready, heatmap.argb_image(m._display(1), *map(float, data.levels), table))
     made = []
-    real = heatmap.argb_image
-    heatmap.argb_image = lambda *a: made.append(1) or real(*a)
+    from gui import heatmap_colour         # where the image item looks its words up
+    real = heatmap_colour.argb_image
+    heatmap_colour.argb_image = lambda *a: made.append(1) or real(*a)
     try:
         panel = _shown_panel(qtbot, (700, 500), data)
         qtbot.waitUntil(lambda: all(m.image.qimage is not None for m in panel.maps))
     finally:
-        heatmap.argb_image = real
+        heatmap_colour.argb_image = real
     assert made == []                                      # nothing looked up again
     for m, shown in zip(data.maps, panel.maps):
         fresh = _Image(axisOrder="row-major")
@@ -432,3 +435,47 @@ def test_a_downsampled_weight_map_keeps_a_one_cell_stripe_by_taking_each_blocks_
     assert (shown[1:].max(axis=1) == 1.0).all()                        # every other drawn row shows it
     for r in range(1, shown.shape[0]):                                 # at the block holding it
         assert shown[r, (r * k - 1) // k] == 1.0
+    assert panel.downsampling(0) == f"drawn at 1/{k}: every {k}th row, each pixel the largest weight of its {k} columns"
+
+
+def test_thinned_upright_column_labels_are_whole_and_wide_maps_do_not_rotate_them(qapp):
+    """A 768-column map's labels are thinned anyway: drawn upright and whole ("out64"), not
+    elided to "out…" (what the 1366 × 768 screenshots of 2.1 showed); a map of ≤ 32 columns keeps
+    its labels one a column (rotated when they are wider than a cell)."""
+    from PySide6 import QtGui
+    from gui.heatmap import _fitted_ticks, rotates_columns
+    from gui.matrices import MapData, MatrixData
+    fm = QtGui.QFontMetrics(QtGui.QFont())
+    labels = tuple(f"out{j}" for j in range(768))
+    ticks = _fitted_ticks(labels, 200 / 768, fm, max(fm.horizontalAdvance(t) for t in labels))
+    assert len(ticks) >= 3 and all(text == labels[int(x)] for x, text in ticks)      # none elided
+
+    def data(cols: int) -> MatrixData:
+        return MatrixData(key=("trainable", "W_query"), title="W", symbol="W", meaning="",
+                          maps=[MapData(np.zeros((4, cols), np.float32), None)], row_labels=("a", "b", "c", "d"),
+                          col_labels=tuple(f"out{j}" for j in range(cols)), row_axis="in", col_axis="out",
+                          kind="signed", levels=(-1.0, 1.0))
+    assert not rotates_columns(data(768)) and not rotates_columns(data(768), compact=True)
+    assert rotates_columns(data(12)) and rotates_columns(data(12), compact=True)
+
+
+def test_a_panel_without_row_labels_or_colour_bar_needs_that_much_less_and_compact_less_again(qapp):
+    """The sizes the step view arranges panels by (heatmap.panel_min_size): a panel that leaves its
+    row labels to the panel on its left is narrower by their width, one that leaves its colour bar
+    to the panel on its right by the bar's, and a compact one (smaller labels, 13 px cells) is
+    smaller than the normal one both ways, its cells never below a label's height."""
+    from PySide6 import QtGui
+    from gui.heatmap import BAR_WIDTH, label_cell, label_font, min_cell, panel_min_size, row_label_width
+    from gui.matrices import MapData, MatrixData
+    toks = tuple("The old dog chased the quick fox which bit him again today".split())
+    d = MatrixData(key=("causal", "attn_weights"), title="A · attn_weights", symbol="A", meaning="",
+                   maps=[MapData(np.zeros((12, 12), np.float32), None)], row_labels=toks, col_labels=toks,
+                   row_axis="query", col_axis="key", kind="prob", levels=(0.0, 1.0))
+    w, h = panel_min_size(d)
+    assert panel_min_size(d, barless=True) == (w - BAR_WIDTH, h)
+    rowless = panel_min_size(d, rowless=True)
+    assert rowless[1] == h and abs((w - rowless[0]) - (row_label_width(d) - 2)) <= 2
+    cw, ch = panel_min_size(d, compact=True)
+    assert cw < w and ch < h
+    assert min_cell(d, compact=True)[0] == label_cell(compact=True) == QtGui.QFontMetrics(label_font(True)).height() + 1
+    assert label_cell(compact=True) < label_cell()

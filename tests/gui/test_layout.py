@@ -1,11 +1,14 @@
 """Every step stays legible: rendered offscreen at 1366×768 and 1920×1080 (the first window's
-layout on that screen) for the Book preset, a 10-token own text, a 12-token text at d_out 768 with
-12 heads and 64 tokens, each map is checked for what a learner must be able to read. The maps get
-≥ 65 % of the width at 1366; every step of stages 1–4 fits its pane (no scroll bar) and the steps
-that compare maps show them in one row (own texts at 1366 with the maps full width, F11).
+layout on that screen, side tabs open: no F11) for the Book preset, an 11-token own text, a 12-token
+text at d_out 768 with 12 heads and 64 tokens, each map is checked for what a learner must be able to
+read. The maps get ≥ 65 % of the width at 1366; every step of stages 1–8 fits its pane (no
+scroll bar) and the steps that compare maps show them in one row (each panel's heads side by side,
+or stacked alike, head k beside head k).
 
 For each map: inside its panel (the step scrolls, so the panels only have to be inside the
-scrolled area), its colour bar visible, every row/column label drawn where there are ≤ 32 of them,
+scrolled area), its colour bar visible (or, sharing one scale, the next panel's in its row), every
+row/column label drawn where there are ≤ 32 of them (or, sharing the rows of the panel to its left,
+its cells level with that one's labels),
 its values printed where it is ≤ 12×12 (thumbnails of many heads excepted: a click opens one large),
 and no two texts of the step (tick labels, axis labels, titles, cell values) overlapping.
 The images go to ``$STEPPER_LAYOUT_SHOTS`` (default ``screenshots-tmp/layout/``) to be looked at.
@@ -154,6 +157,12 @@ def _overlaps(rects: list[tuple[QtCore.QRectF, str]]) -> list[tuple[str, str]]:
     return [(show(x), show(y)) for x, y in zip(i[:5], j[:5])]
 
 
+def _level(rects: list[QtCore.QRectF]) -> bool:
+    """Whether maps (their cells, in their panels' pixels; the panels side by side) share a band of
+    the screen: each one's cells overlap every other's vertically."""
+    return all(a.top() < b.bottom() and b.top() < a.bottom() for a in rects for b in rects)
+
+
 def check_step(win, values_expected: bool = True, fits: bool | str = True) -> list[str]:
     """What is wrong with the step on screen (empty: nothing). ``fits``: every map lies wholly in
     the visible area (no scroll bar needed) and a step that compares its maps has them in one row
@@ -168,12 +177,16 @@ def check_step(win, values_expected: bool = True, fits: bool | str = True) -> li
     if (fits is True or (fits == "compare" and compare)) and (need.height() > viewport.height() + 1 or need.width() > viewport.width() + 1):
         problems.append(f"the maps need {need.toTuple()} px, the pane shows {viewport.toTuple()}: a scroll bar")
     if fits and compare:
-        # the panels side by side; a panel's heads too (up to 4: more are a grid of thumbnails)
+        # the panels side by side; a panel's heads too (up to 4: more are a grid of thumbnails), or
+        # each panel's heads stacked alike, head k of every panel beside the others' head k
         tops = {p.geometry().top() for p in sv.panels}
-        stacked = [len(p.maps) for p in sv.panels
-                   if len(p.maps) <= 4 and len({m.plot.geometry().top() for m in p.maps}) > 1]
-        if len(tops) > 1 or stacked:
-            problems.append(f"compared maps are not in one row ({len(tops)} rows of panels, heads stacked: {stacked})")
+        stacked = [p for p in sv.panels if len(p.maps) <= 4 and len({m.plot.geometry().top() for m in p.maps}) > 1]
+        beside = len(tops) == 1 and len(sv.panels) > 1 and len(stacked) == len(sv.panels) and len(
+            {len(p.maps) for p in stacked}) == 1 and all(_level([_scene_rect(p, p.maps[k].image) for p in stacked])
+                                                          for k in range(len(stacked[0].maps)))
+        if len(tops) > 1 or (stacked and not beside):
+            problems.append(f"compared maps are not in one row ({len(tops)} rows of panels, "
+                            f"heads stacked: {[len(p.maps) for p in stacked]})")
     for panel, data in zip(sv.panels, sv.datas):
         where = f"{data.key[0]}.{data.key[1]}"
         panel.grab()          # paints the whole panel, scrolled out of view or not (what is read below)
@@ -181,9 +194,19 @@ def check_step(win, values_expected: bool = True, fits: bool | str = True) -> li
         if not QtCore.QRectF(host.rect()).adjusted(-0.5, -0.5, 0.5, 0.5).contains(geo):
             problems.append(f"{where}: panel {geo} outside the scrolled area {host.rect()}")
         view = QtCore.QRectF(panel.viewport().rect()).adjusted(-0.5, -0.5, 0.5, 0.5)
-        bar = _scene_rect(panel, panel.bar)
-        if bar.width() < 8 or not view.contains(bar):
-            problems.append(f"{where}: colour bar {bar} not visible in {view}")
+        if getattr(panel, "barless", False):
+            # its colour bar is the next panel's in the row (or that one's next…): the same scale, shown
+            k = sv.panels.index(panel) + 1
+            while k + 1 < len(sv.panels) and getattr(sv.panels[k], "barless", False):
+                k += 1
+            right = sv.panels[min(k, len(sv.panels) - 1)]
+            if (right.geometry().top() != panel.geometry().top() or not right.bar.isVisible()
+                    or tuple(right.data.levels) != tuple(panel.data.levels) or right.data.kind != panel.data.kind):
+                problems.append(f"{where}: no colour bar, and the panel to its right has not its scale")
+        else:
+            bar = _scene_rect(panel, panel.bar)
+            if bar.width() < 8 or not view.contains(bar):
+                problems.append(f"{where}: colour bar {bar} not visible in {view}")
         thumbs = is_thumbnails(data)
         for k, m in enumerate(panel.maps):
             rows, cols = m.shape
@@ -197,7 +220,14 @@ def check_step(win, values_expected: bool = True, fits: bool | str = True) -> li
             clipped = [t for r, t in top.drawn if top.rotated and not own.contains(r)]
             if clipped:
                 problems.append(f"{where}[{k}]: column labels {clipped[:3]} cut by the axis' edge")
-            for name, labels in (("left", data.row_labels), ("top", data.col_labels)):
+            if getattr(panel, "rowless", False):
+                # its rows are labelled by the panel to its left: its cells lie level with those
+                left = sv.panels[sv.panels.index(panel) - 1]
+                mine, theirs = (_rect_in(p.viewport(), _scene_rect(p, image), host)
+                                for p, image in ((panel, m.image), (left, left.maps[0].image)))
+                if abs(mine.top() - theirs.top()) > 1.5 or abs(mine.height() - theirs.height()) > 1.5:
+                    problems.append(f"{where}[{k}]: cells {mine} not level with the row labels' {theirs}")
+            for name, labels in (("left", () if getattr(panel, "rowless", False) else data.row_labels), ("top", data.col_labels)):
                 drawn = len(m.plot.getAxis(name).drawn)
                 if len(labels) <= MAX_TICKS and drawn != len(labels):
                     problems.append(f"{where}[{k}]: {drawn} of {len(labels)} {name} labels drawn")
@@ -225,23 +255,16 @@ def test_every_step_is_legible(layout_window, case):
             share = win.stack.width() / win.width()
             if share < 0.65:
                 problems.append(f"{w}x{h}: the maps get {share:.0%} of the window's width")
-        # An own 10–64-token text at 1366 × 768 fits with the maps full width (F11); the Book's
-        # six tokens fit beside the side tabs.
-        maps_only = w == 1366 and case != "book"
-        win.toggle_maps_only(maps_only)
         for i, step in enumerate(c.steps):
             c.go(i)
             _settle(win)
             image = win.step_view.grab()      # paints every panel (what check_step reads)
             image.save(str(out / f"{case}_{w}x{h}_{numbers[i]}_{step.id.split('.')[1]}.png"), "PNG")
-            # at 1366 × 768 compared maps shrink (their values hidden) rather than stack or scroll;
-            # stage 5's 384-wide matrices still scroll (not checked for fitting)
-            # stage 6 (decode) draws its own settings (the decode bar: 8 query heads by default, not the
-            # case's) and its per-head rows stack and scroll like stage 5's; its labels, values and
-            # overlaps are checked, not the fit (a GQA step's 8 heads × 3 matrices do not fit 1366 × 768)
-            fits = step.stage not in ("pretrained", "decode") and (True if case == "book" else "compare")
+            # every step, side tabs open (no F11), fits its pane at both sizes: compared maps shrink
+            # (their values hidden) rather than stack or scroll, stage 5's wide matrices (768 × 768
+            # weights, 384-wide heads) are downsampled to their pane; stage 6 draws its bar's own
+            # settings (8 query heads over 2 K/V heads by default; other variants: its own test)
             problems += [f"{w}x{h} {numbers[i]} {step.id}: {p}"
-                         for p in check_step(win, values_expected=w >= 1920 and case == "book", fits=fits)]
-        win.toggle_maps_only(False)
+                         for p in check_step(win, values_expected=w >= 1920 and case == "book", fits=True)]
     c.go(0)
     assert not problems, "\n".join(problems[:40]) + f"\n… {len(problems)} problems"
