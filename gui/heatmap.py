@@ -114,7 +114,7 @@ class _Map:
         self._shown = (data, k)
         self.stride = self._stride(rows, cols)
         if self.stride > 1 and data.kind == "prob":   # weights: each sample the max of its block (gui.pooling)
-            _LAST_STRIDE[(rows, cols, len(data.maps))] = self.stride
+            _LAST_STRIDE[(rows, cols, len(data.maps), k)] = self.stride
             img = m.pooled(self.stride)
         else:
             img = m.display(self.stride)

@@ -78,9 +78,10 @@ def argb_image(img: np.ndarray, lo: float, hi: float, lut32: np.ndarray) -> np.n
     return argb
 
 
-# (rows, cols, maps of the panel) -> the stride the window last drew such a map at: the trace
-# worker pools the next trace's weights at it ahead (prerender), off the window's thread
-_LAST_STRIDE: dict[tuple[int, int, int], int] = {}
+# (rows, cols, maps of the panel, which map) -> the stride the window last drew such a map at: the
+# trace worker pools the next trace's weights at it ahead (prerender), off the window's thread. Per
+# map: in a grid of heads the ones beside the row labels are narrower, drawn at another stride
+_LAST_STRIDE: dict[tuple[int, int, int, int], int] = {}
 
 
 def prerender(data: MatrixData) -> None:
@@ -90,8 +91,8 @@ def prerender(data: MatrixData) -> None:
     drawn smaller are pooled ahead (MapData.pooled) at the stride the window last drew them at
     (12 heads × 1024 tokens: ~14 ms the window's thread no longer spends)."""
     if data.kind == "prob":
-        for m in data.maps:
-            stride = _LAST_STRIDE.get((*m.values.shape, len(data.maps))) if m.source is not None else None
+        for k, m in enumerate(data.maps):
+            stride = _LAST_STRIDE.get((*m.values.shape, len(data.maps), k)) if m.source is not None else None
             if stride and stride > 1:
                 m.pooled(stride)
     if data.extra.get("row_scaled"):

@@ -2,6 +2,8 @@
 downsampled maps with exact hover, axis labels."""
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtCore, QtGui
@@ -479,3 +481,47 @@ def test_a_panel_without_row_labels_or_colour_bar_needs_that_much_less_and_compa
     assert cw < w and ch < h
     assert min_cell(d, compact=True)[0] == label_cell(compact=True) == QtGui.QFontMetrics(label_font(True)).height() + 1
     assert label_cell(compact=True) < label_cell()
+
+
+def test_only_thumbnails_of_heads_say_a_click_opens_one():
+    """A grid of many heads opens a head on a click (the title says so); a grid of other maps
+    (RoPE's positions: no head) only inspects the cell, and its title promises nothing."""
+    from gui.heatmap_sizing import panel_title
+    values = np.zeros((6, 3, 3))
+    heads = _scores(values)
+    assert panel_title(heads) == "scores   (click a head to open it)"
+    positions = dataclasses.replace(heads, maps=[dataclasses.replace(m, head=None) for m in heads.maps])
+    assert panel_title(positions) == "scores"
+    assert panel_title(dataclasses.replace(heads, maps=heads.maps[:2])) == "scores"    # two heads: drawn large
+
+
+def test_the_worker_pools_every_heads_weights_at_the_stride_the_window_drew_it(qtbot, monkeypatch):
+    """Weights drawn smaller than a pixel a cell are max-pooled (gui.pooling) on the trace worker
+    at the stride the window last drew each map at. In a grid of heads the maps beside the row
+    labels are narrower than the others, so their stride differs: kept per map, the next trace's
+    maps are all pooled ahead and the window's thread pools none (a 1024-token step: ~6 ms)."""
+    from gui import pooling
+    from gui.matrices import resolve_panel
+    text = " ".join(f"w{i}" for i in range(1024))
+    step, first = _worker_prepared("multihead.weights", text=text, num_heads=12, d_out=12)
+    panel = _shown_panel(qtbot, (918, 652), resolve_panel(step.panels[0], first))   # the benchmark's
+    qtbot.waitUntil(lambda: all(m.image.qimage is not None for m in panel.maps))
+    strides = [m.stride for m in panel.maps]
+    assert min(strides) > 1 and len(set(strides)) > 1, strides       # (5 and 6 here)
+    _step, second = _worker_prepared("multihead.weights", text=text, num_heads=12, d_out=12, seed=4)  # pooled ahead
+    pooled = []
+    real = pooling.max_pool_stride
+    monkeypatch.setattr(pooling, "max_pool_stride", lambda *a: pooled.append(a[1]) or real(*a))
+    panel.set_matrix(resolve_panel(step.panels[0], second))
+    qtbot.waitUntil(lambda: all(m.image.qimage is not None for m in panel.maps))
+    assert [m.stride for m in panel.maps] == strides and pooled == [], (strides, pooled)
+
+
+def test_maps_that_print_no_values_are_not_scanned_for_their_widest_value():
+    """The widest printed value sizes a cell's text; a map too big to print values (or thumbnails)
+    is not read for it (12 heads × 1024² took ~35 ms of the window's thread each change)."""
+    from gui.heatmap_sizing import value_chars
+    big = _scores(np.full((2, 40, 40), -123456.0))
+    assert value_chars(big) == 6
+    small = _scores(np.full((2, 4, 4), -123456.0))
+    assert value_chars(small) == len("-123456.0000")
