@@ -292,8 +292,10 @@ def _forward(stage: str, run: _Run, shared: dict, use_engine: bool, defer: bool 
     shares = not run.overrides and not run.fused_override and cache.same_first_layers(*run.draw)
     additive = cache.additive_mask(run.x.shape[0], cfg.causal, run.device, run.dtype)
     ops = engine.EngineOps(run.x, shared if shares else None, cfg.causal, additive, defer)
-    return {**engine.wrapper(run.xb, run.heads, run.mask, cfg.num_heads, cfg.head_dim, cfg.qkv_bias),
-            **multihead.fused(run.xb, fqkv, out_proj, cfg.num_heads, run.mask, ops)}
+    named = {**engine.wrapper(run.xb, run.heads, run.mask, cfg.num_heads, cfg.head_dim, cfg.qkv_bias),
+             **multihead.fused(run.xb, fqkv, out_proj, cfg.num_heads, run.mask, ops)}
+    ops.forget()                        # no reference cycle: the trace's buffers are freed with it
+    return named
 
 
 def _compute_deferred(stage: dict[str, Intermediate]) -> None:
