@@ -201,8 +201,7 @@ def test_the_scripts_compute_exactly_the_trace(stage, key):
 def test_the_window_views_give_the_same_script():
     """The window reads stages 6–8 through views at the bar's pointer (stage ``decode``,
     ``tiled_step``): the script is the one of the step the pointer is at."""
-    from gui.decode_model import DecodeView
-    from gui.external_model import TiledView
+    from gui.external_model import DecodeView, TiledView
     trace = build_decode(DECODE["swa-late"])
     p = trace.positions[4]
     view = DecodeView(trace, p)
