@@ -525,3 +525,19 @@ def test_maps_that_print_no_values_are_not_scanned_for_their_widest_value():
     assert value_chars(big) == 6
     small = _scores(np.full((2, 4, 4), -123456.0))
     assert value_chars(small) == len("-123456.0000")
+
+
+@pytest.mark.parametrize("shape, stride", [((205, 1024), 5), ((171, 1024), 6), ((7, 10), 3), ((3, 3), 2),
+                                           ((50, 97), 7), ((4, 12), 12)])
+def test_pooling_by_stride_is_the_largest_finite_value_of_each_column_block(shape, stride):
+    """gui.pooling.max_pool_stride against np.fmax.reduceat over the column blocks (the last one
+    short when the stride does not divide the columns; NaN = masked, ignored unless the whole
+    block is masked). The maximum is exact, so the two are equal."""
+    from gui.pooling import max_pool_stride
+    rng = np.random.default_rng(sum(shape) + stride)
+    rows = rng.random(shape).astype(np.float32)
+    rows[rng.random(shape) < 0.3] = np.nan
+    rows[:, :stride] = np.nan                               # a wholly masked block stays NaN
+    with np.errstate(invalid="ignore"):
+        want = np.fmax.reduceat(rows, np.arange(0, shape[1], stride), axis=1)
+    np.testing.assert_array_equal(max_pool_stride(rows, stride), want)
