@@ -161,7 +161,7 @@ def _spread_range(maps: list[MapData]) -> tuple[float, float]:
     × 1024 tokens in ~25 ms of the trace worker, not 90; a map holding nan or ±inf among them
     takes the careful pass."""
     lo, hi = math.inf, -math.inf
-    where: dict[int, np.ndarray | None] = {}
+    where: dict[int, np.ndarray | str | None] = {}
     for m in maps:
         key = id(m.masked)
         if key not in where:
@@ -169,16 +169,58 @@ def _spread_range(maps: list[MapData]) -> tuple[float, float]:
             if m.masked is not None:
                 w = ~m.masked
                 seen = w.sum(axis=1) > 1
-                if seen.any() and not seen.all():
+                if _is_causal(m.masked):
+                    w = "causal"
+                elif seen.any() and not seen.all():
                     w &= seen[:, None]
             where[key] = w
         w = where[key]
-        a = float(np.min(m.values, where=w, initial=math.inf)) if w is not None else float(m.values.min())
-        b = float(np.max(m.values, where=w, initial=-math.inf)) if w is not None else float(m.values.max())
+        if isinstance(w, str):
+            a, b = _causal_range(m.values)
+        elif w is not None:
+            a = float(np.min(m.values, where=w, initial=math.inf))
+            b = float(np.max(m.values, where=w, initial=-math.inf))
+        else:
+            a, b = float(m.values.min()), float(m.values.max())
         if math.isnan(a) or math.isnan(b) or math.isinf(a) or math.isinf(b):
             return _spread_range_exact(maps)
         lo, hi = min(lo, a), max(hi, b)
     return (lo, hi) if lo <= hi else (0.0, 0.0)
+
+
+def _is_causal(masked: np.ndarray) -> bool:
+    """Whether ``masked`` is the causal mask of a square map of ≥ 2 rows: exactly the cells
+    above the diagonal (row 0 then has one cell, every other row ≥ 2)."""
+    n = masked.shape[0]
+    if masked.ndim != 2 or masked.shape[1] != n or n < 2:
+        return False
+    return bool(np.array_equal(masked, _causal_mask(n)))
+
+
+@functools.lru_cache(maxsize=4)
+def _causal_mask(n: int) -> np.ndarray:
+    out = np.triu(np.ones((n, n), dtype=bool), 1)
+    out.setflags(write=False)
+    return out
+
+
+def _causal_range(values: np.ndarray, block: int = 128) -> tuple[float, float]:
+    """(min, max) of the cells below and on the diagonal, row 0 left out (its one cell): rows in
+    blocks; the columns left of a block's first row are all visible (a plain min/max), its
+    square on the diagonal takes the mask. Half the map is read, not all of it with a mask
+    (12 heads × 1024 tokens: ~3 ms, not ~10)."""
+    n = values.shape[0]
+    found = []
+    for r0 in range(1, n, block):
+        r1 = min(n, r0 + block)
+        left = values[r0:r1, :r0]                                       # c < r0 ≤ r: visible
+        square = values[r0:r1, r0:r1]                                   # visible where c ≤ r
+        keep = ~_causal_mask(n)[r0:r1, r0:r1]
+        found += [float(left.min()), float(left.max()),
+                  float(np.min(square, where=keep, initial=math.inf)), float(np.max(square, where=keep, initial=-math.inf))]
+    if any(map(math.isnan, found)):
+        return math.nan, math.nan                                       # the caller's careful pass
+    return min(found), max(found)
 
 
 def _spread_range_exact(maps: list[MapData]) -> tuple[float, float]:

@@ -440,3 +440,22 @@ def test_token_ids_are_a_labelled_row_of_numbers(qtbot, v1_trace):
     assert prints_values(data)
     qtbot.waitUntil(lambda: panel.maps[0].texts == [str(int(v)) for v in ids])
     assert not panel.bar.isVisible()
+
+
+@pytest.mark.parametrize("n", [2, 3, 129, 300])
+def test_the_spread_range_of_causal_maps_reads_the_visible_cells_only(n):
+    """The spread range of a causal map (row 0 left out: its one cell) is read in row blocks, the
+    visible columns left of each block plainly and its diagonal square through the mask: the same
+    (min, max) as a masked pass over the whole map, values above the diagonal ignored whatever
+    they are; a nan among the visible cells takes the careful pass (finite cells only)."""
+    from gui.matrices import MapData, _spread_range
+    rng = np.random.default_rng(n)
+    masked = np.triu(np.ones((n, n), dtype=bool), 1)
+    maps = [MapData(np.where(masked, 50.0 * (k + 1), rng.normal(size=(n, n))), masked) for k in range(3)]
+    visible = ~masked
+    visible[0] = False
+    want = (min(float(m.values[visible].min()) for m in maps), max(float(m.values[visible].max()) for m in maps))
+    assert _spread_range(maps) == want
+    maps[1].values[n - 1, 0] = np.nan
+    finite = [m.values[visible & np.isfinite(m.values)] for m in maps]
+    assert _spread_range(maps) == (min(float(f.min()) for f in finite), max(float(f.max()) for f in finite))
