@@ -53,6 +53,7 @@ class Inspector(QtWidgets.QWidget):
         self.model = model
         self.explanation = None            # the Explanation shown
         self.cell: tuple | None = None     # (stage, name, index) of the clicked cell
+        self._gone_note = False          # the text says why a clicked cell went (the step it went on)
         self.origin: tuple | None = None   # (step index, traces mode, trace) the cell was clicked on
 
         self.text = QtWidgets.QTextBrowser(objectName="inspectorText")
@@ -121,8 +122,11 @@ class Inspector(QtWidgets.QWidget):
 
     def _on_step(self) -> None:
         """Another step: keep the cell while that step is drawn from the same trace (frame its
-        sources there), else clear: its numbers would come from other settings."""
+        sources there), else clear: its numbers would come from other settings. A note on why a
+        cell went is about the step it went on: the next step drops it."""
         if self.cell is None:
+            if self._gone_note:
+                self.clear()
             return
         if self.model.trace is not self.origin[2]:
             self.clear(self._why_gone())
@@ -155,16 +159,23 @@ class Inspector(QtWidgets.QWidget):
         self._explain(note)
 
     def _why_gone(self) -> str:
-        """Why the clicked cell is not explained on the current step: another Book section, or
-        stage 5's real model (which has no Book section) on one side."""
-        was = self.model.steps[self.origin[0]].stage == "pretrained" if self.origin else False
-        now = self.model.step.stage == "pretrained"
-        if now and not was:
+        """Why the clicked cell is not explained on the current step: another Book section,
+        stage 5's real model (which has no Book section) or a trace of stage 6–8's own (their bar's
+        settings) on one side."""
+        from gui.scheduler import is_chapter
+        was = self.model.steps[self.origin[0]] if self.origin else self.model.step
+        now = self.model.step
+        if now.stage == was.stage and not is_chapter(now):
+            return ("the real model's text or layer changed" if now.stage == "pretrained"
+                    else "the settings in the bar above the steps changed")
+        if now.stage == "pretrained":
             return "stage 5 runs the real model (all-MiniLM-L6-v2), not the chapter's settings"
-        if was and not now:
+        if not is_chapter(now):
+            return "this step draws its own trace (the settings in the bar above the steps), not the chapter's"
+        if was.stage == "pretrained":
             return "this step is computed from the chapter's settings, not the real model"
-        if was and now:
-            return "the real model's text or layer changed"
+        if not is_chapter(was):
+            return "this step is computed from the chapter's settings, not that step's own"
         return "this step is computed from another Book section"
 
     def clear(self, reason: str = "") -> None:
@@ -176,6 +187,7 @@ class Inspector(QtWidgets.QWidget):
                    f"[{', '.join(map(str, index))}] was clicked on {html.escape(self.origin_text())}; "
                    f"{html.escape(reason)}, so it is not explained here.</p>")
         self.cell = self.origin = self.explanation = None
+        self._gone_note = bool(was)
         self.text.setHtml(was + "<p style='color:#555'>Click any cell of a matrix to see how its number is made.</p>")
         self.table.setRowCount(0)
         self.table.hide()

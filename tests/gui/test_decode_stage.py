@@ -347,3 +347,23 @@ def test_the_inspector_explains_a_k_v_head_map_and_a_weight(qtbot, win):
     win.model.click(0, 0, 2, 5)
     e = win.inspector.explanation
     assert (e.stage, e.name, e.kind) == ("decode_weights", "W_UK", "given")
+
+
+def test_a_chapter_cell_gone_on_a_decode_step_says_why_and_the_next_step_drops_the_note(qtbot, win):
+    """Clicked on a chapter step, the cell is not explained on stage 6: the inspector says the step
+    draws its own trace (not that "stage 5 runs the real model"); one step further that note is
+    about a step no longer on screen, so it goes."""
+    from tests.gui.fixtures import click_cell, go_to
+    from tests.gui.fixtures import shown as shown_panel
+    go_to(win, qtbot, "trainable.weights_softmax")
+    panel, _data = shown_panel(win, "trainable", "attn_weights")
+    click_cell(qtbot, panel, 1, 0)
+    insp = win.inspector
+    qtbot.waitUntil(lambda: insp.cell is not None)
+    win.model.go(step_index(win.model, "decode.softmax"))
+    wait_decode(qtbot, win)
+    text = insp.text.toPlainText()
+    assert insp.cell is None and "its own trace" in text and "stage 5" not in text, text
+    win.model.go(step_index(win.model, "decode.softmax") + 1)
+    text = insp.text.toPlainText()
+    assert "was clicked" not in text and "Click any cell" in text, text
