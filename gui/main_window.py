@@ -161,6 +161,7 @@ class MainWindow(QtWidgets.QMainWindow):
         m = self.model
         m.trace_changed.connect(self._on_trace)
         m.step_changed.connect(lambda _i: self._update_status())
+        m.step_changed.connect(lambda _i: self._drop_focus_line())
         m.hover_changed.connect(self._on_hover)
         m.focus_changed.connect(self._on_focus)
         m.cell_clicked.connect(lambda *_a: self.show_dock("inspector") if self.docks else None)
@@ -459,8 +460,14 @@ class MainWindow(QtWidgets.QMainWindow):
         if focused:
             data, k = focused
             head = f" ({data.maps[k].title})" if data.maps[k].title else ""
-            self.statusBar().showMessage(
-                f"Focused {data.key[0]}.{data.key[1]}{head}: File → Export matrix as CSV (Ctrl+E) writes it", 8000)
+            self._focus_line = f"Focused {data.key[0]}.{data.key[1]}{head}: File → Export matrix as CSV (Ctrl+E) writes it"
+            self.statusBar().showMessage(self._focus_line, 8000)
+
+    def _drop_focus_line(self) -> None:
+        """Another step: the "Focused …" line names a matrix no longer on screen."""
+        bar = self.statusBar()
+        if bar.currentMessage() and bar.currentMessage() == getattr(self, "_focus_line", None):
+            bar.clearMessage()
 
     def _on_trace(self) -> None:
         self.finish_setup()

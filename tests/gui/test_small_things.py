@@ -107,3 +107,17 @@ def test_a_maps_window_closed_with_escape_does_not_break_the_next_one(window, qt
     sv.colour_box.setCurrentIndex(sv.colour_box.findData("spread"))
     assert second.data.levels != (0.0, 1.0)
     second.close()
+
+
+def test_the_focused_matrix_line_goes_with_its_step(window, qtbot):
+    """A click names the focused matrix in the status bar (for File → Export matrix); on the next
+    step that matrix is no longer on screen, so the line goes (it stayed for its 8 s)."""
+    from tests.gui.fixtures import click_cell
+    from tests.gui.fixtures import shown as shown_panel
+    go_to(window, qtbot, "trainable.scores")
+    panel, _data = shown_panel(window, "trainable", "attn_scores")
+    click_cell(qtbot, panel, 1, 2)
+    bar = window.statusBar()
+    assert bar.currentMessage().startswith("Focused trainable.attn_scores")
+    window.model.next()
+    assert not bar.currentMessage().startswith("Focused trainable.attn_scores"), bar.currentMessage()
