@@ -53,7 +53,7 @@ class Inspector(QtWidgets.QWidget):
         self.model = model
         self.explanation = None            # the Explanation shown
         self.cell: tuple | None = None     # (stage, name, index) of the clicked cell
-        self._gone_note = False          # the text says why a clicked cell went (the step it went on)
+        self._gone: tuple | None = None    # (cell, origin, origin text, its trace still shown) of a cell cleared
         self.origin: tuple | None = None   # (step index, traces mode, trace) the cell was clicked on
 
         self.text = QtWidgets.QTextBrowser(objectName="inspectorText")
@@ -102,6 +102,7 @@ class Inspector(QtWidgets.QWidget):
                     f"Below: the first matrix's cell.</p>")
         self.cell = (data.key[0], data.key[1], index)
         self.origin = (self.model.index, self.model.traces_mode, trace)
+        self._gone = None
         self._explain(note)
 
     def origin_text(self) -> str:
@@ -122,11 +123,20 @@ class Inspector(QtWidgets.QWidget):
 
     def _on_step(self) -> None:
         """Another step: keep the cell while that step is drawn from the same trace (frame its
-        sources there), else clear: its numbers would come from other settings. A note on why a
-        cell went is about the step it went on: the next step drops it."""
+        sources there), else clear: its numbers would come from other settings. A cell cleared
+        earlier comes back on a step drawn from its trace again; elsewhere the note on why it went
+        is said again for the step on screen."""
         if self.cell is None:
-            if self._gone_note:
-                self.clear()
+            if self._gone is not None:
+                cell, origin, _text, kept = self._gone
+                if not kept:                    # its trace is gone for good: the note was about that
+                    self._gone = None
+                    self._show_gone("")
+                elif self.model.trace is origin[2]:
+                    self.cell, self.origin, self._gone = cell, origin, None
+                    self._explain("")
+                else:
+                    self._show_gone(self._why_gone(origin))
             return
         if self.model.trace is not self.origin[2]:
             self.clear(self._why_gone())
@@ -137,6 +147,9 @@ class Inspector(QtWidgets.QWidget):
         """New traces (an edit, new settings): explain the same cell again with the new numbers
         when it still exists under the same preset, else clear."""
         if self.cell is None:
+            gone = self._gone
+            if gone is not None and gone[3] and self.model.trace_for(self.model.steps[gone[1][0]]) is not gone[1][2]:
+                self._gone = gone[:3] + (False,)    # its step has new numbers: the cell cannot come back
             return
         index, mode, _old = self.origin
         m = self.model
@@ -144,11 +157,11 @@ class Inspector(QtWidgets.QWidget):
         trace = m.trace_for(m.steps[index])
         stage, name, cell = self.cell
         if trace is None or m.trace is not trace or (stage, name) not in trace:
-            self.clear(self._why_gone())
+            self.clear(self._why_gone(), kept=False)
             return
         shape = trace[stage, name].shape
         if len(cell) != len(shape) or any(i >= n for i, n in zip(cell, shape)):
-            self.clear("the new settings have no such cell")
+            self.clear("the new settings have no such cell", kept=False)
             return
         self.origin = (index, m.traces_mode, trace)
         note = ""
@@ -158,12 +171,13 @@ class Inspector(QtWidgets.QWidget):
                     f"(it was {html.escape(was)}).</p>")
         self._explain(note)
 
-    def _why_gone(self) -> str:
+    def _why_gone(self, origin: tuple | None = None) -> str:
         """Why the clicked cell is not explained on the current step: another Book section,
         stage 5's real model (which has no Book section) or a trace of stage 6–8's own (their bar's
-        settings) on one side."""
+        settings) on one side. ``origin``: where the cell was clicked (default: the cell's)."""
         from gui.scheduler import is_chapter
-        was = self.model.steps[self.origin[0]] if self.origin else self.model.step
+        origin = origin or self.origin
+        was = self.model.steps[origin[0]] if origin else self.model.step
         now = self.model.step
         if now.stage == was.stage and not is_chapter(now):
             return ("the real model's text or layer changed" if now.stage == "pretrained"
@@ -178,22 +192,27 @@ class Inspector(QtWidgets.QWidget):
             return "this step is computed from the chapter's settings, not that step's own"
         return "this step is computed from another Book section"
 
-    def clear(self, reason: str = "") -> None:
-        """Forget the cell (it belongs to another trace); say which one it was and why it went."""
-        was = ""
-        if self.cell is not None:
-            stage, name, index = self.cell
-            was = (f"<p style='color:#555'>The cell {html.escape(stage)}.{html.escape(name)}"
-                   f"[{', '.join(map(str, index))}] was clicked on {html.escape(self.origin_text())}; "
-                   f"{html.escape(reason)}, so it is not explained here.</p>")
+    def clear(self, reason: str = "", kept: bool = True) -> None:
+        """Forget the cell (it belongs to another trace); say which one it was and why it went.
+        ``kept``: its trace is still the one of its step (a step drawn from it brings it back)."""
+        self._gone = (self.cell, self.origin, self.origin_text(), kept) if self.cell is not None and reason else None
         self.cell = self.origin = self.explanation = None
-        self._gone_note = bool(was)
-        self.text.setHtml(was + "<p style='color:#555'>Click any cell of a matrix to see how its number is made.</p>")
+        self._show_gone(reason)
         self.table.setRowCount(0)
         self.table.hide()
         self.source_datas = []
         self.source_host.hide()
         self._clear_marks()
+
+    def _show_gone(self, reason: str) -> None:
+        """The panel without a cell: which cell went and why (``reason``), if one did."""
+        was = ""
+        if self._gone is not None:
+            (stage, name, index), _origin, origin_text, _kept = self._gone
+            was = (f"<p style='color:#555'>The cell {html.escape(stage)}.{html.escape(name)}"
+                   f"[{', '.join(map(str, index))}] was clicked on {html.escape(origin_text)}; "
+                   f"{html.escape(reason)}, so it is not explained here.</p>")
+        self.text.setHtml(was + "<p style='color:#555'>Click any cell of a matrix to see how its number is made.</p>")
 
     def _explain(self, note: str) -> None:
         from core.provenance import explain_cell

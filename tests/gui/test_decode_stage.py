@@ -349,10 +349,10 @@ def test_the_inspector_explains_a_k_v_head_map_and_a_weight(qtbot, win):
     assert (e.stage, e.name, e.kind) == ("decode_weights", "W_UK", "given")
 
 
-def test_a_chapter_cell_gone_on_a_decode_step_says_why_and_the_next_step_drops_the_note(qtbot, win):
+def test_a_chapter_cell_gone_on_a_decode_step_says_why_there_and_comes_back_on_its_step(qtbot, win):
     """Clicked on a chapter step, the cell is not explained on stage 6: the inspector says the step
-    draws its own trace (not that "stage 5 runs the real model"); one step further that note is
-    about a step no longer on screen, so it goes."""
+    draws its own trace (not that "stage 5 runs the real model", nor "another Book section"), on
+    every stage-6 step; back on the step it was clicked on, it is explained again."""
     from tests.gui.fixtures import click_cell, go_to
     from tests.gui.fixtures import shown as shown_panel
     go_to(win, qtbot, "trainable.weights_softmax")
@@ -360,10 +360,12 @@ def test_a_chapter_cell_gone_on_a_decode_step_says_why_and_the_next_step_drops_t
     click_cell(qtbot, panel, 1, 0)
     insp = win.inspector
     qtbot.waitUntil(lambda: insp.cell is not None)
-    win.model.go(step_index(win.model, "decode.softmax"))
-    wait_decode(qtbot, win)
-    text = insp.text.toPlainText()
-    assert insp.cell is None and "its own trace" in text and "stage 5" not in text, text
-    win.model.go(step_index(win.model, "decode.softmax") + 1)
-    text = insp.text.toPlainText()
-    assert "was clicked" not in text and "Click any cell" in text, text
+    value = insp.explanation.value
+    for k in (0, 1):
+        win.model.go(step_index(win.model, "decode.softmax") + k)
+        wait_decode(qtbot, win)
+        text = insp.text.toPlainText()
+        assert insp.cell is None and "was clicked" in text and "its own trace" in text, text
+        assert "stage 5" not in text and "Book section" not in text, text
+    go_to(win, qtbot, "trainable.weights_softmax")
+    assert insp.cell == ("trainable", "attn_weights", (1, 0)) and insp.explanation.value == value
