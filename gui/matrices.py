@@ -141,8 +141,9 @@ def _future(row_offset: int, rows: int, cols: int) -> np.ndarray | None:
     return cells if cells.any() else None
 
 
-def _value_range(maps: list[MapData]) -> tuple[float, float]:
-    """(min, max) over the finite, unmasked cells of all maps (no copies of big arrays)."""
+def _value_range(maps: list[MapData], empty: tuple[float, float] = (0.0, 0.0)) -> tuple[float, float]:
+    """(min, max) over the finite, unmasked cells of all maps (no copies of big arrays); ``empty``
+    when there is none."""
     lo, hi = math.inf, -math.inf
     for m in maps:
         valid = np.isfinite(m.values)
@@ -150,29 +151,34 @@ def _value_range(maps: list[MapData]) -> tuple[float, float]:
             valid &= ~m.masked
         lo = min(lo, float(np.min(m.values, where=valid, initial=math.inf)))
         hi = max(hi, float(np.max(m.values, where=valid, initial=-math.inf)))
-    return (lo, hi) if lo <= hi else (0.0, 0.0)
+    return (lo, hi) if lo <= hi else empty
 
 
 def _spread_range(maps: list[MapData]) -> tuple[float, float]:
     """The spread scale's range: (min, max) over the finite, unmasked cells, leaving out rows with
     one such cell (a causal map's first query: its weight is 1 by definition and would stretch
-    the scale over every other row's); those cells take the top colour. The cells to read are
-    worked out once per mask (the heads of a step share one), with no copy of the maps: 12 heads
-    × 1024 tokens in ~25 ms of the trace worker, not 90; a map holding nan or ±inf among them
-    takes the careful pass."""
+    the scale over every other row's); those cells take the top colour. (0, 0) when no cell is
+    left: see ``_spread_bounds``."""
+    lo, hi = _spread_bounds(maps)
+    return (lo, hi) if lo <= hi else (0.0, 0.0)
+
+
+def _spread_bounds(maps: list[MapData]) -> tuple[float, float]:
+    """_spread_range, (inf, −inf) when no cell is left. The cells to read are worked out once per
+    mask (the heads of a step share one), with no copy of the maps: 12 heads × 1024 tokens in
+    ~25 ms of the trace worker, not 90; a map holding nan or ±inf among them takes the careful
+    pass."""
     lo, hi = math.inf, -math.inf
     where: dict[int, np.ndarray | str | None] = {}
     for m in maps:
         key = id(m.masked)
         if key not in where:
             w = None
-            if m.masked is not None:
-                w = ~m.masked
-                seen = w.sum(axis=1) > 1
-                if _is_causal(m.masked):
-                    w = "causal"
-                elif seen.any() and not seen.all():
-                    w &= seen[:, None]
+            if m.masked is not None and _is_causal(m.masked):
+                w = "causal"
+            elif m.masked is not None:
+                keep = _rows_kept(m)
+                w = ~m.masked if keep is None else ~m.masked & keep[:, None]
             where[key] = w
         w = where[key]
         if isinstance(w, str):
@@ -183,9 +189,38 @@ def _spread_range(maps: list[MapData]) -> tuple[float, float]:
         else:
             a, b = float(m.values.min()), float(m.values.max())
         if math.isnan(a) or math.isnan(b) or math.isinf(a) or math.isinf(b):
-            return _spread_range_exact(maps)
+            return _value_range(_spread_cells(maps), empty=(math.inf, -math.inf))
         lo, hi = min(lo, a), max(hi, b)
+    return lo, hi
+
+
+def _unmasked_range(maps: list[MapData], spread: tuple[float, float]) -> tuple[float, float]:
+    """``_value_range(maps)`` from their ``_spread_bounds`` and the rows those leave out (a
+    causal map's first row: one cell): the weights' range without a second pass over every
+    cell (12 heads × 1024 tokens: ~2.5 ms of the trace worker)."""
+    kept: dict[int, np.ndarray | None] = {}             # per mask: the heads of a step share one
+    left = []
+    for m in maps:
+        if id(m.masked) not in kept:
+            kept[id(m.masked)] = _rows_kept(m)
+        keep = kept[id(m.masked)]
+        if keep is not None:
+            left.append(MapData(m.values[~keep], m.masked[~keep]))
+    lo, hi = _value_range(left, empty=(math.inf, -math.inf))
+    lo, hi = min(lo, spread[0]), max(hi, spread[1])
     return (lo, hi) if lo <= hi else (0.0, 0.0)
+
+
+def _rows_kept(m: MapData) -> np.ndarray | None:
+    """The rows of ``m`` the spread range reads (None: all): those with more than one unmasked
+    cell, where some rows have more and some have not."""
+    if m.masked is None:
+        return None
+    if _is_causal(m.masked):
+        seen = np.arange(m.masked.shape[0]) > 0                     # row 0: its one cell
+    else:
+        seen = (~m.masked).sum(axis=1) > 1
+    return seen if seen.any() and not seen.all() else None
 
 
 def _is_causal(masked: np.ndarray) -> bool:
@@ -223,30 +258,13 @@ def _causal_range(values: np.ndarray, block: int = 128) -> tuple[float, float]:
     return min(found), max(found)
 
 
-def _spread_range_exact(maps: list[MapData]) -> tuple[float, float]:
-    """_spread_range over the finite cells only (maps holding nan or ±inf)."""
-    kept = []
+def _spread_cells(maps: list[MapData]) -> list[MapData]:
+    """The rows of ``maps`` the spread range reads (``_rows_kept``), as maps (the careful pass)."""
+    out = []
     for m in maps:
-        if m.masked is None:
-            kept.append(m)
-            continue
-        seen = (~m.masked).sum(axis=1) > 1
-        if seen.any() and not seen.all():
-            kept.append(MapData(m.values[seen], m.masked[seen]))
-        else:
-            kept.append(m)
-    return _value_range(kept)
-
-
-def _in_unit_interval(arr: np.ndarray, lead: list[tuple[int, ...]]) -> bool:
-    """Whether every value of the slices ``lead`` of ``arr`` lies in [0, 1] (no nan): then so do
-    the unmasked finite ones, and weights take the fixed [0, 1] scale without the masked range
-    pass (one plain min and max: a third of its time on 12 heads × 1024 tokens)."""
-    for idx in lead:
-        v = arr[idx] if idx else arr
-        if v.size and not (float(v.min()) >= 0.0 and float(v.max()) <= 1.0):
-            return False
-    return True
+        keep = _rows_kept(m)
+        out.append(m if keep is None else MapData(m.values[keep], m.masked[keep]))
+    return out
 
 
 def warm(trace, panels, batch_index: int = 0) -> list[MatrixData]:
@@ -392,10 +410,12 @@ def resolve_panel(panel: Panel, trace, batch_index: int = 0) -> MatrixData | Non
             full.append(MapData(v, _masked_cells(item, causal, v.shape[0], v.shape[1], 0)))
         return _value_range(full)
     # kept: a trace never changes, and the worker finds the colour range of the step on screen
-    # before the result reaches the window (:func:`warm`), 30 ms of a 12-head 1024-token step
-    if (not panel.is_diff and item.term.colours == "prob"
-            and DISPLAY.get(item, ("in_unit_interval", tuple(lead)), lambda: _in_unit_interval(arr, lead))):
-        lo, hi = 0.0, 1.0             # every cell in [0, 1], hidden ones too: the weights' fixed scale
+    # before the result reaches the window (:func:`warm`), 30 ms of a 12-head 1024-token step.
+    # Weights: the spread range and the rows it leaves out are every cell, read once for both
+    weights = not panel.is_diff and item.term.colours in SPREAD_KINDS
+    spread = (lambda: DISPLAY.get(item, ("spread", tuple(lead), r0, r1, causal), lambda: _spread_bounds(maps)))
+    if weights and not panel.rows:
+        lo, hi = DISPLAY.get(item, ("value_range", None, tuple(lead), causal), lambda: _unmasked_range(maps, spread()))
     else:
         lo, hi = DISPLAY.get(item, ("value_range", panel.diff if panel.is_diff else None, tuple(lead), causal),
                              full_range)
@@ -404,8 +424,8 @@ def resolve_panel(panel: Panel, trace, batch_index: int = 0) -> MatrixData | Non
     if integers:                  # ids, not quantities: neutral cells, the numbers printed
         kind, levels = "ids", (lo, hi if hi > lo else lo + 1.0)
     elif kind in SPREAD_KINDS:    # the values' own range (of the rows shown), for the spread scale
-        spread = DISPLAY.get(item, ("spread", tuple(lead), r0, r1, causal), lambda: _spread_range(maps))
-        extra["spread"] = (float(spread[0]), float(spread[1]))
+        a, b = spread()
+        extra["spread"] = (float(a), float(b)) if a <= b else (0.0, 0.0)
     name = item.name
     title = f"{item.symbol} · {name}"
     template = cell_templates().get(f"{item.stage}.{name}", "")

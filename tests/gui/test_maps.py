@@ -355,28 +355,48 @@ def test_square_cells_sit_right_beside_their_labels_in_a_roomy_panel(qtbot, size
 @pytest.mark.parametrize("cfg", [book_config("causal"), book_config("fused"),
                                  AttentionConfig(embeddings="random", text="a b c d e f g", d_in=4, d_out=6,
                                                  num_heads=3, seed=9, dropout=0.5, batch=2)])
-def test_weights_take_the_fixed_scale_without_the_masked_range_pass(cfg, monkeypatch):
-    """Weights whose every value lies in [0, 1] take the [0, 1] scale from one plain min and max;
-    the colours are those the exact range over the unmasked cells gives (checked by forcing it)."""
+def test_weights_take_their_range_from_the_spread_pass(cfg, monkeypatch):
+    """Weights (dropout's too, > 1) get their colours from the spread range and the rows it
+    leaves out, read once: the same kind and levels as the plain masked pass over every cell
+    (checked by forcing it), and the same spread range."""
     from gui import matrices
     from gui.steps import load_steps
     trace = build_trace(cfg)
     panels = [p for s in load_steps() for p in s.panels if p.key in trace]
     quick = {p: matrices.resolve_panel(p, trace) for p in panels}
-    weights = [p for p in panels if trace[p.key].term.colours == "prob" and not p.is_diff]
-    assert weights and all(quick[p].levels == (0.0, 1.0) and quick[p].kind == "prob" for p in weights)
-    monkeypatch.setattr(matrices, "_in_unit_interval", lambda *_a: False)
+    weights = [p for p in panels if trace[p.key].term.colours == "prob" and not p.is_diff and not p.rows]
+    assert weights and any(quick[p].kind == "prob" and quick[p].levels == (0.0, 1.0) for p in weights)
+    plain = matrices._value_range
+    monkeypatch.setattr(matrices, "_unmasked_range", lambda maps, _spread: plain(maps))
     fresh = build_trace(cfg)                                        # nothing cached in it
     for p in panels:
         exact = matrices.resolve_panel(p, fresh)
-        assert (exact.kind, exact.levels) == (quick[p].kind, quick[p].levels), p.key
+        assert (exact.kind, exact.levels, exact.extra.get("spread")) == \
+            (quick[p].kind, quick[p].levels, quick[p].extra.get("spread")), p.key
 
 
-def test_weights_outside_the_unit_interval_are_not_taken_for_probabilities():
-    from gui.matrices import _in_unit_interval
-    arr = np.array([[[0.2, 0.8], [0.0, 1.0]], [[0.5, 1.5], [0.0, 0.1]]])       # (h, T, T): head 1 has 1.5
-    assert _in_unit_interval(arr, [(0,)]) and not _in_unit_interval(arr, [(0,), (1,)])
-    assert not _in_unit_interval(np.array([[np.nan, 0.5]]), [()])
+def _masks(n: int, rng) -> list:
+    """Masks the range passes meet: none, causal, random (with rows of 0, 1 and more cells), all hidden."""
+    free = rng.random((n, n)) < 0.3
+    free[0] = False
+    free[min(1, n - 1)] = False
+    free[min(1, n - 1), 0] = True                                   # a row with one cell
+    return [None, np.triu(np.ones((n, n), dtype=bool), 1), ~free, np.ones((n, n), dtype=bool)]
+
+
+@pytest.mark.parametrize("n", [1, 2, 5, 130])
+def test_the_range_read_with_the_spread_pass_is_the_masked_range(n):
+    """``_unmasked_range`` (the spread range and the rows it leaves out) equals a plain masked
+    min/max over every finite unmasked cell, for each kind of mask, with nan and ±inf among the
+    cells and with no cell at all (min and max are exact: equality)."""
+    from gui.matrices import MapData, _spread_bounds, _unmasked_range, _value_range
+    rng = np.random.default_rng(n)
+    for masked in _masks(n, rng):
+        for poison in (None, np.nan, np.inf):
+            maps = [MapData(rng.normal(size=(n, n)) * (k + 1), masked) for k in range(3)]
+            if poison is not None:
+                maps[1].values[n - 1, 0] = poison
+            assert _unmasked_range(maps, _spread_bounds(maps)) == _value_range(maps), (masked, poison)
 
 
 def _with_term(trace, key, **traits):
