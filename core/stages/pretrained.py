@@ -101,13 +101,16 @@ def attention(x: torch.Tensor, w, num_heads: int, mask: torch.Tensor) -> dict[st
 
 def rest_of_layer(x: torch.Tensor, context_vecs: torch.Tensor, w, eps: float) -> dict[str, torch.Tensor]:
     """What BERT does after attention: residual + LayerNorm, feed-forward (GELU), residual + LayerNorm."""
-    attn_residual = x + context_vecs                                          # (T, d_model)
-    attn_normed = F.layer_norm(attn_residual, x.shape[-1:], w.ln_attn_weight, w.ln_attn_bias, eps)
-    ff_hidden = F.gelu(attn_normed @ w.W_ff_in + w.b_ff_in)                   # (T, d_model) -> (T, d_ff)
-    ff_out = ff_hidden @ w.W_ff_out + w.b_ff_out                              # (T, d_ff) -> (T, d_model)
-    layer_output = F.layer_norm(attn_normed + ff_out, x.shape[-1:], w.ln_out_weight, w.ln_out_bias, eps)
-    return {"attn_residual": attn_residual, "attn_normed": attn_normed, "ff_hidden": ff_hidden,
-            "ff_out": ff_out, "layer_output": layer_output}
+    ops = Ops()
+    record = ops.record
+    attn_residual = record("attn_residual", x + context_vecs)                # (T, d_model)
+    # (T, d_model): each token's vector normalised
+    attn_normed = record("attn_normed", F.layer_norm(attn_residual, x.shape[-1:], w.ln_attn_weight, w.ln_attn_bias, eps))
+    ff_hidden = record("ff_hidden", F.gelu(attn_normed @ w.W_ff_in + w.b_ff_in))    # (T, d_model) -> (T, d_ff)
+    ff_out = record("ff_out", ff_hidden @ w.W_ff_out + w.b_ff_out)          # (T, d_ff) -> (T, d_model)
+    # (T, d_model): the next layer's inputs
+    record("layer_output", F.layer_norm(attn_normed + ff_out, x.shape[-1:], w.ln_out_weight, w.ln_out_bias, eps))
+    return ops.named
 
 
 def without_special(attn_weights: torch.Tensor, special: torch.Tensor) -> torch.Tensor:
@@ -138,6 +141,9 @@ def forward(x: torch.Tensor, w, num_heads: int, mask: torch.Tensor, special: tor
 
 # ---- the code panel ------------------------------------------------------------------------
 
+# the panel's names of rest_of_layer's weights (core.minilm.LayerWeights'), and the checkpoint's module they are read from
+REST_WEIGHTS = (("ln_attn_weight", "ln_attn_bias", "attention.output.LayerNorm"), ("W_ff_in", "b_ff_in", "intermediate.dense"),
+                ("W_ff_out", "b_ff_out", "output.dense"), ("ln_out_weight", "ln_out_bias", "output.LayerNorm"))
 BATCH = "batch = inputs.unsqueeze(0)  # (b, T, d_in) = (1, T, 384): the chapter's forward takes a batch"
 
 
@@ -173,12 +179,12 @@ def code(cfg) -> list[tuple[str | None, str]]:
         c += definition(without_special) + [
             (None, "special = torch.tensor(enc.special_tokens_mask, dtype=torch.bool)  # [CLS], [SEP]"),
             ("attn_weights_no_special", "attn_weights_no_special = without_special(attn_weights[0], special)")]
-    if cfg.full_layer:
-        c += [("attn_residual", "attn_residual = inputs + context_vecs[0]"),
-              ("attn_normed", f'attn_normed = layer_norm(attn_residual, "{p}attention.output.LayerNorm")'),
-              ("ff_hidden", f'ff_hidden = F.gelu(linear(attn_normed, "{p}intermediate.dense"))  # (T, 1536)'),
-              ("ff_out", f'ff_out = linear(ff_hidden, "{p}output.dense")'),
-              ("layer_output", f'layer_output = layer_norm(attn_normed + ff_out, "{p}output.LayerNorm")')]
+    if cfg.full_layer:                                 # the rest of the layer's weights, then rest_of_layer's lines
+        c += [(None, f'{W}, {b} = w["{p}{key}.weight"]{".T" if W.startswith("W") else ""}, w["{p}{key}.bias"]')
+              for W, b, key in REST_WEIGHTS]
+        c += [(None, "eps = 1e-12  # LayerNorm's ε (config.json's layer_norm_eps)")]
+        c += lines(rest_of_layer, values={"x": "inputs", "context_vecs": "context_vecs[0]",
+                                          **{f"w.{n}": n for r in REST_WEIGHTS for n in r[:2]}})
     return c
 
 
