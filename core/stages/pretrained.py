@@ -258,7 +258,7 @@ def explain(c):
             return None
         value = float(c.get(S, "context_heads", None, src_h)[i, col])
         return c.done("concat", f"concat[{tok[i]}, {j}] = context_heads[head {src_h}][{tok[i]}, {col}]",
-                      [f"column {j} = head {src_h}'s dim {col} (transpose + reshape put the 12 heads side by side)"],
+                      [f"column {j} = head {src_h}'s dim {col} (transpose + view put the 12 heads side by side)"],
                       value, [c.source(S, "context_heads", (src_h,), (i,), (col,))])
     if name == "context_vecs":
         cat = c.get(S, "context_concat")[i]
