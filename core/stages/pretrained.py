@@ -165,9 +165,10 @@ def code(cfg) -> list[tuple[str | None, str]]:
           (None, f"for i in range({cfg.layer}):"),
           (None, "    x = bert_layer(x, i)"),
           ("inputs", f"inputs = x  # (T, 384): the hidden states entering layer {cfg.layer}")]
-    for k, role in [("W", r) for r in ROLES] + [("b", r) for r in ROLES]:
-        c.append((f"{k}_{role}", f'{k}_{role} = w["{p}attention.self.{role}.{"weight" if k == "W" else "bias"}"]'
-                                 + (".T  # (d_in, d_out) = (384, 384)" if k == "W" else "")))
+    for role in ROLES:
+        c.append((f"W_{role}", f'W_{role} = w["{p}attention.self.{role}.weight"].T  # (d_in, d_out) = (384, 384)'))
+    for role in ROLES:
+        c.append((f"b_{role}", f'b_{role} = w["{p}attention.self.{role}.bias"]'))
     c += [("W_out", f'W_out = w["{p}attention.output.dense.weight"].T'),
           ("b_out", f'b_out = w["{p}attention.output.dense.bias"]'),
           ("mask", "mask = torch.ones(T, T)  # BERT: no causal mask; one sentence: no padding"),
