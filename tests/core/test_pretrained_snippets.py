@@ -29,19 +29,36 @@ def close(a: torch.Tensor, b: torch.Tensor) -> bool:
     return a.shape == b.shape and float((a.double() - b.double()).abs().max()) <= 1e-6
 
 
+# the attention's lines (core.stages.multihead.attention's) run on a batch of one: (1, …) tensors
+BATCHED = {"queries", "keys", "attn_scores", "scaled_scores", "attn_weights", "values", "context_heads",
+           "context_concat", "context_vecs"}
+
+
 @pytest.mark.parametrize("key", CONFIGS)
 def test_the_last_snippet_recomputes_every_intermediate(key):
-    """The last intermediate's snippet runs every line of the stage (one model load per config)."""
+    """The last line's snippet runs every line of the stage (one model load per config)."""
     trace = build_pretrained(CONFIGS[key])
-    last = list(trace)[-1].name
+    last = [n for n, _line in stage_code(CONFIGS[key]) if n][-1]
     namespace, printed = run(snippet(trace, last), last)
     assert "tensor(" in printed
     head = CONFIGS[key].head
     for item in trace:
         got = namespace[item.name]
-        if head is not None and item.name in PER_HEAD and item.name != last:
-            got = got[head]                                           # the snippet slices only what it prints
+        if item.name != last:                                         # the snippet slices only what it prints
+            if item.name in BATCHED:
+                assert got.shape[0] == 1, item.name
+                got = got[0]
+            if head is not None and item.name in PER_HEAD:
+                got = got[head]
         assert close(got, item.tensor), item.name
+
+
+@pytest.mark.parametrize("name", ["queries", "scaled_scores", "context_vecs", "token_ids"])
+def test_a_snippet_prints_the_traces_shape(name):
+    """A batched line's snippet drops the batch axis (and takes the head) before it prints."""
+    trace = build_pretrained(CONFIGS["layer0-head2"])
+    namespace, _printed = run(snippet(trace, name), name)
+    assert close(namespace[name], trace[name].tensor)
 
 
 def test_a_snippet_stops_at_its_intermediate_and_prints_the_chosen_head():
@@ -52,10 +69,16 @@ def test_a_snippet_stops_at_its_intermediate_and_prints_the_chosen_head():
     assert printed.count("\n") >= len(trace.labels)
 
 
-def test_the_code_lists_every_intermediate_once_in_the_traces_order():
+def test_the_code_lists_every_intermediate_once_in_the_forwards_order():
+    """The given lines (tokens, inputs, the checkpoint's weights, the mask), then the attention in
+    the order MultiHeadAttention.forward makes it (V after the weights), then the options."""
     cfg = CONFIGS["layer3-all-options"]
     names = [n for n, _line in stage_code(cfg) if n]
-    assert names == [item.name for item in build_pretrained(cfg)]
+    assert sorted(names) == sorted(item.name for item in build_pretrained(cfg))
+    assert names == ["token_ids", "inputs", "W_query", "W_key", "W_value", "b_query", "b_key", "b_value",
+                     "W_out", "b_out", "mask", "queries", "keys", "attn_scores", "scaled_scores", "attn_weights",
+                     "values", "context_heads", "context_concat", "context_vecs", "attn_weights_no_special",
+                     "attn_residual", "attn_normed", "ff_hidden", "ff_out", "layer_output"]
 
 
 def test_unknown_name_is_refused():
