@@ -51,11 +51,13 @@ def label_heads(datas, cfg) -> None:
     - GQA/MQA/SWA: each query head's map is titled "h5 ← kv1" (the K/V head it shares,
       repeat_interleave) and each K/V head's map "kv1", both in that K/V head's colour
       (:data:`GROUP_COLOURS`; the decode bar's legend line says "query heads 4–7 share K/V head 1");
+      MHA's K/V heads in a grid of many are "kv1" too (no colour: none is shared);
     - grids of many heads (thumbnails, ``grid_cols``): where a step shows several, each is one row
       of heads, the grids one above the other (but K/V heads compared with query heads stay
       square grids, beside each other); a lone grid of GQA's query heads has one row of heads per
       K/V head (up to 4 a row); a lone grid of one-row maps (the new token's
-      query, scores…) is two rows of heads, leaving room beside it for the step's other maps."""
+      query, scores…) is rows of up to 4 heads (8 heads: two rows), leaving room beside it for
+      the step's other maps."""
     from gui.heatmap import THUMBNAIL_MAPS
     for d in datas:
         for m in d.maps:
@@ -65,6 +67,8 @@ def label_heads(datas, cfg) -> None:
             elif m.title.startswith("K/V head ") and m.index and group_of(0, cfg) is not None:
                 k = m.index[0]
                 m.title, m.title_colour = f"kv{k}", group_colour(k)
+            elif m.title.startswith("K/V head ") and m.index and len(d.maps) >= THUMBNAIL_MAPS:
+                m.title = f"kv{m.index[0]}"         # MHA's many K/V heads: a short title, more of them a row
     grids = [d for d in datas if len(d.maps) >= THUMBNAIL_MAPS]
     if len({d.maps[0].head is None for d in grids}) > 1:
         return              # K/V heads beside the query heads (MHA's GQA step, compared): square grids, one row
@@ -76,7 +80,7 @@ def label_heads(datas, cfg) -> None:
         elif 2 <= size <= 4 and d.maps[0].head is not None and len(d.maps) == cfg.num_heads:
             d.extra["grid_cols"] = size                        # a row of heads per K/V head (GQA 8 × 2: 4 a row)
         elif d.shape[0] <= 2:
-            d.extra["grid_cols"] = math.ceil(len(d.maps) / 2)  # two rows of heads: room beside them
+            d.extra["grid_cols"] = min(4, math.ceil(len(d.maps) / 2))   # rows of ≤ 4 heads: room beside them
 
 
 def options_line(cfg) -> str:

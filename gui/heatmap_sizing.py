@@ -287,11 +287,12 @@ def grid_shape(n: int, max_cols: int | None = None) -> tuple[int, int]:
 
 def fit_grid_cols(data: MatrixData, width: int, compact: bool = False) -> int:
     """The most columns of maps (up to the default, or the panel's own ``extra["grid_cols"]``: stage
-    6's rows of heads) whose panel fits ``width`` px; 1 if none."""
-    ncols = data.extra.get("grid_cols") or grid_shape(len(data.maps))[0]    # grid_cols: the panel's own choice
+    6's rows of heads) whose panel fits ``width`` px, then as few as fill the same rows; 1 if none."""
+    n = len(data.maps)
+    ncols = data.extra.get("grid_cols") or grid_shape(n)[0]    # grid_cols: the panel's own choice
     while ncols > 1 and panel_min_size(data, ncols, compact)[0] > width:
         ncols -= 1
-    return ncols
+    return math.ceil(n / math.ceil(n / ncols)) if n else ncols    # as many rows, evened out: 16 heads 8 + 8, not 11 + 5
 
 
 def _same_array(a: np.ndarray | None, b: np.ndarray | None) -> bool:

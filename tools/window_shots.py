@@ -90,6 +90,8 @@ def main(argv: list[str] | None = None) -> int:
         number = step.split(":")[-1]
         controller.go(numbers.index(number))
         settle(until=stages_idle)
+        settle(0.0, until=lambda: bool(controller.model.shown) and stages_idle(), limit=30.0)   # a stage 6–8 trace: its maps
+        settle(0.4)                                     # and their paint (a busy machine delivers it late)
         if click:
             shown = controller.model.shown
             controller.model.click(len(shown) - 1, 0, 1, min(2, shown[-1].shape[1] - 1))

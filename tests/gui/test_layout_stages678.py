@@ -4,7 +4,9 @@ window on that screen (side tabs open), shows every map wholly inside the visibl
 pane (no scroll bar), compared maps in one row, colour bars and every label drawn, no texts
 overlapping, and (at 1920×1080) small maps' values printed, as tests/gui/test_layout.py's
 ``check_step`` reads them (``fits=True``): with the bars' defaults (decode: GQA, 8 query heads,
-2 K/V heads), and for the decode stage also with MHA 8 heads, MQA, MLA and SWA.
+2 K/V heads), and for the decode stage also with MHA 8 heads, MQA, MLA, SWA, and MHA 16 heads
+(16 heads scrolled at 1366×768 while MHA's maps were titled "K/V head 15" and each
+thumbnail kept room for the "▶ " of a chosen head: 7 a row).
 Before the decode grids were laid out as rows of heads (gui.decode_model.label_heads), GQA 8 × 2
 failed at 1366×768: 6.3 needed 570 × 1242 px of an 857 × 556 pane, 6.7 452 × 894, 6.10 and 6.11
 scrolled too, 6.4's compared maps stood in two rows.
@@ -26,6 +28,7 @@ DECODE_CASES = {
     "mqa8": dict(variant="mqa"),
     "mla": dict(variant="mla"),
     "swa": dict(variant="swa"),
+    "mha16": dict(variant="mha", num_heads=16, d_out=64),          # many heads: one row of 16 K/V heads, rows 8 + 8
 }
 
 
