@@ -137,13 +137,6 @@ def _lines_until(code: list[tuple[str | None, str]], name: str) -> list[str] | N
     return None if last is None else [l for _n, l in code[:last + 1]]
 
 
-def _bias_in(line: str, pairs: dict[str, str]) -> str:
-    """``x @ W`` written ``(x @ W + b)`` where the layer has a bias (the panel's lines leave it out)."""
-    for product, bias in pairs.items():
-        line = line.replace(f"({product})", f"({product} + {bias})")
-    return line
-
-
 # ---- stage 6: decode -------------------------------------------------------------------------
 
 def _decode(trace, stage: str, name: str) -> str:
@@ -226,22 +219,16 @@ def _decode(trace, stage: str, name: str) -> str:
               "    state = layer(X[p:p + 1], p, state)",
               f"{', '.join(cache_vars)} = {', '.join(f'state[{c!r}]' for c in cache_vars)}", "",
               f"# decode step at position {p}: the lines of the code panel"]
-    pairs = {}
-    if bias:
-        pairs = {"x_new @ W_query": "b_query", "x_new @ W_key": "b_key", "x_new @ W_value": "b_value",
-                 "cache_c_kv @ W_UK": "b_UK", "cache_c_kv @ W_UV": "b_UV"}
     body = []
     for n, line in decode_stage.code(cfg):
         if n == "position":
             line = f"ptr = {p}  # the new token's position (self.ptr_current_pos): {p} tokens are cached before it"
         elif n == "x_new":
             line = f"x_new = X[ptr:ptr + 1]  # (1, d_in): the embedding of {tokens[p]!r}"
-        elif n == "latent_new" and bias:
-            line = line.replace("x_new @ W_DKV", "x_new @ W_DKV + b_DKV")
         elif n == "recomputed":
             line = ("recomputed = layer(X, 0, empty)['context_vecs'][ptr:ptr + 1]  "
                     "# no cache: every token in one call; row ptr sees tokens 0…ptr")
-        body.append((n, _bias_in(line, pairs)))
+        body.append((n, line))
     until = _lines_until(body, name)
     if until is None:
         raise NoSnippet(f"{stage}.{name} has no line in the decode code")
