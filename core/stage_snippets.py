@@ -35,7 +35,7 @@ TILED_VARS = {"queries": "Q", "keys": "K", "values": "V", "q_block": "Q_i", "k_b
               "m_after": "m_new", "rescale": "alpha", "tile_scale": "beta", "probs": "P", "l_tile": "l_tile",
               "l_after": "l_new", "O_after": "O_new", "output": "O", "m": "m", "l": "l", "lse": "L",
               "reference": "reference", "check": "check", "lse_check": "lse_check"}
-ROPE_VARS = {"queries": "Q", "keys": "K", "queries_rot": "Q_rope", "keys_rot": "K_rope", "permutation": "perm",
+ROPE_VARS = {"queries": "Q", "keys": "K", "queries_rot": "Q_rope", "keys_rot": "K_rope",
              "queries_rot_other": "Q_rope_other", "keys_rot_other": "K_rope_other"}
 
 
@@ -137,13 +137,6 @@ def _lines_until(code: list[tuple[str | None, str]], name: str) -> list[str] | N
     return None if last is None else [l for _n, l in code[:last + 1]]
 
 
-def _bias_in(line: str, pairs: dict[str, str]) -> str:
-    """``x @ W`` written ``(x @ W + b)`` where the layer has a bias (the panel's lines leave it out)."""
-    for product, bias in pairs.items():
-        line = line.replace(f"({product})", f"({product} + {bias})")
-    return line
-
-
 # ---- stage 6: decode -------------------------------------------------------------------------
 
 def _decode(trace, stage: str, name: str) -> str:
@@ -226,22 +219,16 @@ def _decode(trace, stage: str, name: str) -> str:
               "    state = layer(X[p:p + 1], p, state)",
               f"{', '.join(cache_vars)} = {', '.join(f'state[{c!r}]' for c in cache_vars)}", "",
               f"# decode step at position {p}: the lines of the code panel"]
-    pairs = {}
-    if bias:
-        pairs = {"x_new @ W_query": "b_query", "x_new @ W_key": "b_key", "x_new @ W_value": "b_value",
-                 "cache_c_kv @ W_UK": "b_UK", "cache_c_kv @ W_UV": "b_UV"}
     body = []
     for n, line in decode_stage.code(cfg):
         if n == "position":
             line = f"ptr = {p}  # the new token's position (self.ptr_current_pos): {p} tokens are cached before it"
         elif n == "x_new":
             line = f"x_new = X[ptr:ptr + 1]  # (1, d_in): the embedding of {tokens[p]!r}"
-        elif n == "latent_new" and bias:
-            line = line.replace("x_new @ W_DKV", "x_new @ W_DKV + b_DKV")
         elif n == "recomputed":
             line = ("recomputed = layer(X, 0, empty)['context_vecs'][ptr:ptr + 1]  "
                     "# no cache: every token in one call; row ptr sees tokens 0…ptr")
-        body.append((n, _bias_in(line, pairs)))
+        body.append((n, line))
     until = _lines_until(body, name)
     if until is None:
         raise NoSnippet(f"{stage}.{name} has no line in the decode code")
@@ -413,26 +400,8 @@ def _rope(trace, name: str) -> str:
         f"# RoPE {cfg.form} pairs, base {cfg.base:g}, shift {cfg.shift}, head {cfg.head} of {cfg.num_heads}; "
         f"seed {cfg.seed}", ""]
     lines += _head_setup(trace, cfg, "RoPE")
-    other = rope_stage.other(cfg.form)
     lines += ["# RoPE on the head's queries and keys: the lines of the code panel"]
-    body = []
-    for n, line in rope_stage.code(cfg):
-        if n == "theta":        # the base written in full (the panel rounds it to 6 digits)
-            line = line.replace(f"({cfg.base:g} **", f"({float(cfg.base)!r} **")
-        if line.startswith("cos, sin = "):
-            line = ("cos, sin = torch.cos(angles).to(Q.dtype), torch.sin(angles).to(Q.dtype)"
-                    "  # angles in float64, cos and sin cast to Q's dtype (as the app does)")
-        if n == "scores_shifted":
-            line = line.replace("ang_s.cos(), ang_s.sin()", "ang_s.cos().to(Q.dtype), ang_s.sin().to(Q.dtype)")
-        if n == "queries_rot_other":        # the other form, defined before its first use
-            pairs_other = ("torch.stack([x[:, :d // 2], x[:, d // 2:]], dim=-1)" if other == "split"
-                           else "x.reshape(T, d // 2, 2)")
-            unpair_other = ("torch.cat([p[..., 0], p[..., 1]], dim=-1)" if other == "split" else "p.reshape(T, d)")
-            body += [(None, f"def rope_{other}(x):  # the other form ({other} pairs) at positions 0 … T − 1"),
-                     (None, f"    p = turn({pairs_other}, cos, sin)"),
-                     (None, f"    return {unpair_other}")]
-        body.append((n, line))
-    until = _lines_until(body, name)
+    until = _lines_until(rope_stage.code(cfg), name)
     if until is None:
         raise NoSnippet(f"rope.{name} has no line in the RoPE code")
     var = ROPE_VARS.get(name, name)

@@ -5,16 +5,18 @@ A prompt is processed once (prefill: full causal attention, the cache filled); t
 one at a time and each new token's query reads the keys and values kept from before instead of
 recomputing them. One forward per family, written as the book's classes write it:
 
-- ``kv_forward``: MultiHeadAttention with a KV cache (num_kv_groups = num_heads),
+- ``kv_step``: MultiHeadAttention with a KV cache (num_kv_groups = num_heads),
   GroupedQueryAttention (num_kv_groups K/V heads, each shared by num_heads // num_kv_groups query
   heads through ``repeat_interleave``), multi-query attention (num_kv_groups = 1), and
   MultiHeadAttentionWithSWA (a band mask of width sliding_window_size; the cache is a ring
   buffer of that many slots);
-- ``mla_forward``: MultiHeadLatentAttention: what is cached is the compressed latent
+- ``mla_step``: MultiHeadLatentAttention: what is cached is the compressed latent
   c_kv = x W_DKV (latent_dim per token), up-projected to keys (W_UK) and values (W_UV) when read.
 
-Each call is a pure function: the tensors in, the named intermediates and a *new* ``Cache``
-out (the book keeps ``cache_k``/``ptr_current_pos`` on the module and mutates them). With an
+Each records every tensor where it makes it (core/stages/ops.py), and the code panel's step
+lines are its own (core/stages/lines.py). ``forward`` is a pure function: the tensors in, the
+named intermediates and a *new* ``Cache`` out (the book keeps ``cache_k``/``ptr_current_pos`` on
+the module and mutates them). With an
 empty cache and all tokens at once the same call is the uncached forward (``use_cache=False``):
 what the check recomputes. One sequence, no batch axis, eval mode (no dropout).
 """
@@ -209,7 +211,7 @@ def empty_cache(num_kv_groups: int, head_dim: int, latent_dim: int | None = None
 
 def split_heads(x: torch.Tensor, num_heads: int, head_dim: int) -> torch.Tensor:
     """(n, num_heads · head_dim) -> (n, num_heads, head_dim) -> (num_heads, n, head_dim)."""
-    return x.view(x.shape[0], num_heads, head_dim).transpose(0, 1)       # (n, h·hd) -> (n, h, hd) -> (h, n, hd)
+    return x.view(-1, num_heads, head_dim).transpose(0, 1)
 
 
 def band_mask(q_positions: torch.Tensor, k_positions: torch.Tensor, sliding_window_size: int | None,
@@ -223,150 +225,111 @@ def band_mask(q_positions: torch.Tensor, k_positions: torch.Tensor, sliding_wind
     return allowed.to(dtype)
 
 
-def attend(queries: torch.Tensor, keys: torch.Tensor, values: torch.Tensor,
-           mask: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Section 3.6's attention on per-head tensors: queries (h, n, hd), keys/values (h, T_k, hd)."""
+def attend(queries: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, mask: torch.Tensor,
+           ops: Ops) -> torch.Tensor:
+    """Section 3.6's attention on per-head tensors: queries (h, n, hd), keys/values (h, T_k, hd);
+    records each step in ``ops`` and returns the heads merged back, (n, h · hd)."""
     num_heads, n, head_dim = queries.shape
-    ops = Ops()
-    ops.record("mask", mask)
     # attn_scores (h, n, T_k), masked_scores (a new tensor), attn_weights = softmax(masked / √hd)
     attn_weights = attention_weights(queries, keys, mask, ops)              # (h, n, T_k)
     context_heads = ops.record("context_heads", attn_weights @ values)      # (h, n, T_k) @ (h, T_k, hd) -> (h, n, hd)
     # (h, n, hd) -> (n, h, hd) -> (n, h · hd)
-    ops.record("context_concat", context_heads.transpose(0, 1).reshape(n, num_heads * head_dim))
-    return ops.named
+    return ops.record("context_concat", context_heads.transpose(0, 1).reshape(n, num_heads * head_dim))
 
 
-def _positions(start: int, n: int, like: torch.Tensor) -> torch.Tensor:
-    return torch.arange(start, start + n, dtype=torch.long, device=like.device)
-
-
-def kv_forward(x: torch.Tensor, w: Weights, cache: Cache, num_heads: int, num_kv_groups: int,
-               sliding_window_size: int | None = None) -> tuple[dict[str, torch.Tensor], Cache]:
+def kv_step(x: torch.Tensor, w: Weights, cache: Cache, ptr: int, n: int, num_heads: int, num_kv_groups: int,
+            head_dim: int, group_size: int, sliding_window_size: int | None, ops: Ops) -> dict[str, torch.Tensor]:
     """GroupedQueryAttention.forward(x, use_cache=True) for the rows x (n, d_in) at positions
-    ptr … ptr + n − 1. MHA: num_kv_groups = num_heads; MQA: 1; SWA: a window of W positions."""
-    n = x.shape[0]
-    d_out = w.query.W.shape[1]
-    head_dim = d_out // num_heads
-    group_size = num_heads // num_kv_groups
-    ptr = cache.ptr_current_pos
-    queries = project(x, w.query)                                           # (n, d_in) -> (n, d_out)
-    keys_new = project(x, w.key)                                            # (n, d_in) -> (n, g · hd)
-    values_new = project(x, w.value)                                        # (n, d_in) -> (n, g · hd)
-    queries = split_heads(queries, num_heads, head_dim)                     # (n, d_out) -> (h, n, hd)
-    keys_new = split_heads(keys_new, num_kv_groups, head_dim)               # (n, g · hd) -> (g, n, hd)
-    values_new = split_heads(values_new, num_kv_groups, head_dim)           # (n, g · hd) -> (g, n, hd)
-    q_positions = _positions(ptr, n, x)                                     # (n,)
-    named = {"queries": queries, "keys_new": keys_new, "values_new": values_new}
+    ptr … ptr + n − 1, each tensor recorded where it is made (the code panel's lines)."""
+    record = ops.record
+    queries = record("queries", split_heads(project(x, w.query), num_heads, head_dim))              # (n, d_out) -> (h, n, hd)
+    keys_new = record("keys_new", split_heads(project(x, w.key), num_kv_groups, head_dim))          # (n, g·hd) -> (g, n, hd)
+    values_new = record("values_new", split_heads(project(x, w.value), num_kv_groups, head_dim))    # (n, g·hd) -> (g, n, hd)
     if sliding_window_size is None:
-        cache_k = torch.cat([cache.k, keys_new], dim=1)                     # (g, ptr, hd) + (g, n, hd) -> (g, ptr + n, hd)
-        cache_v = torch.cat([cache.v, values_new], dim=1)
-        key_positions = _positions(0, ptr + n, x)                           # (ptr + n,)
+        cache_k = record("cache_k", torch.cat([cache.k, keys_new], dim=1))      # (g, ptr, hd) + (g, n, hd) -> (g, ptr + n, hd)
+        cache_v = record("cache_v", torch.cat([cache.v, values_new], dim=1))    # (g, ptr + n, hd)
+        key_positions = record("key_positions", torch.arange(ptr + n, device=x.device))   # (ptr + n,)
         keys_base, values_base = cache_k, cache_v
-        new_cache = Cache(cache_k, cache_v, None, key_positions, ptr + n)
-        named.update(cache_k=cache_k, cache_v=cache_v)
     else:
         W = sliding_window_size
         # what the ring holds before this call, oldest first: positions ptr − W … ptr − 1 at slots pos % W
-        held = _positions(max(0, ptr - W), min(ptr, W), x)                  # (min(ptr, W),)
-        combined_k = torch.cat([cache.k[:, held % W], keys_new], dim=1)     # (g, held, hd) + (g, n, hd) -> (g, held + n, hd)
-        combined_v = torch.cat([cache.v[:, held % W], values_new], dim=1)
-        combined_positions = torch.cat([held, q_positions])                 # (held + n,)
-        # the earliest query of the call needs W − 1 keys before it (the book's attn_keep)
-        keep = min(combined_k.shape[1], W + n - 1)
-        keys_base, values_base = combined_k[:, -keep:], combined_v[:, -keep:]   # (g, keep, hd)
-        key_positions = combined_positions[-keep:]                          # (keep,)
-        # the ring keeps the last W positions: each new row goes to slot pos % W (a new tensor)
-        written = q_positions[-W:]                                          # (min(n, W),)
-        ring_k = cache.k.index_copy(1, written % W, keys_new[:, -W:])      # (g, W, hd)
-        ring_v = cache.v.index_copy(1, written % W, values_new[:, -W:])
-        ring_positions = cache.positions.index_copy(0, written % W, written)   # (W,)
-        new_cache = Cache(ring_k, ring_v, None, ring_positions, ptr + n)
-        named.update(ring_k=ring_k, ring_v=ring_v, ring_positions=ring_positions)
+        held = torch.arange(max(0, ptr - W), ptr, device=x.device)            # (min(ptr, W),)
+        q_positions = torch.arange(ptr, ptr + n, device=x.device)             # (n,)
+        keep = min(held.shape[0] + n, W + n - 1)     # (the earliest query needs W − 1 keys before it: the book's attn_keep)
+        keys_base = torch.cat([cache.k[:, held % W], keys_new], dim=1)[:, -keep:]        # (g, keep, hd)
+        values_base = torch.cat([cache.v[:, held % W], values_new], dim=1)[:, -keep:]    # (g, keep, hd)
+        key_positions = record("key_positions", torch.cat([held, q_positions])[-keep:])   # (keep,)
+        # (min(n, W),): the ring keeps the last W positions, each new row in slot pos % W (a new tensor)
+        written = q_positions[-W:]
+        record("ring_k", cache.k.index_copy(1, written % W, keys_new[:, -W:]))           # (g, W, hd)
+        record("ring_v", cache.v.index_copy(1, written % W, values_new[:, -W:]))         # (g, W, hd)
+        record("ring_positions", cache.positions.index_copy(0, written % W, written))    # (W,), −1: empty
     # each K/V head serves group_size query heads: [K1, K2] -> [K1, K1, K2, K2] (not repeat: [K1, K2, K1, K2])
-    keys = keys_base.repeat_interleave(group_size, dim=0)                   # (g, T_k, hd) -> (h, T_k, hd)
-    values = values_base.repeat_interleave(group_size, dim=0)               # (g, T_k, hd) -> (h, T_k, hd)
-    mask = band_mask(q_positions, key_positions, sliding_window_size, x.dtype)   # (n, T_k)
-    named.update(key_positions=key_positions, keys=keys, values=values, **attend(queries, keys, values, mask))
-    named["context_vecs"] = project(named["context_concat"], w.out)         # (n, d_out) -> (n, d_out)
-    return named, new_cache
+    keys = record("keys", keys_base.repeat_interleave(group_size, dim=0))                # (g, T_k, hd) -> (h, T_k, hd)
+    values = record("values", values_base.repeat_interleave(group_size, dim=0))          # (g, T_k, hd) -> (h, T_k, hd)
+    mask = record("mask", band_mask(torch.arange(ptr, ptr + n, device=x.device), key_positions, sliding_window_size,
+                                    x.dtype))                                             # (n, T_k)
+    context_concat = attend(queries, keys, values, mask, ops)                             # (n, h · hd)
+    record("context_vecs", project(context_concat, w.out))                               # (n, d_out) -> (n, d_out)
+    return ops.named
 
 
-def mla_forward(x: torch.Tensor, w: Weights, cache: Cache, num_heads: int) -> tuple[dict[str, torch.Tensor], Cache]:
+def mla_step(x: torch.Tensor, w: Weights, cache: Cache, ptr: int, n: int, num_heads: int, head_dim: int,
+             ops: Ops) -> dict[str, torch.Tensor]:
     """MultiHeadLatentAttention.forward(x, use_cache=True): only the latent c_kv is cached."""
-    n = x.shape[0]
-    d_out = w.query.W.shape[1]
-    head_dim = d_out // num_heads
-    ptr = cache.ptr_current_pos
-    queries = project(x, w.query)                                           # (n, d_in) -> (n, d_out)
-    latent_new = project(x, w.DKV)                                          # (n, d_in) -> (n, latent_dim)
-    cache_c_kv = torch.cat([cache.c_kv, latent_new], dim=0)                 # (ptr, latent) + (n, latent) -> (ptr + n, latent)
-    keys = project(cache_c_kv, w.UK)                                        # (T_k, latent_dim) -> (T_k, d_out)
-    values = project(cache_c_kv, w.UV)                                      # (T_k, latent_dim) -> (T_k, d_out)
-    queries = split_heads(queries, num_heads, head_dim)                     # (n, d_out) -> (h, n, hd)
-    keys = split_heads(keys, num_heads, head_dim)                           # (T_k, d_out) -> (h, T_k, hd)
-    values = split_heads(values, num_heads, head_dim)                       # (T_k, d_out) -> (h, T_k, hd)
-    q_positions = _positions(ptr, n, x)
-    key_positions = _positions(0, ptr + n, x)
-    mask = band_mask(q_positions, key_positions, None, x.dtype)             # (n, T_k)
-    named = {"queries": queries, "latent_new": latent_new, "cache_c_kv": cache_c_kv,
-             "key_positions": key_positions, "keys": keys, "values": values,
-             **attend(queries, keys, values, mask)}
-    named["context_vecs"] = project(named["context_concat"], w.out)         # (n, d_out) -> (n, d_out)
-    return named, Cache(None, None, cache_c_kv, key_positions, ptr + n)
+    record = ops.record
+    queries = record("queries", split_heads(project(x, w.query), num_heads, head_dim))              # (n, d_out) -> (h, n, hd)
+    latent_new = record("latent_new", project(x, w.DKV))                          # (n, d_in) -> (n, latent_dim)
+    cache_c_kv = record("cache_c_kv", torch.cat([cache.c_kv, latent_new], dim=0))  # (ptr, latent) + (n, latent) -> (ptr + n, latent)
+    key_positions = record("key_positions", torch.arange(ptr + n, device=x.device))                # (ptr + n,)
+    keys = record("keys", split_heads(project(cache_c_kv, w.UK), num_heads, head_dim))             # (T_k, latent) -> (h, T_k, hd)
+    values = record("values", split_heads(project(cache_c_kv, w.UV), num_heads, head_dim))         # (T_k, latent) -> (h, T_k, hd)
+    mask = record("mask", band_mask(torch.arange(ptr, ptr + n, device=x.device), key_positions, None, x.dtype))   # (n, T_k)
+    context_concat = attend(queries, keys, values, mask, ops)                             # (n, h · hd)
+    record("context_vecs", project(context_concat, w.out))                               # (n, d_out) -> (n, d_out)
+    return ops.named
 
 
 def forward(variant: str, x: torch.Tensor, w: Weights, cache: Cache, num_heads: int, num_kv_groups: int,
             sliding_window_size: int | None = None) -> tuple[dict[str, torch.Tensor], Cache]:
-    """One call of the variant's layer on the rows x at the cache's pointer."""
+    """One call of the variant's layer on the rows x at the cache's pointer: the named tensors and
+    the new cache (MLA: the latent; SWA: the ring; else the appended K/V)."""
+    n, ptr = x.shape[0], cache.ptr_current_pos
+    head_dim = w.query.W.shape[1] // num_heads
     if variant == "mla":
-        return mla_forward(x, w, cache, num_heads)
-    return kv_forward(x, w, cache, num_heads, num_kv_groups, sliding_window_size if variant == "swa" else None)
+        named = mla_step(x, w, cache, ptr, n, num_heads, head_dim, Ops())
+        return named, Cache(None, None, named["cache_c_kv"], named["key_positions"], ptr + n)
+    W = sliding_window_size if variant == "swa" else None
+    named = kv_step(x, w, cache, ptr, n, num_heads, num_kv_groups, head_dim, num_heads // num_kv_groups, W, Ops())
+    k, v, positions = ("cache_k", "cache_v", "key_positions") if W is None else ("ring_k", "ring_v", "ring_positions")
+    return named, Cache(named[k], named[v], None, named[positions], ptr + n)
 
 
 # ---- the code panel ------------------------------------------------------------------------
 
 def code(cfg) -> list[tuple[str | None, str]]:
-    """The lines of one decode step for ``cfg`` (a core.decode.DecodeConfig), tagged by term."""
-    h, hd, g = cfg.num_heads, cfg.head_dim, cfg.kv_groups
+    """The lines of one decode step for ``cfg`` (a core.decode.DecodeConfig), tagged by term: the
+    step's own (``kv_step``'s or ``mla_step``'s, read by core.stages.lines) for one new row at ptr."""
+    h, hd, g, W, v = cfg.num_heads, cfg.head_dim, cfg.kv_groups, cfg.window, cfg.variant
     c: list[tuple[str | None, str]] = [
         ("position", "ptr = self.ptr_current_pos  # the new token's position"),
         ("x_new", "x_new = next_embedding  # (1, d_in)"),
-        ("queries", f"queries = (x_new @ W_query).view(1, {h}, {hd}).transpose(0, 1)  # (1, d_out) -> (1, h, hd) -> (h, 1, hd)")]
-    if cfg.variant == "mla":
-        c += [("latent_new", "latent_new = x_new @ W_DKV  # (1, d_in) -> (1, latent_dim)"),
-              ("cache_c_kv", "cache_c_kv = torch.cat([cache_c_kv, latent_new], dim=0)  # only the latent is cached"),
-              ("key_positions", "key_positions = torch.arange(ptr + 1)"),
-              ("keys", f"keys = (cache_c_kv @ W_UK).view(-1, {h}, {hd}).transpose(0, 1)  # (T, latent) -> (T, d_out) -> (h, T, hd)"),
-              ("values", f"values = (cache_c_kv @ W_UV).view(-1, {h}, {hd}).transpose(0, 1)")]
-    else:
-        c += [("keys_new", f"keys_new = (x_new @ W_key).view(1, {g}, {hd}).transpose(0, 1)  # (1, g·hd) -> (1, g, hd) -> (g, 1, hd)"),
-              ("values_new", f"values_new = (x_new @ W_value).view(1, {g}, {hd}).transpose(0, 1)")]
-        if cfg.variant == "swa":
-            W = cfg.window
-            c += [("key_positions", f"key_positions = torch.arange(max(0, ptr - {W - 1}), ptr + 1)  # the window"),
-                  (None, f"keys_base = torch.cat([ring_k[:, key_positions[:-1] % {W}], keys_new], dim=1)  # oldest first"),
-                  (None, f"values_base = torch.cat([ring_v[:, key_positions[:-1] % {W}], values_new], dim=1)"),
-                  ("ring_k", f"ring_k[:, ptr % {W}] = keys_new[:, 0]  # (g, W, hd): slot ptr % W is overwritten"),
-                  ("ring_v", f"ring_v[:, ptr % {W}] = values_new[:, 0]"),
-                  ("ring_positions", f"ring_positions[ptr % {W}] = ptr")]
-        else:
-            c += [("cache_k", "cache_k = torch.cat([cache_k, keys_new], dim=1)  # (g, ptr, hd) -> (g, ptr + 1, hd)"),
-                  ("cache_v", "cache_v = torch.cat([cache_v, values_new], dim=1)"),
-                  ("key_positions", "key_positions = torch.arange(ptr + 1)"),
-                  (None, "keys_base, values_base = cache_k, cache_v")]
-        c += [("keys", f"keys = keys_base.repeat_interleave({h // g}, dim=0)  # (g, T, hd) -> (h, T, hd)"),
-              ("values", f"values = values_base.repeat_interleave({h // g}, dim=0)")]
-    if cfg.variant == "swa":
-        c.append(("band_row", f"band_row = (ptr - torch.arange(ptr + 1) < {cfg.window}).float()  # 1 inside the window"))
-    window = f" & (diff < {cfg.window})" if cfg.variant == "swa" else ""
-    # the attention itself: ``attend``'s own lines (core.stages.lines), the mask row written where it records it
-    c += lines(attend, {"mask": [(None, "diff = ptr - key_positions  # how far back each key is"),
-                                 ("mask", f"mask = ((diff >= 0){window}).float().unsqueeze(0)  # (1, T): the row for ptr")]})
-    c += [("context_vecs", "context_vecs = context_concat @ W_out" + (" + b_out" if cfg.variant not in ("gqa", "mqa") else "")),
-          ("recomputed", "recomputed = layer(all_tokens, use_cache=False)[ptr:ptr + 1]  # no cache; row ptr sees tokens 0…ptr"),
-          ("check", "check = (context_vecs - recomputed).abs().max()")]
-    return c
+        (None, f"n, num_heads, head_dim = 1, {h}, {hd}" if v == "mla" else
+         f"n, num_heads, num_kv_groups, head_dim, group_size = 1, {h}, {g}, {hd}, {h // g}")]
+    band = [("band_row", f"band_row = (ptr - torch.arange(ptr + 1) < {W}).float()  # 1 inside the window")] if v == "swa" else []
+    window = f" & (diff < {W})" if v == "swa" else ""
+    # the mask row is written here (the forward's band_mask, for the one row ptr)
+    given = {"mask": band + [(None, "diff = ptr - key_positions  # how far back each key is"),
+                             ("mask", f"mask = ((diff >= 0){window}).float().unsqueeze(0)  # (1, T): the row for ptr")]}
+    bias = {p: (f"b_{p}" if cfg.qkv_bias else None) for p in ("query", "key", "value", "DKV", "UK", "UV")}
+    values = {"x": "x_new", "x.device": None, "sliding_window_size": None if v != "swa" else str(W),
+              **{f"w.{p}.W": f"W_{p}" for p in bias}, **{f"w.{p}.b": b for p, b in bias.items()},
+              "w.out.W": "W_out", "w.out.b": None if v in ("gqa", "mqa") else "b_out",
+              "cache.k": "ring_k" if v == "swa" else "cache_k", "cache.v": "ring_v" if v == "swa" else "cache_v",
+              "cache.positions": "ring_positions", "cache.c_kv": "cache_c_kv"}
+    c += lines(mla_step if v == "mla" else kv_step, given, values)
+    return c + [("recomputed", "recomputed = layer(all_tokens, use_cache=False)[ptr:ptr + 1]  # no cache; row ptr sees tokens 0…ptr"),
+                ("check", "check = (context_vecs - recomputed).abs().max()")]
 
 
 # ---- the inspector -------------------------------------------------------------------------

@@ -15,7 +15,10 @@ each tensor it records, ``name = <expression>``, in the forward's order:
   stage's to write: ``given[name]`` is written where ``name`` is recorded;
 - ``values`` maps an expression to the text the panel writes for it (``qkv["query"].W`` ->
   ``W_query``), or to None: absent (no bias), so ``x @ W if b is None else x @ W + b`` is
-  folded to the branch the configuration takes.
+  folded to the branch the configuration takes; so is ``form == "split"`` once ``form`` is
+  known, and an ``if`` statement whose test is known is read as the branch it takes (a return
+  there ends the function); a keyword argument that is absent is left out (``device=None``).
+  ``definition`` writes an ``if`` it cannot decide as it stands.
 
 Names resolve as the forward runs them: in the function's module, and nested functions in the
 callers' bodies. The ops object is the one called ``ops``; ``record`` is ``ops.record``.
@@ -45,9 +48,11 @@ def lines(forward: Callable, given: dict[str, list[Line]] | None = None,
 def definition(fn: Callable, values: dict[str, str | None] | None = None) -> list[Line]:
     """``fn`` written out as a ``def`` (untagged lines): its signature, then its body read as
     ``lines`` reads a forward, its ``return`` included; for a helper the forward calls."""
-    fd = _source(fn)
+    fd = copy.deepcopy(_source(fn))
+    for a in fd.args.args:
+        a.annotation = None                      # the parameters and their defaults, as they run
     body = _read(fn, (), tuple((values or {}).items()), block=True)
-    return [(None, f"def {fd.name}({', '.join(a.arg for a in fd.args.args)}):")] + [(None, "    " + l) for _, l in body]
+    return [(None, f"def {fd.name}({ast.unparse(fd.args)}):")] + [(None, "    " + l) for _, l in body]
 
 
 @functools.lru_cache(maxsize=256)            # the panel asks on every refresh; reading costs milliseconds
@@ -60,7 +65,8 @@ def _read(fn: Callable, given: tuple, values: tuple, block: bool = False) -> tup
 
 def _target(node: ast.expr) -> str:
     """An assignment's target or a returned value: a tuple without brackets (``b, T, _``)."""
-    return ", ".join(map(ast.unparse, node.elts)) if isinstance(node, ast.Tuple) else ast.unparse(node)
+    return ", ".join(map(ast.unparse, node.elts)) if isinstance(node, ast.Tuple) and len(node.elts) > 1 \
+        else ast.unparse(node)
 
 
 def _expr(text: str) -> ast.expr:
@@ -72,12 +78,14 @@ def _source(fn: Callable) -> ast.FunctionDef:
     """``fn``'s definition; each simple statement carries the shape comment (``# (b, h, T, hd)``) that ends its last
     line or stands on the line above (``_comment``), which the panel keeps."""
     text = textwrap.dedent(inspect.getsource(fn))
-    comments = {tok.start[0]: tok.string for tok in tokenize.generate_tokens(io.StringIO(text).readline)
-                if tok.type == tokenize.COMMENT and tok.string.startswith("# (")}     # shapes only
+    tokens = [tok for tok in tokenize.generate_tokens(io.StringIO(text).readline)
+              if tok.type == tokenize.COMMENT and tok.string.startswith("# (")]       # shapes only
+    comments = {tok.start[0]: tok.string for tok in tokens}
+    alone = {tok.start[0]: tok.string for tok in tokens if not tok.line[:tok.start[1]].strip()}
     fd = ast.parse(text).body[0]
     for node in ast.walk(fd):
-        if isinstance(node, (ast.Assign, ast.Expr, ast.Return)):   # its own line's, else the line above's
-            node._comment = comments.get(node.end_lineno) or comments.get(node.lineno - 1)
+        if isinstance(node, (ast.Assign, ast.Expr, ast.Return)):   # its own line's, else one standing above
+            node._comment = comments.get(node.end_lineno) or alone.get(node.lineno - 1)
     return fd
 
 
@@ -121,8 +129,17 @@ class _Fold(ast.NodeTransformer):
         key = ast.dump(node) if isinstance(node, ast.expr) else None
         if key in self.known:
             v = self.known[key]
-            return ast.Constant(None) if v is None else copy.deepcopy(v)
+            if v is None:
+                absent = ast.Constant(None)
+                absent.absent = True
+                return absent
+            return copy.deepcopy(v)
         return super().visit(node)
+
+    def visit_Call(self, node: ast.Call):
+        node = self.generic_visit(node)
+        node.keywords = [k for k in node.keywords if not getattr(k.value, "absent", False)]
+        return node
 
     def visit_Compare(self, node: ast.Compare):
         if (len(node.ops) == 1 and isinstance(node.ops[0], (ast.Is, ast.IsNot))
@@ -131,7 +148,12 @@ class _Fold(ast.NodeTransformer):
             if key in self.known or isinstance(node.left, ast.Constant):
                 none = self.known[key] is None if key in self.known else node.left.value is None
                 return ast.Constant(none if isinstance(node.ops[0], ast.Is) else not none)
-        return self.generic_visit(node)
+        node = self.generic_visit(node)
+        if (len(node.ops) == 1 and isinstance(node.ops[0], (ast.Eq, ast.NotEq))
+                and isinstance(node.left, ast.Constant) and isinstance(node.comparators[0], ast.Constant)):
+            equal = node.left.value == node.comparators[0].value           # form == "split", form known
+            return ast.Constant(equal if isinstance(node.ops[0], ast.Eq) else not equal)
+        return node
 
     def visit_IfExp(self, node: ast.IfExp):
         node = self.generic_visit(node)
@@ -207,34 +229,61 @@ class _Reader:
 
     def line(self, name: str | None, target: str, value: ast.expr, stmt: ast.stmt | None = None) -> None:
         comment = getattr(stmt, "_comment", None)
-        self.out.append((name, f"{target} = {ast.unparse(_Fold(self.known).visit(value))}"
+        self.out.append((name, f"{target} = {_target(_Fold(self.known).visit(value))}"
                                + (f"  {comment}" if comment else "")))
 
     # -- statements ------------------------------------------------------------------------
-    def body(self, stmts: list[ast.stmt], bind: dict, scopes: list[Scope]) -> None:
+    def body(self, stmts: list[ast.stmt], bind: dict, scopes: list[Scope]) -> bool:
+        """Read ``stmts``; True once a ``return`` is read (what follows it does not run)."""
         scopes = scopes[:-1] + [({**scopes[-1][0]}, scopes[-1][1])]
         for stmt in stmts:
             if isinstance(stmt, ast.FunctionDef):
                 scopes[-1][0][stmt.name] = (stmt, bind, scopes[-1][1])
                 continue
             stmt = _Bind(bind).visit(copy.deepcopy(stmt))
-            value = stmt.value if isinstance(stmt, (ast.Assign, ast.Expr, ast.Return)) else None
-            if value is None:
-                if any(_is_record(n) for n in ast.walk(stmt)):
-                    raise ValueError(f"cannot read line {stmt.lineno}: a record outside an assignment")
+            if isinstance(stmt, ast.If) and (returned := self.branch(stmt, scopes)) is not None:
+                if returned:
+                    return True
                 continue
-            if _is_record(value):
-                self.record(value, stmt, scopes)
-            elif isinstance(value, ast.Call) and self.recording_call(value, scopes):
-                pass
-            elif isinstance(stmt, (ast.Assign, ast.Return)):
-                value = self.expr(value, scopes)
-                if _uses_ops(value) or any(map(_uses_ops, getattr(stmt, "targets", ()))):   # ops = …, return ops.named
-                    continue
-                if isinstance(stmt, ast.Assign):
-                    self.line(None, " = ".join(map(_target, stmt.targets)), value, stmt)
-                elif self.block:                 # a function written out (``definition``): its result
-                    self.out.append((None, f"return {_target(_Fold(self.known).visit(value))}"))
+            self.statement(stmt, scopes)
+            if isinstance(stmt, ast.Return):
+                return True
+        return False
+
+    def branch(self, stmt: ast.If, scopes: list[Scope]) -> bool | None:
+        """An ``if``: the branch its known test takes, read in place; in a function written out
+        (``definition``), an undecided one as it stands. None: neither (the statement is skipped)."""
+        test = _Fold(self.known).visit(self.expr(stmt.test, scopes))
+        if isinstance(test, ast.Constant):
+            return self.body(stmt.body if test.value else stmt.orelse, {}, scopes)
+        if not self.block:
+            return None
+        returned = []
+        for head, stmts in ((f"if {ast.unparse(test)}:", stmt.body), ("else:", stmt.orelse)):
+            if stmts:
+                sub = _Reader(self.given, self.known, block=True)
+                returned.append(sub.body(stmts, {}, scopes))
+                self.out += [(None, head)] + [(n, "    " + l) for n, l in sub.out]
+        return len(returned) == 2 and all(returned)
+
+    def statement(self, stmt: ast.stmt, scopes: list[Scope]) -> None:
+        value = stmt.value if isinstance(stmt, (ast.Assign, ast.Expr, ast.Return)) else None
+        if value is None:
+            if any(_is_record(n) for n in ast.walk(stmt)):
+                raise ValueError(f"cannot read line {stmt.lineno}: a record outside an assignment")
+            return
+        if _is_record(value):
+            self.record(value, stmt, scopes)
+        elif isinstance(value, ast.Call) and self.recording_call(value, scopes):
+            pass
+        elif isinstance(stmt, (ast.Assign, ast.Return)):
+            value = self.expr(value, scopes)
+            if _uses_ops(value) or any(map(_uses_ops, getattr(stmt, "targets", ()))):   # ops = …, return ops.named
+                return
+            if isinstance(stmt, ast.Assign):
+                self.line(None, " = ".join(map(_target, stmt.targets)), value, stmt)
+            elif self.block:                 # a function written out (``definition``): its result
+                self.out.append((None, f"return {_target(_Fold(self.known).visit(value))}"))
 
     def record(self, call: ast.Call, stmt: ast.stmt, scopes: list[Scope]) -> None:
         name_node, value = call.args

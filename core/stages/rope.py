@@ -19,7 +19,8 @@ the permutation: checkpoints are converted by permuting W_q and W_k's rows).
 
 Here every rotation is written as a 2-D rotation of the pairs, (x, y) -> (x cos − y sin,
 x sin + y cos); the tests compare it with the book's rotate_half and with a complex product.
-Every step is a pure function: tensors in, new tensors out.
+Every step is a pure function: tensors in, new tensors out. ``rope_stage`` records each term
+where it makes it (core/stages/ops.py); the code panel's lines are its own (core/stages/lines.py).
 """
 from __future__ import annotations
 
@@ -27,6 +28,8 @@ import math
 
 import torch
 
+from core.stages.lines import definition, lines
+from core.stages.ops import Ops
 from core.stages.schema import Stage, term
 
 FORMS = ("split", "interleaved")
@@ -76,64 +79,65 @@ TERMS = {
 }
 
 
-# ---- the steps ------------------------------------------------------------------------------
+# ---- the steps: pure functions, tensors in, new tensors out ----------------------------------
 
-def theta(head_dim: int, base: float, dtype=torch.float32, device="cpu") -> torch.Tensor:
-    """θ_i = base^(−2i/d) for i = 0 … d/2 − 1 (the book's inv_freq). (d/2,)"""
-    exponent = torch.arange(0, head_dim, 2, dtype=dtype, device=device) / head_dim     # 2i / d
-    return 1.0 / (base ** exponent)
+def inv_freq(head_dim: int, base: float, device=None) -> torch.Tensor:
+    """θ_i = base^(−2i/d) for i = 0 … d/2 − 1 (the book's inv_freq), in float64: (d/2,)."""
+    return 1.0 / (base ** (torch.arange(0, head_dim, 2, dtype=torch.float64, device=device) / head_dim))
 
 
-def angles(positions: torch.Tensor, theta_: torch.Tensor) -> torch.Tensor:
+def angles_at(positions: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
     """m·θ_i for every position m and pair i: (T,) × (d/2,) -> (T, d/2)."""
-    return positions.to(theta_.dtype).unsqueeze(1) * theta_.unsqueeze(0)            # (T, 1) * (1, d/2) -> (T, d/2)
+    return positions.to(theta.dtype).unsqueeze(1) * theta.unsqueeze(0)
 
 
 def to_pairs(x: torch.Tensor, form: str) -> torch.Tensor:
     """(T, d) -> (T, d/2, 2): split pairs dim i with i + d/2; interleaved pairs 2i with 2i + 1."""
     T, d = x.shape
     if form == "split":
-        return torch.stack([x[:, :d // 2], x[:, d // 2:]], dim=-1)                  # 2 × (T, d/2) -> (T, d/2, 2)
-    return x.reshape(T, d // 2, 2)                                                  # (T, d) -> (T, d/2, 2)
+        return torch.stack([x[:, :d // 2], x[:, d // 2:]], dim=-1)
+    return x.reshape(T, d // 2, 2)
+
+
+def rotate(pairs: torch.Tensor, angles: torch.Tensor) -> torch.Tensor:
+    """Each 2-D vector (x, y) turned by its angle: (T, d/2, 2), (T, d/2) -> (T, d/2, 2).
+    cos and sin are taken of the angles as given (float64 here), then cast to the pairs' dtype."""
+    cos, sin = torch.cos(angles).to(pairs.dtype), torch.sin(angles).to(pairs.dtype)   # (T, d/2) each
+    x, y = pairs[..., 0], pairs[..., 1]                                                 # (T, d/2) each
+    return torch.stack([x * cos - y * sin, x * sin + y * cos], dim=-1)
 
 
 def from_pairs(p: torch.Tensor, form: str) -> torch.Tensor:
     """(T, d/2, 2) -> (T, d): the pairs back in their dimensions (to_pairs undone)."""
     T, half, _ = p.shape
     if form == "split":
-        return torch.cat([p[..., 0], p[..., 1]], dim=-1)                            # 2 × (T, d/2) -> (T, d)
-    return p.reshape(T, 2 * half)                                                   # (T, d/2, 2) -> (T, d)
+        return torch.cat([p[..., 0], p[..., 1]], dim=-1)
+    return p.reshape(T, 2 * half)
 
 
-def rotate(p: torch.Tensor, ang: torch.Tensor) -> torch.Tensor:
-    """Each 2-D vector (x, y) turned by its angle: (T, d/2, 2), (T, d/2) -> (T, d/2, 2).
-    cos and sin are taken of the angle as given (float64 here), then cast to p's dtype."""
-    cos, sin = torch.cos(ang).to(p.dtype), torch.sin(ang).to(p.dtype)
-    x, y = p[..., 0], p[..., 1]
-    return torch.stack([x * cos - y * sin, x * sin + y * cos], dim=-1)             # 2 × (T, d/2) -> (T, d/2, 2)
+def rope(x: torch.Tensor, angles: torch.Tensor, form: str) -> torch.Tensor:
+    """RoPE on the rows x (T, d) turned by the angles (T, d/2): (T, d)."""
+    rotated = rotate(to_pairs(x, form), angles)                                         # (T, d/2, 2)
+    return from_pairs(rotated, form)
 
 
 def apply_rope(x: torch.Tensor, positions: torch.Tensor, base: float, form: str) -> dict[str, torch.Tensor]:
-    """RoPE on rows x (T, d) at ``positions``: the pairs before/after and the rotated rows.
-
-    θ and the angles are computed in float64 whatever x's dtype (recorded in x's dtype): in
-    float32, m·θ_0 = m radians carries an error of about m × 6e-8, 0.06 rad at m = 10⁶, which
-    would break the shifted-positions check for large shifts (the book's code uses float32)."""
-    th = theta(x.shape[-1], base, torch.float64, x.device)
-    ang = angles(positions, th)
+    """RoPE on rows x (T, d) at ``positions``: θ and the angles (computed in float64, given in
+    x's dtype), the pairs before/after and the rotated rows."""
+    theta = inv_freq(x.shape[-1], base, x.device)
+    angles = angles_at(positions, theta)
     pairs = to_pairs(x, form)
-    rotated = rotate(pairs, ang)
-    return {"theta": th.to(x.dtype), "angles": ang.to(x.dtype), "pairs": pairs, "rotated_pairs": rotated,
+    rotated = rotate(pairs, angles)
+    return {"theta": theta.to(x.dtype), "angles": angles.to(x.dtype), "pairs": pairs, "rotated_pairs": rotated,
             "rotated": from_pairs(rotated, form)}
 
 
-def permutation(head_dim: int, form: str, device="cpu") -> torch.Tensor:
+def other_order(d: int, form: str, device=None) -> torch.Tensor:
     """The order of this form's dimensions in the other form: other(x[:, perm]) = this(x)[:, perm].
-    split -> interleaved: [0, d/2, 1, d/2 + 1, …]; interleaved -> split: its inverse."""
-    half = head_dim // 2
-    to_interleaved = torch.stack([torch.arange(half), torch.arange(half) + half], dim=-1).reshape(head_dim)   # (d/2, 2) -> (d,)
-    perm = to_interleaved if form == "split" else torch.argsort(to_interleaved)
-    return perm.to(device)
+    split -> interleaved: [0, d/2, 1, d/2 + 1, …]; interleaved -> split: its inverse. (d,)"""
+    i = torch.arange(d // 2, device=device)
+    to_interleaved = torch.stack([i, i + d // 2], dim=-1).reshape(d)                     # (d/2, 2) -> (d,)
+    return to_interleaved if form == "split" else to_interleaved.argsort()
 
 
 def other(form: str) -> str:
@@ -141,73 +145,55 @@ def other(form: str) -> str:
 
 
 def rope_stage(Q: torch.Tensor, K: torch.Tensor, base: float, form: str, shift: int) -> dict[str, torch.Tensor]:
-    """Everything the stage shows for one head's Q and K (T, d)."""
+    """Everything the stage shows for one head's Q and K (T, d), each recorded where it is made.
+
+    θ and the angles are computed in float64 whatever Q's dtype and kept in Q's dtype: in
+    float32, m·θ_0 = m radians carries an error of about m × 6e-8, 0.06 rad at m = 10⁶, which
+    would break the shifted-positions check for large shifts (the book's code uses float32)."""
+    ops = Ops()
+    record = ops.record
+    record("queries", Q)
+    record("keys", K)
     T, d = Q.shape
     positions = torch.arange(T, device=Q.device)
-    q, k = apply_rope(Q, positions, base, form), apply_rope(K, positions, base, form)
-    scores = Q @ K.T                                                                # (T, d) @ (d, T) -> (T, T)
-    scores_rope = q["rotated"] @ k["rotated"].T
-    q_s = apply_rope(Q, positions + shift, base, form)["rotated"]                   # every token s positions later
-    k_s = apply_rope(K, positions + shift, base, form)["rotated"]
-    scores_shifted = q_s @ k_s.T
-    perm = permutation(d, form, Q.device)
-    back = torch.argsort(perm)
-    alt = other(form)
-    q_other = apply_rope(Q[:, perm], positions, base, alt)["rotated"][:, back]     # (T, d) in this form's order
-    k_other = apply_rope(K[:, perm], positions, base, alt)["rotated"][:, back]
-    unpermuted = apply_rope(Q, positions, base, alt)["rotated"] @ apply_rope(K, positions, base, alt)["rotated"].T
-    form_check = torch.maximum((q_other - q["rotated"]).abs().max(), (k_other - k["rotated"]).abs().max())
-    return {"queries": Q, "keys": K, "theta": q["theta"], "angles": q["angles"],
-            "q_pairs": q["pairs"], "q_pairs_rot": q["rotated_pairs"], "k_pairs": k["pairs"],
-            "k_pairs_rot": k["rotated_pairs"], "queries_rot": q["rotated"], "keys_rot": k["rotated"],
-            "scores": scores, "scores_rope": scores_rope, "scores_shifted": scores_shifted,
-            "shift_check": (scores_shifted - scores_rope).abs().max().reshape(1),
-            "permutation": perm.to(Q.dtype), "queries_rot_other": q_other, "keys_rot_other": k_other,
-            "scores_unpermuted": unpermuted, "form_check": form_check.reshape(1)}
+    theta = record("theta", inv_freq(d, base, Q.device))                   # (d/2,): base^(−2i/d), in float64
+    angles = record("angles", angles_at(positions, theta))                 # (T, 1) * (1, d/2) -> (T, d/2): m·θ_i
+    q_pairs = record("q_pairs", to_pairs(Q, form))                         # (T, d) -> (T, d/2, 2)
+    q_pairs_rot = record("q_pairs_rot", rotate(q_pairs, angles))           # (T, d/2, 2): pair i of token m turned by m·θ_i
+    k_pairs = record("k_pairs", to_pairs(K, form))                         # (T, d) -> (T, d/2, 2)
+    k_pairs_rot = record("k_pairs_rot", rotate(k_pairs, angles))           # (T, d/2, 2)
+    # (T, d/2, 2) -> (T, d); the split form is the book's Q * cat([cos, cos], -1) + rotate_half(Q) * cat([sin, sin], -1)
+    Q_rope = record("queries_rot", from_pairs(q_pairs_rot, form))
+    K_rope = record("keys_rot", from_pairs(k_pairs_rot, form))             # (T, d/2, 2) -> (T, d)
+    record("scores", Q @ K.T)                                              # (T, d) @ (d, T) -> (T, T): no positions
+    scores_rope = record("scores_rope", Q_rope @ K_rope.T)                 # (T, T)
+    angles_s = angles_at(positions + shift, theta)                         # (T, d/2): every position moved by s
+    scores_shifted = record("scores_shifted", rope(Q, angles_s, form) @ rope(K, angles_s, form).T)   # (T, T)
+    record("shift_check", (scores_shifted - scores_rope).abs().max().reshape(1))   # (1,): m − n only: 0 up to rounding
+    perm = other_order(d, form, device=Q.device)                           # (d,)
+    record("permutation", perm.to(Q.dtype))
+    alt, back = other(form), perm.argsort()
+    Q_rope_other = record("queries_rot_other", rope(Q[:, perm], angles, alt)[:, back])   # (T, d) in this form's order
+    K_rope_other = record("keys_rot_other", rope(K[:, perm], angles, alt)[:, back])
+    record("scores_unpermuted", rope(Q, angles, alt) @ rope(K, angles, alt).T)   # (T, T): no permutation, other pairs
+    record("form_check", torch.maximum((Q_rope_other - Q_rope).abs().max(),
+                                       (K_rope_other - K_rope).abs().max()).reshape(1))   # (1,)
+    return {**ops.named, "theta": theta.to(Q.dtype), "angles": angles.to(Q.dtype)}      # kept in Q's dtype
 
 
 # ---- the code panel ------------------------------------------------------------------------
 
 def code(cfg) -> list[tuple[str | None, str]]:
-    """The lines for ``cfg`` (a core.tiled_config.RopeConfig), tagged by the intermediate each makes."""
-    d, base, s = cfg.head_dim, cfg.base, cfg.shift
-    c: list[tuple[str | None, str]] = [
-        ("queries", f"Q = queries[{cfg.head}]  # (h, T, hd) -> (T, hd): head {cfg.head} of the multi-head stage"),
-        ("keys", f"K = keys[{cfg.head}]"),
-        (None, f"T, d = Q.shape  # d = {d}"),
-        ("theta", f"theta = 1.0 / ({base:g} ** (torch.arange(0, d, 2, dtype=torch.float64) / d))  # (d/2,): base^(-2i/d)"),
-        ("angles", "angles = torch.arange(T)[:, None] * theta[None, :]  # (T, 1) * (1, d/2) -> (T, d/2)"),
-        (None, "cos, sin = torch.cos(angles), torch.sin(angles)")]
-    if cfg.form == "split":
-        c += [(None, "def pairs(x): return torch.stack([x[:, :d // 2], x[:, d // 2:]], dim=-1)  # (T, d) -> (T, d/2, 2): (x_i, x_i+d/2)"),
-              (None, "def unpair(p): return torch.cat([p[..., 0], p[..., 1]], dim=-1)  # (T, d/2, 2) -> (T, d)")]
-    else:
-        c += [(None, "def pairs(x): return x.view(T, d // 2, 2)  # (T, d) -> (T, d/2, 2): (x_2i, x_2i+1)"),
-              (None, "def unpair(p): return p.reshape(T, d)  # (T, d/2, 2) -> (T, d)")]
-    c += [(None, "def turn(p, cos, sin): return torch.stack([p[..., 0] * cos - p[..., 1] * sin,"),
-          (None, "                                         p[..., 0] * sin + p[..., 1] * cos], dim=-1)"),
-          ("q_pairs", "q_pairs = pairs(Q)"),
-          ("q_pairs_rot", "q_pairs_rot = turn(q_pairs, cos, sin)  # each pair turned by m·theta_i"),
-          ("k_pairs", "k_pairs = pairs(K)"),
-          ("k_pairs_rot", "k_pairs_rot = turn(k_pairs, cos, sin)"),
-          ("queries_rot", "Q_rope = unpair(q_pairs_rot)"
-                          + ("  # = Q * cat([cos, cos], -1) + rotate_half(Q) * cat([sin, sin], -1) (the book)"
-                             if cfg.form == "split" else "")),
-          ("keys_rot", "K_rope = unpair(k_pairs_rot)"),
-          ("scores", "scores = Q @ K.T  # (T, d) @ (d, T) -> (T, T): no position information"),
-          ("scores_rope", "scores_rope = Q_rope @ K_rope.T"),
-          (None, f"ang_s = (torch.arange(T)[:, None] + {s}) * theta[None, :]  # every position moved by s = {s}"),
-          ("scores_shifted", "scores_shifted = unpair(turn(pairs(Q), ang_s.cos(), ang_s.sin())) @ "
-                             "unpair(turn(pairs(K), ang_s.cos(), ang_s.sin())).T"),
-          ("shift_check", "shift_check = (scores_shifted - scores_rope).abs().max()  # depends on m - n only"),
-          ("permutation", "perm = torch.stack([torch.arange(d // 2), torch.arange(d // 2) + d // 2], -1).view(d)"
-                          + ("" if cfg.form == "split" else ".argsort()") + "  # (d/2, 2) -> (d,)"),
-          ("queries_rot_other", f"Q_rope_other = rope_{other(cfg.form)}(Q[:, perm])[:, perm.argsort()]"),
-          ("keys_rot_other", f"K_rope_other = rope_{other(cfg.form)}(K[:, perm])[:, perm.argsort()]"),
-          ("scores_unpermuted", f"scores_unpermuted = rope_{other(cfg.form)}(Q) @ rope_{other(cfg.form)}(K).T  # no permutation"),
-          ("form_check", "form_check = max((Q_rope_other - Q_rope).abs().max(), (K_rope_other - K_rope).abs().max())")]
+    """The lines for ``cfg`` (a core.tiled_config.RopeConfig): ``rope_stage``'s own (core.stages.lines
+    reads them), the options written in, each helper's ``def`` just before its first use."""
+    given = {"queries": [("queries", f"Q = queries[{cfg.head}]  # (h, T, hd) -> (T, hd): head {cfg.head} of the multi-head stage")],
+             "keys": [("keys", f"K = keys[{cfg.head}]")]}
+    values = {"base": repr(float(cfg.base)), "form": repr(cfg.form), "shift": str(cfg.shift), "Q.device": None}
+    c = lines(rope_stage, given, values)
+    for fn in (to_pairs, rotate, from_pairs, rope, other_order):
+        at = next(k for k, (_, line) in enumerate(c) if f"{fn.__name__}(" in line.split(" = ", 1)[-1])
+        c[at:at] = definition(fn)
     return c
-
 
 # ---- the inspector -------------------------------------------------------------------------
 

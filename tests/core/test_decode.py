@@ -402,3 +402,31 @@ def test_cuda_gives_the_cpu_numbers():
         assert gpu.device == "cuda" and gpu[SUMMARY, "context_vecs"].tensor.is_cuda
         assert max_diff(gpu[SUMMARY, "context_vecs"].tensor.cpu(), cpu[SUMMARY, "context_vecs"].tensor) <= 1e-5
         assert float(gpu[SUMMARY, "max_abs_diff"].tensor.max()) <= TOL
+
+
+@pytest.mark.parametrize("variant", stage.VARIANTS)
+@pytest.mark.parametrize("bias", [False, True])
+def test_the_code_panels_step_lines_are_the_forwards_and_run_to_every_step_tensor(variant, bias):
+    """The panel's step lines are kv_step's / mla_step's own (core.stages.lines): run on the cache
+    before each new token, every tagged line gives the step's recorded tensor bit for bit."""
+    from core.decode import PREFILL, WEIGHTS
+    options = {"sliding_window_size": 2, "new_tokens": 5} if variant == "swa" else {}
+    cfg = DecodeConfig(variant=variant, qkv_bias=bias, device="cpu", **options)
+    trace = build_decode(cfg)
+    code = stage.code(cfg)
+    names = [n for n, _ in code]
+    body = code[names.index("x_new") + 1:names.index("recomputed")]
+    kept = {"mla": ("cache_c_kv",), "swa": ("ring_k", "ring_v", "ring_positions")}.get(variant, ("cache_k", "cache_v"))
+    before = PREFILL
+    for p in trace.positions:
+        now = step_stage(p, len(trace.tokens))
+        env = {"torch": torch, "ptr": p, "x_new": trace[now, "x_new"].tensor,
+               **{n: it.tensor for n, it in trace.stages[WEIGHTS].items()},
+               **{n: trace[before, n].tensor for n in kept}}
+        exec("\n".join(line for _, line in body), env)
+        tagged = [(n, line.split(" = ")[0]) for n, line in body if n is not None]
+        assert {n for n, _ in tagged} == set(trace.stages[now]) - {"position", "x_new", "recomputed", "check"}
+        for name, var in tagged:           # band_row: the panel's row is (ptr + 1,), the trace's (1, ptr + 1)
+            want = trace[now, name].tensor
+            assert torch.equal(env[var].reshape(want.shape), want), (p, name)
+        before = now

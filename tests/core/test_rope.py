@@ -245,3 +245,89 @@ def test_cuda_gives_the_cpu_numbers():
         assert gpu.device == "cuda" and gpu[STAGE, "queries_rot"].tensor.is_cuda
         assert float((gpu[STAGE, "scores_rope"].tensor.cpu() - cpu[STAGE, "scores_rope"].tensor).abs().max()) <= TOL32
         assert float(gpu[STAGE, "shift_check"].tensor) <= 1e-5
+
+
+# ---- the forward written once: its records, its code panel lines ------------------------------
+
+def _old_theta(head_dim, base, dtype, device="cpu"):
+    return 1.0 / (base ** (torch.arange(0, head_dim, 2, dtype=dtype, device=device) / head_dim))
+
+
+def _old_apply_rope(x, positions, base, form):
+    """The stage's rotation as it was written before its forward recorded each term (kept here as
+    the reference): θ and angles in float64, pairs as 2-D vectors turned by cos/sin cast to x's dtype."""
+    T, d = x.shape
+    th = _old_theta(d, base, torch.float64, x.device)
+    ang = positions.to(th.dtype).unsqueeze(1) * th.unsqueeze(0)
+    pairs = torch.stack([x[:, :d // 2], x[:, d // 2:]], dim=-1) if form == "split" else x.reshape(T, d // 2, 2)
+    cos, sin = torch.cos(ang).to(x.dtype), torch.sin(ang).to(x.dtype)
+    px, py = pairs[..., 0], pairs[..., 1]
+    rot = torch.stack([px * cos - py * sin, px * sin + py * cos], dim=-1)
+    back = torch.cat([rot[..., 0], rot[..., 1]], dim=-1) if form == "split" else rot.reshape(T, d)
+    return {"theta": th.to(x.dtype), "angles": ang.to(x.dtype), "pairs": pairs, "rotated_pairs": rot, "rotated": back}
+
+
+def _old_rope_stage(Q, K, base, form, shift):
+    T, d = Q.shape
+    positions = torch.arange(T)
+    q, k = _old_apply_rope(Q, positions, base, form), _old_apply_rope(K, positions, base, form)
+    scores_rope = q["rotated"] @ k["rotated"].T
+    q_s = _old_apply_rope(Q, positions + shift, base, form)["rotated"]
+    k_s = _old_apply_rope(K, positions + shift, base, form)["rotated"]
+    scores_shifted = q_s @ k_s.T
+    half = d // 2
+    to_interleaved = torch.stack([torch.arange(half), torch.arange(half) + half], dim=-1).reshape(d)
+    perm = to_interleaved if form == "split" else torch.argsort(to_interleaved)
+    back = torch.argsort(perm)
+    alt = "interleaved" if form == "split" else "split"
+    q_other = _old_apply_rope(Q[:, perm], positions, base, alt)["rotated"][:, back]
+    k_other = _old_apply_rope(K[:, perm], positions, base, alt)["rotated"][:, back]
+    unpermuted = (_old_apply_rope(Q, positions, base, alt)["rotated"]
+                  @ _old_apply_rope(K, positions, base, alt)["rotated"].T)
+    form_check = torch.maximum((q_other - q["rotated"]).abs().max(), (k_other - k["rotated"]).abs().max())
+    return {"queries": Q, "keys": K, "theta": q["theta"], "angles": q["angles"],
+            "q_pairs": q["pairs"], "q_pairs_rot": q["rotated_pairs"], "k_pairs": k["pairs"],
+            "k_pairs_rot": k["rotated_pairs"], "queries_rot": q["rotated"], "keys_rot": k["rotated"],
+            "scores": Q @ K.T, "scores_rope": scores_rope, "scores_shifted": scores_shifted,
+            "shift_check": (scores_shifted - scores_rope).abs().max().reshape(1),
+            "permutation": perm.to(Q.dtype), "queries_rot_other": q_other, "keys_rot_other": k_other,
+            "scores_unpermuted": unpermuted, "form_check": form_check.reshape(1)}
+
+
+@pytest.mark.parametrize("form", stage.FORMS)
+@pytest.mark.parametrize("T, d, base, shift", [(6, 2, 10_000.0, 0), (7, 8, 10_000.0, 3), (5, 16, 12345.678, 1_000_000),
+                                               (9, 64, 500_000.0, 41)])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_the_recording_forward_gives_the_earlier_implementations_every_tensor_exactly(form, T, d, base, shift, dtype):
+    """The same torch operations in the same order: every term equal bit for bit, in the same
+    dtype and order of terms (torch.equal; the permutation's integer indices are exact)."""
+    Q, K = rand(T, d, dtype, seed=T + d + shift)
+    new, old = stage.rope_stage(Q, K, base, form, shift), _old_rope_stage(Q, K, base, form, shift)
+    assert list(new) == list(old) == list(stage.TERMS)
+    for name in old:
+        assert new[name].dtype == old[name].dtype == dtype and torch.equal(new[name], old[name]), name
+    got = stage.apply_rope(Q, torch.arange(T) + shift, base, form)
+    want = _old_apply_rope(Q, torch.arange(T) + shift, base, form)
+    assert all(torch.equal(got[k], want[k]) for k in want) and list(got) == list(want)
+
+
+@pytest.mark.parametrize("form", stage.FORMS)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_the_code_panels_lines_run_to_the_stages_every_tensor(form, dtype):
+    """The panel's lines are the forward's (core.stages.lines): executed on one head of Q and K,
+    each tagged line's variable is the recorded tensor (θ and the angles cast to Q's dtype)."""
+    from core.tiled_config import RopeConfig
+    cfg = RopeConfig(form=form, head=1, base=12345.678, shift=1_000_000, device="cpu")
+    Q, K = rand(6, 8, dtype, seed=5)
+    named = stage.rope_stage(Q, K, cfg.base, cfg.form, cfg.shift)
+    code = stage.code(cfg)
+    env = {"torch": torch, "queries": torch.stack([K, Q]), "keys": torch.stack([Q, K])}      # head 1: Q, K
+    exec("\n".join(line for _, line in code), env)
+    for name, line in code:
+        if name is not None:
+            got = env[line.split(" = ")[0]]
+            got = got.to(dtype) if name in ("theta", "angles") else got
+            assert torch.equal(got, named[name]), name
+    assert [n for n, _ in code if n] == list(stage.TERMS)        # one line per term, in the forward's order
+    assert "def rope(x, angles, form):" in [line for _, line in code]
+

@@ -251,7 +251,7 @@ def test_the_script_reads_like_the_code_panel():
 
 
 def test_the_rope_base_is_written_in_full():
-    """The code panel writes the base with %g (12345.7); the script keeps every digit."""
+    """The base keeps every digit (12345.678, not %g's 12345.7): the code panel writes it in full."""
     trace = build_rope(ROPE["far-odd-base"])
     script = snippet(trace, "rope", "angles")
-    assert "1.0 / (12345.678 ** (torch.arange(0, d, 2, dtype=torch.float64) / d))" in script
+    assert "1.0 / 12345.678 ** (torch.arange(0, d, 2, dtype=torch.float64) / d)" in script

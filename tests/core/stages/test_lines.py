@@ -9,7 +9,7 @@ import torch
 
 from core import AttentionConfig, build_trace
 from core.stages import CHAPTER, multihead
-from core.stages.lines import lines
+from core.stages.lines import definition, lines
 from core.stages.trainable import qkv_values
 from core.weights import Projection
 
@@ -106,6 +106,65 @@ def test_a_record_the_reader_cannot_place_is_refused_not_dropped(tmp_path):
     fwd = _module(tmp_path, source, "synthetic_if").forward
     with pytest.raises(ValueError, match="record outside an assignment"):
         lines(fwd, GIVEN, _values(bias=False))
+
+
+BRANCHES = """
+import torch
+from core.stages.ops import Ops
+
+
+def halves(x, form, device=None):
+    n = x.shape[-1] // 2
+    if form == "split":
+        return x[..., :n], x[..., n:]
+    return x[..., 0::2], x[..., 1::2]
+
+
+def label(form):
+    return "other" if form == "split" else "split"
+
+
+def forward(x, form, window=None):
+    ops = Ops()
+    record = ops.record
+    record("steps", torch.arange(x.shape[0], device=x.device))   # (T,)
+    record("doubled", 2 * x)
+    if window is None:
+        record("kept", x * 1)
+    else:
+        record("kept", x[-window:])    # (W, d)
+    alt, half = label(form), halves(x, form)[0]
+    return ops.named
+"""
+
+
+def test_known_values_decide_ifs_and_comparisons_and_leave_absent_keywords_out(tmp_path):
+    """``values`` folds ``form == 'split'`` and an ``if`` whose test it knows (the branch taken is read
+    in place); a keyword whose value is absent (device=None) is left out; a tuple needs no brackets;
+    a comment ending the line above is that line's, not the next's."""
+    mod = _module(tmp_path, BRANCHES, "synthetic_branches")
+    known = {"form": "'split'", "window": None, "x.device": None}
+    assert lines(mod.forward, values=known) == [
+        ("steps", "steps = torch.arange(x.shape[0])  # (T,)"), ("doubled", "doubled = 2 * x"),
+        ("kept", "kept = x * 1"), (None, "alt, half = 'other', halves(x, 'split')[0]")]
+    got = dict(lines(mod.forward, values={**known, "form": "'interleaved'", "window": "3"}))
+    assert got["kept"] == "kept = x[-3:]  # (W, d)" and got[None] == "alt, half = 'split', halves(x, 'interleaved')[0]"
+
+
+def test_a_definition_writes_its_defaults_and_the_if_it_cannot_decide(tmp_path):
+    mod = _module(tmp_path, BRANCHES, "synthetic_defs")
+    assert definition(mod.halves) == [
+        (None, "def halves(x, form, device=None):"), (None, "    n = x.shape[-1] // 2"),
+        (None, "    if form == 'split':"), (None, "        return x[..., :n], x[..., n:]"),
+        (None, "    return x[..., 0::2], x[..., 1::2]")]
+    # a known form: the branch it takes, and nothing after its return
+    assert definition(mod.halves, {"form": "'split'"})[2:] == [(None, "    return x[..., :n], x[..., n:]")]
+    assert definition(mod.halves, {"form": "'interleaved'"})[2:] == [(None, "    return x[..., 0::2], x[..., 1::2]")]
+    env = {}
+    exec("\n".join(line for _, line in definition(mod.halves)), env)
+    x = torch.arange(8.0).reshape(2, 4)
+    for form in ("split", "interleaved"):
+        assert all(torch.equal(a, b) for a, b in zip(env["halves"](x, form), mod.halves(x, form)))
 
 
 CONFIGS = {"default": AttentionConfig(),
