@@ -317,10 +317,10 @@ def code(cfg) -> list[tuple[str | None, str]]:
         (None, f"n, num_heads, head_dim = 1, {h}, {hd}" if v == "mla" else
          f"n, num_heads, num_kv_groups, head_dim, group_size = 1, {h}, {g}, {hd}, {h // g}")]
     band = [("band_row", f"band_row = (ptr - torch.arange(ptr + 1) < {W}).float()  # 1 inside the window")] if v == "swa" else []
-    window = f" & (diff < {W})" if v == "swa" else ""
+    allowed = f"((diff >= 0) & (diff < {W}))" if v == "swa" else "(diff >= 0)"
     # the mask row is written here (the forward's band_mask, for the one row ptr)
     given = {"mask": band + [(None, "diff = ptr - key_positions  # how far back each key is"),
-                             ("mask", f"mask = ((diff >= 0){window}).float().unsqueeze(0)  # (1, T): the row for ptr")]}
+                             ("mask", f"mask = {allowed}.float().unsqueeze(0)  # (1, T): the row for ptr")]}
     bias = {p: (f"b_{p}" if cfg.qkv_bias else None) for p in ("query", "key", "value", "DKV", "UK", "UV")}
     values = {"x": "x_new", "x.device": None, "sliding_window_size": None if v != "swa" else str(W),
               **{f"w.{p}.W": f"W_{p}" for p in bias}, **{f"w.{p}.b": b for p, b in bias.items()},
