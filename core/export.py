@@ -111,13 +111,6 @@ def manifest_entry(item: Intermediate, index: list[int], shape, file: str, **ext
             "full_shape": list(item.shape), "axes": list(item.axes), "file": file, **extra}
 
 
-def _entries(trace: Trace):
-    for item in trace:
-        rows, cols, corner = slice_labels(item, export_lead(item))
-        for index, arr in slices(item):
-            yield item, index, arr, rows, cols, corner
-
-
 def count_slices(trace: Trace) -> int:
     total = 0
     for item in trace:
