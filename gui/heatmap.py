@@ -29,7 +29,7 @@ from gui.heatmap_items import (_DARK_TEXT, _LIGHT_TEXT, _MASKED_TEXT, MARK_PENS,
                                 _Axis, _CellTexts, _Title)
 from gui.heatmap_sizing import (BAR_WIDTH, BIG_MAP_MIN, COMPACT_BIG_MAP, COMPACT_FONT,  # noqa: F401
                                 COMPACT_THUMBNAIL, LABEL_CHARS, MAX_DISPLAY, MAX_TEXT_CELLS, MAX_TICKS, MIN_DISPLAY,
-                                MIN_TEXT_PX, PANEL_FRAME, SQUARE_RATIO, THUMBNAIL_MAPS, THUMBNAIL_MIN, VALUE_CELL,
+                                MIN_TEXT_PX, PANEL_FRAME, SQUARE_RATIO, THUMBNAIL_MAPS, THUMBNAIL_MIN,
                                 _fitted_ticks, _panel_min_size, _same_array, _same_value, _tick_list, _widest,
                                 _widest_in, bar_caption, fit_grid_cols, grid_shape, is_thumbnails, label_cell,
                                 label_font, min_cell, panel_base_width, panel_min_size, panel_title, prints_values,

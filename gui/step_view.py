@@ -22,7 +22,6 @@ from gui.steps import step_numbers
 from gui.texts import is_book, title_and_formula
 from gui.view_model import Mark, ViewModel, frames_for
 
-PANELS_PER_ROW = 3
 ROW_SCALE_KEY = "view/weights_per_row"     # QSettings (before the colour combo): weights coloured per row
 COLOUR_KEY = "view/weight_colours"         # QSettings: the weights' colour scale, a key of COLOUR_MODES
 
