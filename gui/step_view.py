@@ -7,7 +7,6 @@ by side, or one in detail), the batch-item selector, hover and click (the clicke
 """
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import math
 import time
