@@ -43,7 +43,7 @@ class ParamPanel(QtWidgets.QWidget):
 
         self.book = QtWidgets.QPushButton("Book", objectName="bookPreset", checkable=True)
         self.book.setToolTip("The chapter's settings: every step shows the numbers the book prints (Ctrl+B)")
-        self.book.clicked.connect(self._on_book)
+        self.book.clicked.connect(self.controller.use_book)
         self.mode = QtWidgets.QLabel(objectName="modeLabel")
         self.mode.setMinimumWidth(120)     # grows to fit the longest label shown (see _on_mode)
         self.mode.setSizePolicy(QtWidgets.QSizePolicy.Policy.Ignored, QtWidgets.QSizePolicy.Policy.Preferred)
@@ -166,9 +166,6 @@ class ParamPanel(QtWidgets.QWidget):
     def _set(self, field: str, value) -> None:
         if not self._updating:
             self.controller.set_params(**{field: value})
-
-    def _on_book(self) -> None:
-        self.controller.use_book()
 
     def _on_example(self, _index: int) -> None:
         if self.example.currentText() == BOOK:
