@@ -130,7 +130,7 @@ class ParamPanel(QtWidgets.QWidget):
         model.config_changed.connect(self.show_config)
         model.mode_changed.connect(self._on_mode)
         model.trace_changed.connect(self._on_trace)
-        model.step_changed.connect(lambda _i: self.refresh_mode())
+        model.step_changed.connect(lambda _i: self._on_mode(self.controller.mode))
         controller.error.connect(self.show_error)
         controller.error_cleared.connect(self.clear_errors)
         self._on_mode(controller.mode)
@@ -267,9 +267,6 @@ class ParamPanel(QtWidgets.QWidget):
         else:
             self.mode.setText("<b>Custom</b> settings")
             self.mode.setToolTip("Your settings apply to every step; press Book to return to the chapter's")
-
-    def refresh_mode(self) -> None:
-        self._on_mode(self.controller.mode)
 
     def show_error(self, field: str, message: str) -> None:
         """One line naming the field next to its control (the whole message in the tooltip)."""

@@ -182,7 +182,7 @@ class StepView(QtWidgets.QWidget):
         self.head_label = QtWidgets.QLabel("heads:")
         self.batch_box = QtWidgets.QSpinBox(objectName="batchSelector")
         self.batch_box.setToolTip("Which sequence of the batch to show")
-        self.batch_box.valueChanged.connect(self._on_batch)
+        self.batch_box.valueChanged.connect(self.model.set_batch_index)
         self.batch_label = QtWidgets.QLabel("batch item:")
         self.colour_label = QtWidgets.QLabel("colours:")
         self.colour_box = QtWidgets.QComboBox(objectName="colourScale")
@@ -514,9 +514,6 @@ class StepView(QtWidgets.QWidget):
     # ---- selectors, hover, focus, marks: the learner's choices go to the model ---------------
     def _on_head(self, index: int) -> None:
         self.model.set_head(None if index <= 0 else index - 1)
-
-    def _on_batch(self, value: int) -> None:
-        self.model.set_batch_index(value)
 
     def _on_hover(self, k: int, text: str) -> None:
         self.model.set_hover(text)
