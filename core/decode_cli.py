@@ -20,10 +20,6 @@ _OPTION_OF_FIELD = {"num_kv_groups": "--kv-groups", "latent_dim": "--latent", "s
                     "d_out": "--d-out", "qkv_bias": "--qkv-bias"}
 
 
-def option_name(field: str) -> str:
-    return cli_common.option_name(field, _OPTION_OF_FIELD)
-
-
 def wants_decode(argv: list[str]) -> bool:
     """Whether an export command line asks for the decode stage (--stage decode)."""
     return cli_common.wanted_stage(argv, ("decode",)) is not None

@@ -54,19 +54,12 @@ def slice_csv(arr: np.ndarray, row_labels, col_labels, corner: str = "") -> str:
     if arr.ndim == 1:
         arr = arr.reshape(1, -1)
     buf = io.StringIO()
-    buf.write(",".join([_cell(corner)] + [_cell(c) for c in col_labels]) + "\n")
+    buf.write(",".join([csv_writer.cell(corner)] + [csv_writer.cell(c) for c in col_labels]) + "\n")
     # "%.9g" % v writes what format_value(v, 9) writes (nan, inf, -inf, -0 included), ~7× faster
     line = ",".join([f"%.{digits}g"] * arr.shape[1])
     for label, row in zip(row_labels, arr.tolist()):
-        buf.write(_cell(label) + "," + line % tuple(row) + "\n")
+        buf.write(csv_writer.cell(label) + "," + line % tuple(row) + "\n")
     return buf.getvalue()
-
-
-def _cell(text: str) -> str:
-    text = str(text)
-    if any(ch in text for ch in ',"\n\r') or text != text.strip():
-        return '"' + text.replace('"', '""') + '"'
-    return text
 
 
 def export_lead(item: Intermediate) -> int:
@@ -109,13 +102,6 @@ def manifest_entry(item: Intermediate, index: list[int], shape, file: str, **ext
     """One manifest row: the slice's ``shape`` beside the intermediate's ``full_shape``."""
     return {"stage": item.stage, "name": item.name, "index": list(index), "shape": list(shape),
             "full_shape": list(item.shape), "axes": list(item.axes), "file": file, **extra}
-
-
-def _entries(trace: Trace):
-    for item in trace:
-        rows, cols, corner = slice_labels(item, export_lead(item))
-        for index, arr in slices(item):
-            yield item, index, arr, rows, cols, corner
 
 
 def count_slices(trace: Trace) -> int:

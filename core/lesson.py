@@ -7,7 +7,6 @@ LessonError with a message saying what is wrong.
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 

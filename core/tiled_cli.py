@@ -20,10 +20,6 @@ _OPTION_OF_FIELD = {"num_heads": "--heads", "d_in": "--d-in", "d_out": "--d-out"
                     "block_rows": "--block-rows", "block_cols": "--block-cols"}
 
 
-def option_name(field: str) -> str:
-    return cli_common.option_name(field, _OPTION_OF_FIELD)
-
-
 def wanted_stage(argv: list[str]) -> str | None:
     """``tiled`` or ``rope`` when an export command line asks for one of them (--stage X)."""
     return cli_common.wanted_stage(argv, STAGES)

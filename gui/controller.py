@@ -212,9 +212,6 @@ class Controller(QObject):
         if settings.mode == CUSTOM and settings.params is not None:
             self._submit(settings)
 
-    def set_param(self, field: str, value) -> None:
-        self.set_params(**{field: value})
-
     def use_book(self) -> None:
         """The Book preset: every step from its chapter section's config."""
         self.model.request(Settings.BOOK)

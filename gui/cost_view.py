@@ -185,16 +185,6 @@ class CostView(QtWidgets.QWidget):
         """Block until the worker has stopped (tests, closing)."""
         return self.worker.wait(ms)
 
-    def set_rows(self, rows: list[CostRow]) -> None:
-        """Show rows measured earlier (e.g. read back from a CSV) as if just measured."""
-        self.rows = []
-        self.table.setRowCount(0)
-        for row in rows:
-            self._on_row(row)
-        self.progress.setRange(0, max(len(rows), 1))
-        self.progress.setValue(len(rows))
-        self._set_running(self.is_running())
-
     def _set_running(self, running: bool) -> None:
         self.run_button.setEnabled(not running)
         self.cancel_button.setEnabled(running)

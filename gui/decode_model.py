@@ -94,8 +94,9 @@ def options_line(cfg) -> str:
 
 # ---- sentences for the explanation ({{@decode_…}} in resources/steps.json, gui/texts.py) ----------
 
-def _check_value(trace) -> float:
-    return float(trace["decode", "check"].numpy().reshape(-1)[0])
+def first_value(trace, stage: str, name: str) -> float:
+    """The intermediate's first (for a check: its only) number, as a float."""
+    return float(trace[stage, name].numpy().reshape(-1)[0])
 
 
 def sentence(which: str, trace, esc) -> str:
@@ -144,7 +145,7 @@ def sentence(which: str, trace, esc) -> str:
                 f"{size}k … {size}k + {size - 1} all read K/V head k. Only the {g} K/V head{'s are' if g != 1 else ' is'} "
                 f"cached: {h // g}× less memory than MHA.")
     if which == "check":
-        diff = _check_value(trace)
+        diff = first_value(trace, "decode", "check")
         return (f"At position {p} the cached output and one uncached pass over the {p + 1} tokens so far differ "
                 f"by at most {diff:.2e} (float rounding): the cache changes the cost, not the result.")
     return ""

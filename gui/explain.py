@@ -125,7 +125,6 @@ def explanation_html(step, trace, book: bool, source: str, head=None) -> str:
     """The pane's HTML for ``step`` drawn from ``trace`` (``book``: the Book preset's traces;
     ``head``: stage 5's head drawn, None for all)."""
     texts = step_texts(step, trace, book)
-    cfg = trace.config
     return (
         f"<h3>{html.escape(texts.title)}</h3>"
         f"{undefined_html(step, trace)}"

@@ -23,7 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from gui import decode_model
-from gui.decode_model import PREFILL, SUMMARY, WEIGHTS, label_heads
+from gui.decode_model import PREFILL, SUMMARY, WEIGHTS, first_value, label_heads
 
 STAGES = ("decode", "tiled", "rope")            # the view model keeps one ExternalState for each
 WAITING = {"decode": "Computing the decode trace…", "tiled": "Computing the tiled-attention trace…",
@@ -229,10 +229,6 @@ def options_line(cfg) -> str:
             f"hd {cfg.head_dim} · seed {cfg.seed}")
 
 
-def _num(trace, stage, name) -> float:
-    return float(trace[stage, name].numpy().reshape(-1)[0])
-
-
 def sentence(which: str, trace, esc) -> str:
     if isinstance(trace, TiledView):
         cfg, n = trace.config, len(trace.full.steps)
@@ -254,10 +250,10 @@ def sentence(which: str, trace, esc) -> str:
         if which == "lse":
             L = trace["tiled_result", "lse"].numpy()
             return (f"Here L runs from {L.min():.4f} to {L.max():.4f}; max |L − logsumexp(QKᵀ/√d)| = "
-                    f"{_num(trace, 'tiled_result', 'lse_check'):.1e}.")
+                    f"{first_value(trace, 'tiled_result', 'lse_check'):.1e}.")
         if which == "check":
-            return (f"max |O − softmax(QKᵀ/√d)V| = {_num(trace, 'tiled_result', 'check'):.1e} and max |L − "
-                    f"logsumexp| = {_num(trace, 'tiled_result', 'lse_check'):.1e}: the same numbers, without the "
+            return (f"max |O − softmax(QKᵀ/√d)V| = {first_value(trace, 'tiled_result', 'check'):.1e} and max |L − "
+                    f"logsumexp| = {first_value(trace, 'tiled_result', 'lse_check'):.1e}: the same numbers, without the "
                     f"T × T matrix.")
         return ""
     if isinstance(trace, RopeView):
@@ -267,11 +263,11 @@ def sentence(which: str, trace, esc) -> str:
             return (f"The pointer is at position {p} ({esc(trace.labels[p])}): pair 0 is turned by {ang[0]:.3g} rad, "
                     f"the last pair by {ang[-1]:.3g} rad (base {cfg.base:g}, {cfg.form} pairs).")
         if which == "shift":
-            return (f"Every position moved by s = {cfg.shift}: max |Δ| = {_num(trace, 'rope', 'shift_check'):.1e} "
+            return (f"Every position moved by s = {cfg.shift}: max |Δ| = {first_value(trace, 'rope', 'shift_check'):.1e} "
                     f"(float rounding): the scores depend on m − n only.")
         if which == "form":
             return (f"max |Δ| between {cfg.form} and the other form on the permuted dimensions = "
-                    f"{_num(trace, 'rope', 'form_check'):.1e}.")
+                    f"{first_value(trace, 'rope', 'form_check'):.1e}.")
     return ""
 
 

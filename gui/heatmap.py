@@ -23,18 +23,16 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtCore, QtGui, QtWidgets
 
-from gui.heatmap_colour import (_LAST_STRIDE, HATCH, _Image, argb_image, argb_words,  # noqa: F401
+from gui.heatmap_colour import (_LAST_STRIDE, HATCH, _Image, argb_image,  # noqa: F401
                                  colormap, colour_table, prerender, rendered_key, row_scaled)
 from gui.heatmap_items import (_DARK_TEXT, _LIGHT_TEXT, _MASKED_TEXT, MARK_PENS, _AnchoredViewBox,  # noqa: F401
                                 _Axis, _CellTexts, _Title)
-from gui.heatmap_sizing import (BAR_WIDTH, BIG_MAP_MIN, COMPACT_BIG_MAP, COMPACT_FONT,  # noqa: F401
-                                COMPACT_THUMBNAIL, LABEL_CHARS, MAX_DISPLAY, MAX_TEXT_CELLS, MAX_TICKS, MIN_DISPLAY,
-                                MIN_TEXT_PX, PANEL_FRAME, SQUARE_RATIO, THUMBNAIL_MAPS, THUMBNAIL_MIN, VALUE_CELL,
-                                _fitted_ticks, _panel_min_size, _same_array, _same_value, _tick_list, _widest,
-                                _widest_in, bar_caption, fit_grid_cols, grid_shape, is_thumbnails, label_cell,
-                                label_font, min_cell, panel_base_width, panel_min_size, panel_title, prints_values,
+from gui.heatmap_sizing import (BAR_WIDTH, MAX_DISPLAY, MAX_TEXT_CELLS, MAX_TICKS, MIN_DISPLAY,  # noqa: F401
+                                MIN_TEXT_PX, PANEL_FRAME, THUMBNAIL_MAPS, _fitted_ticks, _tick_list, _widest,
+                                bar_caption, fit_grid_cols, grid_shape, is_thumbnails, label_cell, label_font,
+                                min_cell, panel_base_width, panel_min_size, panel_title, prints_values,
                                 rotates_columns, row_label_width, same_drawing, square_cells, text_factor,
-                                title_points, title_width, value_chars)
+                                title_points)
 from gui.matrices import MatrixData, format_value
 from gui.present import pt
 

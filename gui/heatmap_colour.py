@@ -9,7 +9,7 @@ import pyqtgraph as pg
 from PySide6 import QtGui
 from pyqtgraph import functions as fn
 
-from gui.heatmap_sizing import MAX_DISPLAY, MIN_DISPLAY
+from gui.heatmap_sizing import MIN_DISPLAY
 from gui.matrices import MatrixData
 
 HATCH = QtGui.QColor(150, 150, 150)

@@ -18,7 +18,6 @@ MIN_DISPLAY = 128        # … to about one sample per screen pixel, never fewer
 BIG_MAP_MIN = 160        # px: the least a downsampled map (> MAX_TICKS rows or columns) is given
 MAX_TICKS = 32           # label at most this many rows/columns per axis (every token up to 32)
 MIN_TEXT_PX = 8          # cell values are never printed smaller than this
-VALUE_CELL = 36          # a cell that prints "−0.1234" at MIN_TEXT_PX (see _cell_text_size)
 THUMBNAIL_MAPS = 5       # a grid of this many maps or more is drawn as thumbnails
 LABEL_CHARS = 14         # longer row/column labels are elided (the hover names them in full)
 SQUARE_RATIO = 8         # cells are square unless the matrix is more oblong than this

@@ -45,8 +45,6 @@ def full_index(data, map_index: int, row: int, col: int, trace) -> tuple[int, ..
 class Inspector(QtWidgets.QWidget):
     """The panel: formula and arithmetic (text), the terms of a dot product (table)."""
 
-    explained = QtCore.Signal(object)      # core.provenance.Explanation
-
     def __init__(self, model: ViewModel, parent: QtWidgets.QWidget | None = None):
         super().__init__(parent)
         self.setObjectName("inspector")
@@ -227,7 +225,6 @@ class Inspector(QtWidgets.QWidget):
         self.text.setHtml(self._html(e, note))
         self._fill_table(e)
         self._mark(e)
-        self.explained.emit(e)
 
     def _html(self, e, note: str) -> str:
         where = f"{e.stage}.{e.name}[{', '.join(map(str, e.index))}]"

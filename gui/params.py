@@ -43,7 +43,7 @@ class ParamPanel(QtWidgets.QWidget):
 
         self.book = QtWidgets.QPushButton("Book", objectName="bookPreset", checkable=True)
         self.book.setToolTip("The chapter's settings: every step shows the numbers the book prints (Ctrl+B)")
-        self.book.clicked.connect(self._on_book)
+        self.book.clicked.connect(self.controller.use_book)
         self.mode = QtWidgets.QLabel(objectName="modeLabel")
         self.mode.setMinimumWidth(120)     # grows to fit the longest label shown (see _on_mode)
         self.mode.setSizePolicy(QtWidgets.QSizePolicy.Policy.Ignored, QtWidgets.QSizePolicy.Policy.Preferred)
@@ -130,7 +130,7 @@ class ParamPanel(QtWidgets.QWidget):
         model.config_changed.connect(self.show_config)
         model.mode_changed.connect(self._on_mode)
         model.trace_changed.connect(self._on_trace)
-        model.step_changed.connect(lambda _i: self.refresh_mode())
+        model.step_changed.connect(lambda _i: self._on_mode(self.controller.mode))
         controller.error.connect(self.show_error)
         controller.error_cleared.connect(self.clear_errors)
         self._on_mode(controller.mode)
@@ -166,9 +166,6 @@ class ParamPanel(QtWidgets.QWidget):
     def _set(self, field: str, value) -> None:
         if not self._updating:
             self.controller.set_params(**{field: value})
-
-    def _on_book(self) -> None:
-        self.controller.use_book()
 
     def _on_example(self, _index: int) -> None:
         if self.example.currentText() == BOOK:
@@ -270,9 +267,6 @@ class ParamPanel(QtWidgets.QWidget):
         else:
             self.mode.setText("<b>Custom</b> settings")
             self.mode.setToolTip("Your settings apply to every step; press Book to return to the chapter's")
-
-    def refresh_mode(self) -> None:
-        self._on_mode(self.controller.mode)
 
     def show_error(self, field: str, message: str) -> None:
         """One line naming the field next to its control (the whole message in the tooltip)."""

@@ -6,7 +6,7 @@ model's (``model.set_head``): the trace holds all 12 heads, so a head change red
 """
 from __future__ import annotations
 
-from PySide6 import QtCore, QtWidgets
+from PySide6 import QtWidgets
 
 from gui.pretrained_controller import EXAMPLE_TEXT
 

@@ -638,7 +638,7 @@ class PretrainedPanel(QtWidgets.QWidget):
         self.filter_box.currentIndexChanged.connect(lambda i: self.gallery_view.set_view(filter_index=i))
         self.sort_box.currentIndexChanged.connect(lambda i: self.gallery_view.set_view(sort_index=i))
         self.lines_grid.query_changed.connect(self._grid_query)
-        self.lines_view.query_changed.connect(self._single_query)
+        self.lines_view.query_changed.connect(self.lines_grid.set_query)
 
     def show_view(self, view: str) -> None:
         """Only the gallery ("gallery") or only the token lines ("lines"), the whole width."""
@@ -649,9 +649,6 @@ class PretrainedPanel(QtWidgets.QWidget):
         self.lines_view.blockSignals(True)
         self.lines_view.set_query(query)
         self.lines_view.blockSignals(False)
-
-    def _single_query(self, query: int) -> None:
-        self.lines_grid.set_query(query)
 
     def set_text(self, text: str) -> None:
         self.loader.request(text)

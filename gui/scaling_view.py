@@ -97,7 +97,6 @@ class ScalingView(RefreshWhenShown, QtWidgets.QWidget):
         labels = tuple(trace.labels)
         d_k = trace.config.d_out
         sym = "softmax(Q Kᵀ / √d_k)" if self.scaled else "softmax(Q Kᵀ)  (no scaling)"
-        self.weights_shown = w
         data = MatrixData(key=("trainable", "attn_weights"), title=f"{sym}, d_k = {d_k}", symbol="α",
                           meaning="attention weights" + ("" if self.scaled else " without 1/√d_k"),
                           maps=[MapData(w, None)], row_labels=labels, col_labels=labels, row_axis="query",

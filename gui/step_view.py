@@ -7,7 +7,6 @@ by side, or one in detail), the batch-item selector, hover and click (the clicke
 """
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import math
 import time
@@ -22,7 +21,6 @@ from gui.steps import step_numbers
 from gui.texts import is_book, title_and_formula
 from gui.view_model import Mark, ViewModel, frames_for
 
-PANELS_PER_ROW = 3
 ROW_SCALE_KEY = "view/weights_per_row"     # QSettings (before the colour combo): weights coloured per row
 COLOUR_KEY = "view/weight_colours"         # QSettings: the weights' colour scale, a key of COLOUR_MODES
 
@@ -184,7 +182,7 @@ class StepView(QtWidgets.QWidget):
         self.head_label = QtWidgets.QLabel("heads:")
         self.batch_box = QtWidgets.QSpinBox(objectName="batchSelector")
         self.batch_box.setToolTip("Which sequence of the batch to show")
-        self.batch_box.valueChanged.connect(self._on_batch)
+        self.batch_box.valueChanged.connect(self.model.set_batch_index)
         self.batch_label = QtWidgets.QLabel("batch item:")
         self.colour_label = QtWidgets.QLabel("colours:")
         self.colour_box = QtWidgets.QComboBox(objectName="colourScale")
@@ -516,9 +514,6 @@ class StepView(QtWidgets.QWidget):
     # ---- selectors, hover, focus, marks: the learner's choices go to the model ---------------
     def _on_head(self, index: int) -> None:
         self.model.set_head(None if index <= 0 else index - 1)
-
-    def _on_batch(self, value: int) -> None:
-        self.model.set_batch_index(value)
 
     def _on_hover(self, k: int, text: str) -> None:
         self.model.set_hover(text)

@@ -166,9 +166,6 @@ class TaskRunner(QObject):
         with self._cond:
             return self._thread is not None and self._thread.is_alive()
 
-    def latest(self) -> int:
-        return self._ticket
-
     def _on_relay(self, ticket: int, name: str, value) -> None:
         if not self._stopping and (ticket == self._ticket or not self._drop_stale):
             getattr(self, name).emit(value)

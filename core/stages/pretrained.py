@@ -69,7 +69,6 @@ TERMS = {
                          "token", "out", optional=True),
 }
 PER_HEAD = tuple(n for n, t in TERMS.items() if t.axes[0] == "head")
-FULL_LAYER = ("attn_residual", "attn_normed", "ff_hidden", "ff_out", "layer_output")
 
 
 def embed(word: torch.Tensor, position: torch.Tensor, token_type: torch.Tensor, ln_weight: torch.Tensor,
