@@ -9,6 +9,8 @@ the trace's (stages 6–8: core.stage_snippets; stage 5: core.pretrained_snippet
 """
 from __future__ import annotations
 
+import functools
+
 from core.config import AttentionConfig
 from core.weights import ROLES
 from core.trace import Trace
@@ -21,11 +23,20 @@ MAX_LITERAL_TOKENS = 256
 
 
 def stage_code(cfg: AttentionConfig, stage: str) -> list[tuple[str | None, str]]:
-    """(intermediate name or None, line) for one stage, book style: the stage file's ``code``."""
+    """(intermediate name or None, line) for one stage, book style: the stage file's ``code``.
+    Kept per config (the code panel asks on every trace; multi-head's lines take ~1.5 ms to write)."""
+    try:
+        return list(_stage_code(cfg, stage))
+    except TypeError:                       # a config that cannot be a key (unhashable): written anew
+        return list(_stage_code.__wrapped__(cfg, stage))
+
+
+@functools.lru_cache(maxsize=32)
+def _stage_code(cfg, stage: str) -> tuple[tuple[str | None, str], ...]:
     from core.provenance import EXTERNAL, external_stage
     if stage.startswith(EXTERNAL):          # decode, tiled, rope (external, not in STAGES): the stage's lines
-        return external_stage(stage).code(cfg)
-    return STAGES[stage].code(cfg)
+        return tuple(external_stage(stage).code(cfg))
+    return tuple(STAGES[stage].code(cfg))
 
 
 def _inputs_literal(trace: Trace) -> list[str]:

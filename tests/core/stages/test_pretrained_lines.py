@@ -16,6 +16,8 @@ from core.weights import ROLES
 
 GIVEN = ["W_query", "W_key", "W_value", "b_query", "b_key", "b_value", "W_out", "b_out", "mask"]
 
+FULL_LAYER = ("attn_residual", "attn_normed", "ff_hidden", "ff_out", "layer_output")   # the rest of the layer, in order
+
 
 EPS_LINE = "eps = 1e-12  # LayerNorm's ε (config.json's layer_norm_eps)"
 
@@ -53,7 +55,7 @@ def test_the_panels_attention_is_the_chapters_forward_and_runs_to_the_trace(opti
         # the trace ran the same operations on the same tensors, in the same order
         assert torch.equal(env[name][0], trace[name].tensor), name
     rest = [n for n, _line in code[code.index((None, EPS_LINE)):] if n] if cfg.full_layer else []
-    assert rest == (list(stage.FULL_LAYER) if cfg.full_layer else [])
+    assert rest == (list(FULL_LAYER) if cfg.full_layer else [])
     for name in rest:                                           # rest_of_layer's lines, on the one sentence
         assert torch.equal(env[name], trace[name].tensor), name
 
