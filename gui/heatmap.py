@@ -400,6 +400,26 @@ class MatrixPanel(pg.GraphicsLayoutWidget):
             return
         b.move(self.width() - b.sizeHint().width() - 4, 4)
         b.raise_()
+        if self.fits_height:
+            self.height_wanted.emit()
+
+    # set by the step view: the panel stands in the step's only row, so the row may be as tall as
+    # its square cells need at their width, the room below left empty (not a colour bar three
+    # times the maps' height beside 12 × 12 maps at 1920 × 1080); see StepView._fit_heights
+    fits_height = False
+    height_wanted = QtCore.Signal()
+
+    def height_need(self) -> int | None:
+        """With ``fits_height``: the height at which its maps' square cells are as large as their
+        width allows, read off the maps as laid out now (None: any height)."""
+        data = self.data
+        if not self.fits_height or data is None or not self.maps or not square_cells(data):
+            return None
+        rows, cols = data.shape
+        _gc, gr = grid_shape(len(data.maps), self._grid_cols)
+        # each map's room beyond what its cells take at its width (negative: the height limits them)
+        slack = min(m.plot.vb.height() - m.plot.vb.width() * rows / cols for m in self.maps)
+        return max(self.minimumHeight(), int(self.height() - gr * slack) + 8)
 
     def set_focused(self, focused: bool, map_index: int | None = None, frame: bool = True) -> None:
         """Mark the matrix under focus (what File → Export matrix writes): a blue frame around

@@ -204,6 +204,9 @@ class StepView(QtWidgets.QWidget):
 
         self.grid_host = QtWidgets.QWidget()
         self.grid = QtWidgets.QGridLayout(self.grid_host)
+        # under a step's one row of panels no taller than their cells (MatrixPanel.fits_height): the room left
+        self._below = QtWidgets.QSpacerItem(0, 0, QtWidgets.QSizePolicy.Policy.Minimum,
+                                            QtWidgets.QSizePolicy.Policy.Expanding)
         self.grid.setContentsMargins(0, 0, 0, 0)
         self.grid.setSpacing(6)
         # The maps never shrink below what their labels and values need (heatmap.min_cell):
@@ -310,15 +313,20 @@ class StepView(QtWidgets.QWidget):
             self.grid.setColumnStretch(c, 0)
         for r in range(self.grid.rowCount()):
             self.grid.setRowStretch(r, 0)
+        self.grid.removeItem(self._below)
         for r in range(math.ceil(n / per_row)):
             heights = [datas[k].shape[0] for k in range(r * per_row, min(n, (r + 1) * per_row))]
             self.grid.setRowStretch(r, 1 if max(heights) <= 2 else 3)
+        if n <= per_row:                      # one row: what its panels leave goes below them
+            self.grid.addItem(self._below, 1, 0)
+            self.grid.setRowStretch(1, 1)
         for k, (p, d) in enumerate(zip(self.panels, datas)):
             self.grid.addWidget(p, k // per_row, k % per_row)
             p.show()
             # a row slice (one query) stays short instead of stretching one row tall
             p.setMaximumHeight(max(_grid_shape(d)[0] * (d.shape[0] * 70 + 50) + 70, panel_min_size(d)[1])
                                if d.shape[0] <= 2 else 16777215)
+            p.fits_height = n <= per_row and d.shape[0] > 2       # one row of panels: no taller than its cells
         if self._rowless:
             # one row, the first panel the only one with row labels: each panel's width its least
             # plus an equal share of the rest, so every panel's cells get the same room (their rows level)
@@ -343,6 +351,7 @@ class StepView(QtWidgets.QWidget):
             cols = _cols(data, width, compact, self._stacked)
             self._grid_cols.append(cols)
             panel.set_matrix(data, cols, compact, rowless and k > 0, self._bars[k] if k < len(self._bars) else False)
+        QtCore.QTimer.singleShot(0, self, self._fit_heights)       # once the maps are laid out anew
         # When the step scrolls anyway, a panel of square cells is not squeezed to its minimum
         # height (a 64-token map 70 px tall in a 450 px wide panel): it gets the height its
         # width gives it, up to the visible height.
@@ -360,6 +369,18 @@ class StepView(QtWidgets.QWidget):
             if panel.minimumHeight() != target:
                 panel.setMinimumHeight(target)
 
+    def _fit_heights(self) -> None:
+        """A step's one row of panels of square cells: each panel as tall as the tallest of them
+        needs at its width (their rows are level), no taller; the room below stays empty."""
+        row = [p for p in self.panels if p.fits_height]
+        needs = [p.height_need() for p in row]
+        if not row or None in needs:
+            return
+        target = max(needs)
+        for p in row:
+            if abs(p.maximumHeight() - target) > 2:       # (a pixel's rounding: no new layout pass)
+                p.setMaximumHeight(target)
+
     def _room(self) -> tuple[int, int]:
         """The maps' area (px), less a vertical scroll bar whether or not it shows now: the
         arrangement must not depend on the scroll bar it causes (they would take turns)."""
@@ -370,6 +391,8 @@ class StepView(QtWidgets.QWidget):
 
     def _new_panel(self) -> MatrixPanel:
         p = MatrixPanel(self.grid_host)
+        # queued: not inside the panel's own resizeEvent (a panel resized there kept its old scene size)
+        p.height_wanted.connect(self._fit_heights, QtCore.Qt.ConnectionType.QueuedConnection)
         # panels are reused at other positions: look the index up when the signal comes
         p.hovered.connect(lambda text, p=p: self._on_hover(self.panels.index(p), text) if p in self.panels else None)
         p.hovered_cell.connect(lambda m, r, c, p=p: self._on_hover_cell(self.panels.index(p), m, r, c)

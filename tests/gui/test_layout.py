@@ -268,3 +268,28 @@ def test_every_step_is_legible(layout_window, case):
                          for p in check_step(win, values_expected=w >= 1920 and case == "book", fits=True)]
     c.go(0)
     assert not problems, "\n".join(problems[:40]) + f"\n… {len(problems)} problems"
+
+
+def test_a_row_of_small_maps_is_no_taller_than_its_cells(layout_window):
+    """At 1920 × 1080 a step's one row of 12 × 12 maps (1.6, 2.5, 3.5) takes the height its square
+    cells need, the room below left empty: each colour bar about as tall as its maps (it was ~3×:
+    the panels stretched to the pane's height, the aspect-locked maps could not), the panels level
+    at the top."""
+    win = layout_window
+    c = win.controller
+    _load(win, "heads12")
+    win.resize(1920, 1080)
+    win.reset_layout_for(QtCore.QRect(0, 0, 1920, 1080))
+    numbers = step_numbers()
+    for number in ("1.6", "2.5", "3.5"):
+        c.go(numbers.index(number))
+        _settle(win)
+        panels = win.step_view.panels
+        assert len({p.geometry().top() for p in panels}) == 1, number
+        for p in panels:
+            images = [_scene_rect(p, m.image) for m in p.maps]
+            maps_h = max(r.bottom() for r in images) - min(r.top() for r in images)
+            bar_h = p.bar.sceneBoundingRect().height()
+            assert maps_h > 150 and bar_h < maps_h + 130, (number, p.data.key, maps_h, bar_h)   # + the column labels
+    win.resize(*SIZES[0])
+    c.go(0)
