@@ -479,3 +479,24 @@ def test_the_spread_range_of_causal_maps_reads_the_visible_cells_only(n):
     maps[1].values[n - 1, 0] = np.nan
     finite = [m.values[visible & np.isfinite(m.values)] for m in maps]
     assert _spread_range(maps) == (min(float(f.min()) for f in finite), max(float(f.max()) for f in finite))
+
+
+@pytest.mark.parametrize("stride, cols", [(1, None), (3, None), (3, 1), (4, 1)])
+def test_the_display_copy_hides_masked_and_undefined_cells(stride, cols):
+    """MapData.display / the pooled rows' copy: float32, every ``stride``-th row (and column), NaN
+    where the mask hides a cell or the value is nan or ±inf (drawn transparent, hatched), the
+    other cells the values as float32; the exact values untouched."""
+    from gui.matrices import MapData
+    rng = np.random.default_rng(stride)
+    values = rng.normal(size=(10, 9))
+    values[2, 3], values[5, 0], values[7, 8] = np.nan, np.inf, -np.inf
+    kept = values.copy()
+    for masked in (None, np.triu(np.ones((10, 9), dtype=bool), 1), rng.random((10, 9)) < 0.3):
+        c = stride if cols is None else cols
+        want = values[::stride, ::c].astype(np.float32)
+        hide = ~np.isfinite(want) if masked is None else ~np.isfinite(want) | masked[::stride, ::c]
+        want[hide] = np.nan
+        got = MapData(values, masked)._display(stride, cols)
+        assert got.dtype == np.float32 and not got.flags.writeable
+        np.testing.assert_array_equal(got, want)                 # (nan compares equal here)
+        np.testing.assert_array_equal(values, kept)
