@@ -161,10 +161,14 @@ class CodePanel(QtWidgets.QWidget):
                     now = self.code.textCursor()
                     if now.position() != cur.position() or now.hasSelection():
                         self.code.setTextCursor(cur)
-                    r = self.code.cursorRect(cur)
-                    hbar = self.code.horizontalScrollBar()
-                    if r.top() < 0 or r.bottom() >= self.code.viewport().height() or hbar.value() != hbar.minimum():
-                        self.code.ensureCursorVisible()
+                    # the whole line in view (a long one wraps over several), centred when it has to move
+                    rect = self.code.document().documentLayout().blockBoundingRect(block)
+                    vbar, hbar = self.code.verticalScrollBar(), self.code.horizontalScrollBar()
+                    height = self.code.viewport().height()
+                    top, bottom = rect.top() - vbar.value(), rect.bottom() - vbar.value()
+                    if top < 0 or bottom > height or hbar.value() != hbar.minimum():
+                        vbar.setValue(int(rect.top() - max(0.0, (height - rect.height()) / 2)))
+                        hbar.setValue(hbar.minimum())
                 break
         self._scrolled = (self.code.verticalScrollBar().value(), self.code.horizontalScrollBar().value())
 

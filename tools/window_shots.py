@@ -6,7 +6,8 @@
         --set embeddings=random d_in=768 d_out=768 num_heads=12 -- 1.6 3.5 4.6
 
 Each step number (as the navigator shows it) is grabbed as the whole screen to DIR/<n_m>.png;
-``click:2.4`` also clicks a cell of the step's last matrix first (the inspector's arithmetic).
+``click:2.4`` also clicks a cell of the step's last matrix first (the inspector's arithmetic);
+``code:5.7`` brings the Code tab forward (the step's torch lines).
 ``--bar decode.variant=mla rope.form=interleaved`` sets the options of stages 6–8's bars first
 (gui.external_stage.DecodeOptions / TiledOptions / RopeOptions).
 Settings live in a temporary folder (the user's are neither read nor written); the tour is off.
@@ -30,7 +31,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE", help="config fields, e.g. num_heads=12")
     p.add_argument("--bar", nargs="*", default=[], metavar="STAGE.FIELD=VALUE",
                    help="stages 6–8's bar options, e.g. decode.variant=mla decode.kv_groups=4 tiled.fa2=true")
-    p.add_argument("steps", nargs="+", help="step numbers (1.6, 3.5 …), click:N.M to click a cell first")
+    p.add_argument("steps", nargs="+", help="step numbers (1.6, 3.5 …), click:N.M to click a cell first, "
+                                             "code:N.M to show the Code tab")
     args = p.parse_args(argv)
     home = tempfile.mkdtemp(prefix="stepper-window-shots-")
     os.environ.update(XDG_CONFIG_HOME=str(Path(home) / "config"), XDG_DATA_HOME=str(Path(home) / "data"),
@@ -86,9 +88,12 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     for step in args.steps:
-        click = step.startswith("click:")
+        click, code = step.startswith("click:"), step.startswith("code:")
         number = step.split(":")[-1]
         controller.go(numbers.index(number))
+        if code:
+            win.docks["code"].show()
+            win.docks["code"].raise_()
         settle(until=stages_idle)
         settle(0.0, until=lambda: bool(controller.model.shown) and stages_idle(), limit=30.0)   # a stage 6–8 trace: its maps
         settle(0.4)                                     # and their paint (a busy machine delivers it late)
@@ -96,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
             shown = controller.model.shown
             controller.model.click(len(shown) - 1, 0, 1, min(2, shown[-1].shape[1] - 1))
             settle()
-        path = out / f"{number.replace('.', '_')}{'_click' if click else ''}.png"
+        path = out / f"{number.replace('.', '_')}{'_click' if click else '_code' if code else ''}.png"
         app.primaryScreen().grabWindow(0).save(str(path), "PNG")
         print(path)
     win.close()

@@ -172,3 +172,6 @@ def test_long_code_lines_wrap_so_the_highlighted_line_is_read_whole(window, qtbo
     assert block.layout().lineCount() > 1                                          # wrapped
     rect = code.cursorRect(QtGui.QTextCursor(block))
     assert 0 <= rect.top() < code.viewport().height()
+    # every wrapped line of it in view, not only the first (it sat on the panel's bottom edge)
+    whole = doc.documentLayout().blockBoundingRect(block).translated(0, -code.verticalScrollBar().value())
+    assert 0 <= whole.top() and whole.bottom() <= code.viewport().height()
